@@ -1,0 +1,626 @@
+"""Step 2 of the data flow: what MLflow knows about a run, and its artifact tree with sizes.
+
+The values come first; the gateway (MLflow calls and error mapping) follows. mlflow itself is
+imported inside functions so that `--help` and the wizard's first paint never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from kitmlflow_tui.errors import (
+    AuthError,
+    BadInputError,
+    InterruptedByUser,
+    KitmlflowError,
+    NotFoundError,
+    RunNotFinishedError,
+    ServerUnreachableError,
+    scrub_secrets,
+)
+from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
+
+
+@dataclass(frozen=True)
+class LoggedModelInfo:
+    """An MLflow 3 logged model (or an MLflow 2 model folder) of a run."""
+
+    model_id: str | None  # "m-..." for MLflow 3 logged models, None for an MLflow 2 folder
+    name: str
+    folder: str  # where it appears in the run's tree, without a trailing slash ("model", "echo")
+    artifact_location: str  # the store URI its files live under
+    source_run_id: str | None = None
+    flavors: tuple[str, ...] = ()  # flavor names as far as MLflow knows them without a download
+
+
+@dataclass(frozen=True)
+class RegisteredModelInfo:
+    """The registered model version an import went through (``models/NAME/VERSION`` or ``@ALIAS``)."""
+
+    name: str
+    version: str
+    alias: str | None
+    model_id: str | None
+    source_run_id: str | None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run with everything provenance needs. Times are milliseconds since the epoch (UTC)."""
+
+    tracking_uri: str  # already redacted: never holds credentials
+    experiment_id: str
+    experiment_name: str
+    run_id: str
+    run_name: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    user: str | None
+    artifact_uri: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # latest value of each metric
+    tags: dict[str, str] = field(default_factory=dict)  # every tag, mlflow.* included
+    output_model_ids: tuple[str, ...] = ()  # logged models the run declared as its outputs
+
+    @property
+    def note(self) -> str | None:
+        return self.tags.get("mlflow.note.content") or None
+
+    @property
+    def source_name(self) -> str | None:
+        return self.tags.get("mlflow.source.name") or None
+
+    @property
+    def source_type(self) -> str | None:
+        return self.tags.get("mlflow.source.type") or None
+
+    @property
+    def git_commit(self) -> str | None:
+        return self.tags.get("mlflow.source.git.commit") or None
+
+    @property
+    def user_tags(self) -> dict[str, str]:
+        return {k: v for k, v in self.tags.items() if not k.startswith("mlflow.")}
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One file of the tree. ``path`` is what filters see and where it lands locally; ``remote_path`` is
+    its path inside the store at ``root_uri`` (the run's artifact root, or a logged model's)."""
+
+    path: str
+    size: int | None  # None when the store did not say
+    root_uri: str
+    remote_path: str
+    model: str | None = None  # the logged model folder it belongs to, if any
+
+
+@dataclass(frozen=True)
+class ArtifactTree:
+    """Every file of a run: its own artifacts plus its logged models (as ``NAME/`` folders)."""
+
+    files: tuple[ArtifactFile, ...]
+    logged_models: tuple[LoggedModelInfo, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+    def folder_sizes(self) -> dict[str, int]:
+        """Total bytes under every folder ("" is the root)."""
+        totals: dict[str, int] = {"": 0}
+        for f in self.files:
+            parts = f.path.split("/")
+            for depth in range(len(parts)):
+                key = "/".join(parts[:depth])
+                totals[key] = totals.get(key, 0) + (f.size or 0)
+        return totals
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    experiment_id: str
+    name: str
+    lifecycle_stage: str
+    last_update_time: int | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A row of the runs table: what a run search returns, without params or tags."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    user: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: tuple[RunSummary, ...]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """What a reference comes to: the run, its tree, and the registered model it went through."""
+
+    run: RunInfo
+    tree: ArtifactTree
+    registered: RegisteredModelInfo | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The gateway: everything below talks to MLflow.
+# ---------------------------------------------------------------------------------------------
+# MLflow retries an unreachable server for about four minutes by default. A person at a terminal
+# wants to know within seconds, so unless the user chose otherwise we ask for a short policy.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+CONNECT_TIMEOUT_SECONDS = 5.0
+# Bounds against a broken or hostile server: a listing deeper or larger than this is refused.
+MAX_TREE_DEPTH = 64
+MAX_TREE_FILES = 2_000_000
+_CLIENT_SIDE_FILES = {"registered_model_meta"}  # written by MLflow's own models:/ downloads
+_AUTH_HINT = (
+    "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth) or MLFLOW_TRACKING_TOKEN "
+    "(bearer token) for this server."
+)
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+
+def configure_http(pool_size: int = 10) -> None:
+    """Short retry policy and a connection pool large enough for ``pool_size`` parallel transfers,
+    without overriding anything the user set."""
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    if int(os.environ.get("MLFLOW_HTTP_POOL_MAXSIZE", "10")) < pool_size:
+        os.environ["MLFLOW_HTTP_POOL_MAXSIZE"] = str(pool_size)
+
+
+def _http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def translate_error(exc: BaseException, what: str, tracking_uri: str) -> KitmlflowError:
+    """Map an MLflow / requests / socket failure to the error family (and exit code) of DESIGN.md."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    server = redact_uri(tracking_uri)
+    text = scrub_secrets(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    if len(text) > 400:
+        text = text[:400] + "…"
+    if isinstance(exc, KitmlflowError):
+        return exc
+    status = _http_status(exc)
+    code = getattr(exc, "error_code", None) if isinstance(exc, MlflowException) else None
+    if code is None and status is not None:
+        code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}.get(status)
+    if code == "UNAUTHENTICATED":
+        return AuthError(f"The tracking server {server} did not accept the credentials ({text}).", hint=_AUTH_HINT)
+    if code == "PERMISSION_DENIED":
+        return AuthError(
+            f"No permission to read {what} on {server} ({text}).",
+            hint="Ask an admin of the server for READ permission, or use credentials that have it.",
+        )
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"):
+        return NotFoundError(f"{what[:1].upper()}{what[1:]} was not found on {server} ({text}).")
+    if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+        return BadInputError(f"The tracking server {server} rejected the request for {what}: {text}")
+    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in text or "CERTIFICATE" in text.upper():
+        hint = "Check the server's certificate (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS)."
+        if urlsplit(tracking_uri).scheme == "https":
+            hint = (
+                "If the server speaks plain HTTP, write mlflow+http://HOST/... (or an http:// --tracking-uri). " + hint
+            )
+        return ServerUnreachableError(f"TLS failed talking to {server}: {text}", hint=hint)
+    if isinstance(exc, requests.exceptions.RequestException | OSError) or code in (None, "INTERNAL_ERROR"):
+        return ServerUnreachableError(
+            f"The tracking server {server} could not be reached or failed while reading {what}: {text}",
+            hint="Check the address and that the server is up; MLFLOW_HTTP_REQUEST_TIMEOUT and "
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES tune how long kitmlflow waits.",
+        )
+    return ServerUnreachableError(f"The tracking server {server} failed while reading {what}: {text}")
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str, tracking_uri: str) -> Iterator[None]:
+    """Turn anything MLflow raises inside the block into the error family."""
+    try:
+        yield
+    except KitmlflowError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # MLflow raises many unrelated types; all are mapped, none escape raw
+        raise translate_error(exc, what, tracking_uri) from exc
+
+
+def check_reachable(tracking_uri: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """A TCP connect to an http(s) tracking server, so that a dead or black-holed address fails in
+    seconds (exit 6) instead of after MLflow's retries. Other URIs (sqlite, file, databricks) pass."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    server = redact_uri(tracking_uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BadInputError(f"The tracking URI {server} has an invalid port.") from None
+    host = parts.hostname or ""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        raise ServerUnreachableError(
+            f"Cannot resolve the tracking server host {host!r} ({exc.strerror}).",
+            hint="Check the host name in the URI, --tracking-uri or MLFLOW_TRACKING_URI.",
+        ) from None
+    except TimeoutError:
+        raise ServerUnreachableError(
+            f"The tracking server {server} did not answer within {timeout:g} s.",
+            hint="Check the address, the port and any VPN or firewall in between.",
+        ) from None
+    except OSError as exc:
+        raise ServerUnreachableError(
+            f"Cannot connect to the tracking server {server} ({exc.strerror or exc}).",
+            hint="Is the server running on that host and port?",
+        ) from None
+
+
+def _ms(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) and value else None
+
+
+class Catalogue:
+    """The MLflow gateway: experiments, runs, registered models and artifact trees of one server."""
+
+    def __init__(self, tracking_uri: str, *, jobs: int = 8) -> None:
+        configure_http(pool_size=max(jobs, 10))
+        check_reachable(tracking_uri)
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.display_uri = redact_uri(tracking_uri)
+        self.jobs = max(1, jobs)
+        self._client = MlflowClient(tracking_uri=tracking_uri)
+        self._repositories: dict[str, object] = {}
+        self._repositories_lock = threading.Lock()
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return mlflow_errors(what, self.tracking_uri)
+
+    # -- experiments and runs ------------------------------------------------------------------
+    def list_experiments(self, *, include_deleted: bool = False) -> list[ExperimentSummary]:
+        from mlflow.entities import ViewType
+
+        view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
+        found: list[ExperimentSummary] = []
+        token: str | None = None
+        with self._errors("the experiments"):
+            while True:
+                page = self._client.search_experiments(view_type=view, max_results=1000, page_token=token)
+                found += [
+                    ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in page
+                ]
+                token = page.token
+                if not token:
+                    return found
+
+    def search_runs(
+        self,
+        experiment_id: str,
+        *,
+        filter_string: str = "",
+        order_by: list[str] | None = None,
+        max_results: int = 200,
+        page_token: str | None = None,
+    ) -> RunPage:
+        with self._errors(f"the runs of experiment {experiment_id}"):
+            page = self._client.search_runs(
+                [experiment_id],
+                filter_string=filter_string,
+                order_by=order_by or ["attributes.start_time DESC"],
+                max_results=max_results,
+                page_token=page_token,
+            )
+        runs = tuple(
+            RunSummary(
+                run_id=r.info.run_id,
+                run_name=r.info.run_name or "",
+                experiment_id=r.info.experiment_id,
+                status=r.info.status,
+                start_time=_ms(r.info.start_time),
+                end_time=_ms(r.info.end_time),
+                user=r.data.tags.get("mlflow.user") or r.info.user_id or None,
+                metrics=dict(r.data.metrics),
+            )
+            for r in page
+        )
+        return RunPage(runs, page.token or None)
+
+    def get_run(self, run_id: str, *, experiment_id: str | None = None) -> RunInfo:
+        with self._errors(f"run {run_id}"):
+            run = self._client.get_run(run_id)
+        if experiment_id is not None and run.info.experiment_id != experiment_id:
+            raise NotFoundError(
+                f"Run {run_id} belongs to experiment {run.info.experiment_id}, not to experiment "
+                f"{experiment_id} named in the reference.",
+                hint=f"Use mlflow://experiments/{run.info.experiment_id}/runs/{run_id} or mlflow://runs/{run_id}.",
+            )
+        with self._errors(f"experiment {run.info.experiment_id}"):
+            experiment = self._client.get_experiment(run.info.experiment_id)
+        return RunInfo(
+            tracking_uri=self.display_uri,
+            experiment_id=run.info.experiment_id,
+            experiment_name=experiment.name,
+            run_id=run.info.run_id,
+            run_name=run.info.run_name or run.info.run_id,
+            status=run.info.status,
+            start_time=_ms(run.info.start_time),
+            end_time=_ms(run.info.end_time),
+            user=run.data.tags.get("mlflow.user") or run.info.user_id or None,
+            artifact_uri=run.info.artifact_uri,
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+            output_model_ids=tuple(o.model_id for o in (run.outputs.model_outputs if run.outputs else [])),
+        )
+
+    # -- registered models ---------------------------------------------------------------------
+    def resolve_model(self, ref: ModelRef) -> tuple[RegisteredModelInfo, str | None]:
+        """The registered version behind a models/ reference, and where its files live."""
+        label = f"registered model {ref.name}" + (f"@{ref.alias}" if ref.alias else f" version {ref.version}")
+        with self._errors(label):
+            if ref.alias:
+                version = self._client.get_model_version_by_alias(ref.name, ref.alias)
+            else:
+                version = self._client.get_model_version(ref.name, ref.version)
+        model_id = getattr(version, "model_id", None) or None
+        run_id = version.run_id or None
+        if model_id and not run_id:
+            with self._errors(f"logged model {model_id}"):
+                run_id = self._client.get_logged_model(model_id).source_run_id
+        info = RegisteredModelInfo(ref.name, str(version.version), ref.alias, model_id, run_id)
+        return info, version.source
+
+    # -- artifact trees ------------------------------------------------------------------------
+    def _logged_models(self, run: RunInfo) -> list:
+        """MLflow 3 logged models of a run: the ones it produced and the ones it output."""
+        from mlflow.exceptions import MlflowException
+
+        models: dict[str, object] = {}
+        with self._errors(f"the logged models of run {run.run_id}"):
+            token = None
+            try:
+                while True:
+                    page = self._client.search_logged_models(
+                        experiment_ids=[run.experiment_id],
+                        filter_string=f"source_run_id = '{run.run_id}'",
+                        page_token=token,
+                    )
+                    models.update((m.model_id, m) for m in page)
+                    token = page.token
+                    if not token:
+                        break
+            except MlflowException as exc:
+                # Servers older than MLflow 3 have no logged models: nothing to add then.
+                if exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED", "FEATURE_DISABLED"):
+                    raise
+            for model_id in run.output_model_ids:
+                if model_id not in models:
+                    models[model_id] = self._client.get_logged_model(model_id)
+        return sorted(models.values(), key=lambda m: (m.creation_timestamp or 0, m.model_id))
+
+    def repository(self, artifact_uri: str):
+        """MLflow's artifact repository for a store URI (one per URI, shared by listing and download)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with self._repositories_lock:
+            if artifact_uri not in self._repositories:
+                with self._errors(f"the artifact store {redact_uri(artifact_uri)}"):
+                    self._repositories[artifact_uri] = get_artifact_repository(
+                        artifact_uri, tracking_uri=self.tracking_uri
+                    )
+            return self._repositories[artifact_uri]
+
+    def resolve(
+        self,
+        ref: Reference,
+        *,
+        require_finished: bool = True,
+        on_listed: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ResolvedRun:
+        """Reference → run, artifact tree and registered model (the whole catalogue step)."""
+        if isinstance(ref, BrowseRef):
+            raise BadInputError(
+                "This reference names no run: importing needs .../runs/RUN_ID or models/NAME/VERSION.",
+                hint="Open it in the wizard (kitmlflow URI) to pick a run.",
+            )
+        registered = None
+        if isinstance(ref, ModelRef):
+            registered, source = self.resolve_model(ref)
+            if not registered.source_run_id:
+                raise NotFoundError(
+                    f"Registered model {ref.name} version {registered.version} has no source run, so there is "
+                    "no provenance to record.",
+                    hint="Import the run that produced it with mlflow://runs/RUN_ID instead.",
+                )
+            run = self.get_run(registered.source_run_id)
+        else:
+            assert isinstance(ref, RunRef)
+            run = self.get_run(ref.run_id, experiment_id=ref.experiment_id)
+        if require_finished:
+            ensure_finished(run)
+        if registered is not None:
+            tree = self._registered_model_tree(run, registered, source, on_listed, cancel)
+        else:
+            tree = self.run_tree(run, on_listed=on_listed, cancel=cancel)
+        return ResolvedRun(run, tree, registered)
+
+    def _registered_model_tree(self, run, registered, source, on_listed, cancel) -> ArtifactTree:
+        """Only the registered model's files, as the folder ``NAME/``."""
+        if registered.model_id:
+            with self._errors(f"logged model {registered.model_id}"):
+                model = self._client.get_logged_model(registered.model_id)
+            info = LoggedModelInfo(model.model_id, model.name, model.name, model.artifact_location, run.run_id)
+            root = model.artifact_location
+        else:
+            # MLflow 2 registrations point at a folder of the run (runs:/RUN/PATH or a store URI).
+            if source and source.startswith("runs:/"):
+                path = source[len("runs:/") :].split("/", 1)[1] if "/" in source[len("runs:/") :] else ""
+                root = posixpath.join(run.artifact_uri, path) if path else run.artifact_uri
+            else:
+                root = source or run.artifact_uri
+            name = posixpath.basename(root.rstrip("/")) or registered.name
+            info = LoggedModelInfo(None, name, name, root, run.run_id)
+        files = self._list_roots([(root, info.folder, info.folder)], on_listed, cancel)
+        return ArtifactTree(tuple(files), (info,))
+
+    def run_tree(
+        self,
+        run: RunInfo,
+        *,
+        on_listed: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ArtifactTree:
+        """The run's own artifacts plus each logged model as a ``NAME/`` folder, listed in parallel."""
+        top = self.list_level(run.artifact_uri, "")
+        taken = {posixpath.basename(entry.path) for entry in top}
+        models: list[LoggedModelInfo] = []
+        for model in self._logged_models(run):
+            folder = model.name if model.name not in taken else f"{model.name}-{model.model_id}"
+            taken.add(folder)
+            models.append(
+                LoggedModelInfo(model.model_id, model.name, folder, model.artifact_location, model.source_run_id)
+            )
+        roots = [(run.artifact_uri, "", None)] + [(m.artifact_location, m.folder, m.folder) for m in models]
+        files = self._list_roots(roots, on_listed, cancel, first_level={run.artifact_uri: top})
+        # MLflow 2 stored models inside the run's artifacts: a folder holding MLmodel is a model too.
+        logged_folders = {m.folder for m in models}
+        for f in files:
+            folder, _, base = f.path.rpartition("/")
+            if base == "MLmodel" and f.model is None and folder not in logged_folders:
+                name = posixpath.basename(folder) or run.run_name
+                models.append(LoggedModelInfo(None, name, folder, posixpath.join(run.artifact_uri, folder)))
+        return ArtifactTree(tuple(files), tuple(models))
+
+    def list_level(self, root_uri: str, path: str):
+        """One level of a store folder: MLflow FileInfo entries (directories have ``file_size=None``)."""
+        repo = self.repository(root_uri)
+        with self._errors(f"the artifacts at {path or '/'}"):
+            return repo.list_artifacts(path or None)
+
+    def _list_roots(
+        self,
+        roots: list[tuple[str, str, str | None]],
+        on_listed: Callable[[int], None] | None,
+        cancel: threading.Event | None,
+        first_level: dict[str, list] | None = None,
+    ) -> list[ArtifactFile]:
+        """Breadth-first listing of several store roots at once, ``self.jobs`` folders in flight.
+
+        ``roots`` holds (store URI, local folder prefix, model folder or None)."""
+        files: dict[str, ArtifactFile] = {}
+        seen_dirs: set[tuple[str, str]] = set()
+        repos = {uri: self.repository(uri) for uri, _, _ in roots}
+        first_level = first_level or {}
+
+        def list_one(uri: str, path: str) -> list:
+            if uri in first_level and path == "":
+                return first_level.pop(uri)
+            with self._errors(f"the artifacts at {path or '/'}"):
+                return repos[uri].list_artifacts(path or None)
+
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kitmlflow-list") as pool:
+            pending: dict[Future, tuple[str, str, str, str | None, int]] = {}
+
+            def submit(uri: str, path: str, prefix: str, model: str | None, depth: int) -> None:
+                if (uri, path) in seen_dirs:
+                    return
+                if depth > MAX_TREE_DEPTH:
+                    raise ServerUnreachableError(
+                        f"The artifact listing is deeper than {MAX_TREE_DEPTH} folders at {path!r}; refusing it."
+                    )
+                seen_dirs.add((uri, path))
+                pending[pool.submit(list_one, uri, path)] = (uri, path, prefix, model, depth)
+
+            try:
+                for uri, prefix, model in roots:
+                    submit(uri, "", prefix, model, 0)
+                while pending:
+                    if cancel is not None and cancel.is_set():
+                        raise InterruptedByUser("Listing cancelled.")
+                    done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        uri, path, prefix, model, depth = pending.pop(future)
+                        for entry in future.result():
+                            child = _checked_child(path, entry.path)
+                            if entry.is_dir:
+                                submit(uri, child, prefix, model, depth + 1)
+                                continue
+                            if model is not None and child in _CLIENT_SIDE_FILES:
+                                continue
+                            local = f"{prefix}/{child}" if prefix else child
+                            if local in files:
+                                continue  # a server that lists a name twice gets it once
+                            files[local] = ArtifactFile(local, entry.file_size, uri, child, model)
+                            if len(files) > MAX_TREE_FILES:
+                                raise ServerUnreachableError(
+                                    f"The artifact listing has more than {MAX_TREE_FILES:,} files; refusing it."
+                                )
+                        if on_listed is not None:
+                            on_listed(len(files))
+            finally:
+                for future in pending:
+                    future.cancel()
+        return sorted(files.values(), key=lambda f: f.path)
+
+
+def _checked_child(parent: str, listed: str) -> str:
+    """A listed path must be a direct, clean child of the folder that was listed."""
+    clean = posixpath.normpath(listed) if listed else ""
+    parts = clean.split("/")
+    bad = (
+        not listed
+        or listed.startswith("/")
+        or "\\" in listed
+        or "\x00" in listed
+        or ".." in parts
+        or clean in (".", "")
+        or (parent and not clean.startswith(parent + "/"))
+        or clean.count("/") != (parent.count("/") + 1 if parent else 0)
+    )
+    if bad:
+        raise ServerUnreachableError(
+            f"The artifact store listed an unsafe or unexpected path {listed!r} under {parent or '/'!r}; "
+            "refusing to continue."
+        )
+    return clean
+
+
+def ensure_finished(run: RunInfo) -> None:
+    if run.status != "FINISHED":
+        raise RunNotFinishedError(
+            f"Run {run.run_name} ({run.run_id}) is {run.status}, not FINISHED: its artifacts may be incomplete.",
+            hint="Import a FINISHED run, or wait for this one to finish.",
+        )

@@ -1,0 +1,405 @@
+"""The command line: browse (default), import, download, profiles, demo.
+
+Only this module and the TUI turn errors into text. Heavy imports (mlflow, textual) happen inside
+commands, so ``kitmlflow --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kitmlflow_tui import __version__
+from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, scrub_secrets
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class DefaultToBrowse(click.Group):
+    """``kitmlflow [URI]`` opens the wizard: anything that is not a command goes to ``browse``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["browse", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultToBrowse, invoke_without_command=True, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="kitmlflow")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Turn a finished MLflow run into a KitOps ModelKit, choosing exactly which artifacts go in.
+
+    \b
+    kitmlflow [URI]                               browse a tracking server in the wizard
+    kitmlflow import URI -t REPO[:TAG] --yes      headless import (CI, scripts)
+    kitmlflow download URI --dest DIR             the filtered twin of `mlflow artifacts download`
+    kitmlflow profiles list|show|delete           saved filter profiles
+    kitmlflow demo                                a local demo store, opened in the wizard
+
+    URIs: mlflow://[host/]experiments/EXP/runs/RUN, mlflow://[host/]runs/RUN,
+    mlflow://[host/]models/NAME/VERSION, mlflow://[host/]models/NAME@ALIAS.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(browse, uri=None)
+
+
+# -- shared options ----------------------------------------------------------------------------
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--include", "includes", multiple=True, metavar="GLOB", help="Take only matching files (repeatable)."),
+        click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matching files (repeatable; wins over --include)."),
+        click.option("--max-file-size", metavar="SIZE", help="Leave out files larger than SIZE (500MB, 2GiB)."),
+        click.option("--profile", metavar="NAME|PATH", help="A saved filter profile; flags add to it."),
+        click.option("--tracking-uri", metavar="URI", help="Tracking server when the mlflow:// URI names no host (else MLFLOW_TRACKING_URI)."),
+        click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel transfers."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout; human text goes to stderr."),
+        click.option("--yes", "-y", is_flag=True, help="Never prompt (for scripts and CI)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def build_spec(includes: tuple[str, ...], excludes: tuple[str, ...], max_file_size: str | None, profile: str | None):
+    """The filter spec of a command: the profile's, with the flags added."""
+    from kitmlflow_tui.selection import FilterSpec, parse_size
+
+    flags = FilterSpec(
+        include=tuple(includes),
+        exclude=tuple(excludes),
+        max_file_size=parse_size(max_file_size, what="--max-file-size") if max_file_size else None,
+    )
+    loaded = None
+    if profile:
+        from kitmlflow_tui.profiles import load_profile
+
+        loaded = load_profile(profile)
+        spec = loaded.spec.merged(flags)
+    else:
+        spec = flags
+    spec.validate()
+    return spec, loaded
+
+
+class Output:
+    """Where text goes: stdout normally, stderr when stdout carries the JSON document."""
+
+    def __init__(self, as_json: bool) -> None:
+        from rich.console import Console
+
+        self.as_json = as_json
+        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    def document(self, data: dict) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            sys.stdout.flush()
+
+
+def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
+    """Run a command body; map the error family to its exit code and a message (or JSON error)."""
+    out = Output(as_json)
+    try:
+        code = body(out) or 0
+    except KeyboardInterrupt:
+        code = _report(out, InterruptedByUser("Interrupted; completed downloads are kept for the next run."))
+    except KitmlflowError as exc:
+        code = _report(out, exc)
+    sys.exit(code)
+
+
+def _report(out: Output, exc: KitmlflowError) -> int:
+    message = scrub_secrets(exc.message)
+    hint = scrub_secrets(exc.hint) if exc.hint else None
+    out.err.print(f"[bold red]error:[/] {_escape(message)}")
+    if hint:
+        out.err.print(_escape(hint), style="yellow")
+    out.document({"error": {"code": exc.exit_code, "message": message + (f"\n{hint}" if hint else "")}})
+    return exc.exit_code
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def parse_uri(uri: str):
+    from kitmlflow_tui.reference import parse_reference
+
+    return parse_reference(uri)
+
+
+# -- browse --------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("uri", required=False)
+@click.option("--tracking-uri", metavar="URI", help="Tracking server when the URI names no host.")
+def browse(uri: str | None, tracking_uri: str | None = None) -> None:
+    """Open the wizard (experiments → runs → artifacts → review → import)."""
+
+    def body(out: Output) -> int:
+        if uri:
+            parse_uri(uri)
+        raise BadInputError(
+            "The wizard is not part of this build yet.",
+            hint="Use the headless commands: kitmlflow import URI -t REPO:TAG --yes, or kitmlflow download URI --dest DIR.",
+        )
+
+    run_guarded(False, body)
+
+
+# -- import --------------------------------------------------------------------------------------
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("uri")
+@click.option("--tag", "-t", "tag", required=True, metavar="REPO[:TAG]", help="ModelKit reference, e.g. mymodel:v1.")
+@filter_options
+@click.option("--dry-run", is_flag=True, help="Show the plan (and the Kitfile); download nothing.")
+def import_command(uri: str, tag: str, dry_run: bool, **options: Any) -> None:
+    """Import an MLflow run (or registered model) as a ModelKit."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui import pipeline
+
+        reference = parse_uri(uri)
+        _check_tag(tag)
+        spec, _profile = build_spec(options["includes"], options["excludes"], options["max_file_size"], options["profile"])
+        if not dry_run and not options["yes"] and not _interactive():
+            raise BadInputError(
+                "kitmlflow import needs --yes when it cannot ask (no terminal).",
+                hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
+            )
+        renderer = _renderer(out)
+        session = pipeline.plan(
+            reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
+        )
+        document = plan_document(session)
+        show_plan(out, session)
+        if dry_run:
+            out.document(document)
+            return 0
+        raise BadInputError(
+            "Packing is not part of this build yet; use --dry-run to see the plan, or kitmlflow download.",
+        )
+
+    run_guarded(options["as_json"], body)
+
+
+def _check_tag(tag: str) -> None:
+    from kitmlflow_tui.packing import parse_model_reference
+
+    parse_model_reference(tag)
+
+
+# -- download ------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("uri")
+@click.option("--dest", "-d", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to download into.")
+@filter_options
+def download(uri: str, dest: Path, **options: Any) -> None:
+    """Download the selected artifacts of a run (no Kitfile, no pack)."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui import pipeline
+
+        reference = parse_uri(uri)
+        spec, _profile = build_spec(options["includes"], options["excludes"], options["max_file_size"], options["profile"])
+        if not options["yes"] and not _interactive():
+            raise BadInputError(
+                "kitmlflow download needs --yes when it cannot ask (no terminal).",
+                hint="Add --yes; filters come from --include/--exclude/--max-file-size/--profile.",
+            )
+        renderer = _renderer(out)
+        session = pipeline.plan(
+            reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
+        )
+        show_plan(out, session)
+        if not options["yes"] and not click.confirm(
+            f"Download {len(session.plan.selected)} files into {dest}?", default=True, err=True
+        ):
+            raise InterruptedByUser("Nothing downloaded.")
+        with renderer.live():
+            result = pipeline.download(session, dest, jobs=options["jobs"], observer=renderer)
+        out.console.print(
+            f"[green]✓[/] {len(result.paths)} files in {_escape(str(result.dest))} "
+            f"({_size(result.downloaded_bytes)} moved, {_size(result.reused_bytes)} already there)"
+        )
+        document = plan_document(session)
+        document.update(dest=str(result.dest.resolve()), downloaded_bytes=result.downloaded_bytes)
+        out.document(document)
+        return 0
+
+    run_guarded(options["as_json"], body)
+
+
+# -- rendering -----------------------------------------------------------------------------------
+def _size(size: int | None) -> str:
+    from kitmlflow_tui.selection import format_size
+
+    return format_size(size)
+
+
+def plan_document(session) -> dict:
+    run = session.resolved.run
+    plan = session.plan
+    document: dict = {
+        "run": {
+            "tracking_uri": run.tracking_uri,
+            "experiment_id": run.experiment_id,
+            "experiment_name": run.experiment_name,
+            "run_id": run.run_id,
+            "run_name": run.run_name,
+            "status": run.status,
+        },
+        "selected": [{"path": f.path, "size": f.size} for f in plan.selected],
+        "excluded": [{"path": o.file.path, "size": o.file.size, "reason": o.reason} for o in plan.left_out],
+        "selected_bytes": plan.selected_bytes,
+        "total_bytes": plan.total_bytes,
+        "filter": plan.spec.summary(),
+        "logged_models": [
+            {"id": m.model_id, "name": m.name, "folder": m.folder} for m in session.resolved.tree.logged_models
+        ],
+    }
+    if session.resolved.registered:
+        reg = session.resolved.registered
+        document["registered_model"] = {"name": reg.name, "version": reg.version, "alias": reg.alias}
+    return document
+
+
+PLAN_ROWS = 40
+
+
+def show_plan(out: Output, session) -> None:
+    from rich.table import Table
+
+    plan = session.plan
+    run = session.resolved.run
+    console = out.console
+    console.print(
+        f"Run [bold]{_escape(run.run_name)}[/] ({run.run_id}) · experiment {_escape(run.experiment_name)} "
+        f"({run.experiment_id}) · {run.status}"
+    )
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    table.add_column("", width=1)
+    table.add_column("path", overflow="fold")
+    table.add_column("size", justify="right")
+    table.add_column("why left out", style="dim")
+    rows = [("✓", f.path, _size(f.size), "") for f in plan.selected]
+    rows += [("·", o.file.path, _size(o.file.size), o.reason) for o in plan.left_out]
+    for mark, path, size, reason in rows[:PLAN_ROWS]:
+        table.add_row(mark, _escape(path), size, _escape(reason), style=None if mark == "✓" else "dim")
+    console.print(table)
+    if len(rows) > PLAN_ROWS:
+        console.print(f"[dim]… and {len(rows) - PLAN_ROWS} more files (--json lists them all)[/]")
+    console.print(
+        f"[bold]{len(plan.selected)} files · {_size(plan.selected_bytes)}[/] of "
+        f"{len(plan.tree.files)} files · {_size(plan.total_bytes)} selected"
+    )
+
+
+def _renderer(out: Output):
+    from kitmlflow_tui.progress import ProgressRenderer
+
+    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+
+
+# -- profiles ------------------------------------------------------------------------------------
+@cli.group(context_settings=CONTEXT)
+def profiles() -> None:
+    """List, show and delete saved filter profiles."""
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """Names of the saved profiles."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui.profiles import list_profiles, profiles_dir
+
+        names = list_profiles()
+        for name in names:
+            click.echo(name)
+        if not names:
+            click.echo(f"No profiles yet (they live in {profiles_dir()}).", err=True)
+        return 0
+
+    run_guarded(False, body)
+
+
+@profiles.command("show")
+@click.argument("name")
+def profiles_show(name: str) -> None:
+    """Print a profile's YAML."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui.profiles import load_profile
+
+        profile = load_profile(name)
+        click.echo(f"# {profile.path}", err=True)
+        click.echo(profile.to_yaml(), nl=False)
+        return 0
+
+    run_guarded(False, body)
+
+
+@profiles.command("delete")
+@click.argument("name")
+def profiles_delete(name: str) -> None:
+    """Delete a saved profile."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui.profiles import delete_profile
+
+        path = delete_profile(name)
+        click.echo(f"Deleted {path}", err=True)
+        return 0
+
+    run_guarded(False, body)
+
+
+# -- demo ----------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Where to build the store.")
+@click.option("--rebuild", is_flag=True, help="Build it again even when it exists.")
+@click.option("--print-uri", is_flag=True, help="Only build it and print its tracking URI.")
+@click.option("--print-run", metavar="ROLE", help="Only build it and print the id of the run with this role.")
+def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | None) -> None:
+    """Build a small local MLflow store with realistic runs (cached) and open it."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui.demo import build_demo_store
+
+        store = build_demo_store(root, force=rebuild)
+        if print_uri:
+            click.echo(store.tracking_uri)
+            return 0
+        if print_run:
+            if print_run not in store.runs:
+                raise BadInputError(f"No demo run with role {print_run!r}; roles: {', '.join(sorted(store.runs))}.")
+            click.echo(store.runs[print_run])
+            return 0
+        out.err.print(f"Demo store: {store.tracking_uri}")
+        for role, run_id in sorted(store.runs.items()):
+            out.err.print(f"  {role:<22} mlflow://runs/{run_id}")
+        return 0
+
+    run_guarded(False, body)
+
+
+def main() -> None:
+    cli(prog_name="kitmlflow")
+
+
+if __name__ == "__main__":
+    main()

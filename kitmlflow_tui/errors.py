@@ -1,0 +1,96 @@
+"""The exception family of kitmlflow: one class per exit code of DESIGN.md.
+
+Errors are raised where they are detected, carry a message a user can act on (and optionally a
+hint saying what to do), and are turned into text only by the CLI and the TUI.
+"""
+
+from __future__ import annotations
+
+
+class KitmlflowError(Exception):
+    """Base of every error kitmlflow reports to a user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class BadInputError(KitmlflowError):
+    """A URI, tag, profile, glob, size or flag that cannot be used."""
+
+    exit_code = 2
+
+
+class AuthError(KitmlflowError):
+    """The tracking server refused who we are or what we asked for."""
+
+    exit_code = 3
+
+
+class NotFoundError(KitmlflowError):
+    """An experiment, run, model or artifact path that does not exist."""
+
+    exit_code = 4
+
+
+class RunNotFinishedError(KitmlflowError):
+    """The run is RUNNING, FAILED, KILLED or SCHEDULED: its artifacts may be incomplete."""
+
+    exit_code = 5
+
+
+class ServerUnreachableError(KitmlflowError):
+    """The tracking server cannot be reached or did not answer in time."""
+
+    exit_code = 6
+
+
+class DownloadError(KitmlflowError):
+    """A transfer failed, was incomplete, did not match the listing, or the disk is too small."""
+
+    exit_code = 7
+
+
+class PackError(KitmlflowError):
+    """Writing the ModelKit failed."""
+
+    exit_code = 8
+
+
+class InterruptedByUser(KitmlflowError):
+    """Ctrl-C or a cancel in the wizard."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "Interrupted.", *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+_SECRET_ENV_VARS = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
+)
+
+
+def scrub_secrets(text: str) -> str:
+    """Mask every credential this process knows of, and user info in URLs, in text meant for output."""
+    import os
+    import re
+
+    for name in _SECRET_ENV_VARS:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@", r"\1***@", text)

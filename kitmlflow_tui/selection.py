@@ -1,0 +1,231 @@
+"""Step 3 of the data flow: a filter spec applied to the artifact tree gives the download plan.
+
+Glob semantics (shared by flags, profiles and the wizard; see DESIGN.md):
+- paths are relative to the run's artifact root, separated by ``/``;
+- ``*`` and ``?`` match within one segment, ``[abc]`` a character class, ``**`` any number of segments,
+  ``\\`` escapes the next character;
+- a pattern without ``/`` (a trailing one aside) matches a name at any depth, like .gitignore;
+- a pattern that names a folder selects everything under it; one ending in ``/`` matches folders only;
+- no include means everything is included; exclude wins over include; files over the size cap are out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from kitmlflow_tui.catalogue import ArtifactFile, ArtifactTree
+from kitmlflow_tui.errors import BadInputError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1}
+for _i, _letter in enumerate("kmgtp", start=1):
+    _UNITS[_letter] = _UNITS[_letter + "b"] = 1000**_i
+    _UNITS[_letter + "i"] = _UNITS[_letter + "ib"] = 1024**_i
+
+
+def parse_size(text: str | int, *, what: str = "size") -> int:
+    """``500MB`` → 500_000_000, ``2GiB`` → 2 * 1024**3, ``1.5G`` → 1_500_000_000, ``123`` → bytes."""
+    if isinstance(text, bool):
+        raise BadInputError(f"Invalid {what} {text!r}: expected a size such as 500MB or 2GiB.")
+    if isinstance(text, int):
+        if text < 0:
+            raise BadInputError(f"Invalid {what} {text}: a size cannot be negative.")
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise BadInputError(
+            f"Invalid {what} {text!r}: expected a number with an optional unit, such as 500MB, 2GiB or 1.5G "
+            "(KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024)."
+        )
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").lower()])
+
+
+def format_size(size: int | None) -> str:
+    """Human size, decimal units like ``du --si`` and MLflow's UI (1.3 GB)."""
+    if size is None:
+        return "?"
+    import humanize
+
+    return humanize.naturalsize(size, binary=False, format="%.1f")
+
+
+class Glob:
+    """One compiled pattern with the semantics above."""
+
+    def __init__(self, pattern: str) -> None:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise BadInputError("An empty glob pattern matches nothing; remove it or write one such as '*.pt'.")
+        self.pattern = pattern
+        text = pattern.strip()
+        self.folders_only = text.endswith("/")
+        text = text.rstrip("/")
+        self.anchored = "/" in text  # a leading slash anchors too (as in .gitignore)
+        text = text.lstrip("/")
+        if not text:
+            raise BadInputError(f"Glob pattern {pattern!r} names no file or folder.")
+        try:
+            self._regex = re.compile(_translate(text, pattern))
+        except re.error as exc:  # a class like [z-a]
+            raise BadInputError(f"Invalid glob pattern {pattern!r}: {exc}.") from None
+
+    def __repr__(self) -> str:
+        return f"Glob({self.pattern!r})"
+
+    def matches(self, path: str) -> bool:
+        """Does the pattern select this file (itself, or a folder it lies under)?"""
+        segments = path.split("/")
+        if self.anchored:
+            # The whole path, or (for a folder match) any leading run of its segments.
+            last = len(segments) - 1 if self.folders_only else len(segments)
+            return any(self._regex.fullmatch("/".join(segments[:n])) for n in range(1, last + 1))
+        # A bare name: any single segment; the last one only when files may match.
+        names = segments[:-1] if self.folders_only else segments
+        return any(self._regex.fullmatch(name) for name in names)
+
+
+def _translate(text: str, original: str) -> str:
+    """Glob → regular expression. ``**`` segments may match zero or more whole segments."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise BadInputError(f"Invalid glob pattern {original!r}: it ends with a lone backslash.")
+            out.append(re.escape(text[i + 1]))
+            i += 2
+        elif c == "*" and text.startswith("**", i):
+            at_start = i == 0 or text[i - 1] == "/"
+            at_end = i + 2 == n or text[i + 2] == "/"
+            if not (at_start and at_end):
+                raise BadInputError(
+                    f"Invalid glob pattern {original!r}: '**' must stand alone between slashes (as in a/**/b)."
+                )
+            if i + 2 == n:
+                out.append(".*")  # trailing **: everything below
+                i += 2
+            else:
+                out.append("(?:[^/]+/)*")  # **/ : zero or more whole segments
+                i += 3
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            end = i + 1
+            if end < n and text[end] in "!^":
+                end += 1
+            if end < n and text[end] == "]":
+                end += 1
+            while end < n and text[end] != "]":
+                end += 1
+            if end >= n:
+                raise BadInputError(f"Invalid glob pattern {original!r}: '[' has no closing ']'.")
+            body = text[i + 1 : end]
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            if "/" in body:
+                raise BadInputError(f"Invalid glob pattern {original!r}: a [class] cannot contain '/'.")
+            out.append("(?!/)[" + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """What to take from a run: the one input shared by flags, profiles and the wizard."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_size: int | None = None
+
+    @cached_property
+    def _includes(self) -> tuple[Glob, ...]:
+        return tuple(Glob(p) for p in self.include)
+
+    @cached_property
+    def _excludes(self) -> tuple[Glob, ...]:
+        return tuple(Glob(p) for p in self.exclude)
+
+    def validate(self) -> None:
+        """Compile every pattern now, so a bad one fails before anything is listed or downloaded."""
+        _ = self._includes, self._excludes
+        if self.max_file_size is not None and self.max_file_size < 0:
+            raise BadInputError("--max-file-size cannot be negative.")
+
+    def merged(self, other: FilterSpec) -> FilterSpec:
+        """This spec with another's patterns added (a profile plus command-line flags)."""
+        cap = other.max_file_size if other.max_file_size is not None else self.max_file_size
+        return FilterSpec(
+            include=_unique(self.include + other.include),
+            exclude=_unique(self.exclude + other.exclude),
+            max_file_size=cap,
+        )
+
+    def reason_left_out(self, file: ArtifactFile) -> str | None:
+        """None when the file is selected, else why not (for the plan and the wizard)."""
+        for glob in self._excludes:
+            if glob.matches(file.path):
+                return f"excluded by pattern {glob.pattern!r}"
+        if self._includes and not any(glob.matches(file.path) for glob in self._includes):
+            return "matches no include pattern"
+        if self.max_file_size is not None and file.size is not None and file.size > self.max_file_size:
+            return f"over the size cap ({format_size(file.size)} > {format_size(self.max_file_size)})"
+        return None
+
+    def summary(self) -> dict:
+        """The spec as recorded in provenance and profiles."""
+        data: dict = {"include": list(self.include), "exclude": list(self.exclude)}
+        if self.max_file_size is not None:
+            data["max_file_size"] = self.max_file_size
+        return data
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    file: ArtifactFile
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which files to download, and why every other file of the tree is left out."""
+
+    tree: ArtifactTree
+    spec: FilterSpec
+    selected: tuple[ArtifactFile, ...]
+    left_out: tuple[LeftOut, ...] = field(default_factory=tuple)
+
+    @property
+    def selected_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.selected)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.tree.total_bytes
+
+
+def make_plan(tree: ArtifactTree, spec: FilterSpec) -> Plan:
+    spec.validate()
+    selected: list[ArtifactFile] = []
+    left_out: list[LeftOut] = []
+    for file in tree.files:
+        reason = spec.reason_left_out(file)
+        if reason is None:
+            selected.append(file)
+        else:
+            left_out.append(LeftOut(file, reason))
+    return Plan(tree, spec, tuple(selected), tuple(left_out))
