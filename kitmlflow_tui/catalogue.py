@@ -543,6 +543,9 @@ class Catalogue:
         files: dict[str, ArtifactFile] = {}
         seen_dirs: set[tuple[str, str]] = set()
         repos = {uri: self.repository(uri) for uri, _, _ in roots}
+        # MLflow's REST listing is proto3 JSON, which drops zero values: a file listed over HTTP
+        # without a size is an empty file, not one of unknown size.
+        zero_when_unsized = {uri: _is_http_repository(repo) for uri, repo in repos.items()}
         first_level = first_level or {}
 
         def list_one(uri: str, path: str) -> list:
@@ -583,7 +586,10 @@ class Catalogue:
                             local = f"{prefix}/{child}" if prefix else child
                             if local in files:
                                 continue  # a server that lists a name twice gets it once
-                            files[local] = ArtifactFile(local, entry.file_size, uri, child, model)
+                            size = entry.file_size
+                            if size is None and zero_when_unsized[uri]:
+                                size = 0
+                            files[local] = ArtifactFile(local, size, uri, child, model)
                             if len(files) > MAX_TREE_FILES:
                                 raise ServerUnreachableError(
                                     f"The artifact listing has more than {MAX_TREE_FILES:,} files; refusing it."
@@ -594,6 +600,12 @@ class Catalogue:
                 for future in pending:
                     future.cancel()
         return sorted(files.values(), key=lambda f: f.path)
+
+
+def _is_http_repository(repository: object) -> bool:
+    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+    return isinstance(repository, HttpArtifactRepository)
 
 
 def _checked_child(parent: str, listed: str) -> str:

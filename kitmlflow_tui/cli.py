@@ -53,12 +53,26 @@ def cli(ctx: click.Context) -> None:
 # -- shared options ----------------------------------------------------------------------------
 def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--include", "includes", multiple=True, metavar="GLOB", help="Take only matching files (repeatable)."),
-        click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matching files (repeatable; wins over --include)."),
+        click.option(
+            "--include", "includes", multiple=True, metavar="GLOB", help="Take only matching files (repeatable)."
+        ),
+        click.option(
+            "--exclude",
+            "excludes",
+            multiple=True,
+            metavar="GLOB",
+            help="Leave out matching files (repeatable; wins over --include).",
+        ),
         click.option("--max-file-size", metavar="SIZE", help="Leave out files larger than SIZE (500MB, 2GiB)."),
         click.option("--profile", metavar="NAME|PATH", help="A saved filter profile; flags add to it."),
-        click.option("--tracking-uri", metavar="URI", help="Tracking server when the mlflow:// URI names no host (else MLFLOW_TRACKING_URI)."),
-        click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel transfers."),
+        click.option(
+            "--tracking-uri",
+            metavar="URI",
+            help="Tracking server when the mlflow:// URI names no host (else MLFLOW_TRACKING_URI).",
+        ),
+        click.option(
+            "--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel transfers."
+        ),
         click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout; human text goes to stderr."),
         click.option("--yes", "-y", is_flag=True, help="Never prompt (for scripts and CI)."),
     ]
@@ -174,7 +188,9 @@ def import_command(uri: str, tag: str, dry_run: bool, **options: Any) -> None:
 
         reference = parse_uri(uri)
         _check_tag(tag)
-        spec, _profile = build_spec(options["includes"], options["excludes"], options["max_file_size"], options["profile"])
+        spec, _profile = build_spec(
+            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
+        )
         if not dry_run and not options["yes"] and not _interactive():
             raise BadInputError(
                 "kitmlflow import needs --yes when it cannot ask (no terminal).",
@@ -205,7 +221,9 @@ def _check_tag(tag: str) -> None:
 # -- download ------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @click.argument("uri")
-@click.option("--dest", "-d", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to download into.")
+@click.option(
+    "--dest", "-d", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to download into."
+)
 @filter_options
 def download(uri: str, dest: Path, **options: Any) -> None:
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
@@ -214,7 +232,9 @@ def download(uri: str, dest: Path, **options: Any) -> None:
         from kitmlflow_tui import pipeline
 
         reference = parse_uri(uri)
-        spec, _profile = build_spec(options["includes"], options["excludes"], options["max_file_size"], options["profile"])
+        spec, _profile = build_spec(
+            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
+        )
         if not options["yes"] and not _interactive():
             raise BadInputError(
                 "kitmlflow download needs --yes when it cannot ask (no terminal).",

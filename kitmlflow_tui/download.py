@@ -114,9 +114,7 @@ class _Transfer:
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         creds = get_default_host_creds(self.repository.artifact_uri)
-        response = http_request(
-            creds, "/" + file.remote_path, "GET", stream=True, extra_headers=headers, max_retries=0
-        )
+        response = http_request(creds, "/" + file.remote_path, "GET", stream=True, extra_headers=headers, max_retries=0)
         with response:
             if offset and response.status_code == 416 and file.size == offset:
                 return  # the part was already complete
