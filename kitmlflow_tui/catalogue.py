@@ -26,7 +26,7 @@ from kitmlflow_tui.errors import (
     ServerUnreachableError,
     scrub_secrets,
 )
-from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
+from kitmlflow_tui.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
 
 
 @dataclass(frozen=True)
@@ -389,18 +389,30 @@ class Catalogue:
     def resolve_model(self, ref: ModelRef) -> tuple[RegisteredModelInfo, str | None]:
         """The registered version behind a models/ reference, and where its files live."""
         label = f"registered model {ref.name}" + (f"@{ref.alias}" if ref.alias else f" version {ref.version}")
+        from mlflow.exceptions import MlflowException
+
         with self._errors(label):
-            if ref.alias:
-                version = self._client.get_model_version_by_alias(ref.name, ref.alias)
-            else:
-                version = self._client.get_model_version(ref.name, ref.version)
+            try:
+                if ref.alias:
+                    version = self._client.get_model_version_by_alias(ref.name, ref.alias)
+                else:
+                    version = self._client.get_model_version(ref.name, ref.version)
+            except MlflowException as exc:
+                # A missing alias is INVALID_PARAMETER_VALUE to MLflow, but it is a thing not found.
+                if exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower():
+                    raise NotFoundError(f"{label[:1].upper()}{label[1:]} was not found on {self.display_uri}.") from exc
+                raise
         model_id = getattr(version, "model_id", None) or None
+        source = version.source or None
+        if not model_id and source and source.startswith("models:/m-"):
+            # Over REST, MLflow 3 leaves model_id empty and records the logged model as the source.
+            model_id = source.removeprefix("models:/").split("/", 1)[0]
         run_id = version.run_id or None
         if model_id and not run_id:
             with self._errors(f"logged model {model_id}"):
                 run_id = self._client.get_logged_model(model_id).source_run_id
         info = RegisteredModelInfo(ref.name, str(version.version), ref.alias, model_id, run_id)
-        return info, version.source
+        return info, source
 
     # -- artifact trees ------------------------------------------------------------------------
     def _logged_models(self, run: RunInfo) -> list:
@@ -451,11 +463,7 @@ class Catalogue:
         cancel: threading.Event | None = None,
     ) -> ResolvedRun:
         """Reference → run, artifact tree and registered model (the whole catalogue step)."""
-        if isinstance(ref, BrowseRef):
-            raise BadInputError(
-                "This reference names no run: importing needs .../runs/RUN_ID or models/NAME/VERSION.",
-                hint="Open it in the wizard (kitmlflow URI) to pick a run.",
-            )
+        ref = require_importable(ref)
         registered = None
         if isinstance(ref, ModelRef):
             registered, source = self.resolve_model(ref)
@@ -486,6 +494,11 @@ class Catalogue:
             root = model.artifact_location
         else:
             # MLflow 2 registrations point at a folder of the run (runs:/RUN/PATH or a store URI).
+            if source and source.startswith("models:/"):
+                raise NotFoundError(
+                    f"Registered model {registered.name} version {registered.version} points at {source}, "
+                    "which kitmlflow cannot resolve to files."
+                )
             if source and source.startswith("runs:/"):
                 path = source[len("runs:/") :].split("/", 1)[1] if "/" in source[len("runs:/") :] else ""
                 root = posixpath.join(run.artifact_uri, path) if path else run.artifact_uri

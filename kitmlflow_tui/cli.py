@@ -110,7 +110,7 @@ class Output:
 
         self.as_json = as_json
         self.console = Console(stderr=as_json, highlight=False, soft_wrap=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def document(self, data: dict) -> None:
         if self.as_json:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kitmlflow_tui.catalogue import Catalogue, ResolvedRun
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent
-from kitmlflow_tui.reference import Reference, resolve_tracking_uri
+from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
 
 
@@ -66,7 +66,8 @@ def plan(
     """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded."""
     observer = observer or Observer()
     cancel = cancel or threading.Event()
-    spec.validate()  # a bad glob fails before the network is touched
+    require_importable(reference)  # bad input fails before the network is touched
+    spec.validate()
     catalogue = connect(reference, tracking_uri_flag, jobs=jobs, observer=observer)
     observer.step("list", "Reading the run and listing its artifacts")
     resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)

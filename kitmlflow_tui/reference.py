@@ -207,6 +207,17 @@ def _checked_name(uri: str, name: str) -> str:
     return name
 
 
+def require_importable(ref: Reference) -> RunRef | ModelRef:
+    """Headless commands need a run or a registered model; a server or experiment is wizard-only."""
+    if isinstance(ref, BrowseRef):
+        raise BadInputError(
+            f"{format_reference(ref)} names no run: headless commands need .../runs/RUN_ID or "
+            "models/NAME/VERSION (or models/NAME@ALIAS).",
+            hint="Open it in the wizard (kitmlflow URI) to pick a run.",
+        )
+    return ref
+
+
 def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> str:
     """The tracking URI to use: the URI's host, else --tracking-uri, else MLFLOW_TRACKING_URI, else
     MLflow's own default. A URI host that disagrees with --tracking-uri is an error, not a silent pick."""
