@@ -1,0 +1,131 @@
+"""Shared fixtures: real MLflow servers on 127.0.0.1 seeded with runs, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import mlflow_server, seed_run  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Sizes of the "full" run: a few larger files and small ones, an empty one, deep nesting.
+FULL_RUN_FILES: dict[str, bytes | int] = {
+    "checkpoints/epoch_001.pt": 300_000,
+    "checkpoints/epoch_002.pt": 310_000,
+    "checkpoints/best.ckpt": 2_000_000,
+    "weights/big.safetensors": 8_000_000,
+    "plots/loss.png": 5_000,
+    "data/sample.csv": b"a,b\n1,2\n",
+    "README.md": b"# live model\n",
+    "empty.txt": b"",
+    "nested/a/b/c/deep.json": b"{}",
+}
+
+
+@dataclass
+class LiveServer:
+    """A real proxied ``mlflow server`` with seeded runs (see FULL_RUN_FILES)."""
+
+    url: str
+    root: Path
+    experiment_id: str
+    runs: dict[str, str] = field(default_factory=dict)  # role -> run id
+    model_name: str = "live-model"
+    model_id: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def uri(self, role: str = "full") -> str:
+        return f"mlflow://{self.host}/experiments/{self.experiment_id}/runs/{self.runs[role]}"
+
+    def artifact_dir(self, role: str = "full") -> Path:
+        return self.root / "art" / self.experiment_id / self.runs[role] / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("live-server")
+    with mlflow_server(root) as server:
+        exp, full = seed_run(
+            server.url,
+            experiment_name="live",
+            files=FULL_RUN_FILES,
+            logged_model=True,
+            run_name="full-run",
+            params={"lr": "0.01"},
+            metrics={"accuracy": 0.93},
+            tags={"team": "vision", "mlflow.note.content": "A run for the tests."},
+        )
+        live = LiveServer(server.url, root, exp, {"full": full})
+        for status in ("FAILED", "RUNNING", "KILLED"):
+            _, run_id = seed_run(server.url, experiment_name="live", files={"log.txt": b"x"}, status=status)
+            live.runs[status.lower()] = run_id
+        _, live.runs["other_experiment"] = seed_run(server.url, experiment_name="elsewhere", files={"a.txt": b"a"})
+        client = MlflowClient(server.url)
+        (model,) = client.search_logged_models([exp], filter_string=f"source_run_id = '{full}'")
+        live.model_id = model.model_id
+        previous = mlflow.get_tracking_uri()
+        try:
+            mlflow.set_tracking_uri(server.url)
+            mlflow.register_model(f"models:/{model.model_id}", live.model_name)
+        finally:
+            mlflow.set_tracking_uri(previous)
+        client.set_registered_model_alias(live.model_name, "champion", "1")
+        yield live
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No tracking URI, config or cache from the developer's environment leaks into a test."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("KITMLFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KITOPS_HOME", str(tmp_path / "kitops"))
+    return tmp_path
+
+
+@dataclass
+class CliOutcome:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliOutcome:
+    """The real command, in-process (MLflow is imported once per test session)."""
+    from kitmlflow_tui.cli import cli
+
+    result: Result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return CliOutcome(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def kitmlflow(isolated_env: Path):
+    return run_cli
+
+
+def kitmlflow_subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    env.update(extra)
+    return env
