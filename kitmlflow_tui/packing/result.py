@@ -1,0 +1,20 @@
+"""What a pack produced: the value both packers return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PackResult:
+    reference: str  # "localhost/mymodel:v1"
+    digest: str  # "sha256:..." of the manifest
+    size: int  # sum of the layer sizes, as `kit list` adds them up (the config is not counted)
+    packer: str  # "native" or "kit"
+    storage_root: Path  # kit's home folder; the ModelKit is in its storage/ subfolder
+    config_digest: str = ""
+    layer_count: int = 0
+    # Files in the folder that ended up in no layer although .kitignore does not name them
+    # (symlinks, files no entry covers, kit's prefix and ".." rules): worth a warning.
+    left_out: tuple[str, ...] = ()
