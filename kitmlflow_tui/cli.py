@@ -179,16 +179,37 @@ def browse(uri: str | None, tracking_uri: str | None = None) -> None:
 @click.argument("uri")
 @click.option("--tag", "-t", "tag", required=True, metavar="REPO[:TAG]", help="ModelKit reference, e.g. mymodel:v1.")
 @filter_options
-@click.option("--dry-run", is_flag=True, help="Show the plan (and the Kitfile); download nothing.")
-def import_command(uri: str, tag: str, dry_run: bool, **options: Any) -> None:
+@click.option("--dry-run", is_flag=True, help="Show the plan and the Kitfile; download nothing.")
+@click.option(
+    "--kitfile", "kitfile_path", type=click.Path(dir_okay=False, path_type=Path), help="Use this Kitfile as is."
+)
+@click.option(
+    "--packer",
+    type=click.Choice(["auto", "kit", "native"]),
+    default="auto",
+    show_default=True,
+    help="kit: the real `kit pack`; native: kitmlflow's own writer; auto: kit when installed.",
+)
+@click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True)
+@click.option("--keep-download", is_flag=True, help="Keep the downloaded files in the cache after packing.")
+def import_command(
+    uri: str,
+    tag: str,
+    dry_run: bool,
+    kitfile_path: Path | None,
+    packer: str,
+    compression: str,
+    keep_download: bool,
+    **options: Any,
+) -> None:
     """Import an MLflow run (or registered model) as a ModelKit."""
 
     def body(out: Output) -> int:
         from kitmlflow_tui import pipeline
 
         reference = parse_uri(uri)
-        _check_tag(tag)
-        spec, _profile = build_spec(
+        pipeline.check_tag(tag)
+        spec, profile = build_spec(
             options["includes"], options["excludes"], options["max_file_size"], options["profile"]
         )
         if not dry_run and not options["yes"] and not _interactive():
@@ -196,6 +217,15 @@ def import_command(uri: str, tag: str, dry_run: bool, **options: Any) -> None:
                 "kitmlflow import needs --yes when it cannot ask (no terminal).",
                 hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
             )
+        import_options = pipeline.ImportOptions(
+            tag=tag,
+            packer=packer,
+            compression=compression,
+            kitfile_path=kitfile_path,
+            keep_download=keep_download,
+            overrides=_profile_overrides(profile),
+            jobs=options["jobs"],
+        )
         renderer = _renderer(out)
         session = pipeline.plan(
             reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
@@ -203,19 +233,58 @@ def import_command(uri: str, tag: str, dry_run: bool, **options: Any) -> None:
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
+            kitfile = pipeline.preview_kitfile(session, import_options, renderer)
+            document["kitfile"] = kitfile
+            _show_kitfile(out, kitfile)
             out.document(document)
             return 0
-        raise BadInputError(
-            "Packing is not part of this build yet; use --dry-run to see the plan, or kitmlflow download.",
+        if not options["yes"] and not click.confirm(
+            f"Import {len(session.plan.selected)} files as {pipeline.check_tag(tag)}?", default=True, err=True
+        ):
+            raise InterruptedByUser("Nothing imported.")
+        with renderer.live():
+            result = pipeline.run_import(session, import_options, renderer)
+        out.console.print(
+            f"[green]✓[/] {_escape(result.reference)} {result.digest[:19]} · {_size(result.size)} · "
+            f"packed by {result.packer}"
         )
+        # kit 1.7 reads "localhost/x" as a repository on a registry named localhost: name it as tagged.
+        kit_ref = _escape(tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest")
+        out.console.print(f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim")
+        document.update(
+            kitfile=result.kitfile,
+            reference=result.reference,
+            digest=result.digest,
+            packer=result.packer,
+            size=result.size,
+        )
+        out.document(document)
+        return 0
 
     run_guarded(options["as_json"], body)
 
 
-def _check_tag(tag: str) -> None:
-    from kitmlflow_tui.packing import parse_model_reference
+def _profile_overrides(profile):
+    """Kitfile defaults a profile carries, as overrides of the generated package fields."""
+    if profile is None or not profile.package.as_dict():
+        return None
+    from kitmlflow_tui.kitfile import KitfileOverrides
 
-    parse_model_reference(tag)
+    package = profile.package
+    return KitfileOverrides(description=package.description, authors=package.authors or None, license=package.license)
+
+
+def _show_kitfile(out: Output, kitfile: dict) -> None:
+    from rich.syntax import Syntax
+
+    from kitmlflow_tui.kitfile import dump_kitfile
+
+    text = dump_kitfile(kitfile)
+    out.console.print("[bold]Kitfile[/]")
+    if out.console.is_terminal:
+        out.console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default", word_wrap=True))
+    else:  # logs and pipes get the YAML exactly, never cropped to a width
+        out.console.out(text, highlight=False, end="")
 
 
 # -- download ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The shared core: reference → catalogue → plan → download (→ Kitfile → pack).
+"""The shared core: reference → catalogue → plan → download → Kitfile → pack.
 
 The CLI and the wizard both call these functions; they only build the inputs and render the
 observer's events. Nothing here prints or imports Textual.
@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kitmlflow_tui.catalogue import Catalogue, ResolvedRun
-from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent
+from kitmlflow_tui import __version__
+from kitmlflow_tui.catalogue import ArtifactFile, Catalogue, ResolvedRun
+from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
+from kitmlflow_tui.errors import BadInputError, KitmlflowError, PackError
+from kitmlflow_tui.kitfile import KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
 
@@ -28,6 +33,9 @@ class Observer:
         pass
 
     def progress(self, event: ProgressEvent) -> None:
+        pass
+
+    def pack_progress(self, done: int, total: int) -> None:
         pass
 
 
@@ -103,3 +111,165 @@ def run_cache_dir(session: Session) -> Path:
     """One folder per (server, run), so a re-run of the same import resumes where it stopped."""
     server = hashlib.sha256(session.catalogue.tracking_uri.encode()).hexdigest()[:12]
     return cache_root() / server / session.resolved.run.run_id
+
+
+# -- Kitfile and pack ----------------------------------------------------------------------------
+
+# Files whose content the Kitfile depends on (framework from MLmodel, SPDX id from a license file):
+# a preview downloads these and stands in for every other file with a sparse file of its size.
+_CONTENT_NEEDED_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    tag: str
+    packer: str = "auto"  # auto | kit | native
+    compression: str = "none"  # none | gzip
+    kitfile_path: Path | None = None  # use this Kitfile as is
+    keep_download: bool = False
+    overrides: KitfileOverrides | None = None
+    jobs: int = 8
+    storage_root: Path | None = None  # kit's home; None finds it like kit does
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    reference: str  # "localhost/name:tag"
+    digest: str  # "sha256:..." of the manifest
+    packer: str
+    size: int
+    kitfile: dict
+    storage_root: Path
+    download: DownloadResult
+    provenance_location: str
+
+
+def check_tag(tag: str) -> str:
+    """The ModelKit reference, validated before anything is downloaded (exit 2)."""
+    from kitmlflow_tui.packing.storage import format_reference, parse_model_reference
+
+    return format_reference(*parse_model_reference(tag))
+
+
+def _content_needed(file: ArtifactFile) -> bool:
+    name = file.path.rsplit("/", 1)[-1].lower()
+    at_root = "/" not in file.path
+    return (file.size or 0) <= _CONTENT_NEEDED_MAX_BYTES and (
+        name == "mlmodel" or (at_root and (name.startswith("license") or name.startswith("readme")))
+    )
+
+
+def _skeleton(session: Session, folder: Path, observer: Observer) -> None:
+    """The planned tree with real content only where the Kitfile reads it; sparse files elsewhere."""
+    needed = tuple(f for f in session.plan.selected if _content_needed(f))
+    if needed:
+        small = Plan(session.plan.tree, session.plan.spec, needed)
+        Downloader(
+            session.catalogue.repository, cancel=session.cancel, tracking_uri=session.catalogue.tracking_uri
+        ).download(small, folder)
+    for file in session.plan.selected:
+        target = safe_destination(folder, file.path)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                out.truncate(file.size or 0)
+
+
+def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[dict, str]:
+    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile
+
+    if options.kitfile_path is not None:
+        try:
+            text = Path(options.kitfile_path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"Cannot read the Kitfile {options.kitfile_path}: {exc}.") from None
+        kitfile = load_kitfile_text(text, folder=folder, source=str(options.kitfile_path))
+        return kitfile, "as given"
+    built = build_kitfile(
+        folder,
+        run=session.resolved.run,
+        logged_models=session.resolved.tree.logged_models,
+        tag=options.tag,
+        registered=session.resolved.registered,
+        filter_summary=session.plan.spec.summary(),
+        importer_version=__version__,
+        overrides=options.overrides,
+    )
+    validate_kitfile(built.kitfile, folder)
+    return built.kitfile, built.provenance_location
+
+
+def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> dict:
+    """The Kitfile an import would write, without the big downloads (for --dry-run and the wizard)."""
+    observer = observer or Observer()
+    with tempfile.TemporaryDirectory(prefix="kitmlflow-preview-") as tmp:
+        _skeleton(session, Path(tmp), observer)
+        return _kitfile_for(session, Path(tmp), options)[0]
+
+
+def _stage(session: Session, cache: Path, stage: Path) -> None:
+    """Exactly the planned files, hard-linked from the cache: the cache may hold more from earlier runs."""
+    for file in session.plan.selected:
+        source = safe_destination(cache, file.path)
+        target = safe_destination(stage, file.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+
+def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
+    """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure."""
+    from kitmlflow_tui.packing.kit_cli import choose_packer, pack_with_kit
+    from kitmlflow_tui.packing.native import pack_native
+
+    observer = observer or Observer()
+    reference = check_tag(options.tag)
+    packer = choose_packer(options.packer)
+    cache = run_cache_dir(session)
+    downloaded = download(session, cache, jobs=options.jobs, observer=observer)
+    stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
+    try:
+        _stage(session, cache, stage)
+        observer.step("kitfile", "Writing the Kitfile")
+        kitfile, provenance_location = _kitfile_for(session, stage, options)
+        observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
+        try:
+            if packer == "kit":
+                packed = pack_with_kit(
+                    stage,
+                    kitfile,
+                    options.tag,
+                    storage_root=options.storage_root,
+                    compression=options.compression,
+                    cancel=session.cancel,
+                )
+            else:
+                packed = pack_native(
+                    stage,
+                    kitfile,
+                    options.tag,
+                    storage_root=options.storage_root,
+                    compression=options.compression,
+                    on_progress=observer.pack_progress,
+                    cancel=session.cancel,
+                )
+        except KitmlflowError:
+            raise
+        except OSError as exc:
+            raise PackError(f"Packing {reference} failed: {exc}.") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if not options.keep_download:
+        shutil.rmtree(cache, ignore_errors=True)
+    return ImportResult(
+        reference=packed.reference,
+        digest=packed.digest,
+        packer=packed.packer,
+        size=packed.size,
+        kitfile=kitfile,
+        storage_root=packed.storage_root,
+        download=downloaded,
+        provenance_location=provenance_location,
+    )
