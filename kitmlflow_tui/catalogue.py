@@ -301,7 +301,10 @@ class Catalogue:
         self.tracking_uri = tracking_uri
         self.display_uri = redact_uri(tracking_uri)
         self.jobs = max(1, jobs)
-        self._client = MlflowClient(tracking_uri=tracking_uri)
+        # The registry is the tracking server unless the user named another: never whatever a
+        # library in this process last set globally.
+        registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         self._repositories: dict[str, object] = {}
         self._repositories_lock = threading.Lock()
 

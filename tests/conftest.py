@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -79,14 +80,31 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         client = MlflowClient(server.url)
         (model,) = client.search_logged_models([exp], filter_string=f"source_run_id = '{full}'")
         live.model_id = model.model_id
-        previous = mlflow.get_tracking_uri()
-        try:
+        with mlflow_globals_restored():
             mlflow.set_tracking_uri(server.url)
             mlflow.register_model(f"models:/{model.model_id}", live.model_name)
-        finally:
-            mlflow.set_tracking_uri(previous)
         client.set_registered_model_alias(live.model_name, "champion", "1")
         yield live
+
+
+@contextlib.contextmanager
+def mlflow_globals_restored() -> Iterator[None]:
+    """MLflow's process-wide tracking/registry URIs and env vars exactly as they were (None stays None:
+    restoring the resolved default instead would pin it and override MLFLOW_TRACKING_URI later)."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture
