@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: run test lint bench kit clean
+.PHONY: run test lint bench kit tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,17 +13,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-# The main job on the embedded default: build the demo MLflow store (cached) and plan the import
-# of its finished run.
+# The main job on the embedded default: build the demo MLflow store (cached) and open the wizard on
+# it (in a terminal; elsewhere it prints the store and a headless command to try).
 run: $(STAMP)
-	@uri=$$($(BIN)/kitmlflow demo --print-uri) && run=$$($(BIN)/kitmlflow demo --print-run finished) && \
-	  $(BIN)/kitmlflow import "mlflow://runs/$$run" --tracking-uri "$$uri" -t demo-classifier:v1 --dry-run
+	$(BIN)/kitmlflow demo
 
 # The real `kit` for the compatibility tests, where it can be installed (see README).
 kit:
 	@bash scripts/install-kit.sh
 
-test: $(STAMP) kit
+tools:
+	@bash scripts/install-test-tools.sh
+
+test: $(STAMP) kit tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -ra
 
 lint: $(STAMP)

@@ -127,6 +127,16 @@ class ArtifactTree:
 
 
 @dataclass(frozen=True)
+class LevelEntry:
+    """One entry of a single folder listing (``Catalogue.first_level``); a folder has no size."""
+
+    path: str
+    is_dir: bool
+    size: int | None
+    model: str | None = None  # the logged model folder this entry is, if it is one
+
+
+@dataclass(frozen=True)
 class ExperimentSummary:
     experiment_id: str
     name: str
@@ -521,14 +531,7 @@ class Catalogue:
     ) -> ArtifactTree:
         """The run's own artifacts plus each logged model as a ``NAME/`` folder, listed in parallel."""
         top = self.list_level(run.artifact_uri, "")
-        taken = {posixpath.basename(entry.path) for entry in top}
-        models: list[LoggedModelInfo] = []
-        for model in self._logged_models(run):
-            folder = model.name if model.name not in taken else f"{model.name}-{model.model_id}"
-            taken.add(folder)
-            models.append(
-                LoggedModelInfo(model.model_id, model.name, folder, model.artifact_location, model.source_run_id)
-            )
+        models = self._model_folders(run, top)
         roots = [(run.artifact_uri, "", None)] + [(m.artifact_location, m.folder, m.folder) for m in models]
         files = self._list_roots(roots, on_listed, cancel, first_level={run.artifact_uri: top})
         # MLflow 2 stored models inside the run's artifacts: a folder holding MLmodel is a model too.
@@ -539,6 +542,35 @@ class Catalogue:
                 name = posixpath.basename(folder) or run.run_name
                 models.append(LoggedModelInfo(None, name, folder, posixpath.join(run.artifact_uri, folder)))
         return ArtifactTree(tuple(files), tuple(models))
+
+    def _model_folders(self, run: RunInfo, top: list) -> list[LoggedModelInfo]:
+        """The run's logged models, each named by the folder it appears as next to the top-level entries."""
+        taken = {posixpath.basename(entry.path) for entry in top}
+        models: list[LoggedModelInfo] = []
+        for model in self._logged_models(run):
+            folder = model.name if model.name not in taken else f"{model.name}-{model.model_id}"
+            taken.add(folder)
+            models.append(
+                LoggedModelInfo(model.model_id, model.name, folder, model.artifact_location, model.source_run_id)
+            )
+        return models
+
+    def first_level(self, run: RunInfo) -> tuple[list[LevelEntry], tuple[LoggedModelInfo, ...]]:
+        """The top of the run's tree without listing it all: its own top-level artifacts plus each logged
+        model as a folder (one listing and one search), for a browser that shows something at once."""
+        top = self.list_level(run.artifact_uri, "")
+        models = self._model_folders(run, top)
+        zero_when_unsized = _is_http_repository(self.repository(run.artifact_uri))
+        entries = [
+            LevelEntry(
+                path=_checked_child("", entry.path),
+                is_dir=entry.is_dir,
+                size=entry.file_size if entry.file_size is not None or entry.is_dir or not zero_when_unsized else 0,
+            )
+            for entry in top
+        ]
+        entries += [LevelEntry(model.folder, True, None, model.folder) for model in models]
+        return sorted(entries, key=lambda e: e.path), tuple(models)
 
     def list_level(self, root_uri: str, path: str):
         """One level of a store folder: MLflow FileInfo entries (directories have ``file_size=None``)."""

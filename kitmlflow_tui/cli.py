@@ -150,6 +150,18 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
+def open_wizard(reference, **options: Any) -> int:
+    """The Textual wizard, for a person at a terminal; scripts get a clear refusal instead of a hang."""
+    if not _interactive():
+        raise BadInputError(
+            "The wizard needs a terminal (stdin and stdout are not one).",
+            hint="Headless: kitmlflow import URI -t REPO:TAG --yes, or kitmlflow download URI --dest DIR --yes.",
+        )
+    from kitmlflow_tui.tui.app import run_wizard
+
+    return run_wizard(reference, **options)
+
+
 def parse_uri(uri: str):
     from kitmlflow_tui.reference import parse_reference
 
@@ -164,12 +176,8 @@ def browse(uri: str | None, tracking_uri: str | None = None) -> None:
     """Open the wizard (experiments → runs → artifacts → review → import)."""
 
     def body(out: Output) -> int:
-        if uri:
-            parse_uri(uri)
-        raise BadInputError(
-            "The wizard is not part of this build yet.",
-            hint="Use the headless commands: kitmlflow import URI -t REPO:TAG --yes, or kitmlflow download URI --dest DIR.",
-        )
+        reference = parse_uri(uri) if uri else None
+        return open_wizard(reference, tracking_uri_flag=tracking_uri)
 
     run_guarded(False, body)
 
@@ -212,11 +220,14 @@ def import_command(
         spec, profile = build_spec(
             options["includes"], options["excludes"], options["max_file_size"], options["profile"]
         )
-        if not dry_run and not options["yes"] and not _interactive():
-            raise BadInputError(
-                "kitmlflow import needs --yes when it cannot ask (no terminal).",
-                hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
-            )
+        if not dry_run and not options["yes"]:
+            if not _interactive():
+                raise BadInputError(
+                    "kitmlflow import needs --yes when it cannot ask (no terminal).",
+                    hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
+                )
+            # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
+            return open_wizard(reference, tracking_uri_flag=options["tracking_uri"], tag=tag, spec=spec)
         import_options = pipeline.ImportOptions(
             tag=tag,
             packer=packer,
@@ -238,10 +249,6 @@ def import_command(
             _show_kitfile(out, kitfile)
             out.document(document)
             return 0
-        if not options["yes"] and not click.confirm(
-            f"Import {len(session.plan.selected)} files as {pipeline.check_tag(tag)}?", default=True, err=True
-        ):
-            raise InterruptedByUser("Nothing imported.")
         with renderer.live():
             result = pipeline.run_import(session, import_options, renderer)
         out.console.print(
@@ -464,7 +471,7 @@ def profiles_delete(name: str) -> None:
 @click.option("--print-uri", is_flag=True, help="Only build it and print its tracking URI.")
 @click.option("--print-run", metavar="ROLE", help="Only build it and print the id of the run with this role.")
 def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | None) -> None:
-    """Build a small local MLflow store with realistic runs (cached) and open it."""
+    """Build a small local MLflow store with realistic runs (cached) and open the wizard on it."""
 
     def body(out: Output) -> int:
         from kitmlflow_tui.demo import build_demo_store
@@ -478,9 +485,18 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
                 raise BadInputError(f"No demo run with role {print_run!r}; roles: {', '.join(sorted(store.runs))}.")
             click.echo(store.runs[print_run])
             return 0
-        out.err.print(f"Demo store: {store.tracking_uri}")
+        if _interactive():
+            from kitmlflow_tui.reference import BrowseRef
+
+            return open_wizard(BrowseRef(store.tracking_uri))
+        out.console.print(f"Demo store: {store.tracking_uri}")
+        finished = store.runs["finished"]
+        out.console.print(
+            f"Try: kitmlflow import mlflow://runs/{finished} --tracking-uri {store.tracking_uri} "
+            "-t demo-classifier:v1 --dry-run"
+        )
         for role, run_id in sorted(store.runs.items()):
-            out.err.print(f"  {role:<22} mlflow://runs/{run_id}")
+            out.console.print(f"  {role:<22} mlflow://runs/{run_id}")
         return 0
 
     run_guarded(False, body)

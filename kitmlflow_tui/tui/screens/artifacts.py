@@ -1,0 +1,269 @@
+"""Step 3: the run's artifact tree, ticked file by file or folder by folder, with a live total."""
+
+from __future__ import annotations
+
+import threading
+from typing import ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Static
+
+from kitmlflow_tui.catalogue import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.profiles import PackageDefaults, Profile
+from kitmlflow_tui.reference import ModelRef
+from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.tui.screens.base import WizardScreen
+from kitmlflow_tui.tui.screens.modals import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
+from kitmlflow_tui.tui.selection_model import ArtifactBrowser
+from kitmlflow_tui.tui.text import format_time, not_finished_reason, status_text
+from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
+
+
+class ArtifactsScreen(WizardScreen):
+    STEP = "Artifacts"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "select_all(True)", "All"),
+        Binding("x", "select_all(False)", "None"),
+        Binding("slash", "glob", "Glob"),
+        Binding("p", "profiles", "Profile"),
+        Binding("c", "review", "Continue"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(
+        self, *, run_id: str | None = None, experiment_id: str | None = None, model: ModelRef | None = None
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.model = model
+        self.run: RunInfo | None = None
+        self.registered: RegisteredModelInfo | None = None
+        self.logged_models: tuple[LoggedModelInfo, ...] = ()
+        self.browser = ArtifactBrowser()
+        self.package = PackageDefaults()  # from a loaded profile, for the review step
+        self.listed_so_far = 0
+        self.cancel_listing = threading.Event()
+        self.last_glob = ""
+
+    def where(self) -> str:
+        return self.wizard.display_uri
+
+    def previous(self) -> WizardScreen | None:
+        from kitmlflow_tui.tui.screens.runs import RunsScreen
+
+        experiment = self.run.experiment_id if self.run else self.experiment_id
+        return RunsScreen(experiment, self.run.experiment_name if self.run else None) if experiment else None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Reading the run…", id="run-header", classes="header-line")
+        yield CheckboxTree(self.browser, id="artifact-tree")
+        yield Static("", id="totals", classes="status-line")
+
+    def on_mount(self) -> None:
+        self.query_one(CheckboxTree).focus()
+        self.load()
+
+    def on_unmount(self) -> None:
+        self.cancel_listing.set()
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        backend = self.wizard.backend
+        if self.model is not None:
+            model = self.model
+            self.background(lambda: backend.resolve_model(model), self.model_resolved, self.load_failed, group="run")
+        else:
+            run_id, experiment_id = self.run_id or "", self.experiment_id
+            self.background(
+                lambda: backend.get_run(run_id, experiment_id=experiment_id),
+                self.run_loaded,
+                self.load_failed,
+                group="run",
+            )
+
+    def load_failed(self, error: KitmlflowError) -> None:
+        self.query_one("#run-header", Static).update(f"[$error]Could not read the run: {escape(error.message)}[/]")
+        self.show_error(error, retry=self.load)
+
+    def model_resolved(self, result: tuple[RunInfo, ArtifactTree, RegisteredModelInfo | None]) -> None:
+        run, tree, self.registered = result
+        self.run_loaded(run, list_tree=False)
+        self.tree_listed(tree)
+
+    def run_loaded(self, run: RunInfo, list_tree: bool = True) -> None:
+        self.run = run
+        self.show_header()
+        if not list_tree:
+            return
+        backend = self.wizard.backend
+        self.background(lambda: backend.first_level(run), self.first_level_listed, group="first-level")
+
+        def count(files: int) -> None:
+            self.listed_so_far = files
+
+        cancel = self.cancel_listing
+        self.background(
+            lambda: backend.run_tree(run, on_listed=count, cancel=cancel),
+            self.tree_listed,
+            lambda error: self.show_error(error, retry=lambda: self.run_loaded(run)),
+            group="tree",
+        )
+        self.listing_timer = self.set_interval(0.25, self.show_totals)
+        self.show_totals()
+
+    def show_header(self) -> None:
+        run = self.run
+        assert run is not None
+        status = status_text(run.status).markup
+        head = (
+            f"[b]{escape(run.run_name)}[/] [dim]{run.run_id[:8]}[/] · {status} · {format_time(run.start_time)} UTC"
+            f" · [dim]{escape(run.experiment_name)}[/]"
+        )
+        if self.registered is not None:
+            head += f"\nregistered model [b]{escape(self.registered.name)}[/] version {self.registered.version}"
+        reason = not_finished_reason(run.status)
+        if reason:
+            head += f"\n[$warning]This run is {escape(reason)}.[/]"
+        self.query_one("#run-header", Static).update(head)
+
+    def first_level_listed(self, result: tuple[list[LevelEntry], tuple[LoggedModelInfo, ...]]) -> None:
+        if self.browser.listed:
+            return  # the whole tree was faster
+        entries, self.logged_models = result
+        self.browser.set_first_level(entries)
+        self.query_one(CheckboxTree).reload()
+
+    def tree_listed(self, tree: ArtifactTree) -> None:
+        timer = getattr(self, "listing_timer", None)
+        if timer is not None:
+            timer.stop()
+        self.logged_models = tree.logged_models
+        self.browser.set_tree(tree)
+        initial = self.wizard.take_initial_spec()
+        if initial is not None:
+            self.apply_spec(initial)
+        self.query_one(CheckboxTree).reload()
+        self.show_totals()
+
+    # -- the live total --------------------------------------------------------------------------
+    @on(CheckboxTree.Ticked)
+    def show_totals(self) -> None:
+        totals = self.browser.totals()
+        bar = self.query_one("#totals", Static)
+        if totals is None:
+            so_far = f"{self.listed_so_far:,} files so far" if self.listed_so_far else "reading the first level"
+            bar.update(f"[dim]Listing the artifacts… {so_far}. You can tick folders already.[/]")
+            return
+        if totals.all_files == 0:
+            bar.update("[$warning]This run has no artifacts: there is nothing to import.[/]")
+            return
+        models = len(self.logged_models)
+        bar.update(
+            f"[b]{totals.files:,} files · {format_size(totals.size)}[/] of {format_size(totals.all_size)}"
+            f" [dim]· {totals.all_files:,} files in the run"
+            + (f", {models} logged model{'s' if models != 1 else ''}" if models else "")
+            + "[/]"
+        )
+
+    def refresh_ticks(self) -> None:
+        self.query_one(CheckboxTree).repaint_ticks()
+        self.show_totals()
+
+    # -- actions ---------------------------------------------------------------------------------
+    def action_select_all(self, ticked: bool) -> None:
+        self.browser.select_all(ticked)
+        self.refresh_ticks()
+
+    def _need_listing(self, what: str) -> bool:
+        if self.browser.listed:
+            return False
+        self.notify(f"Still listing the artifacts; {what} once the listing is complete.", severity="warning")
+        return True
+
+    def action_glob(self) -> None:
+        if self._need_listing("the glob filter works"):
+            return
+        assert self.browser.index is not None
+        self.app.push_screen(GlobScreen(self.browser.index.tree, self.last_glob), self.glob_chosen)
+
+    def glob_chosen(self, choice: GlobChoice | None) -> None:
+        if choice is None or self.browser.index is None:
+            return
+        self.last_glob = " ".join([*choice.spec.include, *("!" + p for p in choice.spec.exclude)])
+        if choice.mode == "only":
+            self.apply_spec(choice.spec)
+        else:
+            matched = {f.path for f in make_plan(self.browser.index.tree, choice.spec).selected}
+            chosen = self.browser.chosen()
+            self.browser.set_chosen(chosen | matched if choice.mode == "add" else chosen - matched)
+        self.refresh_ticks()
+
+    def apply_spec(self, spec: FilterSpec) -> None:
+        self.browser.apply_spec(spec)
+        self.refresh_ticks()
+
+    def action_profiles(self) -> None:
+        from kitmlflow_tui.profiles import list_profiles, profiles_dir
+
+        def read() -> tuple[list[str], str]:
+            return list_profiles(), str(profiles_dir())
+
+        def show(result: tuple[list[str], str]) -> None:
+            names, folder = result
+            self.app.push_screen(ProfileScreen(names, folder, can_save=self.browser.listed), self.profile_chosen)
+
+        self.background(read, show, group="profiles")
+
+    def profile_chosen(self, choice: ProfileChoice | None) -> None:
+        if choice is None:
+            return
+        from kitmlflow_tui.profiles import load_profile, save_profile
+
+        if choice.action == "load":
+            if self._need_listing("a profile can be applied"):
+                return
+            self.background(lambda: load_profile(choice.name), self.profile_loaded, group="profiles")
+            return
+        try:
+            profile = Profile(choice.name, self.browser.spec(), self.package)
+        except BadInputError as exc:
+            self.show_error(exc)
+            return
+        self.background(
+            lambda: save_profile(profile),
+            lambda path: self.notify(f"Saved profile {choice.name} to {path}", title="Profile saved"),
+            group="profiles",
+        )
+
+    def profile_loaded(self, profile: Profile) -> None:
+        self.package = profile.package
+        self.apply_spec(profile.spec)
+        self.notify(f"Profile {profile.name}: {self._describe(profile.spec)}", title="Profile loaded")
+
+    def _describe(self, spec: FilterSpec) -> str:
+        totals = self.browser.totals()
+        picked = f"{totals.files:,} files · {format_size(totals.size)}" if totals else "applied"
+        return picked
+
+    def action_review(self) -> None:
+        if self.run is None or self._need_listing("you can continue"):
+            return
+        reason = not_finished_reason(self.run.status)
+        if reason:
+            self.notify(f"This run is {reason}.", severity="error")
+            return
+        totals = self.browser.totals()
+        if totals is None or totals.files == 0:
+            self.notify("Tick at least one file to import.", severity="warning")
+            return
+        from kitmlflow_tui.tui.screens.review import ReviewScreen
+
+        assert self.browser.index is not None
+        self.app.push_screen(
+            ReviewScreen(self.run, self.browser.index.tree, self.browser.spec(), self.package, self.registered)
+        )

@@ -1,0 +1,80 @@
+"""Step 0: say where we connect, load MLflow in a worker, then open the step the URI points at."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Center, Vertical
+from textual.widgets import Static
+
+from kitmlflow_tui.errors import KitmlflowError
+from kitmlflow_tui.reference import BrowseRef, ModelRef, RunRef, redact_uri
+from kitmlflow_tui.tui.screens.base import WizardScreen, error_markup
+
+
+class ConnectScreen(WizardScreen):
+    STEP = "Experiments"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "retry", "Retry", show=False),
+        Binding("q", "app.quit", "Quit"),
+        Binding("escape", "back", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Center(), Vertical(id="connect-box"):
+            yield Static("[b]kitmlflow[/] [dim]· MLflow run → KitOps ModelKit[/]", id="connect-title")
+            yield Static(self._connecting_text(), id="connect-status")
+            yield Static("", id="connect-error")
+
+    def where(self) -> str:
+        return ""
+
+    def _connecting_text(self) -> str:
+        uri = self.wizard.planned_uri
+        target = escape(redact_uri(uri)) if uri else "the tracking server of MLflow's defaults"
+        return f"Connecting to [b]{target}[/]…\n[dim]Loading MLflow (the first start can take a few seconds).[/]"
+
+    def on_mount(self) -> None:
+        self.connect()
+
+    def connect(self) -> None:
+        self.query_one("#connect-status", Static).update(self._connecting_text())
+        self.query_one("#connect-error", Static).update("")
+        self.refresh_bindings()
+        self.background(self.wizard.open_backend, self.connected, self.failed, group="connect")
+
+    def connected(self, _backend: object) -> None:
+        reference = self.wizard.reference
+        from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
+        from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
+        from kitmlflow_tui.tui.screens.runs import RunsScreen
+
+        if isinstance(reference, RunRef):
+            target: WizardScreen = ArtifactsScreen(run_id=reference.run_id, experiment_id=reference.experiment_id)
+        elif isinstance(reference, ModelRef):
+            target = ArtifactsScreen(model=reference)
+        elif isinstance(reference, BrowseRef) and reference.experiment_id:
+            target = RunsScreen(reference.experiment_id)
+        else:
+            target = ExperimentsScreen()
+        self.app.switch_screen(target)
+
+    def failed(self, error: KitmlflowError) -> None:
+        self.wizard.last_error = error
+        self.query_one("#connect-status", Static).update(f"Could not connect to [b]{escape(self._target())}[/].")
+        self.query_one("#connect-error", Static).update(error_markup(error) + "\n\n[b]r[/] retry · [b]q[/] quit")
+
+    def _target(self) -> str:
+        uri = self.wizard.planned_uri
+        return redact_uri(uri) if uri else "the default tracking server"
+
+    def action_retry(self) -> None:
+        if self.wizard.last_error is not None:
+            self.wizard.last_error = None
+            self.connect()
+
+    def action_back(self) -> None:
+        pass

@@ -1,0 +1,120 @@
+"""Render every wizard step on the demo store to SVG (and PNG when rsvg-convert or cairosvg is there).
+
+Run: ``.venv/bin/python scripts/screenshots.py [--out screenshots] [--size 100x30]``. The import it
+shows is real: it goes into a throw-away kit storage and cache, not yours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+async def until(pilot, condition: Callable[[], object], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the wizard did not get there: {condition}")
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def on(app, name: str) -> bool:
+    return type(app.screen).__name__ == name
+
+
+async def shoot(out: Path, size: tuple[int, int], store) -> list[Path]:
+    from kitmlflow_tui.tui.app import KitmlflowApp
+
+    app = KitmlflowApp(None, tracking_uri_flag=store.tracking_uri, tag="demo-classifier:v1", cursor_blink=False)
+    saved: list[Path] = []
+
+    def save(name: str) -> None:
+        saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: on(app, "ConnectScreen"))
+        save("0-connecting")
+        await until(pilot, lambda: on(app, "ExperimentsScreen") and app.screen.experiments)
+        save("1-experiments")
+        await pilot.press(*"image")
+        await pilot.pause(0.3)
+        save("1b-experiments-filtered")
+        from textual.widgets import DataTable
+
+        vision = [e.experiment_id for e in app.screen.shown].index(store.experiments["vision"])
+        app.screen.query_one(DataTable).move_cursor(row=vision)
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, "RunsScreen") and app.screen.runs)
+        save("2-runs")
+        finished = next(i for i, r in enumerate(app.screen.runs) if r.run_id == store.runs["finished"])
+        app.screen.query_one(DataTable).move_cursor(row=finished)
+        await pilot.press("enter")
+        await until(pilot, lambda: on(app, "ArtifactsScreen") and app.screen.browser.listed)
+        await pilot.press("down", "down", "enter", "down", "down", "space", "down", "space", "down", "space")
+        await pilot.pause(0.3)
+        save("3-artifacts")
+        await pilot.press("slash", *"*.safetensors MLmodel")
+        await pilot.pause(0.5)
+        save("3b-glob-filter")
+        await pilot.press("escape")
+        await pilot.press("c")
+        await until(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+        save("4-review")
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: on(app, "DoneScreen"))
+        save("5-done")
+    return saved
+
+
+def to_png(svgs: list[Path]) -> str:
+    converter = shutil.which("rsvg-convert")
+    for svg in svgs:
+        png = svg.with_suffix(".png")
+        if converter:
+            subprocess.run([converter, "-o", str(png), str(svg)], check=True)
+            continue
+        try:
+            import cairosvg  # type: ignore[import-not-found]
+        except ImportError:
+            return "SVG only (install rsvg-convert or cairosvg for PNG)"
+        cairosvg.svg2png(url=str(svg), write_to=str(png))
+    return "SVG and PNG"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=REPO / "screenshots")
+    parser.add_argument("--size", default="100x30", help="terminal WIDTHxHEIGHT")
+    parser.add_argument("--store", type=Path, help="demo store folder (default: kitmlflow demo's cache)")
+    args = parser.parse_args()
+    width, height = (int(n) for n in args.size.lower().split("x"))
+    scratch = Path(tempfile.mkdtemp(prefix="kitmlflow-screenshots-"))
+    os.environ["KITOPS_HOME"] = str(scratch / "kitops")
+    os.environ["KITMLFLOW_CACHE_DIR"] = str(scratch / "cache")
+    os.environ.setdefault("XDG_CONFIG_HOME", str(scratch / "config"))
+    try:
+        from kitmlflow_tui.demo import build_demo_store
+
+        store = build_demo_store(args.store)
+        args.out.mkdir(parents=True, exist_ok=True)
+        svgs = asyncio.run(shoot(args.out, (width, height), store))
+        kind = to_png(svgs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"{len(svgs)} screenshots ({kind}) in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
