@@ -11,6 +11,7 @@ import os
 import posixpath
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -186,7 +187,12 @@ _HTTP_DEFAULTS = {
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Bounds against a broken or hostile server: a listing deeper or larger than this is refused.
 MAX_TREE_DEPTH = 64
-MAX_TREE_FILES = 2_000_000
+MAX_TREE_FILES = 2_000_000  # files and folders of one tree
+# A metadata answer (a run, a listing, a search page) larger than this, or one that is still arriving
+# after RESPONSE_DEADLINE_FACTOR x MLFLOW_HTTP_REQUEST_TIMEOUT seconds, is refused: requests only bounds
+# each read, so a server that trickles or never ends its document would otherwise hold us forever.
+MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+RESPONSE_DEADLINE_FACTOR = 3
 _CLIENT_SIDE_FILES = {"registered_model_meta"}  # written by MLflow's own models:/ downloads
 _AUTH_HINT = (
     "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth) or MLFLOW_TRACKING_TOKEN "
@@ -202,6 +208,93 @@ def configure_http(pool_size: int = 10) -> None:
         os.environ.setdefault(name, value)
     if int(os.environ.get("MLFLOW_HTTP_POOL_MAXSIZE", "10")) < pool_size:
         os.environ["MLFLOW_HTTP_POOL_MAXSIZE"] = str(pool_size)
+    _install_response_limits()
+
+
+def iter_body(response, chunk_size: int) -> Iterator[bytes]:
+    """A response body in pieces of at most ``chunk_size``, each handed over as soon as it arrives.
+
+    ``requests``' ``iter_content`` fills every piece before yielding it: bytes that arrived before a
+    stall or a reset are lost with the exception, and a deadline checked between pieces never runs
+    while a server trickles. One read per piece (``read1``) avoids both. urllib3's errors are raised
+    as the ``requests`` ones ``iter_content`` would raise, so callers classify them the same way."""
+    import requests
+    from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(chunk_size)
+        return
+    try:
+        while chunk := raw.read1(chunk_size, decode_content=True):
+            yield chunk
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+    except SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+
+
+class ResponseTooLarge(Exception):
+    """A metadata answer broke MAX_RESPONSE_BYTES or its deadline (raised inside MLflow's request)."""
+
+
+def _bounded_response(response, *, stream: bool | None = False, timeout=None, **_kwargs):
+    """A requests response hook: read a non-streamed body under a size cap and a whole-answer deadline.
+
+    requests runs response hooks before it reads a non-streamed body, so the body read here is the
+    one MLflow later parses. Streamed responses (our own downloads) are left alone: they are bounded
+    by the listed size and the per-read timeout."""
+    if stream:
+        return response
+    limit = MAX_RESPONSE_BYTES
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ResponseTooLarge(f"the server's answer is larger than {limit:,} bytes ({int(declared):,} declared)")
+    per_read = timeout[-1] if isinstance(timeout, tuple) else timeout
+    allowed = RESPONSE_DEADLINE_FACTOR * float(per_read or 60)
+    deadline = time.monotonic() + allowed
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        for chunk in iter_body(response, 64 * 1024):
+            received += len(chunk)
+            if received > limit:
+                raise ResponseTooLarge(f"the server's answer is larger than {limit:,} bytes")
+            if time.monotonic() > deadline:
+                raise ResponseTooLarge(f"the server's answer was still arriving after {allowed:.0f} s")
+            chunks.append(chunk)
+    except ResponseTooLarge:
+        response.close()
+        raise
+    response._content = b"".join(chunks)
+    response._content_consumed = True
+    return response
+
+
+def _install_response_limits() -> None:
+    """Add ``_bounded_response`` to every requests session MLflow makes (it caches one per retry
+    policy in ``request_utils._cached_get_request_session``). If a later MLflow moves that function,
+    the limits are skipped rather than breaking the client."""
+    from mlflow.utils import request_utils
+
+    factory = getattr(request_utils, "_cached_get_request_session", None)
+    if factory is None or getattr(factory, "_kitmlflow_bounded", False):
+        return
+
+    def bounded_session(*args, **kwargs):
+        session = factory(*args, **kwargs)
+        hooks = session.hooks.setdefault("response", [])
+        if _bounded_response not in hooks:
+            hooks.append(_bounded_response)
+        return session
+
+    bounded_session._kitmlflow_bounded = True  # type: ignore[attr-defined]
+    request_utils._cached_get_request_session = bounded_session
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -574,9 +667,7 @@ class Catalogue:
 
     def list_level(self, root_uri: str, path: str):
         """One level of a store folder: MLflow FileInfo entries (directories have ``file_size=None``)."""
-        repo = self.repository(root_uri)
-        with self._errors(f"the artifacts at {path or '/'}"):
-            return repo.list_artifacts(path or None)
+        return _list_artifacts(self.repository(root_uri), path, self.tracking_uri)
 
     def _list_roots(
         self,
@@ -590,6 +681,7 @@ class Catalogue:
         ``roots`` holds (store URI, local folder prefix, model folder or None)."""
         files: dict[str, ArtifactFile] = {}
         seen_dirs: set[tuple[str, str]] = set()
+        local_dirs: set[str] = set()  # folders as they land locally, to catch a name that is both
         repos = {uri: self.repository(uri) for uri, _, _ in roots}
         # MLflow's REST listing is proto3 JSON, which drops zero values: a file listed over HTTP
         # without a size is an empty file, not one of unknown size.
@@ -599,8 +691,7 @@ class Catalogue:
         def list_one(uri: str, path: str) -> list:
             if uri in first_level and path == "":
                 return first_level.pop(uri)
-            with self._errors(f"the artifacts at {path or '/'}"):
-                return repos[uri].list_artifacts(path or None)
+            return _list_artifacts(repos[uri], path, self.tracking_uri)
 
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kitmlflow-list") as pool:
             pending: dict[Future, tuple[str, str, str, str | None, int]] = {}
@@ -612,7 +703,15 @@ class Catalogue:
                     raise ServerUnreachableError(
                         f"The artifact listing is deeper than {MAX_TREE_DEPTH} folders at {path!r}; refusing it."
                     )
+                local_dir = f"{prefix}/{path}" if prefix and path else (prefix or path)
+                if local_dir in files:
+                    raise _both_file_and_folder(local_dir)
                 seen_dirs.add((uri, path))
+                local_dirs.add(local_dir)
+                if len(files) + len(seen_dirs) > MAX_TREE_FILES:
+                    raise ServerUnreachableError(
+                        f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
+                    )
                 pending[pool.submit(list_one, uri, path)] = (uri, path, prefix, model, depth)
 
             try:
@@ -634,13 +733,20 @@ class Catalogue:
                             local = f"{prefix}/{child}" if prefix else child
                             if local in files:
                                 continue  # a server that lists a name twice gets it once
+                            if local in local_dirs:
+                                raise _both_file_and_folder(local)
                             size = entry.file_size
                             if size is None and zero_when_unsized[uri]:
                                 size = 0
-                            files[local] = ArtifactFile(local, size, uri, child, model)
-                            if len(files) > MAX_TREE_FILES:
+                            if size is not None and (not isinstance(size, int) or size < 0):
                                 raise ServerUnreachableError(
-                                    f"The artifact listing has more than {MAX_TREE_FILES:,} files; refusing it."
+                                    f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
+                                )
+                            files[local] = ArtifactFile(local, size, uri, child, model)
+                            if len(files) + len(seen_dirs) > MAX_TREE_FILES:
+                                raise ServerUnreachableError(
+                                    f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; "
+                                    "refusing it."
                                 )
                         if on_listed is not None:
                             on_listed(len(files))
@@ -648,6 +754,37 @@ class Catalogue:
                 for future in pending:
                     future.cancel()
         return sorted(files.values(), key=lambda f: f.path)
+
+
+def _list_artifacts(repository, path: str, tracking_uri: str) -> list:
+    """One folder listing. The server answers for what it lists: an entry MLflow's own client refuses
+    (``validate_path_is_safe``: ``..``, absolute, backslashes; raised as INVALID_PARAMETER_VALUE) or a
+    listing that does not parse is a broken or hostile server (exit 6), never bad input of ours (exit 2)."""
+    from mlflow.exceptions import MlflowException
+
+    what = f"the artifacts at {path or '/'}"
+    try:
+        return repository.list_artifacts(path or None)
+    except KeyboardInterrupt:
+        raise
+    except MlflowException as exc:
+        if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+            raise ServerUnreachableError(
+                f"The artifact store listed an unsafe or invalid path under {path or '/'!r} "
+                f"({scrub_secrets(exc.message)[:200]}); refusing to continue."
+            ) from exc
+        raise translate_error(exc, what, tracking_uri) from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ServerUnreachableError(
+            f"The tracking server {redact_uri(tracking_uri)} sent a malformed listing of {path or '/'!r} "
+            f"({scrub_secrets(str(exc))[:200]}); refusing it."
+        ) from exc
+    except Exception as exc:  # MLflow and requests raise many unrelated types; all are mapped
+        raise translate_error(exc, what, tracking_uri) from exc
+
+
+def _both_file_and_folder(local: str) -> ServerUnreachableError:
+    return ServerUnreachableError(f"The artifact store listed {local!r} both as a file and as a folder; refusing it.")
 
 
 def _is_http_repository(repository: object) -> bool:

@@ -8,6 +8,7 @@ continues a partial file from where it stopped. Progress is reported per chunk, 
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from kitmlflow_tui.catalogue import ArtifactFile
+from kitmlflow_tui.catalogue import ArtifactFile, iter_body
 from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
 from kitmlflow_tui.selection import Plan, format_size
 
@@ -124,7 +125,7 @@ class _Transfer:
                 offset = 0
             with open(part, "ab" if offset else "wb") as out:
                 written = offset
-                for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                for chunk in iter_body(response, CHUNK_BYTES):
                     if cancel.is_set():
                         raise InterruptedByUser("Download cancelled.")
                     written += len(chunk)
@@ -303,6 +304,8 @@ class Downloader:
                 try:
                     self._download_one(file, targets[file.path], partial_root)
                 except BaseException as exc:  # reported to the main thread, which raises it
+                    if _is_local_disk_error(exc):  # creating a folder, moving a file into place
+                        exc = _disk_error(file, partial_root.parent, exc)
                     failures.append(exc)
                     stop.set()
 
@@ -339,6 +342,8 @@ class Downloader:
             except KitmlflowError:
                 raise
             except Exception as exc:
+                if _is_local_disk_error(exc):
+                    raise _disk_error(file, partial_root.parent, exc) from exc
                 if attempt < RETRIES and _is_transient(exc) and not self.cancel.is_set():
                     time.sleep(min(2 ** (attempt - 1), 8))
                     continue
@@ -362,6 +367,23 @@ class Downloader:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, target)
         self.observer(ProgressEvent("file_done", file.path, size))
+
+
+def _is_local_disk_error(exc: BaseException) -> bool:
+    """An OSError of our own disk (requests' errors are OSErrors too, but carry no errno)."""
+    import requests
+
+    return isinstance(exc, OSError) and not isinstance(exc, requests.RequestException) and exc.errno is not None
+
+
+def _disk_error(file: ArtifactFile, dest: Path, exc: OSError) -> DownloadError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DownloadError(
+            f"The disk filled up while downloading {file.path} into {dest}: {exc.strerror}.",
+            hint="Free some space or pick another folder (--dest, or KITMLFLOW_CACHE_DIR for imports), then "
+            "run again: the partial file resumes.",
+        )
+    return DownloadError(f"Cannot write {file.path} into {dest}: {exc.strerror or exc}.")
 
 
 def _part_size(partial_root: Path, file: ArtifactFile) -> int:
