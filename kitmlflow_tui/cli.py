@@ -220,6 +220,8 @@ def import_command(
         spec, profile = build_spec(
             options["includes"], options["excludes"], options["max_file_size"], options["profile"]
         )
+        if kitfile_path is not None:  # a Kitfile kit would reject fails before any byte moves
+            _check_kitfile(kitfile_path)
         if not dry_run and not options["yes"]:
             if not _interactive():
                 raise BadInputError(
@@ -264,11 +266,24 @@ def import_command(
             digest=result.digest,
             packer=result.packer,
             size=result.size,
+            downloaded_bytes=result.download.downloaded_bytes,
+            reused_bytes=result.download.reused_bytes,
         )
         out.document(document)
         return 0
 
     run_guarded(options["as_json"], body)
+
+
+def _check_kitfile(path: Path) -> None:
+    """Parse and validate a --kitfile up front (paths in it are checked against the files later)."""
+    from kitmlflow_tui.kitfile import load_kitfile_text
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
+    load_kitfile_text(text, source=str(path))
 
 
 def _profile_overrides(profile):

@@ -6,6 +6,7 @@ observer's events. Nothing here prints or imports Textual.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 from kitmlflow_tui import __version__
 from kitmlflow_tui.catalogue import ArtifactFile, Catalogue, ResolvedRun
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
-from kitmlflow_tui.errors import BadInputError, KitmlflowError, PackError
+from kitmlflow_tui.errors import BadInputError, DownloadError, KitmlflowError, PackError
 from kitmlflow_tui.kitfile import KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
@@ -221,17 +222,75 @@ def _stage(session: Session, cache: Path, stage: Path) -> None:
 
 def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
     """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure."""
-    from kitmlflow_tui.packing.kit_cli import choose_packer, pack_with_kit
-    from kitmlflow_tui.packing.native import pack_native
+    from kitmlflow_tui.packing.kit_cli import choose_packer
 
     observer = observer or Observer()
     reference = check_tag(options.tag)
     packer = choose_packer(options.packer)
     cache = run_cache_dir(session)
+    with _run_cache_lock(cache, observer):
+        return _import_locked(session, options, observer, reference, packer, cache)
+
+
+@contextlib.contextmanager
+def _run_cache_lock(cache: Path, observer: Observer):
+    """One import of a run at a time per cache: two would write the same partial files, and the first to
+    finish would delete the cache under the other. The lock also makes stage folders left by a killed
+    import (hard links that would keep a deleted cache's bytes on disk) safe to remove."""
+    import fcntl
+
+    path = cache.parent / f".{cache.name}.lock"
+    told = False
+    while True:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DownloadError(
+                f"Cannot use the download cache {cache.parent}: {exc.strerror or exc}.",
+                hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told:
+                observer.step("wait", "Waiting for another import of this run to finish")
+                told = True
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+        try:  # the holder before us removes the file when it is done: lock the file that is there now
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        for stale in cache.parent.glob(f".{cache.name}.stage-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # still ours: nothing is left in the cache after an import
+        os.close(fd)
+
+
+def _import_locked(
+    session: Session, options: ImportOptions, observer: Observer, reference: str, packer: str, cache: Path
+) -> ImportResult:
+    from kitmlflow_tui.packing.kit_cli import pack_with_kit
+    from kitmlflow_tui.packing.native import pack_native
+
     downloaded = download(session, cache, jobs=options.jobs, observer=observer)
     stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
     try:
-        _stage(session, cache, stage)
+        try:
+            _stage(session, cache, stage)
+        except OSError as exc:
+            raise PackError(f"Preparing the files of {reference} for packing failed: {exc}.") from exc
         observer.step("kitfile", "Writing the Kitfile")
         kitfile, provenance_location = _kitfile_for(session, stage, options)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")

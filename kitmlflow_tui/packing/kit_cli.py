@@ -156,6 +156,7 @@ def _run(command: list[str], cancel: threading.Event | None) -> tuple[int, str, 
             reader.join(0.1)
     except KeyboardInterrupt:
         process.terminate()
+        reader.join(10)  # kit must be gone before the caller removes the folder it packs
         raise
     return process.returncode, output.get("stdout", ""), output.get("stderr", "")
 
