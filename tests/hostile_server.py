@@ -1,0 +1,282 @@
+"""A hostile stand-in for an MLflow tracking server: the one test double of the suite (it plays the attacker).
+
+It speaks just enough of MLflow's REST API for ``kitmlflow import/download`` of one run, with the shapes a
+real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow talked to it):
+
+- ``GET  /api/2.0/mlflow/runs/get?run_id=R``                      → ``{"run": {"info", "data", ...}}``
+- ``GET  /api/2.0/mlflow/experiments/get?experiment_id=E``         → ``{"experiment": {...}}``
+- ``POST /api/2.0/mlflow/logged-models/search``                    → ``{"models": []}``
+- ``GET  /api/2.0/mlflow-artifacts/artifacts?path=E/R/artifacts[/DIR]`` → ``{"files": [{"path", "is_dir", "file_size"}]}``
+  (``path`` is the name inside the listed folder)
+- ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
+
+Everything it lists and sends is decided by a :class:`Scenario`, which is where the attacks live:
+listing entries with ``..``, absolute paths or backslashes, sizes that lie, endless or huge listings,
+huge JSON documents, downloads that never end or stall. It runs as a thread in the test process on
+127.0.0.1 and stops (stalled handlers included) when the context manager exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+EXPERIMENT_ID = "7"
+RUN_ID = "0123456789abcdef0123456789abcdef"
+API = "/api/2.0/mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+ROOT = f"{EXPERIMENT_ID}/{RUN_ID}/artifacts"
+
+Listing = list[dict]  # [{"path": name, "is_dir": bool, "file_size": int}] as the server sends them
+
+
+def file(name: str, size: int) -> dict:
+    return {"path": name, "is_dir": False, "file_size": size}
+
+
+def folder(name: str) -> dict:
+    return {"path": name, "is_dir": True}
+
+
+@dataclass
+class Content:
+    """What a download of one path sends. ``data`` is the honest content; the flags make it lie."""
+
+    data: bytes = b""
+    endless: bool = False  # after data, keep sending forever (no Content-Length)
+    stall_after: int | None = None  # send this many bytes, then go silent (connection left open)
+    declared_length: int | None = None  # Content-Length to claim (default: len(data))
+    gate: threading.Event | None = None  # with stall_after: send the rest once this is set
+
+
+@dataclass
+class Scenario:
+    """The run the server pretends to hold. ``listing(dir)`` answers a folder listing (dir relative to
+    the run's artifact root, "" for the root); ``contents`` maps a path to what its download sends."""
+
+    listing: Callable[[str], Listing] = lambda _dir: []
+    contents: dict[str, Content] = field(default_factory=dict)
+    status: str = "FINISHED"
+    run_json_padding: int = 0  # bytes of junk tag values added to runs/get (a huge JSON document)
+    run_json_endless: bool = False  # runs/get streams a JSON document that never ends
+    run_json_trickle: bool = False  # runs/get sends its document one byte every 0.2 s, forever
+    stall_listing: bool = False  # listings never answer
+
+
+class HostileServer:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.stopping = threading.Event()
+        self.requests: list[str] = []  # "METHOD path?query", in order
+        self.listings = 0
+        self._lock = threading.Lock()
+        handler = _make_handler(self)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hostile-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def uri(self) -> str:
+        return f"mlflow://127.0.0.1:{self.port}/experiments/{EXPERIMENT_ID}/runs/{RUN_ID}"
+
+    def record(self, line: str, *, listing: bool = False) -> None:
+        with self._lock:
+            if len(self.requests) < 10_000:
+                self.requests.append(line)
+            if listing:
+                self.listings += 1
+
+    def start(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def hostile_server(scenario: Scenario) -> Iterator[HostileServer]:
+    server = HostileServer(scenario).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_document(scenario: Scenario) -> dict:
+    tags = [{"key": "mlflow.runName", "value": "hostile"}, {"key": "mlflow.user", "value": "eve"}]
+    if scenario.run_json_padding:
+        chunk = "x" * 1_000_000
+        for index in range(scenario.run_json_padding // len(chunk) + 1):
+            tags.append({"key": f"pad{index}", "value": chunk})
+    return {
+        "run": {
+            "info": {
+                "run_id": RUN_ID,
+                "run_uuid": RUN_ID,
+                "experiment_id": EXPERIMENT_ID,
+                "run_name": "hostile",
+                "user_id": "eve",
+                "status": scenario.status,
+                "start_time": 1_700_000_000_000,
+                "end_time": 1_700_000_100_000,
+                "artifact_uri": f"mlflow-artifacts:/{ROOT}",
+                "lifecycle_stage": "active",
+            },
+            "data": {"metrics": [], "params": [], "tags": tags},
+            "inputs": {},
+            "outputs": {},
+        }
+    }
+
+
+def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
+    scenario = server.scenario
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            pass
+
+        # -- helpers ---------------------------------------------------------------------------
+        def _json(self, document: dict, status: int = 200) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _not_found(self) -> None:
+            self._json({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No {self.path}"}, 404)
+
+        def _sleep_until_stopped(self) -> None:
+            while not server.stopping.wait(0.2):
+                pass
+
+        # -- routes ------------------------------------------------------------------------------
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            server.record(f"POST {self.path}")
+            if urlsplit(self.path).path == f"{API}/logged-models/search":
+                self._json({"models": []})
+            else:
+                self._not_found()
+
+        def do_GET(self) -> None:  # noqa: N802
+            server.record(f"GET {self.path}")
+            parts = urlsplit(self.path)
+            query = parse_qs(parts.query)
+            try:
+                if parts.path == f"{API}/runs/get":
+                    self._run()
+                elif parts.path == f"{API}/experiments/get":
+                    self._json(
+                        {
+                            "experiment": {
+                                "experiment_id": EXPERIMENT_ID,
+                                "name": "hostile",
+                                "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
+                                "lifecycle_stage": "active",
+                            }
+                        }
+                    )
+                elif parts.path == ARTIFACTS:
+                    self._list(query.get("path", [""])[0])
+                elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
+                    self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
+                else:
+                    self._not_found()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on us: that is the point of most scenarios
+
+        def _run(self) -> None:
+            if scenario.run_json_trickle:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                while not server.stopping.wait(0.2):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                return
+            if not scenario.run_json_endless:
+                self._json(run_document(scenario))
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()  # no Content-Length: read until we close, which is never
+            self.wfile.write(b'{"run": {"data": {"tags": [')
+            chunk = b'{"key": "k", "value": "' + b"x" * 65_000 + b'"},'
+            while not server.stopping.is_set():
+                self.wfile.write(chunk)
+
+        def _list(self, path: str) -> None:
+            server.record(f"LIST {path}", listing=True)
+            if scenario.stall_listing:
+                self._sleep_until_stopped()
+                return
+            if path != ROOT and not path.startswith(ROOT + "/"):
+                self._json({"files": []})
+                return
+            relative = path[len(ROOT) + 1 :] if path != ROOT else ""
+            self._json({"files": scenario.listing(relative)})
+
+        def _download(self, path: str) -> None:
+            content = scenario.contents.get(path)
+            if content is None:
+                self._not_found()
+                return
+            data = content.data
+            start = 0
+            ranged = self.headers.get("Range", "")
+            if ranged.startswith("bytes=") and not content.endless:
+                start = int(ranged[len("bytes=") :].split("-")[0] or 0)
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            body = data[start:]
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if content.endless or content.declared_length is not None:
+                self.send_header("Connection", "close")  # and hang up after what we send
+                self.close_connection = True
+            else:
+                length = content.declared_length if content.declared_length is not None else len(data)
+                self.send_header("Content-Length", str(max(length - start, 0)))
+            self.end_headers()
+            if content.stall_after is not None:
+                self.wfile.write(body[: max(content.stall_after - start, 0)])
+                self.wfile.flush()
+                if content.gate is None:
+                    self._sleep_until_stopped()
+                    return
+                while not content.gate.wait(0.2):
+                    if server.stopping.is_set():
+                        return
+                body = body[max(content.stall_after - start, 0) :]
+            self.wfile.write(body)
+            if content.endless:
+                block = b"\0" * 65_536
+                deadline = time.monotonic() + 120
+                while not server.stopping.is_set() and time.monotonic() < deadline:
+                    self.wfile.write(block)
+
+    return Handler
