@@ -166,10 +166,19 @@ def test_sigkill_at_random_points_of_a_native_pack(big: BigRun, tmp_path: Path) 
     kit = find_kit()
     rng = random.Random(5)
     kills = 0
+    temp = home / "storage" / ".kitmlflow-tmp"
+
+    def packed_bytes() -> int:  # what the packer has written to its temporary blobs so far
+        return sum(p.stat().st_size for p in temp.glob("*") if p.is_file()) if temp.is_dir() else 0
+
     for _ in range(6):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: bool(list(cache.glob("*/.*.stage-*"))), proc, "the stage", timeout=180)
-        time.sleep(rng.uniform(0.0, 2.5))
+        # A random point inside the pack itself, measured in bytes written rather than in seconds: once
+        # the blobs exist a re-pack is quick, and a sleep would often land after it ended.
+        target = rng.uniform(0, HUGE)
+        while proc.poll() is None and packed_bytes() < target:
+            time.sleep(0.001)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
