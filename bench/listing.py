@@ -21,7 +21,8 @@ Measured, each in a fresh subprocess, alternating the order from one round to th
 - for reference, a bare HTTP client (plain ``requests``, 8 threads, no MLflow code): the least any client
   can do per folder;
 - whole command: ``kitmlflow import URI -t bench/listing:1 --dry-run --json`` vs a ``python -c`` script that
-  imports mlflow and does MLflow's walk (MLflow's CLI has no recursive listing command).
+  imports mlflow and does MLflow's walk (MLflow's CLI has no recursive listing command). The dry run also
+  builds its Kitfile preview after the listing, so this row measures more than listing.
 
 Run: ``.venv/bin/python bench/listing.py [--quick] [--runs N] [--workdir DIR]``
 """
