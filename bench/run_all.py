@@ -11,6 +11,7 @@ Run: ``.venv/bin/python bench/run_all.py [--quick] [--runs N] [--workdir DIR] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -49,7 +50,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="pass --quick (one run of each measurement)")
     p.add_argument("--runs", type=int, help="pass --runs N")
-    p.add_argument("--workdir", type=Path, help="parent folder for the benchmarks' temporary work folders")
+    p.add_argument(
+        "--workdir", type=Path, help="parent folder for the benchmarks' work folders (one subfolder per benchmark)"
+    )
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
     p.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="do not run these benchmarks")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -75,8 +78,12 @@ def main() -> int:
                 cmd.append("--quick")
             if args.runs is not None and "--runs" in supported:
                 cmd += ["--runs", str(args.runs)]
-            if args.workdir is not None and "--workdir" in supported:
-                cmd += ["--workdir", str(args.workdir)]
+            workdir = args.workdir / name if args.workdir is not None else None
+            if workdir is not None and "--workdir" in supported:
+                # Its own subfolder: most scripts make a temporary folder inside and remove it, but a
+                # script may keep a cache in the folder it is given (tui_startup does).
+                workdir.mkdir(parents=True, exist_ok=True)
+                cmd += ["--workdir", str(workdir)]
             json_path = Path(results_dir) / f"{name}.json"
             if "--json-out" in supported:
                 cmd += ["--json-out", str(json_path)]
@@ -84,6 +91,9 @@ def main() -> int:
             t0 = time.perf_counter()
             code = subprocess.run(cmd, cwd=BENCH.parent).returncode
             elapsed = time.perf_counter() - t0
+            if workdir is not None:
+                with contextlib.suppress(OSError):
+                    workdir.rmdir()  # only if the script left it empty
             data = json.loads(json_path.read_text()) if json_path.exists() else None
             outcomes.append((name, code, elapsed, data))
 
