@@ -119,45 +119,8 @@ def disk_usage(paths: Sequence[Path]) -> int:
     return total
 
 
-class TreeMemory:
-    """Memory of a process tree, sampled: the peak of the summed RSS (psutil), and the kernel's own
-    high-water mark of each process (``VmHWM`` in ``/proc/PID/status``, exact since that process's exec),
-    summed over every process seen. ``ru_maxrss`` from ``wait4`` is not used: on Linux it keeps the
-    high-water mark of the memory the child had before its exec, i.e. of this (mlflow-importing)
-    benchmark process, from which it was forked."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_rss = 0
-        self.hwm: dict[int, int] = {}
-
-    @staticmethod
-    def _hwm(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return 0
-
-    def sample(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return
-        total = 0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-            self.hwm[proc.pid] = max(self.hwm.get(proc.pid, 0), self._hwm(proc.pid))
-        self.peak_rss = max(self.peak_rss, total)
-
-    @property
-    def peak_hwm(self) -> int:
-        return sum(self.hwm.values())
+# Memory sampling is _common.TreeMemory (summed RSS peak plus each process's VmHWM; see its docstring).
+TreeMemory = c.TreeMemory
 
 
 @dataclass
