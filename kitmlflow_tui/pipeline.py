@@ -12,13 +12,21 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kitmlflow_tui import __version__
-from kitmlflow_tui.catalogue import ArtifactFile, Catalogue, ResolvedRun
+from kitmlflow_tui.catalogue import (
+    ArtifactFile,
+    ArtifactTree,
+    Catalogue,
+    RegisteredModelInfo,
+    ResolvedRun,
+    RunInfo,
+)
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
-from kitmlflow_tui.errors import BadInputError, DownloadError, KitmlflowError, PackError
+from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.kitfile import KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
@@ -61,6 +69,18 @@ def _display(uri: str) -> str:
     from kitmlflow_tui.reference import redact_uri
 
     return redact_uri(uri)
+
+
+def session_from_listing(
+    catalogue: Catalogue,
+    run: RunInfo,
+    tree: ArtifactTree,
+    spec: FilterSpec,
+    registered: RegisteredModelInfo | None = None,
+    cancel: threading.Event | None = None,
+) -> Session:
+    """A session for a run whose tree was listed already (by the wizard), without listing it again."""
+    return Session(catalogue, ResolvedRun(run, tree, registered), make_plan(tree, spec), cancel or threading.Event())
 
 
 def plan(
@@ -228,19 +248,25 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     reference = check_tag(options.tag)
     packer = choose_packer(options.packer)
     cache = run_cache_dir(session)
-    with _run_cache_lock(cache, observer):
+    with _run_cache_lock(cache, observer, session.cancel):
         return _import_locked(session, options, observer, reference, packer, cache)
 
 
 @contextlib.contextmanager
-def _run_cache_lock(cache: Path, observer: Observer):
+def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event):
     """One import of a run at a time per cache: two would write the same partial files, and the first to
     finish would delete the cache under the other. The lock also makes stage folders left by a killed
     import (hard links that would keep a deleted cache's bytes on disk) safe to remove."""
-    import fcntl
 
     path = cache.parent / f".{cache.name}.lock"
     told = False
+
+    def tell_once() -> None:
+        nonlocal told
+        if not told:
+            observer.step("wait", "Waiting for another import of this run to finish")
+            told = True
+
     while True:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -251,16 +277,10 @@ def _run_cache_lock(cache: Path, observer: Observer):
                 hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
             ) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not told:
-                observer.step("wait", "Waiting for another import of this run to finish")
-                told = True
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
+            _lock_unless_cancelled(fd, cancel, tell_once)
+        except BaseException:
+            os.close(fd)
+            raise
         try:  # the holder before us removes the file when it is done: lock the file that is there now
             current = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -276,6 +296,24 @@ def _run_cache_lock(cache: Path, observer: Observer):
         with contextlib.suppress(OSError):
             os.unlink(path)  # still ours: nothing is left in the cache after an import
         os.close(fd)
+
+
+LOCK_POLL_SECONDS = 0.2
+
+
+def _lock_unless_cancelled(fd: int, cancel: threading.Event, on_wait: Callable[[], None]) -> None:
+    """An exclusive flock on ``fd``, calling ``on_wait()`` while another process holds it; polled, so that
+    a cancel from the wizard ends the wait (a blocking flock would not return for it)."""
+    import fcntl
+
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            on_wait()
+        if cancel.wait(LOCK_POLL_SECONDS):
+            raise InterruptedByUser("Import cancelled while it waited for another import of this run.")
 
 
 def _import_locked(

@@ -119,13 +119,10 @@ class CatalogueBackend:
         resolved = self.catalogue.resolve(ref, require_finished=False)
         return resolved.run, resolved.tree, resolved.registered
 
-    def session(self, choice: ImportChoice, cancel: threading.Event | None = None) -> Session:
-        from kitmlflow_tui.catalogue import ResolvedRun
-        from kitmlflow_tui.pipeline import Session
-        from kitmlflow_tui.selection import make_plan
+    def session(self, choice: ImportChoice) -> Session:
+        from kitmlflow_tui.pipeline import session_from_listing
 
-        resolved = ResolvedRun(choice.run, choice.tree, choice.registered)
-        return Session(self.catalogue, resolved, make_plan(choice.tree, choice.spec), cancel or threading.Event())
+        return session_from_listing(self.catalogue, choice.run, choice.tree, choice.spec, choice.registered)
 
     def preview_kitfile(self, choice: ImportChoice) -> dict[str, Any]:
         from kitmlflow_tui.pipeline import ImportOptions, preview_kitfile
@@ -138,10 +135,13 @@ class CatalogueBackend:
         return free_bytes_at(cache_root())
 
     def run_import(self, choice: ImportChoice, observer: Observer, cancel: threading.Event) -> ImportResult:
-        from kitmlflow_tui.pipeline import ImportOptions, run_import
+        """In a child process: the download and pack threads would otherwise starve the UI of the GIL."""
+        from kitmlflow_tui.import_process import ImportJob, run_import_in_child
+        from kitmlflow_tui.pipeline import ImportOptions
 
-        session = self.session(choice, cancel)
-        return run_import(session, ImportOptions(tag=choice.tag, overrides=choice.overrides), observer)
+        options = ImportOptions(tag=choice.tag, overrides=choice.overrides)
+        job = ImportJob(self.tracking_uri, choice.run, choice.tree, choice.spec, choice.registered, options)
+        return run_import_in_child(job, observer, cancel)
 
 
 def free_bytes_at(folder: Path) -> int | None:

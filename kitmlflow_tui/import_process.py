@@ -1,0 +1,219 @@
+"""The import step (``pipeline.run_import``) in a child process, for a caller that must stay responsive.
+
+Downloading, hashing and packing keep several threads busy. Inside the wizard's process they compete
+with the UI thread for the GIL, and a keystroke waited 2–3 s for its repaint (bench/tui_startup.py).
+In a child process the UI thread has an interpreter to itself.
+
+How the two talk:
+- the parent starts ``python -m kitmlflow_tui.import_process FD`` in a session of its own (the terminal's
+  signals belong to the wizard), writes one pickled ``ImportJob`` to its stdin and keeps stdin open. The
+  job holds the tracking URI, which may carry a password: it goes through the pipe, never onto argv;
+- a line ``cancel`` on stdin, or stdin closing because the parent is gone, sets the child's cancel event,
+  which the pipeline handles like Ctrl-C: completed downloads stay in the cache, no partial ModelKit;
+- the child replays its observer's calls on pipe FD as length-prefixed pickles ``(method, args)``, then
+  one ``("result", ImportResult)`` or ``("error", KitmlflowError)``. Its stdout and stderr are only for
+  what Python and MLflow print; the parent keeps the end of stderr for the message if the child dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from kitmlflow_tui.errors import KitmlflowError, scrub_secrets
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.catalogue import ArtifactTree, RegisteredModelInfo, RunInfo
+    from kitmlflow_tui.download import ProgressEvent
+    from kitmlflow_tui.pipeline import ImportOptions, ImportResult, Observer
+    from kitmlflow_tui.selection import FilterSpec
+
+_LENGTH = struct.Struct(">I")
+CANCEL_LINE = b"cancel\n"
+CANCEL_POLL_SECONDS = 0.1
+STDERR_TAIL_BYTES = 4000
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """A run the caller has already listed, what to take from it, and how to pack it."""
+
+    tracking_uri: str
+    run: RunInfo
+    tree: ArtifactTree
+    spec: FilterSpec
+    registered: RegisteredModelInfo | None
+    options: ImportOptions
+
+
+# -- the parent's side ----------------------------------------------------------------------------
+def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Event) -> ImportResult:
+    """``pipeline.run_import`` for ``job`` in a child process; the observer's calls are replayed here, on
+    the calling thread. Setting ``cancel`` stops the child the way Ctrl-C stops the CLI."""
+    read_end, write_end = os.pipe()
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "kitmlflow_tui.import_process", str(write_end)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                pass_fds=(write_end,),
+                process_group=0,
+            )
+        except OSError as exc:
+            os.close(read_end)
+            raise KitmlflowError(f"Cannot start the import process: {exc.strerror or exc}.") from exc
+        finally:
+            os.close(write_end)  # the child holds the only write end: EOF here means it is gone
+        over = threading.Event()
+        assert child.stdin is not None
+        stdin = child.stdin
+        try:
+            with contextlib.suppress(BrokenPipeError):  # a child that died at once is reported below
+                stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+                stdin.flush()
+            relay = threading.Thread(target=_relay_cancel, args=(cancel, over, stdin), daemon=True)
+            relay.start()
+            outcome: tuple[str, Any] | None = None
+            with os.fdopen(read_end, "rb") as frames:
+                for method, args in read_frames(frames):
+                    if method in ("result", "error"):
+                        outcome = (method, args[0])
+                    else:
+                        getattr(observer, method)(*args)
+            code = child.wait()
+        finally:
+            over.set()
+            if child.poll() is None:  # we are leaving on an exception of our own: do not leave it behind
+                with contextlib.suppress(OSError):
+                    stdin.write(CANCEL_LINE)
+                    stdin.flush()
+                child.wait()
+            with contextlib.suppress(OSError):
+                stdin.close()
+        if outcome is None:
+            stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - STDERR_TAIL_BYTES))
+            tail = stderr.read().decode("utf-8", "replace").strip().splitlines()
+            raise KitmlflowError(
+                f"The import process ended without a result (exit code {code}).",
+                hint=scrub_secrets(tail[-1]) if tail else None,
+            )
+    kind, value = outcome
+    if kind == "error":
+        raise value
+    return value
+
+
+def _relay_cancel(cancel: threading.Event, over: threading.Event, stdin: IO[bytes]) -> None:
+    while not over.is_set():
+        if cancel.wait(CANCEL_POLL_SECONDS):
+            with contextlib.suppress(OSError):
+                stdin.write(CANCEL_LINE)
+                stdin.flush()
+            return
+
+
+def read_frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+    """The frames the child wrote, until it closes its end (a truncated last frame is dropped)."""
+    while True:
+        header = stream.read(_LENGTH.size)
+        if len(header) < _LENGTH.size:
+            return
+        (size,) = _LENGTH.unpack(header)
+        body = stream.read(size)
+        if len(body) < size:
+            return
+        yield pickle.loads(body)  # our own child, started by us: the only writer of this pipe
+
+
+# -- the child's side -----------------------------------------------------------------------------
+class FrameWriter:
+    """Writes frames from any thread; one frame is never interleaved with another."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, method: str, *args: Any) -> None:
+        body = pickle.dumps((method, args), protocol=pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            self.stream.write(_LENGTH.pack(len(body)) + body)
+            self.stream.flush()
+
+
+def _observer_sending(frames: FrameWriter) -> Observer:
+    from kitmlflow_tui.pipeline import Observer
+
+    class SendingObserver(Observer):
+        def step(self, name: str, message: str) -> None:
+            frames.send("step", name, message)
+
+        def listed(self, files: int) -> None:
+            frames.send("listed", files)
+
+        def progress(self, event: ProgressEvent) -> None:
+            frames.send("progress", event)
+
+        def pack_progress(self, done: int, total: int) -> None:
+            frames.send("pack_progress", done, total)
+
+    return SendingObserver()
+
+
+def _cancel_on_request(stdin: IO[bytes], cancel: threading.Event) -> None:
+    """Cancel on a ``cancel`` line, and on end of input: the parent is gone, nobody waits for a result."""
+    for _ in iter(stdin.readline, b""):
+        break
+    cancel.set()
+
+
+def _sendable(error: KitmlflowError) -> KitmlflowError:
+    """The error itself when it survives a pickle round trip, else its message in the base class."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return KitmlflowError(error.message, hint=error.hint)
+    return error
+
+
+def _run(job: ImportJob, observer: Observer, cancel: threading.Event) -> ImportResult:
+    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.pipeline import run_import, session_from_listing
+
+    catalogue = Catalogue(job.tracking_uri, jobs=job.options.jobs)
+    session = session_from_listing(catalogue, job.run, job.tree, job.spec, job.registered, cancel)
+    return run_import(session, job.options, observer)
+
+
+def main(argv: list[str]) -> int:
+    os.nice(10)
+    frames = FrameWriter(os.fdopen(int(argv[1]), "wb"))
+    job: ImportJob = pickle.load(sys.stdin.buffer)
+    cancel = threading.Event()
+    threading.Thread(target=_cancel_on_request, args=(sys.stdin.buffer, cancel), daemon=True).start()
+    try:
+        result = _run(job, _observer_sending(frames), cancel)
+    except KitmlflowError as exc:
+        frames.send("error", _sendable(exc))
+        return exc.exit_code
+    except Exception as exc:  # reaches the user as one line; the traceback stays on this process's stderr
+        traceback.print_exc()
+        frames.send("error", KitmlflowError(f"Unexpected error: {type(exc).__name__}: {scrub_secrets(str(exc))}"))
+        return 1
+    frames.send("result", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
