@@ -25,8 +25,9 @@ class DefaultToBrowse(click.Group):
     """``kitmlflow [URI]`` opens the wizard: anything that is not a command goes to ``browse``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["browse", *args]
+        group_options = {"-h", "--help", "--version"}
+        if args and args[0] not in self.commands and args[0] not in group_options:
+            args = ["browse", *args]  # also `kitmlflow --tracking-uri URI`
         return super().parse_args(ctx, args)
 
 
