@@ -653,17 +653,33 @@ class Catalogue:
         model as a folder (one listing and one search), for a browser that shows something at once."""
         top = self.list_level(run.artifact_uri, "")
         models = self._model_folders(run, top)
-        zero_when_unsized = _is_http_repository(self.repository(run.artifact_uri))
-        entries = [
+        entries = self._level_entries(run.artifact_uri, "", top, "")
+        entries += [LevelEntry(model.folder, True, None, model.folder) for model in models]
+        return sorted(entries, key=lambda e: e.path), tuple(models)
+
+    def folder_level(self, run: RunInfo, folder: str, logged_models: tuple[LoggedModelInfo, ...]) -> list[LevelEntry]:
+        """One folder of the tree ``first_level`` began (``logged_models`` as it returned them), listed on
+        its own: for a folder opened while the whole tree is still being listed."""
+        root_uri, prefix = run.artifact_uri, ""
+        for model in logged_models:
+            if model.model_id is not None and (folder == model.folder or folder.startswith(model.folder + "/")):
+                root_uri, prefix = model.artifact_location, model.folder
+        store_path = folder[len(prefix) :].lstrip("/")
+        listed = self.list_level(root_uri, store_path)
+        return sorted(self._level_entries(root_uri, store_path, listed, prefix), key=lambda e: e.path)
+
+    def _level_entries(self, root_uri: str, store_path: str, listed: list, prefix: str) -> list[LevelEntry]:
+        """MLflow FileInfo entries of ``store_path`` as LevelEntry paths of the run's tree (under ``prefix``)."""
+        # Proto3 JSON drops zero values: over HTTP a file listed without a size is empty, not unknown.
+        zero_when_unsized = _is_http_repository(self.repository(root_uri))
+        return [
             LevelEntry(
-                path=_checked_child("", entry.path),
+                path=posixpath.join(prefix, _checked_child(store_path, entry.path)),
                 is_dir=entry.is_dir,
                 size=entry.file_size if entry.file_size is not None or entry.is_dir or not zero_when_unsized else 0,
             )
-            for entry in top
+            for entry in listed
         ]
-        entries += [LevelEntry(model.folder, True, None, model.folder) for model in models]
-        return sorted(entries, key=lambda e: e.path), tuple(models)
 
     def list_level(self, root_uri: str, path: str):
         """One level of a store folder: MLflow FileInfo entries (directories have ``file_size=None``)."""

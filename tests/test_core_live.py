@@ -72,6 +72,27 @@ def test_the_tree_holds_run_artifacts_and_logged_models_with_sizes(live: LiveSer
     assert doc["excluded"] == []
 
 
+def test_each_folder_listed_alone_agrees_with_the_whole_tree(live: LiveServer, isolated_env: Path) -> None:
+    """What the wizard shows of a folder opened before the whole tree is listed (run folders, nested
+    folders, a logged model's own store, an empty file over HTTP) is that folder of the full tree."""
+    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.tui.selection_model import FolderIndex
+
+    catalogue = Catalogue(live.url)
+    run = catalogue.get_run(live.runs["full"])
+    whole = FolderIndex(catalogue.run_tree(run))
+    top, models = catalogue.first_level(run)
+    assert [(e.path, e.is_dir) for e in top] == [(e.path, e.is_dir) for e in whole.children("")]
+    folders = [path for path in whole.folders if path]
+    assert {"model", "nested/a/b/c", "checkpoints"} <= set(folders)
+    for folder in folders:
+        alone = catalogue.folder_level(run, folder, models)
+        expected = whole.children(folder)
+        assert [(e.path, e.is_dir) for e in alone] == [(e.path, e.is_dir) for e in expected], folder
+        assert [e.size for e in alone if not e.is_dir] == [e.size for e in expected if not e.is_dir], folder
+    assert next(e for e in catalogue.folder_level(run, "", models) if e.path == "empty.txt").size == 0
+
+
 @pytest.mark.parametrize("form", ["models/live-model/1", "models/live-model@champion"])
 def test_registered_models_resolve_to_their_logged_model_and_source_run(live: LiveServer, kitmlflow, form: str) -> None:
     out = kitmlflow("import", f"mlflow://{live.host}/{form}", "-t", "live:v1", "--dry-run", "--json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,49 @@ async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env
         assert on(app, "ArtifactsScreen")  # nothing ticked: no way on
         await pilot.press("a")
         assert browser.totals().files == 20
+
+
+async def test_a_folder_opened_before_the_whole_listing_is_listed_alone(isolated_env, demo_store) -> None:  # noqa: F811
+    """The whole-tree listing is held back (a server slow to list everything): opening a folder lists just
+    that folder, its files can be ticked, and the ticks hold once the whole tree arrives."""
+    from kitmlflow_tui.tui.backend import CatalogueBackend, connect
+
+    whole_tree_may_go = threading.Event()
+    folder_listings: list[str] = []
+
+    class SlowWholeTree(CatalogueBackend):
+        def run_tree(self, run, **options):
+            assert whole_tree_may_go.wait(60)
+            return super().run_tree(run, **options)
+
+        def folder_level(self, run, folder, logged_models):
+            folder_listings.append(folder)
+            return super().folder_level(run, folder, logged_models)
+
+    def slow_connector(reference, flag):
+        return SlowWholeTree(connect(reference, flag).catalogue)
+
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), connector=slow_connector)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await shows(pilot, "checkpoints/")
+            browser = app.screen.browser
+            await pilot.press("down", "down", "enter")  # open checkpoints/
+            await shows(pilot, "epoch_005.pt")
+            assert "listing…" not in screen_text(app) and not browser.listed
+            assert folder_listings == ["checkpoints"]
+            await pilot.press("down", "space")  # untick best.ckpt
+            assert browser.state("checkpoints", True) == "some"
+            await pilot.press(*["down"] * 8, "enter")  # model/ (a logged model, in a store of its own)
+            await shows(pilot, "MLmodel")
+            assert folder_listings == ["checkpoints", "model"]
+            whole_tree_may_go.set()
+            await wait_for(pilot, lambda: tree_listed(app), what="the whole tree")
+            assert browser.chosen() == {f.path for f in browser.index.tree.files} - {"checkpoints/best.ckpt"}
+            await shows(pilot, "19 files · ")
+            assert browser.spec() == FilterSpec(exclude=("/checkpoints/best.ckpt",))
+    finally:
+        whole_tree_may_go.set()
 
 
 async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:  # noqa: F811

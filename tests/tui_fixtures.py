@@ -202,6 +202,11 @@ class FixedBackend:
         tree = fixed_tree()
         return FolderIndex(tree).children(""), tree.logged_models
 
+    def folder_level(self, run: RunInfo, folder: str, logged_models: Any) -> list[LevelEntry]:
+        from kitmlflow_tui.tui.selection_model import FolderIndex
+
+        return FolderIndex(fixed_tree()).children(folder)
+
     def run_tree(self, run: RunInfo, **_: Any) -> ArtifactTree:
         return fixed_tree()
 

@@ -63,6 +63,10 @@ class Backend(Protocol):
 
     def first_level(self, run: RunInfo) -> tuple[list[LevelEntry], tuple[LoggedModelInfo, ...]]: ...
 
+    def folder_level(
+        self, run: RunInfo, folder: str, logged_models: tuple[LoggedModelInfo, ...]
+    ) -> list[LevelEntry]: ...
+
     def run_tree(
         self, run: RunInfo, *, on_listed: Callable[[int], None] | None = None, cancel: threading.Event | None = None
     ) -> ArtifactTree: ...
@@ -109,6 +113,9 @@ class CatalogueBackend:
 
     def first_level(self, run: RunInfo) -> tuple[list[LevelEntry], tuple[LoggedModelInfo, ...]]:
         return self.catalogue.first_level(run)
+
+    def folder_level(self, run: RunInfo, folder: str, logged_models: tuple[LoggedModelInfo, ...]) -> list[LevelEntry]:
+        return self.catalogue.folder_level(run, folder, logged_models)
 
     def run_tree(
         self, run: RunInfo, *, on_listed: Callable[[int], None] | None = None, cancel: threading.Event | None = None

@@ -172,7 +172,7 @@ class ArtifactBrowser:
     """The artifact step's state: the first level (at once), the full index (once listed), the ticks."""
 
     def __init__(self) -> None:
-        self.first_level: list[LevelEntry] = []
+        self.levels: dict[str, list[LevelEntry]] = {}  # folders listed one at a time, before the whole tree
         self.index: FolderIndex | None = None
         self.selection = Selection()
         self.applied_spec: FilterSpec | None = None  # the spec last applied (profile, glob), kept if still exact
@@ -181,8 +181,9 @@ class ArtifactBrowser:
         self._sizes: dict[str, int] = {}
 
     # -- data arriving -----------------------------------------------------------------------
-    def set_first_level(self, entries: list[LevelEntry]) -> None:
-        self.first_level = list(entries)
+    def set_level(self, folder: str, entries: list[LevelEntry]) -> None:
+        """One folder's entries (``""``: the first level), shown until the whole tree arrives."""
+        self.levels[folder] = list(entries)
 
     def set_tree(self, tree: ArtifactTree) -> None:
         self.index = FolderIndex(tree)
@@ -196,7 +197,8 @@ class ArtifactBrowser:
         """The entries of a folder, or None while it is not listed yet."""
         if self.index is not None:
             return self.index.children(path)
-        return list(self.first_level) if path == "" else None
+        level = self.levels.get(path)
+        return list(level) if level is not None else None
 
     # -- ticking -----------------------------------------------------------------------------
     def toggle(self, path: str, is_dir: bool) -> None:

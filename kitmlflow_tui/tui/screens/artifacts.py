@@ -47,6 +47,7 @@ class ArtifactsScreen(WizardScreen):
         self.browser = ArtifactBrowser()
         self.package = PackageDefaults()  # from a loaded profile, for the review step
         self.listed_so_far = 0
+        self.folders_asked: set[str] = set()
         self.cancel_listing = threading.Event()
         self.last_glob = ""
 
@@ -135,8 +136,34 @@ class ArtifactsScreen(WizardScreen):
         if self.browser.listed:
             return  # the whole tree was faster
         entries, self.logged_models = result
-        self.browser.set_first_level(entries)
+        self.browser.set_level("", entries)
         self.query_one(CheckboxTree).reload()
+
+    @on(CheckboxTree.FolderWanted)
+    def list_folder(self, event: CheckboxTree.FolderWanted) -> None:
+        """A folder opened before the whole tree is listed: list just that folder meanwhile."""
+        run, path, models = self.run, event.path, self.logged_models
+        if run is None or self.browser.listed or path in self.folders_asked:
+            return
+        self.folders_asked.add(path)
+        backend = self.wizard.backend
+
+        def failed(error: KitmlflowError) -> None:
+            self.folders_asked.discard(path)  # opening it again retries
+            self.show_error(error)
+
+        self.background(
+            lambda: backend.folder_level(run, path, models),
+            lambda entries: self.folder_listed(path, entries),
+            failed,
+            group=f"folder:{path}",
+        )
+
+    def folder_listed(self, path: str, entries: list[LevelEntry]) -> None:
+        if self.browser.listed:
+            return  # the whole tree arrived first and is already shown
+        self.browser.set_level(path, entries)
+        self.query_one(CheckboxTree).fill_folder(path)
 
     def tree_listed(self, tree: ArtifactTree) -> None:
         timer = getattr(self, "listing_timer", None)
@@ -156,8 +183,11 @@ class ArtifactsScreen(WizardScreen):
         totals = self.browser.totals()
         bar = self.query_one("#totals", Static)
         if totals is None:
-            so_far = f"{self.listed_so_far:,} files so far" if self.listed_so_far else "reading the first level"
-            bar.update(f"[dim]Listing the artifacts… {so_far}. You can tick folders already.[/]")
+            if self.browser.children("") is None:
+                bar.update("[dim]Listing the artifacts… reading the first level.[/]")
+                return
+            so_far = f" {self.listed_so_far:,} files so far." if self.listed_so_far else ""
+            bar.update(f"[dim]Listing the whole tree…{so_far} You can open and tick folders already.[/]")
             return
         if totals.all_files == 0:
             bar.update("[$warning]This run has no artifacts: there is nothing to import.[/]")

@@ -1,7 +1,8 @@
 """The artifact tree: tri-state boxes, folder totals, logged models marked, big files highlighted.
 
 Folders are filled in when opened, from whatever the browser knows (the first level at once, the rest
-once the listing is complete), so even a tree of many thousand files costs only what is on screen.
+once the listing is complete), so even a tree of many thousand files costs only what is on screen. A
+folder opened before the whole listing is in asks for its own listing (``FolderWanted``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ class CheckboxTree(Tree[LevelEntry], inherit_bindings=False):
 
     class Ticked(Message):
         """The user changed a tick (the totals need a refresh)."""
+
+    class FolderWanted(Message):
+        """A folder was opened that the browser does not know yet: list it (``fill_folder`` shows it)."""
+
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.path = path
 
     def __init__(self, browser: ArtifactBrowser, *, id: str | None = None) -> None:
         super().__init__("artifacts", id=id)
@@ -90,6 +98,8 @@ class CheckboxTree(Tree[LevelEntry], inherit_bindings=False):
         entries = self.browser.children(path)
         if entries is None:
             node.add_leaf(_PLACEHOLDER)
+            if path:
+                self.post_message(self.FolderWanted(path))
             return
         self._filled.add(path)
         for entry in entries:
@@ -101,6 +111,13 @@ class CheckboxTree(Tree[LevelEntry], inherit_bindings=False):
                     child.expand()
             else:
                 node.add_leaf(name, data=entry)
+
+    def fill_folder(self, path: str) -> None:
+        """Show a folder the browser has just learnt, if it is on screen and still a placeholder."""
+        node = self._node_for(path)
+        if node is not None and path not in self._filled:
+            node.remove_children()
+            self._fill(node, path)
 
     def _on_tree_node_expanded(self, event: Tree.NodeExpanded[LevelEntry]) -> None:
         node = event.node
