@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -711,6 +712,9 @@ class Catalogue:
 
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kitmlflow-list") as pool:
             pending: dict[Future, tuple[str, str, str, str | None, int]] = {}
+            # Finished listings arrive here one by one: waiting on every pending future at each step
+            # (concurrent.futures.wait) costs time in the number queued, quadratic on a wide tree.
+            completed: queue.SimpleQueue[Future] = queue.SimpleQueue()
 
             def submit(uri: str, path: str, prefix: str, model: str | None, depth: int) -> None:
                 if (uri, path) in seen_dirs:
@@ -728,7 +732,9 @@ class Catalogue:
                     raise ServerUnreachableError(
                         f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
                     )
-                pending[pool.submit(list_one, uri, path)] = (uri, path, prefix, model, depth)
+                future = pool.submit(list_one, uri, path)
+                pending[future] = (uri, path, prefix, model, depth)
+                future.add_done_callback(completed.put)
 
             try:
                 for uri, prefix, model in roots:
@@ -736,36 +742,37 @@ class Catalogue:
                 while pending:
                     if cancel is not None and cancel.is_set():
                         raise InterruptedByUser("Listing cancelled.")
-                    done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        uri, path, prefix, model, depth = pending.pop(future)
-                        for entry in future.result():
-                            child = _checked_child(path, entry.path)
-                            if entry.is_dir:
-                                submit(uri, child, prefix, model, depth + 1)
-                                continue
-                            if model is not None and child in _CLIENT_SIDE_FILES:
-                                continue
-                            local = f"{prefix}/{child}" if prefix else child
-                            if local in files:
-                                continue  # a server that lists a name twice gets it once
-                            if local in local_dirs:
-                                raise _both_file_and_folder(local)
-                            size = entry.file_size
-                            if size is None and zero_when_unsized[uri]:
-                                size = 0
-                            if size is not None and (not isinstance(size, int) or size < 0):
-                                raise ServerUnreachableError(
-                                    f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
-                                )
-                            files[local] = ArtifactFile(local, size, uri, child, model)
-                            if len(files) + len(seen_dirs) > MAX_TREE_FILES:
-                                raise ServerUnreachableError(
-                                    f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; "
-                                    "refusing it."
-                                )
-                        if on_listed is not None:
-                            on_listed(len(files))
+                    try:
+                        future = completed.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    uri, path, prefix, model, depth = pending.pop(future)
+                    for entry in future.result():
+                        child = _checked_child(path, entry.path)
+                        if entry.is_dir:
+                            submit(uri, child, prefix, model, depth + 1)
+                            continue
+                        if model is not None and child in _CLIENT_SIDE_FILES:
+                            continue
+                        local = f"{prefix}/{child}" if prefix else child
+                        if local in files:
+                            continue  # a server that lists a name twice gets it once
+                        if local in local_dirs:
+                            raise _both_file_and_folder(local)
+                        size = entry.file_size
+                        if size is None and zero_when_unsized[uri]:
+                            size = 0
+                        if size is not None and (not isinstance(size, int) or size < 0):
+                            raise ServerUnreachableError(
+                                f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
+                            )
+                        files[local] = ArtifactFile(local, size, uri, child, model)
+                        if len(files) + len(seen_dirs) > MAX_TREE_FILES:
+                            raise ServerUnreachableError(
+                                f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
+                            )
+                    if on_listed is not None:
+                        on_listed(len(files))
             finally:
                 for future in pending:
                     future.cancel()
