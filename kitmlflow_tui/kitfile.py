@@ -660,10 +660,19 @@ def _split_tag(tag: str | None) -> tuple[str | None, str | None]:
     return name or None, version or None
 
 
+# What MLflow records as the user when it cannot tell who ran the code: no author rather than this.
+MLFLOW_UNKNOWN_USER = "unknown"
+
+
 def _description(run: RunInfo) -> str:
+    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from."""
     note = (run.note or "").strip()
     if note:
-        return re.split(r"\n[ \t]*\n", note, maxsplit=1)[0].strip()
+        first = re.split(r"\n[ \t]*\n", note, maxsplit=1)[0].strip()
+        heading = re.fullmatch(r"#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*", first)
+        if heading and heading.group(1):
+            return heading.group(1)
+        return first
     who = f"{run.run_name} ({run.run_id})" if run.run_name else run.run_id
     return f"MLflow run {who} from experiment {run.experiment_name or run.experiment_id}"
 
@@ -671,6 +680,8 @@ def _description(run: RunInfo) -> str:
 def _package(run: RunInfo, tag: str | None, overrides: KitfileOverrides | None) -> dict[str, Any]:
     name, version = _split_tag(tag)
     author = run.user or run.tags.get("mlflow.user")
+    if author == MLFLOW_UNKNOWN_USER:
+        author = None
     package: dict[str, Any] = {
         "name": name or run.run_name or run.run_id,
         "version": version,

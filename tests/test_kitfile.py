@@ -539,6 +539,10 @@ def test_package_description_from_the_note(tmp_path: Path) -> None:
         **{**RUN.__dict__, "tags": {**RUN.tags, "mlflow.note.content": "  First para\nline 2\n\n  Second  "}}
     )
     assert build(tmp_path, run=noted).kitfile["package"]["description"] == "First para\nline 2"
+    headed = RunInfo(**{**RUN.__dict__, "tags": {"mlflow.note.content": "## ResNet-18 baseline ##\n\nFirst."}})
+    assert build(tmp_path, run=headed).kitfile["package"]["description"] == "ResNet-18 baseline"
+    nobody = RunInfo(**{**RUN.__dict__, "user": "unknown", "tags": {"mlflow.user": "unknown"}})
+    assert "authors" not in build(tmp_path, run=nobody).kitfile["package"]
     anonymous = RunInfo(**{**RUN.__dict__, "run_name": "", "user": None, "tags": {}})
     package = build(tmp_path, run=anonymous, tag=None).kitfile["package"]
     assert package["name"] == RUN.run_id
