@@ -15,6 +15,12 @@ from click.testing import CliRunner, Result
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# No MLflow telemetry from the test process and the processes it starts: offline, its config fetch fails
+# and its thread then unsets a variable in os.environ while other threads may be iterating it (requests'
+# proxy lookup raised KeyError in a benchmark once). Set before MLflow is first imported.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+
 from servers import mlflow_server, seed_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
