@@ -1,13 +1,17 @@
 """The import step (``pipeline.run_import``) in a child process, for a caller that must stay responsive.
 
-Downloading, hashing and packing keep several threads busy. Inside the wizard's process they compete
-with the UI thread for the GIL, and a keystroke waited 2–3 s for its repaint (bench/tui_startup.py).
-In a child process the UI thread has an interpreter to itself.
+Downloading, hashing and packing keep several threads busy; in the wizard's process they would compete
+with the UI thread for the GIL and the CPU. From a child, a keystroke during a download was repainted in a
+median 66–84 ms against 74–115 ms in-process (bench/tui_startup.py, 2 idle cores). The child also keeps
+MLflow's transfer state, its memory and any crash out of the wizard, and a cancel or a vanished wizard
+always ends it.
 
 How the two talk:
-- the parent starts ``python -m kitmlflow_tui.import_process FD`` in a session of its own (the terminal's
-  signals belong to the wizard), writes one pickled ``ImportJob`` to its stdin and keeps stdin open. The
-  job holds the tracking URI, which may carry a password: it goes through the pipe, never onto argv;
+- the parent starts ``python -m kitmlflow_tui.import_process FD`` in a session of its own: the terminal's
+  signals belong to the wizard, and Linux schedules the session as a group (autogroup), so the UI thread
+  is not one thread among the import's many. It writes one pickled ``ImportJob`` to the child's stdin and
+  keeps stdin open. The job holds the tracking URI, which may carry a password: it goes through the pipe,
+  never onto argv;
 - a line ``cancel`` on stdin, or stdin closing because the parent is gone, sets the child's cancel event,
   which the pipeline handles like Ctrl-C: completed downloads stay in the cache, no partial ModelKit;
 - the child replays its observer's calls on pipe FD as length-prefixed pickles ``(method, args)``, then
@@ -69,7 +73,7 @@ def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Ev
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 pass_fds=(write_end,),
-                process_group=0,
+                start_new_session=True,
             )
         except OSError as exc:
             os.close(read_end)
@@ -197,7 +201,6 @@ def _run(job: ImportJob, observer: Observer, cancel: threading.Event) -> ImportR
 
 
 def main(argv: list[str]) -> int:
-    os.nice(10)
     frames = FrameWriter(os.fdopen(int(argv[1]), "wb"))
     job: ImportJob = pickle.load(sys.stdin.buffer)
     cancel = threading.Event()
