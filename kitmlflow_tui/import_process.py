@@ -46,6 +46,7 @@ _LENGTH = struct.Struct(">I")
 CANCEL_LINE = b"cancel\n"
 CANCEL_POLL_SECONDS = 0.1
 STDERR_TAIL_BYTES = 4000
+RELAY_THREAD_NAME = "kitmlflow-import-cancel-relay"
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,14 @@ def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Ev
         over = threading.Event()
         assert child.stdin is not None
         stdin = child.stdin
+        relay: threading.Thread | None = None
         try:
             with contextlib.suppress(BrokenPipeError):  # a child that died at once is reported below
                 stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
                 stdin.flush()
-            relay = threading.Thread(target=_relay_cancel, args=(cancel, over, stdin), daemon=True)
+            relay = threading.Thread(
+                target=_relay_cancel, args=(cancel, over, stdin), name=RELAY_THREAD_NAME, daemon=True
+            )
             relay.start()
             outcome: tuple[str, Any] | None = None
             with os.fdopen(read_end, "rb") as frames:
@@ -99,10 +103,10 @@ def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Ev
             code = child.wait()
         finally:
             over.set()
+            if relay is not None:
+                relay.join()  # before stdin closes: a cancel set just now must not write to a closed pipe
             if child.poll() is None:  # we are leaving on an exception of our own: do not leave it behind
-                with contextlib.suppress(OSError):
-                    stdin.write(CANCEL_LINE)
-                    stdin.flush()
+                _send_cancel(stdin)
                 child.wait()
             with contextlib.suppress(OSError):
                 stdin.close()
@@ -122,10 +126,14 @@ def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Ev
 def _relay_cancel(cancel: threading.Event, over: threading.Event, stdin: IO[bytes]) -> None:
     while not over.is_set():
         if cancel.wait(CANCEL_POLL_SECONDS):
-            with contextlib.suppress(OSError):
-                stdin.write(CANCEL_LINE)
-                stdin.flush()
+            _send_cancel(stdin)
             return
+
+
+def _send_cancel(stdin: IO[bytes]) -> None:
+    with contextlib.suppress(OSError):  # the child is gone already: nothing left to cancel
+        stdin.write(CANCEL_LINE)
+        stdin.flush()
 
 
 def read_frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:

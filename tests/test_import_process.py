@@ -23,7 +23,7 @@ from tui_fixtures import demo_store  # noqa: F401
 from kitmlflow_tui.catalogue import Catalogue
 from kitmlflow_tui.download import ProgressEvent
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError
-from kitmlflow_tui.import_process import ImportJob, read_frames, run_import_in_child
+from kitmlflow_tui.import_process import RELAY_THREAD_NAME, ImportJob, read_frames, run_import_in_child
 from kitmlflow_tui.pipeline import ImportOptions, Observer, run_cache_dir, run_import, session_from_listing
 from kitmlflow_tui.reference import RunRef
 from kitmlflow_tui.selection import FilterSpec
@@ -115,7 +115,12 @@ class Background:
 
 def test_the_child_gives_what_the_pipeline_gives_in_process_and_reports_progress(job) -> None:
     recorder = Recorder()
-    result = run_import_in_child(job, recorder, threading.Event())
+    cancel = threading.Event()
+    result = run_import_in_child(job, recorder, cancel)
+    # The wizard sets cancel when the import screen goes away, after the result: nothing may be left to
+    # act on it (a relay still running wrote to the closed pipe of the finished child).
+    assert RELAY_THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+    cancel.set()
 
     expected = run_import(in_process_session(job), job.options)
     assert (result.reference, result.digest, result.size) == (expected.reference, expected.digest, expected.size)
