@@ -35,9 +35,24 @@ def on(app, name: str) -> bool:
 
 
 async def shoot(out: Path, size: tuple[int, int], store) -> list[Path]:
-    from kitmlflow_tui.tui.app import KitmlflowApp
+    import threading
 
-    app = KitmlflowApp(None, tracking_uri_flag=store.tracking_uri, tag="demo-classifier:v1", cursor_blink=False)
+    from kitmlflow_tui.tui.app import KitmlflowApp
+    from kitmlflow_tui.tui.backend import connect
+
+    connecting_shown = threading.Event()  # a local store connects before the first poll would see the screen
+
+    def connect_after_the_screenshot(reference, tracking_uri_flag):
+        connecting_shown.wait(60)
+        return connect(reference, tracking_uri_flag)
+
+    app = KitmlflowApp(
+        None,
+        tracking_uri_flag=store.tracking_uri,
+        tag="demo-classifier:v1",
+        connector=connect_after_the_screenshot,
+        cursor_blink=False,
+    )
     saved: list[Path] = []
 
     def save(name: str) -> None:
@@ -46,6 +61,7 @@ async def shoot(out: Path, size: tuple[int, int], store) -> list[Path]:
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: on(app, "ConnectScreen"))
         save("0-connecting")
+        connecting_shown.set()
         await until(pilot, lambda: on(app, "ExperimentsScreen") and app.screen.experiments)
         save("1-experiments")
         await pilot.press(*"image")
