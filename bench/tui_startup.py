@@ -291,9 +291,14 @@ def keys_during_import(tracking_uri: str, run_id: str, workdir: Path) -> dict[st
 def keystrokes_during_import(workdir: Path) -> dict[str, object]:
     if shutil.which("tmux") is None:
         return {}
-    with server(workdir / "keys") as srv:
-        run_id = big_files_server_run(srv)
-        return keys_during_import(srv.url, run_id, workdir)
+    store = workdir / "keys"  # a fresh 2 GB run each time: removed afterwards, with the download and the ModelKit
+    try:
+        with server(store) as srv:
+            run_id = big_files_server_run(srv)
+            return keys_during_import(srv.url, run_id, workdir)
+    finally:
+        for folder in (store, workdir / "cache", workdir / "kitops"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def ms(seconds: float) -> float:
