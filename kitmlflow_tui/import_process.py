@@ -65,6 +65,7 @@ class ImportJob:
 def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Event) -> ImportResult:
     """``pipeline.run_import`` for ``job`` in a child process; the observer's calls are replayed here, on
     the calling thread. Setting ``cancel`` stops the child the way Ctrl-C stops the CLI."""
+    observer.step("start", "Starting the import (loading MLflow in a process of its own)")
     read_end, write_end = os.pipe()
     with tempfile.TemporaryFile() as stderr:
         try:
