@@ -21,6 +21,15 @@ from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowErro
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
+class LocalPath(click.Path):
+    """click.Path, with a NUL byte refused as a usage error (exit 2): ``os.stat`` raises ValueError on one."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if "\x00" in os.fsdecode(value):
+            self.fail("a path cannot contain a NUL byte.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class DefaultToBrowse(click.Group):
     """``kitmlflow [URI]`` opens the wizard: anything that is not a command goes to ``browse``."""
 
@@ -190,7 +199,7 @@ def browse(uri: str | None, tracking_uri: str | None = None) -> None:
 @filter_options
 @click.option("--dry-run", is_flag=True, help="Show the plan and the Kitfile; download nothing.")
 @click.option(
-    "--kitfile", "kitfile_path", type=click.Path(dir_okay=False, path_type=Path), help="Use this Kitfile as is."
+    "--kitfile", "kitfile_path", type=LocalPath(dir_okay=False, path_type=Path), help="Use this Kitfile as is."
 )
 @click.option(
     "--packer",
@@ -314,7 +323,7 @@ def _show_kitfile(out: Output, kitfile: dict) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("uri")
 @click.option(
-    "--dest", "-d", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to download into."
+    "--dest", "-d", required=True, type=LocalPath(file_okay=False, path_type=Path), help="Folder to download into."
 )
 @filter_options
 def download(uri: str, dest: Path, **options: Any) -> None:
@@ -482,7 +491,7 @@ def profiles_delete(name: str) -> None:
 
 # -- demo ----------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Where to build the store.")
+@click.option("--root", type=LocalPath(file_okay=False, path_type=Path), help="Where to build the store.")
 @click.option("--rebuild", is_flag=True, help="Build it again even when it exists.")
 @click.option("--print-uri", is_flag=True, help="Only build it and print its tracking URI.")
 @click.option("--print-run", metavar="ROLE", help="Only build it and print the id of the run with this role.")

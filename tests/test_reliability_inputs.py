@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 8, 130}  # DESIGN.md's set (click's usage errors are 2 too)
@@ -134,6 +134,8 @@ _TOKENS = [
     command=st.sampled_from(["import", "download", "profiles"]),
     rest=st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=12)), max_size=8),
 )
+@example(command="import", rest=["--kitfile", "\x00"])  # found by a CI run: os.stat raised ValueError
+@example(command="download", rest=["mlflow://runs/abc", "--dest", "a\x00b"])
 def test_arbitrary_argv_never_prints_a_traceback(command: str, rest: list[str], tmp_path_factory) -> None:
     home = tmp_path_factory.mktemp("argv")
     env = {
