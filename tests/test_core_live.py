@@ -188,6 +188,9 @@ def test_without_yes_and_without_a_terminal_it_refuses(live: LiveServer, kitmlfl
     assert out.code == 2 and "--yes" in out.stderr
     out = kitmlflow("import", live.uri(), "-t", "x:1")
     assert out.code == 2 and "--yes" in out.stderr
+    for wizard in ([live.uri()], ["--tracking-uri", live.url], ["browse", "--tracking-uri", live.url]):
+        out = kitmlflow(*wizard)
+        assert out.code == 2 and "The wizard needs a terminal" in out.stderr, (wizard, out.stderr)
 
 
 def test_an_unreachable_server_fails_fast_with_exit_6(kitmlflow) -> None:
