@@ -324,7 +324,8 @@ class Downloader:
             self.cancel.set()
             _join_briefly(threads)
             raise InterruptedByUser("Download interrupted; completed files are kept for the next run.") from None
-        if self.cancel.is_set() and not failures:
+        if self.cancel.is_set() and all(isinstance(f, InterruptedByUser) for f in failures):
+            # the transfers it stopped say only "cancelled"; the user wants to know what is kept
             raise InterruptedByUser("Download cancelled; completed files are kept for the next run.")
         if failures:
             interrupted = [f for f in failures if isinstance(f, InterruptedByUser)]

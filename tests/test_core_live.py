@@ -225,6 +225,28 @@ def test_download_moves_exactly_the_selection_verified(live: LiveServer, kitmlfl
     assert again.json["downloaded_bytes"] == 0  # everything complete: nothing moves
 
 
+def test_a_cancel_mid_file_says_what_is_kept_and_keeps_it(live: LiveServer, tmp_path: Path, isolated_env) -> None:
+    """The wizard's cancel (an event, not SIGINT) stopping a transfer halfway through a file."""
+    from kitmlflow_tui import pipeline
+    from kitmlflow_tui.download import ProgressEvent
+    from kitmlflow_tui.errors import InterruptedByUser
+    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.selection import FilterSpec
+
+    session = pipeline.plan(parse_reference(live.uri()), FilterSpec(include=("weights/",)), jobs=1)
+
+    class CancelAtFirstBytes(pipeline.Observer):
+        def progress(self, event: ProgressEvent) -> None:
+            if event.kind == "bytes":
+                session.cancel.set()
+
+    with pytest.raises(InterruptedByUser) as cancelled:
+        pipeline.download(session, tmp_path / "dest", jobs=1, observer=CancelAtFirstBytes())
+    assert cancelled.value.message == "Download cancelled; completed files are kept for the next run."
+    (part,) = (tmp_path / "dest" / ".kitmlflow-partial").rglob("*.part")
+    assert 0 < part.stat().st_size < FULL_RUN_FILES["weights/big.safetensors"]
+
+
 def test_interrupted_download_resumes_moving_only_the_missing_bytes(live: LiveServer, tmp_path: Path) -> None:
     import json
 
