@@ -834,22 +834,27 @@ def _dropped_by_kit_pack(folder: Path, layer_paths: Sequence[str], ignore: set[s
     ``.`` layer as if it were inside ``model/``, and no layer packs it. Such files need an entry of
     their own; the loop repeats because a new entry can shadow further files.
     """
-    layers = [posixpath.normpath(p) for p in layer_paths]
+    layers = {posixpath.normpath(p) for p in layer_paths}
     files = [f for f in _regular_files(folder) if f not in ignore]
     dropped: list[str] = []
     while True:
-        found = [f for f in files if f not in dropped and _dropped(f, layers)]
+        found = [f for f in files if f not in layers and dropped_by_kit(f, layers)]
         if not found:
             return dropped
         dropped.extend(found)
-        layers.extend(found)
+        layers.update(found)
 
 
-def _dropped(file: str, layers: Sequence[str]) -> bool:
-    containing = [x for x in layers if x == "." or file == x or file.startswith(x + "/")]
-    return bool(containing) and all(
-        any(not layer.startswith(other) and file.startswith(other) for other in layers) for layer in containing
-    )
+def dropped_by_kit(file: str, layers: set[str]) -> bool:
+    """Whether kit pack leaves ``file`` out of every layer that contains it (``.``, itself or a folder above
+    it): each of those skips it because another layer's path is a string prefix of it but not of the
+    containing layer's. Only the string prefixes of ``file`` can matter, so they are all that is looked
+    up: a check over every layer for every file was quadratic (95 s for a run of 10,000 weight files)."""
+    prefixes = {file[:end] for end in range(1, len(file) + 1) if file[:end] in layers}
+    containing = {x for x in prefixes if x == file or file[len(x)] == "/"}
+    if "." in layers:
+        containing.add(".")
+    return bool(containing) and all(any(not layer.startswith(other) for other in prefixes) for layer in containing)
 
 
 def _regular_files(folder: Path) -> list[str]:

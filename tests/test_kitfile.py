@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import posixpath
 import shutil
 import string
 import subprocess
@@ -34,6 +35,7 @@ from kitmlflow_tui.kitfile import (
     canonical_kitfile,
     classify_like_kit_init,
     detect_license_id,
+    dropped_by_kit,
     dump_kitfile,
     load_kitfile_text,
     validate_kitfile,
@@ -608,6 +610,26 @@ def test_files_kit_pack_would_drop_get_an_entry(tmp_path: Path) -> None:
         {"path": "modeling.py"},
     ]
     validate_kitfile(kitfile, folder)
+
+
+def kit_pack_drops_literally(file: str, layers: list[str]) -> bool:
+    """kit pack's rule as it reads, checked against every layer: the reference for ``dropped_by_kit``."""
+    containing = [x for x in layers if x == "." or file == x or file.startswith(x + "/")]
+    return bool(containing) and all(
+        any(not layer.startswith(other) and file.startswith(other) for other in layers) for layer in containing
+    )
+
+
+_NAME = st.sampled_from(["m", "model", "model_card.png", "mo", ".", ".git", "a", "a.b", "b"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    file=st.lists(_NAME.filter(lambda n: n != "."), min_size=1, max_size=4).map("/".join),
+    layers=st.lists(st.lists(_NAME, min_size=1, max_size=3).map(lambda parts: posixpath.normpath("/".join(parts)))),
+)
+def test_the_dropped_file_rule_is_kits_literal_rule(file: str, layers: list[str]) -> None:
+    assert dropped_by_kit(file, set(layers)) == kit_pack_drops_literally(file, layers)
 
 
 def files_under(folder: Path) -> set[str]:
