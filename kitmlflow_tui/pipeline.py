@@ -189,7 +189,7 @@ def _skeleton(session: Session, folder: Path, observer: Observer) -> None:
             session.catalogue.repository, cancel=session.cancel, tracking_uri=session.catalogue.tracking_uri
         ).download(small, folder)
     for file in session.plan.selected:
-        target = safe_destination(folder, file.path)
+        target = safe_destination(folder, file.path, fresh_folder=True)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as out:
@@ -232,7 +232,7 @@ def _stage(session: Session, cache: Path, stage: Path) -> None:
     """Exactly the planned files, hard-linked from the cache: the cache may hold more from earlier runs."""
     for file in session.plan.selected:
         source = safe_destination(cache, file.path)
-        target = safe_destination(stage, file.path)
+        target = safe_destination(stage, file.path, fresh_folder=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, target)
