@@ -665,6 +665,7 @@ class Catalogue:
         for model in logged_models:
             if model.model_id is not None and (folder == model.folder or folder.startswith(model.folder + "/")):
                 root_uri, prefix = model.artifact_location, model.folder
+                break
         store_path = folder[len(prefix) :].lstrip("/")
         listed = self.list_level(root_uri, store_path)
         return sorted(self._level_entries(root_uri, store_path, listed, prefix), key=lambda e: e.path)

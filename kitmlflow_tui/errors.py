@@ -72,6 +72,13 @@ class InterruptedByUser(KitmlflowError):
         super().__init__(message, hint=hint)
 
 
+def as_kitmlflow_error(exc: BaseException) -> KitmlflowError:
+    """Any failure as one a user can read: ours as they are, anything else as one line without secrets."""
+    if isinstance(exc, KitmlflowError):
+        return exc
+    return KitmlflowError(f"Unexpected error: {type(exc).__name__}: {scrub_secrets(str(exc))}")
+
+
 _SECRET_ENV_VARS = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",

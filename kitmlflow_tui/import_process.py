@@ -34,12 +34,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from kitmlflow_tui.errors import KitmlflowError, scrub_secrets
+from kitmlflow_tui.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
+from kitmlflow_tui.pipeline import Observer
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue import ArtifactTree, RegisteredModelInfo, RunInfo
     from kitmlflow_tui.download import ProgressEvent
-    from kitmlflow_tui.pipeline import ImportOptions, ImportResult, Observer
+    from kitmlflow_tui.pipeline import ImportOptions, ImportResult
     from kitmlflow_tui.selection import FilterSpec
 
 _LENGTH = struct.Struct(">I")
@@ -165,29 +166,28 @@ class FrameWriter:
             self.stream.flush()
 
 
-def _observer_sending(frames: FrameWriter) -> Observer:
-    from kitmlflow_tui.pipeline import Observer
+class SendingObserver(Observer):
+    """The pipeline's observer in the child: every call becomes a frame for the parent's observer."""
 
-    class SendingObserver(Observer):
-        def step(self, name: str, message: str) -> None:
-            frames.send("step", name, message)
+    def __init__(self, frames: FrameWriter) -> None:
+        self.frames = frames
 
-        def listed(self, files: int) -> None:
-            frames.send("listed", files)
+    def step(self, name: str, message: str) -> None:
+        self.frames.send("step", name, message)
 
-        def progress(self, event: ProgressEvent) -> None:
-            frames.send("progress", event)
+    def listed(self, files: int) -> None:
+        self.frames.send("listed", files)
 
-        def pack_progress(self, done: int, total: int) -> None:
-            frames.send("pack_progress", done, total)
+    def progress(self, event: ProgressEvent) -> None:
+        self.frames.send("progress", event)
 
-    return SendingObserver()
+    def pack_progress(self, done: int, total: int) -> None:
+        self.frames.send("pack_progress", done, total)
 
 
 def _cancel_on_request(stdin: IO[bytes], cancel: threading.Event) -> None:
     """Cancel on a ``cancel`` line, and on end of input: the parent is gone, nobody waits for a result."""
-    for _ in iter(stdin.readline, b""):
-        break
+    stdin.readline()  # a line, or b"" at end of input
     cancel.set()
 
 
@@ -215,13 +215,13 @@ def main(argv: list[str]) -> int:
     cancel = threading.Event()
     threading.Thread(target=_cancel_on_request, args=(sys.stdin.buffer, cancel), daemon=True).start()
     try:
-        result = _run(job, _observer_sending(frames), cancel)
+        result = _run(job, SendingObserver(frames), cancel)
     except KitmlflowError as exc:
         frames.send("error", _sendable(exc))
         return exc.exit_code
     except Exception as exc:  # reaches the user as one line; the traceback stays on this process's stderr
         traceback.print_exc()
-        frames.send("error", KitmlflowError(f"Unexpected error: {type(exc).__name__}: {scrub_secrets(str(exc))}"))
+        frames.send("error", as_kitmlflow_error(exc))
         return 1
     frames.send("result", result)
     return 0

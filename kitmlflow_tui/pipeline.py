@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,17 +255,10 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
 def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event):
     """One import of a run at a time per cache: two would write the same partial files, and the first to
     finish would delete the cache under the other. The lock also makes stage folders left by a killed
-    import (hard links that would keep a deleted cache's bytes on disk) safe to remove."""
-
+    import (hard links that would keep a deleted cache's bytes on disk) safe to remove. The wait for it
+    is polled, so that a cancel from the wizard ends it (a blocking flock would not return for one)."""
     path = cache.parent / f".{cache.name}.lock"
     told = False
-
-    def tell_once() -> None:
-        nonlocal told
-        if not told:
-            observer.step("wait", "Waiting for another import of this run to finish")
-            told = True
-
     while True:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +269,12 @@ def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event):
                 hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
             ) from exc
         try:
-            _lock_unless_cancelled(fd, cancel, tell_once)
+            while not _try_lock(fd):
+                if not told:
+                    observer.step("wait", "Waiting for another import of this run to finish")
+                    told = True
+                if cancel.wait(LOCK_POLL_SECONDS):
+                    raise InterruptedByUser("Import cancelled while it waited for another import of this run.")
         except BaseException:
             os.close(fd)
             raise
@@ -301,19 +298,14 @@ def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event):
 LOCK_POLL_SECONDS = 0.2
 
 
-def _lock_unless_cancelled(fd: int, cancel: threading.Event, on_wait: Callable[[], None]) -> None:
-    """An exclusive flock on ``fd``, calling ``on_wait()`` while another process holds it; polled, so that
-    a cancel from the wizard ends the wait (a blocking flock would not return for it)."""
+def _try_lock(fd: int) -> bool:
     import fcntl
 
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            on_wait()
-        if cancel.wait(LOCK_POLL_SECONDS):
-            raise InterruptedByUser("Import cancelled while it waited for another import of this run.")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _import_locked(

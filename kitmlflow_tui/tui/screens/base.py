@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from kitmlflow_tui.errors import KitmlflowError, scrub_secrets
+from kitmlflow_tui.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 if TYPE_CHECKING:
     from kitmlflow_tui.tui.app import KitmlflowApp
@@ -22,12 +22,6 @@ T = TypeVar("T")
 STEPS = ("Experiments", "Runs", "Artifacts", "Review", "Import")
 # Errors that mean the server itself is not usable: they get the full error screen with a retry.
 SERVER_EXIT_CODES = {3, 6}
-
-
-def as_kitmlflow_error(exc: BaseException) -> KitmlflowError:
-    if isinstance(exc, KitmlflowError):
-        return exc
-    return KitmlflowError(f"Unexpected error: {type(exc).__name__}: {scrub_secrets(str(exc))}")
 
 
 def error_markup(exc: KitmlflowError) -> str:
