@@ -29,6 +29,7 @@ from kitmlflow_tui.errors import (
     scrub_secrets,
 )
 from kitmlflow_tui.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
+from kitmlflow_tui.stores import require_client_library
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class ArtifactFile:
     root_uri: str
     remote_path: str
     model: str | None = None  # the logged model folder it belongs to, if any
+    unavailable: str | None = None  # why the store cannot serve it (the plan leaves it out with this reason)
 
 
 @dataclass(frozen=True)
@@ -555,7 +557,8 @@ class Catalogue:
 
         with self._repositories_lock:
             if artifact_uri not in self._repositories:
-                with self._errors(f"the artifact store {redact_uri(artifact_uri)}"):
+                require_client_library(artifact_uri)  # exit 7 naming the extra, before any listing
+                with self._errors(f"the artifact store {redact_uri(artifact_uri)}"), store_errors(artifact_uri):
                     self._repositories[artifact_uri] = get_artifact_repository(
                         artifact_uri, tracking_uri=self.tracking_uri
                     )
@@ -750,7 +753,8 @@ class Catalogue:
                     uri, path, prefix, model, depth = pending.pop(future)
                     for entry in future.result():
                         child = _checked_child(path, entry.path)
-                        if entry.is_dir:
+                        unservable = _proxy_cannot_serve(child) if zero_when_unsized[uri] else None
+                        if entry.is_dir and unservable is None:
                             submit(uri, child, prefix, model, depth + 1)
                             continue
                         if model is not None and child in _CLIENT_SIDE_FILES:
@@ -761,13 +765,15 @@ class Catalogue:
                         if local in local_dirs:
                             raise _both_file_and_folder(local)
                         size = entry.file_size
-                        if size is None and zero_when_unsized[uri]:
+                        if size is None and zero_when_unsized[uri] and not entry.is_dir:
                             size = 0
                         if size is not None and (not isinstance(size, int) or size < 0):
                             raise ServerUnreachableError(
                                 f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
                             )
-                        files[local] = ArtifactFile(local, size, uri, child, model)
+                        if entry.is_dir:  # a folder the proxy cannot list: in the tree as one unavailable entry
+                            unservable = f"a folder that cannot be listed: {unservable}"
+                        files[local] = ArtifactFile(local, size, uri, child, model, unservable)
                         if len(files) + len(seen_dirs) > MAX_TREE_FILES:
                             raise ServerUnreachableError(
                                 f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
@@ -788,7 +794,12 @@ def _list_artifacts(repository, path: str, tracking_uri: str) -> list:
 
     what = f"the artifacts at {path or '/'}"
     try:
-        return repository.list_artifacts(path or None)
+        if _is_http_repository(repository):
+            from kitmlflow_tui.transports.http import list_level
+
+            return list_level(repository, path)  # names exactly as listed (MLflow's client decodes them)
+        with store_errors(repository.artifact_uri):
+            return repository.list_artifacts(path or None)
     except KeyboardInterrupt:
         raise
     except MlflowException as exc:
@@ -805,6 +816,33 @@ def _list_artifacts(repository, path: str, tracking_uri: str) -> list:
         ) from exc
     except Exception as exc:  # MLflow and requests raise many unrelated types; all are mapped
         raise translate_error(exc, what, tracking_uri) from exc
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """A direct store's own failures (its SDK's errors) in the family, with that store's words: refused
+    credentials are exit 3 naming the variables it reads, an unreachable store is exit 6 naming the store."""
+    from kitmlflow_tui.transports import TransientTransferError, store_error
+
+    try:
+        yield
+    except KitmlflowError:
+        raise
+    except Exception as exc:
+        mapped = store_error(exc, uri)
+        if isinstance(mapped, TransientTransferError):
+            raise ServerUnreachableError(
+                f"The artifact store {redact_uri(uri)} could not be reached or failed: {scrub_secrets(str(mapped))}"
+            ) from exc
+        if mapped is not exc:
+            raise mapped from exc
+        raise
+
+
+def _proxy_cannot_serve(path: str) -> str | None:
+    from kitmlflow_tui.transports.http import unservable_reason
+
+    return unservable_reason(path)
 
 
 def _both_file_and_folder(local: str) -> ServerUnreachableError:

@@ -223,7 +223,7 @@ def make_plan(tree: ArtifactTree, spec: FilterSpec) -> Plan:
     selected: list[ArtifactFile] = []
     left_out: list[LeftOut] = []
     for file in tree.files:
-        reason = spec.reason_left_out(file)
+        reason = spec.reason_left_out(file) or file.unavailable
         if reason is None:
             selected.append(file)
         else:

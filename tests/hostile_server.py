@@ -53,6 +53,8 @@ class Content:
     stall_after: int | None = None  # send this many bytes, then go silent (connection left open)
     declared_length: int | None = None  # Content-Length to claim (default: len(data))
     gate: threading.Event | None = None  # with stall_after: send the rest once this is set
+    stalls: int | None = None  # with stall_after: stall only in the first N requests (None: in every one)
+    first_byte_delay: float = 0.0  # seconds before the answer's first byte (a proxy fetching a big object)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class HostileServer:
         self.stopping = threading.Event()
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
+        self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
         self._lock = threading.Lock()
         handler = _make_handler(self)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -238,10 +241,18 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             self._json({"files": scenario.listing(relative)})
 
         def _download(self, path: str) -> None:
+            with server._lock:
+                server.downloads.append((path, self.headers.get("Range", "")))
+                attempt = sum(1 for seen, _ in server.downloads if seen == path)
             content = scenario.contents.get(path)
             if content is None:
                 self._not_found()
                 return
+            if content.first_byte_delay and server.stopping.wait(content.first_byte_delay):
+                return
+            stall_after = content.stall_after
+            if content.stalls is not None and attempt > content.stalls:
+                stall_after = None
             data = content.data
             start = 0
             ranged = self.headers.get("Range", "")
@@ -262,8 +273,8 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 length = content.declared_length if content.declared_length is not None else len(data)
                 self.send_header("Content-Length", str(max(length - start, 0)))
             self.end_headers()
-            if content.stall_after is not None:
-                self.wfile.write(body[: max(content.stall_after - start, 0)])
+            if stall_after is not None:
+                self.wfile.write(body[: max(stall_after - start, 0)])
                 self.wfile.flush()
                 if content.gate is None:
                     self._sleep_until_stopped()
@@ -271,7 +282,7 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 while not content.gate.wait(0.2):
                     if server.stopping.is_set():
                         return
-                body = body[max(content.stall_after - start, 0) :]
+                body = body[max(stall_after - start, 0) :]
             self.wfile.write(body)
             if content.endless:
                 block = b"\0" * 65_536

@@ -61,7 +61,6 @@ UNSAFE_LISTINGS = {
     "backslash-parent": {"": [file("..\\escape.txt", 5)]},
     "backslash": {"": [file("a\\b.txt", 5)]},
     "encoded-parent": {"": [file("%2e%2e/escape.txt", 5)]},
-    "double-encoded-parent": {"": [file("%252e%252e%252fescape.txt", 5)]},
     "nested-name": {"": [file("sub/x.txt", 5)]},
     "dot": {"": [file(".", 5)]},
     "empty-name": {"": [file("", 5)]},
@@ -84,6 +83,26 @@ def test_unsafe_listings_are_refused(case: str, kitmlflow, tmp_path: Path) -> No
     assert elapsed < 30
     assert not dest.exists() or real_files(dest) == set()
     assert not Path("/tmp/kitmlflow-escape.txt").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_percent_escaped_name_is_a_literal_name_that_is_left_out_not_decoded(kitmlflow, tmp_path: Path) -> None:
+    """``%252e%252e%252f`` is ``../`` only to a client that decodes it (MLflow's own does, until it stops changing):
+    the name stays exactly as listed, and since MLflow's proxy decodes the paths it is asked for, it cannot serve
+    the file, which the plan leaves out with that reason. Nothing is requested or written for it."""
+    layout = {"": [file("%252e%252e%252fescape.txt", 5), file("ok.txt", 2)]}
+    contents = {"%252e%252e%252fescape.txt": Content(b"owned"), "ok.txt": Content(b"ok")}
+    with hostile_server(Scenario(listing=tree(layout), contents=contents)) as server:
+        out, _, dest = run_download(kitmlflow, server, tmp_path)
+        requests = list(server.requests)
+    assert out.code == 0, out.stderr
+    assert [f["path"] for f in out.json["selected"]] == ["ok.txt"]
+    (excluded,) = out.json["excluded"]
+    assert excluded["path"] == "%252e%252e%252fescape.txt"
+    assert "decodes %XX escapes" in excluded["reason"]
+    assert real_files(dest) == {"ok.txt"}
+    assert not any("escape" in line for line in requests if not line.startswith("LIST")), requests
+    assert not list(tmp_path.rglob("escape.txt"))
 
 
 @pytest.mark.timeout(60)
