@@ -311,15 +311,22 @@ class MotoS3:
             _terminate(self._proc)
 
 
+# With ``authenticated``: the IAM calls that make the test user (create_user, put_user_policy,
+# create_access_key) are the only ones moto lets through unsigned; every later request must carry that key.
+_MOTO_SETUP_ACTIONS = 3
+
+
 @contextlib.contextmanager
-def moto_s3(root: Path, bucket: str = "mlflow") -> Iterator[MotoS3]:
-    """A ``moto_server`` on 127.0.0.1 with ``bucket`` created. State lives in memory only."""
+def moto_s3(root: Path, bucket: str = "mlflow", *, authenticated: bool = False) -> Iterator[MotoS3]:
+    """A ``moto_server`` on 127.0.0.1 with ``bucket`` created. State lives in memory only.
+    ``authenticated``: moto checks signatures and IAM policies, so a wrong key is refused as S3 would."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = root / "moto.log"
     cmd = [MOTO_BIN, "-H", HOST, "-p", str(port)]
-    proc = _spawn(cmd, _server_env({}), log_path, root)
+    extra_env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(_MOTO_SETUP_ACTIONS)} if authenticated else {}
+    proc = _spawn(cmd, _server_env(extra_env), log_path, root)
     try:
         url = f"http://{HOST}:{port}"
         ready = _wait_ready(proc, f"{url}/moto-api/", log_path, "moto_server")
@@ -334,10 +341,31 @@ def moto_s3(root: Path, bucket: str = "mlflow") -> Iterator[MotoS3]:
             ready_seconds=ready,
             _proc=proc,
         )
+        if authenticated:
+            s3.access_key, s3.secret_key = _moto_iam_user(s3)
         s3.client().create_bucket(Bucket=bucket)
         yield s3
     finally:
         _terminate(proc)
+
+
+def _moto_iam_user(s3: MotoS3) -> tuple[str, str]:
+    import json
+
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+    )
+    iam.create_user(UserName="kitmlflow")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="kitmlflow", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="kitmlflow")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,11 +631,14 @@ def seed_run(
     params: Mapping[str, str] | None = None,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, str] | None = None,
+    artifact_location: str | None = None,
 ) -> tuple[str, str]:
     """Create a run in ``experiment_name`` (created if missing), log ``files`` as its artifacts
     (``bytes`` as is, an ``int`` as that many deterministic pseudo-random bytes), optionally an
     MLflow 3 pyfunc logged model named ``model``, and leave it with ``status``.
 
+    ``artifact_location``: where a new experiment keeps its runs' artifacts (``s3://...``, ``gs://...``: the
+    client then writes and reads that store directly, whatever the server's own artifact settings).
     ``env`` is applied for the duration (credentials, S3 access); the process environment and
     mlflow's global tracking URI are restored afterwards. Returns ``(experiment_id, run_id)``.
     """
@@ -616,7 +647,11 @@ def seed_run(
     with temp_env(env or {}):
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(experiment_name, artifact_location=artifact_location)
+        )
         run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         run_id = run.info.run_id
         for key, value in (params or {}).items():

@@ -90,6 +90,12 @@ def store_error(exc: BaseException, uri: str) -> BaseException:
         from kitmlflow_tui.transports.sftp import classify
     else:
         return exc
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException) and exc.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        from kitmlflow_tui.stores import credentials_error
+
+        return credentials_error(uri, exc.error_code)  # MLflow's S3 listing wraps botocore's refusal so
     try:
         return classify(exc, uri)
     except ImportError:  # the SDK itself is missing: require_client_library reports that, not this

@@ -61,13 +61,19 @@ class AzureTransport(Transport):
                 if getattr(exc, "status_code", None) == 416 and end is None:
                     return  # nothing at or after ``position``
                 reraise(exc, classify(exc, self._uri, file))
-            size = downloader.properties.size
+            size = _blob_size(downloader.properties)
             if not data:
                 break
             yield from slices(data)
             position += len(data)
         if end is not None and position < end:
             raise TransientTransferError(f"the blob ended at byte {position:,}, before {end:,}")
+
+
+def _blob_size(properties: Any) -> int | None:
+    """The whole blob's size, from the ranged answer's ``bytes START-END/SIZE``."""
+    total = str(getattr(properties, "content_range", "") or "").rpartition("/")[2]
+    return int(total) if total.isdigit() else None
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:
