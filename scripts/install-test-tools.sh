@@ -1,14 +1,49 @@
 #!/usr/bin/env bash
-# System tools some tests drive: tmux (the wizard tested as a person uses it). Installed from Debian's
-# packages when missing and we are root; otherwise those tests skip with a printed reason.
+# Tools some tests drive, installed when missing (tests that need one that could not be installed skip with
+# a printed reason):
+#   tmux             the wizard tested as a person uses it           (Debian package)
+#   sshd             a real SFTP artifact store                       (Debian openssh-server; never started as a service)
+#   fake-gcs-server  a Google Cloud Storage emulator                  (go install, into .tools/bin)
+#   azurite          an Azure Blob Storage emulator, run with node    (npm, into .tools/azurite)
 set -u
-missing=()
-command -v tmux >/dev/null 2>&1 || missing+=(tmux)
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 \
-    && echo "installed: ${missing[*]}" || echo "could not install ${missing[*]}; tests that need them will skip"
-else
-  echo "missing ${missing[*]} (not root or no apt-get); tests that need them will skip"
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+FAKE_GCS_VERSION=v1.56.1
+AZURITE_VERSION=3.37.0
+mkdir -p "$TOOLS/bin"
+
+debs=()
+command -v tmux >/dev/null 2>&1 || debs+=(tmux)
+{ [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || debs+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || debs+=(openssh-client)
+if [ ${#debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # policy-rc.d keeps the package from starting a system sshd; the tests start their own on a loopback port.
+    (apt-get update -qq && printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}"; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc) \
+      >/dev/null 2>&1 && echo "installed: ${debs[*]}" || echo "could not install ${debs[*]}; tests that need them will skip"
+  else
+    echo "missing ${debs[*]} (not root or no apt-get); tests that need them will skip"
+  fi
+fi
+
+if [ ! -x "$TOOLS/bin/fake-gcs-server" ]; then
+  if command -v go >/dev/null 2>&1; then
+    GOBIN="$TOOLS/bin" go install "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" >/dev/null 2>&1 \
+      && echo "installed: fake-gcs-server $FAKE_GCS_VERSION" \
+      || echo "could not install fake-gcs-server; the GCS store tests will skip"
+  else
+    echo "no go toolchain: the GCS store tests will skip"
+  fi
+fi
+
+if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
+  if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/azurite" "azurite@$AZURITE_VERSION" >/dev/null 2>&1 \
+      && echo "installed: azurite $AZURITE_VERSION" \
+      || echo "could not install azurite; the Azure store tests will skip"
+  else
+    echo "no node/npm: the Azure store tests will skip"
+  fi
 fi
 exit 0

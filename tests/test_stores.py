@@ -99,6 +99,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
     root = tmp_path_factory.mktemp("stores")
     missing: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
+        forget_s3_clients()
         s3 = stack.enter_context(moto_s3(root / "moto", authenticated=True))
         emulators: dict[str, object] = {}
         for name, start in (("gcs", fake_gcs), ("azure", azurite), ("sftp", sftp_server)):
@@ -138,6 +139,24 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
             (root / "mlflow" / "art" / exp / odd_run / "artifacts" / name).write_bytes(content_of(name, ODD_NAMES))
         ready["proxied-local"] = Store("proxied-local", server.url, odd_run, {}, odd_run)
         yield Stores(ready, missing)
+
+
+def forget_s3_clients() -> None:
+    """Read S3 as a fresh process would. boto3's default session keeps the credentials it first resolved and
+    MLflow keeps one client per endpoint; a kitmlflow process has one set of credentials, while this test
+    process goes through several (other modules' moto servers, and wrong ones on purpose)."""
+    import boto3
+    from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
+
+    boto3.DEFAULT_SESSION = None
+    _cached_get_s3_client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_s3_clients() -> Iterator[None]:
+    forget_s3_clients()
+    yield
+    forget_s3_clients()
 
 
 def packed_files(kitops_home: Path, manifest_digest: str) -> dict[str, str]:
@@ -282,13 +301,6 @@ def test_a_store_whose_client_library_is_missing_is_exit_7_naming_the_extra(
 def wrong_credentials(store: Store, tmp_path: Path, stack) -> dict[str, str]:
     """The store's variables set to credentials it refuses, each with SECRET inside."""
     if store.name == "s3":
-        import boto3
-        from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
-
-        # boto3's default session keeps the credentials it first resolved, and MLflow one client per endpoint:
-        # a user's process has one set of credentials, this test process had the right ones a moment ago.
-        boto3.DEFAULT_SESSION = None
-        _cached_get_s3_client.cache_clear()
         s3 = store.extra["s3"]
         return {**store.env, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_ACCESS_KEY_ID": s3.access_key}
     if store.name == "azure":

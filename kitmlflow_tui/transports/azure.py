@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
-from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.errors import DownloadError, KitmlflowError
 from kitmlflow_tui.stores import credentials_error
 from kitmlflow_tui.transports.base import (
     TransientTransferError,
     Transport,
     check_range,
     reraise,
-    slices,
     stall_seconds,
+    windowed,
 )
 
 WINDOW_BYTES = 8 * 1024 * 1024
@@ -42,38 +42,22 @@ class AzureTransport(Transport):
     ) -> Iterator[bytes]:
         check_range(start, end)
         blob = self._repository.client.get_blob_client(self._container, posixpath.join(self._root, file.remote_path))
-        position = start
-        size: int | None = None  # the blob's size, known from the first answer
-        while (end is None or position < end) and (size is None or position < size):
-            if cancel is not None and cancel.is_set():
-                raise InterruptedByUser("Download cancelled.")
-            wanted = WINDOW_BYTES if end is None else min(end - position, WINDOW_BYTES)
+
+        def read(position: int, length: int) -> bytes:
             try:
-                downloader = blob.download_blob(
+                return blob.download_blob(
                     offset=position,
-                    length=wanted,
+                    length=length,
                     max_concurrency=1,
                     connection_timeout=CONNECT_SECONDS,
                     read_timeout=stall_seconds(),
-                )
-                data = downloader.readall()
+                ).readall()
             except Exception as exc:
-                if getattr(exc, "status_code", None) == 416 and end is None:
-                    return  # nothing at or after ``position``
+                if getattr(exc, "status_code", None) == 416:
+                    return b""  # nothing at or after ``position``
                 reraise(exc, classify(exc, self._uri, file))
-            size = _blob_size(downloader.properties)
-            if not data:
-                break
-            yield from slices(data)
-            position += len(data)
-        if end is not None and position < end:
-            raise TransientTransferError(f"the blob ended at byte {position:,}, before {end:,}")
 
-
-def _blob_size(properties: Any) -> int | None:
-    """The whole blob's size, from the ranged answer's ``bytes START-END/SIZE``."""
-    total = str(getattr(properties, "content_range", "") or "").rpartition("/")[2]
-    return int(total) if total.isdigit() else None
+        yield from windowed(read, start, end, cancel, WINDOW_BYTES)
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar, NoReturn
 
 from kitmlflow_tui.catalogue import ArtifactFile
-from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.errors import BadInputError, InterruptedByUser
 
 CHUNK_BYTES = 1024 * 1024  # the largest chunk a stream yields
 STALL_ENV = "KITMLFLOW_STALL_SECONDS"
@@ -104,6 +104,29 @@ def bounded(chunks: Iterator[bytes], start: int, end: int | None) -> Iterator[by
             return
     if remaining:
         raise ShortRange(f"the store ended the range [{start}, {end}) {remaining:,} bytes early")
+
+
+def windowed(
+    read: Callable[[int, int], bytes],
+    start: int,
+    end: int | None,
+    cancel: threading.Event | None,
+    window: int,
+) -> Iterator[bytes]:
+    """``[start, end)`` read one window at a time by ``read(position, length)``, which returns up to ``length``
+    bytes (fewer only where the object ends, ``b""`` past its end). For SDKs that read ranges into memory."""
+    position = start
+    while end is None or position < end:
+        if cancel is not None and cancel.is_set():
+            raise InterruptedByUser("Download cancelled.")
+        wanted = window if end is None else min(window, end - position)
+        data = read(position, wanted)
+        yield from slices(data)
+        position += len(data)
+        if len(data) < wanted:
+            break
+    if end is not None and position < end:
+        raise ShortRange(f"the store ended the range [{start}, {end}) at byte {position:,}")
 
 
 def slices(data: bytes) -> Iterator[bytes]:

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
-from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.errors import DownloadError, KitmlflowError
 from kitmlflow_tui.stores import credentials_error
 from kitmlflow_tui.transports.base import (
     TransientTransferError,
     Transport,
     check_range,
     reraise,
-    slices,
     stall_seconds,
+    windowed,
 )
 
 WINDOW_BYTES = 8 * 1024 * 1024
@@ -46,27 +46,23 @@ class GcsTransport(Transport):
         check_range(start, end)
         blob = self._repository._get_bucket(self._bucket_name).blob(posixpath.join(self._root, file.remote_path))
         timeout = (CONNECT_SECONDS, stall_seconds())
-        position = start
-        while end is None or position < end:
-            if cancel is not None and cancel.is_set():
-                raise InterruptedByUser("Download cancelled.")
-            upto = position + WINDOW_BYTES if end is None else min(end, position + WINDOW_BYTES)
+
+        def read(position: int, length: int) -> bytes:
             try:
-                data = blob.download_as_bytes(
-                    start=position, end=upto - 1, raw_download=True, checksum=None, timeout=timeout, retry=None
+                return blob.download_as_bytes(
+                    start=position,
+                    end=position + length - 1,
+                    raw_download=True,
+                    checksum=None,
+                    timeout=timeout,
+                    retry=None,
                 )
             except RequestRangeNotSatisfiable:
-                if end is not None:
-                    raise TransientTransferError(f"the object ends before byte {position:,}") from None
-                return  # nothing at or after ``position``: the end of the object
+                return b""  # nothing at or after ``position``
             except Exception as exc:
                 reraise(exc, classify(exc, self._uri, file))
-            yield from slices(data)
-            position += len(data)
-            if position < upto:
-                if end is not None:
-                    raise TransientTransferError(f"the object ended at byte {position:,}, before {end:,}")
-                return  # a short window: the object ends here
+
+        yield from windowed(read, start, end, cancel, WINDOW_BYTES)
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:
