@@ -36,6 +36,7 @@ from kitmlflow_tui.registry import (
     push_modelkit,
 )
 from kitmlflow_tui.registry.auth import parse_challenge
+from kitmlflow_tui.registry.client import DEFAULT_CHUNK_SIZE
 
 PASSWORD = "s3cret-Pa55word!"
 USERS = {"alice": PASSWORD}
@@ -626,7 +627,10 @@ def test_push_memory_stays_bounded_for_a_large_layer(tmp_path: Path) -> None:
             env=env,
             timeout=280,
         )
+        patches = [entry for entry in registry.access_log() if entry[0] == "PATCH"]
     assert done.returncode == 0, done.stderr
+    # The layer goes in PATCHes of DEFAULT_CHUNK_SIZE (then the PUT naming its digest); the small config in one PUT.
+    assert len(patches) == -(-(size + 1536) // DEFAULT_CHUNK_SIZE)
     before_kib, after_kib, uploaded = (int(v) for v in done.stdout.split())
     assert uploaded > size
     grown = (after_kib - before_kib) * 1024

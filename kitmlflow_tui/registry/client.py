@@ -40,18 +40,22 @@ from kitmlflow_tui.errors import (
 )
 from kitmlflow_tui.registry.auth import Authenticator, TokenAnswer, repository_scope
 from kitmlflow_tui.registry.credentials import CredentialStore, StoredCredential
-from kitmlflow_tui.registry.reference import is_loopback
+from kitmlflow_tui.registry.reference import hostname, is_loopback
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))
-DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024  # bytes per PATCH; memory use does not depend on it (bodies stream)
+DEFAULT_CHUNK_SIZE = 100 * 1024 * 1024  # bytes per PATCH, kit's; memory use does not depend on it (bodies stream)
 SEND_BLOCK_SIZE = 1024 * 1024  # what the HTTP connection reads from a body at a time
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry's own manifest limit
 MAX_ERROR_BODY_BYTES = 64 * 1024
 USER_AGENT = f"kitmlflow/{__version__}"
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+# Registries that take a blob only in one PUT (what kit 1.7 knows, pkg/lib/repo/remote/upload-format.go):
+# ghcr.io answers 416 to a PATCH over 4 MiB, Google's registries have no chunked upload, and ECR answers
+# 201 after the first chunk.
+_MONOLITHIC_REGISTRIES = re.compile(r"ghcr\.io|.*\.pkg\.dev|(.*\.)?gcr\.io|(.*\.)?amazonaws\.com(\.cn)?")
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
@@ -309,8 +313,9 @@ class RegistryClient:
     ) -> str:
         """Send a blob the registry lacks: ``"mounted"`` from another repository, else ``"uploaded"``.
 
-        The upload is a session of PATCHes of ``chunk_size`` bytes each, streamed from ``path`` (never more
-        than a block in memory), then the PUT that names the digest; the registry checks digest and size.
+        A blob of ``chunk_size`` bytes or more goes as a session of PATCHes of ``chunk_size`` bytes, then the
+        PUT that names the digest; a smaller one (or any, to a registry that takes no chunks) in that PUT
+        alone. Bodies stream from ``path``, never more than a block in memory; the registry checks the digest.
         """
         _check_digest(digest)
         location = None
@@ -322,7 +327,10 @@ class RegistryClient:
         if location is None:
             location = self._start_upload(repository)
         offset = 0
-        while offset < size:
+        chunked = size >= self.options.chunk_size and not _MONOLITHIC_REGISTRIES.fullmatch(
+            hostname(self.registry).lower()
+        )
+        while chunked and offset < size:
             length = min(self.options.chunk_size, size - offset)
 
             def body(offset: int = offset, length: int = length) -> FileSlice:
@@ -347,12 +355,16 @@ class RegistryClient:
                     f"at {offset + length - 1}."
                 )
             offset += length
+
+        def rest() -> FileSlice | bytes:
+            return FileSlice(path, offset, size - offset, on_bytes, should_stop) if offset < size else b""
+
         response = self.request(
             "PUT",
             _with_query(location, digest=digest),
             scopes=self._scopes(repository, True),
             headers={"Content-Type": "application/octet-stream"},
-            body=lambda: b"",
+            body=rest,
             ok=(201, 204),
         )
         answered = response.headers.get("Docker-Content-Digest")
