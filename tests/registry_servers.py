@@ -362,3 +362,14 @@ def registry_server(
         registry.stop()
         if issuer is not None:
             issuer.stop()
+
+
+def module_registry(factory, name: str, **options) -> Iterator[Registry]:
+    """The body of a module-scoped registry fixture: skips where there is no registry binary."""
+    import pytest
+
+    reason = registry_available()
+    if reason:
+        pytest.skip(reason)
+    with registry_server(factory.mktemp(name), **options) as registry:
+        yield registry

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import LiveServer, kitmlflow_subprocess_env, run_cli
-from registry_servers import Registry, TokenIssuer, registry_available, registry_server
+from registry_servers import Registry, TokenIssuer, module_registry, registry_available, registry_server
 from servers import seed_run
 
 from kitmlflow_tui.errors import BadInputError, scrub_secrets
@@ -164,18 +164,12 @@ def docker_isolated(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if registry_available():
-        pytest.skip(registry_available() or "")
-    with registry_server(tmp_path_factory.mktemp("reg-basic"), users=USERS) as registry:
-        yield registry
+    yield from module_registry(tmp_path_factory, "reg-basic", users=USERS)
 
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if registry_available():
-        pytest.skip(registry_available() or "")
-    with registry_server(tmp_path_factory.mktemp("reg-token"), issuer=TokenIssuer(dict(USERS))) as registry:
-        yield registry
+    yield from module_registry(tmp_path_factory, "reg-token", issuer=TokenIssuer(dict(USERS)))
 
 
 def authorised(registry: Registry, repository: str) -> dict[str, str]:
@@ -406,18 +400,12 @@ def test_sync_api_reads_a_tag_and_moves_a_tag_with_one_manifest_put(
 # -- TLS and --plain-http ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if registry_available():
-        pytest.skip(registry_available() or "")
-    with registry_server(tmp_path_factory.mktemp("reg-tls"), tls=True) as registry:
-        yield registry
+    yield from module_registry(tmp_path_factory, "reg-tls", tls=True)
 
 
 @pytest.fixture(scope="module")
 def mtls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if registry_available():
-        pytest.skip(registry_available() or "")
-    with registry_server(tmp_path_factory.mktemp("reg-mtls"), client_certs=True) as registry:
-        yield registry
+    yield from module_registry(tmp_path_factory, "reg-mtls", client_certs=True)
 
 
 @needs_registry

@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from registry_servers import Registry, registry_available, registry_server  # noqa: E402
+from registry_servers import Registry, module_registry, registry_available, registry_server  # noqa: E402
 
 from kitmlflow_tui.packing.kit_cli import find_kit, pack_with_kit  # noqa: E402
 from kitmlflow_tui.packing.native import pack_native  # noqa: E402
@@ -106,18 +106,12 @@ def kit() -> str:
 
 @pytest.fixture(scope="module")
 def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if registry_available():
-        pytest.skip(registry_available() or "")
-    with registry_server(tmp_path_factory.mktemp("reg-open")) as registry:
-        yield registry
+    yield from module_registry(tmp_path_factory, "reg-open")
 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    if registry_available():
-        pytest.skip(registry_available() or "")
-    with registry_server(tmp_path_factory.mktemp("reg-kit-basic"), users={USER: PASSWORD}) as registry:
-        yield registry
+    yield from module_registry(tmp_path_factory, "reg-kit-basic", users={USER: PASSWORD})
 
 
 @pytest.fixture
