@@ -16,6 +16,7 @@ from typing import Any
 
 import kitvectors as kv
 import pytest
+import yaml
 
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.kitfile import (
@@ -25,7 +26,7 @@ from kitmlflow_tui.kitfile import (
     dump_kitfile,
     load_kitfile_text,
 )
-from kitmlflow_tui.packing import DEFAULT_CLI_VERSION, pack_native, parse_model_reference
+from kitmlflow_tui.packing import DEFAULT_CLI_VERSION, find_kit, pack_native, parse_model_reference
 
 CLI_VERSION_ANNOTATION = "ml.kitops.modelkit.cli-version"
 KIT = kv.kit_version()
@@ -447,3 +448,50 @@ def test_enough_checks_run_against_recordings() -> None:
     counted = len(PACKS) + len(kv.generated_packs()) + len(kv.generated_inits()) + len(KITFILES) + 2 * len(SCALARS)
     counted += len(REFERENCES) + len(LICENSE_CASES) + len(NEW_FOLDERS)
     assert counted >= 40
+
+
+# -- on a machine with kit: the recordings still are what this kit produces ------------------------------------
+@pytest.fixture(scope="module")
+def recorder() -> Any:
+    """scripts/record-kit-vectors.py as a module, with the kit found here."""
+    import importlib.util
+
+    if find_kit() is None:
+        pytest.skip("no kit binary: set KIT_BIN or put kit on PATH (the recorded vectors are checked without it)")
+    spec = importlib.util.spec_from_file_location(
+        "record_kit_vectors", kv.TESTS.parent / "scripts" / "record-kit-vectors.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LIVE_PACKS = [
+    "fixture",
+    "fixture-gzip",
+    "tar-names",
+    "modes",
+    "kitfile/mlflow-params-as-dumped",
+    "kitfile/duplicate-key",
+]
+
+
+@pytest.mark.kit
+@pytest.mark.parametrize("name", LIVE_PACKS)
+def test_live_kit_packs_as_recorded(name: str, recorder: Any, tmp_path: Path) -> None:
+    kit = recorder.Kit(find_kit(), tmp_path)
+    record, _ = recorder.pack(kit, kv.pack_cases()[name], tmp_path / "pack")
+    recorded = json.loads(kv.pack_record_path(name).read_text(encoding="utf-8"))
+    assert record == {k: v for k, v in recorded.items() if k not in ("case", "folder", "tag", "compression")}
+
+
+@pytest.mark.kit
+def test_live_kit_init_and_licenses_as_recorded(recorder: Any, tmp_path: Path) -> None:
+    kit = recorder.Kit(find_kit(), tmp_path)
+    for folder in NEW_FOLDERS:
+        assert recorder.kit_init(kit, kv.folders()[folder], tmp_path / "init" / folder) == kv.kit_init_kitfile(folder)
+    for record in kv.license_records()[:20]:
+        description = {"files": {"LICENSE": {"license_sha256": record.sha256}, "model.safetensors": 1}}
+        kitfile = yaml.safe_load(recorder.kit_init(kit, description, tmp_path / "lic" / record.file))
+        assert kitfile.get("model", {}).get("license", "") == record.kit, record.sources
