@@ -2,6 +2,8 @@
 # Tools some tests drive, installed when missing (tests that need one that could not be installed skip with
 # a printed reason):
 #   tmux             the wizard tested as a person uses it           (Debian package)
+#   docker-registry  the CNCF distribution registry of the push tests (Debian package; never started as a service)
+#   htpasswd         its bcrypt users file                           (Debian apache2-utils)
 #   sshd             a real SFTP artifact store                       (Debian openssh-server; never started as a service)
 #   fake-gcs-server  a Google Cloud Storage emulator                  (go install, into .tools/bin)
 #   azurite          an Azure Blob Storage emulator, run with node    (npm, into .tools/azurite)
@@ -14,11 +16,13 @@ mkdir -p "$TOOLS/bin"
 
 debs=()
 command -v tmux >/dev/null 2>&1 || debs+=(tmux)
+command -v docker-registry >/dev/null 2>&1 || debs+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || debs+=(apache2-utils)
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || debs+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || debs+=(openssh-client)
 if [ ${#debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    # policy-rc.d keeps the package from starting a system sshd; the tests start their own on a loopback port.
+    # policy-rc.d keeps the packages from starting system services; the tests start their own on loopback ports.
     (apt-get update -qq && printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}"; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc) \
       >/dev/null 2>&1 && echo "installed: ${debs[*]}" || echo "could not install ${debs[*]}; tests that need them will skip"
