@@ -26,7 +26,9 @@ FILE = "model/weights.bin"
 RSS_TARGET = 300 * c.MB
 
 
-def seed_stores(root: Path, stack: contextlib.ExitStack, size: int) -> dict[str, tuple[str, str, dict[str, str]]]:
+def seed_stores(
+    root: Path, stack: contextlib.ExitStack, size: int, wanted: set[str]
+) -> dict[str, tuple[str, str, dict[str, str]]]:
     """Start the emulators and a server; one run per store holding one file of ``size`` bytes.
     Returns store → (tracking URL, run id, client environment)."""
     from emulators import MissingEmulator, azurite, fake_gcs, sftp_server
@@ -56,6 +58,8 @@ def seed_stores(root: Path, stack: contextlib.ExitStack, size: int) -> dict[str,
     c.write_file(source / FILE, size)
     seeded = {}
     for name, (location, env) in stores.items():
+        if name not in wanted:
+            continue
         print(f"uploading {c.fmt_mb(size)} into {name} ...", flush=True)
         run_id = _log_run(srv.url, name, location, env, source)
         seeded[name] = (srv.url, run_id, env)
@@ -88,11 +92,13 @@ def digest(path: Path) -> str:
 def main() -> int:
     args = c.parser(__doc__.splitlines()[0])
     args.add_argument("--size-mb", type=int, default=1000, help="size of the one file (MB, default 1000)")
+    args.add_argument("--stores", default="s3,local,gcs,azure,sftp", help="which stores (comma-separated)")
     args = args.parse_args()
     size = args.size_mb * c.MB
     report = c.Report("stores", args)
     with c.workdir(args, "stores") as root, contextlib.ExitStack() as stack:
-        seeded = seed_stores(root, stack, size)
+        wanted = set(args.stores.split(","))
+        seeded = {k: v for k, v in seed_stores(root, stack, size, wanted).items() if k in wanted}
         expected: str | None = None
         rows = []
         for name, (url, run_id, env) in seeded.items():

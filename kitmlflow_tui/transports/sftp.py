@@ -28,7 +28,9 @@ from kitmlflow_tui.transports.base import (
 )
 from kitmlflow_tui.transports.watchdog import Watch
 
-PREFETCH_REQUESTS = 64  # reads in flight per stream (paramiko's are 32 KiB each): ~2 MiB of memory
+PREFETCH_REQUESTS = 64  # reads in flight per stream (paramiko's are 32 KiB each)
+SEGMENT_BYTES = 8 * 1024 * 1024  # prefetched at once: the most a stream buffers
+READ_BYTES = 32 * 1024  # paramiko's SFTP request size
 
 
 class SftpTransport(Transport):
@@ -66,17 +68,7 @@ class SftpTransport(Transport):
                 try:
                     with connection.open(posixpath.join(self._root, file.remote_path), "rb") as handle:
                         stop = end if end is not None else handle.stat().st_size
-                        position = start
-                        if position < stop:
-                            handle.seek(position)
-                            handle.prefetch(stop, max_concurrent_requests=PREFETCH_REQUESTS)
-                        while position < stop:
-                            chunk = handle.read(min(CHUNK_BYTES, stop - position))
-                            if not chunk:
-                                raise TransientTransferError(f"the file ended at byte {position:,}, before {stop:,}")
-                            watch.fed()
-                            position += len(chunk)
-                            yield chunk
+                        yield from _pipelined(handle, start, stop, watch)
                     reusable = True
                 except Exception as exc:
                     watch.check(file.path)
@@ -94,6 +86,34 @@ class SftpTransport(Transport):
                 _close_quietly(self._idle.get_nowait())
             except queue.Empty:
                 return
+
+
+def _pipelined(handle: Any, start: int, stop: int, watch: Watch) -> Iterator[bytes]:
+    """``[start, stop)`` of an open SFTP file in chunks of ``CHUNK_BYTES``, one prefetched segment at a time.
+
+    paramiko's prefetch keeps every answer it has not handed over yet, so one prefetch of a whole 50 GB file
+    can fill memory when the disk is slower than the link; a segment bounds that. Reads take paramiko's own
+    request size: larger ones are assembled from its buffers at a quadratic cost."""
+    position = start
+    while position < stop:
+        segment_end = min(stop, position + SEGMENT_BYTES)
+        handle.seek(position)
+        handle.prefetch(segment_end, max_concurrent_requests=PREFETCH_REQUESTS)
+        pieces: list[bytes] = []
+        gathered = 0
+        while position < segment_end:
+            piece = handle.read(min(READ_BYTES, segment_end - position))
+            if not piece:
+                raise TransientTransferError(f"the file ended at byte {position:,}, before {stop:,}")
+            watch.fed()
+            position += len(piece)
+            pieces.append(piece)
+            gathered += len(piece)
+            if gathered >= CHUNK_BYTES:
+                yield b"".join(pieces)
+                pieces, gathered = [], 0
+        if pieces:
+            yield b"".join(pieces)
 
 
 def _close_quietly(connection: Any) -> None:
