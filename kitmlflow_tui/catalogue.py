@@ -295,7 +295,7 @@ def _install_response_limits() -> None:
         return session
 
     bounded_session._kitmlflow_bounded = True  # type: ignore[attr-defined]
-    request_utils._cached_get_request_session = bounded_session
+    request_utils._cached_get_request_session = bounded_session  # type: ignore[assignment]
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -503,7 +503,7 @@ class Catalogue:
                 if ref.alias:
                     version = self._client.get_model_version_by_alias(ref.name, ref.alias)
                 else:
-                    version = self._client.get_model_version(ref.name, ref.version)
+                    version = self._client.get_model_version(ref.name, ref.version or "")
             except MlflowException as exc:
                 # A missing alias is INVALID_PARAMETER_VALUE to MLflow, but it is a thing not found.
                 if exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower():
@@ -626,7 +626,9 @@ class Catalogue:
         """The run's own artifacts plus each logged model as a ``NAME/`` folder, listed in parallel."""
         top = self.list_level(run.artifact_uri, "")
         models = self._model_folders(run, top)
-        roots = [(run.artifact_uri, "", None)] + [(m.artifact_location, m.folder, m.folder) for m in models]
+        roots: list[tuple[str, str, str | None]] = [(run.artifact_uri, "", None)] + [
+            (m.artifact_location, m.folder, m.folder) for m in models
+        ]
         files = self._list_roots(roots, on_listed, cancel, first_level={run.artifact_uri: top})
         # MLflow 2 stored models inside the run's artifacts: a folder holding MLmodel is a model too.
         logged_folders = {m.folder for m in models}

@@ -25,12 +25,14 @@ import tempfile
 import textwrap
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
+
+from kitmlflow_tui import locking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -161,7 +163,7 @@ def build_demo_store(root: Path | None = None, *, force: bool = False) -> DemoSt
     if not force and (existing := load_demo_store(root)) is not None:
         return existing
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(root / LOCK_NAME):
+    with locking.locked(root / LOCK_NAME):
         if not force and (existing := load_demo_store(root)) is not None:
             return existing
         _wipe_store_folder(root)
@@ -178,21 +180,6 @@ def _str_mapping(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise TypeError("expected a mapping")
     return {str(k): str(v) for k, v in value.items()}
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    if sys.platform == "win32":  # no fcntl; concurrent demo builds are not supported there
-        yield
-        return
-    import fcntl
-
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _wipe_store_folder(root: Path) -> None:
@@ -248,7 +235,7 @@ def _forget_cached_mlflow_store(tracking_uri: str) -> None:
     with contextlib.suppress(Exception):
         from mlflow.tracking._model_registry.utils import _model_registry_store_registry
 
-        _model_registry_store_registry._get_store_with_resolved_uri.cache_clear()
+        _model_registry_store_registry._get_store_with_resolved_uri.cache_clear()  # type: ignore[attr-defined]
 
 
 def _write_manifest(store: DemoStore) -> None:
@@ -347,7 +334,7 @@ def _mlflow_globals(tracking_uri: str) -> Iterator[None]:
         mlflow.set_registry_uri(tracking_uri)
         yield
     finally:
-        mlflow.set_tracking_uri(saved_tracking_uri)
+        mlflow.set_tracking_uri(saved_tracking_uri)  # type: ignore[arg-type]  # None unsets it, as it was
         registry_utils._registry_uri = saved_registry_uri
         for name, value in saved_env.items():
             if value is None:
@@ -707,9 +694,9 @@ def _python_model_class() -> type:
     """A tiny PythonModel; defined in a function so mlflow is only imported when building, and so
     cloudpickle stores the class by value (the logged model then loads without kitmlflow installed).
     """
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
-    class WeightedThresholdClassifier(mlflow.pyfunc.PythonModel):
+    class WeightedThresholdClassifier(PythonModel):
         def load_context(self, context: Any) -> None:
             with open(context.artifacts["weights"], "rb") as handle:
                 self.scale = len(handle.read()) / 65536.0
@@ -869,7 +856,7 @@ class _Builder:
         run_id: str,
         start: int,
         params: dict[str, Any],
-        series: dict[str, Sequence[float]],
+        series: Mapping[str, Sequence[float]],
         model_id: str | None = None,
     ) -> None:
         """Log params and metric series; each series' last point is attributed to `model_id`."""

@@ -12,10 +12,11 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kitmlflow_tui import __version__
+from kitmlflow_tui import __version__, locking
 from kitmlflow_tui.catalogue import (
     ArtifactFile,
     ArtifactTree,
@@ -252,60 +253,32 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
 
 
 @contextlib.contextmanager
-def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event):
+def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event) -> Iterator[None]:
     """One import of a run at a time per cache: two would write the same partial files, and the first to
     finish would delete the cache under the other. The lock also makes stage folders left by a killed
-    import (hard links that would keep a deleted cache's bytes on disk) safe to remove. The wait for it
-    is polled, so that a cancel from the wizard ends it (a blocking flock would not return for one)."""
-    path = cache.parent / f".{cache.name}.lock"
-    told = False
-    while True:
+    import (hard links that would keep a deleted cache's bytes on disk) safe to remove. A cancel from the
+    wizard ends the wait; the lock file goes when the import is done."""
+
+    def told() -> None:
+        observer.step("wait", "Waiting for another import of this run to finish")
+
+    with contextlib.ExitStack() as held:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            lock = locking.locked(
+                cache.parent / f".{cache.name}.lock", cancel=cancel, on_wait=told, remove_when_done=True
+            )
+            held.enter_context(lock)
+        except locking.LockWaitCancelled:
+            raise InterruptedByUser("Import cancelled while it waited for another import of this run.") from None
         except OSError as exc:
             raise DownloadError(
                 f"Cannot use the download cache {cache.parent}: {exc.strerror or exc}.",
                 hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
             ) from exc
-        try:
-            while not _try_lock(fd):
-                if not told:
-                    observer.step("wait", "Waiting for another import of this run to finish")
-                    told = True
-                if cancel.wait(LOCK_POLL_SECONDS):
-                    raise InterruptedByUser("Import cancelled while it waited for another import of this run.")
-        except BaseException:
-            os.close(fd)
-            raise
-        try:  # the holder before us removes the file when it is done: lock the file that is there now
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)
-    try:
         for stale in cache.parent.glob(f".{cache.name}.stage-*"):
             shutil.rmtree(stale, ignore_errors=True)
         yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # still ours: nothing is left in the cache after an import
-        os.close(fd)
-
-
-LOCK_POLL_SECONDS = 0.2
-
-
-def _try_lock(fd: int) -> bool:
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _import_locked(

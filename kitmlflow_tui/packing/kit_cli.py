@@ -56,14 +56,10 @@ def choose_packer(mode: str) -> str:
 
 
 def dump_kitfile_yaml(kitfile: Mapping[str, Any]) -> str:
-    """The Kitfile as YAML, from the project's Kitfile module when it is there."""
-    try:
-        from kitmlflow_tui.kitfile import dump_kitfile  # type: ignore[attr-defined]
-    except ImportError:
-        import yaml
+    """The Kitfile as YAML in kit's own style."""
+    from kitmlflow_tui.kitfile import dump_kitfile
 
-        return yaml.safe_dump(dict(kitfile), sort_keys=False, allow_unicode=True)
-    return dump_kitfile(dict(kitfile))
+    return dump_kitfile(kitfile)
 
 
 def pack_with_kit(
