@@ -27,7 +27,7 @@ from kitmlflow_tui.catalogue import (
 )
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
-from kitmlflow_tui.kitfile import KitfileOverrides
+from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
 
@@ -159,7 +159,7 @@ class ImportResult:
     digest: str  # "sha256:..." of the manifest
     packer: str
     size: int
-    kitfile: dict
+    kitfile: Kitfile
     storage_root: Path
     download: DownloadResult
     provenance_location: str
@@ -196,8 +196,10 @@ def _skeleton(session: Session, folder: Path, observer: Observer) -> None:
                 out.truncate(file.size or 0)
 
 
-def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[dict, str]:
-    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile
+def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[Kitfile, str]:
+    """The Kitfile of the folder (the given one, else built from the run), with the provenance file
+    it lists written into the folder."""
+    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile, write_provenance_file
 
     if options.kitfile_path is not None:
         try:
@@ -216,11 +218,12 @@ def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tupl
         importer_version=__version__,
         overrides=options.overrides,
     )
+    write_provenance_file(folder, built)
     validate_kitfile(built.kitfile, folder)
     return built.kitfile, built.provenance_location
 
 
-def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> dict:
+def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
     """The Kitfile an import would write, without the big downloads (for --dry-run and the wizard)."""
     observer = observer or Observer()
     with tempfile.TemporaryDirectory(prefix="kitmlflow-preview-") as tmp:

@@ -39,6 +39,7 @@ from kitmlflow_tui.kitfile import (
     dump_kitfile,
     load_kitfile_text,
     validate_kitfile,
+    write_provenance_file,
 )
 
 CORPUS = Path(__file__).parent / "kitinit_corpus"
@@ -146,7 +147,7 @@ def test_classifier_matches_recorded_kit_init(case: str, tmp_path: Path) -> None
     folder = build_case(case, tmp_path)
     ours = classify_like_kit_init(folder)
     expected = expected_text(case)
-    assert ours == yaml.safe_load(expected)
+    assert ours.to_dict() == yaml.safe_load(expected)
     assert dump_kitfile(ours) == expected  # same keys, same order, same YAML text
 
 
@@ -316,7 +317,9 @@ def build(folder: Path, **changes: Any) -> BuiltKitfile:
         "overrides": None,
     }
     arguments.update(changes)
-    return build_kitfile(folder, **arguments)
+    built = build_kitfile(folder, **arguments)
+    write_provenance_file(folder, built)  # as the pipeline does before packing
+    return built
 
 
 def logged(name: str, folder: str, model_id: str | None = None, flavors: tuple[str, ...] = ()) -> LoggedModelInfo:
@@ -333,7 +336,7 @@ def logged(name: str, folder: str, model_id: str | None = None, flavors: tuple[s
 def test_mlflow2_model_folder_becomes_the_model(tmp_path: Path) -> None:
     folder = build_case("mlflow2-run-model-dir", tmp_path)
     result = build(folder, logged_models=[logged("model", "model")])
-    kitfile = result.kitfile
+    kitfile = result.kitfile.to_dict()
     assert list(kitfile) == ["manifestVersion", "package", "model", "code", "datasets"]
     model = kitfile["model"]
     assert {k: model[k] for k in ("name", "path", "framework", "format", "version")} == {
@@ -354,7 +357,7 @@ def test_mlflow2_model_folder_becomes_the_model(tmp_path: Path) -> None:
 def test_provenance_content(tmp_path: Path) -> None:
     folder = build_case("mlflow2-run-model-dir", tmp_path)
     registered = RegisteredModelInfo("churn-model", "3", "champion", None, RUN.run_id)
-    kitfile = build(folder, logged_models=[logged("model", "model")], registered=registered).kitfile
+    kitfile = build(folder, logged_models=[logged("model", "model")], registered=registered).kitfile.to_dict()
     provenance = kitfile["model"]["parameters"]["mlflow"]
     assert provenance == {
         "tracking_uri": "http://127.0.0.1:5000",
@@ -389,7 +392,7 @@ def test_two_logged_models_main_and_part(tmp_path: Path) -> None:
         logged("model", "model", "m-0001", ("python_function", "sklearn")),
         logged("quantized", "model_quantized", "m-fedcba9876543210fedcba9876543210"),
     ]
-    kitfile = build(folder, logged_models=models).kitfile
+    kitfile = build(folder, logged_models=models).kitfile.to_dict()
     assert kitfile["model"]["path"] == "model"
     assert kitfile["model"]["parts"] == [{"name": "quantized", "path": "model_quantized", "type": "mlflow-model"}]
     assert kitfile["datasets"] == [{"path": "eval"}]
@@ -398,7 +401,7 @@ def test_two_logged_models_main_and_part(tmp_path: Path) -> None:
 
     # Through the registry, the registered version's model is the main one, whatever the order.
     registered = RegisteredModelInfo("q", "1", None, "m-fedcba9876543210fedcba9876543210", RUN.run_id)
-    kitfile = build(folder, logged_models=models, registered=registered).kitfile
+    kitfile = build(folder, logged_models=models, registered=registered).kitfile.to_dict()
     assert (kitfile["model"]["name"], kitfile["model"]["path"]) == ("quantized", "model_quantized")
     assert (kitfile["model"]["framework"], kitfile["model"]["version"]) == ("pytorch", "2.5.1")
     assert "format" not in kitfile["model"]
@@ -409,7 +412,7 @@ def test_two_logged_models_main_and_part(tmp_path: Path) -> None:
 def test_model_folder_at_the_root_is_matched_by_model_id(tmp_path: Path) -> None:
     folder = build_case("mlflow-pyfunc-root", tmp_path)
     models = [logged("echo", "echo", "m-0123456789abcdef0123456789abcdef"), logged("other", "other", "m-2")]
-    kitfile = build(folder, logged_models=models).kitfile
+    kitfile = build(folder, logged_models=models).kitfile.to_dict()
     assert kitfile["model"]["name"] == "echo"
     assert kitfile["model"]["path"] == "."
     assert (kitfile["model"]["framework"], kitfile["model"]["version"]) == ("pyfunc", "3.17.2")
@@ -427,7 +430,7 @@ def test_real_mlflow_pyfunc_model(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     mlflow.pyfunc.save_model(str(folder / "echo"), python_model=Echo())
     (folder / "notes.md").write_text("# notes\n")
-    kitfile = build(folder, logged_models=[logged("echo", "echo", "m-1", ("python_function",))]).kitfile
+    kitfile = build(folder, logged_models=[logged("echo", "echo", "m-1", ("python_function",))]).kitfile.to_dict()
     assert kitfile["model"]["framework"] == "pyfunc"
     assert kitfile["model"]["version"] == mlflow.__version__
     assert kitfile["docs"] == [{"path": "notes.md"}]
@@ -436,8 +439,8 @@ def test_real_mlflow_pyfunc_model(tmp_path: Path) -> None:
 
 def test_weights_without_mlmodel_keep_kit_classification(tmp_path: Path) -> None:
     folder = build_case("weights-one-dominant", tmp_path)
-    kitfile = build(folder).kitfile
-    kit = classify_like_kit_init(folder)
+    kitfile = build(folder).kitfile.to_dict()
+    kit = classify_like_kit_init(folder).to_dict()
     model = dict(kitfile["model"])
     assert model.pop("parameters")["mlflow"]["run"]["id"] == RUN.run_id
     assert model == kit["model"]
@@ -448,7 +451,7 @@ def test_kit_weights_outside_the_mlflow_model_become_parts(tmp_path: Path) -> No
     (folder / "extra.safetensors").write_bytes(b"w" * 10)
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "epoch1.ckpt").write_bytes(b"w" * 10)
-    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile
+    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
     assert kitfile["model"]["parts"] == [
         {"path": "extra.safetensors"},
         {"path": "checkpoints/epoch1.ckpt"},
@@ -464,8 +467,8 @@ def test_root_metadata_become_parts_once_mlflow_finds_a_model(tmp_path: Path) ->
     (folder / "model" / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: x\n")
     (folder / "model" / "model.py").write_text("x = 1\n")
     (folder / "metrics.json").write_text("{}\n")
-    assert classify_like_kit_init(folder)["datasets"] == [{"path": "metrics.json"}]
-    kitfile = build(folder).kitfile
+    assert classify_like_kit_init(folder).to_dict()["datasets"] == [{"path": "metrics.json"}]
+    kitfile = build(folder).kitfile.to_dict()
     assert kitfile["model"]["parts"] == [{"path": "metrics.json"}]
     assert kitfile["model"]["name"] == "model"  # no logged model info: the folder's name
     assert "datasets" not in kitfile
@@ -474,9 +477,9 @@ def test_root_metadata_become_parts_once_mlflow_finds_a_model(tmp_path: Path) ->
 def test_provenance_goes_to_the_first_dataset_without_a_model(tmp_path: Path) -> None:
     folder = build_case("datasets-only", tmp_path)
     result = build(folder)
-    assert "model" not in result.kitfile
+    assert "model" not in result.kitfile.to_dict()
     assert result.provenance_location == "datasets[0]"
-    assert result.kitfile["datasets"][0]["parameters"]["mlflow"]["experiment"]["name"] == "churn"
+    assert result.kitfile.to_dict()["datasets"][0]["parameters"]["mlflow"]["experiment"]["name"] == "churn"
     assert not (folder / PROVENANCE_FILE).exists()
 
 
@@ -488,7 +491,7 @@ def test_provenance_file_when_there_is_no_model_nor_dataset(tmp_path: Path) -> N
     result = build(folder)
     assert result.provenance_location == PROVENANCE_FILE
     assert result.added_files == (PROVENANCE_FILE,)
-    assert result.kitfile["docs"][-1]["path"] == PROVENANCE_FILE
+    assert result.kitfile.to_dict()["docs"][-1]["path"] == PROVENANCE_FILE
     written = yaml.safe_load((folder / PROVENANCE_FILE).read_text())
     assert written["mlflow"]["run"]["id"] == RUN.run_id
     validate_kitfile(result.kitfile, folder)
@@ -502,7 +505,7 @@ def test_provenance_file_when_there_is_no_model_nor_dataset(tmp_path: Path) -> N
     third = build(folder)
     assert third.provenance_location == "datasets[0]" and third.added_files == ()
     assert not (folder / PROVENANCE_FILE).exists()
-    assert [d["path"] for d in third.kitfile["datasets"]] == ["data.csv"]
+    assert [d["path"] for d in third.kitfile.to_dict()["datasets"]] == ["data.csv"]
 
 
 def test_a_users_own_provenance_named_file_is_kept(tmp_path: Path) -> None:
@@ -527,7 +530,7 @@ def test_a_users_own_provenance_named_file_is_kept(tmp_path: Path) -> None:
 )
 def test_package_name_and_version_from_tag(tmp_path: Path, tag: str | None, name: str, version: str | None) -> None:
     (tmp_path / "m.pkl").write_bytes(b"w")
-    package = build(tmp_path, tag=tag).kitfile["package"]
+    package = build(tmp_path, tag=tag).kitfile.to_dict()["package"]
     assert package["name"] == name
     assert package.get("version") == version
     assert package["authors"] == ["ada"]
@@ -535,18 +538,18 @@ def test_package_name_and_version_from_tag(tmp_path: Path, tag: str | None, name
 
 def test_package_description_from_the_note(tmp_path: Path) -> None:
     (tmp_path / "m.pkl").write_bytes(b"w")
-    generated = build(tmp_path).kitfile["package"]["description"]
+    generated = build(tmp_path).kitfile.to_dict()["package"]["description"]
     assert generated == f"MLflow run bright-owl-7 ({RUN.run_id}) from experiment churn"
     noted = RunInfo(
         **{**RUN.__dict__, "tags": {**RUN.tags, "mlflow.note.content": "  First para\nline 2\n\n  Second  "}}
     )
-    assert build(tmp_path, run=noted).kitfile["package"]["description"] == "First para\nline 2"
+    assert build(tmp_path, run=noted).kitfile.to_dict()["package"]["description"] == "First para\nline 2"
     headed = RunInfo(**{**RUN.__dict__, "tags": {"mlflow.note.content": "## ResNet-18 baseline ##\n\nFirst."}})
-    assert build(tmp_path, run=headed).kitfile["package"]["description"] == "ResNet-18 baseline"
+    assert build(tmp_path, run=headed).kitfile.to_dict()["package"]["description"] == "ResNet-18 baseline"
     nobody = RunInfo(**{**RUN.__dict__, "user": "unknown", "tags": {"mlflow.user": "unknown"}})
-    assert "authors" not in build(tmp_path, run=nobody).kitfile["package"]
+    assert "authors" not in build(tmp_path, run=nobody).kitfile.to_dict()["package"]
     anonymous = RunInfo(**{**RUN.__dict__, "run_name": "", "user": None, "tags": {}})
-    package = build(tmp_path, run=anonymous, tag=None).kitfile["package"]
+    package = build(tmp_path, run=anonymous, tag=None).kitfile.to_dict()["package"]
     assert package["name"] == RUN.run_id
     assert package["description"] == f"MLflow run {RUN.run_id} from experiment churn"
     assert "authors" not in package
@@ -555,7 +558,7 @@ def test_package_description_from_the_note(tmp_path: Path) -> None:
 def test_license_is_placed_as_kit_does_and_overrides_win(tmp_path: Path) -> None:
     folder = build_case("mlflow2-run-model-dir", tmp_path)
     shutil.copyfile(LICENSES / "MIT.txt", folder / "LICENSE")
-    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile
+    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
     assert kitfile["model"]["license"] == "MIT"
     assert "license" not in kitfile["package"]
     assert {"path": "LICENSE", "description": "License file"} in kitfile["docs"]
@@ -563,7 +566,7 @@ def test_license_is_placed_as_kit_does_and_overrides_win(tmp_path: Path) -> None
     overrides = KitfileOverrides(
         name="churn", version="2.0", description="Churn model", authors=("ada", "bob"), license="Apache-2.0"
     )
-    kitfile = build(folder, logged_models=[logged("model", "model")], overrides=overrides).kitfile
+    kitfile = build(folder, logged_models=[logged("model", "model")], overrides=overrides).kitfile.to_dict()
     assert kitfile["package"] == {
         "name": "churn",
         "version": "2.0",
@@ -577,7 +580,7 @@ def test_license_is_placed_as_kit_does_and_overrides_win(tmp_path: Path) -> None
 
 def test_license_falls_back_to_the_package(tmp_path: Path) -> None:
     folder = build_case("license-isc-package", tmp_path)
-    kitfile = build(folder).kitfile
+    kitfile = build(folder).kitfile.to_dict()
     assert kitfile["package"]["license"] == "ISC"
     assert all("license" not in d for d in kitfile["datasets"])
 
@@ -585,14 +588,14 @@ def test_license_falls_back_to_the_package(tmp_path: Path) -> None:
 def test_non_finite_metrics_stay_json(tmp_path: Path) -> None:
     (tmp_path / "m.pkl").write_bytes(b"w")
     run = RunInfo(**{**RUN.__dict__, "metrics": {"a": math.nan, "b": math.inf, "c": -math.inf, "d": 1.5}})
-    kitfile = build(tmp_path, run=run).kitfile
+    kitfile = build(tmp_path, run=run).kitfile.to_dict()
     assert kitfile["model"]["parameters"]["mlflow"]["metrics"] == {
         "a": "NaN",
         "b": "Infinity",
         "c": "-Infinity",
         "d": 1.5,
     }
-    assert load_kitfile_text(dump_kitfile(kitfile), folder=tmp_path) == kitfile
+    assert load_kitfile_text(dump_kitfile(kitfile), folder=tmp_path).to_dict() == kitfile
 
 
 def test_files_kit_pack_would_drop_get_an_entry(tmp_path: Path) -> None:
@@ -601,7 +604,7 @@ def test_files_kit_pack_would_drop_get_an_entry(tmp_path: Path) -> None:
     (folder / "model_card.png.bak").write_bytes(b"bak")
     (folder / "modeling.py").write_text("x = 1\n")
     (folder / "other.py").write_text("y = 2\n")
-    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile
+    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
     # ...but kit skips files whose path starts with another layer's path ("model"), as a string.
     assert kitfile["code"] == [
         {"path": "."},
@@ -661,7 +664,7 @@ def test_real_kit_packs_and_unpacks_every_file(case: str, tmp_path: Path) -> Non
         )
         assert done.returncode == 0, done.stderr + done.stdout
     assert files_under(tmp_path / "out") == files_under(folder)
-    assert yaml.safe_load((tmp_path / "out" / "Kitfile").read_text()) == result.kitfile
+    assert yaml.safe_load((tmp_path / "out" / "Kitfile").read_text()) == result.kitfile.to_dict()
 
 
 # ---- layer 3: YAML and validation -----------------------------------------------------------------
@@ -699,7 +702,7 @@ def test_scalars_are_read_as_text_like_kit() -> None:
     kitfile = load_kitfile_text(
         "manifestVersion: 1.0.0\npackage:\n  name: 123\n  version: 1.0\n  authors: [1, true]\nmodel:\n  name: null\n"
         "  path: m.pkl\n  parameters:\n    on: yes\n    n: 0x1F\n    d: 2024-01-01\n"
-    )
+    ).to_dict()
     assert kitfile["package"] == {"name": "123", "version": "1.0", "authors": ["1", "true"]}
     assert kitfile["model"] == {"path": "m.pkl", "parameters": {"on": "yes", "n": 31, "d": "2024-01-01"}}
 
@@ -827,4 +830,4 @@ def test_dump_then_load_round_trips(
             "datasets": [{"path": p, "parameters": parameters} for p in paths[1:]],
         }
     )
-    assert load_kitfile_text(dump_kitfile(kitfile)) == kitfile
+    assert load_kitfile_text(dump_kitfile(kitfile)).to_dict() == kitfile

@@ -27,7 +27,7 @@ from kitmlflow_tui.selection import FilterSpec
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.kitfile import KitfileOverrides
+    from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.pipeline import ImportResult, Observer, Session
 
 
@@ -73,7 +73,7 @@ class Backend(Protocol):
 
     def resolve_model(self, ref: ModelRef) -> tuple[RunInfo, ArtifactTree, RegisteredModelInfo | None]: ...
 
-    def preview_kitfile(self, choice: ImportChoice) -> dict[str, Any]: ...
+    def preview_kitfile(self, choice: ImportChoice) -> Kitfile: ...
 
     def free_bytes(self) -> int | None: ...
 
@@ -131,7 +131,7 @@ class CatalogueBackend:
 
         return session_from_listing(self.catalogue, choice.run, choice.tree, choice.spec, choice.registered)
 
-    def preview_kitfile(self, choice: ImportChoice) -> dict[str, Any]:
+    def preview_kitfile(self, choice: ImportChoice) -> Kitfile:
         from kitmlflow_tui.pipeline import ImportOptions, preview_kitfile
 
         return preview_kitfile(self.session(choice), ImportOptions(tag=choice.tag, overrides=choice.overrides))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.markup import escape
 from rich.syntax import Syntax
@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from kitmlflow_tui.catalogue import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.kitfile import KitfileOverrides
+from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides, dump_kitfile
 from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.reference import ModelRef, RunRef, format_reference
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
@@ -40,18 +40,17 @@ def default_tag(run: RunInfo) -> str:
     return f"{repository}:{run.run_id[:8]}"
 
 
-def entry_roles(kitfile: dict[str, Any]) -> list[tuple[str, str, str]]:
+def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
     """(role, path, detail) for every entry of a Kitfile, as the review table shows them."""
     rows: list[tuple[str, str, str]] = []
-    model = kitfile.get("model")
-    if isinstance(model, dict):
-        detail = " ".join(str(model[k]) for k in ("framework", "format") if model.get(k))
-        rows.append(("model", str(model.get("path", "")), detail or str(model.get("name") or "")))
-        for part in model.get("parts") or []:
-            rows.append(("model part", str(part.get("path", "")), str(part.get("type") or part.get("name") or "")))
-    for section, role in (("datasets", "dataset"), ("code", "code"), ("docs", "docs")):
-        for entry in kitfile.get(section) or []:
-            rows.append((role, str(entry.get("path", "")), str(entry.get("name") or entry.get("description") or "")))
+    model = kitfile.model
+    if model is not None:
+        detail = " ".join(v for v in (model.framework, model.format) if v)
+        rows.append(("model", model.path or "", detail or model.name or ""))
+        rows += [("model part", part.path or "", part.type or part.name or "") for part in model.parts]
+    rows += [("dataset", e.path or "", e.name or e.description or "") for e in kitfile.datasets]
+    rows += [("code", e.path or "", e.description or "") for e in kitfile.code]
+    rows += [("docs", e.path or "", e.description or "") for e in kitfile.docs]
     return rows
 
 
@@ -91,7 +90,7 @@ class ReviewScreen(WizardScreen):
         self.package = package or PackageDefaults()
         self.registered = registered
         self.plan = make_plan(tree, spec)
-        self.kitfile: dict[str, Any] | None = None
+        self.kitfile: Kitfile | None = None
         self.free: int | None = None
         self.tag_error: str | None = None
         self._debounce: Timer | None = None
@@ -177,7 +176,7 @@ class ReviewScreen(WizardScreen):
     def preview(self) -> None:
         choice = self.choice()
 
-        def build() -> dict[str, Any]:
+        def build() -> Kitfile:
             from kitmlflow_tui.pipeline import check_tag
 
             check_tag(choice.tag)
@@ -185,9 +184,7 @@ class ReviewScreen(WizardScreen):
 
         self.background(build, self.previewed, self.preview_failed, group="preview")
 
-    def previewed(self, kitfile: dict[str, Any]) -> None:
-        from kitmlflow_tui.kitfile import dump_kitfile
-
+    def previewed(self, kitfile: Kitfile) -> None:
         self.kitfile = kitfile
         self.tag_error = None
         self.query_one("#tag-error").display = False
