@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kitmlflow_tui.catalogue import ArtifactFile, ArtifactTree
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.errors import BadInputError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)

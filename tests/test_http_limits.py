@@ -3,7 +3,7 @@ instead of the limits being skipped in silence."""
 
 from __future__ import annotations
 
-from kitmlflow_tui.catalogue import _bounded_response, configure_http
+from kitmlflow_tui.catalogue.http_limits import bounded_response, configure_http
 
 
 def test_mlflow_sessions_carry_the_response_limits() -> None:
@@ -20,4 +20,4 @@ def test_mlflow_sessions_carry_the_response_limits() -> None:
         raise_on_status=True,
         respect_retry_after_header=True,
     )
-    assert _bounded_response in session.hooks["response"]
+    assert bounded_response in session.hooks["response"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hostile_server import Content, Scenario, file, folder, hostile_server
 
-from kitmlflow_tui import catalogue
+from kitmlflow_tui.catalogue import http_limits, listing
 
 BROKEN_SERVER = 6
 DOWNLOAD_FAILED = 7
@@ -178,13 +178,13 @@ def test_an_endlessly_deep_listing_is_refused(kitmlflow, tmp_path: Path) -> None
         listings = server.listings
     assert out.code == BROKEN_SERVER, out.stderr
     assert "deeper than" in out.stderr
-    assert listings <= catalogue.MAX_TREE_DEPTH + 2
+    assert listings <= listing.MAX_TREE_DEPTH + 2
 
 
 @pytest.mark.timeout(120)
 def test_an_endlessly_wide_listing_is_bounded(kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Only folders, 40 more in every folder: depth alone never stops it (40^64 folders).
-    monkeypatch.setattr(catalogue, "MAX_TREE_FILES", 3_000)
+    monkeypatch.setattr(listing, "MAX_TREE_FILES", 3_000)
 
     def wider(_directory: str) -> list[dict]:
         return [folder(f"d{i}") for i in range(40)]
@@ -199,7 +199,7 @@ def test_an_endlessly_wide_listing_is_bounded(kitmlflow, tmp_path: Path, monkeyp
 
 @pytest.mark.timeout(120)
 def test_a_huge_flat_folder_is_bounded(kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalogue, "MAX_TREE_FILES", 10_000)
+    monkeypatch.setattr(listing, "MAX_TREE_FILES", 10_000)
     flat = [file(f"f{i:06d}.bin", 1) for i in range(20_000)]
     with hostile_server(Scenario(listing=lambda d: flat if d == "" else [])) as server:
         out, _, dest = run_download(kitmlflow, server, tmp_path)
@@ -211,7 +211,7 @@ def test_a_huge_flat_folder_is_bounded(kitmlflow, tmp_path: Path, monkeypatch: p
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", ["huge", "endless"])
 def test_huge_json_documents_are_bounded(case: str, kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalogue, "MAX_RESPONSE_BYTES", 8 * 2**20)
+    monkeypatch.setattr(http_limits, "MAX_RESPONSE_BYTES", 8 * 2**20)
     scenario = Scenario(run_json_padding=40 * 2**20) if case == "huge" else Scenario(run_json_endless=True)
     with hostile_server(scenario) as server:
         out, elapsed, _ = run_download(kitmlflow, server, tmp_path)

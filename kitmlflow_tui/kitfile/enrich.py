@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from kitmlflow_tui.catalogue import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
 from kitmlflow_tui.kitfile.model import (
     MANIFEST_VERSION,

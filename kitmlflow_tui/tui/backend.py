@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitmlflow_tui.catalogue import (
+from kitmlflow_tui.catalogue.records import (
     ArtifactTree,
     ExperimentSummary,
     LevelEntry,

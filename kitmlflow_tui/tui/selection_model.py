@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kitmlflow_tui.catalogue import ArtifactFile, ArtifactTree, LevelEntry
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
 from kitmlflow_tui.selection import FilterSpec, make_plan
 
 TickState = Literal["all", "none", "some"]

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from kitmlflow_tui.catalogue import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults, Profile
 from kitmlflow_tui.reference import ModelRef

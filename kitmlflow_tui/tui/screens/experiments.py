@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue import ExperimentSummary
+from kitmlflow_tui.catalogue.records import ExperimentSummary
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import format_time
 

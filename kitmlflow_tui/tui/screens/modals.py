@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from kitmlflow_tui.catalogue import ArtifactTree
+from kitmlflow_tui.catalogue.records import ArtifactTree
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.screens.base import error_markup

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
-from kitmlflow_tui.catalogue import ArtifactTree, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import KitmlflowError
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides, dump_kitfile
 from kitmlflow_tui.profiles import PackageDefaults

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue import RunPage, RunSummary
+from kitmlflow_tui.catalogue.records import RunPage, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
 from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen, error_markup
 from kitmlflow_tui.tui.text import (
