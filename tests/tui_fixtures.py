@@ -26,6 +26,7 @@ from kitmlflow_tui.catalogue import (
 )
 from kitmlflow_tui.download import DownloadResult, ProgressEvent
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.kitfile import Kitfile, validate_kitfile
 from kitmlflow_tui.reference import Reference
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.backend import ImportChoice
@@ -122,25 +123,27 @@ FILES = {
     "model/requirements.txt": 14,
     "plots/loss.png": 778,
 }
-KITFILE = {
-    "manifestVersion": "1.0.0",
-    "package": {
-        "name": "resnet18-baseline",
-        "version": "0ba1b2c3",
-        "description": "ResNet-18 baseline",
-        "authors": ["dana.scientist"],
-    },
-    "model": {
-        "name": "model",
-        "path": "model",
-        "framework": "pyfunc",
-        "version": "3.17.2",
-        "parts": [{"path": "LICENSE"}, {"path": "README.md"}],
-    },
-    "datasets": [{"path": "data"}],
-    "code": [{"path": "config"}],
-    "docs": [{"path": "plots"}],
-}
+KITFILE = validate_kitfile(
+    {
+        "manifestVersion": "1.0.0",
+        "package": {
+            "name": "resnet18-baseline",
+            "version": "0ba1b2c3",
+            "description": "ResNet-18 baseline",
+            "authors": ["dana.scientist"],
+        },
+        "model": {
+            "name": "model",
+            "path": "model",
+            "framework": "pyfunc",
+            "version": "3.17.2",
+            "parts": [{"path": "LICENSE"}, {"path": "README.md"}],
+        },
+        "datasets": [{"path": "data"}],
+        "code": [{"path": "config"}],
+        "docs": [{"path": "plots"}],
+    }
+)
 
 
 def fixed_tree() -> ArtifactTree:
@@ -213,7 +216,7 @@ class FixedBackend:
     def resolve_model(self, ref: Any) -> Any:
         raise NotImplementedError
 
-    def preview_kitfile(self, choice: ImportChoice) -> dict[str, Any]:
+    def preview_kitfile(self, choice: ImportChoice) -> Kitfile:
         return KITFILE
 
     def free_bytes(self) -> int | None:

@@ -12,6 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
@@ -22,8 +23,9 @@ from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.reference import ModelRef, RunRef, format_reference
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.backend import ImportChoice
-from kitmlflow_tui.tui.screens.base import WizardScreen, error_markup
+from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import headless_command
+from kitmlflow_tui.tui.text import error_markup
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 FIELDS = (
@@ -74,6 +76,13 @@ class ReviewScreen(WizardScreen):
         Binding("ctrl+y", "copy_command", "Copy command", priority=True),
         Binding("escape", "back", "Back"),
     ]
+
+    class ImportRequested(Message):
+        """The review is done: the App runs the import of this choice."""
+
+        def __init__(self, choice: ImportChoice) -> None:
+            super().__init__()
+            self.choice = choice
 
     def __init__(
         self,
@@ -257,6 +266,4 @@ class ReviewScreen(WizardScreen):
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")
             return
-        from kitmlflow_tui.tui.screens.importing import ImportScreen
-
-        self.app.push_screen(ImportScreen(self.choice()))
+        self.post_message(self.ImportRequested(self.choice()))

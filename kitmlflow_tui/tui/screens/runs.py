@@ -11,12 +11,14 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from kitmlflow_tui.catalogue.records import RunPage, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen, error_markup
+from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
 from kitmlflow_tui.tui.text import (
+    error_markup,
     format_duration,
     format_metric,
     format_time,
@@ -68,6 +70,13 @@ class RunsScreen(WizardScreen):
         Binding("escape", "back", "Back"),
     ]
 
+    class Chosen(Message):
+        """A finished run was opened: the App shows its artifacts."""
+
+        def __init__(self, run: RunSummary) -> None:
+            super().__init__()
+            self.run = run
+
     def __init__(self, experiment_id: str, experiment_name: str | None = None) -> None:
         super().__init__()
         self.experiment_id = experiment_id
@@ -84,11 +93,6 @@ class RunsScreen(WizardScreen):
 
     def where(self) -> str:
         return f"{self.wizard.display_uri} · {self.experiment_name or 'experiment ' + self.experiment_id}"
-
-    def previous(self) -> WizardScreen | None:
-        from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
-
-        return ExperimentsScreen()
 
     def compose_body(self) -> ComposeResult:
         yield Input(
@@ -269,9 +273,7 @@ class RunsScreen(WizardScreen):
         if reason:
             self.notify(f"Run {run.run_name or run.run_id} is {reason}.", severity="warning", timeout=6)
             return
-        from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
-
-        self.app.push_screen(ArtifactsScreen(run_id=run.run_id, experiment_id=run.experiment_id))
+        self.post_message(self.Chosen(run))
 
     def action_focus_filter(self) -> None:
         self.query_one("#run-filter", Input).focus()

@@ -1,4 +1,8 @@
-"""Dialogs: an error with a retry, a yes/no confirm, the glob filter with its preview, profiles."""
+"""Dialogs: an error with a retry, a yes/no confirm, the glob filter with its preview, profiles.
+
+Each is a modal that knows no wizard step: it is given what it shows and dismisses with its answer,
+so any step may open one and await the answer, as it would use a widget.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from textual.widgets.option_list import Option
 from kitmlflow_tui.catalogue.records import ArtifactTree
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
-from kitmlflow_tui.tui.screens.base import error_markup
+from kitmlflow_tui.tui.text import error_markup
 
 PREVIEW_ROWS = 200
 
