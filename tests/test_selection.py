@@ -79,7 +79,20 @@ def test_glob_semantics(pattern: str, expected: list[str]) -> None:
     assert matching(pattern) == expected
 
 
-@pytest.mark.parametrize("pattern", ["", "   ", "/", "a**", "**b/c", "[abc", "x\\", "[z-a]"])
+def test_where_our_globs_differ_from_gitignore() -> None:
+    """Matching is pathspec's .gitignore matching, except where DESIGN's filter semantics say otherwise."""
+    from pathspec import GitIgnoreSpec
+
+    # A pattern ending in "/" names folders only: gitignore's x/**/ also takes the files directly in x.
+    assert GitIgnoreSpec.from_lines(["data/**/"]).match_file("data/sample.csv")
+    assert matching("data/**/") == ["data/nested/deep/sample.csv"]
+    # A leading "!" or "#" is part of the name, not a negation or a comment.
+    assert Glob("!x").matches("a/!x") and Glob("#x").matches("#x")
+    # A pattern naming a folder by a wildcard selects what lies under it, as git ignores it.
+    assert matching("data/*") == ["data/sample.csv", "data/nested/deep/sample.csv"]
+
+
+@pytest.mark.parametrize("pattern", ["", "   ", "/", "a**", "**b/c", "[abc", "x\\", "[z-a]", "[a/b]"])
 def test_invalid_globs_are_bad_input(pattern: str) -> None:
     with pytest.raises(BadInputError):
         Glob(pattern)
