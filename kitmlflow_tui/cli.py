@@ -2,6 +2,10 @@
 
 Only this module and the TUI turn errors into text. Heavy imports (mlflow, textual) happen inside
 commands, so ``kitmlflow --help`` stays instant.
+
+Over 500 lines on purpose: it is the command-line contract (docs/architecture.md), every command's
+options and their --json documents in one place where a reader checks them against the contract;
+what each command does is one call into the core.
 """
 
 from __future__ import annotations

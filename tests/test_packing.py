@@ -35,7 +35,7 @@ from kitmlflow_tui.packing import (
     parse_model_reference,
     resolve_kit_home,
 )
-from kitmlflow_tui.packing.layers import tar_header
+from kitmlflow_tui.packing.tar_format import tar_header
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

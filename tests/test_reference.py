@@ -1,4 +1,4 @@
-"""The mlflow:// grammar of DESIGN.md: every form, every refusal, and no crash on any text."""
+"""The mlflow:// grammar (docs/architecture.md): every form, every refusal, and no crash on any text."""
 
 from __future__ import annotations
 

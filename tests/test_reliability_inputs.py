@@ -12,7 +12,7 @@ from conftest import run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 8, 130}  # DESIGN.md's set (click's usage errors are 2 too)
+EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 8, 130}  # the contract's set (docs/architecture.md; click's usage errors are 2 too)
 
 
 def closed_port() -> int:

@@ -1,4 +1,4 @@
-"""Filter semantics of DESIGN.md: globs, include/exclude precedence, size caps and reasons."""
+"""Filter semantics (docs/architecture.md): globs, include/exclude precedence, size caps and reasons."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_glob_semantics(pattern: str, expected: list[str]) -> None:
 
 
 def test_where_our_globs_differ_from_gitignore() -> None:
-    """Matching is pathspec's .gitignore matching, except where DESIGN's filter semantics say otherwise."""
+    """Matching is pathspec's .gitignore matching, except where our filter semantics say otherwise."""
     from pathspec import GitIgnoreSpec
 
     # A pattern ending in "/" names folders only: gitignore's x/**/ also takes the files directly in x.

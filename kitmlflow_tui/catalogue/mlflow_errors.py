@@ -31,7 +31,7 @@ def _http_status(exc: BaseException) -> int | None:
 
 
 def translate_error(exc: BaseException, what: str, tracking_uri: str) -> KitmlflowError:
-    """Map an MLflow / requests / socket failure to the error family (and exit code) of DESIGN.md."""
+    """Map an MLflow / requests / socket failure to the error family (and its exit code)."""
     import requests
     from mlflow.exceptions import MlflowException
 

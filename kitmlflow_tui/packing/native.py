@@ -27,16 +27,8 @@ from kitmlflow_tui import __version__
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.kitfile.model import Kitfile
 from kitmlflow_tui.packing import gojson
-from kitmlflow_tui.packing.layers import (
-    IgnoreRules,
-    LayerSink,
-    TarEntry,
-    clean_entry_path,
-    files_left_out,
-    go_clean,
-    walk_layer,
-    write_layer,
-)
+from kitmlflow_tui.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
+from kitmlflow_tui.packing.layers import LayerSink, TarEntry, files_left_out, walk_layer, write_layer
 from kitmlflow_tui.packing.result import PackResult
 from kitmlflow_tui.packing.storage import (
     MANIFEST_MEDIA_TYPE,
