@@ -7,6 +7,7 @@ observer's events. Nothing here prints or imports Textual.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -17,14 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kitmlflow_tui import __version__, locking
-from kitmlflow_tui.catalogue import (
-    ArtifactFile,
-    ArtifactTree,
-    Catalogue,
-    RegisteredModelInfo,
-    ResolvedRun,
-    RunInfo,
-)
+from kitmlflow_tui.catalogue import Catalogue
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
@@ -300,26 +295,16 @@ def _import_locked(
         observer.step("kitfile", "Writing the Kitfile")
         kitfile, provenance_location = _kitfile_for(session, stage, options)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
+        pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
         try:
-            if packer == "kit":
-                packed = pack_with_kit(
-                    stage,
-                    kitfile,
-                    options.tag,
-                    storage_root=options.storage_root,
-                    compression=options.compression,
-                    cancel=session.cancel,
-                )
-            else:
-                packed = pack_native(
-                    stage,
-                    kitfile,
-                    options.tag,
-                    storage_root=options.storage_root,
-                    compression=options.compression,
-                    on_progress=observer.pack_progress,
-                    cancel=session.cancel,
-                )
+            packed = pack(
+                stage,
+                kitfile,
+                options.tag,
+                storage_root=options.storage_root,
+                compression=options.compression,
+                cancel=session.cancel,
+            )
         except KitmlflowError:
             raise
         except OSError as exc:

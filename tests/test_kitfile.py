@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.catalogue import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import BadInputError
 from kitmlflow_tui.kitfile import (
     KIT_INIT_COMMIT,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.catalogue import ArtifactFile, ArtifactTree
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.errors import BadInputError
 from kitmlflow_tui.selection import FilterSpec, Glob, make_plan, parse_size
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from kitmlflow_tui.catalogue import (
+from kitmlflow_tui.catalogue.records import (
     ArtifactFile,
     ArtifactTree,
     ExperimentSummary,
@@ -22,6 +22,7 @@ from kitmlflow_tui.catalogue import (
     LoggedModelInfo,
     RunInfo,
     RunPage,
+    RunQuery,
     RunSummary,
 )
 from kitmlflow_tui.download import DownloadResult, ProgressEvent
@@ -188,7 +189,8 @@ class FixedBackend:
     def list_experiments(self) -> list[ExperimentSummary]:
         return list(EXPERIMENTS)
 
-    def search_runs(self, experiment_id: str, *, filter_string: str = "", **_: Any) -> RunPage:
+    def search_runs(self, experiment_id: str, query: RunQuery) -> RunPage:
+        filter_string = query.filter_string
         if filter_string and "=" not in filter_string and ">" not in filter_string and "<" not in filter_string:
             raise BadInputError(
                 "The tracking server http://mlflow.example.com rejected the request for the runs of experiment 1: "

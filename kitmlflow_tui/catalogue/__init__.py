@@ -6,43 +6,13 @@
 - :mod:`.mlflow_errors` — MLflow failures mapped to the error family;
 - :mod:`.http_limits` — the retry policy and response limits put on MLflow's HTTP client.
 
-Nothing here imports MLflow at import time.
+Nothing here imports MLflow at import time. The values are imported from :mod:`.records`; this package
+names the gateway and what the download step uses.
 """
 
-from kitmlflow_tui.catalogue.gateway import Catalogue, ensure_finished
-from kitmlflow_tui.catalogue.http_limits import configure_http, iter_body
-from kitmlflow_tui.catalogue.mlflow_errors import check_reachable, mlflow_errors, translate_error
-from kitmlflow_tui.catalogue.records import (
-    RUN_STATUSES,
-    ArtifactFile,
-    ArtifactTree,
-    ExperimentSummary,
-    LevelEntry,
-    LoggedModelInfo,
-    RegisteredModelInfo,
-    ResolvedRun,
-    RunInfo,
-    RunPage,
-    RunSummary,
-)
+from kitmlflow_tui.catalogue.gateway import Catalogue
+from kitmlflow_tui.catalogue.http_limits import iter_body
+from kitmlflow_tui.catalogue.mlflow_errors import translate_error
+from kitmlflow_tui.catalogue.records import ArtifactFile
 
-__all__ = [
-    "RUN_STATUSES",
-    "ArtifactFile",
-    "ArtifactTree",
-    "Catalogue",
-    "ExperimentSummary",
-    "LevelEntry",
-    "LoggedModelInfo",
-    "RegisteredModelInfo",
-    "ResolvedRun",
-    "RunInfo",
-    "RunPage",
-    "RunSummary",
-    "check_reachable",
-    "configure_http",
-    "ensure_finished",
-    "iter_body",
-    "mlflow_errors",
-    "translate_error",
-]
+__all__ = ["ArtifactFile", "Catalogue", "iter_body", "translate_error"]

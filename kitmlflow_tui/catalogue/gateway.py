@@ -25,6 +25,7 @@ from kitmlflow_tui.catalogue.records import (
     ResolvedRun,
     RunInfo,
     RunPage,
+    RunQuery,
     RunSummary,
 )
 from kitmlflow_tui.errors import NotFoundError, RunNotFinishedError
@@ -73,22 +74,15 @@ class Catalogue:
                 if not token:
                     return found
 
-    def search_runs(
-        self,
-        experiment_id: str,
-        *,
-        filter_string: str = "",
-        order_by: list[str] | None = None,
-        max_results: int = 200,
-        page_token: str | None = None,
-    ) -> RunPage:
+    def search_runs(self, experiment_id: str, query: RunQuery | None = None) -> RunPage:
+        query = query or RunQuery()
         with self._errors(f"the runs of experiment {experiment_id}"):
             page = self._client.search_runs(
                 [experiment_id],
-                filter_string=filter_string,
-                order_by=order_by or ["attributes.start_time DESC"],
-                max_results=max_results,
-                page_token=page_token,
+                filter_string=query.filter_string,
+                order_by=list(query.order_by) or ["attributes.start_time DESC"],
+                max_results=query.max_results,
+                page_token=query.page_token,
             )
         runs = tuple(
             RunSummary(

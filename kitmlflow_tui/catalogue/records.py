@@ -140,6 +140,16 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class RunQuery:
+    """Which page of an experiment's runs to fetch: an MLflow filter string and order, a page size."""
+
+    filter_string: str = ""
+    order_by: tuple[str, ...] = ("attributes.start_time DESC",)
+    max_results: int = 200
+    page_token: str | None = None
+
+
+@dataclass(frozen=True)
 class RunPage:
     runs: tuple[RunSummary, ...]
     next_page_token: str | None

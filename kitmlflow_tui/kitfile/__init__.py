@@ -1,6 +1,7 @@
 """Step 5 of the data flow: the Kitfile of a downloaded folder.
 
-- :mod:`.model` — the Kitfile as typed values (frozen dataclasses in kit's key order) and the one
+- :mod:`.model` — the Kitfile as typed values (its sections: ``Package``, ``Model``, ``ModelPart``,
+  ``CodeEntry``, ``DatasetEntry``, ``DocsEntry``, ``PromptEntry``) (frozen dataclasses in kit's key order) and the one
   validator that reads a mapping into them and applies kit's checks;
 - :mod:`.classify` — what ``kit init`` writes for the folder, rule for rule (and which files
   ``kit pack`` would drop);
@@ -27,14 +28,7 @@ from kitmlflow_tui.kitfile.enrich import (
 from kitmlflow_tui.kitfile.license import detect_license_id
 from kitmlflow_tui.kitfile.model import (
     MANIFEST_VERSION,
-    CodeEntry,
-    DatasetEntry,
-    DocsEntry,
     Kitfile,
-    Model,
-    ModelPart,
-    Package,
-    PromptEntry,
     canonical_kitfile,
     validate_kitfile,
 )
@@ -48,15 +42,8 @@ __all__ = [
     "MLFLOW_MODEL_PART_TYPE",
     "PROVENANCE_FILE",
     "BuiltKitfile",
-    "CodeEntry",
-    "DatasetEntry",
-    "DocsEntry",
     "Kitfile",
     "KitfileOverrides",
-    "Model",
-    "ModelPart",
-    "Package",
-    "PromptEntry",
     "build_kitfile",
     "canonical_kitfile",
     "classify_like_kit_init",

@@ -18,16 +18,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from kitmlflow_tui.kitfile.license import detect_license_id
-from kitmlflow_tui.kitfile.model import (
-    MANIFEST_VERSION,
-    CodeEntry,
-    DatasetEntry,
-    DocsEntry,
-    Kitfile,
-    Model,
-    ModelPart,
-    Package,
-)
+from kitmlflow_tui.kitfile.model import CodeEntry, DatasetEntry, DocsEntry, Kitfile, Model, ModelPart, Package
 
 KIT_INIT_VERSION = "1.7.0"
 KIT_INIT_COMMIT = "4147a72ef3a017973b6dd6ccd485c6ba6733a85e"
@@ -119,14 +110,8 @@ class Classification:
     package_license: str = ""
 
     def as_kitfile(self) -> Kitfile:
-        return Kitfile(
-            manifest_version=MANIFEST_VERSION,
-            package=Package(license=self.package_license) if self.package_license else None,
-            model=self.model,
-            code=tuple(self.code),
-            datasets=tuple(self.datasets),
-            docs=tuple(self.docs),
-        )
+        package = Package(license=self.package_license) if self.package_license else None
+        return Kitfile.of(package=package, model=self.model, code=self.code, datasets=self.datasets, docs=self.docs)
 
 
 def _classify_subdir(result: Classification, subdir: _Dir) -> tuple[list[_File], bool]:

@@ -26,7 +26,6 @@ import yaml
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
 from kitmlflow_tui.kitfile.model import (
-    MANIFEST_VERSION,
     CodeEntry,
     DatasetEntry,
     DocsEntry,
@@ -124,14 +123,7 @@ def build_kitfile(
     else:
         docs.append(DocsEntry(path=PROVENANCE_FILE, description="MLflow provenance of this ModelKit"))
         location = PROVENANCE_FILE
-    kitfile = Kitfile(
-        manifest_version=MANIFEST_VERSION,
-        package=package,
-        model=model,
-        code=tuple(code),
-        datasets=tuple(datasets),
-        docs=tuple(docs),
-    )
+    kitfile = Kitfile.of(package=package, model=model, code=code, datasets=datasets, docs=docs)
     in_file = location == PROVENANCE_FILE
     return BuiltKitfile(
         kitfile=kitfile,

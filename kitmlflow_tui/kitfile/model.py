@@ -18,7 +18,7 @@ import math
 import posixpath
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -100,6 +100,19 @@ class Kitfile:
     docs: tuple[DocsEntry, ...] = ()
     # kit 1.7.0 rejects `prompts`; later kits accept it (and the native packer writes it).
     prompts: tuple[PromptEntry, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        package: Package | None,
+        model: Model | None,
+        code: Sequence[CodeEntry] = (),
+        datasets: Sequence[DatasetEntry] = (),
+        docs: Sequence[DocsEntry] = (),
+    ) -> Kitfile:
+        """A Kitfile of this manifest version, as kit init and the builder write them."""
+        return cls(MANIFEST_VERSION, package, model, tuple(code), tuple(datasets), tuple(docs))
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical mapping: kit's key order, empty fields left out, as kit's YAML encoder writes it."""

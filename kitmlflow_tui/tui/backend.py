@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kitmlflow_tui.catalogue.records import (
     ArtifactTree,
@@ -21,6 +21,7 @@ from kitmlflow_tui.catalogue.records import (
     RegisteredModelInfo,
     RunInfo,
     RunPage,
+    RunQuery,
 )
 from kitmlflow_tui.reference import ModelRef, Reference
 from kitmlflow_tui.selection import FilterSpec
@@ -49,15 +50,7 @@ class Backend(Protocol):
 
     def list_experiments(self) -> list[ExperimentSummary]: ...
 
-    def search_runs(
-        self,
-        experiment_id: str,
-        *,
-        filter_string: str = "",
-        order_by: list[str] | None = None,
-        max_results: int = 200,
-        page_token: str | None = None,
-    ) -> RunPage: ...
+    def search_runs(self, experiment_id: str, query: RunQuery) -> RunPage: ...
 
     def get_run(self, run_id: str, *, experiment_id: str | None = None) -> RunInfo: ...
 
@@ -105,8 +98,8 @@ class CatalogueBackend:
     def list_experiments(self) -> list[ExperimentSummary]:
         return self.catalogue.list_experiments()
 
-    def search_runs(self, experiment_id: str, **options: Any) -> RunPage:
-        return self.catalogue.search_runs(experiment_id, **options)
+    def search_runs(self, experiment_id: str, query: RunQuery) -> RunPage:
+        return self.catalogue.search_runs(experiment_id, query)
 
     def get_run(self, run_id: str, *, experiment_id: str | None = None) -> RunInfo:
         return self.catalogue.get_run(run_id, experiment_id=experiment_id)

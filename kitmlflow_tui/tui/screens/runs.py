@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,7 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue.records import RunPage, RunSummary
+from kitmlflow_tui.catalogue.records import RunPage, RunQuery, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
 from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
 from kitmlflow_tui.tui.text import (
@@ -120,35 +121,20 @@ class RunsScreen(WizardScreen):
     def action_reload(self) -> None:
         self.generation += 1
         self.runs, self.next_token, self.page_loading = [], None, True
-        generation, filter_string, order_by = self.generation, self.filter_string, self.order_by()
         self.query_one("#run-detail", Static).update("Loading runs…")
-
-        def fetch() -> tuple[int, RunPage]:
-            page = self.wizard.backend.search_runs(
-                self.experiment_id, filter_string=filter_string, order_by=order_by, max_results=PAGE_SIZE
-            )
-            return generation, page
-
-        self.background(fetch, self.first_page, self.load_failed, group="runs")
+        self.background(self.fetcher(None), self.first_page, self.load_failed, group="runs")
 
     def load_more(self) -> None:
         if self.page_loading or not self.next_token:
             return
         self.page_loading = True
-        generation, token = self.generation, self.next_token
-        filter_string, order_by = self.filter_string, self.order_by()
+        self.background(self.fetcher(self.next_token), self.more, self.load_failed, group="runs-more")
 
-        def fetch() -> tuple[int, RunPage]:
-            page = self.wizard.backend.search_runs(
-                self.experiment_id,
-                filter_string=filter_string,
-                order_by=order_by,
-                max_results=PAGE_SIZE,
-                page_token=token,
-            )
-            return generation, page
-
-        self.background(fetch, self.more, self.load_failed, group="runs-more")
+    def fetcher(self, page_token: str | None) -> Callable[[], tuple[int, RunPage]]:
+        """A worker's job: one page of the current query, tagged with the query's generation."""
+        backend, experiment_id, generation = self.wizard.backend, self.experiment_id, self.generation
+        query = RunQuery(self.filter_string, tuple(self.order_by()), PAGE_SIZE, page_token)
+        return lambda: (generation, backend.search_runs(experiment_id, query))
 
     def first_page(self, result: tuple[int, RunPage]) -> None:
         generation, page = result
