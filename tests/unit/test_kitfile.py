@@ -3,7 +3,7 @@
 Corpus cases live in tests/kitinit_corpus/<case>/case.yaml (a description the test turns into a real
 folder) with expected-kitfile.yaml, the Kitfile the real `kit init` wrote for that folder. Tests that
 run the real kit find it through $KIT_BIN or PATH and are skipped, with the reason, without it.
-Re-record the expectations with: KITINIT_RECORD=1 KIT_BIN=/path/to/kit pytest tests/test_kitfile.py -k live
+Re-record the expectations with: KITINIT_RECORD=1 KIT_BIN=/path/to/kit pytest tests/unit/test_kitfile.py -k live
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from kitmlflow_tui.kitfile import (
     write_provenance_file,
 )
 
-CORPUS = Path(__file__).parent / "kitinit_corpus"
+CORPUS = Path(__file__).parents[1] / "kitinit_corpus"
 LICENSES = CORPUS / "_licenses"
 CASES = sorted(p.parent.name for p in CORPUS.glob("*/case.yaml"))
 EXPECTED_NAME = "expected-kitfile.yaml"
@@ -129,7 +129,7 @@ def record_expected(name: str, kit_text: str) -> None:
     header = (
         "# Recorded from the real `kit init --force .` run inside the folder that case.yaml describes\n"
         f"# ({kit_version_line()}). Do not edit: re-record with\n"
-        "# KITINIT_RECORD=1 KIT_BIN=/path/to/kit pytest tests/test_kitfile.py -k live\n"
+        "# KITINIT_RECORD=1 KIT_BIN=/path/to/kit pytest tests/unit/test_kitfile.py -k live\n"
     )
     (CORPUS / name / EXPECTED_NAME).write_text(header + kit_text, encoding="utf-8")
 

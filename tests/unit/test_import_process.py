@@ -18,7 +18,6 @@ from typing import Any
 
 import psutil
 import pytest
-from tui_fixtures import demo_store  # noqa: F401
 
 from kitmlflow_tui.catalogue import Catalogue
 from kitmlflow_tui.download import ProgressEvent
@@ -48,7 +47,7 @@ class Recorder(Observer):
 
 
 @pytest.fixture
-def job(isolated_env, demo_store) -> ImportJob:  # noqa: F811
+def job(isolated_env, demo_store) -> ImportJob:
     resolved = Catalogue(demo_store.tracking_uri).resolve(RunRef(None, demo_store.runs["finished"]))
     spec = FilterSpec(exclude=("checkpoints/",))
     return ImportJob(

@@ -1,4 +1,4 @@
-"""Helpers for the wizard's tests: a real demo store, pilot waits, and the fixed catalogue double
+"""Helpers for the wizard's tests: pilot waits, and the fixed catalogue double
 that only the snapshot tests use (run ids in a real store are random; snapshots need them fixed)."""
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ import html
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.pilot import Pilot
 
 from kitmlflow_tui.catalogue.records import (
@@ -35,14 +34,6 @@ from kitmlflow_tui.tui.backend import ImportChoice
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 HOUR_MS = 3_600_000
 BASE_MS = int(FIXED_NOW * 1000) - 30 * 24 * HOUR_MS
-
-
-@pytest.fixture(scope="session")
-def demo_store(tmp_path_factory: pytest.TempPathFactory):
-    """The demo MLflow store (sqlite + local artifacts), built once per test session."""
-    from kitmlflow_tui.demo import build_demo_store
-
-    return build_demo_store(tmp_path_factory.mktemp("tui-demo"))
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> None:
@@ -273,14 +264,6 @@ def fixed_app(
         monotonic=lambda: 1000.0,
         cursor_blink=False,
     )
-
-
-@pytest.fixture
-def held_connection() -> Iterator[threading.Event]:
-    """A connector that keeps 'connecting' until the test releases it (for the first-paint state)."""
-    release = threading.Event()
-    yield release
-    release.set()
 
 
 def blocked_connector(release: threading.Event) -> Callable[..., Any]:

@@ -1,4 +1,4 @@
-"""Checks of the test servers themselves (tests/servers.py): they start, store where they should,
+"""Checks of the test servers themselves (tests/support/servers.py): they start, store where they should,
 enforce auth, survive a kill + restart, and leave no process behind."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import time
 import psutil
 import pytest
 import requests
-from servers import (
+
+from tests.support.servers import (
     AuthConfig,
     ServerStartError,
     create_user,

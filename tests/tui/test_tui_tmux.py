@@ -11,12 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tui_fixtures import demo_store  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 if shutil.which("tmux") is None:
-    print("tests/test_tui_tmux.py: skipped, tmux is not installed (apt-get install tmux)")
+    print("tests/tui/test_tui_tmux.py: skipped, tmux is not installed (apt-get install tmux)")
     pytestmark = pytest.mark.skip(reason="tmux is not installed (apt-get install tmux)")
 
 
@@ -48,7 +47,7 @@ class Terminal:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
-def test_the_real_program_browses_and_quits(isolated_env, demo_store, tmp_path) -> None:  # noqa: F811
+def test_the_real_program_browses_and_quits(isolated_env, demo_store, tmp_path) -> None:
     marker = tmp_path / "exit-code"
     program = (
         "import sys; from kitmlflow_tui.tui.app import run_wizard; "

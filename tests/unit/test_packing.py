@@ -37,7 +37,7 @@ from kitmlflow_tui.packing import (
 )
 from kitmlflow_tui.packing.tar_format import tar_header
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 KITFILE: dict[str, Any] = {
     "manifestVersion": "1.0.0",

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import LiveServer, kitmlflow_subprocess_env
-from hostile_server import Content, Scenario, file, hostile_server
-from servers import seed_run
-from test_packing import check_storage_consistent
 
 from kitmlflow_tui.packing.kit_cli import find_kit
+from tests.support.cli import kitmlflow_subprocess_env
+from tests.support.hostile_server import Content, Scenario, file, hostile_server
+from tests.support.live import LiveServer
+from tests.support.servers import seed_run
+from tests.unit.test_packing import check_storage_consistent
 
 HUGE = 300_000_000
 

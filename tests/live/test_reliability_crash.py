@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import kitmlflow_subprocess_env
-from servers import MlflowServer, mlflow_server, seed_run
+
+from tests.support.cli import kitmlflow_subprocess_env
+from tests.support.servers import MlflowServer, mlflow_server, seed_run
 
 LARGE = 300_000_000
 SMALL = {"small/a.bin": 200_000, "small/b.bin": 300_000, "README.md": b"# crash test\n"}

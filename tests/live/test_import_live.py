@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
 
 from kitmlflow_tui.packing.kit_cli import find_kit
+from tests.support.live import LiveServer
 
 
 def tags_of(kitops_home: Path) -> dict[str, dict]:

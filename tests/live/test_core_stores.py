@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import AuthConfig, MlflowServer, create_user, grant, mlflow_server, moto_s3, seed_run
+
+from tests.support.servers import AuthConfig, MlflowServer, create_user, grant, mlflow_server, moto_s3, seed_run
 
 FILES: dict[str, bytes | int] = {
     "weights/model.safetensors": 6_000_000,

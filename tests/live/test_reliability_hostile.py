@@ -1,4 +1,4 @@
-"""Case 7 of docs/reliability.md: a hostile tracking server (tests/hostile_server.py plays the attacker).
+"""Case 7 of docs/reliability.md: a hostile tracking server (tests/support/hostile_server.py plays the attacker).
 
 Exit codes, as docs/reliability.md decides them: a server that breaks the protocol while kitmlflow reads
 the run or lists its artifacts (unsafe paths, endless or oversized listings, huge documents, a listing
@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_server import Content, Scenario, file, folder, hostile_server
 
 from kitmlflow_tui.catalogue import http_limits, listing
+from tests.support.hostile_server import Content, Scenario, file, folder, hostile_server
 
 BROKEN_SERVER = 6
 DOWNLOAD_FAILED = 7

@@ -1,8 +1,8 @@
 """Every wizard state as a picture, at 80×24 and 120×36.
 
 Snapshots need fixed run ids and sizes, which a fresh MLflow store cannot give, so these (and only
-these) feed the screens from the fixed catalogue double in tui_fixtures; the pilot tests run the same
-screens against a real store. Update with `pytest tests/test_tui_snapshots.py --snapshot-update`.
+these) feed the screens from the fixed catalogue double in tests/support/tui.py; the pilot tests run the same
+screens against a real store. Update with `pytest tests/tui/test_tui_snapshots.py --snapshot-update`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from tui_fixtures import (
-    BASELINE,
-    FixedBackend,
-    blocked_connector,
-    failing_connector,
-    fixed_app,
-    held_connection,  # noqa: F401 - a fixture
-    wait_for,
-)
 
 from kitmlflow_tui.errors import ServerUnreachableError
 from kitmlflow_tui.profiles import Profile, save_profile
 from kitmlflow_tui.reference import BrowseRef, RunRef
 from kitmlflow_tui.selection import FilterSpec
+from tests.support.tui import (
+    BASELINE,
+    FixedBackend,
+    blocked_connector,
+    failing_connector,
+    fixed_app,
+    wait_for,
+)
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 36)], ids=["80x24", "120x36"])
 # The profile dialog shows its folder, so the snapshot's config home is a fixed path.
@@ -77,7 +76,7 @@ async def review(pilot: Pilot) -> None:
 
 
 @SIZES
-def test_connecting(snap_compare, size, held_connection) -> None:  # noqa: F811
+def test_connecting(snap_compare, size, held_connection) -> None:
     app = fixed_app(connector=blocked_connector(held_connection))
     assert snap_compare(app, terminal_size=size, run_before=screen_named("ConnectScreen"))
 

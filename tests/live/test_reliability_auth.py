@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import AuthConfig, MlflowServer, create_user, grant, mlflow_server, seed_run
+
+from tests.support.servers import AuthConfig, MlflowServer, create_user, grant, mlflow_server, seed_run
 
 PASSWORD = "alice-secret-password-42"
 MALLORY_PASSWORD = "mallory-password-1234"

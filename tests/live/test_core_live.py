@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FULL_RUN_FILES, LiveServer, kitmlflow_subprocess_env
+
+from tests.support.cli import kitmlflow_subprocess_env
+from tests.support.live import FULL_RUN_FILES, LiveServer
 
 MODEL_FILES = {
     "model/MLmodel",

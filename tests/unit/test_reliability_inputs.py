@@ -8,9 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
+from tests.support.cli import run_cli
 
 EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 8, 130}  # the contract's set (docs/architecture.md; click's usage errors are 2 too)
 

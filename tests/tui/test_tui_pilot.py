@@ -9,9 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from textual.widgets import DataTable
-from tui_fixtures import FixedBackend, demo_store, fixed_app, screen_text, shows, wait_for  # noqa: F401
 
 from kitmlflow_tui.profiles import load_profile
 from kitmlflow_tui.reference import BrowseRef, RunRef
@@ -19,8 +17,10 @@ from kitmlflow_tui.selection import FilterSpec
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.screens import runs as runs_screen
 from kitmlflow_tui.tui.selection_model import reproduces
+from tests.support.cli import run_cli
+from tests.support.tui import FixedBackend, fixed_app, screen_text, shows, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def app_for(store, reference=None, **options) -> KitmlflowApp:
@@ -46,7 +46,7 @@ def test_importing_the_app_does_not_import_mlflow() -> None:
     assert out.stdout.strip() == "False"
 
 
-async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_store) -> None:
     app = app_for(demo_store)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: on(app, "ExperimentsScreen") and rows(app) == 4, what="experiments")
@@ -59,7 +59,7 @@ async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_s
         await wait_for(pilot, lambda: on(app, "ExperimentsScreen"))
 
 
-async def test_runs_not_finished_are_refused_with_the_reason(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_runs_not_finished_are_refused_with_the_reason(isolated_env, demo_store) -> None:
     app = app_for(demo_store, BrowseRef(None, demo_store.experiments["vision"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) >= 5, what="runs")
@@ -76,7 +76,7 @@ async def test_runs_not_finished_are_refused_with_the_reason(isolated_env, demo_
         await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
 
 
-async def test_a_bad_filter_shows_mlflows_message(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_a_bad_filter_shows_mlflows_message(isolated_env, demo_store) -> None:
     app = app_for(demo_store, BrowseRef(None, demo_store.experiments["vision"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) >= 5)
@@ -87,7 +87,7 @@ async def test_a_bad_filter_shows_mlflows_message(isolated_env, demo_store) -> N
         await wait_for(pilot, lambda: not app.screen.query_one("#filter-error").display and rows(app) == 1)
 
 
-async def test_runs_page_in_as_the_cursor_nears_the_end_and_sort(isolated_env, demo_store, monkeypatch) -> None:  # noqa: F811
+async def test_runs_page_in_as_the_cursor_nears_the_end_and_sort(isolated_env, demo_store, monkeypatch) -> None:
     monkeypatch.setattr(runs_screen, "PAGE_SIZE", 4)
     monkeypatch.setattr(runs_screen, "LOAD_MORE_WITHIN", 2)
     app = app_for(demo_store, BrowseRef(None, demo_store.experiments["sweeps"]))
@@ -107,7 +107,7 @@ async def test_runs_page_in_as_the_cursor_nears_the_end_and_sort(isolated_env, d
         assert names == sorted(names)
 
 
-async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: tree_listed(app), what="the artifact tree")
@@ -131,7 +131,7 @@ async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env
         assert browser.totals().files == 20
 
 
-async def test_a_folder_opened_before_the_whole_listing_is_listed_alone(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_a_folder_opened_before_the_whole_listing_is_listed_alone(isolated_env, demo_store) -> None:
     """The whole-tree listing is held back (a server slow to list everything): opening a folder lists just
     that folder, its files can be ticked, and the ticks hold once the whole tree arrives."""
     from kitmlflow_tui.tui.backend import CatalogueBackend, connect
@@ -174,7 +174,7 @@ async def test_a_folder_opened_before_the_whole_listing_is_listed_alone(isolated
         whole_tree_may_go.set()
 
 
-async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: tree_listed(app), what="the artifact tree")
@@ -183,7 +183,7 @@ async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:  # noqa:
         assert app.screen.browser.state("LICENSE", False) == "none"
 
 
-async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: tree_listed(app))
@@ -202,7 +202,7 @@ async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:  # 
         assert len(app.screen.browser.chosen()) == 4
 
 
-async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: tree_listed(app))
@@ -236,7 +236,7 @@ async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_
     assert app.return_value == 6
 
 
-async def test_a_run_that_is_not_finished_cannot_go_on(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_a_run_that_is_not_finished_cannot_go_on(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["failed"]))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: tree_listed(app))
@@ -246,7 +246,7 @@ async def test_a_run_that_is_not_finished_cannot_go_on(isolated_env, demo_store)
         assert on(app, "ArtifactsScreen")
 
 
-async def test_the_command_line_filter_and_tag_preset_the_wizard(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_the_command_line_filter_and_tag_preset_the_wizard(isolated_env, demo_store) -> None:
     spec = FilterSpec(exclude=("checkpoints/",))
     app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), tag="preset:v2", spec=spec)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -259,7 +259,7 @@ async def test_the_command_line_filter_and_tag_preset_the_wizard(isolated_env, d
 
 
 @pytest.mark.slow
-async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated_env, demo_store) -> None:  # noqa: F811
+async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), tag="wizard-check:v1")
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for(pilot, lambda: tree_listed(app))
@@ -286,7 +286,7 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
 
 async def test_cancel_asks_first_then_stops_the_import(isolated_env) -> None:
     # The real download of the demo is too quick to cancel halfway; the double holds it open.
-    from tui_fixtures import BASELINE
+    from tests.support.tui import BASELINE
 
     app = fixed_app(RunRef("http://mlflow.example.com", BASELINE.run_id, "1"), backend=FixedBackend(import_blocks=True))
     async with app.run_test(size=(80, 24)) as pilot:
