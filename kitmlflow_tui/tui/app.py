@@ -3,7 +3,7 @@
 The App is the hub: it owns the wizard's state (the experiment, the run, its tree, the selection and
 the Kitfile overrides, as the steps report them) and the route between the steps. Each step posts a
 message with its outcome (``ExperimentsScreen.Chosen``, ``RunsScreen.Chosen``, ``ArtifactsScreen.Chosen``,
-``ReviewScreen.ImportRequested``, ``ImportScreen.Finished``, ``WizardScreen.BackRequested``...) and
+``ReviewScreen.ImportRequested``, ``ImportScreen.Finished``, ``WizardScreen.BackRequested``, ...) and
 the handlers below decide what comes next; no step imports another (docs/architecture.md).
 
 Importing this module must stay cheap (no MLflow): the first paint says where it is connecting while
@@ -118,9 +118,12 @@ class KitmlflowApp(App[int]):
     def connect_failed(self, event: ConnectScreen.Failed) -> None:
         self.last_error = event.error
 
+    @on(ConnectScreen.Retrying)
+    def connect_retrying(self) -> None:
+        self.last_error = None
+
     @on(ConnectScreen.Connected)
     def connected(self) -> None:
-        self.last_error = None
         reference = self.reference
         if isinstance(reference, RunRef):
             target: Screen[None] = self.artifacts_screen(run_id=reference.run_id, experiment_id=reference.experiment_id)

@@ -252,7 +252,7 @@ def test_a_cancel_mid_file_says_what_is_kept_and_keeps_it(live: LiveServer, tmp_
 def test_interrupted_download_resumes_moving_only_the_missing_bytes(live: LiveServer, tmp_path: Path) -> None:
     import json
 
-    from servers import seed_run
+    from tests.support.servers import seed_run
 
     # A file large enough that SIGINT lands mid-transfer on loopback: written straight into the
     # server's artifact store after the run is logged.
@@ -303,8 +303,9 @@ def test_a_file_that_changed_size_since_listing_is_exit_7(live: LiveServer, tmp_
     from kitmlflow_tui.errors import DownloadError
     from kitmlflow_tui.reference import parse_reference
     from kitmlflow_tui.selection import FilterSpec
+    from tests.support.servers import seed_run
 
-    _, run_id = __import__("servers").seed_run(live.url, experiment_name="live", files={"grows.bin": 1000})
+    _, run_id = seed_run(live.url, experiment_name="live", files={"grows.bin": 1000})
     uri = f"mlflow://{live.host}/runs/{run_id}"
     session = pipeline.plan(parse_reference(uri), FilterSpec())
     (live.root / "art" / live.experiment_id / run_id / "artifacts" / "grows.bin").write_bytes(b"x" * 5000)

@@ -50,7 +50,7 @@ def s3_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S
 
 
 def expected_digest(path: str) -> str:
-    from servers import deterministic_bytes
+    from tests.support.servers import deterministic_bytes
 
     content = FILES[path]
     data = content if isinstance(content, bytes) else b"".join(deterministic_bytes(content, f"{path}:{content}"))

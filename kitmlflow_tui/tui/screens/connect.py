@@ -28,6 +28,9 @@ class ConnectScreen(WizardScreen):
     class Connected(Message):
         """The backend is open: the App shows the step the reference points at."""
 
+    class Retrying(Message):
+        """The user asked to connect again: the last failure no longer decides the exit code."""
+
     class Failed(Message):
         """The connection failed: quitting now exits with this error's code."""
 
@@ -78,6 +81,7 @@ class ConnectScreen(WizardScreen):
     def action_retry(self) -> None:
         if self.error is not None:
             self.error = None
+            self.post_message(self.Retrying())
             self.connect()
 
     def action_back(self) -> None:
