@@ -46,7 +46,7 @@ class RunNotFinishedError(KitmlflowError):
 
 
 class ServerUnreachableError(KitmlflowError):
-    """The tracking server cannot be reached or did not answer in time."""
+    """The tracking server (or the registry) cannot be reached or did not answer in time."""
 
     exit_code = 6
 
@@ -61,6 +61,12 @@ class PackError(KitmlflowError):
     """Writing the ModelKit failed."""
 
     exit_code = 8
+
+
+class PushError(KitmlflowError):
+    """Pushing to a registry failed after it answered; the ModelKit stays in local storage."""
+
+    exit_code = 9
 
 
 class InterruptedByUser(KitmlflowError):
@@ -90,13 +96,23 @@ _SECRET_ENV_VARS = (
 )
 
 
+# Secrets this process holds that no environment variable names: registry passwords and tokens.
+_known_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Have ``scrub_secrets`` mask ``value`` from now on (a password, a token, a Basic header's base64)."""
+    if value and len(value) >= 4:
+        _known_secrets.add(value)
+
+
 def scrub_secrets(text: str) -> str:
     """Mask every credential this process knows of, and user info in URLs, in text meant for output."""
     import os
     import re
 
-    for name in _SECRET_ENV_VARS:
-        value = os.environ.get(name)
+    known = [os.environ.get(name) or "" for name in _SECRET_ENV_VARS] + sorted(_known_secrets, key=len, reverse=True)
+    for value in known:
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)

@@ -26,6 +26,7 @@ CORE = [
     "kitmlflow_tui.pipeline",
     "kitmlflow_tui.profiles",
     "kitmlflow_tui.reference",
+    "kitmlflow_tui.registry",
     "kitmlflow_tui.selection",
 ]
 HEAVY = ("textual", "rich", "mlflow")
