@@ -114,7 +114,7 @@ def test_credential_store_reads_kit_then_docker_and_writes_kits_file_only(tmp_pa
     assert store.get("reg.example.com").source == str(docker_file)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1]", b'{"auths": {"r.io": {"auth": "!!!"}}}'])
+@pytest.mark.parametrize("content", [b"{not json", b"\xc3\x28{", b"[1]", b'{"auths": {"r.io": {"auth": "!!!"}}}'])
 def test_a_broken_credentials_file_is_bad_input(tmp_path: Path, content: bytes) -> None:
     kit_file = tmp_path / "credentials.json"
     kit_file.write_bytes(content)
