@@ -1,6 +1,6 @@
 """One 1 GB file from each artifact store, read directly: kitmlflow download vs ``mlflow artifacts download``.
 
-The stores are the emulators of the test suite (tests/emulators.py), each on 127.0.0.1: moto (S3),
+The stores are the emulators of the test suite (tests/support/emulators.py), each on 127.0.0.1: moto (S3),
 fake-gcs-server (GCS), Azurite (Azure Blob), OpenSSH's sshd (SFTP), plus a local folder. One real
 ``mlflow server`` holds one run per store, in an experiment whose ``artifact_location`` is that store, so both
 tools read the bytes straight from the store with its own client library and the same environment. The
@@ -31,8 +31,8 @@ def seed_stores(
 ) -> dict[str, tuple[str, str, dict[str, str]]]:
     """Start the emulators and a server; one run per store holding one file of ``size`` bytes.
     Returns store → (tracking URL, run id, client environment)."""
-    from emulators import MissingEmulator, azurite, fake_gcs, sftp_server
-    from servers import moto_s3
+    from tests.support.emulators import MissingEmulator, azurite, fake_gcs, sftp_server
+    from tests.support.servers import moto_s3
 
     s3 = stack.enter_context(moto_s3(root / "moto"))
     stores: dict[str, tuple[str, dict[str, str]]] = {
@@ -70,7 +70,8 @@ def seed_stores(
 
 def _log_run(url: str, name: str, location: str, env: dict[str, str], folder: Path) -> str:
     from mlflow import MlflowClient
-    from servers import temp_env
+
+    from tests.support.servers import temp_env
 
     with temp_env(env):
         client = MlflowClient(url)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
@@ -317,7 +317,7 @@ class Downloader:
         )
 
 
-def _is_local_disk_error(exc: BaseException) -> bool:
+def _is_local_disk_error(exc: BaseException) -> TypeGuard[OSError]:
     """An OSError of our own disk (requests' errors are OSErrors too, but carry no errno)."""
     import requests
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
@@ -39,7 +39,7 @@ class AzureTransport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         check_range(start, end)
         blob = self._repository.client.get_blob_client(self._container, posixpath.join(self._root, file.remote_path))
 

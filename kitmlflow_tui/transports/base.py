@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import ClassVar, NoReturn
 
 from kitmlflow_tui.catalogue import ArtifactFile
@@ -70,8 +70,9 @@ class Transport(ABC):
         end: int | None = None,
         *,
         cancel: threading.Event | None = None,
-    ) -> Iterator[bytes]:
-        """The bytes ``[start, end)`` of ``file`` in chunks of at most ``CHUNK_BYTES``, in order.
+    ) -> Generator[bytes, None, None]:
+        """The bytes ``[start, end)`` of ``file`` in chunks of at most ``CHUNK_BYTES``, in order, as a generator:
+        ``close()`` on it (or leaving it unfinished) ends the transfer and frees its connection.
 
         ``end=None`` reads to the end of the object as the store has it (which may differ from the listing:
         the caller checks sizes). With an ``end``, exactly ``end - start`` bytes come out, or ``ShortRange``.

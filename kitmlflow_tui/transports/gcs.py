@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
@@ -40,7 +40,7 @@ class GcsTransport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         from google.api_core.exceptions import RequestRangeNotSatisfiable
 
         check_range(start, end)

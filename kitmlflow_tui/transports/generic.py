@@ -12,7 +12,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ class GenericTransport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         check_range(start, end)
         if self._spool_dir is not None:
             self._spool_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile, iter_body
@@ -89,7 +89,7 @@ class HttpTransport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         from mlflow.utils.request_utils import augmented_raise_for_status
         from mlflow.utils.rest_utils import http_request
 

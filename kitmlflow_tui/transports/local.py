@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,7 +20,7 @@ class LocalTransport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         check_range(start, end)
         source = self._root.joinpath(*PurePosixPath(file.remote_path).parts)
         if not source.resolve().is_relative_to(self._root.resolve()):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
@@ -55,7 +55,7 @@ class S3Transport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         check_range(start, end)
         if end == start:
             return

@@ -12,7 +12,7 @@ import contextlib
 import posixpath
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
@@ -56,7 +56,7 @@ class SftpTransport(Transport):
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         check_range(start, end)
         if end == start:
             return
