@@ -11,6 +11,7 @@ import pytest
 from conftest import run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from test_safe_yaml import billion_laughs
 
 EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 8, 130}  # DESIGN.md's set (click's usage errors are 2 too)
 
@@ -33,6 +34,12 @@ BROKEN_PROFILES = {
     "bad yaml": ("include: [a, b\n", ["line"]),
     "include a mapping": ("include: {a: 1}\n", ["include", "line 1"]),
     "unknown package key": ("package:\n  licence: MIT\n", ["licence", "line 2"]),
+    # Refused, not read as the string "os.system" (PyYAML's compose keeps any tag on a scalar).
+    "python tag": ("include: !!python/name:os.system\n", ["!!python/name:os.system", "line 1, column 10"]),
+    "python object": ("exclude: !!python/object/apply:os.system ['true']\n", ["!!python/object/apply", "line 1"]),
+    "local tag": ("include: [!glob '*.pt']\n", ["!glob", "line 1"]),
+    "billion laughs": (billion_laughs(), ["more than 101,000 values", "line 6, column"]),
+    "recursive alias": ("include: &a [*a]\n", ["contains it", "line 1"]),
 }
 
 
@@ -46,6 +53,36 @@ def test_broken_profiles_are_exit_2_naming_the_field(case: str, kitmlflow, isola
     message = out.json["error"]["message"]
     for fragment in fragments:
         assert fragment in message, (case, message)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("shape", ["block", "flow"])
+def test_a_profile_of_two_million_patterns_is_refused_at_once(shape: str, kitmlflow, isolated_env: Path) -> None:
+    """Block style is 20 MB (refused by its size, never read whole); flow style is 4 MB, within the size, and
+    stops at the node cap: either way exit 2 naming the limit, before the network (the port is closed)."""
+    profile = isolated_env / "huge.yaml"
+    with open(profile, "w") as out:
+        if shape == "block":
+            out.write("include:\n")
+            out.writelines(f"- p{i}\n" for i in range(2_000_000))
+        else:
+            out.write("include: [" + ",".join("p" for _ in range(2_000_000)) + "]\n")
+    out = kitmlflow("import", URI, "-t", "x:1", "--yes", "--json", "--profile", str(profile))
+    assert out.code == 2, out.stderr
+    message = out.json["error"]["message"]
+    expected = "more than the 8,388,608 allowed" if shape == "block" else "more than 101,000 values"
+    assert expected in message and "at most 100,000" in message, message
+
+
+def test_a_profile_over_the_pattern_count_names_it(kitmlflow, isolated_env: Path) -> None:
+    from kitmlflow_tui import profiles
+
+    profile = isolated_env / "many.yaml"
+    half = profiles.MAX_PATTERNS // 2 + 1
+    profile.write_text(f"include: [{','.join(['a'] * half)}]\nexclude: [{','.join(['b'] * half)}]\n")
+    out = kitmlflow("import", URI, "-t", "x:1", "--yes", "--json", "--profile", str(profile))
+    assert out.code == 2, out.stderr
+    assert "100,002 include/exclude patterns, more than the 100,000" in out.json["error"]["message"]
 
 
 BROKEN_KITFILES = {
