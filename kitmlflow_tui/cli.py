@@ -119,8 +119,8 @@ class Output:
         from rich.console import Console
 
         self.as_json = as_json
-        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False, emoji=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
     def document(self, data: dict) -> None:
         if self.as_json:
@@ -408,8 +408,8 @@ def show_plan(out: Output, session) -> None:
     run = session.resolved.run
     console = out.console
     console.print(
-        f"Run [bold]{_escape(run.run_name)}[/] ({run.run_id}) · experiment {_escape(run.experiment_name)} "
-        f"({run.experiment_id}) · {run.status}"
+        f"Run [bold]{_escape(run.run_name)}[/] ({_escape(run.run_id)}) · experiment {_escape(run.experiment_name)} "
+        f"({_escape(run.experiment_id)}) · {_escape(run.status)}"
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     table.add_column("", width=1)

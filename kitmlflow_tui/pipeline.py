@@ -166,9 +166,9 @@ class ImportResult:
 
 def check_tag(tag: str) -> str:
     """The ModelKit reference, validated before anything is downloaded (exit 2)."""
-    from kitmlflow_tui.packing.storage import format_reference, parse_model_reference
+    from kitmlflow_tui.packing.storage import format_reference, parse_pack_reference
 
-    return format_reference(*parse_model_reference(tag))
+    return format_reference(*parse_pack_reference(tag))
 
 
 def _content_needed(file: ArtifactFile) -> bool:

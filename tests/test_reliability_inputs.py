@@ -115,12 +115,34 @@ def test_a_kitfile_kit_would_reject_is_exit_2_before_any_download(case: str, kit
         (["-t", "x:1", "--max-file-size", "-3MB"], "-3MB"),
         (["-t", "x:1", "--max-file-size", "12 parsecs"], "12 parsecs"),
         (["-t", "x:1", "--profile", "no-such-profile"], "no-such-profile"),
+        (["-t", "../x:v1"], "Invalid registry '..'"),  # kit itself takes ".." as a registry
+        (["-t", "./x"], "Invalid registry '.'"),
+        (["-t", "a" * 300 + ":v1"], "is 310 bytes; kit's local storage takes at most 183"),
+        (["-t", "a" * 174], "is 184 bytes"),  # kit 1.7: "file name too long" after the whole download
     ],
 )
 def test_bad_flags_are_exit_2_naming_the_value(args: list[str], fragment: str, kitmlflow) -> None:
     out = kitmlflow("import", URI, "--yes", "--json", *args)
     assert out.code == 2, (args, out.stderr)
     assert fragment in out.json["error"]["message"]
+
+
+def test_the_longest_repository_kit_can_store_is_accepted(kitmlflow) -> None:
+    out = kitmlflow("import", URI, "--yes", "--json", "-t", "a" * 173)  # localhost/ + 173 = 183 bytes
+    assert out.code == 6, out.stderr  # past the tag check: the (closed) server is next
+
+
+def test_user_text_prints_as_typed_never_as_emoji_or_markup(kitmlflow) -> None:
+    """Rich turns ":b:" into an emoji and "[red]" into a style by default; user data must print exactly."""
+    out = kitmlflow("import", URI, "--yes", "-t", "a:b:c")
+    assert out.code == 2
+    assert out.stderr == (
+        "error: Invalid tag 'b:c' (in 'a:b:c').\n"
+        "A tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'.\n"
+    )
+    out = kitmlflow("import", URI, "--yes", "-t", "x:1", "--include", "[red]:smile:[/red][")
+    assert out.code == 2
+    assert out.stderr == "error: Invalid glob pattern '[red]:smile:[/red][': a [class] cannot contain '/'.\n"
 
 
 _TOKENS = [

@@ -9,6 +9,13 @@ from rich.text import Text
 
 from kitmlflow_tui.selection import format_size
 
+
+def markup_text(markup: str) -> Text:
+    """Rich markup as Text with emoji codes off: user data such as ``a:b:c`` must not print as ``a🅱c``
+    (DataTable and RichLog parse strings with Rich's defaults, which turn ``:b:`` into an emoji)."""
+    return Text.from_markup(markup, emoji=False)
+
+
 STATUS_STYLES = {
     "FINISHED": "green",
     "RUNNING": "cyan",
