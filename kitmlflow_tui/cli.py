@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from kitmlflow_tui import __version__
+from kitmlflow_tui import __version__, disable_mlflow_telemetry
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, scrub_secrets
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -528,6 +528,7 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
 
 
 def main() -> None:
+    disable_mlflow_telemetry()
     cli(prog_name="kitmlflow")
 
 

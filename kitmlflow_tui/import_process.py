@@ -228,4 +228,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from kitmlflow_tui import disable_mlflow_telemetry
+
+    disable_mlflow_telemetry()  # before the job, and with it MLflow, is loaded
     sys.exit(main(sys.argv))
