@@ -12,6 +12,7 @@ Glob semantics (shared by flags, profiles and the wizard; see DESIGN.md):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -229,3 +230,34 @@ def make_plan(tree: ArtifactTree, spec: FilterSpec) -> Plan:
         else:
             left_out.append(LeftOut(file, reason))
     return Plan(tree, spec, tuple(selected), tuple(left_out))
+
+
+NEAREST_SHOWN = 3
+
+
+def require_selection(plan: Plan) -> Plan:
+    """The plan, when it selects at least one file; else "nothing selected" (exit 2) with the nearest
+    reasons: how many files each reason left out, and the largest of them. An import of zero files is a
+    filter mistake, never an empty ModelKit."""
+    if plan.selected:
+        return plan
+    if not plan.tree.files:
+        raise BadInputError("Nothing selected: the run has no artifacts.")
+    counts = Counter(_reason_group(plan.spec, left.reason) for left in plan.left_out).most_common()
+    by_reason = "; ".join(f"{count:,} {reason}" for reason, count in counts[:NEAREST_SHOWN])
+    if len(counts) > NEAREST_SHOWN:
+        rest = counts[NEAREST_SHOWN:]
+        by_reason += f"; {sum(count for _, count in rest):,} for {len(rest)} other reasons"
+    largest = sorted(plan.left_out, key=lambda left: -(left.file.size or 0))[:NEAREST_SHOWN]
+    shown = ", ".join(f"{left.file.path} ({format_size(left.file.size)}, {left.reason})" for left in largest)
+    raise BadInputError(
+        f"Nothing selected: all {len(plan.tree.files):,} files of the run are left out ({by_reason}).",
+        hint=f"Largest left out: {shown}. Loosen the filters: --include/--exclude/--max-file-size, the profile, or the ticks in the wizard.",
+    )
+
+
+def _reason_group(spec: FilterSpec, reason: str) -> str:
+    """The reason without what is particular to one file (each size-cap reason names the file's size)."""
+    if reason.startswith("over the size cap") and spec.max_file_size is not None:
+        return f"over the size cap of {format_size(spec.max_file_size)}"
+    return reason

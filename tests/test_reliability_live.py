@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -306,6 +307,41 @@ def test_import_of_an_unfinished_run_is_exit_5_and_downloads_nothing(
     cache = isolated_env / "cache"
     assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]
     assert tags_in(isolated_env / "kitops") == {}
+
+
+# -- case 12: a selection of zero files -------------------------------------------------------------------
+@pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry-run"])
+def test_an_import_that_selects_nothing_is_exit_2_with_the_nearest_reasons(
+    live: LiveServer, kitmlflow, isolated_env: Path, dry_run: bool
+) -> None:
+    args = ["import", live.uri(), "-t", "empty:v1", "--yes", "--json", "--packer", "native", "--include", "*.nothing"]
+    out = kitmlflow(*args, *(["--dry-run"] if dry_run else []))
+    assert out.code == 2, out.stderr
+    message = out.json["error"]["message"]
+    files = re.fullmatch(
+        r"Nothing selected: all (\d+) files of the run are left out \((\d+) matches no include pattern\)\.",
+        message.splitlines()[0],
+    )
+    assert files and files.group(1) == files.group(2), message
+    assert "Largest left out: weights/big.safetensors (8.0 MB, matches no include pattern)" in message
+    assert tags_in(isolated_env / "kitops") == {}
+    assert not (isolated_env / "cache").exists() or not [p for p in (isolated_env / "cache").rglob("*") if p.is_file()]
+
+
+def test_a_download_that_selects_nothing_is_exit_2_counting_each_reason(
+    live: LiveServer, kitmlflow, tmp_path: Path
+) -> None:
+    dest = tmp_path / "d"
+    out = kitmlflow(
+        "download", live.uri(), "--dest", str(dest), "--yes", "--json", "--max-file-size", "0", "--exclude", "empty.txt"
+    )
+    assert out.code == 2, out.stderr
+    first, hint = out.json["error"]["message"].splitlines()
+    assert first.startswith("Nothing selected: all ") and first.endswith(
+        " over the size cap of 0 Bytes; 1 excluded by pattern 'empty.txt')."
+    ), first
+    assert hint.startswith("Largest left out: weights/big.safetensors (8.0 MB, over the size cap (8.0 MB > 0 Bytes)), ")
+    assert not dest.exists()
 
 
 # -- case 8: a file whose size changed since the listing -------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from textual.widgets import DataTable
-from tui_fixtures import FixedBackend, demo_store, fixed_app, screen_text, shows, wait_for  # noqa: F401
+from tui_fixtures import FixedBackend, demo_store, fixed_app, notifications, screen_text, shows, wait_for  # noqa: F401
 
 from kitmlflow_tui.profiles import load_profile
 from kitmlflow_tui.reference import BrowseRef, RunRef
@@ -126,7 +126,9 @@ async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env
         await pilot.press("x")
         assert browser.totals().files == 0
         await pilot.press("c")
-        assert on(app, "ArtifactsScreen")  # nothing ticked: no way on
+        assert on(app, "ArtifactsScreen")  # nothing ticked: no way on, and the CLI's reasons why
+        (told,) = notifications(app)  # toasts are not in the screenshot that screen_text reads
+        assert told.startswith("Nothing selected: all 20 files of the run are left out (6 excluded by pattern")
         await pilot.press("a")
         assert browser.totals().files == 20
 

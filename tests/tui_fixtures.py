@@ -72,6 +72,11 @@ def screen_text(app: KitmlflowApp) -> str:
     return "\n".join(lines)
 
 
+def notifications(app: KitmlflowApp) -> list[str]:
+    """The messages of the toasts the app is showing (Textual draws toasts outside its screenshot)."""
+    return [notification.message for notification in app._notifications]
+
+
 _SVG_TEXT = re.compile(
     r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="[\d.]+" clip-path="url\(#[^)]*line-(\d+)\)">([^<]*)</text>'
 )

@@ -15,7 +15,7 @@ from kitmlflow_tui.catalogue import ArtifactTree, LevelEntry, LoggedModelInfo, R
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults, Profile
 from kitmlflow_tui.reference import ModelRef
-from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.selection import FilterSpec, format_size, make_plan, require_selection
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.screens.modals import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.selection_model import ArtifactBrowser
@@ -288,12 +288,15 @@ class ArtifactsScreen(WizardScreen):
             self.notify(f"This run is {reason}.", severity="error")
             return
         totals = self.browser.totals()
+        assert self.browser.index is not None
         if totals is None or totals.files == 0:
-            self.notify("Tick at least one file to import.", severity="warning")
-            return
+            try:
+                require_selection(make_plan(self.browser.index.tree, self.browser.spec()))
+            except BadInputError as exc:  # the CLI's own "nothing selected", with the nearest reasons
+                self.notify(f"{exc.message}\n{exc.hint}", severity="warning", timeout=10)
+                return
         from kitmlflow_tui.tui.screens.review import ReviewScreen
 
-        assert self.browser.index is not None
         self.app.push_screen(
             ReviewScreen(self.run, self.browser.index.tree, self.browser.spec(), self.package, self.registered)
         )
