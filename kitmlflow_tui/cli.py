@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from kitmlflow_tui import __version__, disable_mlflow_telemetry
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, scrub_secrets
+from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -137,6 +137,14 @@ def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
         code = _report(out, InterruptedByUser("Interrupted; completed downloads are kept for the next run."))
     except KitmlflowError as exc:
         code = _report(out, exc)
+    except (click.exceptions.ClickException, click.exceptions.Abort):
+        raise  # click's own (a prompt answered with Ctrl-D, a usage error): click reports them
+    except Exception as exc:  # a bug: still one line, and with --json still a document
+        if os.environ.get("KITMLFLOW_DEBUG"):
+            raise
+        error = as_kitmlflow_error(exc)
+        error.hint = "This is a bug in kitmlflow: please report it (KITMLFLOW_DEBUG=1 shows the traceback)."
+        code = _report(out, error)
     sys.exit(code)
 
 

@@ -219,12 +219,35 @@ class Plan:
         return self.tree.total_bytes
 
 
+# What a file system holds: 255 bytes per name, 4,096 per path (Linux's NAME_MAX and PATH_MAX; macOS and
+# Windows allow less). A file moves as NAME.part first, so its own name keeps 5 bytes of room, and a path
+# keeps 256 for the folder it is downloaded into. The OS refuses longer ones ("File name too long").
+NAME_MAX_BYTES = 255
+FILE_NAME_MAX_BYTES = NAME_MAX_BYTES - len(".part")
+PATH_MAX_BYTES = 4096 - 256
+
+
+def unstorable_reason(path: str) -> str | None:
+    """Why no file system can hold this artifact under its own name, or None."""
+    *folders, name = path.split("/")
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in folders), default=0)
+    if longest > NAME_MAX_BYTES:
+        return f"a folder name of {longest:,} bytes, longer than the {NAME_MAX_BYTES} a file system allows"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > FILE_NAME_MAX_BYTES:
+        return f"a file name of {size:,} bytes, longer than the {FILE_NAME_MAX_BYTES} a download can write"
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX_BYTES:
+        return f"a path of {size:,} bytes, longer than the {PATH_MAX_BYTES:,} a download can write"
+    return None
+
+
 def make_plan(tree: ArtifactTree, spec: FilterSpec) -> Plan:
     spec.validate()
     selected: list[ArtifactFile] = []
     left_out: list[LeftOut] = []
     for file in tree.files:
-        reason = spec.reason_left_out(file)
+        reason = spec.reason_left_out(file) or unstorable_reason(file.path)
         if reason is None:
             selected.append(file)
         else:

@@ -228,3 +228,86 @@ def test_a_document_that_trickles_forever_times_out(kitmlflow, tmp_path: Path, m
         out, elapsed, _ = run_download(kitmlflow, server, tmp_path)
     assert out.code == BROKEN_SERVER, out.stderr
     assert elapsed < 60, f"took {elapsed:.0f}s"
+
+
+# -- names the OS refuses (case 12) ------------------------------------------------------------------------
+LONG_FOLDERS = ["d" * 250 + f"{i:02d}" for i in range(17)]  # 252 bytes each: a 4,309-byte path to deep.txt
+
+
+def long_names_listing(directory: str) -> list[dict]:
+    if directory == "":
+        return [
+            file("n" * 251, 3),  # its part file would be 256 bytes
+            file("k" * 250, 4),  # the longest file name that downloads (the part file is 255)
+            file("ok.txt", 2),
+            folder("f" * 256),
+            folder(LONG_FOLDERS[0]),
+        ]
+    if directory == "f" * 256:
+        return [file("inside.txt", 1)]
+    depth = len(directory.split("/"))
+    return [folder(LONG_FOLDERS[depth])] if depth < len(LONG_FOLDERS) else [file("deep.txt", 1)]
+
+
+LONG_CONTENTS = {"n" * 251: Content(b"nnn"), "k" * 250: Content(b"kkkk"), "ok.txt": Content(b"ok")}
+LONG_EXCLUDED = {
+    "n" * 251: "a file name of 251 bytes, longer than the 250 a download can write",
+    "f" * 256 + "/inside.txt": "a folder name of 256 bytes, longer than the 255 a file system allows",
+    "/".join(LONG_FOLDERS) + "/deep.txt": "a path of 4,309 bytes, longer than the 3,840 a download can write",
+}
+
+
+def artifact_gets(server) -> list[str]:
+    return [r for r in server.requests if r.startswith("GET /api/2.0/mlflow-artifacts/artifacts/")]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("command", ["download", "import"])
+def test_names_the_os_refuses_are_excluded_before_any_download(command: str, kitmlflow, tmp_path: Path) -> None:
+    """A proxied store can list them (its own disk may allow more, or it lies); before, the download raised
+    OSError "File name too long": exit 1, a traceback, no JSON."""
+    with hostile_server(Scenario(listing=long_names_listing, contents=LONG_CONTENTS)) as server:
+        if command == "download":
+            out, _, dest = run_download(kitmlflow, server, tmp_path)
+        else:
+            out = kitmlflow("import", server.uri(), "-t", "long:v1", "--yes", "--json", "--packer", "native")
+        fetched = artifact_gets(server)
+    assert out.code == 0, out.stderr
+    assert {e["path"]: e["reason"] for e in out.json["excluded"]} == LONG_EXCLUDED
+    assert sorted(f["path"] for f in out.json["selected"]) == ["k" * 250, "ok.txt"]
+    assert len(fetched) == 2 and not any("n" * 251 in r or "deep.txt" in r or "inside" in r for r in fetched)
+    if command == "download":
+        assert real_files(dest) == {"k" * 250, "ok.txt"}
+    else:
+        assert out.json["kitfile"]
+
+
+@pytest.mark.timeout(120)
+def test_a_destination_too_deep_for_a_listed_path_is_exit_7_before_any_byte(kitmlflow, tmp_path: Path) -> None:
+    """A path the plan keeps (3,800 bytes) that the chosen folder makes too long: refused with the folder to
+    change, before the first request for a file; the --json document still ends the output."""
+    folders = ["e" * 250] * 15
+
+    def listing(directory: str) -> list[dict]:
+        depth = len(directory.split("/")) if directory else 0
+        return [folder(folders[depth])] if depth < len(folders) else [file("w.bin", 1)]
+
+    deep_dest = tmp_path.joinpath(*["x" * 200] * 2)
+    with hostile_server(Scenario(listing=listing)) as server:
+        out = kitmlflow("download", server.uri(), "--dest", str(deep_dest), "--yes", "--json")
+        fetched = artifact_gets(server)
+    assert out.code == DOWNLOAD_FAILED, out.stderr
+    assert "over the 4,096 a path may have" in out.json["error"]["message"]
+    assert "--dest" in out.json["error"]["message"]
+    assert fetched == []
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.timeout(120)
+def test_listed_names_print_as_listed_never_as_emoji_or_markup(kitmlflow) -> None:
+    name = "a:b:c [red]x[bold] :smile:.txt"  # (no "[/red]": a name has no slash)
+    with hostile_server(Scenario(listing=lambda d: [file(name, 2)] if d == "" else [])) as server:
+        out = kitmlflow("import", server.uri(), "-t", "names:v1", "--dry-run")
+    assert out.code == 0, out.stderr
+    (row,) = [line for line in out.stdout.splitlines() if line.startswith("✓")]
+    assert row.split()[1:6] == ["a:b:c", "[red]x[bold]", ":smile:.txt", "2", "Bytes"], row
