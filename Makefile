@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: run test lint bench kit tools clean
+.PHONY: run test lint bench kit tools clean fuzz mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ tools:
 
 test: $(STAMP) kit tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -ra
+
+# Random exploration of the @given tests. `make test` and CI draw fixed examples (the "ci" Hypothesis
+# profile: derandomized, no example database); this draws new ones every run, 10x as many
+# (KITMLFLOW_FUZZ_FACTOR). A failure prints its falsifying example: add it to that test as an @example.
+fuzz: $(STAMP) kit tools
+	KITMLFLOW_HYPOTHESIS_PROFILE=fuzz PATH="$(CURDIR)/.tools/bin:$$PATH" \
+		$(BIN)/python -m pytest -q -ra -m hypothesis -p no:cacheprovider --hypothesis-show-statistics
 
 lint: $(STAMP)
 	$(BIN)/ruff check kitmlflow_tui tests bench

@@ -21,7 +21,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
+from hypothesis import settings  # noqa: E402
 from servers import mlflow_server, seed_run  # noqa: E402
+
+# Hypothesis: the same examples on every run unless asked otherwise. "ci" (the default, for `make test` and
+# .ci/run) draws them from a fixed seed with no example database, so a clean checkout tests exactly what
+# the last one did and a failure reproduces; "fuzz" (`make fuzz`) draws new ones, FUZZ_FACTOR times as many.
+# What a fuzz run finds becomes an @example on its test (the failure prints the falsifying example).
+HYPOTHESIS_PROFILE = os.environ.get("KITMLFLOW_HYPOTHESIS_PROFILE", "ci")
+FUZZ_FACTOR = int(os.environ.get("KITMLFLOW_FUZZ_FACTOR", "10"))
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile(
+    "fuzz", derandomize=False, database=None, deadline=None, print_blob=True, max_examples=100 * FUZZ_FACTOR
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(count: int) -> int:
+    """A @given test's max_examples: ``count`` in CI, FUZZ_FACTOR times more under `make fuzz` (a count
+    set in a test's @settings wins over the profile's, so the profile alone cannot raise it)."""
+    return count * FUZZ_FACTOR if HYPOTHESIS_PROFILE == "fuzz" else count
+
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -725,7 +726,7 @@ def folder_and_kitfile(draw: st.DrawFn) -> tuple[dict[str, bytes | None], list[s
 
 
 @settings(
-    max_examples=int(os.environ.get("KITMLFLOW_DIFF_EXAMPLES", "40")),
+    max_examples=examples(int(os.environ.get("KITMLFLOW_DIFF_EXAMPLES", "40"))),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

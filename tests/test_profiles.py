@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,7 +121,7 @@ def test_profiles_commands() -> None:
 
 
 @given(st.text(max_size=300))
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 def test_the_loader_never_crashes(text: str) -> None:
     with contextlib.suppress(BadInputError):
         parse_profile(text, name="fuzz")

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import examples, run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_safe_yaml import billion_laughs
@@ -188,7 +188,7 @@ _TOKENS = [
 ]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     command=st.sampled_from(["import", "download", "profiles"]),
     rest=st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=12)), max_size=8),

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -328,6 +329,16 @@ def test_an_import_that_selects_nothing_is_exit_2_with_the_nearest_reasons(
     assert not (isolated_env / "cache").exists() or not [p for p in (isolated_env / "cache").rglob("*") if p.is_file()]
 
 
+@pytest.mark.parametrize(("cap", "kept"), [("2000000", True), ("1999999", False), ("2MB", True)])
+def test_a_file_of_exactly_the_size_cap_is_kept(live: LiveServer, kitmlflow, cap: str, kept: bool) -> None:
+    """checkpoints/best.ckpt of the live run is 2,000,000 bytes: the cap is "larger files are left out"."""
+    out = kitmlflow("import", live.uri(), "-t", "cap:v1", "--dry-run", "--json", "--max-file-size", cap)
+    assert out.code == 0, out.stderr
+    assert ("checkpoints/best.ckpt" in {f["path"] for f in out.json["selected"]}) is kept
+    larger = {e["path"] for e in out.json["excluded"]}
+    assert "weights/big.safetensors" in larger and ("checkpoints/best.ckpt" in larger) is not kept
+
+
 def test_a_download_that_selects_nothing_is_exit_2_counting_each_reason(
     live: LiveServer, kitmlflow, tmp_path: Path
 ) -> None:
@@ -398,6 +409,28 @@ def test_not_enough_disk_is_refused_before_the_first_byte(
     out = kitmlflow("download", live.uri(), "--dest", str(dest / "d"), "--yes", "--json")
     assert out.code == 7 and "Not enough disk space" in out.stderr
     assert not [p for p in dest.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("over", [0, 1], ids=["needed+margin-is-free", "one-byte-short"])
+def test_the_disk_check_keeps_its_margin_to_the_byte(live: LiveServer, kitmlflow, small_disk, over: int) -> None:
+    """A real 20 MiB tmpfs, and a run whose file is sized from its free space: with exactly needed + margin
+    free the download goes ahead; one byte less (free = needed + margin - 1) is refused before the first byte."""
+    from kitmlflow_tui.download import DISK_MARGIN_BYTES
+
+    dest = small_disk(f"exact-disk-{over}", "20m") / "d"
+    dest.mkdir()
+    free = shutil.disk_usage(dest).free
+    size = free - DISK_MARGIN_BYTES + over
+    _, run_id = seed_run(live.url, experiment_name="disk-margin", files={"exact.bin": size})
+    assert shutil.disk_usage(dest).free == free
+    out = kitmlflow("download", f"mlflow://{live.host}/runs/{run_id}", "--dest", str(dest), "--yes", "--json")
+    if over:
+        assert out.code == 7, out.stderr
+        assert "Not enough disk space" in out.json["error"]["message"]
+        assert not [p for p in dest.rglob("*") if p.is_file()]
+    else:
+        assert out.code == 0, out.stderr
+        assert (dest / "exact.bin").stat().st_size == size
 
 
 @pytest.mark.timeout(120)
