@@ -22,7 +22,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
 from hypothesis import settings  # noqa: E402
-from servers import mlflow_server, seed_run  # noqa: E402
+from servers import MlflowServer, mlflow_server, seed_run  # noqa: E402
 
 # Hypothesis: the same examples on every run unless asked otherwise. "ci" (the default, for `make test` and
 # .ci/run) draws them from a fixed seed with no example database, so a clean checkout tests exactly what
@@ -69,6 +69,7 @@ class LiveServer:
     runs: dict[str, str] = field(default_factory=dict)  # role -> run id
     model_name: str = "live-model"
     model_id: str = ""
+    server: MlflowServer | None = None  # the process, for its log (requests_since)
 
     @property
     def host(self) -> str:
@@ -98,7 +99,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
             metrics={"accuracy": 0.93},
             tags={"team": "vision", "mlflow.note.content": "A run for the tests."},
         )
-        live = LiveServer(server.url, root, exp, {"full": full})
+        live = LiveServer(server.url, root, exp, {"full": full}, server=server)
         for status in ("FAILED", "RUNNING", "KILLED"):
             _, run_id = seed_run(server.url, experiment_name="live", files={"log.txt": b"x"}, status=status)
             live.runs[status.lower()] = run_id

@@ -10,13 +10,13 @@ has a hard timeout, and nothing may appear outside the download folder.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
-from hostile_server import Content, Scenario, file, folder, hostile_server
+from hostile_server import ARTIFACTS, ROOT, Content, Scenario, file, folder, hostile_server
 
 from kitmlflow_tui import catalogue
+from kitmlflow_tui.download import RETRIES
 
 BROKEN_SERVER = 6
 DOWNLOAD_FAILED = 7
@@ -33,16 +33,28 @@ def snapshot(root: Path, *, skip: tuple[Path, ...]) -> set[str]:
 
 def run_download(kitmlflow, server, tmp_path: Path, *extra: str):
     """``kitmlflow download`` into a folder nested deep in tmp_path, so that any ``..`` escape still lands
-    inside tmp_path, where the snapshot sees it; returns (outcome, seconds, dest)."""
+    inside tmp_path, where the snapshot sees it; returns (outcome, dest)."""
     dest = tmp_path / "a" / "b" / "c" / "dest"
     before = snapshot(tmp_path, skip=(dest, tmp_path / "cache"))
-    started = time.monotonic()
     out = kitmlflow("download", server.uri(), "--dest", str(dest), "--yes", "--json", *extra)
-    elapsed = time.monotonic() - started
     after = snapshot(tmp_path, skip=(dest, tmp_path / "cache"))
     assert after - before <= {"a", "a/b", "a/b/c"}, f"written outside the destination: {after - before}"
     assert "Traceback" not in out.stdout + out.stderr
-    return out, elapsed, dest
+    return out, dest
+
+
+# How often one call may reach the server: MLflow's first try plus the 2 retries kitmlflow asks MLflow for
+# (MLFLOW_HTTP_REQUEST_MAX_RETRIES, unless the user set it), and the downloader's RETRIES attempts per file.
+# The tests bound what the server saw instead of the seconds it took: a loaded CI machine is slow, not wrong.
+CALLS_PER_REQUEST = 1 + 2
+
+
+def requests_for(server, prefix: str) -> list[str]:
+    return [r for r in server.requests if r.startswith(prefix)]
+
+
+def artifact_gets(server, name: str = "") -> list[str]:
+    return requests_for(server, f"GET {ARTIFACTS}/{ROOT}/{name}")
 
 
 def real_files(dest: Path) -> set[str]:
@@ -77,11 +89,11 @@ UNSAFE_LISTINGS = {
 def test_unsafe_listings_are_refused(case: str, kitmlflow, tmp_path: Path) -> None:
     contents = {name: Content(b"owned") for name in ("../escape.txt", "x", "x/y", "neg.bin", "nan.bin")}
     with hostile_server(Scenario(listing=tree(UNSAFE_LISTINGS[case]), contents=contents)) as server:
-        out, elapsed, dest = run_download(kitmlflow, server, tmp_path)
+        out, dest = run_download(kitmlflow, server, tmp_path)
     assert out.code == BROKEN_SERVER, (case, out.stderr)
     assert out.json["error"]["code"] == BROKEN_SERVER
     assert "refus" in out.stderr.lower() or "unsafe" in out.stderr.lower(), out.stderr
-    assert elapsed < 30
+    assert server.listings <= 2 and artifact_gets(server) == [], "refused at listing time, nothing fetched"
     assert not dest.exists() or real_files(dest) == set()
     assert not Path("/tmp/kitmlflow-escape.txt").exists()
 
@@ -100,7 +112,7 @@ def test_a_name_listed_twice_is_downloaded_once(kitmlflow, tmp_path: Path) -> No
     layout = {"": [file("w.bin", 4), file("w.bin", 4), folder("d"), folder("d")], "d": [file("x", 1)]}
     contents = {"w.bin": Content(b"wwww"), "d/x": Content(b"x")}
     with hostile_server(Scenario(listing=tree(layout), contents=contents)) as server:
-        out, _, dest = run_download(kitmlflow, server, tmp_path)
+        out, dest = run_download(kitmlflow, server, tmp_path)
         listings = server.listings
     assert out.code == 0, out.stderr
     assert [f["path"] for f in out.json["selected"]] == ["d/x", "w.bin"]
@@ -126,10 +138,10 @@ def test_transfers_that_do_not_match_the_listing_are_exit_7(case: str, kitmlflow
     layout = {"": [entry, file("ok.txt", 2)]}
     scenario = Scenario(listing=tree(layout), contents={"lie.bin": content, "ok.txt": Content(b"ok")})
     with hostile_server(scenario) as server:
-        out, elapsed, dest = run_download(kitmlflow, server, tmp_path, "--jobs", "1")
+        out, dest = run_download(kitmlflow, server, tmp_path, "--jobs", "1")
     assert out.code == DOWNLOAD_FAILED, (case, out.stderr)
     assert "lie.bin" in out.json["error"]["message"]
-    assert elapsed < 60
+    assert 1 <= len(artifact_gets(server, "lie.bin")) <= RETRIES  # attempts, never a retry loop
     assert not (dest / "lie.bin").exists(), "a file that does not match its listing is never under its real name"
 
 
@@ -150,10 +162,10 @@ def test_a_stalled_transfer_times_out(kitmlflow, tmp_path: Path, monkeypatch: py
     layout = {"": [file("stall.bin", len(data))]}
     scenario = Scenario(listing=tree(layout), contents={"stall.bin": Content(data, stall_after=1_000_000)})
     with hostile_server(scenario) as server:
-        out, elapsed, dest = run_download(kitmlflow, server, tmp_path)
+        out, dest = run_download(kitmlflow, server, tmp_path)
     assert out.code == DOWNLOAD_FAILED, out.stderr
     assert "stall.bin" in out.json["error"]["message"]
-    assert elapsed < 45, f"a stalled transfer took {elapsed:.0f}s to fail"
+    assert 1 <= len(artifact_gets(server, "stall.bin")) <= RETRIES, "each attempt timed out, then it gave up"
     part = dest / ".kitmlflow-partial" / "stall.bin.part"
     assert part.exists() and part.stat().st_size == 1_000_000  # kept for a resume
     assert not (dest / "stall.bin").exists()
@@ -163,9 +175,9 @@ def test_a_stalled_transfer_times_out(kitmlflow, tmp_path: Path, monkeypatch: py
 def test_a_listing_that_never_answers_times_out(kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     with hostile_server(Scenario(stall_listing=True)) as server:
-        out, elapsed, _ = run_download(kitmlflow, server, tmp_path)
+        out, _ = run_download(kitmlflow, server, tmp_path)
     assert out.code == BROKEN_SERVER, out.stderr
-    assert elapsed < 45, f"took {elapsed:.0f}s"
+    assert 1 <= server.listings <= CALLS_PER_REQUEST, server.requests
 
 
 @pytest.mark.timeout(120)
@@ -174,7 +186,7 @@ def test_an_endlessly_deep_listing_is_refused(kitmlflow, tmp_path: Path) -> None
         return [folder("d"), file("f.txt", 1)]
 
     with hostile_server(Scenario(listing=deeper)) as server:
-        out, elapsed, _ = run_download(kitmlflow, server, tmp_path)
+        out, _ = run_download(kitmlflow, server, tmp_path)
         listings = server.listings
     assert out.code == BROKEN_SERVER, out.stderr
     assert "deeper than" in out.stderr
@@ -190,7 +202,7 @@ def test_an_endlessly_wide_listing_is_bounded(kitmlflow, tmp_path: Path, monkeyp
         return [folder(f"d{i}") for i in range(40)]
 
     with hostile_server(Scenario(listing=wider)) as server:
-        out, _, _ = run_download(kitmlflow, server, tmp_path)
+        out, _ = run_download(kitmlflow, server, tmp_path)
         listings = server.listings
     assert out.code == BROKEN_SERVER, out.stderr
     assert "more than" in out.stderr
@@ -202,7 +214,7 @@ def test_a_huge_flat_folder_is_bounded(kitmlflow, tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(catalogue, "MAX_TREE_FILES", 10_000)
     flat = [file(f"f{i:06d}.bin", 1) for i in range(20_000)]
     with hostile_server(Scenario(listing=lambda d: flat if d == "" else [])) as server:
-        out, _, dest = run_download(kitmlflow, server, tmp_path)
+        out, dest = run_download(kitmlflow, server, tmp_path)
     assert out.code == BROKEN_SERVER, out.stderr
     assert "more than 10,000" in out.stderr
     assert not dest.exists() or real_files(dest) == set()
@@ -214,10 +226,10 @@ def test_huge_json_documents_are_bounded(case: str, kitmlflow, tmp_path: Path, m
     monkeypatch.setattr(catalogue, "MAX_RESPONSE_BYTES", 8 * 2**20)
     scenario = Scenario(run_json_padding=40 * 2**20) if case == "huge" else Scenario(run_json_endless=True)
     with hostile_server(scenario) as server:
-        out, elapsed, _ = run_download(kitmlflow, server, tmp_path)
+        out, _ = run_download(kitmlflow, server, tmp_path)
     assert out.code == BROKEN_SERVER, out.stderr
     assert "larger than" in out.stderr, out.stderr
-    assert elapsed < 60
+    assert 1 <= len(requests_for(server, "GET /api/2.0/mlflow/runs/get")) <= CALLS_PER_REQUEST
 
 
 @pytest.mark.timeout(120)
@@ -225,9 +237,9 @@ def test_a_document_that_trickles_forever_times_out(kitmlflow, tmp_path: Path, m
     """Each read gets a byte within MLFLOW_HTTP_REQUEST_TIMEOUT, so only a deadline on the whole answer stops it."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     with hostile_server(Scenario(run_json_trickle=True)) as server:
-        out, elapsed, _ = run_download(kitmlflow, server, tmp_path)
+        out, _ = run_download(kitmlflow, server, tmp_path)
     assert out.code == BROKEN_SERVER, out.stderr
-    assert elapsed < 60, f"took {elapsed:.0f}s"
+    assert 1 <= len(requests_for(server, "GET /api/2.0/mlflow/runs/get")) <= CALLS_PER_REQUEST
 
 
 # -- names the OS refuses (case 12) ------------------------------------------------------------------------
@@ -257,10 +269,6 @@ LONG_EXCLUDED = {
 }
 
 
-def artifact_gets(server) -> list[str]:
-    return [r for r in server.requests if r.startswith("GET /api/2.0/mlflow-artifacts/artifacts/")]
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("command", ["download", "import"])
 def test_names_the_os_refuses_are_excluded_before_any_download(command: str, kitmlflow, tmp_path: Path) -> None:
@@ -268,7 +276,7 @@ def test_names_the_os_refuses_are_excluded_before_any_download(command: str, kit
     OSError "File name too long": exit 1, a traceback, no JSON."""
     with hostile_server(Scenario(listing=long_names_listing, contents=LONG_CONTENTS)) as server:
         if command == "download":
-            out, _, dest = run_download(kitmlflow, server, tmp_path)
+            out, dest = run_download(kitmlflow, server, tmp_path)
         else:
             out = kitmlflow("import", server.uri(), "-t", "long:v1", "--yes", "--json", "--packer", "native")
         fetched = artifact_gets(server)

@@ -268,17 +268,22 @@ def test_concurrent_imports_and_a_reader_share_one_storage(big: BigRun, tmp_path
 
 
 # -- case 5: unreachable servers --------------------------------------------------------------------------
+@pytest.mark.timeout(120)
 def test_tls_against_a_plain_http_server_is_exit_6_and_suggests_mlflow_http(live: LiveServer, kitmlflow) -> None:
-    started = time.monotonic()
+    assert live.server is not None
+    offset = live.server.log_offset()
     out = kitmlflow(
         "import", f"mlflow+https://{live.host}/runs/{live.runs['full']}", "-t", "x:1", "--dry-run", "--json"
     )
     assert out.code == 6, out.stderr
-    assert time.monotonic() - started < 20
+    # Each TLS handshake is one request the plain server could not parse: MLflow's try and retries, no more.
+    seen = live.server.requests_since(offset)
+    assert 1 <= len(seen) <= 3 and set(seen) == {"INVALID"}, seen
     assert "mlflow+http://" in out.json["error"]["message"]
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.timeout(180)
 def test_unreachable_servers_fail_fast_for_download_and_import(kitmlflow, tmp_path: Path) -> None:
     import socket
 
@@ -290,10 +295,10 @@ def test_unreachable_servers_fail_fast_for_download_and_import(kitmlflow, tmp_pa
             ("download", uri, "--dest", str(tmp_path / "d"), "--yes", "--json"),
             ("import", uri, "-t", "x:1", "--yes", "--json"),
         ):
-            started = time.monotonic()
             out = kitmlflow(*args)
             assert out.code == 6 and out.json["error"]["code"] == 6, (args, out.stderr)
-            assert time.monotonic() - started < 20
+            # kitmlflow's own connect probe (or name lookup) answered, not MLflow's minutes of retries
+            assert "Cannot connect" in out.stderr or "Cannot resolve" in out.stderr, out.stderr
     assert not (tmp_path / "d").exists()
 
 
