@@ -19,7 +19,7 @@ from kitmlflow_tui.selection import FilterSpec, format_size, make_plan, require_
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.screens.modals import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.selection_model import ArtifactBrowser
-from kitmlflow_tui.tui.text import format_time, not_finished_reason, status_text
+from kitmlflow_tui.tui.text import display_path, format_time, not_finished_reason, status_text
 from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
 
 
@@ -241,7 +241,7 @@ class ArtifactsScreen(WizardScreen):
         from kitmlflow_tui.profiles import list_profiles, profiles_dir
 
         def read() -> tuple[list[str], str]:
-            return list_profiles(), str(profiles_dir())
+            return list_profiles(), display_path(profiles_dir())
 
         def show(result: tuple[list[str], str]) -> None:
             names, folder = result
