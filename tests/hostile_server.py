@@ -54,6 +54,7 @@ class Content:
     stall_after: int | None = None  # send this many bytes, then go silent (connection left open)
     declared_length: int | None = None  # Content-Length to claim (default: len(data))
     gate: threading.Event | None = None  # with stall_after: send the rest once this is set
+    trickle_after: int | None = None  # send this many bytes at once, then 1 KiB every 50 ms (a live, slow transfer)
 
 
 @dataclass
@@ -306,6 +307,14 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 length = content.declared_length if content.declared_length is not None else len(data)
                 self.send_header("Content-Length", str(max(length - start, 0)))
             self.end_headers()
+            if content.trickle_after is not None:
+                sent = max(content.trickle_after - start, 0)
+                self.wfile.write(body[:sent])
+                while sent < len(body) and not server.stopping.wait(0.05):
+                    self.wfile.write(body[sent : sent + 1024])
+                    self.wfile.flush()
+                    sent += 1024
+                return
             if content.stall_after is not None:
                 self.wfile.write(body[: max(content.stall_after - start, 0)])
                 self.wfile.flush()
