@@ -35,9 +35,14 @@ fuzz: $(STAMP) kit tools
 	KITMLFLOW_HYPOTHESIS_PROFILE=fuzz PATH="$(CURDIR)/.tools/bin:$$PATH" \
 		$(BIN)/python -m pytest -q -ra -m hypothesis -p no:cacheprovider --hypothesis-show-statistics
 
+# Does the suite catch what matters? Applies each one-line break of tests/mutations.yaml to a copy of
+# the package, runs the tests named for it there, and reports caught/missed and the mutation score.
+mutate: $(STAMP) kit tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python scripts/mutate.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check kitmlflow_tui tests bench
-	$(BIN)/ruff format --check kitmlflow_tui tests bench
+	$(BIN)/ruff check kitmlflow_tui tests bench scripts
+	$(BIN)/ruff format --check kitmlflow_tui tests bench scripts
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -319,3 +319,23 @@ def test_listed_names_print_as_listed_never_as_emoji_or_markup(kitmlflow) -> Non
     assert out.code == 0, out.stderr
     (row,) = [line for line in out.stdout.splitlines() if line.startswith("✓")]
     assert row.split()[1:6] == ["a:b:c", "[red]x[bold]", ":smile:.txt", "2", "Bytes"], row
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("status", ["FAILED", "RUNNING", "KILLED", "SCHEDULED"])
+@pytest.mark.parametrize("command", ["download", "import"])
+def test_only_finished_runs_are_taken(status: str, command: str, kitmlflow, tmp_path: Path) -> None:
+    """DESIGN.md: exit 5 for a run that is not FINISHED, with nothing downloaded (its artifacts may be
+    incomplete). The listing says the files are there; the status alone must stop it."""
+    listing = [file("w.bin", 2)]
+    scenario = Scenario(listing=lambda d: listing if d == "" else [], contents={"w.bin": Content(b"ww")}, status=status)
+    with hostile_server(scenario) as server:
+        if command == "download":
+            out, dest = run_download(kitmlflow, server, tmp_path)
+            assert not dest.exists() or real_files(dest) == set()
+        else:
+            out = kitmlflow("import", server.uri(), "-t", "unfinished:v1", "--yes", "--json", "--packer", "native")
+        fetched = artifact_gets(server)
+    assert out.code == 5, out.stderr
+    assert f"is {status}, not FINISHED" in out.json["error"]["message"]
+    assert fetched == []
