@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -504,6 +505,52 @@ def test_sigkill_at_any_moment_leaves_storage_consistent(tmp_path: Path, worker:
         )
         assert listed.returncode == 0, listed.stderr
         assert "final" in listed.stdout
+
+
+def _waiting_for_a_flock(pid: int, inode: int) -> bool:
+    """Is ``pid`` blocked on a flock of the file with this inode? (Linux lists waiters as "->" lines.)"""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 1] == "FLOCK":
+            rest = fields[fields.index("->") + 1 :]
+            if int(rest[3]) == pid and int(rest[4].rsplit(":", 1)[1]) == inode:
+                return True
+    return False
+
+
+@pytest.mark.timeout(300)
+def test_a_pack_waits_for_the_index_lock_another_process_holds(tmp_path: Path, worker: Path) -> None:
+    """The read-modify-write of kit's index and tag files is serialised between processes: while another
+    one holds the storage's lock, a pack blocks before it registers (the kernel lists it as a waiter), and it
+    tags once the lock is free. Concurrent packs alone rarely overlap in that short step."""
+    from kitmlflow_tui.packing.storage import LOCK_FILE_NAME
+
+    if not Path("/proc/locks").exists():
+        pytest.skip("needs Linux's /proc/locks to see a process wait for a lock")
+    home = tmp_path / "home"
+    folder = make_sparse_folder(tmp_path / "ctx", 2**20)
+    kitfile = {"manifestVersion": "1.0.0", "model": {"path": "weights.bin"}}
+    storage = storage_of(home)
+    storage.mkdir(parents=True)
+    fd = os.open(storage / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what another pack in the middle of its update holds
+    process = subprocess.Popen(
+        [sys.executable, str(worker), "once", str(folder), str(home), json.dumps(kitfile), "locked:v1", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        inode = os.fstat(fd).st_ino
+        while process.poll() is None and not _waiting_for_a_flock(process.pid, inode):
+            time.sleep(0.02)
+        assert process.poll() is None, "the pack went ahead while another process held the lock"
+        assert not tags_file(home, "localhost/locked").exists()
+    finally:
+        os.close(fd)  # releases the lock
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert json.loads(tags_file(home, "localhost/locked").read_bytes())["v1"]["digest"] == out.strip()
 
 
 def test_concurrent_packs_into_one_storage(tmp_path: Path, worker: Path) -> None:
