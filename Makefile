@@ -25,8 +25,11 @@ kit:
 tools:
 	@bash scripts/install-test-tools.sh
 
+# KITMLFLOW_TEST_REGISTRY_BIN: the registry the push tests (and kit's push/pull test) start.
 test: $(STAMP) kit tools
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest -q -ra
+	PATH="$(CURDIR)/.tools/bin:$$PATH" \
+	KITMLFLOW_TEST_REGISTRY_BIN="$${KITMLFLOW_TEST_REGISTRY_BIN:-$$(command -v docker-registry)}" \
+	$(BIN)/python -m pytest -q -ra
 
 # Random exploration of the @given tests. `make test` and CI draw fixed examples (the "ci" Hypothesis
 # profile: derandomized, no example database); this draws new ones every run, 10x as many

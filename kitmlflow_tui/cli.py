@@ -1,4 +1,4 @@
-"""The command line: browse (default), import, download, profiles, demo.
+"""The command line: browse (default), import, download, login, logout, profiles, demo.
 
 Only this module and the TUI turn errors into text. Heavy imports (mlflow, textual) happen inside
 commands, so ``kitmlflow --help`` stays instant.
@@ -47,11 +47,13 @@ def cli(ctx: click.Context) -> None:
     """Turn a finished MLflow run into a KitOps ModelKit, choosing exactly which artifacts go in.
 
     \b
-    kitmlflow [URI]                               browse a tracking server in the wizard
-    kitmlflow import URI -t REPO[:TAG] --yes      headless import (CI, scripts)
-    kitmlflow download URI --dest DIR             the filtered twin of `mlflow artifacts download`
-    kitmlflow profiles list|show|delete           saved filter profiles
-    kitmlflow demo                                a local demo store, opened in the wizard
+    kitmlflow [URI]                                  browse a tracking server in the wizard
+    kitmlflow import URI -t REPO[:TAG] --yes         headless import (CI, scripts)
+    kitmlflow import URI -t REG/REPO:TAG --yes --push   ... and push it to the registry
+    kitmlflow login REGISTRY -u USER --password-stdin   registry credentials (kit's store)
+    kitmlflow download URI --dest DIR                the filtered twin of `mlflow artifacts download`
+    kitmlflow profiles list|show|delete              saved filter profiles
+    kitmlflow demo                                   a local demo store, opened in the wizard
 
     URIs: mlflow://[host/]experiments/EXP/runs/RUN, mlflow://[host/]runs/RUN,
     mlflow://[host/]models/NAME/VERSION, mlflow://[host/]models/NAME@ALIAS.
@@ -186,6 +188,148 @@ def parse_uri(uri: str):
     return parse_reference(uri)
 
 
+# -- registries: import --push, login, logout ------------------------------------------------------
+def registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """kit's network flags, shared by import --push and login."""
+    certificate = LocalPath(exists=True, dir_okay=False, path_type=Path)
+    options = [
+        click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS (loopback registries need no flag)."),
+        click.option(
+            "--tls-verify/--no-tls-verify", default=True, show_default=True, help="Check the registry's certificate."
+        ),
+        click.option("--cert", type=certificate, envvar="KITOPS_CLIENT_CERT", help="TLS client certificate (PEM)."),
+        click.option("--key", type=certificate, envvar="KITOPS_CLIENT_KEY", help="Its private key (PEM)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _registry_settings(options: dict[str, Any]):
+    from kitmlflow_tui.registry import RegistryOptions
+
+    return RegistryOptions(
+        plain_http=options["plain_http"], tls_verify=options["tls_verify"], cert=options["cert"], key=options["key"]
+    ).validate()
+
+
+def _push_target(tag: str, push: bool, options: dict[str, Any]):
+    """(destination, network options) of --push, checked before anything is downloaded; (None, None) without it."""
+    if not push:
+        ctx = click.get_current_context()
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("plain_http", "tls_verify", "cert", "key")
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise BadInputError(f"{', '.join(given)} only apply with --push.")
+        return None, None
+    from kitmlflow_tui.registry import parse_registry_reference
+
+    return parse_registry_reference(tag), _registry_settings(options)
+
+
+def _pushed_document(pushed) -> dict:
+    return {
+        "reference": pushed.reference,
+        "digest": pushed.digest,
+        "uploaded_bytes": pushed.uploaded_bytes,
+        "uploaded_blobs": pushed.uploaded_blobs,
+        "mounted_blobs": pushed.mounted_blobs,
+        "existing_blobs": pushed.existing_blobs,
+    }
+
+
+def _show_pushed(out: Output, pushed) -> None:
+    sent = f"{_size(pushed.uploaded_bytes)} in {pushed.uploaded_blobs} blobs sent"
+    if pushed.mounted_blobs:
+        sent += f", {pushed.mounted_blobs} mounted"
+    out.console.print(
+        f"[green]✓[/] pushed {_escape(pushed.reference)} {pushed.digest[:19]} · {sent}, "
+        f"{pushed.existing_blobs} already there"
+    )
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("registry")
+@click.option("--username", "-u", metavar="USER", help="User name (asked for on a terminal when missing).")
+@click.option(
+    "--password", "-p", metavar="PASS", help="Password or token (visible in the process list: prefer --password-stdin)."
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password or token from standard input.")
+@registry_options
+def login(registry: str, username: str | None, password: str | None, password_stdin: bool, **options: Any) -> None:
+    """Check credentials against REGISTRY and store them where kit keeps its own ($KITOPS_HOME/credentials.json)."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui.registry import Credential, parse_registry_host
+        from kitmlflow_tui.registry import login as registry_login
+
+        host = parse_registry_host(registry)
+        settings = _registry_settings(options)
+        user = username or (click.prompt("Username", err=True) if _interactive() else "")
+        if not user:
+            raise BadInputError("kitmlflow login needs a user name: -u USER.")
+        if password is not None and password_stdin:
+            raise BadInputError("Give the password with -p or --password-stdin, not both.")
+        if password_stdin:
+            secret = sys.stdin.read().rstrip("\r\n")
+        elif password is not None:
+            secret = password
+            out.err.print(
+                "warning: -p leaves the password in shell history and the process list; use --password-stdin.",
+                style="yellow",
+            )
+        elif _interactive():
+            secret = click.prompt("Password", hide_input=True, err=True)
+        else:
+            raise BadInputError("kitmlflow login needs a password: --password-stdin (or -p PASS).")
+        if not secret:
+            raise BadInputError("The password is empty.")
+        result = registry_login(
+            host,
+            Credential(user, secret),
+            settings,
+            on_note=lambda message: out.err.print(f"[dim]→[/] {_escape(message)}"),
+        )
+        if result.verified:
+            out.console.print(f"Login succeeded: {_escape(host)}; credentials stored in {_escape(result.stored_in)}")
+        else:
+            out.console.print(
+                f"{_escape(host)} asks for no credentials, so they could not be checked; stored in {_escape(result.stored_in)}"
+            )
+        return 0
+
+    run_guarded(False, body)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("registry")
+def logout(registry: str) -> None:
+    """Remove the credentials of REGISTRY from kit's store (docker's config is left alone)."""
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui.registry import CredentialStore, parse_registry_host
+        from kitmlflow_tui.registry import logout as registry_logout
+
+        host = parse_registry_host(registry)
+        store = CredentialStore.default()
+        removed, path = registry_logout(host, store=store)
+        if removed:
+            out.console.print(f"Logged out of {_escape(host)} (removed from {_escape(path)})")
+        else:
+            out.console.print(f"Not logged in to {_escape(host)} (nothing for it in {_escape(path)})")
+        remaining = store.get(host)
+        if remaining is not None:
+            out.console.print(
+                f"  docker's config still holds credentials for it: {_escape(remaining.source)}", style="dim"
+            )
+        return 0
+
+    run_guarded(False, body)
+
+
 # -- browse --------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @click.argument("uri", required=False)
@@ -218,6 +362,8 @@ def browse(uri: str | None, tracking_uri: str | None = None) -> None:
 )
 @click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True)
 @click.option("--keep-download", is_flag=True, help="Keep the downloaded files in the cache after packing.")
+@click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
+@registry_options
 def import_command(
     uri: str,
     tag: str,
@@ -226,15 +372,17 @@ def import_command(
     packer: str,
     compression: str,
     keep_download: bool,
+    push: bool,
     **options: Any,
 ) -> None:
-    """Import an MLflow run (or registered model) as a ModelKit."""
+    """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
 
     def body(out: Output) -> int:
         from kitmlflow_tui import pipeline
 
         reference = parse_uri(uri)
         pipeline.check_tag(tag)
+        push_to, registry = _push_target(tag, push, options)
         spec, profile = build_spec(
             options["includes"], options["excludes"], options["max_file_size"], options["profile"]
         )
@@ -246,6 +394,8 @@ def import_command(
                     "kitmlflow import needs --yes when it cannot ask (no terminal).",
                     hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
                 )
+            if push:
+                raise BadInputError("--push needs --yes for now: the wizard does not push yet.")
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
             return open_wizard(reference, tracking_uri_flag=options["tracking_uri"], tag=tag, spec=spec)
         import_options = pipeline.ImportOptions(
@@ -256,6 +406,8 @@ def import_command(
             keep_download=keep_download,
             overrides=_profile_overrides(profile),
             jobs=options["jobs"],
+            push_to=push_to,
+            registry=registry,
         )
         renderer = _renderer(out)
         session = pipeline.plan(
@@ -277,7 +429,12 @@ def import_command(
         )
         # kit 1.7 reads "localhost/x" as a repository on a registry named localhost: name it as tagged.
         kit_ref = _escape(tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest")
-        out.console.print(f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim")
+        if result.pushed is not None:
+            _show_pushed(out, result.pushed)
+        else:
+            out.console.print(
+                f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim"
+            )
         document.update(
             kitfile=result.kitfile,
             reference=result.reference,
@@ -287,6 +444,8 @@ def import_command(
             downloaded_bytes=result.download.downloaded_bytes,
             reused_bytes=result.download.reused_bytes,
         )
+        if result.pushed is not None:
+            document["pushed"] = _pushed_document(result.pushed)
         out.document(document)
         return 0
 

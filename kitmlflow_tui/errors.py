@@ -46,7 +46,7 @@ class RunNotFinishedError(KitmlflowError):
 
 
 class ServerUnreachableError(KitmlflowError):
-    """The tracking server cannot be reached or did not answer in time."""
+    """The tracking server (or the registry) cannot be reached or did not answer in time."""
 
     exit_code = 6
 
@@ -61,6 +61,12 @@ class PackError(KitmlflowError):
     """Writing the ModelKit failed."""
 
     exit_code = 8
+
+
+class PushError(KitmlflowError):
+    """Pushing to a registry failed after it answered; the ModelKit stays in local storage."""
+
+    exit_code = 9
 
 
 class InterruptedByUser(KitmlflowError):
@@ -93,23 +99,34 @@ _SECRET_ENV_VARS = (
 )
 
 
-def _known_secrets() -> list[str]:
-    """The secrets of this process's environment, and the basic-auth header value MLflow makes of them."""
+# Secrets this process holds that no environment variable names: registry passwords and tokens.
+_registered_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Have ``scrub_secrets`` mask ``value`` from now on (a password, a token, a Basic header's base64)."""
+    if value and len(value) >= 4:
+        _registered_secrets.add(value)
+
+
+def _secrets_to_mask() -> list[str]:
+    """The registered secrets, those of this process's environment, and the basic-auth header value MLflow
+    makes of its user and password; longest first, so that one inside another is masked whole."""
     import base64
     import os
 
-    secrets = [os.environ.get(name, "") for name in _SECRET_ENV_VARS]
+    secrets = [os.environ.get(name, "") for name in _SECRET_ENV_VARS] + list(_registered_secrets)
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     if user and password:
         secrets.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
-    return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)  # longest first: one inside another
+    return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
 
 
 def scrub_secrets(text: str) -> str:
     """Mask every credential this process knows of, and user info in URLs, in text meant for output."""
     import re
 
-    for value in _known_secrets():
+    for value in _secrets_to_mask():
         text = text.replace(value, "***")
     text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)
     # An authorization value without its header's name (a server repeating it): a token has a digit or a sign

@@ -7,6 +7,7 @@ observer's events. Nothing here prints or imports Textual.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -14,6 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.catalogue import (
@@ -30,6 +32,9 @@ from kitmlflow_tui.kitfile import KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan, require_selection
 
+if TYPE_CHECKING:
+    from kitmlflow_tui.registry import PushResult, RegistryOptions, RegistryRef
+
 
 class Observer:
     """Receives what the pipeline is doing. The default ignores everything; renderers override."""
@@ -44,6 +49,9 @@ class Observer:
         pass
 
     def pack_progress(self, done: int, total: int) -> None:
+        pass
+
+    def push_progress(self, event: ProgressEvent) -> None:  # the push's blobs, as the download's files
         pass
 
 
@@ -151,6 +159,8 @@ class ImportOptions:
     overrides: KitfileOverrides | None = None
     jobs: int = 8
     storage_root: Path | None = None  # kit's home; None finds it like kit does
+    push_to: RegistryRef | None = None  # after packing, push the ModelKit there (the -t reference)
+    registry: RegistryOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,7 @@ class ImportResult:
     storage_root: Path
     download: DownloadResult
     provenance_location: str
+    pushed: PushResult | None = None
 
 
 def check_tag(tag: str) -> str:
@@ -250,7 +261,32 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     packer = choose_packer(options.packer)
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):
-        return _import_locked(session, options, observer, reference, packer, cache)
+        result = _import_locked(session, options, observer, reference, packer, cache)
+    if options.push_to is None:
+        return result
+    return dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))
+
+
+def push(result: ImportResult, options: ImportOptions, observer: Observer, cancel: threading.Event) -> PushResult:
+    """Push the packed ModelKit to its registry; on failure it stays in local storage, and the error says so."""
+    from kitmlflow_tui.registry import push_modelkit
+
+    assert options.push_to is not None
+    observer.step("push", f"Pushing {options.push_to}")
+    try:
+        return push_modelkit(
+            options.tag,
+            options.push_to,
+            options.registry,
+            storage_root=options.storage_root,
+            on_progress=observer.push_progress,
+            on_note=lambda message: observer.step("note", message),
+            cancel=cancel,
+        )
+    except KitmlflowError as exc:
+        kept = f"The ModelKit {result.reference} ({result.digest[:19]}) is kept in local storage; a re-run pushes only what the registry lacks."
+        exc.hint = f"{exc.hint}\n{kept}" if exc.hint else kept
+        raise
 
 
 @contextlib.contextmanager

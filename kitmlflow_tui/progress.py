@@ -29,6 +29,7 @@ class ProgressRenderer(Observer):
         self._files_done = 0
         self._started = time.monotonic()
         self._last_line = 0.0
+        self._unit = "files"
 
     # -- Observer ------------------------------------------------------------------------------
     def step(self, name: str, message: str) -> None:
@@ -62,9 +63,25 @@ class ProgressRenderer(Observer):
                     f"  [{self._files_done}/{self._files_total}] {escape(event.path)} ({format_size(event.size)})"
                 )
 
+    def push_progress(self, event: ProgressEvent) -> None:
+        """The push's blobs as files of a second transfer: its plan starts the counts afresh."""
+        if event.kind == "file_skipped":
+            return
+        if event.kind != "plan":
+            self.progress(event)
+            return
+        self._unit, self._done, self._files_done = "blobs", 0, 0
+        self.progress(event)
+        if self._progress is not None:
+            self._progress.update(self._overall, description=self._overall_label())
+        if event.files == 0:
+            self.console.print("  every blob is in the registry already: only the manifest is sent")
+        else:
+            self.console.print(f"  {event.files} blobs to send ({format_size(event.size)})")
+
     # -- rendering -----------------------------------------------------------------------------
     def _overall_label(self) -> str:
-        return f"[bold]{self._files_done}/{self._files_total} files"
+        return f"[bold]{self._files_done}/{self._files_total} {self._unit}"
 
     def _plain_line(self) -> None:
         now = time.monotonic()

@@ -3,7 +3,8 @@
 Corpus cases live in tests/kitinit_corpus/<case>/case.yaml (a description the test turns into a real
 folder) with expected-kitfile.yaml, the Kitfile the real `kit init` wrote for that folder. Tests that
 run the real kit find it through $KIT_BIN or PATH and are skipped, with the reason, without it.
-Re-record the expectations with: KITINIT_RECORD=1 KIT_BIN=/path/to/kit pytest tests/test_kitfile.py -k live
+Re-record the expectations with: KIT_BIN=/path/to/kit python scripts/record-kit-vectors.py init
+(tests/kit_vectors/README.md; tests/test_kit_vectors.py holds the other recorded-kit checks).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kitvectors
 import pytest
 import yaml
 from conftest import examples
@@ -53,25 +55,9 @@ EXPECTED_NAME = "expected-kitfile.yaml"
 
 def build_case(name: str, dest: Path) -> Path:
     """Create the folder a corpus case describes under dest and return it."""
-    case = yaml.safe_load((CORPUS / name / "case.yaml").read_text(encoding="utf-8"))
-    folder = dest / name
-    folder.mkdir(parents=True)
-    for rel, spec in (case.get("files") or {}).items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(spec, int):
-            spec = {"size": spec}
-        if "text" in spec:
-            path.write_text(spec["text"], encoding="utf-8")
-        elif "license" in spec:
-            shutil.copyfile(LICENSES / f"{spec['license']}.txt", path)
-        else:
-            path.write_bytes(bytes(i % 251 for i in range(spec["size"])))
-    for rel in case.get("dirs") or []:
-        (folder / rel).mkdir(parents=True, exist_ok=True)
-    for link, target in (case.get("symlinks") or {}).items():
-        (folder / link).symlink_to(target)
-    return folder
+    return kitvectors.build_folder(
+        yaml.safe_load((CORPUS / name / "case.yaml").read_text(encoding="utf-8")), dest / name
+    )
 
 
 def find_kit() -> str | None:
@@ -113,25 +99,9 @@ def run_kit_init(folder: Path, home: Path) -> str:
     return text
 
 
-def kit_version_line() -> str:
-    assert KIT is not None
-    out = subprocess.run([KIT, "version"], capture_output=True, text=True, timeout=30).stdout
-    fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
-    return f"kit {fields.get('Version', '?')}, commit {fields.get('Commit', '?')}"
-
-
 def expected_text(name: str) -> str:
     lines = (CORPUS / name / EXPECTED_NAME).read_text(encoding="utf-8").splitlines(keepends=True)
     return "".join(line for line in lines if not line.startswith("#"))
-
-
-def record_expected(name: str, kit_text: str) -> None:
-    header = (
-        "# Recorded from the real `kit init --force .` run inside the folder that case.yaml describes\n"
-        f"# ({kit_version_line()}). Do not edit: re-record with\n"
-        "# KITINIT_RECORD=1 KIT_BIN=/path/to/kit pytest tests/test_kitfile.py -k live\n"
-    )
-    (CORPUS / name / EXPECTED_NAME).write_text(header + kit_text, encoding="utf-8")
 
 
 # ---- layer 1: kit init ----------------------------------------------------------------------------
@@ -165,8 +135,6 @@ def test_live_kit_init_matches_classifier(case: str, tmp_path: Path) -> None:
     folder = build_case(case, tmp_path / "cases")
     ours = classify_like_kit_init(folder)
     kit_text = run_kit_init(folder, tmp_path / "kithome")
-    if os.environ.get("KITINIT_RECORD") == "1":
-        record_expected(case, kit_text)
     assert dump_kitfile(ours) == kit_text
     assert kit_text == expected_text(case), "the kit on PATH differs from the recorded one"
 

@@ -143,6 +143,14 @@ def parse_pack_reference(text: str) -> tuple[str, str, str]:
     return registry, repository, tag
 
 
+def validate_registry(text: str) -> str:
+    """A registry host (``host[:port]``, ``[v6]:port``) as a reference would name it, or exit 2."""
+    host = text.strip()
+    if not host or "/" in host or not _REGISTRY_RE.fullmatch(host):
+        raise BadInputError(f"Invalid registry {text!r}.", hint="Name a registry as host[:port], e.g. ghcr.io.")
+    return host
+
+
 def format_reference(registry: str, repository: str, tag: str) -> str:
     return f"{registry}/{repository}:{tag}"
 
