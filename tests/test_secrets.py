@@ -18,7 +18,7 @@ from conftest import kitmlflow_subprocess_env
 from hostile_server import Content, Scenario, file, hostile_server
 from tui_fixtures import screen_text, wait_for
 
-from kitmlflow_tui.errors import scrub_secrets
+from kitmlflow_tui.errors import register_secret, scrub_secrets
 
 # -- the scrubber ------------------------------------------------------------------------------------------
 # Every variable holding a secret that MLflow (its tracking client and the artifact stores' SDKs it calls)
@@ -43,6 +43,14 @@ def test_a_secret_from_each_variable_is_masked(name: str, monkeypatch: pytest.Mo
     monkeypatch.setenv(name, value)
     text = f"request failed: {{'header': '{value}'}} and again {value}."
     assert scrub_secrets(text) == "request failed: {'header': '***'} and again ***."
+
+
+def test_a_registry_password_registered_at_login_is_masked() -> None:
+    """Registry credentials come from kit's credential store, not the environment: they are registered."""
+    register_secret("registry-pw-7f3a9c")
+    assert (
+        scrub_secrets("401 from registry for user bob / registry-pw-7f3a9c") == "401 from registry for user bob / ***"
+    )
 
 
 def test_several_secrets_at_once_and_a_secret_inside_another(monkeypatch: pytest.MonkeyPatch) -> None:
