@@ -52,7 +52,12 @@ def job(isolated_env, demo_store) -> ImportJob:  # noqa: F811
     resolved = Catalogue(demo_store.tracking_uri).resolve(RunRef(None, demo_store.runs["finished"]))
     spec = FilterSpec(exclude=("checkpoints/",))
     return ImportJob(
-        demo_store.tracking_uri, resolved.run, resolved.tree, spec, resolved.registered, ImportOptions(tag="child:v1")
+        demo_store.tracking_uri,
+        resolved.run,
+        resolved.tree,
+        spec,
+        resolved.registered,
+        ImportOptions(tag="child:v1", packer="native"),  # its pack progress is asserted
     )
 
 
