@@ -34,13 +34,25 @@ from yaml.events import AliasEvent
 from yaml.resolver import Resolver
 
 try:  # libyaml's parser: 6x faster than the pure-Python one; the composer on top of it stays ours
-    from yaml.cyaml import CParser as _Parser
+    from yaml.cyaml import CParser
 
-    _C_PARSER = True
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+    _PARSER_BASES: tuple[type, ...] = (CParser,)
 
-    _C_PARSER = False
+    def _start_parser(loader: Any, stream: str | bytes) -> None:
+        CParser.__init__(loader, stream)
+
+except ImportError:  # PyYAML built without libyaml (tested with yaml.cyaml hidden)
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    _PARSER_BASES = (Reader, Scanner, Parser)
+
+    def _start_parser(loader: Any, stream: str | bytes) -> None:
+        Reader.__init__(loader, stream)
+        Scanner.__init__(loader)
+        Parser.__init__(loader)
+
 
 MiB = 1024 * 1024
 _CORE = "tag:yaml.org,2002:"
@@ -146,29 +158,13 @@ def _short(tag: str) -> str:
     return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
 
 
-if _C_PARSER:
-
-    class _Loader(_BoundedComposer, _Parser, SafeConstructor, Resolver):  # type: ignore[misc,valid-type]
-        def __init__(self, stream: str | bytes, limits: YamlLimits) -> None:
-            _Parser.__init__(self, stream)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-            self._start_bounds(limits)
-
-else:  # pragma: no cover
-    from yaml.reader import Reader
-    from yaml.scanner import Scanner
-
-    class _Loader(Reader, Scanner, _Parser, _BoundedComposer, SafeConstructor, Resolver):  # type: ignore[no-redef,misc,valid-type]
-        def __init__(self, stream: str | bytes, limits: YamlLimits) -> None:
-            Reader.__init__(self, stream)
-            Scanner.__init__(self)
-            _Parser.__init__(self)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-            self._start_bounds(limits)
+class _Loader(_BoundedComposer, *_PARSER_BASES, SafeConstructor, Resolver):  # type: ignore[misc]
+    def __init__(self, stream: str | bytes, limits: YamlLimits) -> None:
+        _start_parser(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+        self._start_bounds(limits)
 
 
 def _check_size(text: str | bytes, limits: YamlLimits) -> None:

@@ -174,3 +174,18 @@ def test_arbitrary_text_loads_like_safe_load_or_fails_as_yaml(text: str) -> None
     except yaml.YAMLError:
         got = YamlRefused
     assert got == expected or got != got  # NaN
+
+
+def test_without_libyaml_the_pure_python_parser_gives_the_same_bounds() -> None:
+    """PyYAML built without libyaml (some platforms): the same loader on PyYAML's own parser."""
+    code = (
+        "import sys; sys.modules['yaml.cyaml'] = None\n"
+        "from kitmlflow_tui import safe_yaml\n"
+        "assert safe_yaml._PARSER_BASES[0].__module__ == 'yaml.reader', safe_yaml._PARSER_BASES\n"
+        "assert safe_yaml.load('a: [1, {b: c}]') == {'a': [1, {'b': 'c'}]}\n"
+        "try:\n    safe_yaml.load(sys.stdin.read())\nexcept safe_yaml.YamlRefused as exc:\n    print(exc.problem)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=billion_laughs(), capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("more than 200,000 values"), done.stdout
