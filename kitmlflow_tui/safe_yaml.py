@@ -29,19 +29,18 @@ from typing import Any
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
-from yaml.error import Mark
 from yaml.events import AliasEvent
 from yaml.resolver import Resolver
 
 try:  # libyaml's parser: 6x faster than the pure-Python one; the composer on top of it stays ours
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser
 
     _PARSER_BASES: tuple[type, ...] = (CParser,)
 
     def _start_parser(loader: Any, stream: str | bytes) -> None:
         CParser.__init__(loader, stream)
 
-except ImportError:  # PyYAML built without libyaml (tested with yaml.cyaml hidden)
+except ImportError:  # PyYAML built without libyaml (tested with libyaml hidden)
     from yaml.parser import Parser
     from yaml.reader import Reader
     from yaml.scanner import Scanner
@@ -78,7 +77,7 @@ class YamlRefused(yaml.MarkedYAMLError):
     (``None`` for a document refused before parsing, by its size); ``nodes`` is how many nodes (expanded)
     had been composed when it stopped."""
 
-    def __init__(self, problem: str, mark: Mark | None = None, *, nodes: int = 0) -> None:
+    def __init__(self, problem: str, mark: Any = None, *, nodes: int = 0) -> None:
         super().__init__(problem=problem, problem_mark=mark)
         self.nodes = nodes
 
@@ -107,15 +106,17 @@ class _BoundedComposer(Composer):
     _reach: int  # the deepest level (expanded) reached inside the node being composed
     _expanded: dict[yaml.Node, tuple[int, int]]  # anchored node -> (nodes, height), once it is complete
 
+    peek_event: Any  # the parser's, from the loader's other bases
+
     def _start_bounds(self, limits: YamlLimits) -> None:
         self.limits = limits
         self._nodes = self._aliases = self._depth = self._reach = 0
         self._expanded = {}
 
-    def _refuse(self, problem: str, mark: Mark | None) -> YamlRefused:
+    def _refuse(self, problem: str, mark: Any) -> YamlRefused:
         return YamlRefused(problem, mark, nodes=self._nodes)
 
-    def _count(self, nodes: int, deepest: int, mark: Mark | None) -> None:
+    def _count(self, nodes: int, deepest: int, mark: Any) -> None:
         self._nodes += nodes
         if self._nodes > self.limits.max_nodes:
             raise self._refuse(f"more than {self.limits.max_nodes:,} values (counting what aliases repeat)", mark)
@@ -123,7 +124,7 @@ class _BoundedComposer(Composer):
             raise self._refuse(f"nested deeper than {self.limits.max_depth} levels", mark)
         self._reach = max(self._reach, deepest)
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             target = self.anchors.get(event.anchor)
@@ -142,6 +143,7 @@ class _BoundedComposer(Composer):
         self._count(1, self._depth, event.start_mark)
         before = self._nodes
         node = super().compose_node(parent, index)
+        assert node is not None  # PyYAML's composer returns None only for an empty stream, never here
         height = self._reach - self._depth + 1
         self._depth -= 1
         self._reach = max(outer_reach, self._reach)

@@ -11,7 +11,7 @@ pass, or a "caught" would mean nothing), then for each mutation edits the copy, 
 restores the file. A mutation is *caught* when its tests fail, *missed* when they pass.
 
 It fails loudly, before running anything, when a listed line is not found exactly once in its file (after
-``after`` when given): the list must follow the code. A mutation with ``needs: kit`` runs only where the
+``after`` when given) or a listed test file is gone: the list must follow the code. A mutation with ``needs: kit`` runs only where the
 real kit is found (``KIT_BIN`` or the PATH); elsewhere it is reported as not checkable here.
 Exit status: 0 when every checkable mutation is caught, 1 otherwise.
 """
@@ -205,8 +205,13 @@ def main() -> int:
         if unknown:
             raise SystemExit(f"unknown mutation ids: {', '.join(sorted(unknown))}")
         mutations = [m for m in mutations if m.id in wanted]
-    for mutation in mutations:  # every line must be where the list says, before anything runs
+    for mutation in mutations:  # every line and test must be where the list says, before anything runs
+        if not (REPO / mutation.file).is_file():
+            raise SystemExit(f"mutation {mutation.id}: no file {mutation.file}")
         locate(mutation, (REPO / mutation.file).read_text(encoding="utf-8"))
+        missing = [t for t in mutation.tests if not (REPO / t.split("::")[0]).exists()]
+        if missing:
+            raise SystemExit(f"mutation {mutation.id}: no test file {', '.join(missing)}")
     if args.list:
         for m in mutations:
             print(f"{m.id:<34} {m.promise:<18} {m.file}: {m.line.strip()!r} -> {m.replace!r}")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.support.cli import run_cli
+from tests.support.fuzz import load_hypothesis_profile
+from tests.support.live import FULL_RUN_FILES, LiveServer, mlflow_globals_restored
+from tests.support.servers import mlflow_server, seed_run
 
 # No MLflow telemetry from the test process and the processes it starts: offline, its config fetch fails
 # and its thread then unsets a variable in os.environ while other threads may be iterating it (requests'
@@ -21,65 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
-from hypothesis import settings  # noqa: E402
-from servers import MlflowServer, mlflow_server, seed_run  # noqa: E402
-
-# Hypothesis: the same examples on every run unless asked otherwise. "ci" (the default, for `make test` and
-# .ci/run) draws them from a fixed seed with no example database, so a clean checkout tests exactly what
-# the last one did and a failure reproduces; "fuzz" (`make fuzz`) draws new ones, FUZZ_FACTOR times as many.
-# What a fuzz run finds becomes an @example on its test (the failure prints the falsifying example).
-HYPOTHESIS_PROFILE = os.environ.get("KITMLFLOW_HYPOTHESIS_PROFILE", "ci")
-FUZZ_FACTOR = int(os.environ.get("KITMLFLOW_FUZZ_FACTOR", "10"))
-settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile(
-    "fuzz", derandomize=False, database=None, deadline=None, print_blob=True, max_examples=100 * FUZZ_FACTOR
-)
-settings.load_profile(HYPOTHESIS_PROFILE)
-
-
-def examples(count: int) -> int:
-    """A @given test's max_examples: ``count`` in CI, FUZZ_FACTOR times more under `make fuzz` (a count
-    set in a test's @settings wins over the profile's, so the profile alone cannot raise it)."""
-    return count * FUZZ_FACTOR if HYPOTHESIS_PROFILE == "fuzz" else count
+load_hypothesis_profile()  # "ci" unless KITMLFLOW_HYPOTHESIS_PROFILE says otherwise (tests/support/fuzz.py)
 
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Sizes of the "full" run: a few larger files and small ones, an empty one, deep nesting.
-FULL_RUN_FILES: dict[str, bytes | int] = {
-    "checkpoints/epoch_001.pt": 300_000,
-    "checkpoints/epoch_002.pt": 310_000,
-    "checkpoints/best.ckpt": 2_000_000,
-    "weights/big.safetensors": 8_000_000,
-    "plots/loss.png": 5_000,
-    "data/sample.csv": b"a,b\n1,2\n",
-    "README.md": b"# live model\n",
-    "empty.txt": b"",
-    "nested/a/b/c/deep.json": b"{}",
-}
-
-
-@dataclass
-class LiveServer:
-    """A real proxied ``mlflow server`` with seeded runs (see FULL_RUN_FILES)."""
-
-    url: str
-    root: Path
-    experiment_id: str
-    runs: dict[str, str] = field(default_factory=dict)  # role -> run id
-    model_name: str = "live-model"
-    model_id: str = ""
-    server: MlflowServer | None = None  # the process, for its log (requests_since)
-
-    @property
-    def host(self) -> str:
-        return self.url.removeprefix("http://")
-
-    def uri(self, role: str = "full") -> str:
-        return f"mlflow://{self.host}/experiments/{self.experiment_id}/runs/{self.runs[role]}"
-
-    def artifact_dir(self, role: str = "full") -> Path:
-        return self.root / "art" / self.experiment_id / self.runs[role] / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -114,26 +57,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
-@contextlib.contextmanager
-def mlflow_globals_restored() -> Iterator[None]:
-    """MLflow's process-wide tracking/registry URIs and env vars exactly as they were (None stays None:
-    restoring the resolved default instead would pin it and override MLFLOW_TRACKING_URI later)."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @pytest.fixture
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No tracking URI, config or cache from the developer's environment leaks into a test."""
@@ -146,31 +69,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@dataclass
-class CliOutcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> dict:
-        return json.loads(self.stdout)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> CliOutcome:
-    """The real command, in-process (MLflow is imported once per test session)."""
-    from kitmlflow_tui.cli import cli
-
-    result: Result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    return CliOutcome(result.exit_code, result.stdout, result.stderr)
-
-
 @pytest.fixture
 def kitmlflow(isolated_env: Path):
     return run_cli
 
 
-def kitmlflow_subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
-    env.update(extra)
-    return env
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory):
+    """The demo MLflow store (sqlite + local artifacts), built once per test session."""
+    from kitmlflow_tui.demo import build_demo_store
+
+    return build_demo_store(tmp_path_factory.mktemp("tui-demo"))

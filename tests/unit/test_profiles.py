@@ -1,0 +1,127 @@
+"""Profiles: strict YAML, errors that name the key and line, atomic saves, the profiles commands."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kitmlflow_tui.cli import cli
+from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.profiles import (
+    PackageDefaults,
+    Profile,
+    delete_profile,
+    list_profiles,
+    load_profile,
+    parse_profile,
+    profiles_dir,
+    save_profile,
+)
+from kitmlflow_tui.selection import FilterSpec
+from tests.support.fuzz import examples
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
+def test_profiles_live_under_xdg_config_home(config_home: Path) -> None:
+    assert profiles_dir() == config_home / "kitmlflow" / "profiles"
+
+
+def test_round_trip_and_listing() -> None:
+    profile = Profile(
+        "weights-only",
+        FilterSpec(include=("*.pt", "model/"), exclude=("checkpoints/epoch_00*",), max_file_size=2_000_000_000),
+        PackageDefaults(description="Weights", authors=("ml-team",), license="Apache-2.0"),
+    )
+    path = save_profile(profile)
+    loaded = load_profile("weights-only")
+    assert loaded.spec == profile.spec and loaded.package == profile.package
+    assert load_profile(str(path)).spec == profile.spec  # by path, too
+    assert list_profiles() == ["weights-only"]
+    assert not list(path.parent.glob("*.tmp"))
+    delete_profile("weights-only")
+    assert list_profiles() == []
+
+
+def test_unknown_keys_name_the_key_and_the_line() -> None:
+    text = "include: ['*.pt']\nexclud: ['x']\n"
+    with pytest.raises(BadInputError) as caught:
+        parse_profile(text, name="p", source="p.yaml")
+    assert caught.value.exit_code == 2
+    assert "line 2" in caught.value.message and "exclud" in caught.value.message
+    with pytest.raises(BadInputError, match=r"line 3: unknown key package\.licence"):
+        parse_profile("include: []\npackage:\n  licence: MIT\n", name="p", source="p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("max_file_size: 2 parsecs\n", "line 1"),
+        ("include: '*.pt'\ninclude: x\n", "appears twice"),
+        ("include: {a: 1}\n", "must be a list of strings"),
+        ("include: [[1]]\n", "items must be strings"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("include: ['[abc']\n", "'[' has no closing ']'"),
+        ("include: [a\n", "not valid YAML"),
+        ("package: [1]\n", "'package' must be a mapping"),
+    ],
+)
+def test_bad_profiles_are_exit_2(text: str, fragment: str) -> None:
+    with pytest.raises(BadInputError) as caught:
+        parse_profile(text, name="p", source="p.yaml")
+    assert fragment in caught.value.message
+
+
+def test_missing_profile_lists_the_known_ones() -> None:
+    save_profile(Profile("small", FilterSpec(max_file_size=10)))
+    with pytest.raises(BadInputError) as caught:
+        load_profile("nope")
+    assert "small" in caught.value.hint
+
+
+def test_invalid_names_are_refused() -> None:
+    with pytest.raises(BadInputError):
+        save_profile(Profile("../escape", FilterSpec()))
+
+
+def test_a_failed_save_keeps_the_old_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save_profile(Profile("keep", FilterSpec(include=("a",))))
+    import os
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", broken_replace)
+        with pytest.raises(OSError):
+            save_profile(Profile("keep", FilterSpec(include=("b",))))
+    assert load_profile("keep").spec.include == ("a",)
+    assert [p.name for p in path.parent.iterdir()] == ["keep.yaml"]
+
+
+def test_profiles_commands() -> None:
+    save_profile(Profile("weights", FilterSpec(include=("*.pt",))))
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["profiles", "list"])
+    assert listed.exit_code == 0 and listed.stdout.strip() == "weights"
+    shown = runner.invoke(cli, ["profiles", "show", "weights"])
+    assert shown.exit_code == 0 and "include:\n- '*.pt'" in shown.stdout
+    assert runner.invoke(cli, ["profiles", "show", "missing"]).exit_code == 2
+    assert runner.invoke(cli, ["profiles", "delete", "weights"]).exit_code == 0
+    assert runner.invoke(cli, ["profiles", "delete", "weights"]).exit_code == 2
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=examples(1000), deadline=None)
+def test_the_loader_never_crashes(text: str) -> None:
+    with contextlib.suppress(BadInputError):
+        parse_profile(text, name="fuzz")
