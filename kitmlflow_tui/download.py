@@ -159,6 +159,7 @@ class Downloader:
         dest.mkdir(parents=True, exist_ok=True)
         partial_root = dest / PARTIAL_DIR
         targets = {f.path: safe_destination(dest, f.path) for f in plan.selected}
+        _check_path_lengths(dest, plan.selected)
 
         todo: list[ArtifactFile] = []
         reused = 0
@@ -339,6 +340,24 @@ def _part_size(partial_root: Path, file: ArtifactFile) -> int:
         return (partial_root / (file.path + ".part")).stat().st_size
     except (OSError, ValueError):
         return 0
+
+
+PATH_MAX_BYTES = 4096
+
+
+def _check_path_lengths(dest: Path, files: tuple[ArtifactFile, ...]) -> None:
+    """Before the first byte: a path the OS would refuse under ``dest`` (the plan leaves out only what no
+    folder could hold) fails here with the folder to change, not mid-download."""
+    prefix = len(os.fsencode(dest.resolve())) + len(f"/{PARTIAL_DIR}/") + len(".part")
+    for file in files:
+        size = prefix + len(file.path.encode("utf-8", "surrogatepass"))
+        if size >= PATH_MAX_BYTES:
+            raise DownloadError(
+                f"{file.path[:80]}…: its path under {dest} would be {size:,} bytes, over the {PATH_MAX_BYTES:,} a "
+                "path may have.",
+                hint="Download into a folder with a shorter path (--dest, or KITMLFLOW_CACHE_DIR for imports), "
+                "or leave the file out (--exclude).",
+            )
 
 
 def _check_disk_space(dest: Path, needed: int) -> None:
