@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,8 @@ from typing import Any
 import yaml
 
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
+from kitmlflow_tui.file_tree import FileTree, as_tree
+from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license
 from kitmlflow_tui.kitfile.model import (
     CodeEntry,
     DatasetEntry,
@@ -84,7 +84,7 @@ class RunFacts:
 
 
 def build_kitfile(
-    folder: Path,
+    folder: FileTree | Path,
     *,
     run: RunInfo,
     logged_models: Sequence[LoggedModelInfo],
@@ -94,8 +94,9 @@ def build_kitfile(
     importer_version: str,
     overrides: KitfileOverrides | None = None,
 ) -> BuiltKitfile:
-    """The Kitfile for a downloaded run folder: kit init's classification, corrected by MLflow."""
-    folder = Path(folder)
+    """The Kitfile for a run's files (a downloaded folder, or the listing with the contents :func:`content_needed`
+    names): kit init's classification, corrected by MLflow."""
+    folder = as_tree(folder)
     facts = RunFacts(run, logged_models, registered, filter_summary, importer_version)
     own_file = _owned_provenance_file(folder)  # left by an earlier import into the same folder
     ignore = frozenset({PROVENANCE_FILE}) if own_file else frozenset()
@@ -137,15 +138,22 @@ def build_kitfile(
 def write_provenance_file(folder: Path, built: BuiltKitfile) -> None:
     """Write (or remove) the provenance file a built Kitfile relies on, before the folder is packed."""
     path = Path(folder) / PROVENANCE_FILE
-    if built.provenance_location == PROVENANCE_FILE:
-        path.write_text(_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance}), encoding="utf-8")
+    content = provenance_file_bytes(built)
+    if content is not None:
+        path.write_bytes(content)
     elif built.remove_stale_file:
         path.unlink(missing_ok=True)  # stale: this import keeps provenance in the Kitfile
 
 
-def _owned_provenance_file(folder: Path) -> bool:
-    path = folder / PROVENANCE_FILE
-    return path.is_file() and read_text(path).startswith(_PROVENANCE_HEADER)
+def provenance_file_bytes(built: BuiltKitfile) -> bytes | None:
+    """The content of the provenance file the Kitfile lists, or None when it lists none."""
+    if built.provenance_location != PROVENANCE_FILE:
+        return None
+    return (_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance})).encode("utf-8")
+
+
+def _owned_provenance_file(folder: FileTree) -> bool:
+    return folder.read_text(PROVENANCE_FILE).startswith(_PROVENANCE_HEADER)
 
 
 def _paths(
@@ -174,22 +182,25 @@ class _ModelFolder:
 _Matched = tuple[_ModelFolder, LoggedModelInfo | None]
 
 
-def _find_model_folders(folder: Path) -> list[_ModelFolder]:
-    """Every outermost folder holding an MLmodel file, in path order."""
+def _find_model_folders(folder: FileTree) -> list[_ModelFolder]:
+    """Every outermost folder holding an MLmodel file (a regular one), in path order."""
     found: list[_ModelFolder] = []
-    for current, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        mlmodel = Path(current) / MLMODEL_FILE
-        if MLMODEL_FILE in filenames and mlmodel.is_file() and not mlmodel.is_symlink():
-            rel = Path(current).relative_to(folder).as_posix()
-            found.append(_ModelFolder(rel, _read_mlmodel(mlmodel)))
-            dirnames.clear()  # sidecars and nested folders belong to this model
+    pending = [""]
+    while pending:  # os.walk's top-down order; a model folder's own folders are not searched
+        current = pending.pop(0)
+        entries = folder.entries(current)
+        mlmodel = f"{current}/{MLMODEL_FILE}" if current else MLMODEL_FILE
+        if any(e.name == MLMODEL_FILE and e.kind == "file" for e in entries):
+            found.append(_ModelFolder(current or ".", _read_mlmodel(folder.read_text(mlmodel))))
+            continue  # sidecars and nested folders belong to this model
+        subfolders = sorted(e.name for e in entries if e.kind == "dir")
+        pending[:0] = [f"{current}/{name}" if current else name for name in subfolders]
     return sorted(found, key=lambda m: m.path)
 
 
-def _read_mlmodel(path: Path) -> Mapping[str, Any]:
+def _read_mlmodel(text: str) -> Mapping[str, Any]:
     try:
-        content = yaml.safe_load(read_text(path))
+        content = yaml.safe_load(text)
     except yaml.YAMLError:
         return {}
     return content if isinstance(content, dict) else {}
@@ -210,7 +221,7 @@ def _match_logged_model(
     return None
 
 
-def _ordered_model_folders(folder: Path, facts: RunFacts) -> list[_Matched]:
+def _ordered_model_folders(folder: FileTree, facts: RunFacts) -> list[_Matched]:
     """Every MLflow model folder with its logged model, the main model first: the registered one,
     else logged-model order, else path order."""
     folders = _find_model_folders(folder)
