@@ -9,10 +9,9 @@ padding, has the transfer engine put every file's bytes at its final offset (a l
 hashes each blob once (an uncompressed layer's digest is its diffId) and renames it into ``blobs/``; the config,
 the manifest and last the tag follow as the native packer writes them.
 
-Resume: next to each partial blob a journal lists the ranges of its files whose bytes were written (appended
-after the bytes, every ``JOURNAL_EVERY_BYTES`` or ``JOURNAL_EVERY_SECONDS`` and at each file's end, after an ``fdatasync`` of the blob). A
-re-run of the same import (same files and Kitfile, hence the same layout, named by its hash) fetches only what
-the journal does not list; partial blobs of another layout are removed. Nothing references a partial blob until
+Resume: next to each partial blob a journal (:mod:`kitmlflow_tui.range_journal`) lists the ranges of its files
+whose bytes are on disk. A re-run of the same import (same files and Kitfile, hence the same layout, named by
+its hash) fetches only what the journal does not list; partial blobs of another layout are removed. Nothing references a partial blob until
 it is complete and renamed, so kill -9, a full disk or a cancel leave only the resume folder, which a
 successful import of the run removes.
 """
@@ -25,7 +24,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +44,11 @@ from kitmlflow_tui.packing.native import (
 )
 from kitmlflow_tui.packing.result import PackResult
 from kitmlflow_tui.packing.storage import Descriptor, KitStorage, parse_model_reference, resolve_kit_home
+from kitmlflow_tui.range_journal import JournalState, JournalWriter, read_journal
 from kitmlflow_tui.selection import Plan, format_size
-from kitmlflow_tui.transfer import FileJob, MemoryTarget, ProgressCallback, ProgressEvent, Transfer
+from kitmlflow_tui.transfer import FileJob, MemoryTarget, ProgressCallback, ProgressEvent, Transfer, pwrite_all
 
 RESUME_DIR_NAME = ".kitmlflow-resume"
-JOURNAL_EVERY_BYTES = 256 * 1024 * 1024  # the journal catches up at least this often, or every
-JOURNAL_EVERY_SECONDS = 2.0  # ... this many seconds
-JOURNAL_MAX_BYTES = 64 * 1024 * 1024  # a longer journal is not ours: start the blob again
-_JOURNAL_HEADER = "kitmlflow-layer-journal 1"
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 CONTENT_NEEDED_MAX_BYTES = 1024 * 1024
 _HASH_CHUNK = 4 * 1024 * 1024
@@ -246,7 +241,8 @@ def _remove_other_partials(resume_dir: Path, keep: set[str]) -> None:
 
 @dataclass(eq=False)
 class _PartialBlob:
-    """One layer's blob while its files arrive: ``<layout id>.tar`` and its journal ``<layout id>.journal``."""
+    """One layer's blob while its files arrive: ``<layout id>.tar`` and its journal ``<layout id>.journal``
+    (one journal region per file of the layout)."""
 
     resume_dir: Path
     layer: Layer
@@ -254,41 +250,42 @@ class _PartialBlob:
     by_path: Mapping[str, ArtifactFile]
     layout_id: str = ""
     fd: int | None = None
-    journal_fd: int | None = None
-    done: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # region index -> written ranges
-    complete: set[int] = field(default_factory=set)
-    pending: list[str] = field(default_factory=list)
-    pending_bytes: int = 0
-    flushed_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    journal_writer: JournalWriter | None = None
+    state: JournalState = field(default_factory=JournalState)
 
     def __post_init__(self) -> None:
         self.layout_id = _layout_id(self.layout, self.by_path)
         self.path = self.resume_dir / f"{self.layout_id}.tar"
         self.journal = self.resume_dir / f"{self.layout_id}.journal"
 
+    @property
+    def identity(self) -> str:
+        return f"layer {self.layout_id} {self.layout.size}"
+
     def open(self, contents: Mapping[str, bytes]) -> None:
         """Open (or create) the partial blob at its full size with every literal byte and in-memory content in
         place, and read what the journal says is there."""
-        resumed = self.path.exists() and self._read_journal()
-        if not resumed:
+        sizes = [region.size for region in self.layout.files]
+        found = read_journal(self.journal, self.identity, sizes) if self._same_size() else None
+        if found is None:
             self.path.unlink(missing_ok=True)
-            self.journal.unlink(missing_ok=True)
-            self.done.clear()
-            self.complete.clear()
+        self.state = found or JournalState()
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         os.ftruncate(self.fd, self.layout.size)
         for offset, data in self.layout.literals():
-            self._pwrite(offset, data)
+            pwrite_all(self.fd, offset, data)
         for index, region in enumerate(self.layout.files):
             content = contents.get(region.name)
-            if content is not None and index not in self.complete and len(content) == region.size:
-                self._pwrite(region.offset, content)
-                self.complete.add(index)
-        self.journal_fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.flushed_at = time.monotonic()
-        if not resumed:
-            os.write(self.journal_fd, f"{_JOURNAL_HEADER} {self.layout_id} {self.layout.size}\n".encode())
+            if content is not None and index not in self.state.complete and len(content) == region.size:
+                pwrite_all(self.fd, region.offset, content)
+                self.state.complete.add(index)
+        self.journal_writer = JournalWriter(self.journal, self.identity, self.fd, fresh=found is None)
+
+    def _same_size(self) -> bool:
+        try:
+            return self.path.stat().st_size == self.layout.size
+        except OSError:
+            return False
 
     def bytes_to_allocate(self) -> int:
         """What the blob still needs on disk (a partial blob of the same layout holds some already)."""
@@ -298,77 +295,23 @@ class _PartialBlob:
             held = 0
         return max(0, self.layout.size - held)
 
-    def _read_journal(self) -> bool:
-        try:
-            if self.journal.stat().st_size > JOURNAL_MAX_BYTES or self.path.stat().st_size != self.layout.size:
-                return False
-            lines = self.journal.read_bytes().split(b"\n")[:-1]  # a line cut by a kill has no newline: dropped
-        except OSError:
-            return False
-        if not lines or lines[0].decode("ascii", "replace") != f"{_JOURNAL_HEADER} {self.layout_id} {self.layout.size}":
-            return False
-        regions = self.layout.files
-        for line in lines[1:]:
-            fields = line.split()
-            try:
-                numbers = [int(value) for value in fields[1:]]
-            except ValueError:
-                continue
-            if fields[:1] == [b"D"] and len(numbers) == 1 and 0 <= numbers[0] < len(regions):
-                self.complete.add(numbers[0])
-            elif fields[:1] == [b"R"] and len(numbers) == 3 and 0 <= numbers[0] < len(regions):
-                index, start, end = numbers
-                if 0 <= start < end <= regions[index].size:
-                    self.done.setdefault(index, []).append((start, end))
-        return True
-
     def jobs(self, by_path: Mapping[str, ArtifactFile], contents: Mapping[str, bytes]) -> list[FileJob]:
         found = []
         for index, region in enumerate(self.layout.files):
-            if index in self.complete:
+            if index in self.state.complete:
                 continue
             source = by_path.get(region.name)
             if source is None:
                 raise PackError(f"{region.name} is in a layer of the Kitfile but not among the files to import.")
-            missing = _missing(self.done.get(index, []), region.size)
+            missing = self.state.missing(index, region.size)
             if not missing and region.size:
                 missing = [(region.size, region.size)]  # written but not checked: a read at its end checks it
             found.append(FileJob(source, _RegionTarget(self, index, region.offset), missing or [(0, 0)]))
         return found
 
-    def _pwrite(self, offset: int, data: bytes | memoryview) -> None:
-        assert self.fd is not None
-        view = memoryview(data)
-        while view:
-            count = os.pwrite(self.fd, view, offset)
-            view, offset = view[count:], offset + count
-
-    def record(self, index: int, start: int, end: int) -> None:
-        with self.lock:
-            self.pending.append(f"R {index} {start} {end}\n")
-            self.pending_bytes += end - start
-            if self.pending_bytes >= JOURNAL_EVERY_BYTES or time.monotonic() - self.flushed_at >= JOURNAL_EVERY_SECONDS:
-                self._flush()
-
-    def record_complete(self, index: int) -> None:
-        with self.lock:
-            self.pending.append(f"D {index}\n")
-            self._flush()
-
-    def _flush(self) -> None:
-        """The bytes first, then the lines that say they are there (called with the lock held)."""
-        if not self.pending or self.fd is None or self.journal_fd is None:
-            return
-        os.fdatasync(self.fd)
-        os.write(self.journal_fd, _coalesced(self.pending).encode())
-        self.pending.clear()
-        self.pending_bytes = 0
-        self.flushed_at = time.monotonic()
-
     def hash(self, advance: Callable[[int], None], cancel: threading.Event) -> str:
-        assert self.fd is not None
-        with self.lock:
-            self._flush()
+        assert self.fd is not None and self.journal_writer is not None
+        self.journal_writer.flush()
         digest = hashlib.sha256()
         offset = 0
         while offset < self.layout.size:
@@ -390,13 +333,12 @@ class _PartialBlob:
         self.journal.unlink(missing_ok=True)
 
     def close(self) -> None:
-        with self.lock:
-            with contextlib.suppress(OSError):
-                self._flush()
-            for fd in (self.fd, self.journal_fd):
-                if fd is not None:
-                    os.close(fd)
-            self.fd = self.journal_fd = None
+        if self.journal_writer is not None:
+            self.journal_writer.close()
+            self.journal_writer = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class _RegionTarget:
@@ -408,50 +350,16 @@ class _RegionTarget:
         self.base = base
 
     def write(self, offset: int, data: bytes) -> None:
-        self.blob._pwrite(self.base + offset, data)
+        assert self.blob.fd is not None
+        pwrite_all(self.blob.fd, self.base + offset, data)
 
     def written(self, start: int, end: int) -> None:
-        self.blob.record(self.index, start, end)
+        assert self.blob.journal_writer is not None
+        self.blob.journal_writer.written(self.index, start, end)
 
     def finished(self) -> None:
-        self.blob.record_complete(self.index)
-
-
-def _missing(done: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
-    """The ranges of ``[0, size)`` that ``done`` does not cover."""
-    missing = []
-    position = 0
-    for start, end in sorted(done):
-        if start > position:
-            missing.append((position, start))
-        position = max(position, end)
-    if position < size:
-        missing.append((position, size))
-    return missing
-
-
-def _coalesced(lines: Sequence[str]) -> str:
-    """Journal lines with adjacent ranges of one file merged (a stream reports one range per chunk)."""
-    out: list[str] = []
-    last: list[int] | None = None
-    for line in lines:
-        fields = line.split()
-        if fields[0] == "R":
-            index, start, end = (int(value) for value in fields[1:])
-            if last is not None and last[0] == index and last[2] == start:
-                last[2] = end
-                continue
-            if last is not None:
-                out.append(f"R {last[0]} {last[1]} {last[2]}\n")
-            last = [index, start, end]
-            continue
-        if last is not None:
-            out.append(f"R {last[0]} {last[1]} {last[2]}\n")
-            last = None
-        out.append(line)
-    if last is not None:
-        out.append(f"R {last[0]} {last[1]} {last[2]}\n")
-    return "".join(out)
+        assert self.blob.journal_writer is not None
+        self.blob.journal_writer.complete(self.index)
 
 
 def _check_disk_space(folder: Path, needed: int) -> None:

@@ -2,13 +2,15 @@
 
 Every file is written under ``<dest>/.kitmlflow-partial/<path>.part`` and moved to ``<dest>/<path>``
 only once its size matches the listing, so ``<dest>`` never holds a truncated file under a real name.
-A re-run skips complete files and continues a partial file from its size wherever the store's transport
-reads ranges (``kitmlflow_tui.transports``: the proxy, local, S3, GCS, Azure, SFTP). A transfer that breaks
-or stalls is retried from the offset it reached. Progress is reported per chunk, not per file.
+A re-run skips complete files and continues a partial file wherever the store's transport reads ranges
+(``kitmlflow_tui.transports``: the proxy, local, S3, GCS, Azure, SFTP): from its size, or, for a large file the
+transfer split into parallel ranges, from its range journal (``_PartFile``). A transfer that breaks or stalls
+is retried from the offset it reached. Progress is reported per chunk, not per file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -19,11 +21,13 @@ from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import DownloadError
+from kitmlflow_tui.range_journal import JournalState, JournalWriter, read_journal
 from kitmlflow_tui.selection import Plan, format_size
-from kitmlflow_tui.transfer import RETRIES, FileJob, ProgressCallback, ProgressEvent, Transfer
-from kitmlflow_tui.transports import stall_seconds
+from kitmlflow_tui.transfer import RETRIES, FileJob, ProgressCallback, ProgressEvent, Transfer, pwrite_all
+from kitmlflow_tui.transports import Transport, stall_seconds
 
 PARTIAL_DIR = ".kitmlflow-partial"
+JOURNALS_DIR = ".journals"  # inside PARTIAL_DIR: the range journals of split parts
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 __all__ = ["RETRIES", "DownloadResult", "Downloader", "ProgressCallback", "ProgressEvent", "safe_destination"]
 
@@ -62,12 +66,22 @@ def safe_destination(dest: Path, relative: str, *, fresh_folder: bool = False) -
 
 class _PartFile:
     """The transfer's target for one file: its ``.part`` file, written at offsets, renamed into place once the
-    transfer has checked its size."""
+    transfer has checked its size.
 
-    def __init__(self, part: Path, target: Path) -> None:
+    While one stream writes it from its start, the part's size is what a re-run resumes from. Once the transfer
+    splits the file into parallel ranges (a write past the end of what is written), the part has holes and a
+    range journal takes over (``range_journal``: the prefix written so far, then every range), said before the
+    first out-of-order byte lands, so that no re-run ever reads a hole as data."""
+
+    def __init__(self, part: Path, target: Path, journal: Path, identity: str, resumed: JournalState | None) -> None:
         self.part = part
         self.target = target
+        self.journal_path = journal
+        self.identity = identity
+        self._resumed = resumed  # the journal of a split part this call continues
         self._fd: int | None = None
+        self._journal: JournalWriter | None = None
+        self._high_water = 0  # every byte below it is written, while the file is not split
         self._lock = threading.Lock()
 
     def _open(self) -> int:
@@ -75,29 +89,63 @@ class _PartFile:
             if self._fd is None:
                 self.part.parent.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o666)
+                self._high_water = os.fstat(self._fd).st_size
+                if self._resumed is not None:
+                    self._journal = self._new_journal(fresh=False)
             return self._fd
+
+    def _new_journal(self, *, fresh: bool) -> JournalWriter:
+        assert self._fd is not None
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalWriter(self.journal_path, self.identity, self._fd, fresh=fresh)
 
     def write(self, offset: int, data: bytes) -> None:
         fd = self._open()
-        view = memoryview(data)
-        while view:
-            count = os.pwrite(fd, view, offset)
-            view, offset = view[count:], offset + count
+        with self._lock:
+            if self._journal is None and offset > self._high_water:
+                self._journal = self._new_journal(fresh=True)
+                if self._high_water:
+                    self._journal.written(0, 0, self._high_water)
+                self._journal.out_of_order()
+        pwrite_all(fd, offset, data)
+        with self._lock:
+            self._high_water = max(self._high_water, offset + len(data))
 
     def written(self, start: int, end: int) -> None:
-        pass
+        with self._lock:
+            journal = self._journal
+        if journal is not None:
+            journal.written(0, start, end)
 
     def finished(self) -> None:
         self._open()  # an empty file was never written to
         self.close()
         self.target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.part, self.target)
+        self.journal_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _journal_path(partial_root: Path, file: ArtifactFile) -> Path:
+    """Short, fixed-length names (a file's own name may be as long as the file system allows), beside no part."""
+    return (
+        partial_root
+        / JOURNALS_DIR
+        / (hashlib.sha256(file.path.encode("utf-8", "surrogatepass")).hexdigest() + ".journal")
+    )
+
+
+def _identity(file: ArtifactFile) -> str:
+    source = "\x00".join((file.root_uri, file.remote_path)).encode("utf-8", "surrogatepass")
+    return f"file {file.size} {hashlib.sha256(source).hexdigest()}"
 
 
 class Downloader:
@@ -125,7 +173,6 @@ class Downloader:
         partial_root = dest / PARTIAL_DIR
         targets = {f.path: safe_destination(dest, f.path) for f in plan.selected}
         _check_path_lengths(dest, plan.selected)
-        # A split file would leave holes in its part, and the part's size is what a re-run resumes from.
         transfer = Transfer(
             self._repository_for,
             destination=dest,
@@ -133,7 +180,7 @@ class Downloader:
             on_progress=self.on_progress,
             cancel=self.cancel,
             tracking_uri=self.tracking_uri,
-            split=False,
+            split=True,
             spool_dir=partial_root,
         )
         todo: list[FileJob] = []
@@ -148,17 +195,11 @@ class Downloader:
                     reused += file.size
                     continue
                 part = safe_destination(partial_root, file.path + ".part")
-                offset = _part_size(part)
-                if offset and (
-                    not transfer.transport(file.root_uri).supports_ranges
-                    or (file.size is not None and offset > file.size)
-                ):
-                    part.unlink()  # a resume would cost the whole file anyway (or the part is wrong)
-                    offset = 0
-                reused += offset
-                parts.append(_PartFile(part, target))
-                end = offset if file.size is None else file.size
-                todo.append(FileJob(file, parts[-1], [(offset, end)]))
+                journal = _journal_path(partial_root, file)
+                resumed, missing = _still_missing(part, journal, file, transfer.transport(file.root_uri))
+                reused += missing[0][0] if file.size is None else file.size - sum(e - s for s, e in missing)
+                parts.append(_PartFile(part, target, journal, _identity(file), resumed))
+                todo.append(FileJob(file, parts[-1], missing))
             still_to_move = sum(job.missing_bytes() for job in todo)
             _check_disk_space(dest, still_to_move)
             transfer.report(ProgressEvent("plan", size=still_to_move, total=plan.selected_bytes, files=len(todo)))
@@ -177,6 +218,27 @@ class Downloader:
             reused_bytes=reused,
             total_bytes=plan.selected_bytes,
         )
+
+
+def _still_missing(
+    part: Path, journal: Path, file: ArtifactFile, transport: Transport
+) -> tuple[JournalState | None, list[tuple[int, int]]]:
+    """What a file's part lacks: per its journal once it was split, else from the part's size (one stream wrote it
+    from its start). A part the store cannot resume, longer than the file, or with a journal of another file
+    starts again. Returns the journal's state when it is resumed, and the missing ranges."""
+    offset = _part_size(part)
+    state = read_journal(journal, _identity(file), [file.size]) if file.size is not None else None
+    if offset and (
+        not transport.supports_ranges
+        or (file.size is not None and offset > file.size)
+        or (state is None and journal.exists())
+    ):
+        part.unlink()  # a resume would cost the whole file anyway (or the part is not this file's)
+        offset = 0
+    if offset and state is not None and state.split and file.size is not None:
+        return state, state.missing(0, file.size) or [(file.size, file.size)]
+    journal.unlink(missing_ok=True)
+    return None, [(offset, offset if file.size is None else file.size)]
 
 
 def _part_size(part: Path) -> int:

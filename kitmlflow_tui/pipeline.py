@@ -30,6 +30,7 @@ from kitmlflow_tui.reference import Reference, require_importable, resolve_track
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.packing.result import PackResult
     from kitmlflow_tui.registry import PushResult, RegistryOptions, RegistryRef
 
 
@@ -348,6 +349,12 @@ def _import_locked(
         shutil.rmtree(stage, ignore_errors=True)
     if not options.keep_download:
         shutil.rmtree(cache, ignore_errors=True)
+    return _import_result(packed, kitfile, downloaded, provenance_location)
+
+
+def _import_result(
+    packed: PackResult, kitfile: Kitfile, downloaded: DownloadResult, provenance_location: str
+) -> ImportResult:
     return ImportResult(
         reference=packed.reference,
         digest=packed.digest,
@@ -391,14 +398,4 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         reused_bytes=direct.reused_bytes,
         total_bytes=direct.total_bytes,
     )
-    packed = direct.packed
-    return ImportResult(
-        reference=packed.reference,
-        digest=packed.digest,
-        packer=packed.packer,
-        size=packed.size,
-        kitfile=kitfile,
-        storage_root=packed.storage_root,
-        download=downloaded,
-        provenance_location=provenance_location,
-    )
+    return _import_result(direct.packed, kitfile, downloaded, provenance_location)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -89,6 +90,14 @@ class FileJob:
 
     def missing_bytes(self) -> int:
         return sum(end - start for start, end in self.missing)
+
+
+def pwrite_all(fd: int, offset: int, data: bytes | memoryview) -> None:
+    """All of ``data`` at ``offset`` of ``fd`` (``os.pwrite`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        count = os.pwrite(fd, view, offset)
+        view, offset = view[count:], offset + count
 
 
 class MemoryTarget:

@@ -1,7 +1,8 @@
 """``direct.pack_direct`` over a local artifact store (MLflow's own ``LocalArtifactRepository``): the ModelKit is
 the native packer's of the same folder, byte for byte; a cancel half-way leaves no tag and no blob, and the next
 call fetches only what the journal lacks; a journal that is not the layout's (or cut mid-line) costs a refetch,
-never a wrong byte."""
+never a wrong byte. The downloader splits a large file the same way: cancelled half-way, its part has holes,
+and the next call resumes from the part's range journal, not from its size."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui import direct
+from kitmlflow_tui import direct, range_journal
 from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.errors import InterruptedByUser
 from kitmlflow_tui.file_tree import FolderTree
@@ -98,7 +99,7 @@ def test_the_direct_pack_is_the_native_packers_byte_for_byte(store: Path, tmp_pa
 def test_a_cancelled_pack_leaves_no_tag_nor_blob_and_the_next_fetches_only_what_is_missing(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(direct, "JOURNAL_EVERY_SECONDS", 0.0)  # journal every chunk
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)  # journal every chunk
     home = tmp_path / "home"
     cancel = threading.Event()
     moved = 0
@@ -125,7 +126,7 @@ def test_a_cancelled_pack_leaves_no_tag_nor_blob_and_the_next_fetches_only_what_
 def test_a_journal_of_another_layout_or_cut_mid_line_costs_a_refetch_not_a_wrong_byte(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(direct, "JOURNAL_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)
     home = tmp_path / "home"
     cancel = threading.Event()
     with pytest.raises(InterruptedByUser):
@@ -141,3 +142,56 @@ def test_a_journal_of_another_layout_or_cut_mid_line_costs_a_refetch_not_a_wrong
         header, *_ = journal.read_bytes().split(b"\n")
         journal.write_bytes(header + b"\nR 0 0 999999999\nR 0 0 10")  # out of bounds, and a line with no newline
     assert pack(store, home).packed.digest == pack(store, tmp_path / "fresh").packed.digest
+
+
+# -- the downloader splits a large file too, and resumes it from its range journal ---------------------------
+def download(store: Path, dest: Path, **extra):
+    from kitmlflow_tui.download import Downloader
+
+    return Downloader(repository_for, jobs=4, **extra).download(plan_of(store), dest)
+
+
+def test_a_split_download_cancelled_half_way_resumes_from_its_journal_not_from_its_size(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kitmlflow_tui.download import JOURNALS_DIR, PARTIAL_DIR
+
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)
+    dest = tmp_path / "dest"
+    cancel = threading.Event()
+    moved = 0
+    big = "model/model.pkl"
+    size = FILES[big]
+    assert isinstance(size, int)
+
+    def cancel_half_way(event: ProgressEvent) -> None:
+        nonlocal moved
+        if event.kind == "bytes" and event.path == big:
+            moved += event.size
+            if moved > size // 2:
+                cancel.set()
+
+    with pytest.raises(InterruptedByUser):
+        download(store, dest, on_progress=cancel_half_way, cancel=cancel)
+    part = dest / PARTIAL_DIR / (big + ".part")
+    (journal,) = (dest / PARTIAL_DIR / JOURNALS_DIR).iterdir()
+    lines = journal.read_text().splitlines()
+    assert "S" in lines, "written as parallel ranges: out of order"
+    assert part.stat().st_size > moved, "the part's size overstates what it holds: the journal says what is there"
+    result = download(store, dest)
+    assert (dest / big).read_bytes() == (store / big).read_bytes()
+    assert result.reused_bytes >= moved - 4 * 1024 * 1024  # at most a chunk per worker fetched again
+    assert result.downloaded_bytes + result.reused_bytes == result.total_bytes
+    assert not (dest / PARTIAL_DIR).exists()
+
+
+def test_a_part_without_a_journal_resumes_from_its_size(store: Path, tmp_path: Path) -> None:
+    from kitmlflow_tui.download import PARTIAL_DIR
+
+    big = "model/model.pkl"
+    part = tmp_path / "dest" / PARTIAL_DIR / (big + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes((store / big).read_bytes()[:5_000_000])
+    result = download(store, tmp_path / "dest")
+    assert (tmp_path / "dest" / big).read_bytes() == (store / big).read_bytes()
+    assert result.reused_bytes == 5_000_000
