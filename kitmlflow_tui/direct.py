@@ -251,6 +251,7 @@ class _PartialBlob:
     layout_id: str = ""
     fd: int | None = None
     journal_writer: JournalWriter | None = None
+    hasher: _InOrderHasher | None = None
     state: JournalState = field(default_factory=JournalState)
 
     def __post_init__(self) -> None:
@@ -280,6 +281,7 @@ class _PartialBlob:
                 pwrite_all(self.fd, region.offset, content)
                 self.state.complete.add(index)
         self.journal_writer = JournalWriter(self.journal, self.identity, self.fd, fresh=found is None)
+        self.hasher = _InOrderHasher(self.fd, self.layout, self.state)
 
     def _same_size(self) -> bool:
         try:
@@ -310,20 +312,10 @@ class _PartialBlob:
         return found
 
     def hash(self, advance: Callable[[int], None], cancel: threading.Event) -> str:
-        assert self.fd is not None and self.journal_writer is not None
+        """The blob's digest, once every byte is there: what the hasher has not reached yet is hashed here."""
+        assert self.journal_writer is not None and self.hasher is not None
         self.journal_writer.flush()
-        digest = hashlib.sha256()
-        offset = 0
-        while offset < self.layout.size:
-            if cancel.is_set():
-                raise InterruptedByUser("Import cancelled; the layers' bytes are kept for the next run.")
-            chunk = os.pread(self.fd, min(_HASH_CHUNK, self.layout.size - offset), offset)
-            if not chunk:
-                raise PackError(f"The partial layer {self.path} shrank while it was being hashed; import again.")
-            digest.update(chunk)
-            offset += len(chunk)
-            advance(len(chunk))
-        return "sha256:" + digest.hexdigest()
+        return self.hasher.finish(advance, cancel)
 
     def commit(self, storage: KitStorage, digest: str) -> None:
         assert self.fd is not None
@@ -333,6 +325,9 @@ class _PartialBlob:
         self.journal.unlink(missing_ok=True)
 
     def close(self) -> None:
+        if self.hasher is not None:
+            self.hasher.stop()
+            self.hasher = None
         if self.journal_writer is not None:
             self.journal_writer.close()
             self.journal_writer = None
@@ -354,12 +349,107 @@ class _RegionTarget:
         pwrite_all(self.blob.fd, self.base + offset, data)
 
     def written(self, start: int, end: int) -> None:
-        assert self.blob.journal_writer is not None
+        assert self.blob.journal_writer is not None and self.blob.hasher is not None
         self.blob.journal_writer.written(self.index, start, end)
+        self.blob.hasher.written(self.index, start, end)
 
     def finished(self) -> None:
-        assert self.blob.journal_writer is not None
+        assert self.blob.journal_writer is not None and self.blob.hasher is not None
         self.blob.journal_writer.complete(self.index)
+        self.blob.hasher.written(self.index, 0, self.blob.layout.files[self.index].size)
+
+
+class _InOrderHasher:
+    """Hashes a layer blob from its first byte while its files arrive, on a thread of its own: it follows the
+    blob's written prefix (the literal bytes are there from the start; a file's bytes count once the range from
+    its own start is written), so that once the last byte lands little is left to hash. The bytes are read back
+    from the page cache (``pread``); each is written once, before the transfer reports it."""
+
+    def __init__(self, fd: int, layout: TarLayout, state: JournalState) -> None:
+        self._fd = fd
+        self._layout = layout
+        self._regions = layout.files
+        self._prefix = [0] * len(self._regions)  # per file: bytes written from its start
+        self._beyond: list[list[tuple[int, int]]] = [[] for _ in self._regions]  # ranges past the prefix
+        self._next = 0  # the first file not entirely written
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._stopped = False
+        self._condition = threading.Condition()
+        for index, region in enumerate(self._regions):
+            if index in state.complete:
+                self._prefix[index] = region.size
+            for start, end in state.done.get(index, []):
+                self._add(index, start, end)
+        self._thread = threading.Thread(target=self._run, name="kitmlflow-layer-hash", daemon=True)
+        self._thread.start()
+
+    def written(self, index: int, start: int, end: int) -> None:
+        with self._condition:
+            self._add(index, start, end)
+            self._condition.notify()
+
+    def _add(self, index: int, start: int, end: int) -> None:
+        if start > self._prefix[index]:
+            self._beyond[index].append((start, end))
+            return
+        self._prefix[index] = max(self._prefix[index], end)
+        beyond = sorted(self._beyond[index])
+        while beyond and beyond[0][0] <= self._prefix[index]:
+            self._prefix[index] = max(self._prefix[index], beyond.pop(0)[1])
+        self._beyond[index] = beyond
+
+    def _frontier(self) -> int:
+        """Every byte of the blob below this offset is written (called with the lock held)."""
+        while self._next < len(self._regions) and self._prefix[self._next] >= self._regions[self._next].size:
+            self._next += 1
+        if self._next == len(self._regions):
+            return self._layout.size
+        region = self._regions[self._next]
+        return region.offset + self._prefix[self._next]
+
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):  # what it could not hash, finish() hashes, and raises what it meets
+            self._follow()
+
+    def _follow(self) -> None:
+        while True:
+            with self._condition:
+                while not self._stopped and self._frontier() <= self._hashed:
+                    self._condition.wait(0.5)
+                if self._stopped:
+                    return
+                frontier = self._frontier()
+            self._hash_to(frontier, lambda count: None, None)
+            if self._hashed >= self._layout.size:
+                return
+
+    def _hash_to(self, end: int, advance: Callable[[int], None], cancel: threading.Event | None) -> None:
+        while self._hashed < end:
+            if self._stopped or (cancel is not None and cancel.is_set()):
+                return
+            chunk = os.pread(self._fd, min(_HASH_CHUNK, end - self._hashed), self._hashed)
+            if not chunk:
+                raise PackError("A partial layer blob shrank while it was being hashed; import again.")
+            self._digest.update(chunk)
+            self._hashed += len(chunk)
+            advance(len(chunk))
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopped = True
+            self._condition.notify()
+        self._thread.join()
+
+    def finish(self, advance: Callable[[int], None], cancel: threading.Event) -> str:
+        """Stop the thread where it is and hash the rest here (every byte is written by now)."""
+        self.stop()
+        self._stopped = False
+        advance(self._hashed)
+        self._hash_to(self._layout.size, advance, cancel)
+        if cancel.is_set():
+            raise InterruptedByUser("Import cancelled; the layers' bytes are kept for the next run.")
+        return "sha256:" + self._digest.hexdigest()
 
 
 def _check_disk_space(folder: Path, needed: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,7 @@ def test_a_split_download_cancelled_half_way_resumes_from_its_journal_not_from_i
     def cancel_half_way(event: ProgressEvent) -> None:
         nonlocal moved
         if event.kind == "bytes" and event.path == big:
+            time.sleep(0.05)  # a local read is fast: slow enough that idle workers split the file
             moved += event.size
             if moved > size // 2:
                 cancel.set()
