@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import LiveServer, kitmlflow_subprocess_env, run_cli
-from registry_servers import Registry, TokenIssuer, module_registry, registry_available, registry_server
+from registry_servers import (
+    Registry,
+    TokenIssuer,
+    module_registry,
+    registry_available,
+    registry_server,
+    uploaded_digests,
+    uploads,
+)
 from servers import seed_run
 
 from kitmlflow_tui.errors import BadInputError, scrub_secrets
@@ -227,21 +235,6 @@ def assert_registry_holds(registry: Registry, repository: str, tag: str, kitops:
                 hasher.update(chunk)
                 size += len(chunk)
         assert ("sha256:" + hasher.hexdigest(), size) == (blob["digest"], blob["size"])
-
-
-def uploads(entries: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    return [e for e in entries if "/blobs/uploads/" in e[1]]
-
-
-def uploaded_digests(entries: list[tuple[str, str, int]]) -> set[str]:
-    from urllib.parse import parse_qs, urlsplit
-
-    done = set()
-    for method, path, status in uploads(entries):
-        query = parse_qs(urlsplit(path).query)
-        if method == "PUT" and status == 201 and "digest" in query:
-            done.add(query["digest"][0])
-    return done
 
 
 def push_import(live: LiveServer, reference: str, *extra: str, env: dict[str, str] | None = None):
