@@ -5,11 +5,11 @@ the template gives is looked up in the registry (its manifest, then its config).
 records the same registered model version and run in its provenance, the version is in step and nothing
 moves. When the tag is missing, the version goes through the import's core (plan, download, Kitfile, pack)
 into a private kit home and is pushed. A tag holding another version's (or anything else's) ModelKit is a
-conflict, reported and left alone unless forced. With an alias, a tag of the alias's name is pointed at
-its version's manifest (one manifest PUT, no blob).
+conflict, reported and left alone unless forced. A tag named after an alias (the URI's, or every alias of
+the model when every version is synced) is pointed at its version's manifest (one manifest PUT, no blob).
 
-Every version is tried, whatever happened to the ones before; the result is one record per version (and
-one for the alias tag). A sync holds a lock per target repository on this machine for the whole run, so a
+Every version is tried, whatever happened to the ones before; the result is one record per version and
+one per alias tag. A sync holds a lock per target repository on this machine for the whole run, so a
 second sync of the same target waits and then finds everything in step. A sync killed mid-push leaves its
 packed ModelKit in the work folder; the next sync pushes it from there (only what the registry lacks).
 
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
-CONFIG_MEDIA_TYPE = "application/vnd.kitops.modelkit.config.v1+json"
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
 CONFLICT_EXIT_CODE = 9  # the push did not happen (DESIGN.md: push to the registry failed)
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -258,10 +257,10 @@ class _Held:
         if self.provenance is None:
             return "a ModelKit without MLflow provenance"
         registered = _mapping(self.provenance.get("registered_model"))
-        run_id = _mapping(self.provenance.get("run")).get("id")
+        run_id = _shown(_mapping(self.provenance.get("run")).get("id"))
         if not registered:
             return f"a ModelKit of run {run_id} imported directly, not as a registered model version"
-        return f"{registered.get('name')} version {registered.get('version')} (run {run_id})"
+        return f"{_shown(registered.get('name'))} version {_shown(registered.get('version'))} (run {run_id})"
 
     def holds(self, name: str, version: str, run_id: str | None) -> bool:
         if self.provenance is None or self.not_a_modelkit:
@@ -281,6 +280,12 @@ class _Held:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _shown(value: Any) -> str:
+    """A value read from a registry's config, as a message shows it: bounded (it is not ours)."""
+    text = str(value)
+    return text if len(text) <= 130 else text[:128] + "…"
 
 
 class _RunIds:
@@ -309,7 +314,7 @@ class _Context:
     cancel: threading.Event
     run_ids: _RunIds
     work: Path | None  # the private kit homes of this target (None in a dry run)
-    alias_version: str | None = None  # the version the URI's alias points at
+    aliases: list[tuple[str, str]]  # (alias, version) whose tags the sync moves
 
     @property
     def all_versions(self) -> bool:
@@ -330,7 +335,7 @@ def run_sync(
     check_sync(reference, options)
     catalogue = pipeline.connect(reference, options.tracking_uri_flag, jobs=options.jobs, observer=observer)
     observer.step("list", f"Listing the versions of {reference.name}")
-    versions, deleted = _versions(catalogue, reference)
+    versions, deleted, aliases = _versions(catalogue, reference)
     run_ids = _RunIds(catalogue)
     wanted = _tags(reference, options, versions, run_ids)
     on_note = lambda message: observer.step("note", message)  # noqa: E731
@@ -339,8 +344,7 @@ def run_sync(
         contextlib.ExitStack() as stack,
     ):
         work = None if options.dry_run else stack.enter_context(_target_lock(options.target, observer, cancel))
-        alias_version = versions[0].version if reference.alias is not None else None
-        context = _Context(reference, options, catalogue, client, observer, cancel, run_ids, work, alias_version)
+        context = _Context(reference, options, catalogue, client, observer, cancel, run_ids, work, aliases)
         records = _sync_all(context, wanted, deleted)
     return SyncResult(
         model=reference.name,
@@ -372,7 +376,7 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
         by_version[number] = (item, add(_guarded(context, item, _sync_version, item)))
         if by_version[number][1].exit_code == InterruptedByUser.exit_code:
             return records
-    for alias, version in _aliases(context):
+    for alias, version in context.aliases:
         if version not in by_version:
             continue  # MLflow removes the aliases of a deleted version: not reached
         item, version_record = by_version[version]
@@ -388,30 +392,24 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
     return records
 
 
-def _aliases(context: _Context) -> list[tuple[str, str]]:
-    """(alias, version) whose tags the sync moves: the URI's alias, or every alias of the model with
-    every version; none for one version by number."""
-    reference = context.reference
-    if reference.alias is not None:
-        return [(reference.alias, context.alias_version or "")]
-    if reference.all_versions:
-        return sorted(context.catalogue.model_aliases(reference.name).items())
-    return []
-
-
-def _versions(catalogue: Catalogue, reference: ModelRef) -> tuple[list[ModelVersionInfo], list[str]]:
-    """The versions to sync, and the version numbers below the newest that MLflow no longer lists.
+def _versions(
+    catalogue: Catalogue, reference: ModelRef
+) -> tuple[list[ModelVersionInfo], list[str], list[tuple[str, str]]]:
+    """The versions to sync, the version numbers below the newest that MLflow no longer lists, and the
+    (alias, version) pairs whose tags move: the URI's alias, every alias of the model with every version,
+    none for one version by number.
 
     MLflow numbers a model's versions 1, 2, 3... and never reuses a number: a gap is a deleted version."""
     if reference.alias is not None:
         registered, _source = catalogue.resolve_model(reference)
-        return [catalogue.get_model_version(reference.name, registered.version)], []
+        version = catalogue.get_model_version(reference.name, registered.version)
+        return [version], [], [(reference.alias, version.version)]
     if reference.version is not None:
-        return [catalogue.get_model_version(reference.name, reference.version)], []
+        return [catalogue.get_model_version(reference.name, reference.version)], [], []
     listed = catalogue.list_model_versions(reference.name)
     numbers = {int(v.version) for v in listed}
-    newest = max(numbers, default=0)
-    return listed, [str(n) for n in range(1, newest) if n not in numbers]
+    deleted = [str(n) for n in range(1, max(numbers, default=0)) if n not in numbers]
+    return listed, deleted, sorted(catalogue.model_aliases(reference.name).items())
 
 
 def _tags(
@@ -598,6 +596,8 @@ def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> 
         size = sum(int(d.get("size") or 0) for d in (config, *layers))
     except (ValueError, TypeError) as exc:
         return _Held(manifest, 0, None, f"a manifest kitmlflow cannot read ({exc})")
+    from kitmlflow_tui.packing.native import CONFIG_MEDIA_TYPE
+
     if config.get("mediaType") != CONFIG_MEDIA_TYPE or not isinstance(config.get("digest"), str):
         return _Held(manifest, size, None, f"something that is not a ModelKit (config {config.get('mediaType')})")
     try:

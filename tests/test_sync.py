@@ -381,6 +381,39 @@ def test_a_tag_holding_another_version_is_a_conflict_left_alone_unless_forced(
 
 
 @needs_registry
+@pytest.mark.timeout(300)
+def test_a_tag_holding_the_same_version_from_another_run_is_a_conflict(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    # What a second tracking server with a model of the same name would have pushed: same name and version,
+    # another run. Made here with `import --kitfile` (the Kitfile, and so the config, exactly as written).
+    model = make_model(live, "sync-other-run", 1)
+    repository = "team/other-run"
+    kitfile = logged_in / "Kitfile"
+    provenance = {"run": {"id": "f" * 32}, "registered_model": {"name": model.name, "version": "1"}}
+    kitfile.write_text(
+        json.dumps(
+            {
+                "manifestVersion": "1.0.0",
+                "package": {"name": "other-run"},
+                "model": {"name": "readme", "path": "README.md", "parameters": {"mlflow": provenance}},
+            }
+        )
+    )
+    reference = f"{registry.host}/{repository}:v1"
+    imported = run_cli(
+        "import", live.uri(), "-t", reference, "--yes", "--json", "--packer", "native", "--push",
+        "--include", "README.md", "--kitfile", str(kitfile),
+    )  # fmt: skip
+    assert imported.code == 0, imported.stderr
+    out = sync(model.uri(), registry, repository)
+    assert out.code == 9, out.stderr
+    assert actions(out) == [("conflict", "1", "v1")]
+    assert f"(run {'f' * 32})" in out.json["records"][0]["reason"]
+    assert remote_manifest(registry, repository, "v1")[0] == imported.json["digest"]  # type: ignore[index]
+
+
+@needs_registry
 @pytest.mark.timeout(600)
 def test_versions_of_unfinished_or_deleted_runs_and_deleted_versions_are_reported_and_skipped(
     live: LiveServer, registry: Registry, logged_in: Path
@@ -515,3 +548,39 @@ def test_two_syncs_at_once_push_each_blob_once(live: LiveServer, registry: Regis
     assert sorted(manifest_puts(sent)) == ["v1", "v2", "v3"], "each tag is written once"
     digests = uploaded_digest_list(sent)
     assert len(digests) == len(set(digests)), "no blob is uploaded twice"
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_on_a_terminal_without_yes_the_sync_shows_what_it_would_do_and_asks(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    import pty
+
+    model = make_model(live, "sync-asks", 1)
+    repository = "team/asks"
+    command = cli_process(["sync", model.uri(), "--to", f"{registry.host}/{repository}", "--packer", "native"])
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, env=process_env(logged_in), stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    answered = False
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal: it exited
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"Go ahead?" in seen:
+                assert remote_manifest(registry, repository, "v1") is None, "nothing moves before the answer"
+                os.write(leader, b"y\r")
+                answered = True
+    finally:
+        os.close(leader)
+    assert proc.wait(timeout=120) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert answered and "would push" in text and "pushed" in text.split("Go ahead?", 1)[1]
+    assert remote_manifest(registry, repository, "v1") is not None
