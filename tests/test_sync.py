@@ -151,6 +151,16 @@ def test_a_version_listing_without_end_stops_at_the_page_limit() -> None:
     assert server.version_pages == 5
 
 
+@pytest.mark.timeout(120)
+def test_a_version_listing_past_its_deadline_is_refused() -> None:
+    from kitmlflow_tui.catalogue import Catalogue
+
+    scenario = Scenario(version_page_token=lambda page: f"token-{page}")
+    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="took longer than 0 s"):
+        Catalogue(server.url).list_model_versions(MODEL_NAME, deadline_seconds=0.0)
+    assert server.version_pages == 1
+
+
 # -- a registered model on the real mlflow server ----------------------------------------------------------------
 @dataclass
 class SyncModel:
