@@ -594,3 +594,22 @@ def test_on_a_terminal_without_yes_the_sync_shows_what_it_would_do_and_asks(
     text = seen.decode(errors="replace")
     assert answered and "would push" in text and "pushed" in text.split("Go ahead?", 1)[1]
     assert remote_manifest(registry, repository, "v1") is not None
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_sync_packs_with_the_real_kit_into_its_own_kit_home(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    from kitmlflow_tui.packing.kit_cli import find_kit
+
+    if find_kit() is None:
+        pytest.skip("the real kit binary is not installed (set KIT_BIN or put kit on PATH; see README)")
+    model = make_model(live, "sync-kit", 1)
+    by_kit = sync(model.uri(), registry, "team/by-kit", "--packer", "kit")
+    assert by_kit.code == 0, by_kit.stderr
+    assert actions(by_kit) == [("pushed", "1", "v1")]
+    assert not (logged_in / "kitops" / "storage").exists(), "kit packed into the sync's own kit home"
+    held = remote_manifest(registry, "team/by-kit", "v1")
+    assert held is not None and held[0] == by_kit.json["records"][0]["digest"]
+    assert remote_provenance(registry, "team/by-kit", "v1")["registered_model"]["version"] == "1"
