@@ -219,11 +219,9 @@ def _checked_tag(options: SyncOptions, tag: str, version: str) -> RegistryRef:
 
 
 # -- progress ------------------------------------------------------------------------------------------------
-class SyncObserver:
-    """What a sync tells its caller. The default ignores everything; the CLI prints."""
-
-    def step(self, name: str, message: str) -> None:
-        pass
+class SyncObserver(pipeline.Observer):
+    """What a sync tells its caller: its own steps (``step``), each version's import, each record.
+    The default ignores everything; the CLI prints."""
 
     @contextlib.contextmanager
     def version(self, version: str) -> Iterator[pipeline.Observer]:
