@@ -374,18 +374,30 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
         by_version[number] = (item, add(_guarded(context, item, _sync_version, item)))
         if by_version[number][1].exit_code == InterruptedByUser.exit_code:
             return records
+    version_tags = {item.tag: item.info.version for item in wanted}
     for alias, version in context.aliases:
         if version not in by_version:
             continue  # MLflow removes the aliases of a deleted version: not reached
         item, version_record = by_version[version]
-        alias_ref = context.options.target.ref(alias)  # an alias is always a valid tag (the URI grammar's)
+        try:
+            alias_ref = context.options.target.ref(alias)
+        except BadInputError:  # MLflow takes aliases kit refuses as tags ("-x", "ä"); the URI's never is one
+            reason = f"the alias {_shown(alias)} cannot be a tag (kit's rules): no tag of its name"
+            add(SyncRecord(SyncAction.SKIPPED, version, None, None, reason))
+            continue
         if alias_ref.tag == item.tag:
             continue  # a template of {alias}: the version's own tag is the alias's
         alias_item = _Wanted(item.info, alias_ref.tag, alias_ref)
-        if (
-            add(_guarded(context, alias_item, _sync_alias, alias_item, version_record)).exit_code
-            == InterruptedByUser.exit_code
-        ):
+        if alias_ref.tag in version_tags:
+            reason = f"not moved: {alias_ref.tag} is the tag of version {version_tags[alias_ref.tag]} (--tag-template)"
+            add(
+                SyncRecord(
+                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=CONFLICT_EXIT_CODE
+                )
+            )
+            continue
+        record = add(_guarded(context, alias_item, _sync_alias, alias_item, version_record))
+        if record.exit_code == InterruptedByUser.exit_code:
             break
     return records
 

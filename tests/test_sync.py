@@ -462,6 +462,30 @@ def test_versions_of_unfinished_or_deleted_runs_and_deleted_versions_are_reporte
 
 
 @needs_registry
+@pytest.mark.timeout(300)
+def test_aliases_that_cannot_be_their_own_tag_are_reported(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "sync-odd-aliases", 2)
+    model.alias("-odd", "1")  # MLflow takes it; kit refuses a tag that starts with '-'
+    model.alias("1", "2")  # with --tag-template {version}, "1" is version 1's tag
+    model.alias("_ok", "2")
+    repository = "team/odd-aliases"
+    out = sync(model.uri(), registry, repository, "--tag-template", "{version}")
+    assert out.code == 9, out.stderr
+    assert actions(out) == [
+        ("pushed", "1", "1"),
+        ("pushed", "2", "2"),
+        ("skipped", "1", None),
+        ("conflict", "2", "1"),
+        ("tag_moved", "2", "_ok"),
+    ]
+    assert "cannot be a tag" in out.json["records"][2]["reason"]
+    assert "is the tag of version 1" in out.json["records"][3]["reason"]
+    assert remote_provenance(registry, repository, "1")["registered_model"]["version"] == "1"
+
+
+@needs_registry
 @pytest.mark.timeout(600)
 def test_dry_run_says_what_would_move_with_sizes_and_touches_nothing(
     live: LiveServer, registry: Registry, logged_in: Path
