@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: run test lint bench kit tools clean
+.PHONY: run test check lint bench kit tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +26,19 @@ tools:
 	@bash scripts/install-test-tools.sh
 
 # KITMLFLOW_TEST_REGISTRY_BIN: the registry the push tests (and kit's push/pull test) start.
-test: $(STAMP) kit tools
+test: check kit tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" \
 	KITMLFLOW_TEST_REGISTRY_BIN="$${KITMLFLOW_TEST_REGISTRY_BIN:-$$(command -v docker-registry)}" \
 	$(BIN)/python -m pytest -q -ra
 
-lint: $(STAMP)
-	$(BIN)/ruff check kitmlflow_tui tests bench
-	$(BIN)/ruff format --check kitmlflow_tui tests bench
+# The rules the code keeps (docs/architecture.md): style, types, and the import contracts in pyproject.
+check: $(STAMP)
+	$(BIN)/ruff check kitmlflow_tui tests bench scripts
+	$(BIN)/ruff format --check kitmlflow_tui tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+lint: check
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

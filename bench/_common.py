@@ -46,10 +46,10 @@ os.environ["DO_NOT_TRACK"] = "true"
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # bench scripts run as files: the repository root makes `tests` importable
 sys.path.insert(0, str(REPO))
 
-from servers import MlflowServer, mlflow_server, seed_run  # noqa: E402
+from tests.support.servers import MlflowServer, mlflow_server, seed_run  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PYTHON = sys.executable

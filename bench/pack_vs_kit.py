@@ -273,7 +273,7 @@ def build_folder(folder: Path, scale: float = 1.0) -> tuple[dict[str, int], dict
     files["README.md"] = len(readme)
     kitfile = classify_like_kit_init(folder)
     (folder / "Kitfile").write_text(dump_kitfile(kitfile))
-    return files, kitfile
+    return files, kitfile.to_dict()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import _common as c
 import pack_vs_kit as pk
-from registry_servers import registry_available, registry_server
+
+from tests.support.registry_servers import registry_available, registry_server
 
 PUSH_SIZE = 2_000 * c.MB
 IMPORT_SIZE = 1_000 * c.MB

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 import _common as c
-from registry_servers import manifest_puts, registry_available, registry_server, uploads
+
+from tests.support.registry_servers import manifest_puts, registry_available, registry_server, uploads
 
 MODEL = "bench-noop"
 REPOSITORY = "bench/noop"

@@ -2,6 +2,10 @@
 
 Only this module and the TUI turn errors into text. Heavy imports (mlflow, textual) happen inside
 commands, so ``kitmlflow --help`` stays instant.
+
+Over 500 lines on purpose: it is the command-line contract (docs/architecture.md), every command's
+options and their --json documents in one place where a reader checks them against the contract;
+what each command does is one call into the core.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, scrub_secrets
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.kitfile import Kitfile
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -421,7 +428,7 @@ def import_command(
         show_plan(out, session)
         if dry_run:
             kitfile = pipeline.preview_kitfile(session, import_options, renderer)
-            document["kitfile"] = kitfile
+            document["kitfile"] = kitfile.to_dict()
             _show_kitfile(out, kitfile)
             out.document(document)
             return 0
@@ -440,7 +447,7 @@ def import_command(
                 f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim"
             )
         document.update(
-            kitfile=result.kitfile,
+            kitfile=result.kitfile.to_dict(),
             reference=result.reference,
             digest=result.digest,
             packer=result.packer,
@@ -477,7 +484,7 @@ def _profile_overrides(profile):
     return KitfileOverrides(description=package.description, authors=package.authors or None, license=package.license)
 
 
-def _show_kitfile(out: Output, kitfile: dict) -> None:
+def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
     from rich.syntax import Syntax
 
     from kitmlflow_tui.kitfile import dump_kitfile

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from kitmlflow_tui.catalogue import ArtifactFile, iter_body
 from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
@@ -374,7 +374,7 @@ class Downloader:
         self.observer(ProgressEvent("file_done", file.path, size))
 
 
-def _is_local_disk_error(exc: BaseException) -> bool:
+def _is_local_disk_error(exc: BaseException) -> TypeGuard[OSError]:
     """An OSError of our own disk (requests' errors are OSErrors too, but carry no errno)."""
     import requests
 

@@ -1,4 +1,4 @@
-"""The exception family of kitmlflow: one class per exit code of DESIGN.md.
+"""The exception family of kitmlflow: one class per exit code of the command-line contract (docs/architecture.md).
 
 Errors are raised where they are detected, carry a message a user can act on (and optionally a
 hint saying what to do), and are turned into text only by the CLI and the TUI.

@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kitmlflow_tui import __version__
-from kitmlflow_tui.catalogue import (
-    ArtifactFile,
-    ArtifactTree,
-    Catalogue,
-    RegisteredModelInfo,
-    ResolvedRun,
-    RunInfo,
-)
+from kitmlflow_tui import __version__, locking
+from kitmlflow_tui.catalogue import Catalogue
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
-from kitmlflow_tui.kitfile import KitfileOverrides
+from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
 
@@ -181,7 +177,7 @@ class ImportResult:
     digest: str  # "sha256:..." of the manifest
     packer: str
     size: int
-    kitfile: dict
+    kitfile: Kitfile
     storage_root: Path
     download: DownloadResult
     provenance_location: str
@@ -219,8 +215,10 @@ def _skeleton(session: Session, folder: Path, observer: Observer) -> None:
                 out.truncate(file.size or 0)
 
 
-def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[dict, str]:
-    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile
+def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[Kitfile, str]:
+    """The Kitfile of the folder (the given one, else built from the run), with the provenance file
+    it lists written into the folder."""
+    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile, write_provenance_file
 
     if options.kitfile_path is not None:
         try:
@@ -239,11 +237,12 @@ def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tupl
         importer_version=__version__,
         overrides=options.overrides,
     )
+    write_provenance_file(folder, built)
     validate_kitfile(built.kitfile, folder)
     return built.kitfile, built.provenance_location
 
 
-def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> dict:
+def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
     """The Kitfile an import would write, without the big downloads (for --dry-run and the wizard)."""
     observer = observer or Observer()
     with tempfile.TemporaryDirectory(prefix="kitmlflow-preview-") as tmp:
@@ -301,60 +300,32 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
 
 
 @contextlib.contextmanager
-def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event):
+def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event) -> Iterator[None]:
     """One import of a run at a time per cache: two would write the same partial files, and the first to
     finish would delete the cache under the other. The lock also makes stage folders left by a killed
-    import (hard links that would keep a deleted cache's bytes on disk) safe to remove. The wait for it
-    is polled, so that a cancel from the wizard ends it (a blocking flock would not return for one)."""
-    path = cache.parent / f".{cache.name}.lock"
-    told = False
-    while True:
+    import (hard links that would keep a deleted cache's bytes on disk) safe to remove. A cancel from the
+    wizard ends the wait; the lock file goes when the import is done."""
+
+    def told() -> None:
+        observer.step("wait", "Waiting for another import of this run to finish")
+
+    with contextlib.ExitStack() as held:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            lock = locking.locked(
+                cache.parent / f".{cache.name}.lock", cancel=cancel, on_wait=told, remove_when_done=True
+            )
+            held.enter_context(lock)
+        except locking.LockWaitCancelled:
+            raise InterruptedByUser("Import cancelled while it waited for another import of this run.") from None
         except OSError as exc:
             raise DownloadError(
                 f"Cannot use the download cache {cache.parent}: {exc.strerror or exc}.",
                 hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
             ) from exc
-        try:
-            while not _try_lock(fd):
-                if not told:
-                    observer.step("wait", "Waiting for another import of this run to finish")
-                    told = True
-                if cancel.wait(LOCK_POLL_SECONDS):
-                    raise InterruptedByUser("Import cancelled while it waited for another import of this run.")
-        except BaseException:
-            os.close(fd)
-            raise
-        try:  # the holder before us removes the file when it is done: lock the file that is there now
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)
-    try:
         for stale in cache.parent.glob(f".{cache.name}.stage-*"):
             shutil.rmtree(stale, ignore_errors=True)
         yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # still ours: nothing is left in the cache after an import
-        os.close(fd)
-
-
-LOCK_POLL_SECONDS = 0.2
-
-
-def _try_lock(fd: int) -> bool:
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _import_locked(
@@ -373,26 +344,16 @@ def _import_locked(
         observer.step("kitfile", "Writing the Kitfile")
         kitfile, provenance_location = _kitfile_for(session, stage, options)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
+        pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
         try:
-            if packer == "kit":
-                packed = pack_with_kit(
-                    stage,
-                    kitfile,
-                    options.tag,
-                    storage_root=options.storage_root,
-                    compression=options.compression,
-                    cancel=session.cancel,
-                )
-            else:
-                packed = pack_native(
-                    stage,
-                    kitfile,
-                    options.tag,
-                    storage_root=options.storage_root,
-                    compression=options.compression,
-                    on_progress=observer.pack_progress,
-                    cancel=session.cancel,
-                )
+            packed = pack(
+                stage,
+                kitfile,
+                options.tag,
+                storage_root=options.storage_root,
+                compression=options.compression,
+                cancel=session.cancel,
+            )
         except KitmlflowError:
             raise
         except OSError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,6 +17,8 @@ from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.sync import SyncAction, SyncObserver
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from kitmlflow_tui.sync import SyncRecord
 
 PLAIN_INTERVAL_SECONDS = 5.0
@@ -26,9 +28,9 @@ class ProgressRenderer(Observer):
     def __init__(self, console: Console, *, interactive: bool) -> None:
         self.console = console
         self.interactive = interactive
-        self._progress = None
-        self._overall = None
-        self._tasks: dict[str, int] = {}
+        self._progress: Progress | None = None
+        self._overall = cast("TaskID", 0)  # the overall bar's task, once live() shows bars
+        self._tasks: dict[str, TaskID] = {}
         self._total = 0
         self._done = 0
         self._files_total = 0

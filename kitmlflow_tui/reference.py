@@ -1,4 +1,4 @@
-"""Step 1 of the data flow: the ``mlflow://`` grammar of DESIGN.md turned into a reference value.
+"""Step 1 of the data flow: the ``mlflow://`` grammar (docs/architecture.md) turned into a reference value.
 
 Accepted forms (``[host/]`` is ``host[:port][/prefix]/``, optional):
 

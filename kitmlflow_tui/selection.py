@@ -1,22 +1,29 @@
 """Step 3 of the data flow: a filter spec applied to the artifact tree gives the download plan.
 
-Glob semantics (shared by flags, profiles and the wizard; see DESIGN.md):
+Glob semantics (shared by flags, profiles and the wizard; docs/architecture.md has the details):
 - paths are relative to the run's artifact root, separated by ``/``;
 - ``*`` and ``?`` match within one segment, ``[abc]`` a character class, ``**`` any number of segments,
   ``\\`` escapes the next character;
 - a pattern without ``/`` (a trailing one aside) matches a name at any depth, like .gitignore;
 - a pattern that names a folder selects everything under it; one ending in ``/`` matches folders only;
 - no include means everything is included; exclude wins over include; files over the size cap are out.
+
+Matching is .gitignore's, done by the ``pathspec`` library, with two differences kept on purpose: a
+pattern ending in ``/`` is matched against folders only (gitignore's ``x/**/`` also takes the files
+directly in ``x``), and patterns gitignore would read in a way rarely meant are refused with a reason
+(``a**b``, an unclosed ``[``, ``/`` inside a class, a lone trailing backslash); a leading ``!`` or ``#``
+is a plain character, not a negation or a comment.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from kitmlflow_tui.catalogue import ArtifactFile, ArtifactTree
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.errors import BadInputError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
@@ -54,7 +61,8 @@ def format_size(size: int | None) -> str:
 
 
 class Glob:
-    """One compiled pattern with the semantics above."""
+    """One compiled pattern with the semantics above: pathspec's gitignore matching, plus our refusals
+    of patterns that would silently mean something else, and the folder-only rule for ``dir/``."""
 
     def __init__(self, pattern: str) -> None:
         if not isinstance(pattern, str) or not pattern.strip():
@@ -63,60 +71,60 @@ class Glob:
         text = pattern.strip()
         self.folders_only = text.endswith("/")
         text = text.rstrip("/")
-        self.anchored = "/" in text  # a leading slash anchors too (as in .gitignore)
-        text = text.lstrip("/")
-        if not text:
+        if not text.lstrip("/"):
             raise BadInputError(f"Glob pattern {pattern!r} names no file or folder.")
+        _refuse_ambiguous(text, pattern)
+        if text[:1] in ("!", "#"):  # in a .gitignore these negate or comment; here they are plain names
+            text = "\\" + text
+        from pathspec.patterns.gitignore.basic import GitIgnoreBasicPattern
+
         try:
-            self._regex = re.compile(_translate(text, pattern))
-        except re.error as exc:  # a class like [z-a]
+            with warnings.catch_warnings():  # "[[" is a class holding "[": re's FutureWarning is no news to a user
+                warnings.simplefilter("ignore", FutureWarning)
+                regex = GitIgnoreBasicPattern(text).regex
+        except (re.error, ValueError) as exc:  # a class like [z-a]
             raise BadInputError(f"Invalid glob pattern {pattern!r}: {exc}.") from None
+        assert regex is not None  # only comments and blank lines compile to none, and both are refused above
+        self._regex: re.Pattern[str] = regex
+        # pathspec's regex of most patterns also takes everything under a match ("(?:/|$)"); only one that
+        # ends in a wildcard segment ("a/*") must be tried on each folder of the path as well.
+        self._covers_subpaths = not self.folders_only and not (
+            regex.pattern.endswith("$") and not regex.pattern.endswith("(?:/|$)")
+        )
 
     def __repr__(self) -> str:
         return f"Glob({self.pattern!r})"
 
     def matches(self, path: str) -> bool:
-        """Does the pattern select this file (itself, or a folder it lies under)?"""
+        """Does the pattern select this file (itself, or a folder it lies under)?
+
+        As git does, the file's folders are tried as well as the file: ``a/*`` names the folder
+        ``a/b`` and so selects ``a/b/c``. A pattern ending in "/" is tried on the folders only.
+        """
+        if self._covers_subpaths:
+            return self._regex.match(path) is not None
         segments = path.split("/")
-        if self.anchored:
-            # The whole path, or (for a folder match) any leading run of its segments.
-            last = len(segments) - 1 if self.folders_only else len(segments)
-            return any(self._regex.fullmatch("/".join(segments[:n])) for n in range(1, last + 1))
-        # A bare name: any single segment; the last one only when files may match.
-        names = segments[:-1] if self.folders_only else segments
-        return any(self._regex.fullmatch(name) for name in names)
+        last = len(segments) - 1 if self.folders_only else len(segments)
+        return any(self._regex.match("/".join(segments[:n])) for n in range(1, last + 1))
 
 
-def _translate(text: str, original: str) -> str:
-    """Glob → regular expression. ``**`` segments may match zero or more whole segments."""
-    out: list[str] = []
+def _refuse_ambiguous(text: str, original: str) -> None:
+    """Patterns gitignore would read some way that is rarely what was meant are refused with a reason."""
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c == "\\":
             if i + 1 >= n:
                 raise BadInputError(f"Invalid glob pattern {original!r}: it ends with a lone backslash.")
-            out.append(re.escape(text[i + 1]))
+            if text[i + 1] == "/":
+                raise BadInputError(f"Invalid glob pattern {original!r}: a '/' cannot be escaped (no name holds one).")
             i += 2
-        elif c == "*" and text.startswith("**", i):
-            at_start = i == 0 or text[i - 1] == "/"
-            at_end = i + 2 == n or text[i + 2] == "/"
-            if not (at_start and at_end):
+        elif text.startswith("**", i):
+            if not ((i == 0 or text[i - 1] == "/") and (i + 2 == n or text[i + 2] == "/")):
                 raise BadInputError(
                     f"Invalid glob pattern {original!r}: '**' must stand alone between slashes (as in a/**/b)."
                 )
-            if i + 2 == n:
-                out.append(".*")  # trailing **: everything below
-                i += 2
-            else:
-                out.append("(?:[^/]+/)*")  # **/ : zero or more whole segments
-                i += 3
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
+            i += 2
         elif c == "[":
             end = i + 1
             if end < n and text[end] in "!^":
@@ -127,17 +135,11 @@ def _translate(text: str, original: str) -> str:
                 end += 1
             if end >= n:
                 raise BadInputError(f"Invalid glob pattern {original!r}: '[' has no closing ']'.")
-            body = text[i + 1 : end]
-            if body[:1] in ("!", "^"):
-                body = "^" + body[1:]
-            if "/" in body:
+            if "/" in text[i + 1 : end]:
                 raise BadInputError(f"Invalid glob pattern {original!r}: a [class] cannot contain '/'.")
-            out.append("(?!/)[" + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
             i = end + 1
         else:
-            out.append(re.escape(c))
             i += 1
-    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import string
 import threading
@@ -33,9 +32,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kitmlflow_tui import __version__, pipeline
+from kitmlflow_tui import __version__, locking, pipeline
 from kitmlflow_tui.errors import (
     BadInputError,
+    DownloadError,
     InterruptedByUser,
     KitmlflowError,
     NotFoundError,
@@ -46,7 +46,8 @@ from kitmlflow_tui.errors import (
 from kitmlflow_tui.reference import ModelRef
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.catalogue import Catalogue, ModelVersionInfo
+    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.catalogue.records import ModelVersionInfo
     from kitmlflow_tui.kitfile import KitfileOverrides
     from kitmlflow_tui.registry import PushResult, RegistryClient, RegistryOptions, RegistryRef, RemoteManifest
     from kitmlflow_tui.selection import FilterSpec
@@ -706,24 +707,22 @@ def _target_lock(target: SyncTarget, observer: SyncObserver, cancel: threading.E
     key = hashlib.sha256(str(target).encode()).hexdigest()[:16]
     root = sync_root()
     work = root / key
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        from kitmlflow_tui.errors import DownloadError
 
-        raise DownloadError(
-            f"Cannot use the sync folder {root}: {exc.strerror or exc}.",
-            hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
-        ) from exc
-    try:
-        told = False
-        while not pipeline._try_lock(fd):
-            if not told:
-                observer.step("wait", f"Waiting for another sync of {target} to finish")
-                told = True
-            if cancel.wait(pipeline.LOCK_POLL_SECONDS):
-                raise InterruptedByUser(f"Sync cancelled while it waited for another sync of {target}.")
+    def told() -> None:
+        observer.step("wait", f"Waiting for another sync of {target} to finish")
+
+    with contextlib.ExitStack() as held:
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            lock = locking.locked(root / f"{key}.lock", cancel=cancel, on_wait=told, remove_when_done=True)
+            held.enter_context(lock)
+        except locking.LockWaitCancelled:
+            raise InterruptedByUser(f"Sync cancelled while it waited for another sync of {target}.") from None
+        except OSError as exc:
+            raise DownloadError(
+                f"Cannot use the sync folder {root}: {exc.strerror or exc}.",
+                hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
+            ) from exc
         yield work
-    finally:
-        os.close(fd)  # closing releases the lock; the lock file stays (it is empty)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # empty unless a ModelKit waits there to be pushed: leave no empty folder behind

@@ -49,9 +49,9 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # run as a file: the repository root makes `tests` importable
 
-import kitvectors as kv  # noqa: E402
+from tests.support import kitvectors as kv  # noqa: E402
 
 PARTS = ("init", "packs", "scalars", "references", "licenses", "generated")
 PUSH_PROBE = "127.0.0.1:1/kitvectors/probe:v1"  # nothing listens on port 1: kit fails after resolving the source

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.support.cli import run_cli
+from tests.support.live import FULL_RUN_FILES, LiveServer, mlflow_globals_restored
+from tests.support.servers import mlflow_server, seed_run
 
 # No MLflow telemetry from the test process and the processes it starts: offline, its config fetch fails
 # and its thread then unsets a variable in os.environ while other threads may be iterating it (requests'
@@ -21,44 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 
-from servers import mlflow_server, seed_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Sizes of the "full" run: a few larger files and small ones, an empty one, deep nesting.
-FULL_RUN_FILES: dict[str, bytes | int] = {
-    "checkpoints/epoch_001.pt": 300_000,
-    "checkpoints/epoch_002.pt": 310_000,
-    "checkpoints/best.ckpt": 2_000_000,
-    "weights/big.safetensors": 8_000_000,
-    "plots/loss.png": 5_000,
-    "data/sample.csv": b"a,b\n1,2\n",
-    "README.md": b"# live model\n",
-    "empty.txt": b"",
-    "nested/a/b/c/deep.json": b"{}",
-}
-
-
-@dataclass
-class LiveServer:
-    """A real proxied ``mlflow server`` with seeded runs (see FULL_RUN_FILES)."""
-
-    url: str
-    root: Path
-    experiment_id: str
-    runs: dict[str, str] = field(default_factory=dict)  # role -> run id
-    model_name: str = "live-model"
-    model_id: str = ""
-
-    @property
-    def host(self) -> str:
-        return self.url.removeprefix("http://")
-
-    def uri(self, role: str = "full") -> str:
-        return f"mlflow://{self.host}/experiments/{self.experiment_id}/runs/{self.runs[role]}"
-
-    def artifact_dir(self, role: str = "full") -> Path:
-        return self.root / "art" / self.experiment_id / self.runs[role] / "artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -93,26 +54,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
-@contextlib.contextmanager
-def mlflow_globals_restored() -> Iterator[None]:
-    """MLflow's process-wide tracking/registry URIs and env vars exactly as they were (None stays None:
-    restoring the resolved default instead would pin it and override MLFLOW_TRACKING_URI later)."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @pytest.fixture
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No tracking URI, config or cache from the developer's environment leaks into a test."""
@@ -125,31 +66,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@dataclass
-class CliOutcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> dict:
-        return json.loads(self.stdout)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> CliOutcome:
-    """The real command, in-process (MLflow is imported once per test session)."""
-    from kitmlflow_tui.cli import cli
-
-    result: Result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    return CliOutcome(result.exit_code, result.stdout, result.stderr)
-
-
 @pytest.fixture
 def kitmlflow(isolated_env: Path):
     return run_cli
 
 
-def kitmlflow_subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
-    env.update(extra)
-    return env
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory):
+    """The demo MLflow store (sqlite + local artifacts), built once per test session."""
+    from kitmlflow_tui.demo import build_demo_store
+
+    return build_demo_store(tmp_path_factory.mktemp("tui-demo"))

@@ -33,7 +33,7 @@ _SHORT_ESCAPES = {
 }
 
 
-class GoMap(dict):  # type: ignore[type-arg]
+class GoMap(dict):
     """A mapping that Go stores as a ``map[string]...``: encoded with its keys sorted."""
 
 

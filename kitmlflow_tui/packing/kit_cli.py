@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, PackError
+from kitmlflow_tui.kitfile.model import Kitfile
 from kitmlflow_tui.packing.native import COMPRESSIONS, plan_layers
 from kitmlflow_tui.packing.result import PackResult
 from kitmlflow_tui.packing.storage import (
@@ -55,20 +56,16 @@ def choose_packer(mode: str) -> str:
     )
 
 
-def dump_kitfile_yaml(kitfile: Mapping[str, Any]) -> str:
-    """The Kitfile as YAML, from the project's Kitfile module when it is there."""
-    try:
-        from kitmlflow_tui.kitfile import dump_kitfile  # type: ignore[attr-defined]
-    except ImportError:
-        import yaml
+def dump_kitfile_yaml(kitfile: Kitfile | Mapping[str, Any]) -> str:
+    """The Kitfile as YAML in kit's own style."""
+    from kitmlflow_tui.kitfile import dump_kitfile
 
-        return yaml.safe_dump(dict(kitfile), sort_keys=False, allow_unicode=True)
-    return dump_kitfile(dict(kitfile))
+    return dump_kitfile(kitfile)
 
 
 def pack_with_kit(
     folder: Path,
-    kitfile: Mapping[str, Any],
+    kitfile: Kitfile | Mapping[str, Any],
     reference: str,
     *,
     kit_bin: str | None = None,

@@ -18,6 +18,8 @@ What kit does, and so what this module reproduces:
   user or group names, all times zero (written as 0). Go's writer picks USTAR when it can (names up
   to 100 bytes, or 255 split at a slash, ASCII only, files under 8 GiB), else PAX with ``path`` /
   ``size`` records. The archive ends with two zero blocks and no further padding.
+
+The path rules (Go's cleaning, ``.kitignore``) are in :mod:`.kitignore`, the headers in :mod:`.tar_format`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import re
 import stat
 import threading
 import zlib
@@ -35,217 +36,13 @@ from pathlib import Path
 from typing import IO
 
 from kitmlflow_tui.errors import InterruptedByUser, PackError
+from kitmlflow_tui.packing.kitignore import (
+    IgnoreRules,
+    same_dir_tree,
+)
+from kitmlflow_tui.packing.tar_format import BLOCK, padding, tar_header
 
-BLOCK = 512
 CHUNK = 1 << 20
-_USTAR_MAX_SIZE = 8**11  # the 12-byte octal size field
-DEFAULT_IGNORES = ("Kitfile", "kitfile", ".kitfile", ".kitignore")
-
-
-# -- Go path helpers -------------------------------------------------------------------------------
-def go_clean(path: str) -> str:
-    """Go's ``filepath.Clean`` for ``/``-separated paths (``posixpath.normpath`` keeps ``//``)."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
-
-
-def clean_entry_path(path: str) -> str:
-    # kit's cleanPath: filepath.Clean(strings.TrimSpace(path))
-    return go_clean(path.strip())
-
-
-def go_rel(base: str, target: str) -> str:
-    """Go's ``filepath.Rel`` for two clean relative paths."""
-    if base == target:
-        return "."
-    base_parts = [] if base == "." else base.split("/")
-    target_parts = [] if target == "." else target.split("/")
-    common = 0
-    while common < min(len(base_parts), len(target_parts)) and base_parts[common] == target_parts[common]:
-        common += 1
-    parts = [".."] * (len(base_parts) - common) + target_parts[common:]
-    return "/".join(parts) or "."
-
-
-def same_dir_tree(layer_path: str, file_path: str) -> bool:
-    # kit's sameDirTree: both relative paths contain ".." (as a substring, not a path element).
-    return not (".." in go_rel(layer_path, file_path) and ".." in go_rel(file_path, layer_path))
-
-
-# -- .kitignore (moby/patternmatcher v0.6 semantics, as kit uses them) ------------------------------
-class _Pattern:
-    def __init__(self, cleaned: str, exclusion: bool) -> None:
-        self.cleaned = cleaned
-        self.exclusion = exclusion
-        self.dirs = cleaned.split("/")
-        self.kind, self.regexp = _compile(cleaned)
-
-    def match(self, path: str) -> bool:
-        if self.kind == "exact":
-            return path == self.cleaned
-        if self.kind == "prefix":
-            return path.startswith(self.cleaned[:-2])
-        if self.kind == "suffix":
-            suffix = self.cleaned[2:]
-            if path.endswith(suffix):
-                return True
-            return suffix.startswith("/") and path == suffix[1:]
-        assert self.regexp is not None
-        return self.regexp.fullmatch(path) is not None
-
-
-def _compile(pattern: str) -> tuple[str, re.Pattern[str] | None]:
-    regex = "^"
-    kind = "exact"
-    position = 0
-    index = 0
-    length = len(pattern)
-    while position < length:
-        char = pattern[position]
-        position += 1
-        if char == "*":
-            if position < length and pattern[position] == "*":
-                position += 1
-                if position < length and pattern[position] == "/":
-                    position += 1
-                if position >= length:
-                    if kind == "exact":
-                        kind = "prefix"
-                    else:
-                        regex += ".*"
-                        kind = "regexp"
-                else:
-                    regex += "(.*/)?"
-                    kind = "regexp"
-                if index == 0:
-                    kind = "suffix"
-            else:
-                regex += "[^/]*"
-                kind = "regexp"
-        elif char == "?":
-            regex += "[^/]"
-            kind = "regexp"
-        elif char in ".+()|{}$":
-            regex += "\\" + char
-        elif char == "\\":
-            if position < length:
-                regex += "\\" + pattern[position]
-                position += 1
-                kind = "regexp"
-            else:
-                regex += "\\"
-        elif char in "[]":
-            regex += char
-            kind = "regexp"
-        else:
-            regex += char
-        index += 1
-    if kind != "regexp":
-        return kind, None
-    try:
-        return kind, re.compile(regex)
-    except re.error as exc:
-        raise PackError(f"Invalid .kitignore pattern {pattern!r}: {exc}") from exc
-
-
-class IgnoreRules:
-    """kit's ignore decision: ``.kitignore`` patterns, then the paths of the other Kitfile entries."""
-
-    def __init__(self, patterns: Sequence[str], layer_paths: Sequence[str]) -> None:
-        self.patterns: list[_Pattern] = []
-        self.has_exclusions = False
-        for raw in [*patterns, *DEFAULT_IGNORES]:
-            text = raw.strip()
-            if not text:
-                continue
-            text = go_clean(text)
-            exclusion = text.startswith("!")
-            if exclusion:
-                if len(text) == 1:
-                    raise PackError('Invalid .kitignore pattern "!".')
-                text = text[1:]
-                self.has_exclusions = True
-            self.patterns.append(_Pattern(text, exclusion))
-        self.layer_paths = [clean_entry_path(path) for path in layer_paths]
-
-    @classmethod
-    def for_folder(cls, folder: Path, layer_paths: Sequence[str]) -> IgnoreRules:
-        return cls(read_kitignore(folder / ".kitignore"), layer_paths)
-
-    def kitignore_matches(self, path: str) -> bool:
-        # patternmatcher.MatchesOrParentMatches
-        matched = False
-        parent = path.rsplit("/", 1)[0] if "/" in path else "."
-        parent_dirs = parent.split("/")
-        for pattern in self.patterns:
-            if pattern.exclusion != matched:
-                continue
-            match = pattern.match(path)
-            if not match and parent != ".":
-                for depth in range(1, len(parent_dirs) + 1):
-                    if pattern.match("/".join(parent_dirs[:depth])):
-                        match = True
-                        break
-            if match:
-                matched = not pattern.exclusion
-        return matched
-
-    def ignored(self, path: str, layer_path: str) -> bool:
-        path = clean_entry_path(path)
-        layer_path = clean_entry_path(layer_path)
-        if self.kitignore_matches(path):
-            return True
-        for other in self.layer_paths:
-            if layer_path.startswith(other):
-                continue  # the current entry itself, or one that contains it
-            if path.startswith(other):
-                return True
-        return False
-
-
-def read_kitignore(path: Path) -> list[str]:
-    """moby's ``ignorefile.ReadAll``: comments, blank lines, ``!``, cleaning, leading ``/`` dropped."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise PackError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    patterns: list[str] = []
-    for line in raw.decode("utf-8", errors="surrogateescape").split("\n"):
-        line = line.removesuffix("\r")
-        if line.startswith("#"):
-            continue
-        line = line.strip()
-        if not line:
-            continue
-        invert = line.startswith("!")
-        if invert:
-            line = line[1:].strip()
-        if line:
-            line = go_clean(line)
-            if len(line) > 1 and line.startswith("/"):
-                line = line[1:]
-        patterns.append("!" + line if invert else line)
-    return patterns
 
 
 # -- the walk ----------------------------------------------------------------------------------------
@@ -324,108 +121,6 @@ def files_left_out(folder: Path, included: set[str], rules: IgnoreRules) -> list
             elif not ignored and relative not in included:
                 left_out.append(relative)
     return sorted(left_out, key=os.fsencode)
-
-
-# -- Go's tar header encoding --------------------------------------------------------------------------
-def _put_string(block: bytearray, offset: int, width: int, value: bytes) -> None:
-    chunk = value[:width]
-    block[offset : offset + len(chunk)] = chunk
-    if len(value) < width:
-        block[offset + len(value)] = 0
-    elif len(value) > width and chunk.endswith(b"/"):
-        # Go never leaves a truncated name ending in "/" (a reader could take it for a folder).
-        keep = len(value[: width - 1].rstrip(b"/"))
-        block[offset + keep] = 0
-
-
-def _put_octal(block: bytearray, offset: int, width: int, value: int) -> None:
-    if value < 0 or value >= 8 ** (width - 1):
-        value = 0  # Go writes 0 when the number does not fit (a PAX record carries it)
-    _put_string(block, offset, width, format(value, "o").rjust(width - 1, "0").encode())
-
-
-def _finish(block: bytearray) -> bytes:
-    block[257:263] = b"ustar\x00"
-    block[263:265] = b"00"
-    block[148:156] = b"        "
-    checksum = sum(block)
-    _put_octal(block, 148, 7, checksum)
-    block[155] = 0x20
-    return bytes(block)
-
-
-def _main_header(name: bytes, mode: int, size: int, typeflag: bytes, prefix: bytes = b"") -> bytes:
-    block = bytearray(BLOCK)
-    block[156:157] = typeflag
-    _put_string(block, 0, 100, name)
-    _put_octal(block, 100, 8, mode)
-    _put_octal(block, 108, 8, 1000)
-    _put_octal(block, 116, 8, 0)
-    _put_octal(block, 124, 12, size)
-    _put_octal(block, 136, 12, 0)
-    _put_octal(block, 329, 8, 0)
-    _put_octal(block, 337, 8, 0)
-    if prefix:
-        _put_string(block, 345, 155, prefix)
-    return _finish(block)
-
-
-def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
-    length = len(name)
-    if length <= 100 or not name.isascii():
-        return None
-    if length > 156:
-        length = 156
-    elif name[length - 1 : length] == b"/":
-        length -= 1
-    cut = name.rfind(b"/", 0, length)
-    suffix_length = len(name) - cut - 1
-    if cut <= 0 or suffix_length > 100 or suffix_length == 0 or cut > 155:
-        return None
-    return name[:cut], name[cut + 1 :]
-
-
-def _pax_record(key: str, value: bytes) -> bytes:
-    body = f" {key}=".encode() + value + b"\n"
-    size = len(body) + len(str(len(body)))
-    if len(str(size)) + len(body) != size:
-        size = len(str(size)) + len(body)
-    return str(size).encode() + body
-
-
-def tar_header(name: str, mode: int, size: int, is_dir: bool) -> bytes:
-    """The header block(s) Go's ``tar.Writer.WriteHeader`` writes for kit's sanitised header."""
-    raw_name = os.fsencode(name)
-    typeflag = b"5" if is_dir else b"0"
-    records: dict[str, bytes] = {}
-    ustar_ok = True
-    if not raw_name.isascii() or len(raw_name) > 100:
-        records["path"] = raw_name
-        if _split_ustar(raw_name) is None:
-            ustar_ok = False
-    if size >= _USTAR_MAX_SIZE:
-        records["size"] = str(size).encode()
-        ustar_ok = False
-    if ustar_ok:
-        split = _split_ustar(raw_name)
-        if split is not None:
-            return _main_header(split[1], mode, size, typeflag, prefix=split[0])
-        return _main_header(raw_name, mode, size, typeflag)
-    data = b"".join(_pax_record(key, records[key]) for key in sorted(records))
-    directory, _, base = raw_name.rpartition(b"/")
-    pax_name = (directory + b"/PaxHeaders.0/" + base) if directory else b"PaxHeaders.0/" + base
-    pax_name = bytes(byte for byte in pax_name if 0 < byte < 0x80)[:100].rstrip(b"/")
-    block = bytearray(BLOCK)
-    block[156:157] = b"x"
-    _put_string(block, 0, 100, pax_name)
-    for offset, width in ((100, 8), (108, 8), (116, 8), (124, 12), (136, 12)):
-        _put_octal(block, offset, width, len(data) if offset == 124 else 0)
-    ascii_name = bytes(byte for byte in raw_name if 0 < byte < 0x80)
-    return _finish(block) + data + _padding(len(data)) + _main_header(ascii_name, mode, size, typeflag)
-
-
-def _padding(size: int) -> bytes:
-    return b"\x00" * (-size % BLOCK)
 
 
 # -- writing a layer -----------------------------------------------------------------------------------
@@ -558,7 +253,7 @@ def write_layer(
             if entry.is_dir:
                 continue
             _copy_file(entry, sink, view, on_bytes, cancel)
-            sink.write(_padding(entry.size))
+            sink.write(padding(entry.size))
         sink.write(b"\x00" * (2 * BLOCK))
     except BaseException:
         sink.abort()

@@ -25,17 +25,10 @@ from typing import Any
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.kitfile.model import Kitfile
 from kitmlflow_tui.packing import gojson
-from kitmlflow_tui.packing.layers import (
-    IgnoreRules,
-    LayerSink,
-    TarEntry,
-    clean_entry_path,
-    files_left_out,
-    go_clean,
-    walk_layer,
-    write_layer,
-)
+from kitmlflow_tui.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
+from kitmlflow_tui.packing.layers import LayerSink, TarEntry, files_left_out, walk_layer, write_layer
 from kitmlflow_tui.packing.result import PackResult
 from kitmlflow_tui.packing.storage import (
     MANIFEST_MEDIA_TYPE,
@@ -99,7 +92,7 @@ class _Layer:
 
 def pack_native(
     folder: Path,
-    kitfile: Mapping[str, Any],
+    kitfile: Kitfile | Mapping[str, Any],
     reference: str,
     *,
     storage_root: Path | None = None,
@@ -161,9 +154,13 @@ def pack_native(
     )
 
 
-def plan_layers(folder: Path, kitfile: Mapping[str, Any]) -> tuple[dict[str, Any], list[_Layer], tuple[str, ...]]:
-    """Kit's config (without layer digests), the layers with their tar entries, and the files left out."""
-    config, layers = _config_and_layers(kitfile)
+def plan_layers(
+    folder: Path, kitfile: Kitfile | Mapping[str, Any]
+) -> tuple[dict[str, Any], list[_Layer], tuple[str, ...]]:
+    """Kit's config (without layer digests), the layers with their tar entries, and the files left out.
+
+    A mapping (a Kitfile from elsewhere, as kit would read it) is checked here the way kit checks it."""
+    config, layers = _config_and_layers(kitfile.to_dict() if isinstance(kitfile, Kitfile) else kitfile)
     rules = IgnoreRules.for_folder(folder, [layer.path for layer in layers])
     for layer in layers:
         layer.entries = walk_layer(folder, layer.path, rules)

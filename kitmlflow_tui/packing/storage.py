@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -31,13 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from kitmlflow_tui import locking
 from kitmlflow_tui.errors import BadInputError, PackError
 from kitmlflow_tui.packing import gojson
-
-try:  # POSIX only; on other systems writes stay atomic but are not serialised between our packs.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -182,13 +177,13 @@ class KitStorage:
         try:
             self.blobs.mkdir(parents=True, exist_ok=True)
             self.temp_dir.mkdir(exist_ok=True)
-            fd = os.open(self.root / ACTIVE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = locking.open_lock_file(self.root / ACTIVE_LOCK_NAME)
         except OSError as exc:
             raise PackError(f"Cannot prepare kit's storage at {self.root}: {exc.strerror or exc}") from exc
         try:
-            if _try_flock(fd, exclusive=True):
+            if locking.try_lock(fd):
                 self.remove_temp_files()
-            _try_flock(fd, exclusive=False, wait=True)
+            locking.wait_lock(fd, shared=True)
             layout = self.root / "oci-layout"
             if not layout.exists():
                 self.write_file_atomically(layout, b'{"imageLayoutVersion":"1.0.0"}')
@@ -268,12 +263,8 @@ class KitStorage:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise our read-modify-write of the index and tag files between processes."""
-        fd = os.open(self.root / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _try_flock(fd, exclusive=True, wait=True)
+        with locking.locked(self.root / LOCK_FILE_NAME):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def register(self, registry: str, repository: str, tag: str, manifest: Descriptor) -> None:
         """Add the manifest to the shared index and the repository's index, then point the tag at it.
@@ -317,22 +308,6 @@ class KitStorage:
         updated = gojson.GoMap({name: _descriptor_to_go(value) for name, value in tags.items()})
         updated[tag] = manifest.to_go()
         self.write_file_atomically(path, gojson.dumps(updated))
-
-
-def _try_flock(fd: int, *, exclusive: bool, wait: bool = False) -> bool:
-    """Lock ``fd``; False when another process holds it (and ``wait`` is off) or locks are unsupported."""
-    if fcntl is None:  # pragma: no cover
-        return False
-    flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    if not wait:
-        flags |= fcntl.LOCK_NB
-    try:
-        fcntl.flock(fd, flags)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-            return False
-        raise
-    return True
 
 
 def _fsync_dir(path: Path) -> None:

@@ -325,7 +325,7 @@ class RegistryClient:
                 return "mounted"
             break  # a refused mount opened an upload session: use it
         if location is None:
-            location = self._start_upload(repository)
+            location = self._new_upload(repository)
         offset = 0
         chunked = size >= self.options.chunk_size and not _MONOLITHIC_REGISTRIES.fullmatch(
             hostname(self.registry).lower()
@@ -372,6 +372,13 @@ class RegistryClient:
             raise PushError(f"The registry {self.registry} stored {digest} as {answered}.")
         return "uploaded"
 
+    def _new_upload(self, repository: str) -> str:
+        """``POST .../blobs/uploads/`` without a mount: the new session's URL (a 201 here is no session)."""
+        location = self._start_upload(repository)
+        if location is None:
+            raise PushError(f"The registry {self.registry} answered a new upload with 201 Created and no session.")
+        return location
+
     def _start_upload(self, repository: str, *, mount: tuple[str, str] | None = None) -> str | None:
         """``POST .../blobs/uploads/``: the new session's URL, or None when the mount made the blob appear."""
         scopes = self._scopes(repository, True)
@@ -385,7 +392,7 @@ class RegistryClient:
         except AuthError:
             if mount is None:
                 raise
-            return self._start_upload(repository)  # no pull right on the source: upload instead
+            return self._new_upload(repository)  # no pull right on the source: upload instead
         if response.status_code == 201:
             return None
         return self._location(response)

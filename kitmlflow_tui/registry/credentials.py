@@ -141,8 +141,10 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     try:
         config = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadInputError(f"The credentials file {path} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    except ValueError:  # not UTF-8 (nor UTF-16/32): json.loads raises UnicodeDecodeError, which has no line
+        raise BadInputError(f"The credentials file {path} is not valid JSON (not UTF-8 text).") from None
     if not isinstance(config, dict):
         raise BadInputError(f"The credentials file {path} is not a JSON object.")
     return config

@@ -154,7 +154,7 @@ def _send_blobs(
         except BaseException:  # Ctrl-C in the main thread: stop the uploads, then re-raise
             cancel.set()
             raise
-    errors = [f.exception() for f in futures if f.exception() is not None]
+    errors = [error for f in futures if (error := f.exception()) is not None]
     real = [e for e in errors if not isinstance(e, _Stopped)]
     if real:
         raise real[0]

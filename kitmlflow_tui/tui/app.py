@@ -1,5 +1,11 @@
 """The wizard's application object and its entry point, ``run_wizard``.
 
+The App is the hub: it owns the wizard's state (the experiment, the run, its tree, the selection and
+the Kitfile overrides, as the steps report them) and the route between the steps. Each step posts a
+message with its outcome (``ExperimentsScreen.Chosen``, ``RunsScreen.Chosen``, ``ArtifactsScreen.Chosen``,
+``ReviewScreen.ImportRequested``, ``ImportScreen.Finished``, ``WizardScreen.BackRequested``, ...) and
+the handlers below decide what comes next; no step imports another (docs/architecture.md).
+
 Importing this module must stay cheap (no MLflow): the first paint says where it is connecting while
 a worker imports MLflow and connects.
 """
@@ -8,18 +14,43 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 
+from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.reference import Reference, redact_uri
+from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
 from kitmlflow_tui.selection import FilterSpec
-from kitmlflow_tui.tui.backend import Backend, connect, planned_tracking_uri
+from kitmlflow_tui.tui.backend import Backend, ImportChoice, connect, planned_tracking_uri
+from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
+from kitmlflow_tui.tui.screens.base import WizardScreen
+from kitmlflow_tui.tui.screens.connect import ConnectScreen
+from kitmlflow_tui.tui.screens.done import DoneScreen
+from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
+from kitmlflow_tui.tui.screens.importing import ImportScreen
+from kitmlflow_tui.tui.screens.review import ReviewScreen
+from kitmlflow_tui.tui.screens.runs import RunsScreen
 
 Connector = Callable[[Reference | None, str | None], Backend]
+
+
+@dataclass
+class WizardState:
+    """What the steps decided so far, as their messages reported it."""
+
+    experiment_id: str | None = None
+    experiment_name: str | None = None
+    run: RunInfo | None = None
+    tree: ArtifactTree | None = None
+    spec: FilterSpec | None = None
+    registered: RegisteredModelInfo | None = None
+    choice: ImportChoice | None = None  # the tag and the Kitfile overrides of the review
 
 
 class KitmlflowApp(App[int]):
@@ -51,6 +82,7 @@ class KitmlflowApp(App[int]):
         self.cursor_blink = cursor_blink
         self.planned_uri = planned_tracking_uri(reference, tracking_uri_flag)
         self._backend: Backend | None = None
+        self.state = WizardState(experiment_id=getattr(reference, "experiment_id", None))
         self.last_error: KitmlflowError | None = None
         self.connect_attempts = 0
         # 0 after an import; a quit before that is an interruption when the wizard was asked to import.
@@ -79,9 +111,83 @@ class KitmlflowApp(App[int]):
         return spec
 
     def on_mount(self) -> None:
-        from kitmlflow_tui.tui.screens.connect import ConnectScreen
-
         self.push_screen(ConnectScreen())
+
+    # -- the route -----------------------------------------------------------------------------------
+    @on(ConnectScreen.Failed)
+    def connect_failed(self, event: ConnectScreen.Failed) -> None:
+        self.last_error = event.error
+
+    @on(ConnectScreen.Retrying)
+    def connect_retrying(self) -> None:
+        self.last_error = None
+
+    @on(ConnectScreen.Connected)
+    def connected(self) -> None:
+        reference = self.reference
+        if isinstance(reference, RunRef):
+            target: Screen[None] = self.artifacts_screen(run_id=reference.run_id, experiment_id=reference.experiment_id)
+        elif isinstance(reference, ModelRef):
+            target = self.artifacts_screen(model=reference)
+        elif isinstance(reference, BrowseRef) and reference.experiment_id:
+            target = RunsScreen(reference.experiment_id)
+        else:
+            target = ExperimentsScreen()
+        self.switch_screen(target)
+
+    @on(ExperimentsScreen.Chosen)
+    def experiment_chosen(self, event: ExperimentsScreen.Chosen) -> None:
+        self.state.experiment_id, self.state.experiment_name = event.experiment.experiment_id, event.experiment.name
+        self.push_screen(RunsScreen(event.experiment.experiment_id, event.experiment.name))
+
+    @on(RunsScreen.Chosen)
+    def run_chosen(self, event: RunsScreen.Chosen) -> None:
+        self.push_screen(self.artifacts_screen(run_id=event.run.run_id, experiment_id=event.run.experiment_id))
+
+    def artifacts_screen(
+        self, *, run_id: str | None = None, experiment_id: str | None = None, model: ModelRef | None = None
+    ) -> ArtifactsScreen:
+        spec = self.take_initial_spec()
+        return ArtifactsScreen(run_id=run_id, experiment_id=experiment_id, model=model, initial_spec=spec)
+
+    @on(ArtifactsScreen.RunLoaded)
+    def run_loaded(self, event: ArtifactsScreen.RunLoaded) -> None:
+        self.state.run = event.run
+        self.state.experiment_id, self.state.experiment_name = event.run.experiment_id, event.run.experiment_name
+
+    @on(ArtifactsScreen.Chosen)
+    def files_chosen(self, event: ArtifactsScreen.Chosen) -> None:
+        self.state.tree, self.state.spec, self.state.registered = event.tree, event.spec, event.registered
+        self.push_screen(ReviewScreen(event.run, event.tree, event.spec, event.package, event.registered))
+
+    @on(ReviewScreen.ImportRequested)
+    def import_requested(self, event: ReviewScreen.ImportRequested) -> None:
+        self.state.choice = event.choice
+        self.push_screen(ImportScreen(event.choice))
+
+    @on(ImportScreen.Finished)
+    def import_finished(self, event: ImportScreen.Finished) -> None:
+        self.result_code = 0
+        while self.screen is not event.screen:  # the cancel dialog may still be open: the question is moot
+            self.pop_screen()
+        self.switch_screen(DoneScreen(event.choice, event.result))
+
+    @on(WizardScreen.BackRequested)
+    def back(self, event: WizardScreen.BackRequested) -> None:
+        if len(self.screen_stack) > 2:
+            self.pop_screen()
+            return
+        previous = self.step_before(event.screen)
+        if previous is not None:
+            self.switch_screen(previous)
+
+    def step_before(self, screen: WizardScreen) -> WizardScreen | None:
+        """The step before ``screen`` when the wizard was opened straight at it (nothing is below it)."""
+        if isinstance(screen, RunsScreen):
+            return ExperimentsScreen()
+        if isinstance(screen, ArtifactsScreen) and self.state.experiment_id:
+            return RunsScreen(self.state.experiment_id, self.state.experiment_name)
+        return None
 
     def action_quit(self) -> None:  # type: ignore[override]
         code = self.result_code

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from kitmlflow_tui.catalogue import (
+from kitmlflow_tui.catalogue.records import (
     ArtifactTree,
     ExperimentSummary,
     LevelEntry,
@@ -21,13 +21,14 @@ from kitmlflow_tui.catalogue import (
     RegisteredModelInfo,
     RunInfo,
     RunPage,
+    RunQuery,
 )
 from kitmlflow_tui.reference import ModelRef, Reference
 from kitmlflow_tui.selection import FilterSpec
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.kitfile import KitfileOverrides
+    from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.pipeline import ImportResult, Observer, Session
 
 
@@ -49,15 +50,7 @@ class Backend(Protocol):
 
     def list_experiments(self) -> list[ExperimentSummary]: ...
 
-    def search_runs(
-        self,
-        experiment_id: str,
-        *,
-        filter_string: str = "",
-        order_by: list[str] | None = None,
-        max_results: int = 200,
-        page_token: str | None = None,
-    ) -> RunPage: ...
+    def search_runs(self, experiment_id: str, query: RunQuery) -> RunPage: ...
 
     def get_run(self, run_id: str, *, experiment_id: str | None = None) -> RunInfo: ...
 
@@ -73,7 +66,7 @@ class Backend(Protocol):
 
     def resolve_model(self, ref: ModelRef) -> tuple[RunInfo, ArtifactTree, RegisteredModelInfo | None]: ...
 
-    def preview_kitfile(self, choice: ImportChoice) -> dict[str, Any]: ...
+    def preview_kitfile(self, choice: ImportChoice) -> Kitfile: ...
 
     def free_bytes(self) -> int | None: ...
 
@@ -105,8 +98,8 @@ class CatalogueBackend:
     def list_experiments(self) -> list[ExperimentSummary]:
         return self.catalogue.list_experiments()
 
-    def search_runs(self, experiment_id: str, **options: Any) -> RunPage:
-        return self.catalogue.search_runs(experiment_id, **options)
+    def search_runs(self, experiment_id: str, query: RunQuery) -> RunPage:
+        return self.catalogue.search_runs(experiment_id, query)
 
     def get_run(self, run_id: str, *, experiment_id: str | None = None) -> RunInfo:
         return self.catalogue.get_run(run_id, experiment_id=experiment_id)
@@ -131,7 +124,7 @@ class CatalogueBackend:
 
         return session_from_listing(self.catalogue, choice.run, choice.tree, choice.spec, choice.registered)
 
-    def preview_kitfile(self, choice: ImportChoice) -> dict[str, Any]:
+    def preview_kitfile(self, choice: ImportChoice) -> Kitfile:
         from kitmlflow_tui.pipeline import ImportOptions, preview_kitfile
 
         return preview_kitfile(self.session(choice), ImportOptions(tag=choice.tag, overrides=choice.overrides))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kitmlflow_tui.catalogue import ArtifactFile, ArtifactTree, LevelEntry
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
 from kitmlflow_tui.selection import FilterSpec, make_plan
 
 TickState = Literal["all", "none", "some"]
@@ -109,7 +109,7 @@ class Selection:
                 return self.overrides[""]
             path = parent_of(path)
 
-    def set(self, path: str, ticked: bool) -> None:
+    def tick(self, path: str, ticked: bool) -> None:
         if not path:
             self.overrides = {"": ticked}
             return
@@ -202,14 +202,14 @@ class ArtifactBrowser:
 
     # -- ticking -----------------------------------------------------------------------------
     def toggle(self, path: str, is_dir: bool) -> None:
-        self.set(path, self.state(path, is_dir) != "all")
+        self.tick(path, self.state(path, is_dir) != "all")
 
-    def set(self, path: str, ticked: bool) -> None:
-        self.selection.set(path, ticked)
+    def tick(self, path: str, ticked: bool) -> None:
+        self.selection.tick(path, ticked)
         self._invalidate()
 
     def select_all(self, ticked: bool) -> None:
-        self.set("", ticked)
+        self.tick("", ticked)
         self.applied_spec = None
 
     def apply_spec(self, spec: FilterSpec) -> None:

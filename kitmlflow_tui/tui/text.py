@@ -1,12 +1,14 @@
-"""Formatting shared by the screens: times (UTC, no clock), durations, statuses, sizes."""
+"""Formatting shared by the screens: times (UTC, no clock), durations, statuses, sizes, errors."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 
+from rich.markup import escape
 from rich.text import Text
 
+from kitmlflow_tui.errors import KitmlflowError, scrub_secrets
 from kitmlflow_tui.selection import format_size
 
 STATUS_STYLES = {
@@ -79,3 +81,10 @@ __all__ = [
     "not_finished_reason",
     "status_text",
 ]
+
+
+def error_markup(exc: KitmlflowError) -> str:
+    text = f"[b $error]{escape(scrub_secrets(exc.message))}[/]"
+    if exc.hint:
+        text += f"\n[$warning]{escape(scrub_secrets(exc.hint))}[/]"
+    return text

@@ -9,15 +9,16 @@ from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import Static
 
-from kitmlflow_tui.catalogue import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults, Profile
 from kitmlflow_tui.reference import ModelRef
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.tui.dialogs import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.screens.modals import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.selection_model import ArtifactBrowser
 from kitmlflow_tui.tui.text import format_time, not_finished_reason, status_text
 from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
@@ -34,10 +35,37 @@ class ArtifactsScreen(WizardScreen):
         Binding("escape", "back", "Back"),
     ]
 
+    class RunLoaded(Message):
+        """The run behind this step is known (the App keeps it: Escape may need its experiment)."""
+
+        def __init__(self, run: RunInfo) -> None:
+            super().__init__()
+            self.run = run
+
+    class Chosen(Message):
+        """The files to import are ticked: the App shows the review."""
+
+        def __init__(
+            self,
+            run: RunInfo,
+            tree: ArtifactTree,
+            spec: FilterSpec,
+            package: PackageDefaults,
+            registered: RegisteredModelInfo | None,
+        ) -> None:
+            super().__init__()
+            self.run, self.tree, self.spec, self.package, self.registered = run, tree, spec, package, registered
+
     def __init__(
-        self, *, run_id: str | None = None, experiment_id: str | None = None, model: ModelRef | None = None
+        self,
+        *,
+        run_id: str | None = None,
+        experiment_id: str | None = None,
+        model: ModelRef | None = None,
+        initial_spec: FilterSpec | None = None,
     ) -> None:
         super().__init__()
+        self.initial_spec = initial_spec  # the command line's filter, applied once the tree is listed
         self.run_id = run_id
         self.experiment_id = experiment_id
         self.model = model
@@ -53,12 +81,6 @@ class ArtifactsScreen(WizardScreen):
 
     def where(self) -> str:
         return self.wizard.display_uri
-
-    def previous(self) -> WizardScreen | None:
-        from kitmlflow_tui.tui.screens.runs import RunsScreen
-
-        experiment = self.run.experiment_id if self.run else self.experiment_id
-        return RunsScreen(experiment, self.run.experiment_name if self.run else None) if experiment else None
 
     def compose_body(self) -> ComposeResult:
         yield Static("Reading the run…", id="run-header", classes="header-line")
@@ -98,6 +120,7 @@ class ArtifactsScreen(WizardScreen):
 
     def run_loaded(self, run: RunInfo, list_tree: bool = True) -> None:
         self.run = run
+        self.post_message(self.RunLoaded(run))
         self.show_header()
         if not list_tree:
             return
@@ -171,7 +194,7 @@ class ArtifactsScreen(WizardScreen):
             timer.stop()
         self.logged_models = tree.logged_models
         self.browser.set_tree(tree)
-        initial = self.wizard.take_initial_spec()
+        initial, self.initial_spec = self.initial_spec, None
         if initial is not None:
             self.apply_spec(initial)
         self.query_one(CheckboxTree).reload()
@@ -291,9 +314,6 @@ class ArtifactsScreen(WizardScreen):
         if totals is None or totals.files == 0:
             self.notify("Tick at least one file to import.", severity="warning")
             return
-        from kitmlflow_tui.tui.screens.review import ReviewScreen
-
         assert self.browser.index is not None
-        self.app.push_screen(
-            ReviewScreen(self.run, self.browser.index.tree, self.browser.spec(), self.package, self.registered)
-        )
+        tree = self.browser.index.tree
+        self.post_message(self.Chosen(self.run, tree, self.browser.spec(), self.package, self.registered))

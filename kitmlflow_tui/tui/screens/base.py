@@ -1,34 +1,32 @@
-"""What every wizard step shares: the step line, the footer, worker plumbing and the way back."""
+"""What every wizard step shares: the step line, the footer, worker plumbing and the way back.
+
+A step knows its inputs (constructor arguments and the App's :class:`WizardContext`) and its outputs
+(messages it posts: its choice, or :class:`WizardScreen.BackRequested`). The App handles them and
+decides which step comes next; no step constructs another.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from kitmlflow_tui.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
-
-if TYPE_CHECKING:
-    from kitmlflow_tui.tui.app import KitmlflowApp
+from kitmlflow_tui.tui.context import WizardContext
+from kitmlflow_tui.tui.dialogs import ErrorScreen
 
 T = TypeVar("T")
 STEPS = ("Experiments", "Runs", "Artifacts", "Review", "Import")
 # Errors that mean the server itself is not usable: they get the full error screen with a retry.
 SERVER_EXIT_CODES = {3, 6}
-
-
-def error_markup(exc: KitmlflowError) -> str:
-    text = f"[b $error]{escape(scrub_secrets(exc.message))}[/]"
-    if exc.hint:
-        text += f"\n[$warning]{escape(scrub_secrets(exc.hint))}[/]"
-    return text
 
 
 class StepLine(Static):
@@ -48,9 +46,17 @@ class WizardScreen(Screen[None]):
     STEP: ClassVar[str] = ""
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
 
+    class BackRequested(Message):
+        """Escape on a step: the App goes back to the step before (building it when the wizard was
+        opened straight at this one)."""
+
+        def __init__(self, screen: WizardScreen) -> None:
+            super().__init__()
+            self.screen = screen
+
     @property
-    def wizard(self) -> KitmlflowApp:
-        return self.app  # type: ignore[return-value]
+    def wizard(self) -> WizardContext:
+        return cast(WizardContext, self.app)
 
     def compose(self) -> ComposeResult:
         yield StepLine(self.STEP, self.where())
@@ -64,17 +70,8 @@ class WizardScreen(Screen[None]):
         """The context shown after the steps (the server, the experiment, the run)."""
         return self.wizard.display_uri
 
-    def previous(self) -> WizardScreen | None:
-        """The step before this one, for Escape when the wizard was opened straight at this step."""
-        return None
-
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
-            return
-        previous = self.previous()
-        if previous is not None:
-            self.app.switch_screen(previous)
+        self.post_message(self.BackRequested(self))
 
     # -- workers ---------------------------------------------------------------------------------
     def background(
@@ -106,8 +103,6 @@ class WizardScreen(Screen[None]):
 
     def show_error(self, exc: KitmlflowError, retry: Callable[[], None] | None = None) -> None:
         """Server-level failures get the full error screen; anything else a notification."""
-        from kitmlflow_tui.tui.screens.modals import ErrorScreen
-
         if exc.exit_code in SERVER_EXIT_CODES or retry is not None:
             self.app.push_screen(ErrorScreen(exc, retry=retry))
         else:

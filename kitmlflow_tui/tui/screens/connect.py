@@ -1,4 +1,4 @@
-"""Step 0: say where we connect, load MLflow in a worker, then open the step the URI points at."""
+"""Step 0: say where we connect and load MLflow in a worker; the App then opens the step the URI points at."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Vertical
+from textual.message import Message
 from textual.widgets import Static
 
 from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.reference import BrowseRef, ModelRef, RunRef, redact_uri
-from kitmlflow_tui.tui.screens.base import WizardScreen, error_markup
+from kitmlflow_tui.reference import redact_uri
+from kitmlflow_tui.tui.screens.base import WizardScreen
+from kitmlflow_tui.tui.text import error_markup
 
 
 class ConnectScreen(WizardScreen):
@@ -22,6 +24,23 @@ class ConnectScreen(WizardScreen):
         Binding("q", "app.quit", "Quit"),
         Binding("escape", "back", show=False),
     ]
+
+    class Connected(Message):
+        """The backend is open: the App shows the step the reference points at."""
+
+    class Retrying(Message):
+        """The user asked to connect again: the last failure no longer decides the exit code."""
+
+    class Failed(Message):
+        """The connection failed: quitting now exits with this error's code."""
+
+        def __init__(self, error: KitmlflowError) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: KitmlflowError | None = None
 
     def compose_body(self) -> ComposeResult:
         with Center(), Vertical(id="connect-box"):
@@ -47,23 +66,11 @@ class ConnectScreen(WizardScreen):
         self.background(self.wizard.open_backend, self.connected, self.failed, group="connect")
 
     def connected(self, _backend: object) -> None:
-        reference = self.wizard.reference
-        from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
-        from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
-        from kitmlflow_tui.tui.screens.runs import RunsScreen
-
-        if isinstance(reference, RunRef):
-            target: WizardScreen = ArtifactsScreen(run_id=reference.run_id, experiment_id=reference.experiment_id)
-        elif isinstance(reference, ModelRef):
-            target = ArtifactsScreen(model=reference)
-        elif isinstance(reference, BrowseRef) and reference.experiment_id:
-            target = RunsScreen(reference.experiment_id)
-        else:
-            target = ExperimentsScreen()
-        self.app.switch_screen(target)
+        self.post_message(self.Connected())
 
     def failed(self, error: KitmlflowError) -> None:
-        self.wizard.last_error = error
+        self.error = error
+        self.post_message(self.Failed(error))
         self.query_one("#connect-status", Static).update(f"Could not connect to [b]{escape(self._target())}[/].")
         self.query_one("#connect-error", Static).update(error_markup(error) + "\n\n[b]r[/] retry · [b]q[/] quit")
 
@@ -72,8 +79,9 @@ class ConnectScreen(WizardScreen):
         return redact_uri(uri) if uri else "the default tracking server"
 
     def action_retry(self) -> None:
-        if self.wizard.last_error is not None:
-            self.wizard.last_error = None
+        if self.error is not None:
+            self.error = None
+            self.post_message(self.Retrying())
             self.connect()
 
     def action_back(self) -> None:

@@ -8,9 +8,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue import ExperimentSummary
+from kitmlflow_tui.catalogue.records import ExperimentSummary
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import format_time
 
@@ -26,6 +27,13 @@ class ExperimentsScreen(WizardScreen):
         Binding("escape", "clear", "Clear filter"),
         Binding("ctrl+r", "reload", "Reload"),
     ]
+
+    class Chosen(Message):
+        """An experiment was opened: the App shows its runs."""
+
+        def __init__(self, experiment: ExperimentSummary) -> None:
+            super().__init__()
+            self.experiment = experiment
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,9 +97,7 @@ class ExperimentsScreen(WizardScreen):
         self.open(self.shown[event.cursor_row])
 
     def open(self, experiment: ExperimentSummary) -> None:
-        from kitmlflow_tui.tui.screens.runs import RunsScreen
-
-        self.app.push_screen(RunsScreen(experiment.experiment_id, experiment.name))
+        self.post_message(self.Chosen(experiment))
 
     def action_clear(self) -> None:
         self.query_one(Input).value = ""

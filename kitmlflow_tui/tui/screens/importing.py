@@ -1,4 +1,4 @@
-"""Step 5: the import with byte-level progress, a log of steps, a confirmed cancel; then the result."""
+"""Step 5: the import with byte-level progress, a log of steps and a confirmed cancel."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import ProgressBar, RichLog, Static
 
 from kitmlflow_tui.download import ProgressEvent
@@ -22,8 +23,8 @@ from kitmlflow_tui.errors import InterruptedByUser, KitmlflowError, scrub_secret
 from kitmlflow_tui.pipeline import Observer
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.tui.backend import ImportChoice
+from kitmlflow_tui.tui.dialogs import ConfirmScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.screens.modals import ConfirmScreen
 from kitmlflow_tui.tui.text import format_seconds
 
 if TYPE_CHECKING:
@@ -146,6 +147,13 @@ class ImportScreen(WizardScreen):
         Binding("q", "quit_when_over", "Quit", show=False),
     ]
 
+    class Finished(Message):
+        """The ModelKit is packed: the App shows the result."""
+
+        def __init__(self, screen: ImportScreen, choice: ImportChoice, result: ImportResult) -> None:
+            super().__init__()
+            self.screen, self.choice, self.result = screen, choice, result
+
     def __init__(self, choice: ImportChoice) -> None:
         super().__init__()
         self.choice = choice
@@ -200,10 +208,7 @@ class ImportScreen(WizardScreen):
         self.running = False
         self.timer.stop()
         self.refresh_progress()
-        self.wizard.result_code = 0
-        while self.app.screen is not self:  # the cancel dialog may still be open: the question is moot
-            self.app.pop_screen()
-        self.app.switch_screen(DoneScreen(self.choice, result))
+        self.post_message(self.Finished(self, self.choice, result))
 
     def failed(self, error: KitmlflowError) -> None:
         self.running = False
@@ -241,54 +246,3 @@ class ImportScreen(WizardScreen):
     def action_quit_when_over(self) -> None:
         if not self.running:
             self.app.exit(self.outcome.exit_code if self.outcome else 0)
-
-
-class DoneScreen(WizardScreen):
-    STEP = "Import"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "app.quit", "Quit"),
-        Binding("ctrl+y", "copy", "Copy unpack command"),
-        Binding("escape", "app.quit", "Quit", show=False),
-    ]
-
-    def __init__(self, choice: ImportChoice, result: ImportResult) -> None:
-        super().__init__()
-        self.choice = choice
-        self.result = result
-
-    def where(self) -> str:
-        return f"{self.wizard.display_uri} · {self.choice.run.run_name}"
-
-    def unpack_command(self) -> str:
-        folder = self.result.reference.rsplit("/", 1)[-1].split(":", 1)[0]
-        return f"kit unpack {self.result.reference} -d ./{folder}"
-
-    def compose_body(self) -> ComposeResult:
-        result = self.result
-        remote = "REGISTRY/ORG/" + result.reference.rsplit("/", 1)[-1]
-        with Vertical(id="done-box"):
-            yield Static(f"[b green]✓ ModelKit ready[/]  [b]{escape(result.reference)}[/]", id="done-title")
-            table = Table.grid(padding=(0, 2))
-            table.add_column(style="dim")
-            table.add_column(overflow="fold")
-            table.add_row("digest", result.digest)
-            table.add_row("size", f"{format_size(result.size)}  (packed by {result.packer})")
-            table.add_row("files", f"{len(result.download.paths):,} from run {self.choice.run.run_id}")
-            table.add_row("storage", escape(str(result.storage_root)))
-            yield Static(table, id="done-facts")
-            yield Static(
-                "[b]Next[/]\n"
-                "  kit list\n"
-                f"  {escape(self.unpack_command())}\n"
-                f"  kit tag {escape(result.reference)} {escape(remote)}\n"
-                f"  kit push {escape(remote)}",
-                id="done-next",
-            )
-            yield Static("[dim]q quits · ctrl+y copies the unpack command[/]")
-
-    def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self.unpack_command())
-        self.notify("Copied.", title="kit unpack")
-
-    def action_back(self) -> None:
-        self.app.exit(0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.markup import escape
 from rich.syntax import Syntax
@@ -12,18 +12,20 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
-from kitmlflow_tui.catalogue import ArtifactTree, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.kitfile import KitfileOverrides
+from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides, dump_kitfile
 from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.reference import ModelRef, RunRef, format_reference
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.backend import ImportChoice
-from kitmlflow_tui.tui.screens.base import WizardScreen, error_markup
+from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import headless_command
+from kitmlflow_tui.tui.text import error_markup
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 FIELDS = (
@@ -40,18 +42,17 @@ def default_tag(run: RunInfo) -> str:
     return f"{repository}:{run.run_id[:8]}"
 
 
-def entry_roles(kitfile: dict[str, Any]) -> list[tuple[str, str, str]]:
+def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
     """(role, path, detail) for every entry of a Kitfile, as the review table shows them."""
     rows: list[tuple[str, str, str]] = []
-    model = kitfile.get("model")
-    if isinstance(model, dict):
-        detail = " ".join(str(model[k]) for k in ("framework", "format") if model.get(k))
-        rows.append(("model", str(model.get("path", "")), detail or str(model.get("name") or "")))
-        for part in model.get("parts") or []:
-            rows.append(("model part", str(part.get("path", "")), str(part.get("type") or part.get("name") or "")))
-    for section, role in (("datasets", "dataset"), ("code", "code"), ("docs", "docs")):
-        for entry in kitfile.get(section) or []:
-            rows.append((role, str(entry.get("path", "")), str(entry.get("name") or entry.get("description") or "")))
+    model = kitfile.model
+    if model is not None:
+        detail = " ".join(v for v in (model.framework, model.format) if v)
+        rows.append(("model", model.path or "", detail or model.name or ""))
+        rows += [("model part", part.path or "", part.type or part.name or "") for part in model.parts]
+    rows += [("dataset", e.path or "", e.name or e.description or "") for e in kitfile.datasets]
+    rows += [("code", e.path or "", e.description or "") for e in kitfile.code]
+    rows += [("docs", e.path or "", e.description or "") for e in kitfile.docs]
     return rows
 
 
@@ -76,6 +77,13 @@ class ReviewScreen(WizardScreen):
         Binding("escape", "back", "Back"),
     ]
 
+    class ImportRequested(Message):
+        """The review is done: the App runs the import of this choice."""
+
+        def __init__(self, choice: ImportChoice) -> None:
+            super().__init__()
+            self.choice = choice
+
     def __init__(
         self,
         run: RunInfo,
@@ -91,7 +99,7 @@ class ReviewScreen(WizardScreen):
         self.package = package or PackageDefaults()
         self.registered = registered
         self.plan = make_plan(tree, spec)
-        self.kitfile: dict[str, Any] | None = None
+        self.kitfile: Kitfile | None = None
         self.free: int | None = None
         self.tag_error: str | None = None
         self._debounce: Timer | None = None
@@ -177,7 +185,7 @@ class ReviewScreen(WizardScreen):
     def preview(self) -> None:
         choice = self.choice()
 
-        def build() -> dict[str, Any]:
+        def build() -> Kitfile:
             from kitmlflow_tui.pipeline import check_tag
 
             check_tag(choice.tag)
@@ -185,9 +193,7 @@ class ReviewScreen(WizardScreen):
 
         self.background(build, self.previewed, self.preview_failed, group="preview")
 
-    def previewed(self, kitfile: dict[str, Any]) -> None:
-        from kitmlflow_tui.kitfile import dump_kitfile
-
+    def previewed(self, kitfile: Kitfile) -> None:
         self.kitfile = kitfile
         self.tag_error = None
         self.query_one("#tag-error").display = False
@@ -260,6 +266,4 @@ class ReviewScreen(WizardScreen):
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")
             return
-        from kitmlflow_tui.tui.screens.importing import ImportScreen
-
-        self.app.push_screen(ImportScreen(self.choice()))
+        self.post_message(self.ImportRequested(self.choice()))

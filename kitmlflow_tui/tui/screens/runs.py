@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -11,12 +12,14 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue import RunPage, RunSummary
+from kitmlflow_tui.catalogue.records import RunPage, RunQuery, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen, error_markup
+from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
 from kitmlflow_tui.tui.text import (
+    error_markup,
     format_duration,
     format_metric,
     format_time,
@@ -68,6 +71,13 @@ class RunsScreen(WizardScreen):
         Binding("escape", "back", "Back"),
     ]
 
+    class Chosen(Message):
+        """A finished run was opened: the App shows its artifacts."""
+
+        def __init__(self, run: RunSummary) -> None:
+            super().__init__()
+            self.run = run
+
     def __init__(self, experiment_id: str, experiment_name: str | None = None) -> None:
         super().__init__()
         self.experiment_id = experiment_id
@@ -84,11 +94,6 @@ class RunsScreen(WizardScreen):
 
     def where(self) -> str:
         return f"{self.wizard.display_uri} · {self.experiment_name or 'experiment ' + self.experiment_id}"
-
-    def previous(self) -> WizardScreen | None:
-        from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
-
-        return ExperimentsScreen()
 
     def compose_body(self) -> ComposeResult:
         yield Input(
@@ -116,35 +121,20 @@ class RunsScreen(WizardScreen):
     def action_reload(self) -> None:
         self.generation += 1
         self.runs, self.next_token, self.page_loading = [], None, True
-        generation, filter_string, order_by = self.generation, self.filter_string, self.order_by()
         self.query_one("#run-detail", Static).update("Loading runs…")
-
-        def fetch() -> tuple[int, RunPage]:
-            page = self.wizard.backend.search_runs(
-                self.experiment_id, filter_string=filter_string, order_by=order_by, max_results=PAGE_SIZE
-            )
-            return generation, page
-
-        self.background(fetch, self.first_page, self.load_failed, group="runs")
+        self.background(self.fetcher(None), self.first_page, self.load_failed, group="runs")
 
     def load_more(self) -> None:
         if self.page_loading or not self.next_token:
             return
         self.page_loading = True
-        generation, token = self.generation, self.next_token
-        filter_string, order_by = self.filter_string, self.order_by()
+        self.background(self.fetcher(self.next_token), self.more, self.load_failed, group="runs-more")
 
-        def fetch() -> tuple[int, RunPage]:
-            page = self.wizard.backend.search_runs(
-                self.experiment_id,
-                filter_string=filter_string,
-                order_by=order_by,
-                max_results=PAGE_SIZE,
-                page_token=token,
-            )
-            return generation, page
-
-        self.background(fetch, self.more, self.load_failed, group="runs-more")
+    def fetcher(self, page_token: str | None) -> Callable[[], tuple[int, RunPage]]:
+        """A worker's job: one page of the current query, tagged with the query's generation."""
+        backend, experiment_id, generation = self.wizard.backend, self.experiment_id, self.generation
+        query = RunQuery(self.filter_string, tuple(self.order_by()), PAGE_SIZE, page_token)
+        return lambda: (generation, backend.search_runs(experiment_id, query))
 
     def first_page(self, result: tuple[int, RunPage]) -> None:
         generation, page = result
@@ -269,9 +259,7 @@ class RunsScreen(WizardScreen):
         if reason:
             self.notify(f"Run {run.run_name or run.run_id} is {reason}.", severity="warning", timeout=6)
             return
-        from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
-
-        self.app.push_screen(ArtifactsScreen(run_id=run.run_id, experiment_id=run.experiment_id))
+        self.post_message(self.Chosen(run))
 
     def action_focus_filter(self) -> None:
         self.query_one("#run-filter", Input).focus()

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from kitmlflow_tui.catalogue import LevelEntry
+from kitmlflow_tui.catalogue.records import LevelEntry
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.tui.selection_model import ArtifactBrowser, TickState
 

@@ -1,0 +1,249 @@
+"""Dialogs: an error with a retry, a yes/no confirm, the glob filter with its preview, profiles.
+
+Each is a modal that knows no wizard step: it is given what it shows and dismisses with its answer,
+so any step may open one and await the answer, as it would use a widget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from kitmlflow_tui.catalogue.records import ArtifactTree
+from kitmlflow_tui.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.tui.text import error_markup
+
+PREVIEW_ROWS = 200
+
+
+class ErrorScreen(ModalScreen[bool]):
+    """The same message and advice as the CLI, with a retry when there is something to retry."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "retry", "Retry"),
+        Binding("escape", "dismiss_error", "Close"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, error: KitmlflowError, retry: Callable[[], None] | None = None) -> None:
+        super().__init__(classes="dialog-screen")
+        self.error = error
+        self.retry = retry
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog error-dialog"):
+            yield Label(f"[b]Error[/] [dim](exit code {self.error.exit_code})[/]", classes="dialog-title")
+            yield Static(error_markup(self.error), id="error-text")
+            with Horizontal(classes="dialog-buttons"):
+                if self.retry is not None:
+                    yield Button("Retry (r)", id="retry", variant="primary", compact=True)
+                yield Button("Close (esc)", id="close", compact=True)
+                yield Button("Quit (q)", id="quit", variant="error", compact=True)
+
+    @on(Button.Pressed, "#retry")
+    def action_retry(self) -> None:
+        if self.retry is None:
+            return
+        self.dismiss(True)
+        self.retry()
+
+    @on(Button.Pressed, "#close")
+    def action_dismiss_error(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed, "#quit")
+    def quit_app(self) -> None:
+        self.app.exit(self.error.exit_code)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes (y)", no: str = "No (n)") -> None:
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.labels = (yes, no)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.labels[0], id="yes", variant="error", compact=True)
+                yield Button(self.labels[1], id="no", variant="primary", compact=True)
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+@dataclass(frozen=True)
+class GlobChoice:
+    spec: FilterSpec
+    mode: str  # "only": tick exactly the matches; "add": tick them too; "remove": untick them
+
+
+class GlobScreen(ModalScreen[GlobChoice | None]):
+    """Type patterns, see what they match, then apply: only / add / remove."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+o", "apply('only')", "Only these"),
+        Binding("ctrl+a", "apply('add')", "Add"),
+        Binding("ctrl+r", "apply('remove')", "Remove"),
+    ]
+
+    def __init__(self, tree: ArtifactTree, initial: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self.artifact_tree = tree
+        self.initial = initial
+        self.spec: FilterSpec | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog glob-dialog"):
+            yield Label("[b]Glob filter[/]  [dim]space-separated · !glob excludes · * ** ? \\[abc] · \\ escapes[/]")
+            yield Input(
+                self.initial, placeholder="e.g. model/ *.safetensors !checkpoints/", id="glob-input", compact=True
+            )
+            yield Static("", id="glob-summary")
+            yield OptionList(id="glob-preview")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Only these ^o", id="only", variant="primary", compact=True)
+                yield Button("Add ^a", id="add", compact=True)
+                yield Button("Remove ^r", id="remove", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#glob-input", Input).cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        self.preview(self.initial)
+
+    @on(Input.Changed, "#glob-input")
+    def changed(self, event: Input.Changed) -> None:
+        self.preview(event.value)
+
+    @on(Input.Submitted, "#glob-input")
+    def submitted(self) -> None:
+        self.action_apply("only")
+
+    def preview(self, text: str) -> None:
+        summary = self.query_one("#glob-summary", Static)
+        options = self.query_one("#glob-preview", OptionList)
+        options.clear_options()
+        self.spec = None
+        words = text.split()
+        if not words:
+            summary.update("[dim]Type a pattern to see the files it matches.[/]")
+            return
+        spec = FilterSpec(
+            include=tuple(w for w in words if not w.startswith("!")),
+            exclude=tuple(w[1:] for w in words if w.startswith("!") and len(w) > 1),
+        )
+        try:
+            plan = make_plan(self.artifact_tree, spec)
+        except BadInputError as exc:
+            summary.update(error_markup(exc))
+            return
+        self.spec = spec
+        summary.update(
+            f"[b]{len(plan.selected):,}[/] of {len(self.artifact_tree.files):,} files match · "
+            f"[b]{format_size(plan.selected_bytes)}[/] of {format_size(plan.total_bytes)}"
+        )
+        options.add_options(
+            Option(f"{escape(f.path)}  [dim]{format_size(f.size)}[/]") for f in plan.selected[:PREVIEW_ROWS]
+        )
+        if len(plan.selected) > PREVIEW_ROWS:
+            options.add_option(Option(f"[dim]… and {len(plan.selected) - PREVIEW_ROWS:,} more[/]", disabled=True))
+
+    def action_apply(self, mode: str) -> None:
+        if self.spec is not None:
+            self.dismiss(GlobChoice(self.spec, mode))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.action_cancel()
+        elif event.button.id:
+            self.action_apply(event.button.id)
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    action: str  # "load" or "save"
+    name: str
+
+
+class ProfileScreen(ModalScreen[ProfileChoice | None]):
+    """Load a saved profile, or save the current ticks as one (the YAML ``--profile`` reads)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, names: list[str], folder: str, can_save: bool) -> None:
+        super().__init__(classes="dialog-screen")
+        self.names = names
+        self.folder = folder
+        self.can_save = can_save
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog profile-dialog"):
+            yield Label(f"[b]Profiles[/]  [dim]{escape(self.folder)}[/]")
+            if self.names:
+                yield OptionList(*[Option(escape(n), id=n) for n in self.names], id="profile-list")
+            else:
+                yield Static("[dim]No profiles saved yet.[/]", id="profile-list-empty")
+            yield Input(placeholder="name to save the current selection as", id="profile-name", compact=True)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Load", id="load", variant="primary", disabled=not self.names, compact=True)
+                yield Button("Save", id="save", disabled=not self.can_save, compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#profile-name", Input).cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        if self.names:
+            self.query_one("#profile-list", OptionList).focus()
+        else:
+            self.query_one("#profile-name", Input).focus()
+
+    @on(OptionList.OptionSelected, "#profile-list")
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(ProfileChoice("load", str(event.option.id)))
+
+    @on(Input.Submitted, "#profile-name")
+    def submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() and self.can_save:
+            self.dismiss(ProfileChoice("save", event.value.strip()))
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "load":
+            options = self.query_one("#profile-list", OptionList)
+            if options.highlighted is not None:
+                option = options.get_option_at_index(options.highlighted)
+                self.dismiss(ProfileChoice("load", str(option.id)))
+        elif event.button.id == "save":
+            name = self.query_one("#profile-name", Input).value.strip()
+            if name:
+                self.dismiss(ProfileChoice("save", name))
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,129 @@
+"""Case 1 of docs/reliability.md: the tracking server dies (SIGKILL) in the middle of an import.
+
+This module has a server of its own (it kills it), seeded with one run: small files that complete at
+once and one large file that is still moving when the server dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import kitmlflow_subprocess_env
+from tests.support.servers import MlflowServer, mlflow_server, seed_run
+
+LARGE = 300_000_000
+SMALL = {"small/a.bin": 200_000, "small/b.bin": 300_000, "README.md": b"# crash test\n"}
+
+
+@dataclass
+class CrashServer:
+    server: MlflowServer
+    experiment_id: str
+    run_id: str
+
+    def uri(self) -> str:
+        return f"mlflow://127.0.0.1:{self.server.port}/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+
+@pytest.fixture(scope="module")
+def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashServer]:
+    root = tmp_path_factory.mktemp("crash-server")
+    with mlflow_server(root) as server:
+        exp, run = seed_run(server.url, experiment_name="crash", files={**SMALL, "large.bin": b"0"})
+        large = root / "art" / exp / run / "artifacts" / "large.bin"
+        with open(large, "wb") as out:  # written straight into the store: logging it would take long
+            for _ in range(LARGE // 10_000_000):
+                out.write(os.urandom(10_000_000))
+        yield CrashServer(server, exp, run)
+
+
+def import_command(uri: str, tag: str) -> list[str]:
+    return [sys.executable, "-m", "kitmlflow_tui.cli", "import", uri, "-t", tag, "--yes", "--json"]
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return kitmlflow_subprocess_env(KITOPS_HOME=str(root / "kitops"), KITMLFLOW_CACHE_DIR=str(root / "cache"))
+
+
+def tags_in(kitops: Path) -> dict:
+    found: dict = {}
+    for path in (kitops / "storage").glob("*-tags.json"):
+        found.update(json.loads(path.read_text()))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_server_killed_mid_download_then_the_rerun_moves_only_the_missing_bytes(
+    crash_server: CrashServer, tmp_path: Path
+) -> None:
+    uri = crash_server.uri()
+    command = [*import_command(uri, "crash:v1"), "--packer", "native", "--jobs", "2"]
+
+    # The reference: the same import, never interrupted, into another kit home.
+    clean = subprocess.run(command, env=env_for(tmp_path / "clean"), capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    clean_digest = json.loads(clean.stdout)["digest"]
+
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen(command, env=env_for(crashed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cache = crashed / "cache"
+    deadline = time.monotonic() + 120
+    part = None
+    while part is None or part.stat().st_size < 60_000_000:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the large file never started"
+        part = next(iter(cache.glob("*/*/.kitmlflow-partial/large.bin.part")), None)
+        time.sleep(0.01)
+    crash_server.server.kill()
+    killed_at = time.monotonic()
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+        failed_after = time.monotonic() - killed_at
+        assert proc.returncode in (6, 7), stderr
+        assert failed_after < 60, f"took {failed_after:.0f}s to give up on a dead server"
+        print(f"exit {proc.returncode} {failed_after:.1f}s after the server was killed")
+        assert json.loads(stdout)["error"]["code"] == proc.returncode
+        assert "large.bin" in stderr or "reach" in stderr
+        assert tags_in(crashed / "kitops") == {}, "no tag after a failed import"
+        (run_cache,) = [p for p in cache.glob("*/*") if p.is_dir() and ".stage-" not in p.name]
+        assert not list(cache.glob("*/*.stage-*")), "no stage folder left behind"
+        completed = {str(p.relative_to(run_cache)) for p in run_cache.rglob("*") if p.is_file()}
+        assert {"small/a.bin", "small/b.bin", "README.md"} <= completed, completed  # kept
+        assert not (run_cache / "large.bin").exists()
+        kept_part = part.stat().st_size
+        assert kept_part >= 60_000_000
+    finally:
+        crash_server.server.restart()
+
+    selected = LARGE + sum(v if isinstance(v, int) else len(v) for v in SMALL.values())
+    resumed = subprocess.run(command, env=env_for(crashed), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    assert doc["selected_bytes"] == selected
+    assert doc["downloaded_bytes"] == LARGE - kept_part, "only the missing bytes move"
+    assert doc["reused_bytes"] == selected - (LARGE - kept_part)
+    assert doc["digest"] == clean_digest, "the resumed import is byte-for-byte the uninterrupted one"
+    assert tags_in(crashed / "kitops")["v1"]["digest"] == clean_digest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_server_killed_before_the_import_is_exit_6_fast(crash_server: CrashServer, tmp_path: Path) -> None:
+    crash_server.server.kill()  # the module's last test: the fixture's teardown deals with the corpse
+    started = time.monotonic()
+    done = subprocess.run(
+        import_command(crash_server.uri(), "gone:v1"), env=env_for(tmp_path), capture_output=True, text=True
+    )
+    assert done.returncode == 6, done.stderr
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.part"))

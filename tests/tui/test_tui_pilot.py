@@ -1,0 +1,309 @@
+"""The wizard driven by keys and the mouse against a real local MLflow store (the demo store)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable
+
+from kitmlflow_tui.profiles import load_profile
+from kitmlflow_tui.reference import BrowseRef, RunRef
+from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.tui.app import KitmlflowApp
+from kitmlflow_tui.tui.screens import runs as runs_screen
+from kitmlflow_tui.tui.selection_model import reproduces
+from tests.support.cli import run_cli
+from tests.support.tui import FixedBackend, fixed_app, screen_text, shows, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def app_for(store, reference=None, **options) -> KitmlflowApp:
+    return KitmlflowApp(reference, tracking_uri_flag=store.tracking_uri, cursor_blink=False, **options)
+
+
+def on(app: KitmlflowApp, name: str) -> bool:
+    return type(app.screen).__name__ == name
+
+
+def rows(app: KitmlflowApp) -> int:
+    return app.screen.query_one(DataTable).row_count
+
+
+def tree_listed(app: KitmlflowApp) -> bool:
+    browser = getattr(app.screen, "browser", None)
+    return on(app, "ArtifactsScreen") and browser is not None and browser.listed
+
+
+def test_importing_the_app_does_not_import_mlflow() -> None:
+    code = "import sys, kitmlflow_tui.tui.app; print('mlflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_store) -> None:
+    app = app_for(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "ExperimentsScreen") and rows(app) == 4, what="experiments")
+        await shows(pilot, "image-classifier")
+        await pilot.press(*"sweeps")
+        await wait_for(pilot, lambda: rows(app) == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) == 12, what="the sweep runs")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ExperimentsScreen"))
+
+
+async def test_runs_not_finished_are_refused_with_the_reason(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, BrowseRef(None, demo_store.experiments["vision"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) >= 5, what="runs")
+        table = app.screen.query_one(DataTable)
+        assert app.screen.runs[0].status == "RUNNING"  # newest first
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert on(app, "RunsScreen")
+        await shows(pilot, "RUNNING, not FINISHED")
+        finished = next(i for i, run in enumerate(app.screen.runs) if run.run_id == demo_store.runs["finished"])
+        table.move_cursor(row=finished)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+
+
+async def test_a_bad_filter_shows_mlflows_message(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, BrowseRef(None, demo_store.experiments["vision"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) >= 5)
+        await pilot.press("slash", *"metrics.val_accuracy >>> 1", "enter")
+        await wait_for(pilot, lambda: app.screen.query_one("#filter-error").display, what="the filter error")
+        await shows(pilot, "Invalid")
+        await pilot.press("slash", "ctrl+u", *"metrics.val_accuracy > 0.9", "enter")
+        await wait_for(pilot, lambda: not app.screen.query_one("#filter-error").display and rows(app) == 1)
+
+
+async def test_runs_page_in_as_the_cursor_nears_the_end_and_sort(isolated_env, demo_store, monkeypatch) -> None:
+    monkeypatch.setattr(runs_screen, "PAGE_SIZE", 4)
+    monkeypatch.setattr(runs_screen, "LOAD_MORE_WITHIN", 2)
+    app = app_for(demo_store, BrowseRef(None, demo_store.experiments["sweeps"]))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) == 4, what="the first page")
+        for _ in range(12):
+            await pilot.press("down")
+            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: rows(app) == 12, what="every page")
+        await pilot.press("s")  # sort by name
+        await wait_for(pilot, lambda: app.screen.sort_column == "name" and rows(app) >= 4)
+        names = [run.run_name for run in app.screen.runs]
+        assert names == sorted(names, reverse=True)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: not app.screen.descending and rows(app) >= 4)
+        names = [run.run_name for run in app.screen.runs]
+        assert names == sorted(names)
+
+
+async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app), what="the artifact tree")
+        browser = app.screen.browser
+        await shows(pilot, "20 files · 851.")
+        await shows(pilot, "◆ model")
+        await pilot.press("down", "down", "space")  # checkpoints/
+        await pilot.pause()
+        assert browser.state("checkpoints", True) == "none"
+        await shows(pilot, "14 files · 7")
+        await pilot.press("enter", "down", "space")  # open it, tick best.ckpt
+        assert browser.state("checkpoints", True) == "some"
+        spec = browser.spec()
+        assert reproduces(browser.index.tree, spec, browser.chosen())
+        assert spec == FilterSpec(exclude=tuple(f"/checkpoints/epoch_00{n}.pt" for n in range(1, 6)))
+        await pilot.press("x")
+        assert browser.totals().files == 0
+        await pilot.press("c")
+        assert on(app, "ArtifactsScreen")  # nothing ticked: no way on
+        await pilot.press("a")
+        assert browser.totals().files == 20
+
+
+async def test_a_folder_opened_before_the_whole_listing_is_listed_alone(isolated_env, demo_store) -> None:
+    """The whole-tree listing is held back (a server slow to list everything): opening a folder lists just
+    that folder, its files can be ticked, and the ticks hold once the whole tree arrives."""
+    from kitmlflow_tui.tui.backend import CatalogueBackend, connect
+
+    whole_tree_may_go = threading.Event()
+    folder_listings: list[str] = []
+
+    class SlowWholeTree(CatalogueBackend):
+        def run_tree(self, run, **options):
+            assert whole_tree_may_go.wait(60)
+            return super().run_tree(run, **options)
+
+        def folder_level(self, run, folder, logged_models):
+            folder_listings.append(folder)
+            return super().folder_level(run, folder, logged_models)
+
+    def slow_connector(reference, flag):
+        return SlowWholeTree(connect(reference, flag).catalogue)
+
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), connector=slow_connector)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await shows(pilot, "checkpoints/")
+            browser = app.screen.browser
+            await pilot.press("down", "down", "enter")  # open checkpoints/
+            await shows(pilot, "epoch_005.pt")
+            assert "listing…" not in screen_text(app) and not browser.listed
+            assert folder_listings == ["checkpoints"]
+            await pilot.press("down", "space")  # untick best.ckpt
+            assert browser.state("checkpoints", True) == "some"
+            await pilot.press(*["down"] * 8, "enter")  # model/ (a logged model, in a store of its own)
+            await shows(pilot, "MLmodel")
+            assert folder_listings == ["checkpoints", "model"]
+            whole_tree_may_go.set()
+            await wait_for(pilot, lambda: tree_listed(app), what="the whole tree")
+            assert browser.chosen() == {f.path for f in browser.index.tree.files} - {"checkpoints/best.ckpt"}
+            await shows(pilot, "19 files · ")
+            assert browser.spec() == FilterSpec(exclude=("/checkpoints/best.ckpt",))
+    finally:
+        whole_tree_may_go.set()
+
+
+async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app), what="the artifact tree")
+        tree = app.screen.query_one("#artifact-tree")
+        await pilot.click(tree, offset=(1, 0))  # the box of LICENSE
+        assert app.screen.browser.state("LICENSE", False) == "none"
+
+
+async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("slash", *"*.pt")
+        await wait_for(pilot, lambda: on(app, "GlobScreen"))
+        await pilot.pause(0.2)
+        await shows(pilot, "5 of 20 files match")
+        assert app.screen_stack[-2].browser.totals().files == 20  # nothing applied yet
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        browser = app.screen.browser
+        assert browser.chosen() == {f"checkpoints/epoch_00{n}.pt" for n in range(1, 6)}
+        assert browser.spec() == FilterSpec(include=("*.pt",))
+        await pilot.press("slash", "ctrl+u", *"epoch_005.pt", "ctrl+r")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        assert len(app.screen.browser.chosen()) == 4
+
+
+async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        browser = app.screen.browser
+        await pilot.press("down", "down", "space")  # no checkpoints
+        wanted = browser.chosen()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press(*"no-ckpt", "enter")
+        path = isolated_env / "config" / "kitmlflow" / "profiles" / "no-ckpt.yaml"
+        await wait_for(pilot, path.exists, what="the profile file")
+        assert load_profile("no-ckpt").spec == FilterSpec(exclude=("/checkpoints/",))
+        await pilot.press("a")
+        assert browser.totals().files == 20
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press("enter")  # the highlighted (only) profile
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and browser.chosen() == wanted, what="the profile")
+
+
+async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_env) -> None:
+    app = KitmlflowApp(None, tracking_uri_flag="http://127.0.0.1:9", cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.last_error is not None, what="the connection error")
+        text = screen_text(app)
+        assert "Cannot connect to the tracking server http://127.0.0.1:9" in text
+        assert "Is the server running on that host and port?" in text
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.connect_attempts == 2 and app.last_error is not None, what="a retry")
+        await pilot.press("q")
+    assert app.return_value == 6
+
+
+async def test_a_run_that_is_not_finished_cannot_go_on(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["failed"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await shows(pilot, "FAILED, not FINISHED")
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert on(app, "ArtifactsScreen")
+
+
+async def test_the_command_line_filter_and_tag_preset_the_wizard(isolated_env, demo_store) -> None:
+    spec = FilterSpec(exclude=("checkpoints/",))
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), tag="preset:v2", spec=spec)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        assert app.screen.browser.spec() == spec
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
+        assert app.screen.value("tag") == "preset:v2"
+        assert "--exclude checkpoints/" in app.screen.command_line()
+
+
+@pytest.mark.slow
+async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), tag="wizard-check:v1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("down", "down", "enter", "down", "space")  # leave out checkpoints/best.ckpt
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
+        await pilot.press("tab", *"Fraud-free demo")  # the name field
+        await wait_for(pilot, lambda: app.screen.kitfile.package.name == "Fraud-free demo", what="the preview")
+        await pilot.press("ctrl+u")  # back to the default: headless has no --name flag
+        await wait_for(pilot, lambda: app.screen.kitfile.package.name == "wizard-check", what="the preview")
+        command = app.screen.command_line()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=120, what="the import")
+        wizard = app.screen.result
+        await shows(pilot, "ModelKit ready")
+    assert app.return_value in (0, None)
+    words = shlex.split(command)
+    assert words[:2] == ["kitmlflow", "import"] and "--exclude" in words
+    headless = run_cli(*words[1:], "--json")
+    assert headless.code == 0, headless.stderr
+    assert headless.json["digest"] == wizard.digest
+    assert headless.json["reference"] == wizard.reference
+
+
+async def test_cancel_asks_first_then_stops_the_import(isolated_env) -> None:
+    # The real download of the demo is too quick to cancel halfway; the double holds it open.
+    from tests.support.tui import BASELINE
+
+    app = fixed_app(RunRef("http://mlflow.example.com", BASELINE.run_id, "1"), backend=FixedBackend(import_blocks=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "ImportScreen") and app.screen.shown_steps >= 2)
+        importing = app.screen
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+        await pilot.press("n")
+        assert not importing.cancel.is_set()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not importing.running, what="the cancelled import")
+        await shows(pilot, "Download cancelled")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen"))
