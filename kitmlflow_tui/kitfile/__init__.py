@@ -23,6 +23,7 @@ from kitmlflow_tui.kitfile.enrich import (
     BuiltKitfile,
     KitfileOverrides,
     build_kitfile,
+    read_provenance,
     write_provenance_file,
 )
 from kitmlflow_tui.kitfile.license import detect_license_id
@@ -52,6 +53,7 @@ __all__ = [
     "dump_kitfile",
     "dump_yaml",
     "load_kitfile_text",
+    "read_provenance",
     "validate_kitfile",
     "write_provenance_file",
 ]

@@ -152,6 +152,21 @@ def provenance_file_bytes(built: BuiltKitfile) -> bytes | None:
     return (_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance})).encode("utf-8")
 
 
+def read_provenance(kitfile: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The MLflow provenance a Kitfile (or a ModelKit's config, the same as JSON) carries where
+    ``build_kitfile`` puts it: ``model.parameters.mlflow``, else ``datasets[0].parameters.mlflow``.
+    None when there is none there (provenance in ``mlflow-provenance.yaml`` is inside a layer)."""
+
+    def mlflow_of(entry: Any) -> Mapping[str, Any] | None:
+        parameters = entry.get("parameters") if isinstance(entry, Mapping) else None
+        found = parameters.get("mlflow") if isinstance(parameters, Mapping) else None
+        return found if isinstance(found, Mapping) else None
+
+    datasets = kitfile.get("datasets")
+    first_dataset = datasets[0] if isinstance(datasets, list) and datasets else None
+    return mlflow_of(kitfile.get("model")) or mlflow_of(first_dataset)
+
+
 def _owned_provenance_file(folder: FileTree) -> bool:
     return folder.read_text(PROVENANCE_FILE).startswith(_PROVENANCE_HEADER)
 

@@ -25,9 +25,9 @@ from kitmlflow_tui.direct import RESUME_DIR_NAME
 from kitmlflow_tui.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
+from tests.support.kit_storage import check_storage_consistent
 from tests.support.live import LiveServer
 from tests.support.servers import seed_run
-from tests.unit.test_packing import check_storage_consistent
 
 HUGE = 300_000_000
 

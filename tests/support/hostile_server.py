@@ -9,6 +9,8 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
 - ``GET  /api/2.0/mlflow-artifacts/artifacts?path=E/R/artifacts[/DIR]`` → ``{"files": [{"path", "is_dir", "file_size"}]}``
   (``path`` is the name inside the listed folder)
 - ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
+- ``GET  /api/2.0/mlflow/model-versions/search``                  → one version of ``MODEL_NAME`` a page, and
+  a ``next_page_token`` (for ``kitmlflow sync``)
 
 Everything it lists and sends is decided by a :class:`Scenario`, which is where the attacks live:
 listing entries with ``..``, absolute paths or backslashes, sizes that lie, endless or huge listings,
@@ -33,6 +35,7 @@ RUN_ID = "0123456789abcdef0123456789abcdef"
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 ROOT = f"{EXPERIMENT_ID}/{RUN_ID}/artifacts"
+MODEL_NAME = "hostile-model"
 
 Listing = list[dict]  # [{"path": name, "is_dir": bool, "file_size": int}] as the server sends them
 
@@ -71,6 +74,7 @@ class Scenario:
     run_json_endless: bool = False  # runs/get streams a JSON document that never ends
     run_json_trickle: bool = False  # runs/get sends its document one byte every 0.2 s, forever
     stall_listing: bool = False  # listings never answer
+    version_page_token: Callable[[int], str | None] = lambda _page: None  # the token after page N (0, 1, ...)
     # A server that leaks what it was sent: the Authorization header and the password it decodes from it,
     # in the body of an error (HTTP status ``echo_status``) on the routes named in ``echo_on`` ("run",
     # "list", "download", "models" for logged-models/search), for the first ``echo_times`` requests to each (None: every time).
@@ -85,6 +89,7 @@ class HostileServer:
         self.stopping = threading.Event()
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
+        self.version_pages = 0  # model-version search pages answered
         self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
         self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
         self.authorizations: set[str] = set()  # every Authorization header received
@@ -247,6 +252,8 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     )
                 elif parts.path == ARTIFACTS:
                     self._list(query.get("path", [""])[0])
+                elif parts.path == f"{API}/model-versions/search":
+                    self._model_versions()
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
                     self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
                 else:
@@ -273,6 +280,23 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             chunk = b'{"key": "k", "value": "' + b"x" * 65_000 + b'"},'
             while not server.stopping.is_set():
                 self.wfile.write(chunk)
+
+        def _model_versions(self) -> None:
+            with server._lock:
+                page = server.version_pages
+                server.version_pages += 1
+            version = {
+                "name": MODEL_NAME,
+                "version": str(page + 1),
+                "status": "READY",
+                "run_id": RUN_ID,
+                "source": f"mlflow-artifacts:/{ROOT}/model",
+            }
+            document: dict = {"model_versions": [version]}
+            token = scenario.version_page_token(page)
+            if token:
+                document["next_page_token"] = token
+            self._json(document)
 
         def _list(self, path: str) -> None:
             server.record(f"LIST {path}", listing=True)
