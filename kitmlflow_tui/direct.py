@@ -57,13 +57,13 @@ _ROOT_FILES_READ = (".kitignore", "mlflow-provenance.yaml")  # kit's ignore rule
 
 def content_needed(file: ArtifactFile) -> bool:
     """Whether the Kitfile or kit's layer walk reads this file's content: every ``MLmodel`` (the framework), a root
-    license or readme (the SPDX id), the root ``.kitignore`` and provenance file. Small files only."""
+    license or readme (the SPDX id), the root ``.kitignore`` and provenance file. Small files only (as listed; one
+    listed without a size is read up to the same bound)."""
     name = file.path.rsplit("/", 1)[-1]
     lower = name.lower()
     at_root = "/" not in file.path
     return (
-        file.size is not None
-        and file.size <= CONTENT_NEEDED_MAX_BYTES
+        (file.size or 0) <= CONTENT_NEEDED_MAX_BYTES  # an unknown size is read into memory up to this
         and (
             lower == "mlmodel"
             or (at_root and (lower.startswith("license") or lower.startswith("readme") or name in _ROOT_FILES_READ))
@@ -82,7 +82,7 @@ def fetch_contents(
     """The contents of a few small files, in memory (sizes checked against the listing)."""
     if not files:
         return {}
-    targets = {file.path: MemoryTarget(file.size or 0) for file in files}
+    targets = {file.path: MemoryTarget(file.path, file.size or 0, CONTENT_NEEDED_MAX_BYTES) for file in files}
     with tempfile.TemporaryDirectory(prefix="kitmlflow-contents-") as spool:
         transfer = Transfer(
             repository_for, destination=Path(spool), jobs=jobs, cancel=cancel, tracking_uri=tracking_uri, split=False
@@ -117,10 +117,6 @@ class DirectResult:
     downloaded_bytes: int  # moved over the network by this call (the Kitfile's few contents included)
     reused_bytes: int  # found in the partial blobs of an earlier call
     total_bytes: int  # of the run's files the layers hold
-
-
-def resume_dir_for(storage_root: Path | None, run_key: str) -> Path:
-    return KitStorage(resolve_kit_home(storage_root)).root / RESUME_DIR_NAME / run_key
 
 
 def pack_direct(

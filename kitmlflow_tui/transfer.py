@@ -101,15 +101,20 @@ def pwrite_all(fd: int, offset: int, data: bytes | memoryview) -> None:
 
 
 class MemoryTarget:
-    """A small file's bytes kept in memory (the few contents a Kitfile reads)."""
+    """A small file's bytes kept in memory (the few contents a Kitfile reads), at most ``limit`` of them (a file
+    the store listed without a size may be anything)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, path: str, size: int, limit: int) -> None:
+        self.path = path
         self.data = bytearray(size)
+        self.limit = limit
         self._lock = threading.Lock()
 
     def write(self, offset: int, data: bytes) -> None:
         with self._lock:
             end = offset + len(data)
+            if end > self.limit:
+                raise DownloadError(f"{self.path}: more than the {format_size(self.limit)} read into memory.")
             if end > len(self.data):
                 self.data.extend(b"\x00" * (end - len(self.data)))
             self.data[offset:end] = data
