@@ -1,13 +1,14 @@
 """The direct import (bytes straight into the layer blobs) against a plain download of the same run.
 
 The run, on a real proxied ``mlflow server`` on 127.0.0.1 (local artifact store): ``weights/model.safetensors``
-(``--size``, default 1 GiB of incompressible bytes), 200 small files in ``data/`` and ``src/``, a README; the
-files are written straight into the server's artifact folder (as ``import_vs_manual.py`` does).
+(``--size``, default 1 GiB of incompressible bytes), 200 small files in ``data/`` and ``src/`` (``--small``), a
+README; the files are written straight into the server's artifact folder (as ``import_vs_manual.py`` does).
 
 Cases, each a fresh subprocess into fresh folders, the server's files dropped from the page cache before each
 (``posix_fadvise(DONTNEED)``), the order alternating between rounds:
 
-- ``download``: ``kitmlflow download URI --dest DIR --yes --json`` (8 jobs; a part file per file, one stream each);
+- ``download``: ``kitmlflow download URI --dest DIR --yes --json`` (8 jobs; a part file per file, the large file in
+  parallel ranges);
 - ``import direct``: ``kitmlflow import URI -t bench:v1 --yes --json --packer native`` (8 jobs: the large file
   is fetched as parallel ranges into its layer blob, then the blob is hashed once and fsynced);
 - ``import direct, 1 job``: the same with ``--jobs 1`` (one stream: the large file unsplit);
@@ -18,7 +19,7 @@ Targets: import direct / download ≤ 1.10× (median wall), and the direct impor
 TMPDIR, polled every 50 ms) over the ModelKit's size ≤ 1.05×. Peak RSS is the process tree's (see
 ``_common``). The large file alone: ranged-parallel (direct, 8 jobs) vs single stream (1 job) vs mlflow.
 
-Run: ``.venv/bin/python bench/import_direct.py [--quick] [--runs N] [--size BYTES] [--workdir DIR]``
+Run: ``.venv/bin/python bench/import_direct.py [--quick] [--runs N] [--size BYTES] [--small N] [--workdir DIR]``
 """
 
 from __future__ import annotations
@@ -36,16 +37,18 @@ CASES = ("download", "import direct", "import direct, 1 job", "import via folder
 
 def main() -> int:
     p = c.parser(__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=1024 * c.MiB, help="bytes of the large file (default 1 GiB)")
+    p.add_argument("--size", type=int, default=1024 * c.MiB, help="bytes of the large file (default 1 GiB; 0: none)")
+    p.add_argument("--small", type=int, default=200, help="small files (10-12 kB and 2 kB, in data/ and src/)")
     args = p.parse_args()
     runs = c.runs_of(args)
     report = c.Report("import_direct", args)
     with c.workdir(args, "direct") as work, c.server(work) as srv:
         _, run_id, folder = c.seeded_run(srv, "bench-direct")
-        c.write_file(folder / "weights" / "model.safetensors", args.size)
-        for i in range(100):
-            c.write_file(folder / "data" / f"part-{i:03d}.csv", 10_000 + i)
-            c.write_file(folder / "src" / f"module_{i:03d}.py", 2_000 + i)
+        if args.size:
+            c.write_file(folder / "weights" / "model.safetensors", args.size)
+        for i in range(args.small // 2):
+            c.write_file(folder / "data" / f"part-{i:04d}.csv", 10_000 + i)
+            c.write_file(folder / "src" / f"module_{i:04d}.py", 2_000 + i)
         files, total = c.tree_bytes(folder)
         uri = f"mlflow://127.0.0.1:{srv.port}/runs/{run_id}"
         print(f"run {run_id}: {files} files, {c.fmt_mb(total)}; {runs} round(s)", flush=True)
