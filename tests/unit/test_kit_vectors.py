@@ -64,13 +64,8 @@ def test_every_input_has_a_recording() -> None:
 NEW_FOLDERS = [name for name in kv.folders() if not name.startswith(kv.KITINIT_PREFIX)]  # test_kitfile has the rest
 
 
-KNOWN_INIT_DIFFERENCES = {
-    "tar-names": 'our YAML writer escapes characters outside the BMP ("emoji-\\U0001F600") where kit writes them '
-    "as they are: the same value, a different Kitfile text",
-}
 
-
-@pytest.mark.parametrize("folder", xfail_known(dict.fromkeys(NEW_FOLDERS), KNOWN_INIT_DIFFERENCES, "issue 9"))
+@pytest.mark.parametrize("folder", NEW_FOLDERS)
 def test_kit_init_classification_matches_the_recording(folder: str, tmp_path: Path) -> None:
     built = kv.build_folder(kv.folders()[folder], tmp_path / "f")
     (built / "Kitfile").unlink(missing_ok=True)  # kit init overwrote the folder's own Kitfile
@@ -205,21 +200,6 @@ def kit_reading_matches(text: str, folder_name: str, record: kv.PackRecord | Non
 
 
 KITFILES = {name: name for name in kv.kitfile_texts()}
-# Where kitmlflow reads a Kitfile text differently from kit 1.7.0 today (the defects of issue 9 (a)).
-KNOWN_KITFILE_DIFFERENCES = {
-    "mlflow-params-as-dumped": "plain 1e-05, 1e21, 0o17 are numbers to kit and 2024-01-02 a timestamp "
-    "(2024-01-02T00:00:00Z), strings to us; plain 10:30 is a string to kit, 630 to us (YAML 1.1 base 60)",
-    "json-kitfile": "the JSON number 1e-05 is a float to kit, a string to us",
-    "big-numbers": "5e-324 and 1e-400 are floats to kit (1e-400 becomes 0), strings to us",
-    "explicit-tags": "kit decodes !!binary (aGVsbG8= -> hello); we keep the base64 text",
-    "anchors-and-aliases": "kit applies a merge key (<<) in parameters; we keep '<<' as a key",
-    "merge-into-section": "kit applies a merge key (<<) inside a section; we refuse '<<' as an unknown key",
-    "tricky-string-fields": "kit drops a null item (~) of package.authors; we refuse the Kitfile",
-    "escaped-slash": "kit (go-yaml) refuses the escape \\/ in a double-quoted string; we accept it",
-    "yaml-directive-1.2": "kit refuses a %YAML 1.2 directive (go-yaml knows only 1.1); we accept it",
-    "non-string-keys": "kit cannot write parameters with non-string keys into its config and refuses; we turn them "
-    "into strings",
-}
 # Where kitmlflow differs on purpose: stricter checks than kit's (bad input gets a clear error before
 # anything is downloaded), or a section newer kits read.
 ON_PURPOSE_KITFILE_DIFFERENCES = {
@@ -230,12 +210,7 @@ ON_PURPOSE_KITFILE_DIFFERENCES = {
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    xfail_known(
-        {n: n for n in KITFILES if n not in ON_PURPOSE_KITFILE_DIFFERENCES}, KNOWN_KITFILE_DIFFERENCES, "issue 9 (a)"
-    ),
-)
+@pytest.mark.parametrize("name", [n for n in KITFILES if n not in ON_PURPOSE_KITFILE_DIFFERENCES])
 def test_kitfile_text_is_read_as_kit_reads_it(name: str, tmp_path: Path) -> None:
     record = kv.pack_record(f"kitfile/{name}")
     digest = "" if record.error is not None else record.config_digest
@@ -254,18 +229,6 @@ def test_kitfile_text_differs_from_kit_on_purpose(name: str, tmp_path: Path) -> 
 
 
 SCALARS = {record.value: record for record in kv.scalar_records()}
-_NUMBER = "plain, a number to kit (go-yaml, YAML 1.2), a string to us (PyYAML, YAML 1.1)"
-_TIMESTAMP = "plain, a timestamp to kit (written back as RFC 3339), the text as is to us"
-_BASE_60 = "plain, a string to kit, a base-60 integer to us (YAML 1.1)"
-_TAB = "a tab in a plain scalar: kit reads it, PyYAML refuses the Kitfile"
-KNOWN_SCALAR_DIFFERENCES = {
-    **dict.fromkeys(["1e-05", "1E-05", "1e21", "1e3", "0o17", "0O17", "0X1F", "0B101", "08", "+.5"], _NUMBER),
-    **dict.fromkeys(["2024-01-02", "2024-1-2", "2024-01-02 10:30:00", "2024-01-02t10:30:00.5+02:00"], _TIMESTAMP),
-    **dict.fromkeys(["10:30", "1:30:00", "190:20:30"], _BASE_60),
-    **dict.fromkeys(["\t", "a\tb"], _TAB),
-}
-
-
 def our_reading(spelling: kv.SpellingRecord, folder: Path, home: Path) -> tuple[str, Any]:
     """Our config digest for a recorded scalar Kitfile and the value we read ("" and the error if refused)."""
     try:
@@ -278,7 +241,7 @@ def our_reading(spelling: kv.SpellingRecord, folder: Path, home: Path) -> tuple[
     return result.config_digest, kitfile.get("package", {}).get("description", "(absent)")
 
 
-@pytest.mark.parametrize("value", xfail_known(SCALARS, KNOWN_SCALAR_DIFFERENCES, "issue 9 (a)"))
+@pytest.mark.parametrize("value", list(SCALARS))
 def test_every_spelling_of_a_scalar_is_read_as_kit_reads_it(value: str, tmp_path: Path) -> None:
     folder = kv.build_folder(kv.folders()[kv.SCALAR_FOLDER], tmp_path / "ctx")
     differences = []
@@ -306,23 +269,14 @@ def kit_reads_back(value: str, dumped: str, context: str) -> None:
     pytest.fail(f"how kit reads our spelling of {value!r} is not recorded:\n{dumped}\nadd it to the corpus, re-record")
 
 
-_WRITTEN_PLAIN = "our writer leaves it plain, and kit reads that as a number or a timestamp"
-KNOWN_DUMP_DIFFERENCES = dict.fromkeys(
-    ["1e-05", "1E-05", "1e21", "1e3", "0o17", "0O17", "0X1F", "0B101", "08", "+.5", "2024-1-2"], _WRITTEN_PLAIN
-)
-
-
-@pytest.mark.parametrize("value", xfail_known(SCALARS, KNOWN_DUMP_DIFFERENCES, "issue 9 (a)"))
+@pytest.mark.parametrize("value", list(SCALARS))
 def test_a_string_we_write_reaches_kits_config_as_that_string(value: str) -> None:
     """An MLflow param is a string: the Kitfile we give `kit pack` must hand kit that same string."""
     dumped = dump_kitfile({"manifestVersion": "1.0.0", "model": {"path": "m.bin", "parameters": {"v": value}}})
     kit_reads_back(value, dumped, "param")
 
 
-KNOWN_FIELD_DUMP_DIFFERENCES: dict[str, str] = {}
-
-
-@pytest.mark.parametrize("value", xfail_known(SCALARS, KNOWN_FIELD_DUMP_DIFFERENCES, "issue 9 (a)"))
+@pytest.mark.parametrize("value", list(SCALARS))
 def test_a_string_field_we_write_reaches_kits_config_as_that_string(value: str) -> None:
     dumped = dump_kitfile({"manifestVersion": "1.0.0", "package": {"description": value}, "model": {"path": "m.bin"}})
     if not value:

@@ -91,8 +91,6 @@ def test_mlflow_params_stay_strings_in_the_native_config(params_run: ParamsRun, 
     assert params_of(config) == params_run.params
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 (a): the Kitfile given to `kit pack` writes 1e-05, 0o17, 1e21... "
-                   "plain, and kit (go-yaml) reads them as numbers")  # fmt: skip
 def test_mlflow_params_stay_strings_in_the_kitfile_kit_packs(params_run: ParamsRun, isolated_env: Path) -> None:
     """What `--packer kit` hands kit: every param's spelling must be one kit was recorded reading as that string."""
     kitfile = import_run(params_run, "params:v1", "--dry-run").json["kitfile"]
