@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import dataclass
 from typing import Any
 
 CORE = "tag:yaml.org,2002:"
@@ -49,6 +50,15 @@ _GO_UNSIGNED = re.compile(r"0[xX]([0-9a-fA-F]+)|0[oO]([0-7]+)|0[bB]([01]+)|0([0-
 _BASES = (16, 8, 2, 8, 10)
 
 
+@dataclass(frozen=True)
+class Timestamp:
+    """A scalar go-yaml reads as a ``time.Time``: ``rfc3339`` is what Go's JSON encoder writes for it (the
+    text kit's config holds), ``None`` where that encoder refuses it (a zone offset of 24 hours or more)."""
+
+    text: str
+    rfc3339: str | None
+
+
 class GoYamlError(ValueError):
     """A scalar go-yaml refuses to decode (an explicit tag its text does not fit, bad !!binary data)."""
 
@@ -57,8 +67,7 @@ def resolve(tag: str | None, text: str) -> tuple[str, Any]:
     """The tag and value go-yaml v3 decodes a scalar into (its ``resolve`` followed by the decoder's
     !!binary and timestamp handling): ``tag`` is the scalar's explicit tag (``None`` or ``""`` for a plain
     scalar without one; a quoted one is ``STR``). Numbers are ``int``/``float`` (an integer past uint64 is
-    a float, as in Go), a timestamp is the RFC 3339 text Go's JSON encoder writes for it, ``!!binary``
-    is the decoded text; a tag that is none of the core types keeps the text. Raises GoYamlError."""
+    a float, as in Go), a timestamp a :class:`Timestamp`, ``!!binary`` is the decoded text; a tag that is none of the core types keeps the text. Raises GoYamlError."""
     tag = tag or ""
     if tag == BINARY:
         return BINARY, decode_binary(text)
@@ -89,7 +98,7 @@ def _resolve_hinted(text: str, *, timestamps: bool) -> tuple[str, Any]:
     if first not in "+-0123456789":
         return STR, text
     if timestamps:
-        stamp = rfc3339_of_timestamp(text)
+        stamp = parse_timestamp(text)
         if stamp is not None:
             return TIMESTAMP, stamp
     plain = text.replace("_", "")
@@ -152,24 +161,24 @@ def _short(tag: str) -> str:
 # -- timestamps: go-yaml's four layouts, parsed as Go's time.Parse does --------------------------------------
 # "2006-1-2T15:4:5.999999999Z07:00" (also with a lower-case t), "2006-1-2 15:4:5.999999999", "2006-1-2":
 # one- or two-digit fields, an optional fraction (',' or '.', any number of digits, nanoseconds kept),
-# and a zone that is Z or ±hh:mm.
+# and a zone that is Z or ±hh:mm. A space of a layout matches a run of spaces.
 _TIMESTAMP = re.compile(
     r"(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})"
-    r"(?:(?P<sep>[Tt ])(?P<H>[0-9]{1,2}):(?P<M>[0-9]{1,2}):(?P<S>[0-9]{1,2})(?:[.,](?P<frac>[0-9]+))?"
+    r"(?:(?P<sep>[Tt]| +)(?P<H>[0-9]{1,2}):(?P<M>[0-9]{1,2}):(?P<S>[0-9]{1,2})(?:[.,](?P<frac>[0-9]+))?"
     r"(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-def rfc3339_of_timestamp(text: str) -> str | None:
-    """The RFC 3339 text (Go's ``time.RFC3339Nano``, as its JSON encoder writes a ``time.Time``) of a
-    scalar go-yaml reads as a timestamp, or ``None`` if it does not."""
+def parse_timestamp(text: str) -> Timestamp | None:
+    """The timestamp go-yaml reads ``text`` as, with its RFC 3339 text (Go's ``time.RFC3339Nano``, as its
+    JSON encoder writes a ``time.Time``), or ``None`` if ``text`` is no timestamp to go-yaml."""
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         return None
     parts = match.groupdict()
     has_time = parts["sep"] is not None
-    if has_time and (parts["sep"] == " ") == (parts["zone"] is not None):
+    if has_time and parts["sep"].startswith(" ") == (parts["zone"] is not None):
         return None  # T/t need a zone; a space takes none
     year, month, day = int(parts["y"]), int(parts["m"]), int(parts["d"])
     hour, minute, second = (int(parts[k]) for k in "HMS") if has_time else (0, 0, 0)
@@ -184,10 +193,9 @@ def rfc3339_of_timestamp(text: str) -> str | None:
         if zone_hours > 24 or zone_minutes > 60:  # Go allows 24 and 60 themselves
             return None
         offset = zone_hours * 60 + zone_minutes
+        if offset >= 24 * 60:  # time.Time.MarshalJSON: "timezone hour outside of range [0,23]"
+            return Timestamp(text, None)
         zone = f"{zone[0]}{offset // 60:02d}:{offset % 60:02d}" if offset else "Z"
     fraction = (parts["frac"] or "")[:9].rstrip("0")
-    return (
-        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
-        + (f".{fraction}" if fraction else "")
-        + zone
-    )
+    clock = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    return Timestamp(text, clock + (f".{fraction}" if fraction else "") + zone)

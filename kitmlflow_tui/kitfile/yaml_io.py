@@ -218,7 +218,14 @@ class _Reader:
             return None
         if tag == goyaml.NULL:
             return None
-        return value if typed or tag == goyaml.BINARY else node.value
+        if not typed:
+            return value if tag == goyaml.BINARY else node.value
+        if isinstance(value, goyaml.Timestamp):
+            if value.rfc3339 is None:
+                self.problems.add(where, f"kit cannot write the timestamp {value.text} into its JSON config "
+                                  "(a zone of 24 hours or more)", _line(node))  # fmt: skip
+            return value.rfc3339
+        return value
 
     def source_of(self, node: yaml.Node) -> str:
         start, end = node.start_mark.index, node.end_mark.index
@@ -291,7 +298,7 @@ class _Reader:
     @staticmethod
     def _is_string_key(node: yaml.Node) -> bool:
         # go-yaml makes a map[string]any only when every key is a string (else kit's JSON encoder fails).
-        return isinstance(node, yaml.ScalarNode) and node.tag in (goyaml.STR, goyaml.MERGE, goyaml.BINARY)
+        return isinstance(node, yaml.ScalarNode) and node.tag in (goyaml.STR, goyaml.MERGE)
 
 
 def load_kitfile_text(text: str, *, folder: Path | None = None, source: str = "Kitfile") -> Kitfile:
