@@ -91,9 +91,9 @@ def _resolve_hinted(text: str, *, timestamps: bool) -> tuple[str, Any]:
     first = text[0]
     if first == ".":
         if _DOT_FLOAT.fullmatch(text):
-            number = float(text)
-            if number not in (float("inf"), float("-inf")):  # Go's ParseFloat: out of range is an error
-                return FLOAT, number
+            fraction = float(text)
+            if fraction not in (float("inf"), float("-inf")):  # Go's ParseFloat: out of range is an error
+                return FLOAT, fraction
         return STR, text
     if first not in "+-0123456789":
         return STR, text

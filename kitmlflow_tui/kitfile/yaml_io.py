@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
 
+from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.errors import BadInputError
 from kitmlflow_tui.kitfile import goyaml
 from kitmlflow_tui.kitfile.model import Kitfile, Problems, canonical_kitfile, check, from_mapping
@@ -122,45 +122,32 @@ def dump_kitfile(kitfile: Kitfile | Mapping[str, Any]) -> str:
 
 # ---- reading as kit reads ----
 
-try:  # libyaml's parser: go-yaml is a port of libyaml, so both scan a text alike (PyYAML's own refuses tabs)
-    from yaml.cyaml import CParser as _Parser
 
-    def _start_parser(loader: Any, text: str) -> None:
-        _Parser.__init__(loader, text)
-
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
-    from yaml.reader import Reader
-    from yaml.scanner import Scanner
-
-    def _start_parser(loader: Any, text: str) -> None:
-        Reader.__init__(loader, text)
-        Scanner.__init__(loader)
-        _Parser.__init__(loader)
-
-
-class _KitfileLoader(Composer, _Parser, yaml.resolver.BaseResolver):  # type: ignore[misc]
-    def __init__(self, text: str) -> None:
-        _start_parser(self, text)
-        Composer.__init__(self)
-        yaml.resolver.BaseResolver.__init__(self)
+class _KitfileLoader(safe_yaml.NodeLoader):
+    """The bounded loader (alias expansion, nodes, depth and size capped), tagging plain scalars as go-yaml
+    does. Any tag is allowed: go-yaml keeps the text of a scalar with a tag it does not know (nothing is
+    built from a tag here). libyaml's parser, when present, scans as go-yaml (a port of libyaml) does."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         return _go_tag(kind, value, implicit)
 
+    def tag_allowed(self, tag: str) -> bool:
+        return True
+
 
 def _compose_first_document(text: str) -> yaml.Node | None:
     """The first document's nodes, as kit's decoder reads only that one. go-yaml knows YAML 1.1 only."""
+    safe_yaml.check_size(text)
     loader = _KitfileLoader(text)
     try:
         if not loader.check_node():
             return None
-        version = loader.peek_event().version
-        if version is not None and version != (1, 1):
-            mark = loader.peek_event().start_mark
+        start = loader.peek_event()
+        version = getattr(start, "version", None)
+        if version is not None and tuple(version) != (1, 1):
             raise yaml.MarkedYAMLError(
                 problem=f"found incompatible YAML document (%YAML {version[0]}.{version[1]}; kit reads YAML 1.1)",
-                problem_mark=mark,
+                problem_mark=getattr(start, "start_mark", None),
             )
         return loader.get_node()
     finally:
@@ -289,10 +276,11 @@ class _Reader:
         if merged is None:
             merged = {key for key in (self.key_text(k) for k, _ in parent.value) if key is not None}
         sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
-        if not all(isinstance(source, yaml.MappingNode) for source in sources):
+        mappings = [source for source in sources if isinstance(source, yaml.MappingNode)]
+        if len(mappings) != len(sources):
             self.problems.add(where, "a merge (<<) needs a mapping or a list of mappings", _line(value))
             return
-        for source in sources:
+        for source in mappings:
             self.mapping(source, where, typed=typed, depth=depth + 1, out=out, merged=merged)
 
     @staticmethod

@@ -64,7 +64,6 @@ def test_every_input_has_a_recording() -> None:
 NEW_FOLDERS = [name for name in kv.folders() if not name.startswith(kv.KITINIT_PREFIX)]  # test_kitfile has the rest
 
 
-
 @pytest.mark.parametrize("folder", NEW_FOLDERS)
 def test_kit_init_classification_matches_the_recording(folder: str, tmp_path: Path) -> None:
     built = kv.build_folder(kv.folders()[folder], tmp_path / "f")
@@ -229,6 +228,8 @@ def test_kitfile_text_differs_from_kit_on_purpose(name: str, tmp_path: Path) -> 
 
 
 SCALARS = {record.value: record for record in kv.scalar_records()}
+
+
 def our_reading(spelling: kv.SpellingRecord, folder: Path, home: Path) -> tuple[str, Any]:
     """Our config digest for a recorded scalar Kitfile and the value we read ("" and the error if refused)."""
     try:
