@@ -434,8 +434,7 @@ def import_command(
             f"[green]✓[/] {_escape(result.reference)} {result.digest[:19]} · {_size(result.size)} · "
             f"packed by {result.packer}"
         )
-        # kit 1.7 reads "localhost/x" as a repository on a registry named localhost: name it as tagged.
-        kit_ref = _escape(tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest")
+        kit_ref = _escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             _show_pushed(out, result.pushed)
         else:

@@ -161,7 +161,7 @@ class ImportOptions:
 
 @dataclass(frozen=True)
 class ImportResult:
-    reference: str  # "localhost/name:tag"
+    reference: str  # "name:tag", "org/name:tag", "registry/org/name:tag": the name kit list shows
     digest: str  # "sha256:..." of the manifest
     packer: str
     size: int

@@ -239,9 +239,9 @@ class FixedBackend:
             observer.progress(ProgressEvent("file_start", file.path, file.size or 0))
             observer.progress(ProgressEvent("bytes", file.path, file.size or 0))
             observer.progress(ProgressEvent("file_done", file.path, file.size or 0))
-        observer.step("pack", "Packing localhost/resnet18-baseline:0ba1b2c3 (native packer)")
+        observer.step("pack", "Packing resnet18-baseline:0ba1b2c3 (native packer)")
         return ImportResult(
-            reference="localhost/resnet18-baseline:0ba1b2c3",
+            reference="resnet18-baseline:0ba1b2c3",
             digest="sha256:" + "0123456789abcdef" * 4,
             packer="native",
             size=total + 2048,

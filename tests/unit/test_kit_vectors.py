@@ -359,16 +359,7 @@ def test_native_storage_keeps_the_modelkit_where_kit_does(tag: str, tmp_path: Pa
     assert stored == REFERENCES[TAGGED_LATEST.get(tag, tag)].storage
 
 
-_LOCALHOST = "the reported reference carries a localhost/ prefix that kit does not resolve"
-KNOWN_REFERENCE_DIFFERENCES = dict.fromkeys(
-    ["name:tag", "name", "name:latest", "org/name", "org/name:latest", "org/name:tag", "org/team/name:v1.2.3",
-     "localhost/name:tag", "localhost/org/name:tag", "a.b:v1", "name:UPPER_tag-1.0", "a__b:v1", "a-b.c_d:v1",
-     "n" * 160 + ":v1", "name:" + "t" * 128],
-    _LOCALHOST,
-)  # fmt: skip
-
-
-@pytest.mark.parametrize("tag", xfail_known(dict.fromkeys(PACKABLE), KNOWN_REFERENCE_DIFFERENCES, "issue 9 (b)"))
+@pytest.mark.parametrize("tag", PACKABLE)
 def test_the_reference_we_report_is_the_name_kit_resolves(tag: str, tmp_path: Path) -> None:
     record = REFERENCES[TAGGED_LATEST.get(tag, tag)]
     result, _ = pack_minimal(tag, tmp_path)
