@@ -370,18 +370,9 @@ def test_the_reference_we_report_is_the_name_kit_resolves(tag: str, tmp_path: Pa
 
 # -- license detection --------------------------------------------------------------------------------------
 LICENSE_CASES = {record.file: record for record in kv.license_records()}
-KNOWN_LICENSE_DIFFERENCES = {
-    "09e8a9bcec806710.txt": "the Apache-2.0 full text as requests ships it: kit Apache-2.0, ours none",
-    "b7fd9b73ea996020.txt": "Debian's Artistic (Perl) text: kit Artistic-1.0-Perl, ours none",
-    "110535522396708c.txt": "Debian's GFDL-1.3: kit GFDL-1.3, ours none",
-    "d77d235e41d54594.txt": "Debian's GPL-1: kit none, ours GPL-1.0-only",
-    "fbc539f47d0cf83b.txt": "numpy's libdivide zlib license: kit Zlib, ours none",
-    "a14cc25e10d40a3a.txt": "numpy's lapack_lite license: kit BSD-3-Clause-Open-MPI, ours BSD-3-Clause",
-    "808e10c8a6ab8deb.txt": "pip's vendored distlib license (PSF history text): kit HPND, ours PSF-2.0",
-}
 
 
-@pytest.mark.parametrize("file", xfail_known(LICENSE_CASES, KNOWN_LICENSE_DIFFERENCES, "issue 9 (c)"))
+@pytest.mark.parametrize("file", list(LICENSE_CASES))
 def test_license_detection_matches_kit_init(file: str, tmp_path: Path) -> None:
     record = LICENSE_CASES[file]
     description = {"files": {"LICENSE": {"license_sha256": record.sha256}, "model.safetensors": 1}}
