@@ -420,6 +420,7 @@ def import_command(
         session = pipeline.plan(
             reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
         )
+        session = pipeline.settle_layers(session, import_options, renderer)  # what the ModelKit cannot hold
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
@@ -461,12 +462,9 @@ def import_command(
 def _check_kitfile(path: Path) -> None:
     """Parse and validate a --kitfile up front (paths in it are checked against the files later)."""
     from kitmlflow_tui.kitfile import load_kitfile_text
+    from kitmlflow_tui.pipeline import read_kitfile
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
-    load_kitfile_text(text, source=str(path))
+    load_kitfile_text(read_kitfile(path), source=str(path))
 
 
 def _profile_overrides(profile):

@@ -2,8 +2,8 @@
 
 Each test builds the input a recording describes, runs OUR side (the native packer, the kit init
 classifier, the Kitfile reader and writer, the reference parser, the license detector) and compares
-with what kit produced. Where kitmlflow differs from kit today (issue 9) the case carries a strict
-xfail that names the difference; the fix removes the marker. Re-record with
+with what kit produced. The issue 9 differences are fixed, so no case is an xfail; a difference found later
+goes into KNOWN_PACK_DIFFERENCES (a strict xfail naming it) until its fix removes it. Re-record with
 ``KIT_BIN=/path/to/kit python scripts/record-kit-vectors.py`` (see tests/kit_vectors/README.md).
 """
 
