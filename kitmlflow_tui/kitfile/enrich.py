@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.errors import scrub_secrets
 from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
 from kitmlflow_tui.kitfile.model import (
     CodeEntry,
@@ -343,7 +344,12 @@ def _split_tag(tag: str | None) -> tuple[str | None, str | None]:
 
 
 def _description(run: RunInfo) -> str:
-    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from."""
+    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from;
+    credentials in it masked (see :func:`_masked`)."""
+    return scrub_secrets(_raw_description(run))
+
+
+def _raw_description(run: RunInfo) -> str:
     note = (run.note or "").strip()
     if note:
         first = re.split(r"\n[ \t]*\n", note, maxsplit=1)[0].strip()
@@ -432,4 +438,28 @@ def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> d
         }
     provenance["importer"] = {"name": IMPORTER_NAME, "version": facts.importer_version}
     provenance["filter"] = _plain(facts.filter_summary)
+    masked: list[str] = []
+    provenance = _masked(provenance, "", masked)
+    if _description(run) != _raw_description(run):
+        masked.append("package.description")
+    if masked:
+        provenance["masked"] = {"note": MASKED_NOTE, "fields": masked}
     return provenance
+
+
+MASKED_NOTE = "credentials in these values (URL user info, password=, tokens, keys) were replaced with ***"
+
+
+def _masked(value: Any, where: str, masked: list[str]) -> Any:
+    """``value`` with every credential in its strings masked (a run's params, tags and source name are
+    published with the ModelKit: ``https://user:PASS@host``, ``?token=…``); ``masked`` gets where."""
+    if isinstance(value, str):
+        clean = scrub_secrets(value)
+        if clean != value:
+            masked.append(where)
+        return clean
+    if isinstance(value, Mapping):
+        return {key: _masked(item, f"{where}.{key}" if where else str(key), masked) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, f"{where}[{index}]", masked) for index, item in enumerate(value)]
+    return value
