@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
+from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.errors import scrub_secrets
+from kitmlflow_tui.errors import PackError, scrub_secrets
 from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
 from kitmlflow_tui.kitfile.model import (
     CodeEntry,
@@ -183,15 +184,24 @@ def _find_model_folders(folder: Path) -> list[_ModelFolder]:
         mlmodel = Path(current) / MLMODEL_FILE
         if MLMODEL_FILE in filenames and mlmodel.is_file() and not mlmodel.is_symlink():
             rel = Path(current).relative_to(folder).as_posix()
-            found.append(_ModelFolder(rel, _read_mlmodel(mlmodel)))
+            found.append(_ModelFolder(rel, _read_mlmodel(mlmodel, posixpath.join(rel, MLMODEL_FILE))))
             dirnames.clear()  # sidecars and nested folders belong to this model
     return sorted(found, key=lambda m: m.path)
 
 
-def _read_mlmodel(path: Path) -> Mapping[str, Any]:
+def _read_mlmodel(path: Path, shown: str) -> Mapping[str, Any]:
+    """An MLmodel's content through the bounded loader: it is the run's data, and a 1 KB document of nested
+    aliases would otherwise expand into gigabytes. Over a bound: PackError (8), naming the file and the
+    line; not YAML at all: no content (the folder is still the model, without flavors)."""
     try:
-        content = yaml.safe_load(read_text(path))
-    except yaml.YAMLError:
+        content = safe_yaml.load(safe_yaml.read_text(path))
+    except safe_yaml.YamlRefused as exc:
+        where = f" at {exc.where}" if exc.where else ""
+        raise PackError(
+            f"The run's {shown} cannot be read safely{where}: refused: {exc.problem}.",
+            hint="Leave that model folder out (--exclude), or give a --kitfile (then no MLmodel is read).",
+        ) from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return {}
     return content if isinstance(content, dict) else {}
 
