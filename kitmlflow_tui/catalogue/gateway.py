@@ -15,6 +15,7 @@ from typing import Any
 from kitmlflow_tui.catalogue.http_limits import configure_http
 from kitmlflow_tui.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
 from kitmlflow_tui.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
+from kitmlflow_tui.catalogue.pages import all_pages
 from kitmlflow_tui.catalogue.records import (
     ArtifactFile,
     ArtifactTree,
@@ -63,17 +64,15 @@ class Catalogue:
         from mlflow.entities import ViewType
 
         view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-        found: list[ExperimentSummary] = []
-        token: str | None = None
         with self._errors("the experiments"):
-            while True:
-                page = self._client.search_experiments(view_type=view, max_results=1000, page_token=token)
-                found += [
-                    ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in page
-                ]
-                token = page.token
-                if not token:
-                    return found
+            pages = all_pages(
+                lambda token: self._client.search_experiments(view_type=view, max_results=1000, page_token=token),
+                "the experiments",
+                self.tracking_uri,
+            )
+            return [
+                ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in pages
+            ]
 
     def search_runs(self, experiment_id: str, query: RunQuery | None = None) -> RunPage:
         query = query or RunQuery()
@@ -164,18 +163,17 @@ class Catalogue:
 
         models: dict[str, object] = {}
         with self._errors(f"the logged models of run {run.run_id}"):
-            token = None
             try:
-                while True:
-                    page = self._client.search_logged_models(
+                pages = all_pages(
+                    lambda token: self._client.search_logged_models(
                         experiment_ids=[run.experiment_id],
                         filter_string=f"source_run_id = '{run.run_id}'",
                         page_token=token,
-                    )
-                    models.update((m.model_id, m) for m in page)
-                    token = page.token
-                    if not token:
-                        break
+                    ),
+                    f"the logged models of run {run.run_id}",
+                    self.tracking_uri,
+                )
+                models.update((m.model_id, m) for m in pages)
             except MlflowException as exc:
                 # Servers older than MLflow 3 have no logged models: nothing to add then.
                 if exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED", "FEATURE_DISABLED"):

@@ -6,6 +6,8 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
 - ``GET  /api/2.0/mlflow/runs/get?run_id=R``                      → ``{"run": {"info", "data", ...}}``
 - ``GET  /api/2.0/mlflow/experiments/get?experiment_id=E``         → ``{"experiment": {...}}``
 - ``POST /api/2.0/mlflow/logged-models/search``                    → ``{"models": []}``
+- ``POST /api/2.0/mlflow/experiments/search``                      → ``{"experiments": [the one]}``
+- ``POST /api/2.0/mlflow/runs/search``                             → ``{"runs": [the one]}``
 - ``GET  /api/2.0/mlflow-artifacts/artifacts?path=E/R/artifacts[/DIR]`` → ``{"files": [{"path", "is_dir", "file_size"}]}``
   (``path`` is the name inside the listed folder)
 - ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
@@ -33,6 +35,13 @@ RUN_ID = "0123456789abcdef0123456789abcdef"
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 ROOT = f"{EXPERIMENT_ID}/{RUN_ID}/artifacts"
+
+HOSTILE_EXPERIMENT = {
+    "experiment_id": EXPERIMENT_ID,
+    "name": "hostile",
+    "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
+    "lifecycle_stage": "active",
+}
 
 Listing = list[dict]  # [{"path": name, "is_dir": bool, "file_size": int}] as the server sends them
 
@@ -77,6 +86,11 @@ class Scenario:
     echo_status: int = 403
     echo_on: tuple[str, ...] = ()
     echo_times: int | None = None
+    # Endless pagination of logged-models/search, experiments/search and runs/search: "same" answers every page with the
+    # same next_page_token, "fresh" with a new one every time ("" : one page, as a real server); each page
+    # after ``page_delay`` seconds.
+    pages: str = ""
+    page_delay: float = 0.0
 
 
 class HostileServer:
@@ -86,6 +100,7 @@ class HostileServer:
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
         self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
+        self.pages_sent = 0  # answers to the searches (logged models, experiments, runs)
         self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
         self.authorizations: set[str] = set()  # every Authorization header received
         self._lock = threading.Lock()
@@ -217,10 +232,27 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             server.record(f"POST {self.path}")
             if urlsplit(self.path).path == f"{API}/logged-models/search" and self._echo_credentials("models"):
                 return
-            if urlsplit(self.path).path == f"{API}/logged-models/search":
-                self._json({"models": []})
+            path = urlsplit(self.path).path
+            if path == f"{API}/logged-models/search":
+                self._page({"models": []})
+            elif path == f"{API}/runs/search":
+                self._page({"runs": [run_document(scenario)["run"]]})
+            elif path == f"{API}/experiments/search":
+                self._page({"experiments": [HOSTILE_EXPERIMENT]})
             else:
                 self._not_found()
+
+        def _page(self, document: dict) -> None:
+            """One page of a search, with the next_page_token the scenario's ``pages`` asks for."""
+            with server._lock:
+                server.pages_sent += 1
+                number = server.pages_sent
+            time.sleep(scenario.page_delay)
+            if scenario.pages == "same":
+                document = {**document, "next_page_token": "the-same-token"}
+            elif scenario.pages == "fresh":
+                document = {**document, "next_page_token": f"token-{number}"}
+            self._json(document)
 
         def do_GET(self) -> None:  # noqa: N802
             server.record(f"GET {self.path}")
@@ -235,16 +267,7 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 if parts.path == f"{API}/runs/get":
                     self._run()
                 elif parts.path == f"{API}/experiments/get":
-                    self._json(
-                        {
-                            "experiment": {
-                                "experiment_id": EXPERIMENT_ID,
-                                "name": "hostile",
-                                "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
-                                "lifecycle_stage": "active",
-                            }
-                        }
-                    )
+                    self._json({"experiment": HOSTILE_EXPERIMENT})
                 elif parts.path == ARTIFACTS:
                     self._list(query.get("path", [""])[0])
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
