@@ -99,10 +99,23 @@ def plan(
 ) -> Session:
     """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded."""
     observer = observer or Observer()
-    cancel = cancel or threading.Event()
     require_importable(reference)  # bad input fails before the network is touched
     spec.validate()
     catalogue = connect(reference, tracking_uri_flag, jobs=jobs, observer=observer)
+    return plan_with(catalogue, reference, spec, observer=observer, cancel=cancel)
+
+
+def plan_with(
+    catalogue: Catalogue,
+    reference: Reference,
+    spec: FilterSpec,
+    *,
+    observer: Observer | None = None,
+    cancel: threading.Event | None = None,
+) -> Session:
+    """``plan`` on a catalogue that is connected already (a sync plans many versions on one server)."""
+    observer = observer or Observer()
+    cancel = cancel or threading.Event()
     observer.step("list", "Reading the run and listing its artifacts")
     resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)
     the_plan = make_plan(resolved.tree, spec)

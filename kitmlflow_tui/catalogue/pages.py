@@ -20,9 +20,20 @@ MAX_PAGES = 10_000  # of up to 1,000 experiments or 100 logged models each: far 
 PAGES_DEADLINE_SECONDS = 900.0  # for one walk, however many pages: 15 minutes of listing is a server gone wrong
 
 
-def all_pages(fetch: Callable[[str | None], Iterable[Any]], what: str, tracking_uri: str) -> Iterator[Any]:
+def all_pages(
+    fetch: Callable[[str | None], Iterable[Any]],
+    what: str,
+    tracking_uri: str,
+    *,
+    max_pages: int | None = None,
+    deadline_seconds: float | None = None,
+) -> Iterator[Any]:
     """Every item of every page ``fetch(token)`` returns (an MLflow ``PagedList`` with ``.token``), first page
-    with ``None``. Raises ServerUnreachableError (6) on a repeated token, too many pages or the deadline."""
+    with ``None``. Raises ServerUnreachableError (6) on a repeated token, after ``max_pages`` pages or once
+    ``deadline_seconds`` have passed while the server still sends a next token (defaults: ``MAX_PAGES``,
+    ``PAGES_DEADLINE_SECONDS``, read at the call)."""
+    max_pages = MAX_PAGES if max_pages is None else max_pages
+    deadline_seconds = PAGES_DEADLINE_SECONDS if deadline_seconds is None else deadline_seconds
     seen: set[str] = set()
     token: str | None = None
     started = time.monotonic()
@@ -40,14 +51,14 @@ def all_pages(fetch: Callable[[str | None], Iterable[Any]], what: str, tracking_
                 f"The tracking server {server} sent a page token it had sent before while listing {what} "
                 f"(after {pages:,} pages): it would list forever; refusing it."
             )
-        if pages >= MAX_PAGES:
+        if pages >= max_pages:
             raise ServerUnreachableError(
-                f"The tracking server {server} listed {what} in more than {MAX_PAGES:,} pages and still sends a "
+                f"The tracking server {server} listed {what} in more than {max_pages:,} pages and still sends a "
                 "next page token; refusing it."
             )
-        if time.monotonic() - started > PAGES_DEADLINE_SECONDS:
+        if time.monotonic() - started > deadline_seconds:
             raise ServerUnreachableError(
-                f"Listing {what} on the tracking server {server} took more than {PAGES_DEADLINE_SECONDS:,.0f} s "
+                f"Listing {what} on the tracking server {server} took more than {deadline_seconds:,.0f} s "
                 f"({pages:,} pages) and it still sends a next page token; refusing it.",
                 hint="A slow server or a very large store: retry later, or ask its administrator.",
             )

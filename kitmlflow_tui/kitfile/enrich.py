@@ -145,6 +145,21 @@ def write_provenance_file(folder: Path, built: BuiltKitfile) -> None:
         path.unlink(missing_ok=True)  # stale: this import keeps provenance in the Kitfile
 
 
+def read_provenance(kitfile: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The MLflow provenance a Kitfile (or a ModelKit's config, the same as JSON) carries where
+    ``build_kitfile`` puts it: ``model.parameters.mlflow``, else ``datasets[0].parameters.mlflow``.
+    None when there is none there (provenance in ``mlflow-provenance.yaml`` is inside a layer)."""
+
+    def mlflow_of(entry: Any) -> Mapping[str, Any] | None:
+        parameters = entry.get("parameters") if isinstance(entry, Mapping) else None
+        found = parameters.get("mlflow") if isinstance(parameters, Mapping) else None
+        return found if isinstance(found, Mapping) else None
+
+    datasets = kitfile.get("datasets")
+    first_dataset = datasets[0] if isinstance(datasets, list) and datasets else None
+    return mlflow_of(kitfile.get("model")) or mlflow_of(first_dataset)
+
+
 def _owned_provenance_file(folder: Path) -> bool:
     path = folder / PROVENANCE_FILE
     return path.is_file() and read_text(path).startswith(_PROVENANCE_HEADER)

@@ -1,4 +1,4 @@
-"""Case 20 of docs/reliability.md: every file an import calls selected is in a layer of the ModelKit, or the plan
+"""Case 21 of docs/reliability.md: every file an import calls selected is in a layer of the ModelKit, or the plan
 moves it to ``excluded`` with the reason before anything downloads (issue 10, item 1).
 
 A run's artifacts named ``.kitignore`` (holding ``*``) and ``Kitfile`` used to empty or escape the ModelKit

@@ -24,9 +24,9 @@ import pytest
 from kitmlflow_tui.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
+from tests.support.kit_storage import check_storage_consistent
 from tests.support.live import LiveServer
 from tests.support.servers import seed_run
-from tests.unit.test_packing import check_storage_consistent
 
 HUGE = 300_000_000
 
@@ -335,7 +335,7 @@ def test_an_import_that_selects_nothing_is_exit_2_with_the_nearest_reasons(
     assert not (isolated_env / "cache").exists() or not [p for p in (isolated_env / "cache").rglob("*") if p.is_file()]
 
 
-# -- case 22: a YAML bomb as the run's MLmodel ----------------------------------------------------------------
+# -- case 23: a YAML bomb as the run's MLmodel ----------------------------------------------------------------
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry-run"])
 def test_a_billion_laughs_mlmodel_is_refused_with_exit_8_naming_it(

@@ -49,7 +49,7 @@ def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(kind: str
     gets a free port and serves."""
     import socket
 
-    import servers
+    from tests.support import servers
 
     with socket.socket() as taken:
         taken.bind((servers.HOST, 0))

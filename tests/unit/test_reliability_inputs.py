@@ -157,6 +157,14 @@ _TOKENS = [
     URI,
     f"mlflow://127.0.0.1:{CLOSED}/runs/abc",
     f"mlflow://127.0.0.1:{CLOSED}/models/m@a",
+    f"mlflow://127.0.0.1:{CLOSED}/models/m",
+    "sync",
+    "--to",
+    f"127.0.0.1:{CLOSED}/team/m",
+    "--tag-template",
+    "{version}",
+    "{foo}",
+    "--force",
     "mlflow://runs/abc",
     "mlflow://",
     "http://x/runs/a",
@@ -192,7 +200,7 @@ _TOKENS = [
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    command=st.sampled_from(["import", "download", "profiles"]),
+    command=st.sampled_from(["import", "download", "sync", "profiles"]),
     rest=st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=12)), max_size=8),
 )
 @example(command="import", rest=["--kitfile", "\x00"])  # found by a CI run: os.stat raised ValueError
