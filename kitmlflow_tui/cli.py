@@ -663,9 +663,9 @@ def plan_document(session) -> dict:
         "run": {
             "tracking_uri": run.tracking_uri,
             "experiment_id": run.experiment_id,
-            "experiment_name": run.experiment_name,
+            "experiment_name": scrub_secrets(run.experiment_name),  # user text: masked as in the provenance
             "run_id": run.run_id,
-            "run_name": run.run_name,
+            "run_name": scrub_secrets(run.run_name),
             "status": run.status,
         },
         "selected": [{"path": f.path, "size": f.size} for f in plan.selected],
@@ -693,7 +693,8 @@ def show_plan(out: Output, session) -> None:
     run = session.resolved.run
     console = out.console
     console.print(
-        f"Run [bold]{_escape(run.run_name)}[/] ({_escape(run.run_id)}) · experiment {_escape(run.experiment_name)} "
+        f"Run [bold]{_escape(scrub_secrets(run.run_name))}[/] ({_escape(run.run_id)}) · "
+        f"experiment {_escape(scrub_secrets(run.experiment_name))} "
         f"({_escape(run.experiment_id)}) · {_escape(run.status)}"
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")

@@ -263,7 +263,7 @@ async def test_the_wizard_shows_the_error_without_the_secret(
 
 
 # -- credentials inside the run: its params, tags, source and note are published with the ModelKit ----------
-RUN_SECRETS = ["DbPass-4f7a", "GitPass-8c2e", "tok-q1w2e3r4t5", "NotePass-3d9b", "ApiKey-77aa"]
+RUN_SECRETS = ["DbPass-4f7a", "GitPass-8c2e", "tok-q1w2e3r4t5", "NotePass-3d9b", "ApiKey-77aa", "RunPass-5e1f"]
 RUN_PARAMS = {
     "db_uri": "postgres://admin:DbPass-4f7a@db.internal/x",
     "feature_service": "https://features.example.com/v1?token=tok-q1w2e3r4t5&region=eu",
@@ -287,6 +287,7 @@ def test_credentials_in_params_tags_and_source_reach_no_output_nor_the_modelkit(
         files={"model/MLmodel": b"flavors: {}\n", "model/model.pkl": b"w" * 50},
         params=RUN_PARAMS,
         tags=RUN_TAGS,
+        run_name="nightly from https://bot:RunPass-5e1f@ci.example.com/job/7",
     )
     uri = f"mlflow://{live.host}/experiments/{exp}/runs/{run_id}"
     env = kitmlflow_subprocess_env(
@@ -309,6 +310,7 @@ def test_credentials_in_params_tags_and_source_reach_no_output_nor_the_modelkit(
     assert provenance["source"]["name"] == "https://***@git.example.com/team/repo.git"
     assert provenance["tags"]["service"] == '{"api_key": "***", "host": "svc"}'
     assert provenance["masked"]["fields"] == [
-        "source.name", "params.db_uri", "params.feature_service", "tags.service", "package.description",
+        "run.name", "source.name", "params.db_uri", "params.feature_service", "tags.service", "package.description",
     ]  # fmt: skip
+    assert json.loads(done.stdout)["run"]["run_name"] == "nightly from https://***@ci.example.com/job/7"
     assert "replaced with ***" in provenance["masked"]["note"]
