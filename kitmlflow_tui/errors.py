@@ -149,6 +149,8 @@ def scrub_secrets(text: str) -> str:
     text = re.sub(_SECRET_ASSIGNMENT, lambda m: f"{m[1]}{m[2]}{m[3] or ''}***{m[3] or ''}", text)
     text = re.sub(_SECRET_JSON_MEMBER, r"\1\2\1\3\4***\4", text)
     text = re.sub(_SECRET_SHAPES, "***", text)
-    # URL user info, with or without a password (a token alone is often the user: https://TOKEN@github.com)
-    # (up to the authority's last @: a password may hold one)
-    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]+@", r"\1***@", text)
+    # URL user info with a password, up to the authority's last @ (a password may hold one); without one only
+    # in http(s) URLs, where a lone user is usually a token (https://TOKEN@github.com): wasbs://container@account
+    # and ssh://git@host name no secret.
+    text = re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)(?=[^/\s?#@]*:[^/\s?#]*@)[^/\s?#]+@", r"\1***@", text)
+    return re.sub(r"(?i)\b((?:[a-z][a-z0-9.-]*\+)?https?://)[^/\s?#:@]+@", r"\1***@", text)

@@ -86,6 +86,8 @@ def test_user_info_in_urls_is_masked(text: str, expected: str) -> None:
     [
         # A token alone as the user (how GitHub tokens go into clone URLs)
         ("https://ghp_R4nd0mT0kenR4nd0mT0kenR4nd0mT0ken12@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://0123456789abcdef0123456789abcdef01234567@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://u:p@ss@host/x", "https://***@host/x"),  # a password holding an @
         ("host=db user=admin password=hunter2 dbname=x", "host=db user=admin password=*** dbname=x"),
         ("Server=db;Uid=sa;Pwd=Hunter2!;", "Server=db;Uid=sa;Pwd=***;"),
         ("--password='two words' --lr 0.1", "--password='***' --lr 0.1"),
@@ -103,6 +105,8 @@ def test_user_info_in_urls_is_masked(text: str, expected: str) -> None:
         # ... and what only looks like it stays
         ("monkey=banana keyboard=qwerty learning_rate=0.1", "monkey=banana keyboard=qwerty learning_rate=0.1"),
         ("https://host/path?email=a@b.com", "https://host/path?email=a@b.com"),
+        ("wasbs://container@account.blob.core.windows.net/p", "wasbs://container@account.blob.core.windows.net/p"),
+        ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"),
         ("the token is needed; set a password", "the token is needed; set a password"),
     ],
 )
