@@ -432,6 +432,7 @@ def import_command(
         session = pipeline.plan(
             reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
         )
+        session = pipeline.settle_layers(session, import_options, renderer)  # what the ModelKit cannot hold
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
@@ -446,8 +447,7 @@ def import_command(
             f"[green]✓[/] {_escape(result.reference)} {result.digest[:19]} · {_size(result.size)} · "
             f"packed by {result.packer}"
         )
-        # kit 1.7 reads "localhost/x" as a repository on a registry named localhost: name it as tagged.
-        kit_ref = _escape(tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest")
+        kit_ref = _escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             _show_pushed(out, result.pushed)
         else:
@@ -474,12 +474,9 @@ def import_command(
 def _check_kitfile(path: Path) -> None:
     """Parse and validate a --kitfile up front (paths in it are checked against the files later)."""
     from kitmlflow_tui.kitfile import load_kitfile_text
+    from kitmlflow_tui.pipeline import read_kitfile
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
-    load_kitfile_text(text, source=str(path))
+    load_kitfile_text(read_kitfile(path), source=str(path))
 
 
 def _profile_overrides(profile):
@@ -666,9 +663,9 @@ def plan_document(session) -> dict:
         "run": {
             "tracking_uri": run.tracking_uri,
             "experiment_id": run.experiment_id,
-            "experiment_name": run.experiment_name,
+            "experiment_name": scrub_secrets(run.experiment_name),  # user text: masked as in the provenance
             "run_id": run.run_id,
-            "run_name": run.run_name,
+            "run_name": scrub_secrets(run.run_name),
             "status": run.status,
         },
         "selected": [{"path": f.path, "size": f.size} for f in plan.selected],
@@ -696,7 +693,8 @@ def show_plan(out: Output, session) -> None:
     run = session.resolved.run
     console = out.console
     console.print(
-        f"Run [bold]{_escape(run.run_name)}[/] ({_escape(run.run_id)}) · experiment {_escape(run.experiment_name)} "
+        f"Run [bold]{_escape(scrub_secrets(run.run_name))}[/] ({_escape(run.run_id)}) · "
+        f"experiment {_escape(scrub_secrets(run.experiment_name))} "
         f"({_escape(run.experiment_id)}) · {_escape(run.status)}"
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")

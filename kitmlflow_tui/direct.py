@@ -52,12 +52,12 @@ RESUME_DIR_NAME = ".kitmlflow-resume"
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 CONTENT_NEEDED_MAX_BYTES = 1024 * 1024
 _HASH_CHUNK = 4 * 1024 * 1024
-_ROOT_FILES_READ = (".kitignore", "mlflow-provenance.yaml")  # kit's ignore rules; an earlier import's provenance
+_ROOT_FILES_READ = ("mlflow-provenance.yaml",)  # an earlier import's provenance (a run's .kitignore is never applied)
 
 
 def content_needed(file: ArtifactFile) -> bool:
     """Whether the Kitfile or kit's layer walk reads this file's content: every ``MLmodel`` (the framework), a root
-    license or readme (the SPDX id), the root ``.kitignore`` and provenance file. Small files only (as listed; one
+    license or readme (the SPDX id), a root provenance file. Small files only (as listed; one
     listed without a size is read up to the same bound)."""
     name = file.path.rsplit("/", 1)[-1]
     lower = name.lower()

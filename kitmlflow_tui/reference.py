@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.errors import BadInputError, scrub_secrets
 
 ACCEPTED_FORMS = """Accepted forms ([host/] is host[:port][/prefix]/ and is optional):
   mlflow://[host/]experiments/EXP_ID/runs/RUN_ID
@@ -39,7 +39,6 @@ _VERSION = re.compile(r"^[0-9]{1,10}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 _IPV6 = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
 _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
-_SECRET_QUERY = re.compile(r"(?i)((?:token|password|secret|key|sig|signature|credential)[^=&]*=)[^&]*")
 
 
 @dataclass(frozen=True)
@@ -256,18 +255,9 @@ def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> s
 
 
 def redact_uri(uri: str) -> str:
-    """The URI without credentials: user info and secret-looking query values are masked."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return uri  # nothing secret: keep it exactly as given (urlunsplit would fold sqlite:////)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URI without credentials: user info and secret-looking query values are masked (the one rule of
+    :func:`kitmlflow_tui.errors.scrub_secrets`, which also masks them in run values and messages)."""
+    return scrub_secrets(uri)
 
 
 def format_reference(ref: Reference) -> str:

@@ -9,13 +9,13 @@ import contextlib
 import os
 import posixpath
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from kitmlflow_tui.catalogue.http_limits import configure_http
 from kitmlflow_tui.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
 from kitmlflow_tui.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
+from kitmlflow_tui.catalogue.pages import all_pages
 from kitmlflow_tui.catalogue.records import (
     ArtifactFile,
     ArtifactTree,
@@ -30,7 +30,7 @@ from kitmlflow_tui.catalogue.records import (
     RunQuery,
     RunSummary,
 )
-from kitmlflow_tui.errors import BadInputError, NotFoundError, RunNotFinishedError, ServerUnreachableError
+from kitmlflow_tui.errors import BadInputError, NotFoundError, RunNotFinishedError
 from kitmlflow_tui.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
 from kitmlflow_tui.stores import require_client_library
 
@@ -95,17 +95,15 @@ class Catalogue:
         from mlflow.entities import ViewType
 
         view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-        found: list[ExperimentSummary] = []
-        token: str | None = None
         with self._errors("the experiments"):
-            while True:
-                page = self._client.search_experiments(view_type=view, max_results=1000, page_token=token)
-                found += [
-                    ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in page
-                ]
-                token = page.token
-                if not token:
-                    return found
+            pages = all_pages(
+                lambda token: self._client.search_experiments(view_type=view, max_results=1000, page_token=token),
+                "the experiments",
+                self.tracking_uri,
+            )
+            return [
+                ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in pages
+            ]
 
     def search_runs(self, experiment_id: str, query: RunQuery | None = None) -> RunPage:
         query = query or RunQuery()
@@ -214,39 +212,23 @@ class Catalogue:
         A model that does not exist is exit 4 (MLflow's search answers it with an empty list)."""
         label = f"the versions of registered model {name}"
         versions: dict[str, ModelVersionInfo] = {}
-        seen_tokens: set[str] = set()
-        token: str | None = None
-        deadline = time.monotonic() + deadline_seconds
         with self._errors(label):
-            for _ in range(max_pages):
-                page = self._client.search_model_versions(
+            pages = all_pages(
+                lambda token: self._client.search_model_versions(
                     filter_string=f"name = {_filter_literal(name)}",
                     max_results=page_size,
                     order_by=["version_number ASC"],
                     page_token=token,
-                )
-                for item in page:
-                    if item.name == name:  # the filter is exact; a server that answers more gets no say
-                        info = _model_version_info(item)
-                        versions[info.version] = info
-                token = page.token or None
-                if not token:
-                    break
-                if token in seen_tokens:
-                    raise ServerUnreachableError(
-                        f"The tracking server {self.display_uri} repeated a page token while listing {label}; "
-                        "refusing the listing."
-                    )
-                seen_tokens.add(token)
-                if time.monotonic() > deadline:
-                    raise ServerUnreachableError(
-                        f"Listing {label} on {self.display_uri} took longer than {deadline_seconds:.0f} s; refusing it."
-                    )
-            else:
-                raise ServerUnreachableError(
-                    f"{label[:1].upper()}{label[1:]} on {self.display_uri} run over {max_pages} pages of "
-                    f"{page_size}; refusing the listing."
-                )
+                ),
+                label,
+                self.tracking_uri,
+                max_pages=max_pages,
+                deadline_seconds=deadline_seconds,
+            )
+            for item in pages:
+                if item.name == name:  # the filter is exact; a server that answers more gets no say
+                    info = _model_version_info(item)
+                    versions[info.version] = info
             if not versions:
                 self._client.get_registered_model(name)  # not found → exit 4; else a model without versions
         return sorted(versions.values(), key=lambda v: int(v.version))
@@ -258,18 +240,17 @@ class Catalogue:
 
         models: dict[str, object] = {}
         with self._errors(f"the logged models of run {run.run_id}"):
-            token = None
             try:
-                while True:
-                    page = self._client.search_logged_models(
+                pages = all_pages(
+                    lambda token: self._client.search_logged_models(
                         experiment_ids=[run.experiment_id],
                         filter_string=f"source_run_id = '{run.run_id}'",
                         page_token=token,
-                    )
-                    models.update((m.model_id, m) for m in page)
-                    token = page.token
-                    if not token:
-                        break
+                    ),
+                    f"the logged models of run {run.run_id}",
+                    self.tracking_uri,
+                )
+                models.update((m.model_id, m) for m in pages)
             except MlflowException as exc:
                 # Servers older than MLflow 3 have no logged models: nothing to add then.
                 if exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED", "FEATURE_DISABLED"):

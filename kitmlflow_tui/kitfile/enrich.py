@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.errors import PackError, scrub_secrets
 from kitmlflow_tui.file_tree import FileTree, as_tree
 from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license
 from kitmlflow_tui.kitfile.model import (
@@ -205,18 +207,32 @@ def _find_model_folders(folder: FileTree) -> list[_ModelFolder]:
         current = pending.pop(0)
         entries = folder.entries(current)
         mlmodel = f"{current}/{MLMODEL_FILE}" if current else MLMODEL_FILE
-        if any(e.name == MLMODEL_FILE and e.kind == "file" for e in entries):
-            found.append(_ModelFolder(current or ".", _read_mlmodel(folder.read_text(mlmodel))))
+        found_mlmodel = next((e for e in entries if e.name == MLMODEL_FILE and e.kind == "file"), None)
+        if found_mlmodel is not None:
+            found.append(_ModelFolder(current or ".", _read_mlmodel(folder, mlmodel, found_mlmodel.size)))
             continue  # sidecars and nested folders belong to this model
         subfolders = sorted(e.name for e in entries if e.kind == "dir")
         pending[:0] = [f"{current}/{name}" if current else name for name in subfolders]
     return sorted(found, key=lambda m: m.path)
 
 
-def _read_mlmodel(text: str) -> Mapping[str, Any]:
+def _read_mlmodel(folder: FileTree, path: str, size: int) -> Mapping[str, Any]:
+    """An MLmodel's content through the bounded loader: it is the run's data, and a 1 KB document of nested
+    aliases would otherwise expand into gigabytes. Over a bound: PackError (8), naming the file and the
+    line; not YAML at all, or not available (a listing without its content): no content (the folder is still
+    the model, without flavors)."""
     try:
-        content = yaml.safe_load(text)
-    except yaml.YAMLError:
+        if size > safe_yaml.DEFAULT_LIMITS.max_bytes:  # refused before it is read
+            limit = safe_yaml.DEFAULT_LIMITS.max_bytes
+            raise safe_yaml.YamlRefused(f"the file is {size:,} bytes, more than the {limit:,} allowed")
+        content = safe_yaml.load(folder.read_text(path))
+    except safe_yaml.YamlRefused as exc:
+        where = f" at {exc.where}" if exc.where else ""
+        raise PackError(
+            f"The run's {path} cannot be read safely{where}: refused: {exc.problem}.",
+            hint="Leave that model folder out (--exclude), or give a --kitfile (then no MLmodel is read).",
+        ) from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return {}
     return content if isinstance(content, dict) else {}
 
@@ -369,7 +385,12 @@ def _split_tag(tag: str | None) -> tuple[str | None, str | None]:
 
 
 def _description(run: RunInfo) -> str:
-    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from."""
+    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from;
+    credentials in it masked (see :func:`_masked`)."""
+    return scrub_secrets(_raw_description(run))
+
+
+def _raw_description(run: RunInfo) -> str:
     note = (run.note or "").strip()
     if note:
         first = re.split(r"\n[ \t]*\n", note, maxsplit=1)[0].strip()
@@ -458,4 +479,28 @@ def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> d
         }
     provenance["importer"] = {"name": IMPORTER_NAME, "version": facts.importer_version}
     provenance["filter"] = _plain(facts.filter_summary)
+    masked: list[str] = []
+    provenance = _masked(provenance, "", masked)
+    if _description(run) != _raw_description(run):
+        masked.append("package.description")
+    if masked:
+        provenance["masked"] = {"note": MASKED_NOTE, "fields": masked}
     return provenance
+
+
+MASKED_NOTE = "credentials in these values (URL user info, password=, tokens, keys) were replaced with ***"
+
+
+def _masked(value: Any, where: str, masked: list[str]) -> Any:
+    """``value`` with every credential in its strings masked (a run's params, tags and source name are
+    published with the ModelKit: ``https://user:PASS@host``, ``?token=…``); ``masked`` gets where."""
+    if isinstance(value, str):
+        clean = scrub_secrets(value)
+        if clean != value:
+            masked.append(where)
+        return clean
+    if isinstance(value, Mapping):
+        return {key: _masked(item, f"{where}.{key}" if where else str(key), masked) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, f"{where}[{index}]", masked) for index, item in enumerate(value)]
+    return value

@@ -28,8 +28,8 @@ from kitmlflow_tui.selection import FilterSpec
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
-    from kitmlflow_tui.pipeline import ImportResult, Observer, Session
+    from kitmlflow_tui.kitfile import KitfileOverrides
+    from kitmlflow_tui.pipeline import ImportResult, KitfilePreview, Observer, Session
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Backend(Protocol):
 
     def resolve_model(self, ref: ModelRef) -> tuple[RunInfo, ArtifactTree, RegisteredModelInfo | None]: ...
 
-    def preview_kitfile(self, choice: ImportChoice) -> Kitfile: ...
+    def preview(self, choice: ImportChoice) -> KitfilePreview: ...
 
     def free_bytes(self) -> int | None: ...
 
@@ -124,10 +124,11 @@ class CatalogueBackend:
 
         return session_from_listing(self.catalogue, choice.run, choice.tree, choice.spec, choice.registered)
 
-    def preview_kitfile(self, choice: ImportChoice) -> Kitfile:
-        from kitmlflow_tui.pipeline import ImportOptions, preview_kitfile
+    def preview(self, choice: ImportChoice) -> KitfilePreview:
+        """The Kitfile the import would write, and the files kit's layer rules would leave out of the ModelKit."""
+        from kitmlflow_tui.pipeline import ImportOptions, preview
 
-        return preview_kitfile(self.session(choice), ImportOptions(tag=choice.tag, overrides=choice.overrides))
+        return preview(self.session(choice), ImportOptions(tag=choice.tag, overrides=choice.overrides))
 
     def free_bytes(self) -> int | None:
         from kitmlflow_tui.pipeline import cache_root

@@ -49,33 +49,33 @@ MLMODEL = (
 # -- a version listing that does not end (the hostile stand-in server) -----------------------------------
 @pytest.mark.timeout(120)
 def test_a_version_listing_that_repeats_its_page_token_is_refused(kitmlflow) -> None:
-    with hostile_server(Scenario(version_page_token=lambda page: "same-token")) as server:
+    with hostile_server(Scenario(page_token=lambda page: "same-token")) as server:
         out = kitmlflow(
             "sync", f"mlflow://127.0.0.1:{server.port}/models/{MODEL_NAME}", "--to", "127.0.0.1:9/x", "--yes", "--json"
         )
     assert out.code == 6, out.stderr
-    assert "repeated a page token" in out.json["error"]["message"]
-    assert server.version_pages == 2
+    assert "sent a page token it had sent before while listing the versions" in out.json["error"]["message"]
+    assert server.pages_sent["model-versions"] == 2
 
 
 @pytest.mark.timeout(120)
 def test_a_version_listing_without_end_stops_at_the_page_limit() -> None:
     from kitmlflow_tui.catalogue import Catalogue
 
-    scenario = Scenario(version_page_token=lambda page: f"token-{page}")
-    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="over 5 pages"):
+    scenario = Scenario(page_token=lambda page: f"token-{page}")
+    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="in more than 5 pages"):
         Catalogue(server.url).list_model_versions(MODEL_NAME, max_pages=5)
-    assert server.version_pages == 5
+    assert server.pages_sent["model-versions"] == 5
 
 
 @pytest.mark.timeout(120)
 def test_a_version_listing_past_its_deadline_is_refused() -> None:
     from kitmlflow_tui.catalogue import Catalogue
 
-    scenario = Scenario(version_page_token=lambda page: f"token-{page}")
-    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="took longer than 0 s"):
+    scenario = Scenario(page_token=lambda page: f"token-{page}")
+    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="took more than 0 s"):
         Catalogue(server.url).list_model_versions(MODEL_NAME, deadline_seconds=0.0)
-    assert server.version_pages == 1
+    assert server.pages_sent["model-versions"] == 1
 
 
 # -- a registered model on the real mlflow server ----------------------------------------------------------------

@@ -6,6 +6,8 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
 - ``GET  /api/2.0/mlflow/runs/get?run_id=R``                      → ``{"run": {"info", "data", ...}}``
 - ``GET  /api/2.0/mlflow/experiments/get?experiment_id=E``         → ``{"experiment": {...}}``
 - ``POST /api/2.0/mlflow/logged-models/search``                    → ``{"models": []}``
+- ``POST /api/2.0/mlflow/experiments/search``                      → ``{"experiments": [the one]}``
+- ``POST /api/2.0/mlflow/runs/search``                             → ``{"runs": [the one]}``
 - ``GET  /api/2.0/mlflow-artifacts/artifacts?path=E/R/artifacts[/DIR]`` → ``{"files": [{"path", "is_dir", "file_size"}]}``
   (``path`` is the name inside the listed folder)
 - ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
@@ -36,6 +38,13 @@ API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 ROOT = f"{EXPERIMENT_ID}/{RUN_ID}/artifacts"
 MODEL_NAME = "hostile-model"
+
+HOSTILE_EXPERIMENT = {
+    "experiment_id": EXPERIMENT_ID,
+    "name": "hostile",
+    "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
+    "lifecycle_stage": "active",
+}
 
 Listing = list[dict]  # [{"path": name, "is_dir": bool, "file_size": int}] as the server sends them
 
@@ -74,13 +83,17 @@ class Scenario:
     run_json_endless: bool = False  # runs/get streams a JSON document that never ends
     run_json_trickle: bool = False  # runs/get sends its document one byte every 0.2 s, forever
     stall_listing: bool = False  # listings never answer
-    version_page_token: Callable[[int], str | None] = lambda _page: None  # the token after page N (0, 1, ...)
     # A server that leaks what it was sent: the Authorization header and the password it decodes from it,
     # in the body of an error (HTTP status ``echo_status``) on the routes named in ``echo_on`` ("run",
     # "list", "download", "models" for logged-models/search), for the first ``echo_times`` requests to each (None: every time).
     echo_status: int = 403
     echo_on: tuple[str, ...] = ()
     echo_times: int | None = None
+    # The searches (model-versions, logged-models, experiments, runs) page as ``page_token`` says: the
+    # next_page_token after page N (0, 1, ... of that search), None for the last page (a real server's one page
+    # by default); each page after ``page_delay`` seconds.
+    page_token: Callable[[int], str | None] = lambda _page: None
+    page_delay: float = 0.0
 
 
 class HostileServer:
@@ -89,8 +102,8 @@ class HostileServer:
         self.stopping = threading.Event()
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
-        self.version_pages = 0  # model-version search pages answered
         self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
+        self.pages_sent: dict[str, int] = {}  # search ("model-versions", "logged-models", ...) -> pages answered
         self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
         self.authorizations: set[str] = set()  # every Authorization header received
         self._lock = threading.Lock()
@@ -222,10 +235,24 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             server.record(f"POST {self.path}")
             if urlsplit(self.path).path == f"{API}/logged-models/search" and self._echo_credentials("models"):
                 return
-            if urlsplit(self.path).path == f"{API}/logged-models/search":
-                self._json({"models": []})
+            path = urlsplit(self.path).path
+            if path == f"{API}/logged-models/search":
+                self._page("logged-models", lambda _page: {"models": []})
+            elif path == f"{API}/runs/search":
+                self._page("runs", lambda _page: {"runs": [run_document(scenario)["run"]]})
+            elif path == f"{API}/experiments/search":
+                self._page("experiments", lambda _page: {"experiments": [HOSTILE_EXPERIMENT]})
             else:
                 self._not_found()
+
+        def _page(self, search: str, document_for: Callable[[int], dict]) -> None:
+            """Page N of a search (``document_for(N)``), with the next_page_token the scenario gives it."""
+            with server._lock:
+                page = server.pages_sent.get(search, 0)
+                server.pages_sent[search] = page + 1
+            time.sleep(scenario.page_delay)
+            document, token = document_for(page), scenario.page_token(page)
+            self._json({**document, "next_page_token": token} if token else document)
 
         def do_GET(self) -> None:  # noqa: N802
             server.record(f"GET {self.path}")
@@ -240,16 +267,7 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 if parts.path == f"{API}/runs/get":
                     self._run()
                 elif parts.path == f"{API}/experiments/get":
-                    self._json(
-                        {
-                            "experiment": {
-                                "experiment_id": EXPERIMENT_ID,
-                                "name": "hostile",
-                                "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
-                                "lifecycle_stage": "active",
-                            }
-                        }
-                    )
+                    self._json({"experiment": HOSTILE_EXPERIMENT})
                 elif parts.path == ARTIFACTS:
                     self._list(query.get("path", [""])[0])
                 elif parts.path == f"{API}/model-versions/search":
@@ -282,21 +300,16 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(chunk)
 
         def _model_versions(self) -> None:
-            with server._lock:
-                page = server.version_pages
-                server.version_pages += 1
-            version = {
-                "name": MODEL_NAME,
-                "version": str(page + 1),
-                "status": "READY",
-                "run_id": RUN_ID,
-                "source": f"mlflow-artifacts:/{ROOT}/model",
-            }
-            document: dict = {"model_versions": [version]}
-            token = scenario.version_page_token(page)
-            if token:
-                document["next_page_token"] = token
-            self._json(document)
+            def version(page: int) -> dict:
+                return {
+                    "name": MODEL_NAME,
+                    "version": str(page + 1),
+                    "status": "READY",
+                    "run_id": RUN_ID,
+                    "source": f"mlflow-artifacts:/{ROOT}/model",
+                }
+
+            self._page("model-versions", lambda page: {"model_versions": [version(page)]})
 
         def _list(self, path: str) -> None:
             server.record(f"LIST {path}", listing=True)

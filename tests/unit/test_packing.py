@@ -175,7 +175,7 @@ def test_native_pack_is_deterministic(fixture_folder: Path, tmp_path: Path) -> N
     again = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "a")
     assert first.digest == second.digest == again.digest
     assert first.config_digest == second.config_digest
-    assert first.reference == "localhost/fixture:v1"
+    assert first.reference == "fixture:v1"
     assert first.packer == "native"
     assert first.layer_count == 6
     assert first.left_out == ("models/extra/v1..2.bin", "models/model.pkl.bak", "src/link.py")
@@ -598,7 +598,7 @@ def test_kit_pack_gives_the_same_modelkit(kit: str, fixture_folder: Path, tmp_pa
     native_result = pack_native(
         fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "native", cli_version=kit_version(kit)
     )
-    assert kit_result.packer == "kit" and kit_result.reference == "localhost/fixture:v1"
+    assert kit_result.packer == "kit" and kit_result.reference == "fixture:v1"
     assert native_result.config_digest == kit_result.config_digest
     assert native_result.digest == kit_result.digest  # byte-identical manifest, layers and config
     assert native_result.size == kit_result.size

@@ -92,6 +92,9 @@ BROKEN_KITFILES = {
     "wrong type": ("manifestVersion: 1.0.0\ncode: notalist\n", ["code", "line 2"]),
     "bad yaml": ("manifestVersion: 1.0.0\nmodel: [\n", ["line"]),
     "bad version": ("manifestVersion: 9\nmodel:\n  path: m\n", ["manifestVersion"]),
+    # issue 10 item 3: 1 KB of nested aliases took 80 s and ended in a MemoryError; 9 MB was read whole
+    "billion laughs": (billion_laughs(), ["line 6, column", "more than 200,000 values"]),
+    "too large": ("manifestVersion: 1.0.0\n" + "#" * (9 * 2**20) + "\n", ["more than the 8,388,608 allowed"]),
 }
 
 
