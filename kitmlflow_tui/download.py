@@ -2,56 +2,34 @@
 
 Every file is written under ``<dest>/.kitmlflow-partial/<path>.part`` and moved to ``<dest>/<path>``
 only once its size matches the listing, so ``<dest>`` never holds a truncated file under a real name.
-A re-run skips complete files and continues a partial file from its size wherever the store's transport
-reads ranges (``kitmlflow_tui.transports``: the proxy, local, S3, GCS, Azure, SFTP). A transfer that breaks
-or stalls is retried from the offset it reached. Progress is reported per chunk, not per file.
+A re-run skips complete files and continues a partial file wherever the store's transport reads ranges
+(``kitmlflow_tui.transports``: the proxy, local, S3, GCS, Azure, SFTP): from its size, or, for a large file the
+transfer split into parallel ranges, from its range journal (``_PartFile``). A transfer that breaks or stalls
+is retried from the offset it reached. Progress is reported per chunk, not per file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
+import hashlib
 import os
-import queue
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeGuard
+from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile
-from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
+from kitmlflow_tui.errors import DownloadError
+from kitmlflow_tui.range_journal import JournalState, JournalWriter, read_journal
 from kitmlflow_tui.selection import Plan, format_size
-from kitmlflow_tui.transports import TransientTransferError, Transport, stall_seconds, transport_for
+from kitmlflow_tui.transfer import RETRIES, FileJob, ProgressCallback, ProgressEvent, Transfer, pwrite_all
+from kitmlflow_tui.transports import Transport, stall_seconds
 
 PARTIAL_DIR = ".kitmlflow-partial"
-# Transient failures in a row, without a byte of progress between them, before a file fails. An attempt that
-# moved bytes resets the count (a stall costs one stall limit, not an attempt); MAX_ATTEMPTS bounds a server
-# that sends a few bytes and stalls, forever.
-RETRIES = 3
-MAX_ATTEMPTS = 50
+JOURNALS_DIR = ".journals"  # inside PARTIAL_DIR: the range journals of split parts
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
-_POLL_SECONDS = 0.25
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """What the download tells its observer. ``kind``:
-    - ``plan``: before the first byte; ``size`` = bytes still to move, ``total`` = bytes of the plan,
-      ``files`` = files still to move (the rest are already complete);
-    - ``file_start`` / ``file_done`` / ``file_skipped``: one file (``size`` = its size);
-    - ``bytes``: ``size`` more bytes of ``path`` arrived (negative when a restart discards some)."""
-
-    kind: Literal["plan", "file_start", "bytes", "file_done", "file_skipped"]
-    path: str = ""
-    size: int = 0
-    total: int = 0
-    files: int = 0
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
+__all__ = ["RETRIES", "DownloadResult", "Downloader", "ProgressCallback", "ProgressEvent", "safe_destination"]
 
 
 @dataclass(frozen=True)
@@ -86,45 +64,88 @@ def safe_destination(dest: Path, relative: str, *, fresh_folder: bool = False) -
     return target
 
 
-class _Observer:
-    """Serialises callbacks from worker threads and keeps the byte count of the call."""
+class _PartFile:
+    """The transfer's target for one file: its ``.part`` file, written at offsets, renamed into place once the
+    transfer has checked its size.
 
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
+    While one stream writes it from its start, the part's size is what a re-run resumes from. Once the transfer
+    splits the file into parallel ranges (a write past the end of what is written), the part has holes and a
+    range journal takes over (``range_journal``: the prefix written so far, then every range), said before the
+    first out-of-order byte lands, so that no re-run ever reads a hole as data."""
+
+    def __init__(self, part: Path, target: Path, journal: Path, identity: str, resumed: JournalState | None) -> None:
+        self.part = part
+        self.target = target
+        self.journal_path = journal
+        self.identity = identity
+        self._resumed = resumed  # the journal of a split part this call continues
+        self._fd: int | None = None
+        self._journal: JournalWriter | None = None
+        self._high_water = 0  # every byte below it is written, while the file is not split
         self._lock = threading.Lock()
-        self.moved = 0
 
-    def __call__(self, event: ProgressEvent) -> None:
+    def _open(self) -> int:
         with self._lock:
-            if event.kind == "bytes":
-                self.moved += event.size
-            if self._callback is not None:
-                self._callback(event)
+            if self._fd is None:
+                self.part.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o666)
+                self._high_water = os.fstat(self._fd).st_size
+                if self._resumed is not None:
+                    self._journal = self._new_journal(fresh=False)
+            return self._fd
+
+    def _new_journal(self, *, fresh: bool) -> JournalWriter:
+        assert self._fd is not None
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalWriter(self.journal_path, self.identity, self._fd, fresh=fresh)
+
+    def write(self, offset: int, data: bytes) -> None:
+        fd = self._open()
+        with self._lock:
+            if self._journal is None and offset > self._high_water:
+                self._journal = self._new_journal(fresh=True)
+                if self._high_water:
+                    self._journal.written(0, 0, self._high_water)
+                self._journal.out_of_order()
+        pwrite_all(fd, offset, data)
+        with self._lock:
+            self._high_water = max(self._high_water, offset + len(data))
+
+    def written(self, start: int, end: int) -> None:
+        with self._lock:
+            journal = self._journal
+        if journal is not None:
+            journal.written(0, start, end)
+
+    def finished(self) -> None:
+        self._open()  # an empty file was never written to
+        self.close()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.part, self.target)
+        self.journal_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
-def _check_not_longer(file: ArtifactFile, written: int) -> None:
-    if file.size is not None and written > file.size:
-        raise DownloadError(
-            f"{file.path}: the store sent more than the {format_size(file.size)} it listed; refusing the file."
-        )
+def _journal_path(partial_root: Path, file: ArtifactFile) -> Path:
+    """Short, fixed-length names (a file's own name may be as long as the file system allows), beside no part."""
+    return (
+        partial_root
+        / JOURNALS_DIR
+        / (hashlib.sha256(file.path.encode("utf-8", "surrogatepass")).hexdigest() + ".journal")
+    )
 
 
-def _is_transient(exc: BaseException) -> bool:
-    import requests
-
-    if isinstance(exc, TransientTransferError):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return True
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | ConnectionError | TimeoutError):
-        return True
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status in (429, 500, 502, 503, 504)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return scrub_secrets(text)[:300]
+def _identity(file: ArtifactFile) -> str:
+    source = "\x00".join((file.root_uri, file.remote_path)).encode("utf-8", "surrogatepass")
+    return f"file {file.size} {hashlib.sha256(source).hexdigest()}"
 
 
 class Downloader:
@@ -140,18 +161,10 @@ class Downloader:
         tracking_uri: str = "",
     ) -> None:
         self._repository_for = repository_for
-        self._transports: dict[str, Transport] = {}
-        self._transports_lock = threading.Lock()
         self.jobs = max(1, jobs)
-        self.observer = _Observer(on_progress)
+        self.on_progress = on_progress
         self.cancel = cancel or threading.Event()
         self.tracking_uri = tracking_uri
-
-    def _transport(self, root_uri: str, spool_dir: Path) -> Transport:
-        with self._transports_lock:
-            if root_uri not in self._transports:
-                self._transports[root_uri] = transport_for(self._repository_for(root_uri), spool_dir=spool_dir)
-            return self._transports[root_uri]
 
     def download(self, plan: Plan, dest: Path) -> DownloadResult:
         stall_seconds()  # a bad KITMLFLOW_STALL_SECONDS is bad input, before the first byte
@@ -160,184 +173,77 @@ class Downloader:
         partial_root = dest / PARTIAL_DIR
         targets = {f.path: safe_destination(dest, f.path) for f in plan.selected}
         _check_path_lengths(dest, plan.selected)
-
-        todo: list[ArtifactFile] = []
+        transfer = Transfer(
+            self._repository_for,
+            destination=dest,
+            jobs=self.jobs,
+            on_progress=self.on_progress,
+            cancel=self.cancel,
+            tracking_uri=self.tracking_uri,
+            split=True,
+            spool_dir=partial_root,
+        )
+        todo: list[FileJob] = []
+        parts: list[_PartFile] = []
         reused = 0
         complete: list[ArtifactFile] = []
-        for file in plan.selected:
-            target = targets[file.path]
-            if file.size is not None and target.is_file() and target.stat().st_size == file.size:
-                complete.append(file)
-                reused += file.size
-                continue
-            todo.append(file)
-        resumed = sum(_part_size(partial_root, f) for f in todo)
-        still_to_move = sum(max((f.size or 0) - _part_size(partial_root, f), 0) for f in todo)
-        _check_disk_space(dest, still_to_move)
-
-        self.observer(ProgressEvent("plan", size=still_to_move, total=plan.selected_bytes, files=len(todo)))
-        for file in complete:
-            self.observer(ProgressEvent("file_skipped", file.path, file.size or 0))
-        # Largest first: the long transfers start early and the small ones fill the gaps.
-        todo.sort(key=lambda f: f.size or 0, reverse=True)
         try:
-            self._run_workers(todo, targets, partial_root)
+            for file in plan.selected:
+                target = targets[file.path]
+                if file.size is not None and target.is_file() and target.stat().st_size == file.size:
+                    complete.append(file)
+                    reused += file.size
+                    continue
+                part = safe_destination(partial_root, file.path + ".part")
+                journal = _journal_path(partial_root, file)
+                resumed, missing = _still_missing(part, journal, file, transfer.transport(file.root_uri))
+                reused += missing[0][0] if file.size is None else file.size - sum(e - s for s, e in missing)
+                parts.append(_PartFile(part, target, journal, _identity(file), resumed))
+                todo.append(FileJob(file, parts[-1], missing))
+            still_to_move = sum(job.missing_bytes() for job in todo)
+            _check_disk_space(dest, still_to_move)
+            transfer.report(ProgressEvent("plan", size=still_to_move, total=plan.selected_bytes, files=len(todo)))
+            for file in complete:
+                transfer.report(ProgressEvent("file_skipped", file.path, file.size or 0))
+            transfer.run(todo)
         finally:
-            for transport in self._transports.values():
-                transport.close()
-            self._transports.clear()
+            for part_file in parts:
+                part_file.close()
+            transfer.close()
         shutil.rmtree(partial_root, ignore_errors=True)
         return DownloadResult(
             dest=dest,
             paths=tuple(f.path for f in plan.selected),
-            downloaded_bytes=self.observer.moved,
-            reused_bytes=reused + resumed,
+            downloaded_bytes=transfer.moved,
+            reused_bytes=reused,
             total_bytes=plan.selected_bytes,
         )
 
-    def _run_workers(self, todo: list[ArtifactFile], targets: dict[str, Path], partial_root: Path) -> None:
-        work: queue.Queue[ArtifactFile] = queue.Queue()
-        for file in todo:
-            work.put(file)
-        failures: list[BaseException] = []
-        stop = threading.Event()
 
-        def worker() -> None:
-            while not stop.is_set() and not self.cancel.is_set():
-                try:
-                    file = work.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    self._download_one(file, targets[file.path], partial_root)
-                except BaseException as exc:  # reported to the main thread, which raises it
-                    if _is_local_disk_error(exc):  # creating a folder, moving a file into place
-                        exc = _disk_error(file, partial_root.parent, exc)
-                    failures.append(exc)
-                    stop.set()
-
-        # Daemon threads: Ctrl-C must not wait for a multi-gigabyte transfer to finish.
-        threads = [
-            threading.Thread(target=worker, name=f"kitmlflow-download-{i}", daemon=True)
-            for i in range(min(self.jobs, len(todo)))
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=0.2)
-        except KeyboardInterrupt:
-            self.cancel.set()
-            _join_briefly(threads)
-            raise InterruptedByUser("Download interrupted; completed files are kept for the next run.") from None
-        if self.cancel.is_set() and all(isinstance(f, InterruptedByUser) for f in failures):
-            # the transfers it stopped say only "cancelled"; the user wants to know what is kept
-            raise InterruptedByUser("Download cancelled; completed files are kept for the next run.")
-        if failures:
-            interrupted = [f for f in failures if isinstance(f, InterruptedByUser)]
-            raise (interrupted or failures)[0]
-
-    def _download_one(self, file: ArtifactFile, target: Path, partial_root: Path) -> None:
-        part = safe_destination(partial_root, file.path + ".part")
-        part.parent.mkdir(parents=True, exist_ok=True)
-        self.observer(ProgressEvent("file_start", file.path, file.size or 0))
-        transport = self._transport(file.root_uri, partial_root)
-        failures_in_a_row = 0
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            offset = self._resume_offset(file, part, transport)
-            try:
-                self._transfer_from(transport, file, part, offset)
-                break
-            except KitmlflowError:
-                raise
-            except Exception as caught:
-                exc = caught
-            if _is_local_disk_error(exc):
-                raise _disk_error(file, partial_root.parent, exc) from exc
-            progressed = (part.stat().st_size if part.exists() else 0) > offset
-            failures_in_a_row = 0 if progressed else failures_in_a_row + 1
-            if (
-                _is_transient(exc)
-                and failures_in_a_row < RETRIES
-                and attempt < MAX_ATTEMPTS
-                and not self.cancel.is_set()
-            ):
-                if failures_in_a_row:
-                    time.sleep(min(2 ** (failures_in_a_row - 1), 8))
-                continue
-            raise self._failure(file, attempt, exc) from exc
-        size = part.stat().st_size
-        if file.size is not None and size != file.size:
-            part.unlink(missing_ok=True)
-            self.observer(ProgressEvent("bytes", file.path, -size))
-            raise DownloadError(
-                f"{file.path}: received {size:,} bytes but the store listed {file.size:,}; the file was discarded.",
-                hint="The artifact may have changed or the server cut the transfer; run the command again.",
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, target)
-        self.observer(ProgressEvent("file_done", file.path, size))
-
-    def _resume_offset(self, file: ArtifactFile, part: Path, transport: Transport) -> int:
-        """Where the next attempt starts: the part's size, or 0 (the part emptied) where ranges cost the whole file."""
-        offset = part.stat().st_size if part.exists() else 0
-        if offset and not transport.supports_ranges:
-            self.observer(ProgressEvent("bytes", file.path, -offset))
-            part.unlink()
-            return 0
-        return offset
-
-    def _transfer_from(self, transport: Transport, file: ArtifactFile, part: Path, offset: int) -> None:
-        """Write the file's bytes from ``offset`` on into ``part`` at that offset (a failure leaves in the part
-        every byte that arrived before it, for the next attempt)."""
-        if file.size is not None and offset == file.size and offset:
-            return  # a part complete before: nothing left to ask for
-        written = offset
-        chunks = transport.stream(file, offset, None, cancel=self.cancel)
-        with open(part, "r+b" if offset else "wb") as out, contextlib.closing(chunks):
-            out.seek(offset)
-            for chunk in chunks:
-                if self.cancel.is_set():
-                    raise InterruptedByUser("Download cancelled.")
-                _check_not_longer(file, written + len(chunk))
-                out.write(chunk)
-                written += len(chunk)
-                self.observer(ProgressEvent("bytes", file.path, len(chunk)))
-
-    def _failure(self, file: ArtifactFile, attempts: int, exc: BaseException) -> KitmlflowError:
-        from kitmlflow_tui.catalogue import translate_error
-
-        if not isinstance(exc, TransientTransferError):
-            mapped = translate_error(exc, f"the artifact {file.path}", self.tracking_uri)
-            if mapped.exit_code in (3, 4):
-                return mapped
-        return DownloadError(
-            f"Downloading {file.path} failed after {attempts} attempt(s): {_describe(exc)}",
-            hint="Run the same command again: complete files are kept and partial ones resume.",
-        )
+def _still_missing(
+    part: Path, journal: Path, file: ArtifactFile, transport: Transport
+) -> tuple[JournalState | None, list[tuple[int, int]]]:
+    """What a file's part lacks: per its journal once it was split, else from the part's size (one stream wrote it
+    from its start). A part the store cannot resume, longer than the file, or with a journal of another file
+    starts again. Returns the journal's state when it is resumed, and the missing ranges."""
+    offset = _part_size(part)
+    state = read_journal(journal, _identity(file), [file.size]) if file.size is not None else None
+    if offset and (
+        not transport.supports_ranges
+        or (file.size is not None and offset > file.size)
+        or (state is None and journal.exists())
+    ):
+        part.unlink()  # a resume would cost the whole file anyway (or the part is not this file's)
+        offset = 0
+    if offset and state is not None and state.split and file.size is not None:
+        return state, state.missing(0, file.size) or [(file.size, file.size)]
+    journal.unlink(missing_ok=True)
+    return None, [(offset, offset if file.size is None else file.size)]
 
 
-def _is_local_disk_error(exc: BaseException) -> TypeGuard[OSError]:
-    """An OSError of our own disk (requests' errors are OSErrors too, but carry no errno)."""
-    import requests
-
-    return isinstance(exc, OSError) and not isinstance(exc, requests.RequestException) and exc.errno is not None
-
-
-def _disk_error(file: ArtifactFile, dest: Path, exc: OSError) -> DownloadError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DownloadError(
-            f"The disk filled up while downloading {file.path} into {dest}: {exc.strerror}.",
-            hint="Free some space or pick another folder (--dest, or KITMLFLOW_CACHE_DIR for imports), then "
-            "run again: the partial file resumes.",
-        )
-    return DownloadError(f"Cannot write {file.path} into {dest}: {exc.strerror or exc}.")
-
-
-def _part_size(partial_root: Path, file: ArtifactFile) -> int:
+def _part_size(part: Path) -> int:
     try:
-        return (partial_root / (file.path + ".part")).stat().st_size
+        return part.stat().st_size
     except (OSError, ValueError):
         return 0
 
@@ -369,9 +275,3 @@ def _check_disk_space(dest: Path, needed: int) -> None:
             hint="Free some space, pick another folder (--dest, or KITMLFLOW_CACHE_DIR for imports), "
             "or select fewer files (--exclude, --max-file-size).",
         )
-
-
-def _join_briefly(threads: list[threading.Thread], seconds: float = 2.0) -> None:
-    deadline = time.monotonic() + seconds
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))

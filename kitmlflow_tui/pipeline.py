@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING
 
 from kitmlflow_tui import __version__, locking
 from kitmlflow_tui.catalogue import Catalogue
-from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.selection import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.packing.result import PackResult
     from kitmlflow_tui.registry import PushResult, RegistryOptions, RegistryRef
 
 
@@ -155,10 +157,6 @@ def run_cache_dir(session: Session) -> Path:
 
 # -- Kitfile and pack ----------------------------------------------------------------------------
 
-# Files whose content the Kitfile depends on (framework from MLmodel, SPDX id from a license file):
-# a preview downloads these and stands in for every other file with a sparse file of its size.
-_CONTENT_NEEDED_MAX_BYTES = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class ImportOptions:
@@ -195,30 +193,6 @@ def check_tag(tag: str) -> str:
     return format_reference(*parse_pack_reference(tag))
 
 
-def _content_needed(file: ArtifactFile) -> bool:
-    name = file.path.rsplit("/", 1)[-1].lower()
-    at_root = "/" not in file.path
-    return (file.size or 0) <= _CONTENT_NEEDED_MAX_BYTES and (
-        name == "mlmodel" or (at_root and (name.startswith("license") or name.startswith("readme")))
-    )
-
-
-def _skeleton(session: Session, folder: Path, observer: Observer) -> None:
-    """The planned tree with real content only where the Kitfile reads it; sparse files elsewhere."""
-    needed = tuple(f for f in session.plan.selected if _content_needed(f))
-    if needed:
-        small = Plan(session.plan.tree, session.plan.spec, needed)
-        Downloader(
-            session.catalogue.repository, cancel=session.cancel, tracking_uri=session.catalogue.tracking_uri
-        ).download(small, folder)
-    for file in session.plan.selected:
-        target = safe_destination(folder, file.path, fresh_folder=True)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                out.truncate(file.size or 0)
-
-
 def read_kitfile(path: Path) -> str:
     """A --kitfile's text, read with the bounded reader's size cap (exit 2 when it cannot be read)."""
     from kitmlflow_tui import safe_yaml
@@ -231,16 +205,17 @@ def read_kitfile(path: Path) -> str:
         raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
 
 
-def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[Kitfile, str]:
-    """The Kitfile of the folder (the given one, else built from the run), with the provenance file
-    it lists written into the folder."""
-    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile, write_provenance_file
+def _kitfile_for(session: Session, tree: FileTree, options: ImportOptions) -> tuple[Kitfile, str]:
+    """The Kitfile of the files (the given one, else built from the run), with the provenance file it lists
+    put among them: written into a folder, added to a listing."""
+    from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile
+    from kitmlflow_tui.kitfile.enrich import PROVENANCE_FILE, provenance_file_bytes, write_provenance_file
 
     if options.kitfile_path is not None:
-        kitfile = load_kitfile_text(read_kitfile(options.kitfile_path), folder=folder, source=str(options.kitfile_path))
+        kitfile = load_kitfile_text(read_kitfile(options.kitfile_path), folder=tree, source=str(options.kitfile_path))
         return kitfile, "as given"
     built = build_kitfile(
-        folder,
+        tree,
         run=session.resolved.run,
         logged_models=session.resolved.tree.logged_models,
         tag=options.tag,
@@ -249,17 +224,37 @@ def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tupl
         importer_version=__version__,
         overrides=options.overrides,
     )
-    write_provenance_file(folder, built)
-    validate_kitfile(built.kitfile, folder)
+    if isinstance(tree, ListedTree):
+        content = provenance_file_bytes(built)
+        if content is not None:
+            tree.add_file(ListedFile(PROVENANCE_FILE, len(content)), content)
+        elif built.remove_stale_file:
+            tree.remove_file(PROVENANCE_FILE)
+    elif isinstance(tree, FolderTree):
+        write_provenance_file(tree.folder, built)
+    validate_kitfile(built.kitfile, tree)
     return built.kitfile, built.provenance_location
 
 
+def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
+    """The plan's files as a listing, with the contents the Kitfile and kit's layer walk read fetched into memory."""
+    from kitmlflow_tui import direct
+
+    needed = [f for f in session.plan.selected if direct.content_needed(f)]
+    contents = direct.fetch_contents(
+        needed,
+        session.catalogue.repository,
+        cancel=session.cancel,
+        tracking_uri=session.catalogue.tracking_uri,
+        jobs=jobs,
+    )
+    return direct.listed_tree(session.plan, contents)
+
+
 def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
-    """The Kitfile an import would write, without the big downloads (for --dry-run and the wizard)."""
-    observer = observer or Observer()
-    with tempfile.TemporaryDirectory(prefix="kitmlflow-preview-") as tmp:
-        _skeleton(session, Path(tmp), observer)
-        return _kitfile_for(session, Path(tmp), options)[0]
+    """The Kitfile an import would write, from the listing (only the few small files it reads are fetched, into
+    memory): for --dry-run and the wizard."""
+    return _kitfile_for(session, _listed_tree(session), options)[0]
 
 
 @dataclass(frozen=True)
@@ -408,9 +403,12 @@ def _require_every_file_in_a_layer(session: Session, kitfile: Kitfile, reference
 def _import_locked(
     session: Session, options: ImportOptions, observer: Observer, reference: str, packer: str, cache: Path
 ) -> ImportResult:
+    from kitmlflow_tui.direct import can_go_direct
     from kitmlflow_tui.packing.kit_cli import pack_with_kit
     from kitmlflow_tui.packing.native import pack_native
 
+    if can_go_direct(session.plan, packer, options.compression, options.keep_download):
+        return _import_direct(session, options, observer, reference)
     downloaded = download(session, cache, jobs=options.jobs, observer=observer)
     stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
     try:
@@ -419,7 +417,7 @@ def _import_locked(
         except OSError as exc:
             raise PackError(f"Preparing the files of {reference} for packing failed: {exc}.") from exc
         observer.step("kitfile", "Writing the Kitfile")
-        kitfile, provenance_location = _kitfile_for(session, stage, options)
+        kitfile, provenance_location = _kitfile_for(session, FolderTree(stage), options)
         _require_every_file_in_a_layer(session, kitfile, reference)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
         pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
@@ -440,6 +438,12 @@ def _import_locked(
         shutil.rmtree(stage, ignore_errors=True)
     if not options.keep_download:
         shutil.rmtree(cache, ignore_errors=True)
+    return _import_result(session, packed, kitfile, downloaded, provenance_location)
+
+
+def _import_result(
+    session: Session, packed: PackResult, kitfile: Kitfile, downloaded: DownloadResult, provenance_location: str
+) -> ImportResult:
     return ImportResult(
         reference=packed.reference,
         digest=packed.digest,
@@ -451,3 +455,38 @@ def _import_locked(
         provenance_location=provenance_location,
         plan=session.plan,
     )
+
+
+def _import_direct(session: Session, options: ImportOptions, observer: Observer, reference: str) -> ImportResult:
+    """The native packer's import without a download folder: the files' bytes go straight into the layer blobs
+    (``kitmlflow_tui.direct``)."""
+    from kitmlflow_tui.direct import pack_direct
+
+    observer.step("kitfile", "Writing the Kitfile from the run's listing")
+    tree = _listed_tree(session, options.jobs)
+    kitfile, provenance_location = _kitfile_for(session, tree, options)
+    _require_every_file_in_a_layer(session, kitfile, reference)
+    observer.step("download", f"Downloading into the layers of {reference} (native packer)")
+    direct = pack_direct(
+        session.plan,
+        tree,
+        kitfile,
+        options.tag,
+        repository_for=session.catalogue.repository,
+        run_key=run_cache_dir(session).parent.name + "-" + session.resolved.run.run_id,
+        storage_root=options.storage_root,
+        jobs=options.jobs,
+        on_progress=observer.progress,
+        on_hash_progress=observer.pack_progress,
+        on_step=observer.step,
+        cancel=session.cancel,
+        tracking_uri=session.catalogue.tracking_uri,
+    )
+    downloaded = DownloadResult(
+        dest=direct.resume_dir,
+        paths=tuple(f.path for f in session.plan.selected),
+        downloaded_bytes=direct.downloaded_bytes,
+        reused_bytes=direct.reused_bytes,
+        total_bytes=direct.total_bytes,
+    )
+    return _import_result(session, direct.packed, kitfile, downloaded, provenance_location)

@@ -10,13 +10,13 @@ real output in ``tests/kitinit_corpus``.
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from pathlib import Path
 
+from kitmlflow_tui.file_tree import FileTree, TreeEntry, as_tree
 from kitmlflow_tui.kitfile.license import detect_license_id
 from kitmlflow_tui.kitfile.model import CodeEntry, DatasetEntry, DocsEntry, Kitfile, Model, ModelPart, Package
 
@@ -77,23 +77,22 @@ def _file_kind(name: str) -> _Kind:
     return _Kind.UNKNOWN
 
 
-def _sorted_entries(path: Path) -> list[os.DirEntry[str]]:
+def _sorted_entries(tree: FileTree, folder: str) -> list[TreeEntry]:
     # os.ReadDir sorts by name as Go compares strings: bytewise on UTF-8.
-    with os.scandir(path) as it:
-        return sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
+    return sorted(tree.entries(folder), key=lambda e: e.name.encode("utf-8", "surrogateescape"))
 
 
-def _list_tree(root: Path, rel: str = ".", ignore: frozenset[str] = frozenset()) -> _Dir:
+def _list_tree(tree: FileTree, rel: str = ".", ignore: frozenset[str] = frozenset()) -> _Dir:
     """The folder as kit lists it: regular files and directories only (symlinks are skipped)."""
     listing = _Dir(name=posixpath.basename(rel) if rel != "." else ".", path=rel)
-    for entry in _sorted_entries(root / rel):
+    for entry in _sorted_entries(tree, "" if rel == "." else rel):
         child = entry.name if rel == "." else f"{rel}/{entry.name}"
         if child in ignore:
             continue
-        if entry.is_dir(follow_symlinks=False):
-            listing.subdirs.append(_list_tree(root, child, ignore))
-        elif entry.is_file(follow_symlinks=False):
-            listing.files.append(_File(entry.name, child, entry.stat(follow_symlinks=False).st_size))
+        if entry.kind == "dir":
+            listing.subdirs.append(_list_tree(tree, child, ignore))
+        elif entry.kind == "file":
+            listing.files.append(_File(entry.name, child, entry.size))
     return listing
 
 
@@ -172,9 +171,11 @@ def _model_from_files(files: list[_File]) -> tuple[Model, list[str]]:
     return Model(path=files[0].path), [f.path for f in files[1:]]
 
 
-def classify(folder: Path, ignore: frozenset[str] = frozenset()) -> Classification:
-    """kit init's classification of ``folder``, leaving out the relative paths in ``ignore``."""
-    tree = _list_tree(folder, ignore=ignore)
+def classify(folder: FileTree | Path, ignore: frozenset[str] = frozenset()) -> Classification:
+    """kit init's classification of ``folder`` (on disk, or a listing), leaving out the relative paths in
+    ``ignore``. Of the files' contents it reads only the root license files' (see :func:`content_needed`)."""
+    source = as_tree(folder)
+    tree = _list_tree(source, ignore=ignore)
     result = Classification()
     model_files: list[_File] = []
     catch_all = False
@@ -188,7 +189,7 @@ def classify(folder: Path, ignore: frozenset[str] = frozenset()) -> Classificati
         if lowered.startswith("license"):
             result.docs.append(DocsEntry(path=file.name, description="License file"))
             # The last license file wins, even when it is not recognised (kit overwrites with "").
-            result.license_id = detect_license_id(read_text(folder / file.path))
+            result.license_id = detect_license_id(source.read_text(file.path))
             continue
         kind = _file_kind(file.path)
         if kind is _Kind.MODEL:
@@ -252,17 +253,10 @@ def classify_like_kit_init(folder: Path) -> Kitfile:
     return classify(Path(folder)).as_kitfile()
 
 
-def read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
 # -- kit pack's string-prefix rule -----------------------------------------------------------------
 
 
-def dropped_by_kit_pack(folder: Path, layer_paths: Sequence[str], ignore: frozenset[str]) -> list[str]:
+def dropped_by_kit_pack(folder: FileTree | Path, layer_paths: Sequence[str], ignore: frozenset[str]) -> list[str]:
     """Files that kit pack (1.7.0, and upstream since) would leave out of every layer.
 
     When kit packs a directory layer it skips each file whose path merely *starts with* another
@@ -271,7 +265,7 @@ def dropped_by_kit_pack(folder: Path, layer_paths: Sequence[str], ignore: frozen
     their own; the loop repeats because a new entry can shadow further files.
     """
     layers = {posixpath.normpath(p) for p in layer_paths}
-    files = [f for f in _regular_files(folder) if f not in ignore]
+    files = [f for f in _regular_files(as_tree(folder)) if f not in ignore]
     dropped: list[str] = []
     while True:
         found = [f for f in files if f not in layers and dropped_by_kit(f, layers)]
@@ -293,17 +287,15 @@ def dropped_by_kit(file: str, layers: set[str]) -> bool:
     return bool(containing) and all(any(not layer.startswith(other) for other in prefixes) for layer in containing)
 
 
-def _regular_files(folder: Path) -> list[str]:
-    """Every regular file kit pack would walk, relative and "/"-separated (root Kitfiles excluded)."""
+def _regular_files(tree: FileTree, rel: str = "") -> list[str]:
+    """Every regular file kit pack would walk, relative and "/"-separated (root Kitfiles excluded), in
+    ``os.walk`` order: a folder's files (sorted), then each of its folders (sorted), symlinks never followed."""
     out: list[str] = []
-    for current, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not (Path(current) / d).is_symlink())
-        rel = Path(current).relative_to(folder).as_posix()
-        for name in sorted(filenames):
-            path = Path(current) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            if rel == "." and name in (*KITFILE_NAMES, ".kitignore"):
-                continue
-            out.append(name if rel == "." else f"{rel}/{name}")
+    entries = tree.entries(rel)
+    for entry in sorted((e for e in entries if e.kind == "file"), key=lambda e: e.name):
+        if not rel and entry.name in (*KITFILE_NAMES, ".kitignore"):
+            continue
+        out.append(f"{rel}/{entry.name}" if rel else entry.name)
+    for entry in sorted((e for e in entries if e.kind == "dir"), key=lambda e: e.name):
+        out.extend(_regular_files(tree, f"{rel}/{entry.name}" if rel else entry.name))
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,8 @@ import yaml
 from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import PackError, scrub_secrets
-from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
+from kitmlflow_tui.file_tree import FileTree, as_tree
+from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license
 from kitmlflow_tui.kitfile.model import (
     CodeEntry,
     DatasetEntry,
@@ -86,7 +86,7 @@ class RunFacts:
 
 
 def build_kitfile(
-    folder: Path,
+    folder: FileTree | Path,
     *,
     run: RunInfo,
     logged_models: Sequence[LoggedModelInfo],
@@ -96,8 +96,9 @@ def build_kitfile(
     importer_version: str,
     overrides: KitfileOverrides | None = None,
 ) -> BuiltKitfile:
-    """The Kitfile for a downloaded run folder: kit init's classification, corrected by MLflow."""
-    folder = Path(folder)
+    """The Kitfile for a run's files (a downloaded folder, or the listing with the contents :func:`content_needed`
+    names): kit init's classification, corrected by MLflow."""
+    folder = as_tree(folder)
     facts = RunFacts(run, logged_models, registered, filter_summary, importer_version)
     own_file = _owned_provenance_file(folder)  # left by an earlier import into the same folder
     ignore = frozenset({PROVENANCE_FILE}) if own_file else frozenset()
@@ -139,10 +140,18 @@ def build_kitfile(
 def write_provenance_file(folder: Path, built: BuiltKitfile) -> None:
     """Write (or remove) the provenance file a built Kitfile relies on, before the folder is packed."""
     path = Path(folder) / PROVENANCE_FILE
-    if built.provenance_location == PROVENANCE_FILE:
-        path.write_text(_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance}), encoding="utf-8")
+    content = provenance_file_bytes(built)
+    if content is not None:
+        path.write_bytes(content)
     elif built.remove_stale_file:
         path.unlink(missing_ok=True)  # stale: this import keeps provenance in the Kitfile
+
+
+def provenance_file_bytes(built: BuiltKitfile) -> bytes | None:
+    """The content of the provenance file the Kitfile lists, or None when it lists none."""
+    if built.provenance_location != PROVENANCE_FILE:
+        return None
+    return (_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance})).encode("utf-8")
 
 
 def read_provenance(kitfile: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -160,9 +169,8 @@ def read_provenance(kitfile: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return mlflow_of(kitfile.get("model")) or mlflow_of(first_dataset)
 
 
-def _owned_provenance_file(folder: Path) -> bool:
-    path = folder / PROVENANCE_FILE
-    return path.is_file() and read_text(path).startswith(_PROVENANCE_HEADER)
+def _owned_provenance_file(folder: FileTree) -> bool:
+    return folder.read_text(PROVENANCE_FILE).startswith(_PROVENANCE_HEADER)
 
 
 def _paths(
@@ -191,29 +199,37 @@ class _ModelFolder:
 _Matched = tuple[_ModelFolder, LoggedModelInfo | None]
 
 
-def _find_model_folders(folder: Path) -> list[_ModelFolder]:
-    """Every outermost folder holding an MLmodel file, in path order."""
+def _find_model_folders(folder: FileTree) -> list[_ModelFolder]:
+    """Every outermost folder holding an MLmodel file (a regular one), in path order."""
     found: list[_ModelFolder] = []
-    for current, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        mlmodel = Path(current) / MLMODEL_FILE
-        if MLMODEL_FILE in filenames and mlmodel.is_file() and not mlmodel.is_symlink():
-            rel = Path(current).relative_to(folder).as_posix()
-            found.append(_ModelFolder(rel, _read_mlmodel(mlmodel, posixpath.join(rel, MLMODEL_FILE))))
-            dirnames.clear()  # sidecars and nested folders belong to this model
+    pending = [""]
+    while pending:  # os.walk's top-down order; a model folder's own folders are not searched
+        current = pending.pop(0)
+        entries = folder.entries(current)
+        mlmodel = f"{current}/{MLMODEL_FILE}" if current else MLMODEL_FILE
+        found_mlmodel = next((e for e in entries if e.name == MLMODEL_FILE and e.kind == "file"), None)
+        if found_mlmodel is not None:
+            found.append(_ModelFolder(current or ".", _read_mlmodel(folder, mlmodel, found_mlmodel.size)))
+            continue  # sidecars and nested folders belong to this model
+        subfolders = sorted(e.name for e in entries if e.kind == "dir")
+        pending[:0] = [f"{current}/{name}" if current else name for name in subfolders]
     return sorted(found, key=lambda m: m.path)
 
 
-def _read_mlmodel(path: Path, shown: str) -> Mapping[str, Any]:
+def _read_mlmodel(folder: FileTree, path: str, size: int) -> Mapping[str, Any]:
     """An MLmodel's content through the bounded loader: it is the run's data, and a 1 KB document of nested
     aliases would otherwise expand into gigabytes. Over a bound: PackError (8), naming the file and the
-    line; not YAML at all: no content (the folder is still the model, without flavors)."""
+    line; not YAML at all, or not available (a listing without its content): no content (the folder is still
+    the model, without flavors)."""
     try:
-        content = safe_yaml.load(safe_yaml.read_text(path))
+        if size > safe_yaml.DEFAULT_LIMITS.max_bytes:  # refused before it is read
+            limit = safe_yaml.DEFAULT_LIMITS.max_bytes
+            raise safe_yaml.YamlRefused(f"the file is {size:,} bytes, more than the {limit:,} allowed")
+        content = safe_yaml.load(folder.read_text(path))
     except safe_yaml.YamlRefused as exc:
         where = f" at {exc.where}" if exc.where else ""
         raise PackError(
-            f"The run's {shown} cannot be read safely{where}: refused: {exc.problem}.",
+            f"The run's {path} cannot be read safely{where}: refused: {exc.problem}.",
             hint="Leave that model folder out (--exclude), or give a --kitfile (then no MLmodel is read).",
         ) from None
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
@@ -236,7 +252,7 @@ def _match_logged_model(
     return None
 
 
-def _ordered_model_folders(folder: Path, facts: RunFacts) -> list[_Matched]:
+def _ordered_model_folders(folder: FileTree, facts: RunFacts) -> list[_Matched]:
     """Every MLflow model folder with its logged model, the main model first: the registered one,
     else logged-model order, else path order."""
     folders = _find_model_folders(folder)

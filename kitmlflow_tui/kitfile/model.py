@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.file_tree import FileTree, as_tree
 
 MANIFEST_VERSION = "1.0.0"
 PART_TYPE_MAX_LEN = 64
@@ -256,7 +257,7 @@ class Problems:
 
 def validate_kitfile(
     kitfile: Kitfile | Mapping[str, Any],
-    folder: Path | None = None,
+    folder: FileTree | Path | None = None,
     *,
     source: str = "Kitfile",
 ) -> Kitfile:
@@ -359,8 +360,10 @@ _PART_TYPE = re.compile(r"\w[\w.-]*", re.ASCII)
 _MANIFEST_VERSION = re.compile(r"v?1\.0(\.0)?")
 
 
-def check(kitfile: Kitfile, folder: Path | None, problems: Problems) -> None:
-    """kit's rules over a whole Kitfile: manifest version, part types, and the paths of its entries."""
+def check(kitfile: Kitfile, folder: FileTree | Path | None, problems: Problems) -> None:
+    """kit's rules over a whole Kitfile: manifest version, part types, and the paths of its entries (which must
+    exist in ``folder``, a folder or a listing, when it is given)."""
+    tree = as_tree(folder) if folder is not None else None
     version = kitfile.manifest_version
     if version is None:
         problems.add("manifestVersion", f"is required (kit init writes {MANIFEST_VERSION!r})")
@@ -380,11 +383,11 @@ def check(kitfile: Kitfile, folder: Path | None, problems: Problems) -> None:
         elif normalized == ".." or normalized.startswith("../"):
             problems.add(where, f"path {path!r} leaves the folder")
         elif (
-            folder is not None
-            and not (Path(folder) / path).exists()
+            tree is not None
+            and not tree.exists(path)
             and not (where == "model.path" and _looks_like_modelkit_reference(path))
         ):
-            problems.add(where, f"path {path!r} does not exist in {folder}")
+            problems.add(where, f"path {path!r} does not exist in {tree.describe()}")
 
 
 def _check_part_type(part_type: str | None, where: str, problems: Problems) -> None:

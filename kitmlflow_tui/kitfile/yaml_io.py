@@ -27,6 +27,7 @@ import yaml
 
 from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.file_tree import FileTree
 from kitmlflow_tui.kitfile import goyaml
 from kitmlflow_tui.kitfile.model import Kitfile, Problems, canonical_kitfile, check, from_mapping
 
@@ -289,7 +290,7 @@ class _Reader:
         return isinstance(node, yaml.ScalarNode) and node.tag in (goyaml.STR, goyaml.MERGE)
 
 
-def load_kitfile_text(text: str, *, folder: Path | None = None, source: str = "Kitfile") -> Kitfile:
+def load_kitfile_text(text: str, *, folder: FileTree | Path | None = None, source: str = "Kitfile") -> Kitfile:
     """Parse a Kitfile strictly (unknown keys, duplicate keys and wrong types rejected, as kit does)
     and validate it; every problem names its field and line. Raises BadInputError."""
     try:

@@ -114,7 +114,7 @@ def pack_with_kit(
         )
     result = _read_back(home, registry, repository, tag, full_reference)
     try:
-        _, _, left_out = plan_layers(folder, kitfile)  # kit's walk, replayed read-only for the report
+        left_out = plan_layers(folder, kitfile).left_out  # kit's walk, replayed read-only for the report
     except PackError:
         left_out = ()
     return dataclasses.replace(result, left_out=left_out)

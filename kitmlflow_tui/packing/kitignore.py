@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from kitmlflow_tui.errors import PackError
+from kitmlflow_tui.file_tree import FileTree
 
 DEFAULT_IGNORES = ("Kitfile", "kitfile", ".kitfile", ".kitignore")
 
@@ -156,8 +156,12 @@ class IgnoreRules:
         self.layer_paths = [clean_entry_path(path) for path in layer_paths]
 
     @classmethod
-    def for_folder(cls, folder: Path, layer_paths: Sequence[str]) -> IgnoreRules:
-        return cls(read_kitignore(folder / ".kitignore"), layer_paths)
+    def for_tree(cls, tree: FileTree, layer_paths: Sequence[str]) -> IgnoreRules:
+        try:
+            raw = tree.read_bytes(".kitignore")
+        except OSError as exc:
+            raise PackError(f"Cannot read {tree.describe()}/.kitignore: {exc.strerror or exc}") from exc
+        return cls(parse_kitignore(raw), layer_paths)
 
     def kitignore_matches(self, path: str) -> bool:
         # patternmatcher.MatchesOrParentMatches
@@ -190,14 +194,10 @@ class IgnoreRules:
         return False
 
 
-def read_kitignore(path: Path) -> list[str]:
+def parse_kitignore(raw: bytes | None) -> list[str]:
     """moby's ``ignorefile.ReadAll``: comments, blank lines, ``!``, cleaning, leading ``/`` dropped."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if raw is None:
         return []
-    except OSError as exc:
-        raise PackError(f"Cannot read {path}: {exc.strerror or exc}") from exc
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     patterns: list[str] = []

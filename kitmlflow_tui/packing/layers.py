@@ -19,6 +19,9 @@ What kit does, and so what this module reproduces:
   to 100 bytes, or 255 split at a slash, ASCII only, files under 8 GiB), else PAX with ``path`` /
   ``size`` records. The archive ends with two zero blocks and no further padding.
 
+The walk reads a :class:`~kitmlflow_tui.file_tree.FileTree`: a folder, or a run's listing. The tar's bytes
+are then a pure function of the entries (:func:`tar_layout`): the headers and padding around each file and
+where its bytes go, which is what lets the direct import write downloaded bytes at their final offsets.
 The path rules (Go's cleaning, ``.kitignore``) are in :mod:`.kitignore`, the headers in :mod:`.tar_format`.
 """
 
@@ -27,15 +30,15 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import stat
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from kitmlflow_tui.errors import InterruptedByUser, PackError
+from kitmlflow_tui.file_tree import FileTree, TreeEntry
 from kitmlflow_tui.packing.kitignore import (
     IgnoreRules,
     same_dir_tree,
@@ -49,52 +52,48 @@ CHUNK = 1 << 20
 @dataclass(frozen=True)
 class TarEntry:
     name: str  # relative, "/"-separated, no trailing slash
-    source: Path
     is_dir: bool
     mode: int  # permission bits + setuid/setgid/sticky
     size: int
 
 
-def walk_layer(folder: Path, layer_path: str, rules: IgnoreRules) -> list[TarEntry]:
+def walk_layer(tree: FileTree, layer_path: str, rules: IgnoreRules) -> list[TarEntry]:
     """The entries kit puts in the layer for ``layer_path`` (already cleaned), in kit's order."""
-    if not (folder / layer_path).exists():
-        raise PackError(f"The Kitfile names {layer_path!r}, which does not exist in {folder}.")
+    if not tree.exists(layer_path):
+        raise PackError(f"The Kitfile names {layer_path!r}, which does not exist in {tree.describe()}.")
     entries: list[TarEntry] = []
-    _walk_dir(folder, "", layer_path, rules, entries)
+    _walk_dir(tree, "", layer_path, rules, entries)
     return entries
 
 
-def _walk_dir(folder: Path, relative_dir: str, layer_path: str, rules: IgnoreRules, out: list[TarEntry]) -> None:
-    directory = folder / relative_dir if relative_dir else folder
+def _sorted_entries(tree: FileTree, relative_dir: str) -> list[TreeEntry]:
     try:
-        names = os.listdir(directory)
+        found = tree.entries(relative_dir)
     except OSError as exc:
-        raise PackError(f"Cannot list {directory}: {exc.strerror or exc}") from exc
-    names.sort(key=os.fsencode)
-    for name in names:
-        relative = f"{relative_dir}/{name}" if relative_dir else name
-        source = directory / name
-        try:
-            info = os.lstat(source)
-        except OSError as exc:
-            raise PackError(f"Cannot read {source}: {exc.strerror or exc}") from exc
-        is_dir = stat.S_ISDIR(info.st_mode)
-        if not is_dir and not stat.S_ISREG(info.st_mode):
+        where = f"{tree.describe()}/{relative_dir}" if relative_dir else tree.describe()
+        raise PackError(f"Cannot list {where}: {exc.strerror or exc}") from exc
+    return sorted(found, key=lambda entry: os.fsencode(entry.name))
+
+
+def _walk_dir(tree: FileTree, relative_dir: str, layer_path: str, rules: IgnoreRules, out: list[TarEntry]) -> None:
+    for entry in _sorted_entries(tree, relative_dir):
+        relative = f"{relative_dir}/{entry.name}" if relative_dir else entry.name
+        is_dir = entry.kind == "dir"
+        if not is_dir and entry.kind != "file":
             continue  # symlinks, sockets, devices: kit leaves them out
         if not same_dir_tree(layer_path, relative):
             continue
         if rules.ignored(relative, layer_path):
             if is_dir and rules.has_exclusions:
-                _walk_dir(folder, relative, layer_path, rules, out)
+                _walk_dir(tree, relative, layer_path, rules, out)
             continue
-        mode = stat.S_IMODE(info.st_mode)
-        out.append(TarEntry(relative, source, is_dir, mode, 0 if is_dir else info.st_size))
+        out.append(TarEntry(relative, is_dir, entry.mode, 0 if is_dir else entry.size))
         if is_dir:
-            _walk_dir(folder, relative, layer_path, rules, out)
+            _walk_dir(tree, relative, layer_path, rules, out)
 
 
-def files_left_out(folder: Path, included: set[str], rules: IgnoreRules) -> list[str]:
-    """Files (and symlinks) under ``folder`` that no layer holds and ``.kitignore`` does not name.
+def files_left_out(tree: FileTree, included: set[str], rules: IgnoreRules) -> list[str]:
+    """Files (and symlinks) of ``tree`` that no layer holds and ``.kitignore`` does not name.
 
     These are what kit drops silently: symlinks, files no Kitfile entry covers, and the victims of
     its prefix rule (``model.pkl.bak`` next to a ``model.pkl`` entry) or of ``..`` in a name.
@@ -103,24 +102,73 @@ def files_left_out(folder: Path, included: set[str], rules: IgnoreRules) -> list
     pending = [""]
     while pending:
         relative_dir = pending.pop()
-        directory = folder / relative_dir if relative_dir else folder
         try:
-            names = sorted(os.listdir(directory), key=os.fsencode)
+            found = tree.entries(relative_dir)
         except OSError:
             continue
-        for name in names:
-            relative = f"{relative_dir}/{name}" if relative_dir else name
-            try:
-                info = os.lstat(directory / name)
-            except OSError:
-                continue
+        for entry in found:
+            relative = f"{relative_dir}/{entry.name}" if relative_dir else entry.name
             ignored = rules.kitignore_matches(relative)
-            if stat.S_ISDIR(info.st_mode):
+            if entry.kind == "dir":
                 if not ignored or rules.has_exclusions:
                     pending.append(relative)
             elif not ignored and relative not in included:
                 left_out.append(relative)
     return sorted(left_out, key=os.fsencode)
+
+
+# -- the layout of a layer -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileRegion:
+    """Where the bytes of one file lie inside a layer tar."""
+
+    name: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TarLayout:
+    """A layer tar as a pure function of its entries: the bytes kit writes around the files (headers, padding,
+    the two end blocks) and where each file's bytes go. ``segments`` is the tar in order."""
+
+    size: int
+    segments: tuple[bytes | FileRegion, ...]
+
+    def literals(self) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) of everything that is not file content."""
+        offset = 0
+        for segment in self.segments:
+            if isinstance(segment, FileRegion):
+                offset = segment.offset + segment.size
+            else:
+                yield offset, segment
+                offset += len(segment)
+
+    @property
+    def files(self) -> tuple[FileRegion, ...]:
+        return tuple(s for s in self.segments if isinstance(s, FileRegion))
+
+
+def tar_layout(entries: Sequence[TarEntry]) -> TarLayout:
+    segments: list[bytes | FileRegion] = []
+    pending = bytearray()  # literal bytes since the last file (padding, folders' headers, its header): one segment
+    offset = 0
+    for entry in entries:
+        header = tar_header(entry.name, entry.mode, entry.size, entry.is_dir)
+        pending += header
+        offset += len(header)
+        if entry.is_dir:
+            continue
+        segments.append(bytes(pending))
+        pending = bytearray()
+        segments.append(FileRegion(entry.name, offset, entry.size))  # even an empty file: it is checked
+        offset += entry.size
+        pending += padding(entry.size)
+        offset += len(padding(entry.size))
+    pending += b"\x00" * (2 * BLOCK)
+    segments.append(bytes(pending))
+    return TarLayout(offset + 2 * BLOCK, tuple(segments))
 
 
 # -- writing a layer -----------------------------------------------------------------------------------
@@ -247,23 +295,23 @@ class LayerSink:
 def write_layer(
     entries: Sequence[TarEntry],
     sink: LayerSink,
+    folder: Path,
     *,
     on_bytes: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> None:
-    """Stream ``entries`` as one tar into ``sink``: memory stays at one buffer whatever the file sizes."""
+    """Stream ``entries`` (files of ``folder``) as one tar into ``sink``: memory stays at one buffer whatever the
+    file sizes."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     try:
-        for entry in entries:
+        for segment in tar_layout(entries).segments:
             if cancel is not None and cancel.is_set():
                 raise InterruptedByUser("Packing cancelled.")
-            sink.write(tar_header(entry.name, entry.mode, entry.size, entry.is_dir))
-            if entry.is_dir:
-                continue
-            _copy_file(entry, sink, view, on_bytes, cancel)
-            sink.write(padding(entry.size))
-        sink.write(b"\x00" * (2 * BLOCK))
+            if isinstance(segment, FileRegion):
+                _copy_file(folder / segment.name, segment.size, sink, view, on_bytes, cancel)
+            else:
+                sink.write(segment)
     except BaseException:
         sink.abort()
         raise
@@ -271,36 +319,37 @@ def write_layer(
 
 
 def _copy_file(
-    entry: TarEntry,
+    source_path: Path,
+    size: int,
     sink: LayerSink,
     view: memoryview,
     on_bytes: Callable[[int], None] | None,
     cancel: threading.Event | None,
 ) -> None:
-    remaining = entry.size
+    remaining = size
     try:
-        source = open(entry.source, "rb", buffering=0)  # noqa: SIM115 - closed in finally
+        source = open(source_path, "rb", buffering=0)  # noqa: SIM115 - closed in finally
     except OSError as exc:
-        raise PackError(f"Cannot read {entry.source}: {exc.strerror or exc}") from exc
+        raise PackError(f"Cannot read {source_path}: {exc.strerror or exc}") from exc
     try:
         while remaining:
             if cancel is not None and cancel.is_set():
                 raise InterruptedByUser("Packing cancelled.")
-            count = _read_into(source, view[: min(len(view), remaining)], entry)
+            count = _read_into(source, view[: min(len(view), remaining)], source_path)
             if not count:
-                raise PackError(f"{entry.source} shrank while it was being packed; pack again.")
+                raise PackError(f"{source_path} shrank while it was being packed; pack again.")
             sink.write(view[:count])  # write errors are the storage's, reported as such by the caller
             remaining -= count
             if on_bytes is not None:
                 on_bytes(count)
-        if _read_into(source, view[:1], entry):
-            raise PackError(f"{entry.source} grew while it was being packed; pack again.")
+        if _read_into(source, view[:1], source_path):
+            raise PackError(f"{source_path} grew while it was being packed; pack again.")
     finally:
         source.close()
 
 
-def _read_into(source: IO[bytes], target: memoryview, entry: TarEntry) -> int:
+def _read_into(source: IO[bytes], target: memoryview, source_path: Path) -> int:
     try:
         return source.readinto(target) or 0  # type: ignore[attr-defined]
     except OSError as exc:
-        raise PackError(f"Cannot read {entry.source}: {exc.strerror or exc}") from exc
+        raise PackError(f"Cannot read {source_path}: {exc.strerror or exc}") from exc

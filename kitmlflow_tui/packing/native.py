@@ -25,6 +25,7 @@ from typing import Any
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.file_tree import FileTree, as_tree
 from kitmlflow_tui.kitfile.model import Kitfile
 from kitmlflow_tui.packing import gojson
 from kitmlflow_tui.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
@@ -81,7 +82,7 @@ _TOP_KEYS = ("manifestVersion", "package", "model", "code", "datasets", "docs", 
 
 
 @dataclass
-class _Layer:
+class Layer:
     media_base: str  # model | modelpart | code | dataset | docs (prompts are code + a subtype)
     path: str  # cleaned
     config_entry: dict[str, Any]  # the Go-ordered config entry that receives digest/diffId
@@ -111,16 +112,14 @@ def pack_native(
     """
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
-    registry, repository, tag = parse_model_reference(reference)
+    parse_model_reference(reference)
     folder = Path(folder)
     if not folder.is_dir():
         raise PackError(f"Cannot pack {folder}: it is not a folder.")
 
-    config, layers, left_out = plan_layers(folder, kitfile)
-    total = sum(entry.size for layer in layers for entry in layer.entries)
-
-    home = resolve_kit_home(storage_root)
-    storage = KitStorage(home)
+    planned = plan_layers(folder, kitfile)
+    total = sum(entry.size for layer in planned.layers for entry in layer.entries)
+    storage = KitStorage(resolve_kit_home(storage_root))
 
     done = 0
 
@@ -134,54 +133,65 @@ def pack_native(
         on_progress(0, total)
     try:
         with storage.session():
-            manifest_desc, config_desc, descriptors = _write_modelkit(
-                storage, layers, config, compression, cli_version, advance, cancel
-            )
-            storage.register(registry, repository, tag, manifest_desc)
+            descriptors = [
+                _store_layer(storage, layer, folder, compression, advance, cancel) for layer in planned.layers
+            ]
+            return store_modelkit(storage, planned, descriptors, reference, cli_version, cancel)
     except KitmlflowError:
         raise
     except OSError as exc:
         raise PackError(f"Writing the ModelKit into {storage.root} failed: {exc.strerror or exc}") from exc
-    return PackResult(
-        reference=format_reference(registry, repository, tag),
-        digest=manifest_desc.digest,
-        size=sum(desc.size for desc in descriptors),
-        packer="native",
-        storage_root=home,
-        config_digest=config_desc.digest,
-        layer_count=len(descriptors),
-        left_out=left_out,
-    )
 
 
-def plan_layers(
-    folder: Path, kitfile: Kitfile | Mapping[str, Any]
-) -> tuple[dict[str, Any], list[_Layer], tuple[str, ...]]:
-    """Kit's config (without layer digests), the layers with their tar entries, and the files left out.
+@dataclass(frozen=True)
+class PlannedLayers:
+    """What kit would pack for a Kitfile: its config (without layer digests), the layers with their tar entries
+    in kit's order, and the files no layer holds although ``.kitignore`` does not name them."""
 
-    A mapping (a Kitfile from elsewhere, as kit would read it) is checked here the way kit checks it."""
+    config: dict[str, Any]
+    layers: list[Layer]
+    left_out: tuple[str, ...]
+
+
+def plan_layers(folder: FileTree | Path, kitfile: Kitfile | Mapping[str, Any]) -> PlannedLayers:
+    """The layers of ``kitfile`` over ``folder`` (a folder, or a listing). A mapping (a Kitfile from elsewhere,
+    as kit would read it) is checked here the way kit checks it."""
+    tree = as_tree(folder)
     config, layers = _config_and_layers(kitfile.to_dict() if isinstance(kitfile, Kitfile) else kitfile)
-    rules = IgnoreRules.for_folder(folder, [layer.path for layer in layers])
+    rules = IgnoreRules.for_tree(tree, [layer.path for layer in layers])
     for layer in layers:
-        layer.entries = walk_layer(folder, layer.path, rules)
+        layer.entries = walk_layer(tree, layer.path, rules)
     included = {entry.name for layer in layers for entry in layer.entries if not entry.is_dir}
-    return config, layers, tuple(files_left_out(folder, included, rules))
+    return PlannedLayers(config, layers, tuple(files_left_out(tree, included, rules)))
 
 
-def _write_modelkit(
+def layer_media_type(layer: Layer, compression: str) -> str:
+    media_type = f"application/vnd.kitops.modelkit.{layer.media_base}.v1.tar"
+    return media_type + "+gzip" if compression != "none" else media_type  # kit names gzip-fastest "+gzip" too
+
+
+def layer_descriptor(layer: Layer, media_type: str, digest: str, diff_id: str, size: int) -> Descriptor:
+    """The layer's manifest entry; its config entry receives ``digest`` and ``diffId``."""
+    layer.config_entry["digest"] = digest
+    layer.config_entry["diffId"] = diff_id
+    annotations = ((LAYER_SUBTYPE_ANNOTATION, "prompt"),) if layer.prompt else ()
+    return Descriptor(media_type, digest, size, annotations)
+
+
+def store_modelkit(
     storage: KitStorage,
-    layers: list[_Layer],
-    config: dict[str, Any],
-    compression: str,
+    planned: PlannedLayers,
+    descriptors: list[Descriptor],
+    reference: str,
     cli_version: str,
-    advance: Callable[[int], None],
     cancel: threading.Event | None,
-) -> tuple[Descriptor, Descriptor, list[Descriptor]]:
-    """Layers, then config, then manifest: each blob is complete before anything references it."""
-    descriptors = [_store_layer(storage, layer, compression, advance, cancel) for layer in layers]
+) -> PackResult:
+    """Once every layer blob is in ``blobs/`` (inside ``storage.session()``): the config, then the manifest, then,
+    under the lock, the index files and LAST the tag. Nothing references a blob before it is complete."""
+    registry, repository, tag = parse_model_reference(reference)
     if cancel is not None and cancel.is_set():
         raise InterruptedByUser("Packing cancelled.")
-    config_desc = storage.put_blob(_encode(config, "the Kitfile"), CONFIG_MEDIA_TYPE)
+    config_desc = storage.put_blob(_encode(planned.config, "the Kitfile"), CONFIG_MEDIA_TYPE)
     manifest_value: dict[str, Any] = {
         "schemaVersion": 2,
         "config": config_desc.to_go(),
@@ -190,27 +200,32 @@ def _write_modelkit(
         "annotations": gojson.GoMap({CLI_VERSION_ANNOTATION: cli_version}),
     }
     manifest_desc = storage.put_blob(_encode(manifest_value, "the manifest"), MANIFEST_MEDIA_TYPE)
-    return manifest_desc, config_desc, descriptors
+    storage.register(registry, repository, tag, manifest_desc)
+    return PackResult(
+        reference=format_reference(registry, repository, tag),
+        digest=manifest_desc.digest,
+        size=sum(desc.size for desc in descriptors),
+        packer="native",
+        storage_root=storage.home,
+        config_digest=config_desc.digest,
+        layer_count=len(descriptors),
+        left_out=planned.left_out,
+    )
 
 
 def _store_layer(
     storage: KitStorage,
-    layer: _Layer,
+    layer: Layer,
+    folder: Path,
     compression: str,
     advance: Callable[[int], None],
     cancel: threading.Event | None,
 ) -> Descriptor:
-    media_type = f"application/vnd.kitops.modelkit.{layer.media_base}.v1.tar"
-    if compression != "none":
-        media_type += "+gzip"  # kit names gzip-fastest "+gzip" too
     with storage.temp_file("layer") as (path, handle):
         sink = LayerSink(handle, compression)
-        write_layer(layer.entries, sink, on_bytes=advance, cancel=cancel)
+        write_layer(layer.entries, sink, folder, on_bytes=advance, cancel=cancel)
         storage.commit_blob(path, handle, sink.digest, sink.blob_size)
-    layer.config_entry["digest"] = sink.digest
-    layer.config_entry["diffId"] = sink.diff_id
-    annotations = ((LAYER_SUBTYPE_ANNOTATION, "prompt"),) if layer.prompt else ()
-    return Descriptor(media_type, sink.digest, sink.blob_size, annotations)
+    return layer_descriptor(layer, layer_media_type(layer, compression), sink.digest, sink.diff_id, sink.blob_size)
 
 
 def _encode(value: Any, what: str) -> bytes:
@@ -221,13 +236,13 @@ def _encode(value: Any, what: str) -> bytes:
 
 
 # -- Kitfile → kit's config JSON (Go struct order and omitempty) ----------------------------------------
-def _config_and_layers(kitfile: Mapping[str, Any]) -> tuple[dict[str, Any], list[_Layer]]:
+def _config_and_layers(kitfile: Mapping[str, Any]) -> tuple[dict[str, Any], list[Layer]]:
     if not isinstance(kitfile, Mapping):
         raise PackError("The Kitfile must be a mapping.")
     _reject_unknown(kitfile, _TOP_KEYS, "the Kitfile")
     config: dict[str, Any] = {"manifestVersion": _string(kitfile.get("manifestVersion"), "manifestVersion")}
     config["package"] = _struct(_mapping(kitfile.get("package"), "package"), _PACKAGE, "package")
-    layers: list[_Layer] = []
+    layers: list[Layer] = []
 
     model_source = kitfile.get("model")
     if model_source is not None:
@@ -241,13 +256,13 @@ def _config_and_layers(kitfile: Mapping[str, Any]) -> tuple[dict[str, Any], list
                     f"model.path {model_path!r} refers to another ModelKit, which the native packer cannot resolve.",
                     hint="Install kit and use --packer kit, or point model.path at a file or folder.",
                 )
-            layers.append(_Layer("model", _layer_path(model_path, "model.path"), model, "model"))
+            layers.append(Layer("model", _layer_path(model_path, "model.path"), model, "model"))
         for index, part in enumerate(model.get("parts", [])):
             path = _layer_path(part.get("path", ""), f"model.parts[{index}].path")
             part_type = part.get("type", "")
             if part_type and (not _PART_TYPE_RE.fullmatch(part_type) or len(part_type) > 64):
                 raise PackError(f"model.parts[{index}].type {part_type!r} is not a valid part type.")
-            layers.append(_Layer("modelpart", path, part, f"model part {index}"))
+            layers.append(Layer("modelpart", path, part, f"model part {index}"))
 
     for key, fields, media_base in _LISTS:
         source = kitfile.get(key)
@@ -261,7 +276,7 @@ def _config_and_layers(kitfile: Mapping[str, Any]) -> tuple[dict[str, Any], list
         for index, entry in enumerate(entries):
             path = _layer_path(entry.get("path", ""), f"{key}[{index}].path")
             base = "code" if media_base == "prompt" else media_base
-            layers.append(_Layer(base, path, entry, f"{key} {index}", prompt=media_base == "prompt"))
+            layers.append(Layer(base, path, entry, f"{key} {index}", prompt=media_base == "prompt"))
 
     _check_duplicates(kitfile, layers)
     # Built in kit's layer order: model, parts, code, datasets, docs (then prompts, in kits that have them).
@@ -363,7 +378,7 @@ def _layer_path(raw: str, where: str) -> str:
     return cleaned
 
 
-def _check_duplicates(kitfile: Mapping[str, Any], layers: list[_Layer]) -> None:
+def _check_duplicates(kitfile: Mapping[str, Any], layers: list[Layer]) -> None:
     # kit's ValidateKitfile compares the raw paths, an empty one counting as "." (a model without
     # a path included); two spellings of one folder ("data", "data/") would still pack it twice.
     seen: dict[str, str] = {}

@@ -79,6 +79,11 @@ class Transport(ABC):
         A ``start`` at the object's end yields nothing. A set ``cancel`` ends the stream at once, even inside a
         blocking read, with ``InterruptedByUser``. Memory is bounded by a few chunks whatever the size."""
 
+    def splittable(self, file: ArtifactFile) -> bool:
+        """Whether parallel ranged streams of ``file`` each cost only their own bytes, so that splitting a large
+        file into ranges read at once is faster than one stream (see ``kitmlflow_tui.transfer``)."""
+        return self.supports_ranges
+
     def close(self) -> None:  # noqa: B027 - most transports hold nothing to release
         """Release connections; the transport is not used afterwards."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
+import time
 import urllib.parse
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -21,6 +22,12 @@ from kitmlflow_tui.transports.base import CHUNK_BYTES, Transport, bounded, check
 from kitmlflow_tui.transports.watchdog import Watch
 
 _ENDPOINT = "/mlflow-artifacts/artifacts"
+# Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store with ``send_file`` (ranges
+# straight from disk) but fetches an object of any other store WHOLE into a temporary file for every request,
+# ranged or not, before its first byte: parallel ranges of one file would each cost the server the whole file.
+# A large file whose first byte came within this many seconds is being read from the server's disk.
+FAST_FIRST_BYTE_SECONDS = 1.0
+FIRST_BYTE_PROBE_MIN_BYTES = 64 * 1024 * 1024
 
 
 def encode_path(path: str) -> str:
@@ -86,6 +93,10 @@ class HttpTransport(Transport):
 
         self._creds = get_default_host_creds(repository.artifact_uri)
         self.supports_ranges = True  # until the server answers a ranged GET with the whole body
+        self._reads_ranges_from_disk = False  # until a large file's first byte comes fast (see above)
+
+    def splittable(self, file: ArtifactFile) -> bool:
+        return self.supports_ranges and self._reads_ranges_from_disk
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
@@ -99,6 +110,7 @@ class HttpTransport(Transport):
         headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else None
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
+        asked = time.monotonic()
         response = http_request(
             self._creds, "/" + encode_path(file.remote_path), "GET", stream=True, extra_headers=headers, max_retries=0
         )
@@ -112,12 +124,22 @@ class HttpTransport(Transport):
             if headers and response.status_code != 206:
                 self.supports_ranges = False  # the whole object came: drop what precedes ``start``
                 skip = start
+            chunks = watch.track(iter_body(response, CHUNK_BYTES))
+            probe = (file.size or 0) >= FIRST_BYTE_PROBE_MIN_BYTES and not self._reads_ranges_from_disk
             try:
-                yield from bounded(_skipped(watch.track(iter_body(response, CHUNK_BYTES)), skip), start, end)
+                if probe:
+                    chunks = self._timing_first_byte(chunks, asked)
+                yield from bounded(_skipped(chunks, skip), start, end)
             except Exception:
                 watch.check(file.path)
                 raise
             watch.check(file.path)
+
+    def _timing_first_byte(self, chunks: Iterator[bytes], asked: float) -> Iterator[bytes]:
+        for index, chunk in enumerate(chunks):
+            if index == 0 and time.monotonic() - asked < FAST_FIRST_BYTE_SECONDS:
+                self._reads_ranges_from_disk = True
+            yield chunk
 
 
 def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:

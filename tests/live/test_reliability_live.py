@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from kitmlflow_tui.direct import RESUME_DIR_NAME
 from kitmlflow_tui.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
@@ -96,24 +97,40 @@ def the_part(root: Path) -> Path | None:
 
 
 # -- case 3: SIGINT ------------------------------------------------------------------------------------
+def partial_blob_bytes(root: Path) -> int:
+    """Bytes a direct import has put into its partial layer blobs so far (allocated: the blobs are sparse)."""
+    resume = root / "kitops" / "storage" / RESUME_DIR_NAME
+    return sum(p.stat().st_blocks * 512 for p in resume.glob("*/*.tar")) if resume.is_dir() else 0
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_sigint_during_the_download_of_an_import(big: BigRun, tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        cli("import", big.uri(), "-t", "sigint:v1", "--yes", "--json", "--packer", "native", "--jobs", "1"),
-        env=env_for(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(lambda: (p := the_part(tmp_path)) is not None and p.stat().st_size > 20_000_000, proc, "the download")
+@pytest.mark.parametrize("path", ["direct", "folder"])
+def test_sigint_during_the_download_of_an_import(big: BigRun, tmp_path: Path, path: str) -> None:
+    """``direct``: the bytes go into partial layer blobs; ``folder`` (``--keep-download``): into the cache."""
+    command = cli("import", big.uri(), "-t", "sigint:v1", "--yes", "--json", "--packer", "native", "--jobs", "1")
+    if path == "folder":
+        command.append("--keep-download")
+    proc = subprocess.Popen(command, env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def kept() -> int:
+        if path == "direct":
+            return partial_blob_bytes(tmp_path)
+        part = the_part(tmp_path)
+        return part.stat().st_size if part is not None else 0
+
+    wait_for(lambda: kept() > 20_000_000, proc, "the download")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert json.loads(out)["error"]["code"] == 130
     assert leftovers(tmp_path) == []
-    part = the_part(tmp_path)
-    assert part is not None and part.stat().st_size > 20_000_000, "the resumable part is kept"
+    assert kept() > 20_000_000, "the resumable bytes are kept"
+    if path == "direct":
+        journals = list((tmp_path / "kitops" / "storage" / RESUME_DIR_NAME).glob("*/*.journal"))
+        assert any(b"\nR " in j.read_bytes() for j in journals), "and the journal that says where they are"
+        blobs = tmp_path / "kitops" / "storage" / "blobs" / "sha256"
+        assert not blobs.exists() or not list(blobs.iterdir()), "no blob before it is complete"
     assert tags_in(tmp_path / "kitops") == {}
 
 
@@ -123,7 +140,8 @@ def test_sigint_during_the_download_of_an_import(big: BigRun, tmp_path: Path) ->
 def test_sigint_during_the_pack(big: BigRun, tmp_path: Path, packer: str) -> None:
     if packer == "kit" and find_kit() is None:
         pytest.skip("the kit binary was not found (set KIT_BIN or put kit on the PATH) - kit pack not interrupted")
-    command = cli("import", big.uri(), "-t", "sigint:v1", "--yes", "--json", "--packer", packer)
+    # --keep-download: the folder path, whose pack of the downloaded folder is what is interrupted here
+    command = cli("import", big.uri(), "-t", "sigint:v1", "--yes", "--json", "--packer", packer, "--keep-download")
     env = env_for(tmp_path)
     cache = tmp_path / "cache"
     # First the import's download alone (into the folder the import caches the run in), so that the
@@ -161,8 +179,13 @@ def test_sigint_during_the_pack(big: BigRun, tmp_path: Path, packer: str) -> Non
 # -- case 2: SIGKILL of the whole CLI while it packs ----------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_sigkill_at_random_points_of_a_native_pack(big: BigRun, tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["direct", "folder"])
+def test_sigkill_at_random_points_of_a_native_pack(big: BigRun, tmp_path: Path, path: str) -> None:
+    """``folder`` (``--keep-download``): killed while it packs the downloaded folder; ``direct``: while the bytes
+    go into the partial layer blobs, or while they are hashed and renamed."""
     command = cli("import", big.uri(), "-t", "killed:v1", "--yes", "--json", "--packer", "native")
+    if path == "folder":
+        command.append("--keep-download")
     env = env_for(tmp_path)
     home = tmp_path / "kitops"
     cache = tmp_path / "cache"
@@ -171,12 +194,18 @@ def test_sigkill_at_random_points_of_a_native_pack(big: BigRun, tmp_path: Path) 
     kills = 0
     temp = home / "storage" / ".kitmlflow-tmp"
 
-    def packed_bytes() -> int:  # what the packer has written to its temporary blobs so far
-        return sum(p.stat().st_size for p in temp.glob("*") if p.is_file()) if temp.is_dir() else 0
+    def packed_bytes() -> int:  # what the packer has written to its temporary or partial blobs so far
+        written = sum(p.stat().st_size for p in temp.glob("*") if p.is_file()) if temp.is_dir() else 0
+        return written + partial_blob_bytes(tmp_path)
+
+    def started() -> bool:
+        if path == "folder":
+            return bool(list(cache.glob("*/.*.stage-*")))
+        return (home / "storage" / RESUME_DIR_NAME).is_dir()
 
     for _ in range(6):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: bool(list(cache.glob("*/.*.stage-*"))), proc, "the stage", timeout=180)
+        wait_for(started, proc, "the stage or the partial blobs", timeout=180)
         # A random point inside the pack itself, measured in bytes written rather than in seconds: once
         # the blobs exist a re-pack is quick, and a sleep would often land after it ended.
         target = rng.uniform(0, HUGE)
@@ -197,6 +226,10 @@ def test_sigkill_at_random_points_of_a_native_pack(big: BigRun, tmp_path: Path) 
     assert tags_in(home)["v1"]["digest"] == digest
     assert check_storage_consistent(home) >= 1
     assert leftovers(tmp_path) == [], "a later pack clears what killed ones left"
+    resume = home / "storage" / RESUME_DIR_NAME
+    assert not resume.exists() or not any(p.is_file() for p in resume.rglob("*")), (
+        "the finished import's resume folder goes"
+    )
     if kit:
         listed = subprocess.run([kit, "list", "--config", str(home)], capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0 and "v1" in listed.stdout, listed.stderr
@@ -429,15 +462,22 @@ def small_disk(tmp_path: Path) -> Iterator:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
+@pytest.mark.parametrize("path", ["direct", "folder"])
 def test_not_enough_disk_is_refused_before_the_first_byte(
-    live: LiveServer, kitmlflow, small_disk, monkeypatch: pytest.MonkeyPatch
+    live: LiveServer, kitmlflow, small_disk, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    cache = small_disk("cache-disk", "8m")
-    monkeypatch.setenv("KITMLFLOW_CACHE_DIR", str(cache))
-    out = kitmlflow("import", live.uri(), "-t", "full:v1", "--yes", "--json", "--packer", "native")
+    """``folder`` (``--keep-download``): the download cache is on the small disk; ``direct``: kit's storage is."""
+    disk = small_disk(f"{path}-disk", "8m")
+    extra: tuple[str, ...] = ()
+    if path == "folder":
+        monkeypatch.setenv("KITMLFLOW_CACHE_DIR", str(disk))
+        extra = ("--keep-download",)
+    else:
+        monkeypatch.setenv("KITOPS_HOME", str(disk / "kitops"))
+    out = kitmlflow("import", live.uri(), "-t", "full:v1", "--yes", "--json", "--packer", "native", *extra)
     assert out.code == 7, out.stderr
     assert "Not enough disk space" in out.json["error"]["message"]
-    assert not [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")], "not a byte written"
+    assert not [p for p in disk.rglob("*") if p.is_file() and not p.name.endswith(".lock")], "not a byte written"
     dest = small_disk("dest-disk", "8m")
     out = kitmlflow("download", live.uri(), "--dest", str(dest / "d"), "--yes", "--json")
     assert out.code == 7 and "Not enough disk space" in out.stderr

@@ -292,8 +292,10 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
 async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) -> None:
     """The real import child process, downloading from the hostile server, which sends 1 MiB of big.bin at
     once and then keeps it trickling (never finishing) so the transfer is surely mid-file when the cancel
-    comes. Afterwards: the message comes from the pipeline, the received bytes stay in the cache as the
-    part file (correct, for the next run to resume), no tag, no stage folder, no blob without a manifest."""
+    comes. Afterwards: the message comes from the pipeline, the received bytes stay for the next run to resume
+    (with kit: in the cache as the part file; without, the native packer's direct import: in the partial layer
+    blob, listed by its journal), no tag, no stage folder, no blob without a manifest."""
+    from kitmlflow_tui.direct import RESUME_DIR_NAME
     from kitmlflow_tui.reference import parse_reference
     from tests.support.hostile_server import Content, Scenario, file, hostile_server
 
@@ -313,11 +315,15 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
             await wait_for(pilot, lambda: on(app, "ImportScreen"))
             importing = app.screen
 
-            def part_size() -> int:
-                parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
-                return parts[0].stat().st_size if parts else 0
+            resume = kit_home / "storage" / RESUME_DIR_NAME
 
-            await wait_for(pilot, lambda: part_size() >= 1_048_576, timeout=120, what="big.bin half-way")
+            def received() -> int:
+                parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
+                if parts:
+                    return parts[0].stat().st_size
+                return sum(p.stat().st_blocks * 512 for p in resume.glob("*/*.tar"))  # direct: sparse blobs
+
+            await wait_for(pilot, lambda: received() >= 1_048_576, timeout=120, what="big.bin half-way")
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
             await pilot.press("n")  # not yet: the import goes on
@@ -330,12 +336,25 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ReviewScreen"))
     assert import_children() == [], "the import process ended"
-    (part,) = cache.glob("*/*/.kitmlflow-partial/big.bin.part")
-    kept = part.read_bytes()
-    assert 1_048_576 <= len(kept) < len(data) and kept == data[: len(kept)], "the bytes received, as sent"
-    run_cache = part.parents[1]
-    assert (run_cache / "README.md").read_bytes() == b"# real\n"  # complete files stay complete
-    assert not (run_cache / "big.bin").exists()
+    parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
+    if parts:  # kit packs: the folder path
+        kept = parts[0].read_bytes()
+        assert 1_048_576 <= len(kept) < len(data) and kept == data[: len(kept)], "the bytes received, as sent"
+        run_cache = parts[0].parents[1]
+        assert (run_cache / "README.md").read_bytes() == b"# real\n"  # complete files stay complete
+        assert not (run_cache / "big.bin").exists()
+    else:  # the direct import: the journal says how much of big.bin its layer blob holds
+        (journal,) = [j for j in resume.glob("*/*.journal") if "\nR " in j.read_text()]
+        written = sorted(
+            (int(fields[2]), int(fields[3]))
+            for fields in (line.split() for line in journal.read_text().splitlines()[1:])
+            if fields[0] == "R"
+        )
+        kept_bytes = 0
+        for start, end in written:
+            kept_bytes = max(kept_bytes, end) if start <= kept_bytes else kept_bytes
+        assert 1_048_576 <= kept_bytes < len(data)
+        assert data[:kept_bytes] in journal.with_suffix(".tar").read_bytes(), "the bytes received, as sent"
     assert not list(cache.glob("*/.*.stage-*")), "no stage folder"
     assert blobs_without_a_manifest(kit_home) == set()
     assert list((kit_home / "storage").glob("*-tags.json")) == [], "no tag"

@@ -1,0 +1,199 @@
+"""``direct.pack_direct`` over a local artifact store (MLflow's own ``LocalArtifactRepository``): the ModelKit is
+the native packer's of the same folder, byte for byte; a cancel half-way leaves no tag and no blob, and the next
+call fetches only what the journal lacks; a journal that is not the layout's (or cut mid-line) costs a refetch,
+never a wrong byte. The downloader splits a large file the same way: cancelled half-way, its part has holes,
+and the next call resumes from the part's range journal, not from its size."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kitmlflow_tui import direct, range_journal
+from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
+from kitmlflow_tui.errors import InterruptedByUser
+from kitmlflow_tui.file_tree import FolderTree
+from kitmlflow_tui.kitfile import build_kitfile
+from kitmlflow_tui.packing.native import pack_native
+from kitmlflow_tui.selection import FilterSpec, make_plan
+from kitmlflow_tui.transfer import ProgressEvent
+
+FILES = {
+    "model/model.pkl": 40 * 1024 * 1024 + 3,  # split into parallel ranges (over 2 x 16 MiB)
+    "model/MLmodel": b"flavors:\n  sklearn:\n    sklearn_version: 1.5.0\n",
+    "data/empty.csv": 0,
+    "données/ü.bin": 5_000,
+    "/".join(f"d{i:02d}" for i in range(30)) + "/deep.bin": 1_234,
+    "LICENSE": b"Apache License\nVersion 2.0, January 2004\n",
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    for rel, value in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(value if isinstance(value, bytes) else os.urandom(value))
+    return root
+
+
+def repository_for(root_uri: str):
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    return LocalArtifactRepository(root_uri)
+
+
+def plan_of(store: Path):
+    files = tuple(
+        ArtifactFile(p.relative_to(store).as_posix(), p.stat().st_size, str(store), p.relative_to(store).as_posix())
+        for p in sorted(store.rglob("*"))
+        if p.is_file()
+    )
+    return make_plan(ArtifactTree(files), FilterSpec())
+
+
+def kitfile_of(tree):
+    from kitmlflow_tui.catalogue.records import RunInfo
+
+    run = RunInfo("http://127.0.0.1:1", "1", "e", "0" * 32, "r", "FINISHED", 0, 0, None, "")
+    return build_kitfile(
+        tree,
+        run=run,
+        logged_models=(),
+        tag="t:v1",
+        registered=None,
+        filter_summary={},
+        importer_version="test",
+    ).kitfile
+
+
+def pack(store: Path, home: Path, **extra):
+    the_plan = plan_of(store)
+    contents = direct.fetch_contents([f for f in the_plan.selected if direct.content_needed(f)], repository_for, jobs=2)
+    tree = direct.listed_tree(the_plan, contents)
+    return direct.pack_direct(
+        the_plan,
+        tree,
+        kitfile_of(tree),
+        "t:v1",
+        repository_for=repository_for,
+        run_key="run",
+        storage_root=home,
+        jobs=4,
+        **extra,
+    )
+
+
+def test_the_direct_pack_is_the_native_packers_byte_for_byte(store: Path, tmp_path: Path) -> None:
+    result = pack(store, tmp_path / "direct")
+    folder = pack_native(store, kitfile_of(FolderTree(store)), "t:v1", storage_root=tmp_path / "folder")
+    assert result.packed.digest == folder.digest and result.packed.config_digest == folder.config_digest
+    assert result.downloaded_bytes + result.reused_bytes == result.total_bytes
+    assert not (tmp_path / "direct" / "storage" / direct.RESUME_DIR_NAME / "run").exists()
+
+
+def test_a_cancelled_pack_leaves_no_tag_nor_blob_and_the_next_fetches_only_what_is_missing(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)  # journal every chunk
+    home = tmp_path / "home"
+    cancel = threading.Event()
+    moved = 0
+
+    def cancel_half_way(event: ProgressEvent) -> None:
+        nonlocal moved
+        if event.kind == "bytes":
+            moved += event.size
+            if moved > 20 * 1024 * 1024:
+                cancel.set()
+
+    with pytest.raises(InterruptedByUser):
+        pack(store, home, on_progress=cancel_half_way, cancel=cancel)
+    storage = home / "storage"
+    assert not list(storage.glob("*-tags.json")) and not list((storage / "blobs" / "sha256").iterdir())
+    assert list((storage / direct.RESUME_DIR_NAME / "run").glob("*.journal"))
+    resumed = pack(store, home)
+    assert resumed.reused_bytes >= 20 * 1024 * 1024 - 8 * 1024 * 1024  # at most a chunk per worker refetched
+    assert resumed.downloaded_bytes == resumed.total_bytes - resumed.reused_bytes
+    fresh = pack(store, tmp_path / "fresh")
+    assert resumed.packed.digest == fresh.packed.digest
+
+
+def test_a_journal_of_another_layout_or_cut_mid_line_costs_a_refetch_not_a_wrong_byte(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)
+    home = tmp_path / "home"
+    cancel = threading.Event()
+    with pytest.raises(InterruptedByUser):
+        pack(store, home, on_progress=lambda e: cancel.set() if e.kind == "bytes" else None, cancel=cancel)
+    journals = [
+        j for j in (home / "storage" / direct.RESUME_DIR_NAME / "run").glob("*.journal") if b"\nR " in j.read_bytes()
+    ]
+    assert journals
+    for journal in journals:
+        blob = journal.with_suffix(".tar")
+        size = blob.stat().st_size
+        blob.write_bytes(b"\xff" * size)  # garbage where the journal claims bytes
+        header, *_ = journal.read_bytes().split(b"\n")
+        journal.write_bytes(header + b"\nR 0 0 999999999\nR 0 0 10")  # out of bounds, and a line with no newline
+    assert pack(store, home).packed.digest == pack(store, tmp_path / "fresh").packed.digest
+
+
+# -- the downloader splits a large file too, and resumes it from its range journal ---------------------------
+def download(store: Path, dest: Path, **extra):
+    from kitmlflow_tui.download import Downloader
+
+    return Downloader(repository_for, jobs=4, **extra).download(plan_of(store), dest)
+
+
+def test_a_split_download_cancelled_half_way_resumes_from_its_journal_not_from_its_size(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kitmlflow_tui.download import JOURNALS_DIR, PARTIAL_DIR
+
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)
+    dest = tmp_path / "dest"
+    cancel = threading.Event()
+    moved = 0
+    big = "model/model.pkl"
+    size = FILES[big]
+    assert isinstance(size, int)
+
+    def cancel_half_way(event: ProgressEvent) -> None:
+        nonlocal moved
+        if event.kind == "bytes" and event.path == big:
+            time.sleep(0.05)  # a local read is fast: slow enough that idle workers split the file
+            moved += event.size
+            if moved > size // 2:
+                cancel.set()
+
+    with pytest.raises(InterruptedByUser):
+        download(store, dest, on_progress=cancel_half_way, cancel=cancel)
+    part = dest / PARTIAL_DIR / (big + ".part")
+    (journal,) = (dest / PARTIAL_DIR / JOURNALS_DIR).iterdir()
+    lines = journal.read_text().splitlines()
+    assert "S" in lines, "written as parallel ranges: out of order"
+    assert part.stat().st_size > moved, "the part's size overstates what it holds: the journal says what is there"
+    result = download(store, dest)
+    assert (dest / big).read_bytes() == (store / big).read_bytes()
+    assert result.reused_bytes >= moved - 4 * 1024 * 1024  # at most a chunk per worker fetched again
+    assert result.downloaded_bytes + result.reused_bytes == result.total_bytes
+    assert not (dest / PARTIAL_DIR).exists()
+
+
+def test_a_part_without_a_journal_resumes_from_its_size(store: Path, tmp_path: Path) -> None:
+    from kitmlflow_tui.download import PARTIAL_DIR
+
+    big = "model/model.pkl"
+    part = tmp_path / "dest" / PARTIAL_DIR / (big + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes((store / big).read_bytes()[:5_000_000])
+    result = download(store, tmp_path / "dest")
+    assert (tmp_path / "dest" / big).read_bytes() == (store / big).read_bytes()
+    assert result.reused_bytes == 5_000_000
