@@ -94,6 +94,7 @@ class Catalogue:
                 end_time=_ms(r.info.end_time),
                 user=r.data.tags.get("mlflow.user") or r.info.user_id or None,
                 metrics=dict(r.data.metrics),
+                params=dict(r.data.params),
             )
             for r in page
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +25,7 @@ from textual.screen import Screen
 
 from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import KitmlflowError
+from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
 from kitmlflow_tui.selection import FilterSpec
 from kitmlflow_tui.tui.backend import Backend, ImportChoice, connect, planned_tracking_uri
@@ -34,7 +35,7 @@ from kitmlflow_tui.tui.screens.connect import ConnectScreen
 from kitmlflow_tui.tui.screens.done import DoneScreen
 from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
 from kitmlflow_tui.tui.screens.importing import ImportScreen
-from kitmlflow_tui.tui.screens.review import ReviewScreen
+from kitmlflow_tui.tui.screens.review import ReviewFields, ReviewScreen
 from kitmlflow_tui.tui.screens.runs import RunsScreen
 
 Connector = Callable[[Reference | None, str | None], Backend]
@@ -51,6 +52,7 @@ class WizardState:
     spec: FilterSpec | None = None
     registered: RegisteredModelInfo | None = None
     choice: ImportChoice | None = None  # the tag and the Kitfile overrides of the review
+    fields: dict[str, ReviewFields] = field(default_factory=dict)  # run id -> the review's fields as typed
 
 
 class KitmlflowApp(App[int]):
@@ -65,6 +67,7 @@ class KitmlflowApp(App[int]):
         *,
         tracking_uri_flag: str | None = None,
         tag: str | None = None,
+        push: bool = False,
         spec: FilterSpec | None = None,
         connector: Connector = connect,
         now: Callable[[], float] = time.time,
@@ -75,6 +78,7 @@ class KitmlflowApp(App[int]):
         self.reference = reference
         self.tracking_uri_flag = tracking_uri_flag
         self.initial_tag = tag
+        self.initial_push_to = tag if push else None  # `import -t REF --push` without --yes
         self.initial_spec = spec
         self.connector = connector
         self.now = now  # wall clock for the age of running runs; tests pin it
@@ -104,6 +108,11 @@ class KitmlflowApp(App[int]):
         self.connect_attempts += 1
         self._backend = self.connector(self.reference, self.tracking_uri_flag)
         return self._backend
+
+    def package_defaults(self, run_id: str) -> PackageDefaults | None:
+        """The description and authors typed on the review of this run, for a profile saved meanwhile."""
+        fields = self.state.fields.get(run_id)
+        return fields.package_defaults() if fields is not None else None
 
     def take_initial_spec(self) -> FilterSpec | None:
         """The filter given on the command line, for the first tree shown (once)."""
@@ -158,28 +167,62 @@ class KitmlflowApp(App[int]):
     @on(ArtifactsScreen.Chosen)
     def files_chosen(self, event: ArtifactsScreen.Chosen) -> None:
         self.state.tree, self.state.spec, self.state.registered = event.tree, event.spec, event.registered
-        self.push_screen(ReviewScreen(event.run, event.tree, event.spec, event.package, event.registered))
+        fields = self.state.fields.get(event.run.run_id)
+        self.push_screen(ReviewScreen(event.run, event.tree, event.spec, event.package, event.registered, fields))
+
+    @on(ReviewScreen.Edited)
+    def review_edited(self, event: ReviewScreen.Edited) -> None:
+        self.state.fields[event.run_id] = event.fields
 
     @on(ReviewScreen.ImportRequested)
     def import_requested(self, event: ReviewScreen.ImportRequested) -> None:
         self.state.choice = event.choice
         self.push_screen(ImportScreen(event.choice))
 
+    @on(ImportScreen.RetryRequested)
+    def import_retried(self, event: ImportScreen.RetryRequested) -> None:
+        self.switch_screen(ImportScreen(event.choice, event.packed))
+
     @on(ImportScreen.Finished)
     def import_finished(self, event: ImportScreen.Finished) -> None:
         self.result_code = 0
+        if event.screen.quit_after:
+            self.exit(0)
+            return
         while self.screen is not event.screen:  # the cancel dialog may still be open: the question is moot
             self.pop_screen()
         self.switch_screen(DoneScreen(event.choice, event.result))
 
+    @on(ImportScreen.Failed)
+    def import_failed(self, event: ImportScreen.Failed) -> None:
+        if event.screen.quit_after:  # Ctrl+Q was confirmed: the import has now cleaned up after itself
+            self.exit(event.error.exit_code)
+
     @on(WizardScreen.BackRequested)
     def back(self, event: WizardScreen.BackRequested) -> None:
+        if isinstance(event.screen, DoneScreen):
+            self.back_to_runs()
+            return
         if len(self.screen_stack) > 2:
             self.pop_screen()
             return
         previous = self.step_before(event.screen)
         if previous is not None:
             self.switch_screen(previous)
+
+    def back_to_runs(self) -> None:
+        """After an import: the runs of the experiment, ready for another import."""
+        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        if runs is not None:
+            while self.screen is not runs:
+                self.pop_screen()
+            return
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if self.state.experiment_id:
+            self.switch_screen(RunsScreen(self.state.experiment_id, self.state.experiment_name))
+        else:
+            self.switch_screen(ExperimentsScreen())
 
     def step_before(self, screen: WizardScreen) -> WizardScreen | None:
         """The step before ``screen`` when the wizard was opened straight at it (nothing is below it)."""
@@ -190,6 +233,10 @@ class KitmlflowApp(App[int]):
         return None
 
     def action_quit(self) -> None:  # type: ignore[override]
+        running = next((s for s in self.screen_stack if isinstance(s, ImportScreen) and s.running), None)
+        if running is not None:
+            running.ask_to_quit()  # the import stops and cleans up first; its Failed message ends the app
+            return
         code = self.result_code
         if self.last_error is not None and self._backend is None:
             code = self.last_error.exit_code
@@ -201,11 +248,12 @@ def run_wizard(
     *,
     tracking_uri_flag: str | None = None,
     tag: str | None = None,
+    push: bool = False,
     spec: FilterSpec | None = None,
 ) -> int:
     """Open the wizard (at the server, an experiment, or a run's artifacts) and return an exit code:
     0 after an import or a plain browse, 130 when an import the command asked for was abandoned, the
     error's code when the server could not be used."""
-    app = KitmlflowApp(reference, tracking_uri_flag=tracking_uri_flag, tag=tag, spec=spec)
+    app = KitmlflowApp(reference, tracking_uri_flag=tracking_uri_flag, tag=tag, push=push, spec=spec)
     code = app.run()
     return code if code is not None else app.result_code

@@ -8,7 +8,6 @@ wizard's choice is the same ``FilterSpec`` that ``kitmlflow import --include/--e
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -339,18 +338,3 @@ def spec_for_selection(index: FolderIndex, chosen: set[str]) -> FilterSpec:
 
 def reproduces(tree: ArtifactTree, spec: FilterSpec, chosen: set[str]) -> bool:
     return {f.path for f in make_plan(tree, spec).selected} == chosen
-
-
-def headless_command(uri: str, tag: str, spec: FilterSpec, tracking_uri: str | None = None) -> str:
-    """The ``kitmlflow import`` line that does what the wizard is about to do, shell-quoted."""
-    words = ["kitmlflow", "import", uri]
-    if tracking_uri:
-        words += ["--tracking-uri", tracking_uri]
-    words += ["-t", tag or "REPO:TAG", "--yes"]
-    for pattern in spec.include:
-        words += ["--include", pattern]
-    for pattern in spec.exclude:
-        words += ["--exclude", pattern]
-    if spec.max_file_size is not None:
-        words += ["--max-file-size", str(spec.max_file_size)]
-    return shlex.join(words)

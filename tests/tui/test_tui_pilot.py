@@ -266,7 +266,7 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
         await pilot.press("down", "down", "enter", "down", "space")  # leave out checkpoints/best.ckpt
         await pilot.press("c")
         await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
-        await pilot.press("tab", *"Fraud-free demo")  # the name field
+        await pilot.press("tab", "tab", *"Fraud-free demo")  # the name field (after Push to)
         await wait_for(pilot, lambda: app.screen.kitfile.package.name == "Fraud-free demo", what="the preview")
         await pilot.press("ctrl+u")  # back to the default: headless has no --name flag
         await wait_for(pilot, lambda: app.screen.kitfile.package.name == "wizard-check", what="the preview")

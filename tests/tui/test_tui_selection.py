@@ -12,7 +12,6 @@ from kitmlflow_tui.tui.selection_model import (
     FolderIndex,
     Selection,
     escape_glob,
-    headless_command,
     reproduces,
     spec_for_selection,
 )
@@ -107,8 +106,3 @@ def test_browser_ticks_folders_before_the_listing_and_counts_after() -> None:
     browser.apply_spec(FilterSpec(include=("*.bin",)))
     assert browser.chosen() == {"model/w.bin"}
     assert browser.spec() == FilterSpec(include=("*.bin",))  # the user's own pattern, still exact
-
-
-def test_the_headless_command_is_shell_quoted() -> None:
-    line = headless_command("mlflow://runs/abc", "m:v1", FilterSpec(include=("/a b/",), exclude=("/x*",)))
-    assert line == "kitmlflow import mlflow://runs/abc -t m:v1 --yes --include '/a b/' --exclude '/x*'"
