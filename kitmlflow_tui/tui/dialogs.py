@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 from kitmlflow_tui.catalogue.records import ArtifactTree
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.tui.selection_model import GlobMode
 from kitmlflow_tui.tui.text import error_markup
 
 PREVIEW_ROWS = 200
@@ -96,7 +97,7 @@ class ConfirmScreen(ModalScreen[bool]):
 @dataclass(frozen=True)
 class GlobChoice:
     spec: FilterSpec
-    mode: str  # "only": tick exactly the matches; "add": tick them too; "remove": untick them
+    mode: GlobMode
 
 
 class GlobScreen(ModalScreen[GlobChoice | None]):
@@ -170,7 +171,7 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
         if len(plan.selected) > PREVIEW_ROWS:
             options.add_option(Option(f"[dim]… and {len(plan.selected) - PREVIEW_ROWS:,} more[/]", disabled=True))
 
-    def action_apply(self, mode: str) -> None:
+    def action_apply(self, mode: GlobMode) -> None:
         if self.spec is not None:
             self.dismiss(GlobChoice(self.spec, mode))
 
@@ -181,8 +182,8 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
     def pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
             self.action_cancel()
-        elif event.button.id:
-            self.action_apply(event.button.id)
+        elif event.button.id in ("only", "add", "remove"):
+            self.action_apply(event.button.id)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ wizard's choice is the same ``FilterSpec`` that ``kitmlflow import --include/--e
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
 from kitmlflow_tui.selection import FilterSpec, make_plan
 
 TickState = Literal["all", "none", "some"]
+GlobMode = Literal["only", "add", "remove"]  # tick exactly the matches / tick them too / untick them
 _GLOB_SPECIALS = frozenset("*?[\\")
 # A file is highlighted as big from this share of the run's bytes, or from this size whatever the share.
 BIG_SHARE = 0.10
@@ -219,6 +220,31 @@ class ArtifactBrowser:
         self.applied_spec = spec
         self._invalidate()
 
+    def apply_glob(self, glob: FilterSpec, mode: GlobMode) -> None:
+        """Tick what a glob of the dialog matches: only those, those too, or all but those.
+
+        The user's patterns stay patterns in the spec wherever the result can be said with them
+        (Remove of ``*.pt`` is ``exclude: [*.pt]``, so next week's ``epoch_006.pt`` is left out too);
+        only when it cannot (a glob with its own ``!`` excludes, adding what an exclude took out) do
+        the ticks become paths."""
+        assert self.index is not None, "apply_glob needs the whole tree"
+        if mode == "only":
+            self.apply_spec(glob)
+            return
+        tree = self.index.tree
+        matched = {f.path for f in make_plan(tree, glob).selected}
+        chosen = self.chosen()
+        wanted = chosen | matched if mode == "add" else chosen - matched
+        base = self.spec()  # what the ticks so far come to, patterns kept
+        candidates = [base]
+        if glob.include and not glob.exclude:
+            if mode == "remove":
+                candidates.append(replace(base, exclude=_unique(base.exclude + glob.include)))
+            elif base.include:
+                candidates.append(replace(base, include=_unique(base.include + glob.include)))
+        self.set_chosen(wanted)
+        self.applied_spec = next((c for c in reversed(candidates) if reproduces(tree, c, wanted)), None)
+
     def set_chosen(self, chosen: set[str]) -> None:
         """Tick exactly these files (needs the full listing)."""
         assert self.index is not None, "set_chosen needs the whole tree"
@@ -276,11 +302,14 @@ class ArtifactBrowser:
         return self._sizes.get(folder, 0)
 
     def spec(self) -> FilterSpec:
-        """The FilterSpec reproducing the ticks exactly: the applied one when it still does."""
+        """The FilterSpec reproducing the ticks exactly: the patterns last applied (a profile, globs) with
+        the files ticked or unticked since as paths, when that is exact; else paths for everything."""
         assert self.index is not None, "the spec needs the whole tree"
         chosen = self.chosen()
-        if self.applied_spec is not None and reproduces(self.index.tree, self.applied_spec, chosen):
-            return self.applied_spec
+        if self.applied_spec is not None:
+            adjusted = with_ticks(self.index, self.applied_spec, chosen)
+            if adjusted is not None:
+                return adjusted
         return spec_for_selection(self.index, chosen)
 
 
@@ -334,6 +363,44 @@ def spec_for_selection(index: FolderIndex, chosen: set[str]) -> FilterSpec:
     take, keep = _children(index.root)
     best = _cheapest(take, keep)
     return FilterSpec(include=best.include, exclude=best.exclude)
+
+
+def with_ticks(index: FolderIndex, base: FilterSpec, chosen: set[str]) -> FilterSpec | None:
+    """``base`` with the files ``chosen`` adds as include paths and the ones it drops as exclude paths
+    (a folder where none of its files is chosen); None when that cannot select exactly ``chosen``
+    (an exclude or the size cap of ``base`` takes out a file that is wanted back)."""
+    selected = {f.path for f in make_plan(index.tree, base).selected}
+    if selected == chosen:
+        return base
+    extra, missing = chosen - selected, selected - chosen
+    if extra and not base.include:
+        return None  # base takes everything it does not exclude: an excluded file cannot come back
+    picked, dropped = _selected_counts(index, chosen), _selected_counts(index, missing)
+    excludes: list[str] = []
+
+    def visit(folder: Folder) -> None:
+        if not dropped.get(folder.path):
+            return
+        if folder.path and not picked.get(folder.path):
+            excludes.append(folder_pattern(folder.path))
+            return
+        for child in sorted(folder.folders.values(), key=lambda f: f.path):
+            visit(child)
+        excludes.extend(
+            file_pattern(f.path) for f in sorted(folder.files.values(), key=lambda f: f.path) if f.path in missing
+        )
+
+    visit(index.root)
+    candidate = replace(
+        base,
+        include=_unique(base.include + tuple(file_pattern(path) for path in sorted(extra))),
+        exclude=_unique(base.exclude + tuple(excludes)),
+    )
+    return candidate if reproduces(index.tree, candidate, chosen) else None
+
+
+def _unique(patterns: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(patterns))
 
 
 def reproduces(tree: ArtifactTree, spec: FilterSpec, chosen: set[str]) -> bool:

@@ -200,6 +200,28 @@ async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:
         await pilot.press("slash", "ctrl+u", *"epoch_005.pt", "ctrl+r")
         await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
         assert len(app.screen.browser.chosen()) == 4
+        assert browser.spec() == FilterSpec(include=("*.pt",), exclude=("epoch_005.pt",))  # globs stay globs
+
+
+async def test_a_glob_removed_is_saved_and_run_as_that_glob(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        browser = app.screen.browser
+        await pilot.press("slash", *"*.pt", "ctrl+r")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and len(browser.chosen()) == 15)
+        await pilot.press("down", "space")  # and untick README.md
+        assert browser.spec() == FilterSpec(exclude=("*.pt", "/README.md"))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press(*"no-pt", "enter")
+        path = isolated_env / "config" / "kitmlflow" / "profiles" / "no-pt.yaml"
+        await wait_for(pilot, path.exists, what="the profile file")
+        assert load_profile("no-pt").spec == FilterSpec(exclude=("*.pt", "/README.md"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen"))
+        words = shlex.split(app.screen.command_line())
+        assert words[words.index("--exclude") + 1] == "*.pt"
 
 
 async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env, demo_store) -> None:

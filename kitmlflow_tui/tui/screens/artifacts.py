@@ -16,7 +16,7 @@ from kitmlflow_tui.catalogue.records import ArtifactTree, LevelEntry, LoggedMode
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults, Profile
 from kitmlflow_tui.reference import ModelRef
-from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.selection import FilterSpec, format_size
 from kitmlflow_tui.tui.dialogs import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import ArtifactBrowser
@@ -248,12 +248,7 @@ class ArtifactsScreen(WizardScreen):
         if choice is None or self.browser.index is None:
             return
         self.last_glob = " ".join([*choice.spec.include, *("!" + p for p in choice.spec.exclude)])
-        if choice.mode == "only":
-            self.apply_spec(choice.spec)
-        else:
-            matched = {f.path for f in make_plan(self.browser.index.tree, choice.spec).selected}
-            chosen = self.browser.chosen()
-            self.browser.set_chosen(chosen | matched if choice.mode == "add" else chosen - matched)
+        self.browser.apply_glob(choice.spec, choice.mode)
         self.refresh_ticks()
 
     def apply_spec(self, spec: FilterSpec) -> None:
