@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
@@ -93,6 +94,10 @@ class FolderIndex:
 
     def is_big(self, size: int | None) -> bool:
         return size is not None and size >= self.big_threshold and self.root.count > 1
+
+    @cached_property
+    def has_big(self) -> bool:
+        return any(self.is_big(f.size) for f in self.tree.files)
 
 
 class Selection:

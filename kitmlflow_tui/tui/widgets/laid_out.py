@@ -24,6 +24,13 @@ from kitmlflow_tui.tui.commands import shell_lines
 class LaidOut(Static):
     """A Static whose content is computed for its current width."""
 
+    DEFAULT_CSS = """
+    LaidOut {
+        text-wrap: nowrap;
+        text-overflow: clip;
+    }
+    """
+
     def lay_out(self, width: int) -> Text:
         raise NotImplementedError
 
