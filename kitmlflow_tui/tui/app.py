@@ -22,13 +22,16 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widgets import Input
 
-from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, ExperimentSummary, RegisteredModelInfo, RunInfo, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
 from kitmlflow_tui.selection import FilterSpec
 from kitmlflow_tui.tui.backend import Backend, ImportChoice, connect, planned_tracking_uri
+from kitmlflow_tui.tui.dialogs import HelpScreen
+from kitmlflow_tui.tui.palette import WizardCommands
 from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.screens.connect import ConnectScreen
@@ -58,8 +61,11 @@ class WizardState:
 class KitmlflowApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "kitmlflow"
-    ENABLE_COMMAND_PALETTE = False
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    COMMANDS = App.COMMANDS | {WizardCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark,f1", "help", "Keys of this screen", show=False, priority=True),
+    ]
 
     def __init__(
         self,
@@ -231,6 +237,52 @@ class KitmlflowApp(App[int]):
         if isinstance(screen, ArtifactsScreen) and self.state.experiment_id:
             return RunsScreen(self.state.experiment_id, self.state.experiment_name)
         return None
+
+    # -- help and the command palette -----------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "help":  # "?" is text in a field (a glob's wildcard): there F1 opens the help
+            return not isinstance(self.focused, Input) and not isinstance(self.screen, HelpScreen)
+        return True
+
+    def action_help(self) -> None:
+        keys = []
+        for active in sorted(self.screen.active_bindings.values(), key=lambda active: active.binding.show is False):
+            binding = active.binding
+            description = binding.description or binding.action.replace("_", " ")
+            keys.append((self.get_key_display(binding), description, active.enabled))
+        keys.append(("ctrl+p", "Command palette: jump to an experiment or a run, any action", True))
+        name = getattr(self.screen, "STEP", "") or type(self.screen).__name__.removesuffix("Screen")
+        self.push_screen(HelpScreen(name, keys))
+
+    def known_experiments(self) -> list[ExperimentSummary]:
+        return self._backend.list_experiments() if self._backend is not None else []
+
+    def known_runs(self) -> list[RunSummary]:
+        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        return list(runs.runs) if runs is not None else []
+
+    def importing(self) -> bool:
+        return any(isinstance(s, ImportScreen) and s.running for s in self.screen_stack)
+
+    def jump_to_experiment(self, experiment: ExperimentSummary) -> None:
+        if self.importing():
+            self.notify("An import is running: wait for it or cancel it first.", severity="warning")
+            return
+        self.state.experiment_id, self.state.experiment_name = experiment.experiment_id, experiment.name
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(ExperimentsScreen())
+        self.push_screen(RunsScreen(experiment.experiment_id, experiment.name))
+
+    def jump_to_run(self, run: RunSummary) -> None:
+        if self.importing():
+            self.notify("An import is running: wait for it or cancel it first.", severity="warning")
+            return
+        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        if runs is not None:
+            while self.screen is not runs:
+                self.pop_screen()
+        self.push_screen(self.artifacts_screen(run_id=run.run_id, experiment_id=run.experiment_id))
 
     def action_quit(self) -> None:  # type: ignore[override]
         running = next((s for s in self.screen_stack if isinstance(s, ImportScreen) and s.running), None)

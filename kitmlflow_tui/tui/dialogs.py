@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.markup import escape
+from rich.table import Table
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
@@ -119,7 +120,11 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog glob-dialog"):
-            yield Label("[b]Glob filter[/]  [dim]space-separated · !glob excludes · * ** ? \\[abc] · \\ escapes[/]")
+            yield Static(
+                "[b]Glob filter[/]  [dim]patterns separated by spaces · !pattern excludes · * and ? within a name,"
+                " ** across folders, \\[abc] a class, \\ escapes · dir/ is a folder[/]",
+                id="glob-help",
+            )
             yield Input(
                 self.initial, placeholder="e.g. model/ *.safetensors !checkpoints/", id="glob-input", compact=True
             )
@@ -326,3 +331,31 @@ class ColumnsScreen(ModalScreen[ColumnChoice | None]):
             self.action_apply()
         else:
             self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the screen it was opened from: (key, what it does, whether it applies now)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,f1,q", "close", "Close")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str, bool]]) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, pad_edge=False, expand=True)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, description, enabled in self.keys:
+            table.add_row(escape(key), escape(description) if enabled else f"[dim]{escape(description)} (not now)[/]")
+        with Vertical(classes="dialog help-dialog"):
+            yield Static(
+                f"[b]Keys[/] [dim]· {escape(self.title_text)} · Ctrl+P: all commands · esc closes[/]",
+                classes="dialog-title",
+            )
+            with VerticalScroll(id="help-keys"):
+                yield Static(table)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
