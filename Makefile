@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: run test check lint bench kit tools clean
+.PHONY: run test check lint bench kit tools clean fuzz mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ test: check kit tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" \
 	KITMLFLOW_TEST_REGISTRY_BIN="$${KITMLFLOW_TEST_REGISTRY_BIN:-$$(command -v docker-registry)}" \
 	$(BIN)/python -m pytest -q -ra
+
+# Random exploration of the @given tests. `make test` and CI draw fixed examples (the "ci" Hypothesis
+# profile: derandomized, no example database); this draws new ones every run, 10x as many
+# (KITMLFLOW_FUZZ_FACTOR). A failure prints its falsifying example: add it to that test as an @example.
+fuzz: $(STAMP) kit tools
+	KITMLFLOW_HYPOTHESIS_PROFILE=fuzz PATH="$(CURDIR)/.tools/bin:$$PATH" \
+		$(BIN)/python -m pytest -q -ra -m hypothesis -p no:cacheprovider --hypothesis-show-statistics
+
+# Does the suite catch what matters? Applies each one-line break of tests/mutations.yaml to a copy of
+# the package, runs the tests named for it there, and reports caught/missed and the mutation score.
+mutate: $(STAMP) kit tools
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python scripts/mutate.py
 
 # The rules the code keeps (docs/architecture.md): style, types, and the import contracts in pyproject.
 check: $(STAMP)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kitmlflow_tui import __version__
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, scrub_secrets
+from kitmlflow_tui import __version__, disable_mlflow_telemetry
+from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 if TYPE_CHECKING:
     from kitmlflow_tui.kitfile import Kitfile
@@ -128,8 +128,8 @@ class Output:
         from rich.console import Console
 
         self.as_json = as_json
-        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False, emoji=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
     def document(self, data: dict) -> None:
         if self.as_json:
@@ -146,6 +146,14 @@ def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
         code = _report(out, InterruptedByUser("Interrupted; completed downloads are kept for the next run."))
     except KitmlflowError as exc:
         code = _report(out, exc)
+    except (click.exceptions.ClickException, click.exceptions.Abort):
+        raise  # click's own (a prompt answered with Ctrl-D, a usage error): click reports them
+    except Exception as exc:  # a bug: still one line, and with --json still a document
+        if os.environ.get("KITMLFLOW_DEBUG"):
+            raise
+        error = as_kitmlflow_error(exc)
+        error.hint = "This is a bug in kitmlflow: please report it (KITMLFLOW_DEBUG=1 shows the traceback)."
+        code = _report(out, error)
     sys.exit(code)
 
 
@@ -598,8 +606,8 @@ def show_plan(out: Output, session) -> None:
     run = session.resolved.run
     console = out.console
     console.print(
-        f"Run [bold]{_escape(run.run_name)}[/] ({run.run_id}) · experiment {_escape(run.experiment_name)} "
-        f"({run.experiment_id}) · {run.status}"
+        f"Run [bold]{_escape(run.run_name)}[/] ({_escape(run.run_id)}) · experiment {_escape(run.experiment_name)} "
+        f"({_escape(run.experiment_id)}) · {_escape(run.status)}"
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     table.add_column("", width=1)
@@ -718,6 +726,7 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
 
 
 def main() -> None:
+    disable_mlflow_telemetry()
     cli(prog_name="kitmlflow")
 
 

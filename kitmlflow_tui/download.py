@@ -2,12 +2,14 @@
 
 Every file is written under ``<dest>/.kitmlflow-partial/<path>.part`` and moved to ``<dest>/<path>``
 only once its size matches the listing, so ``<dest>`` never holds a truncated file under a real name.
-A re-run skips complete files and, where the store allows it (HTTP range requests, local stores),
-continues a partial file from where it stopped. Progress is reported per chunk, not per file.
+A re-run skips complete files and continues a partial file from its size wherever the store's transport
+reads ranges (``kitmlflow_tui.transports``: the proxy, local, S3, GCS, Azure, SFTP). A transfer that breaks
+or stalls is retried from the offset it reached. Progress is reported per chunk, not per file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
@@ -19,13 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeGuard
 
-from kitmlflow_tui.catalogue import ArtifactFile, iter_body
+from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
 from kitmlflow_tui.selection import Plan, format_size
+from kitmlflow_tui.transports import TransientTransferError, Transport, stall_seconds, transport_for
 
 PARTIAL_DIR = ".kitmlflow-partial"
-CHUNK_BYTES = 1024 * 1024
-RETRIES = 3  # attempts per file on transient failures, each resuming where the last stopped
+# Transient failures in a row, without a byte of progress between them, before a file fails. An attempt that
+# moved bytes resets the count (a stall costs one stall limit, not an attempt); MAX_ATTEMPTS bounds a server
+# that sends a few bytes and stalls, forever.
+RETRIES = 3
+MAX_ATTEMPTS = 50
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 _POLL_SECONDS = 0.25
 
@@ -96,118 +102,6 @@ class _Observer:
                 self._callback(event)
 
 
-class _Transfer:
-    """Moves one file from its store into ``part``, resuming from ``part``'s current size when it can."""
-
-    def __init__(self, repository: Any) -> None:
-        self.repository = repository
-        self.kind = _transport_kind(repository)
-
-    def fetch(self, file: ArtifactFile, part: Path, emit: ProgressCallback, cancel: threading.Event) -> None:
-        if self.kind == "http":
-            self._fetch_http(file, part, emit, cancel)
-        elif self.kind == "local":
-            self._fetch_local(file, part, emit, cancel)
-        else:
-            self._fetch_generic(file, part, emit, cancel)
-
-    def _fetch_http(self, file: ArtifactFile, part: Path, emit: ProgressCallback, cancel: threading.Event) -> None:
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.request_utils import augmented_raise_for_status
-        from mlflow.utils.rest_utils import http_request
-
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        creds = get_default_host_creds(self.repository.artifact_uri)
-        response = http_request(creds, "/" + file.remote_path, "GET", stream=True, extra_headers=headers, max_retries=0)
-        with response:
-            if offset and response.status_code == 416 and file.size == offset:
-                return  # the part was already complete
-            augmented_raise_for_status(response)
-            if offset and response.status_code != 206:
-                emit(ProgressEvent("bytes", file.path, -offset))  # the server ignored the range
-                offset = 0
-            with open(part, "ab" if offset else "wb") as out:
-                written = offset
-                for chunk in iter_body(response, CHUNK_BYTES):
-                    if cancel.is_set():
-                        raise InterruptedByUser("Download cancelled.")
-                    written += len(chunk)
-                    _check_not_longer(file, written)
-                    out.write(chunk)
-                    emit(ProgressEvent("bytes", file.path, len(chunk)))
-
-    def _fetch_local(self, file: ArtifactFile, part: Path, emit: ProgressCallback, cancel: threading.Event) -> None:
-        source = Path(self.repository.artifact_dir, *PurePosixPath(file.remote_path).parts)
-        if not source.resolve().is_relative_to(Path(self.repository.artifact_dir).resolve()):
-            raise DownloadError(f"Refusing to read {file.remote_path!r}: it lies outside the artifact store.")
-        offset = part.stat().st_size if part.exists() else 0
-        try:
-            src = open(source, "rb")  # noqa: SIM115 - closed below, together with the part file
-        except FileNotFoundError:
-            raise DownloadError(f"The artifact {file.path} is listed but missing from the store ({source}).") from None
-        with src, open(part, "ab" if offset else "wb") as out:
-            src.seek(offset)
-            written = offset
-            while chunk := src.read(CHUNK_BYTES):
-                if cancel.is_set():
-                    raise InterruptedByUser("Download cancelled.")
-                written += len(chunk)
-                _check_not_longer(file, written)
-                out.write(chunk)
-                emit(ProgressEvent("bytes", file.path, len(chunk)))
-
-    def _fetch_generic(self, file: ArtifactFile, part: Path, emit: ProgressCallback, cancel: threading.Event) -> None:
-        """Any other store (S3, GCS, Azure, ...): MLflow's own transfer, progress read off the disk."""
-        if part.exists():
-            emit(ProgressEvent("bytes", file.path, -part.stat().st_size))
-            part.unlink()
-        done = threading.Event()
-        reported = 0
-
-        def watch() -> None:
-            nonlocal reported
-            while not done.wait(_POLL_SECONDS):
-                size = _bytes_on_disk(part)
-                if size > reported:
-                    emit(ProgressEvent("bytes", file.path, size - reported))
-                    reported = size
-
-        watcher = threading.Thread(target=watch, name="kitmlflow-watch", daemon=True)
-        watcher.start()
-        try:
-            self.repository._download_file(file.remote_path, str(part))
-        finally:
-            done.set()
-            watcher.join()
-        size = part.stat().st_size if part.exists() else 0
-        if size != reported:
-            emit(ProgressEvent("bytes", file.path, size - reported))
-
-
-def _transport_kind(repository: Any) -> str:
-    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-
-    if isinstance(repository, HttpArtifactRepository):
-        return "http"
-    if isinstance(repository, LocalArtifactRepository):
-        return "local"
-    return "generic"
-
-
-def _bytes_on_disk(part: Path) -> int:
-    """Size of the part file, or of a client's own temporary sibling while it writes (boto3 does)."""
-    total = 0
-    try:
-        for entry in os.scandir(part.parent):
-            if entry.name == part.name or entry.name.startswith(part.name + "."):
-                total += entry.stat().st_size
-    except FileNotFoundError:
-        pass
-    return total
-
-
 def _check_not_longer(file: ArtifactFile, written: int) -> None:
     if file.size is not None and written > file.size:
         raise DownloadError(
@@ -218,6 +112,8 @@ def _check_not_longer(file: ArtifactFile, written: int) -> None:
 def _is_transient(exc: BaseException) -> bool:
     import requests
 
+    if isinstance(exc, TransientTransferError):
+        return True
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return True
     if isinstance(exc, requests.exceptions.ChunkedEncodingError | ConnectionError | TimeoutError):
@@ -244,24 +140,26 @@ class Downloader:
         tracking_uri: str = "",
     ) -> None:
         self._repository_for = repository_for
-        self._transfers: dict[str, _Transfer] = {}
-        self._transfers_lock = threading.Lock()
+        self._transports: dict[str, Transport] = {}
+        self._transports_lock = threading.Lock()
         self.jobs = max(1, jobs)
         self.observer = _Observer(on_progress)
         self.cancel = cancel or threading.Event()
         self.tracking_uri = tracking_uri
 
-    def _transfer(self, root_uri: str) -> _Transfer:
-        with self._transfers_lock:
-            if root_uri not in self._transfers:
-                self._transfers[root_uri] = _Transfer(self._repository_for(root_uri))
-            return self._transfers[root_uri]
+    def _transport(self, root_uri: str, spool_dir: Path) -> Transport:
+        with self._transports_lock:
+            if root_uri not in self._transports:
+                self._transports[root_uri] = transport_for(self._repository_for(root_uri), spool_dir=spool_dir)
+            return self._transports[root_uri]
 
     def download(self, plan: Plan, dest: Path) -> DownloadResult:
+        stall_seconds()  # a bad KITMLFLOW_STALL_SECONDS is bad input, before the first byte
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         partial_root = dest / PARTIAL_DIR
         targets = {f.path: safe_destination(dest, f.path) for f in plan.selected}
+        _check_path_lengths(dest, plan.selected)
 
         todo: list[ArtifactFile] = []
         reused = 0
@@ -282,7 +180,12 @@ class Downloader:
             self.observer(ProgressEvent("file_skipped", file.path, file.size or 0))
         # Largest first: the long transfers start early and the small ones fill the gaps.
         todo.sort(key=lambda f: f.size or 0, reverse=True)
-        self._run_workers(todo, targets, partial_root)
+        try:
+            self._run_workers(todo, targets, partial_root)
+        finally:
+            for transport in self._transports.values():
+                transport.close()
+            self._transports.clear()
         shutil.rmtree(partial_root, ignore_errors=True)
         return DownloadResult(
             dest=dest,
@@ -339,28 +242,31 @@ class Downloader:
         part = safe_destination(partial_root, file.path + ".part")
         part.parent.mkdir(parents=True, exist_ok=True)
         self.observer(ProgressEvent("file_start", file.path, file.size or 0))
-        transfer = self._transfer(file.root_uri)
-        for attempt in range(1, RETRIES + 1):
+        transport = self._transport(file.root_uri, partial_root)
+        failures_in_a_row = 0
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            offset = self._resume_offset(file, part, transport)
             try:
-                transfer.fetch(file, part, self.observer, self.cancel)
+                self._transfer_from(transport, file, part, offset)
                 break
             except KitmlflowError:
                 raise
-            except Exception as exc:
-                if _is_local_disk_error(exc):
-                    raise _disk_error(file, partial_root.parent, exc) from exc
-                if attempt < RETRIES and _is_transient(exc) and not self.cancel.is_set():
-                    time.sleep(min(2 ** (attempt - 1), 8))
-                    continue
-                from kitmlflow_tui.catalogue import translate_error
-
-                mapped = translate_error(exc, f"the artifact {file.path}", self.tracking_uri)
-                if mapped.exit_code in (3, 4):
-                    raise mapped from exc
-                raise DownloadError(
-                    f"Downloading {file.path} failed after {attempt} attempt(s): {_describe(exc)}",
-                    hint="Run the same command again: complete files are kept and partial ones resume.",
-                ) from exc
+            except Exception as caught:
+                exc = caught
+            if _is_local_disk_error(exc):
+                raise _disk_error(file, partial_root.parent, exc) from exc
+            progressed = (part.stat().st_size if part.exists() else 0) > offset
+            failures_in_a_row = 0 if progressed else failures_in_a_row + 1
+            if (
+                _is_transient(exc)
+                and failures_in_a_row < RETRIES
+                and attempt < MAX_ATTEMPTS
+                and not self.cancel.is_set()
+            ):
+                if failures_in_a_row:
+                    time.sleep(min(2 ** (failures_in_a_row - 1), 8))
+                continue
+            raise self._failure(file, attempt, exc) from exc
         size = part.stat().st_size
         if file.size is not None and size != file.size:
             part.unlink(missing_ok=True)
@@ -372,6 +278,44 @@ class Downloader:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, target)
         self.observer(ProgressEvent("file_done", file.path, size))
+
+    def _resume_offset(self, file: ArtifactFile, part: Path, transport: Transport) -> int:
+        """Where the next attempt starts: the part's size, or 0 (the part emptied) where ranges cost the whole file."""
+        offset = part.stat().st_size if part.exists() else 0
+        if offset and not transport.supports_ranges:
+            self.observer(ProgressEvent("bytes", file.path, -offset))
+            part.unlink()
+            return 0
+        return offset
+
+    def _transfer_from(self, transport: Transport, file: ArtifactFile, part: Path, offset: int) -> None:
+        """Write the file's bytes from ``offset`` on into ``part`` at that offset (a failure leaves in the part
+        every byte that arrived before it, for the next attempt)."""
+        if file.size is not None and offset == file.size and offset:
+            return  # a part complete before: nothing left to ask for
+        written = offset
+        chunks = transport.stream(file, offset, None, cancel=self.cancel)
+        with open(part, "r+b" if offset else "wb") as out, contextlib.closing(chunks):
+            out.seek(offset)
+            for chunk in chunks:
+                if self.cancel.is_set():
+                    raise InterruptedByUser("Download cancelled.")
+                _check_not_longer(file, written + len(chunk))
+                out.write(chunk)
+                written += len(chunk)
+                self.observer(ProgressEvent("bytes", file.path, len(chunk)))
+
+    def _failure(self, file: ArtifactFile, attempts: int, exc: BaseException) -> KitmlflowError:
+        from kitmlflow_tui.catalogue import translate_error
+
+        if not isinstance(exc, TransientTransferError):
+            mapped = translate_error(exc, f"the artifact {file.path}", self.tracking_uri)
+            if mapped.exit_code in (3, 4):
+                return mapped
+        return DownloadError(
+            f"Downloading {file.path} failed after {attempts} attempt(s): {_describe(exc)}",
+            hint="Run the same command again: complete files are kept and partial ones resume.",
+        )
 
 
 def _is_local_disk_error(exc: BaseException) -> TypeGuard[OSError]:
@@ -396,6 +340,24 @@ def _part_size(partial_root: Path, file: ArtifactFile) -> int:
         return (partial_root / (file.path + ".part")).stat().st_size
     except (OSError, ValueError):
         return 0
+
+
+PATH_MAX_BYTES = 4096
+
+
+def _check_path_lengths(dest: Path, files: tuple[ArtifactFile, ...]) -> None:
+    """Before the first byte: a path the OS would refuse under ``dest`` (the plan leaves out only what no
+    folder could hold) fails here with the folder to change, not mid-download."""
+    prefix = len(os.fsencode(dest.resolve())) + len(f"/{PARTIAL_DIR}/") + len(".part")
+    for file in files:
+        size = prefix + len(file.path.encode("utf-8", "surrogatepass"))
+        if size >= PATH_MAX_BYTES:
+            raise DownloadError(
+                f"{file.path[:80]}…: its path under {dest} would be {size:,} bytes, over the {PATH_MAX_BYTES:,} a "
+                "path may have.",
+                hint="Download into a folder with a shorter path (--dest, or KITMLFLOW_CACHE_DIR for imports), "
+                "or leave the file out (--exclude).",
+            )
 
 
 def _check_disk_space(dest: Path, needed: int) -> None:

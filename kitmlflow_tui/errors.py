@@ -88,32 +88,47 @@ def as_kitmlflow_error(exc: BaseException) -> KitmlflowError:
 _SECRET_ENV_VARS = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_TOKEN",
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AZURE_STORAGE_ACCESS_KEY",
     "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_SECRET",
     "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
 )
 
 
 # Secrets this process holds that no environment variable names: registry passwords and tokens.
-_known_secrets: set[str] = set()
+_registered_secrets: set[str] = set()
 
 
 def register_secret(value: str) -> None:
     """Have ``scrub_secrets`` mask ``value`` from now on (a password, a token, a Basic header's base64)."""
     if value and len(value) >= 4:
-        _known_secrets.add(value)
+        _registered_secrets.add(value)
+
+
+def _secrets_to_mask() -> list[str]:
+    """The registered secrets, those of this process's environment, and the basic-auth header value MLflow
+    makes of its user and password; longest first, so that one inside another is masked whole."""
+    import base64
+    import os
+
+    secrets = [os.environ.get(name, "") for name in _SECRET_ENV_VARS] + list(_registered_secrets)
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        secrets.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
+    return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
 
 
 def scrub_secrets(text: str) -> str:
     """Mask every credential this process knows of, and user info in URLs, in text meant for output."""
-    import os
     import re
 
-    known = [os.environ.get(name) or "" for name in _SECRET_ENV_VARS] + sorted(_known_secrets, key=len, reverse=True)
-    for value in known:
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    for value in _secrets_to_mask():
+        text = text.replace(value, "***")
     text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)
+    # An authorization value without its header's name (a server repeating it): a token has a digit or a sign
+    text = re.sub(r"\b(Basic|Bearer) (?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}", r"\1 ***", text)
     return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@", r"\1***@", text)

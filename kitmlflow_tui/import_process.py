@@ -232,9 +232,14 @@ def _run(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) 
 
 def main(argv: list[str]) -> int:
     frames = FrameWriter(os.fdopen(int(argv[1]), "wb"))
-    job: ImportJob | PushJob = pickle.load(sys.stdin.buffer)
+    # Unbuffered: the cancel thread stays blocked in a read of stdin until the process ends, and a blocked
+    # sys.stdin.buffer holds its lock, which the interpreter's shutdown then cannot take ("Fatal Python
+    # error: _enter_buffered_busy", exit -6, after the result was sent). Unbuffered also reads no further
+    # than the job, so a cancel line written right after it stays in the pipe for the thread.
+    stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    job: ImportJob | PushJob = pickle.load(stdin)
     cancel = threading.Event()
-    threading.Thread(target=_cancel_on_request, args=(sys.stdin.buffer, cancel), daemon=True).start()
+    threading.Thread(target=_cancel_on_request, args=(stdin, cancel), daemon=True).start()
     try:
         result = _run(job, SendingObserver(frames), cancel)
     except KitmlflowError as exc:
@@ -249,4 +254,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from kitmlflow_tui import disable_mlflow_telemetry
+
+    disable_mlflow_telemetry()  # before the job, and with it MLflow, is loaded
     sys.exit(main(sys.argv))

@@ -26,7 +26,7 @@ from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, sa
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
-from kitmlflow_tui.selection import FilterSpec, Plan, make_plan
+from kitmlflow_tui.selection import FilterSpec, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
     from kitmlflow_tui.registry import PushResult, RegistryOptions, RegistryRef
@@ -108,6 +108,7 @@ def plan(
     resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)
     the_plan = make_plan(resolved.tree, spec)
     observer.step("plan", f"{len(the_plan.selected)} of {len(resolved.tree.files)} files selected")
+    require_selection(the_plan)
     return Session(catalogue, resolved, the_plan, cancel)
 
 
@@ -207,9 +208,9 @@ class ImportResult:
 
 def check_tag(tag: str) -> str:
     """The ModelKit reference, validated before anything is downloaded (exit 2)."""
-    from kitmlflow_tui.packing.storage import format_reference, parse_model_reference
+    from kitmlflow_tui.packing.storage import format_reference, parse_pack_reference
 
-    return format_reference(*parse_model_reference(tag))
+    return format_reference(*parse_pack_reference(tag))
 
 
 def _content_needed(file: ArtifactFile) -> bool:
@@ -289,6 +290,7 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
 
     observer = observer or Observer()
     reference = check_tag(options.tag)
+    require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
     packer = choose_packer(options.packer)
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):

@@ -15,12 +15,18 @@ from pathlib import Path
 
 import yaml
 
+from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.errors import BadInputError
 from kitmlflow_tui.selection import FilterSpec, parse_size
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOP_KEYS = {"include", "exclude", "max_file_size", "package"}
 _PACKAGE_KEYS = {"description", "authors", "license"}
+# Generous for a profile the wizard saved from a huge run (one pattern per picked file at worst), and
+# refused at once when absurd: a file over the size is never read whole, a list over the count stops
+# composing there (about 0.5 s for 100,000 patterns).
+MAX_PATTERNS = 100_000
+LIMITS = safe_yaml.YamlLimits(max_bytes=8 * safe_yaml.MiB, max_nodes=MAX_PATTERNS + 1_000, max_depth=16)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,9 @@ def load_profile(name_or_path: str) -> Profile:
     """A profile by name (from the profiles folder) or by path (contains '/' or ends in .yaml)."""
     path = profile_path(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = safe_yaml.read_text(path, LIMITS)
+    except safe_yaml.YamlRefused as exc:
+        raise _refused(str(path), exc) from None
     except FileNotFoundError:
         known = ", ".join(list_profiles()) or "none saved yet"
         raise BadInputError(
@@ -99,7 +107,9 @@ def load_profile(name_or_path: str) -> Profile:
 
 def parse_profile(text: str, *, name: str, source: str = "<profile>", path: Path | None = None) -> Profile:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = safe_yaml.compose(text, LIMITS)
+    except safe_yaml.YamlRefused as exc:
+        raise _refused(source, exc) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -130,12 +140,25 @@ def parse_profile(text: str, *, name: str, source: str = "<profile>", path: Path
             authors=tuple(_string_list(fields.get("authors"), source, "package.authors")),
             license=_string(fields.get("license"), source, "package.license"),
         )
+    if len(include) + len(exclude) > MAX_PATTERNS:
+        raise BadInputError(
+            f"Profile {source}: {len(include) + len(exclude):,} include/exclude patterns, more than the "
+            f"{MAX_PATTERNS:,} a profile may hold."
+        )
     spec = FilterSpec(tuple(include), tuple(exclude), cap)
     try:
         spec.validate()
     except BadInputError as exc:
         raise BadInputError(f"Profile {source}: {exc.message}") from None
     return Profile(name, spec, package, path)
+
+
+def _refused(source: str, exc: safe_yaml.YamlRefused) -> BadInputError:
+    where = f" {exc.where}" if exc.where else ""
+    return BadInputError(
+        f"Profile {source}{where}: refused: {exc.problem}.",
+        hint=f"A profile is plain YAML: lists of patterns (at most {MAX_PATTERNS:,}), a size, package fields.",
+    )
 
 
 def _mapping(node: yaml.MappingNode, allowed: set[str], source: str, prefix: str) -> dict[str, yaml.Node]:

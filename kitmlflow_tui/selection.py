@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -223,14 +224,68 @@ class Plan:
         return self.tree.total_bytes
 
 
+# What a file system holds: 255 bytes per name, 4,096 per path (Linux's NAME_MAX and PATH_MAX; macOS and
+# Windows allow less). A file moves as NAME.part first, so its own name keeps 5 bytes of room, and a path
+# keeps 256 for the folder it is downloaded into. The OS refuses longer ones ("File name too long").
+NAME_MAX_BYTES = 255
+FILE_NAME_MAX_BYTES = NAME_MAX_BYTES - len(".part")
+PATH_MAX_BYTES = 4096 - 256
+
+
+def unstorable_reason(path: str) -> str | None:
+    """Why no file system can hold this artifact under its own name, or None."""
+    *folders, name = path.split("/")
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in folders), default=0)
+    if longest > NAME_MAX_BYTES:
+        return f"a folder name of {longest:,} bytes, longer than the {NAME_MAX_BYTES} a file system allows"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > FILE_NAME_MAX_BYTES:
+        return f"a file name of {size:,} bytes, longer than the {FILE_NAME_MAX_BYTES} a download can write"
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX_BYTES:
+        return f"a path of {size:,} bytes, longer than the {PATH_MAX_BYTES:,} a download can write"
+    return None
+
+
 def make_plan(tree: ArtifactTree, spec: FilterSpec) -> Plan:
     spec.validate()
     selected: list[ArtifactFile] = []
     left_out: list[LeftOut] = []
     for file in tree.files:
-        reason = spec.reason_left_out(file)
+        reason = spec.reason_left_out(file) or file.unavailable or unstorable_reason(file.path)
         if reason is None:
             selected.append(file)
         else:
             left_out.append(LeftOut(file, reason))
     return Plan(tree, spec, tuple(selected), tuple(left_out))
+
+
+NEAREST_SHOWN = 3
+
+
+def require_selection(plan: Plan) -> Plan:
+    """The plan, when it selects at least one file; else "nothing selected" (exit 2) with the nearest
+    reasons: how many files each reason left out, and the largest of them. An import of zero files is a
+    filter mistake, never an empty ModelKit."""
+    if plan.selected:
+        return plan
+    if not plan.tree.files:
+        raise BadInputError("Nothing selected: the run has no artifacts.")
+    counts = Counter(_reason_group(plan.spec, left.reason) for left in plan.left_out).most_common()
+    by_reason = "; ".join(f"{count:,} {reason}" for reason, count in counts[:NEAREST_SHOWN])
+    if len(counts) > NEAREST_SHOWN:
+        rest = counts[NEAREST_SHOWN:]
+        by_reason += f"; {sum(count for _, count in rest):,} for {len(rest)} other reasons"
+    largest = sorted(plan.left_out, key=lambda left: -(left.file.size or 0))[:NEAREST_SHOWN]
+    shown = ", ".join(f"{left.file.path} ({format_size(left.file.size)}, {left.reason})" for left in largest)
+    raise BadInputError(
+        f"Nothing selected: all {len(plan.tree.files):,} files of the run are left out ({by_reason}).",
+        hint=f"Largest left out: {shown}. Loosen the filters: --include/--exclude/--max-file-size, the profile, or the ticks in the wizard.",
+    )
+
+
+def _reason_group(spec: FilterSpec, reason: str) -> str:
+    """The reason without what is particular to one file (each size-cap reason names the file's size)."""
+    if reason.startswith("over the size cap") and spec.max_file_size is not None:
+        return f"over the size cap of {format_size(spec.max_file_size)}"
+    return reason

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import run_cli
+from tests.support.fuzz import load_hypothesis_profile
 from tests.support.live import FULL_RUN_FILES, LiveServer, mlflow_globals_restored
 from tests.support.servers import mlflow_server, seed_run
 
@@ -17,6 +18,8 @@ from tests.support.servers import mlflow_server, seed_run
 # proxy lookup raised KeyError in a benchmark once). Set before MLflow is first imported.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
+
+load_hypothesis_profile()  # "ci" unless KITMLFLOW_HYPOTHESIS_PROFILE says otherwise (tests/support/fuzz.py)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +42,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
             metrics={"accuracy": 0.93},
             tags={"team": "vision", "mlflow.note.content": "A run for the tests."},
         )
-        live = LiveServer(server.url, root, exp, {"full": full})
+        live = LiveServer(server.url, root, exp, {"full": full}, server=server)
         for status in ("FAILED", "RUNNING", "KILLED"):
             _, run_id = seed_run(server.url, experiment_name="live", files={"log.txt": b"x"}, status=status)
             live.runs[status.lower()] = run_id

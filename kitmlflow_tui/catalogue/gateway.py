@@ -14,7 +14,7 @@ from typing import Any
 
 from kitmlflow_tui.catalogue.http_limits import configure_http
 from kitmlflow_tui.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
-from kitmlflow_tui.catalogue.mlflow_errors import check_reachable, mlflow_errors
+from kitmlflow_tui.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
 from kitmlflow_tui.catalogue.records import (
     ArtifactFile,
     ArtifactTree,
@@ -30,6 +30,7 @@ from kitmlflow_tui.catalogue.records import (
 )
 from kitmlflow_tui.errors import NotFoundError, RunNotFinishedError
 from kitmlflow_tui.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
+from kitmlflow_tui.stores import require_client_library
 
 
 def _ms(value: object) -> int | None:
@@ -191,7 +192,8 @@ class Catalogue:
 
         with self._repositories_lock:
             if artifact_uri not in self._repositories:
-                with self._errors(f"the artifact store {redact_uri(artifact_uri)}"):
+                require_client_library(artifact_uri)  # exit 7 naming the extra, before any listing
+                with self._errors(f"the artifact store {redact_uri(artifact_uri)}"), store_errors(artifact_uri):
                     self._repositories[artifact_uri] = get_artifact_repository(
                         artifact_uri, tracking_uri=self.tracking_uri
                     )

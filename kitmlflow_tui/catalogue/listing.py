@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from kitmlflow_tui.catalogue.mlflow_errors import translate_error
+from kitmlflow_tui.catalogue.mlflow_errors import store_errors, translate_error
 from kitmlflow_tui.catalogue.records import ArtifactFile
 from kitmlflow_tui.errors import InterruptedByUser, ServerUnreachableError, scrub_secrets
 from kitmlflow_tui.reference import redact_uri
@@ -88,7 +88,8 @@ def list_roots(
                 uri, path, prefix, model, depth = pending.pop(future)
                 for entry in future.result():
                     child = checked_child(path, entry.path)
-                    if entry.is_dir:
+                    unservable = _proxy_cannot_serve(child) if zero_when_unsized[uri] else None
+                    if entry.is_dir and unservable is None:
                         submit(uri, child, prefix, model, depth + 1)
                         continue
                     if model is not None and child in _CLIENT_SIDE_FILES:
@@ -99,13 +100,15 @@ def list_roots(
                     if local in local_dirs:
                         raise _both_file_and_folder(local)
                     size = entry.file_size
-                    if size is None and zero_when_unsized[uri]:
+                    if size is None and zero_when_unsized[uri] and not entry.is_dir:
                         size = 0
                     if size is not None and (not isinstance(size, int) or size < 0):
                         raise ServerUnreachableError(
                             f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
                         )
-                    files[local] = ArtifactFile(local, size, uri, child, model)
+                    if entry.is_dir:  # a folder the proxy cannot list: in the tree as one unavailable entry
+                        unservable = f"a folder that cannot be listed: {unservable}"
+                    files[local] = ArtifactFile(local, size, uri, child, model, unservable)
                     if len(files) + len(seen_dirs) > MAX_TREE_FILES:
                         raise ServerUnreachableError(
                             f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
@@ -126,7 +129,12 @@ def list_artifacts(repository, path: str, tracking_uri: str) -> list:
 
     what = f"the artifacts at {path or '/'}"
     try:
-        return repository.list_artifacts(path or None)
+        if is_http_repository(repository):
+            from kitmlflow_tui.transports.http import list_level
+
+            return list_level(repository, path)  # names exactly as listed (MLflow's client decodes them)
+        with store_errors(repository.artifact_uri):
+            return repository.list_artifacts(path or None)
     except KeyboardInterrupt:
         raise
     except MlflowException as exc:
@@ -143,6 +151,12 @@ def list_artifacts(repository, path: str, tracking_uri: str) -> list:
         ) from exc
     except Exception as exc:  # MLflow and requests raise many unrelated types; all are mapped
         raise translate_error(exc, what, tracking_uri) from exc
+
+
+def _proxy_cannot_serve(path: str) -> str | None:
+    from kitmlflow_tui.transports.http import unservable_reason
+
+    return unservable_reason(path)
 
 
 def _both_file_and_folder(local: str) -> ServerUnreachableError:

@@ -115,3 +115,24 @@ def check_reachable(tracking_uri: str, timeout: float = CONNECT_TIMEOUT_SECONDS)
             f"Cannot connect to the tracking server {server} ({exc.strerror or exc}).",
             hint="Is the server running on that host and port?",
         ) from None
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """A direct store's own failures (its SDK's errors) in the family, with that store's words: refused
+    credentials are exit 3 naming the variables it reads, an unreachable store is exit 6 naming the store."""
+    from kitmlflow_tui.transports import TransientTransferError, store_error
+
+    try:
+        yield
+    except KitmlflowError:
+        raise
+    except Exception as exc:
+        mapped = store_error(exc, uri)
+        if isinstance(mapped, TransientTransferError):
+            raise ServerUnreachableError(
+                f"The artifact store {redact_uri(uri)} could not be reached or failed: {scrub_secrets(str(mapped))}"
+            ) from exc
+        if mapped is not exc:
+            raise mapped from exc
+        raise

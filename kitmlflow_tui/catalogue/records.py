@@ -83,6 +83,7 @@ class ArtifactFile:
     root_uri: str
     remote_path: str
     model: str | None = None  # the logged model folder it belongs to, if any
+    unavailable: str | None = None  # why the store cannot serve it (the plan leaves it out with this reason)
 
 
 @dataclass(frozen=True)

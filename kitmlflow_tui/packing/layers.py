@@ -147,6 +147,7 @@ class LayerSink:
         self._pending = bytearray()
         self._queue: queue.Queue[bytes | None] = queue.Queue(self._QUEUE_CHUNKS)
         self._error: BaseException | None = None
+        self._abandoned = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="kitmlflow-layer-writer", daemon=True)
         self._writer.start()
         if compression != "none":
@@ -160,8 +161,13 @@ class LayerSink:
         advised = 0
         fileno = self.handle.fileno()
         while True:
-            data = self._queue.get()
-            if data is None:
+            try:
+                data = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._abandoned.is_set():
+                    return
+                continue
+            if data is None or self._abandoned.is_set():
                 return
             if self._error is not None:
                 continue  # drain so the producer never blocks
@@ -217,9 +223,12 @@ class LayerSink:
             raise self._error
 
     def abort(self) -> None:
-        """Stop the writer without finishing the blob (the caller discards the file)."""
+        """Stop the writer without finishing the blob (the caller discards the file). The writer is told by an
+        event it polls, not through the queue: a Ctrl-C that lands inside ``Queue.put`` can leave the queue's
+        wake-up lost (seen: the writer asleep in ``get`` and this thread in ``join``, forever)."""
         self._error = self._error or InterruptedByUser("Packing stopped.")
-        self._stop()
+        self._abandoned.set()
+        self._writer.join(timeout=10)
 
     def _stop(self) -> None:
         if self._writer.is_alive():

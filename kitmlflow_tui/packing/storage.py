@@ -107,6 +107,37 @@ def parse_model_reference(text: str) -> tuple[str, str, str]:
     return registry, repository, tag
 
 
+# docker/distribution's domain rule (what a registry is asked for over the network): host name labels,
+# an IPv4 address or a bracketed IPv6 one, and an optional port.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?")
+NAME_MAX_BYTES = 255  # a file name on Linux, macOS and Windows file systems
+_LONGEST_SUFFIX = "-index.json"
+
+
+def parse_pack_reference(text: str) -> tuple[str, str, str]:
+    """A ``-t`` value to pack under: ``parse_model_reference``, then refused where kit accepts a name it then
+    mis-stores or fails on. ``../x:v1`` is kit's registry ``..`` (a path, not a host); a repository whose
+    storage file name (``base64(registry/repository)-index.json``) is over 255 bytes makes ``kit pack``
+    fail with "file name too long" after the whole download."""
+    registry, repository, tag = parse_model_reference(text)
+    if not _REGISTRY_HOST_RE.fullmatch(registry):
+        raise BadInputError(
+            f"Invalid registry {registry!r} (in {text.strip()!r}): a registry is a host name or address "
+            "with an optional port.",
+            hint="Use -t NAME[:TAG], or -t REGISTRY/REPOSITORY[:TAG] with a registry such as registry.example.com:5000.",
+        )
+    stem = repo_file_stem(registry, repository)
+    if len(stem) + len(_LONGEST_SUFFIX) > NAME_MAX_BYTES:
+        longest = (NAME_MAX_BYTES - len(_LONGEST_SUFFIX)) // 4 * 3
+        raise BadInputError(
+            f"Repository name too long: {registry}/{repository[:40]}… is {len(f'{registry}/{repository}'.encode())} "
+            f"bytes; kit's local storage takes at most {longest} (it names a file after it, in base64).",
+            hint="Use a shorter repository name.",
+        )
+    return registry, repository, tag
+
+
 def validate_registry(text: str) -> str:
     """A registry host (``host[:port]``, ``[v6]:port``) as a reference would name it, or exit 2."""
     host = text.strip()

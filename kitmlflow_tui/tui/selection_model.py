@@ -366,7 +366,7 @@ def spec_for_selection(index: FolderIndex, chosen: set[str]) -> FilterSpec:
     if picked == index.root.count:
         return FilterSpec()
     take, keep = _children(index.root)
-    best = _cheapest(take, keep)
+    best = _cheapest(take, keep) if chosen else keep  # no include at all would mean everything
     return FilterSpec(include=best.include, exclude=best.exclude)
 
 

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.markup import escape
 from rich.text import Text
 
 from kitmlflow_tui.errors import KitmlflowError, scrub_secrets
 from kitmlflow_tui.selection import format_size
+
+
+def markup_text(markup: str) -> Text:
+    """Rich markup as Text with emoji codes off: user data such as ``a:b:c`` must not print as ``a🅱c``
+    (DataTable and RichLog parse strings with Rich's defaults, which turn ``:b:`` into an emoji)."""
+    return Text.from_markup(markup, emoji=False)
+
+
+def display_path(path: Path) -> str:
+    """A local path as a person reads it: ``~/...`` under the home folder."""
+    home = Path.home()
+    return "~/" + path.relative_to(home).as_posix() if path.is_relative_to(home) and path != home else str(path)
+
 
 STATUS_STYLES = {
     "FINISHED": "green",

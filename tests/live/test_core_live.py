@@ -195,15 +195,16 @@ def test_without_yes_and_without_a_terminal_it_refuses(live: LiveServer, kitmlfl
         assert out.code == 2 and "The wizard needs a terminal" in out.stderr, (wizard, out.stderr)
 
 
+@pytest.mark.timeout(120)
 def test_an_unreachable_server_fails_fast_with_exit_6(kitmlflow) -> None:
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    started = time.monotonic()
     out = kitmlflow("import", f"mlflow://127.0.0.1:{port}/runs/abc", "-t", "x:1", "--dry-run", "--json")
-    elapsed = time.monotonic() - started
     assert out.code == 6 and out.json["error"]["code"] == 6
-    assert elapsed < 30, f"took {elapsed:.1f}s"  # a hang guard: MLflow's default retries take ~4 minutes
+    # Refused by kitmlflow's own connect probe, before MLflow's retries (about 4 minutes by default): the
+    # timeout mark is the hang guard, the message says who refused.
+    assert "Cannot connect to the tracking server" in out.json["error"]["message"], out.stderr
     unresolvable = kitmlflow("import", "mlflow://no-such-host.invalid/runs/abc", "-t", "x:1", "--dry-run")
     assert unresolvable.code == 6 and "resolve" in unresolvable.stderr
 

@@ -18,6 +18,7 @@ huge JSON documents, downloads that never end or stall. It runs as a thread in t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
@@ -53,6 +54,9 @@ class Content:
     stall_after: int | None = None  # send this many bytes, then go silent (connection left open)
     declared_length: int | None = None  # Content-Length to claim (default: len(data))
     gate: threading.Event | None = None  # with stall_after: send the rest once this is set
+    stalls: int | None = None  # with stall_after: stall only in the first N requests (None: in every one)
+    first_byte_delay: float = 0.0  # seconds before the answer's first byte (a proxy fetching a big object)
+    trickle_after: int | None = None  # send this many bytes at once, then 1 KiB every 50 ms (a live, slow transfer)
 
 
 @dataclass
@@ -67,6 +71,12 @@ class Scenario:
     run_json_endless: bool = False  # runs/get streams a JSON document that never ends
     run_json_trickle: bool = False  # runs/get sends its document one byte every 0.2 s, forever
     stall_listing: bool = False  # listings never answer
+    # A server that leaks what it was sent: the Authorization header and the password it decodes from it,
+    # in the body of an error (HTTP status ``echo_status``) on the routes named in ``echo_on`` ("run",
+    # "list", "download", "models" for logged-models/search), for the first ``echo_times`` requests to each (None: every time).
+    echo_status: int = 403
+    echo_on: tuple[str, ...] = ()
+    echo_times: int | None = None
 
 
 class HostileServer:
@@ -75,6 +85,9 @@ class HostileServer:
         self.stopping = threading.Event()
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
+        self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
+        self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
+        self.authorizations: set[str] = set()  # every Authorization header received
         self._lock = threading.Lock()
         handler = _make_handler(self)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -96,6 +109,14 @@ class HostileServer:
                 self.requests.append(line)
             if listing:
                 self.listings += 1
+
+    def should_echo(self, route: str) -> bool:
+        with self._lock:
+            times = self.scenario.echo_times
+            if route not in self.scenario.echo_on or (times is not None and self.echoed.get(route, 0) >= times):
+                return False
+            self.echoed[route] = self.echoed.get(route, 0) + 1
+            return True
 
     def start(self) -> HostileServer:
         self._thread.start()
@@ -162,6 +183,26 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _echo_credentials(self, route: str) -> bool:
+            """The leak: answer with an error whose body repeats the credentials, when the scenario says so."""
+            authorization = self.headers.get("Authorization", "")
+            if authorization:
+                with server._lock:
+                    server.authorizations.add(authorization)
+            if not server.should_echo(route):
+                return False
+            decoded = ""
+            if authorization.startswith("Basic "):
+                decoded = base64.b64decode(authorization[len("Basic ") :]).decode("utf-8", "replace")
+            bare = authorization.split(" ", 1)[-1]
+            message = f"access denied for {authorization} (user:password {decoded}); token={bare}"
+            codes = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND"}
+            self._json(
+                {"error_code": codes.get(scenario.echo_status, "INTERNAL_ERROR"), "message": message},
+                scenario.echo_status,
+            )
+            return True
+
         def _not_found(self) -> None:
             self._json({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"No {self.path}"}, 404)
 
@@ -174,6 +215,8 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             server.record(f"POST {self.path}")
+            if urlsplit(self.path).path == f"{API}/logged-models/search" and self._echo_credentials("models"):
+                return
             if urlsplit(self.path).path == f"{API}/logged-models/search":
                 self._json({"models": []})
             else:
@@ -184,6 +227,11 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
             try:
+                route = {f"{API}/runs/get": "run", ARTIFACTS: "list"}.get(parts.path, "other")
+                if parts.path.startswith(ARTIFACTS + "/"):
+                    route = "download"
+                if self._echo_credentials(route):
+                    return
                 if parts.path == f"{API}/runs/get":
                     self._run()
                 elif parts.path == f"{API}/experiments/get":
@@ -238,10 +286,18 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             self._json({"files": scenario.listing(relative)})
 
         def _download(self, path: str) -> None:
+            with server._lock:
+                server.downloads.append((path, self.headers.get("Range", "")))
+                attempt = sum(1 for seen, _ in server.downloads if seen == path)
             content = scenario.contents.get(path)
             if content is None:
                 self._not_found()
                 return
+            if content.first_byte_delay and server.stopping.wait(content.first_byte_delay):
+                return
+            stall_after = content.stall_after
+            if content.stalls is not None and attempt > content.stalls:
+                stall_after = None
             data = content.data
             start = 0
             ranged = self.headers.get("Range", "")
@@ -262,8 +318,16 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 length = content.declared_length if content.declared_length is not None else len(data)
                 self.send_header("Content-Length", str(max(length - start, 0)))
             self.end_headers()
-            if content.stall_after is not None:
-                self.wfile.write(body[: max(content.stall_after - start, 0)])
+            if content.trickle_after is not None:
+                sent = max(content.trickle_after - start, 0)
+                self.wfile.write(body[:sent])
+                while sent < len(body) and not server.stopping.wait(0.05):
+                    self.wfile.write(body[sent : sent + 1024])
+                    self.wfile.flush()
+                    sent += 1024
+                return
+            if stall_after is not None:
+                self.wfile.write(body[: max(stall_after - start, 0)])
                 self.wfile.flush()
                 if content.gate is None:
                     self._sleep_until_stopped()
@@ -271,7 +335,7 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 while not content.gate.wait(0.2):
                     if server.stopping.is_set():
                         return
-                body = body[max(content.stall_after - start, 0) :]
+                body = body[max(stall_after - start, 0) :]
             self.wfile.write(body)
             if content.endless:
                 block = b"\0" * 65_536

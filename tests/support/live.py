@@ -7,6 +7,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.servers import MlflowServer
 
 # Sizes of the "full" run: a few larger files and small ones, an empty one, deep nesting.
 FULL_RUN_FILES: dict[str, bytes | int] = {
@@ -32,6 +36,7 @@ class LiveServer:
     runs: dict[str, str] = field(default_factory=dict)  # role -> run id
     model_name: str = "live-model"
     model_id: str = ""
+    server: MlflowServer | None = None  # the process, for its log (requests_since)
 
     @property
     def host(self) -> str:

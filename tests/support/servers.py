@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -28,10 +29,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import psutil
 import requests
@@ -47,6 +48,7 @@ __all__ = [
     "mlflow_server",
     "moto_s3",
     "seed_run",
+    "start_on_a_free_port",
     "temp_env",
 ]
 
@@ -101,6 +103,35 @@ def free_port() -> int:
                 _handed_out_ports.add(port)
                 return port
     raise RuntimeError("could not find a free port")
+
+
+BIND_ATTEMPTS = 5
+_BIND_FAILED = re.compile(r"(?i)address already in use|errno 98\b")
+T = TypeVar("T")
+
+
+def start_on_a_free_port(start: Callable[[int], T], log_path: Path) -> T:
+    """``start(port)`` on a free port, and again on another one when the server could not bind it: between
+    ``free_port()`` and the server's own bind, another process (another test run, another helper's server)
+    may take the port; ``free_port`` only knows the ports this process handed out."""
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        try:
+            return start(free_port())
+        except ServerStartError:
+            if attempt == BIND_ATTEMPTS or not _BIND_FAILED.search(_log_since(log_path, offset)):
+                raise
+            print(f"{log_path.name}: port taken before the server bound it; trying another", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @contextlib.contextmanager
@@ -311,18 +342,28 @@ class MotoS3:
             _terminate(self._proc)
 
 
+# With ``authenticated``: the IAM calls that make the test user (create_user, put_user_policy,
+# create_access_key) are the only ones moto lets through unsigned; every later request must carry that key.
+_MOTO_SETUP_ACTIONS = 3
+
+
 @contextlib.contextmanager
-def moto_s3(root: Path, bucket: str = "mlflow") -> Iterator[MotoS3]:
-    """A ``moto_server`` on 127.0.0.1 with ``bucket`` created. State lives in memory only."""
+def moto_s3(root: Path, bucket: str = "mlflow", *, authenticated: bool = False) -> Iterator[MotoS3]:
+    """A ``moto_server`` on 127.0.0.1 with ``bucket`` created. State lives in memory only.
+    ``authenticated``: moto checks signatures and IAM policies, so a wrong key is refused as S3 would."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     log_path = root / "moto.log"
-    cmd = [MOTO_BIN, "-H", HOST, "-p", str(port)]
-    proc = _spawn(cmd, _server_env({}), log_path, root)
-    try:
+
+    extra_env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(_MOTO_SETUP_ACTIONS)} if authenticated else {}
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], str, float]:
+        proc = _spawn([MOTO_BIN, "-H", HOST, "-p", str(port)], _server_env(extra_env), log_path, root)
         url = f"http://{HOST}:{port}"
-        ready = _wait_ready(proc, f"{url}/moto-api/", log_path, "moto_server")
+        return proc, url, _wait_ready(proc, f"{url}/moto-api/", log_path, "moto_server")
+
+    proc, url, ready = start_on_a_free_port(start, log_path)
+    try:
         s3 = MotoS3(
             endpoint_url=url,
             bucket=bucket,
@@ -334,10 +375,31 @@ def moto_s3(root: Path, bucket: str = "mlflow") -> Iterator[MotoS3]:
             ready_seconds=ready,
             _proc=proc,
         )
+        if authenticated:
+            s3.access_key, s3.secret_key = _moto_iam_user(s3)
         s3.client().create_bucket(Bucket=bucket)
         yield s3
     finally:
         _terminate(proc)
+
+
+def _moto_iam_user(s3: MotoS3) -> tuple[str, str]:
+    import json
+
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+    )
+    iam.create_user(UserName="kitmlflow")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="kitmlflow", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="kitmlflow")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,6 +467,29 @@ class MlflowServer:
             env.update(self.auth.env())
         return env
 
+    def log_offset(self) -> int:
+        """Where the server's log ends now: pass it to ``requests_since`` after the calls to count."""
+        return self.log_path.stat().st_size
+
+    def requests_since(self, offset: int) -> list[str]:
+        """What the server logged after ``offset``, one entry per HTTP request: ``"GET /path 401"`` from
+        uvicorn's access log, ``"INVALID"`` for a request it could not parse (a TLS handshake, say). The log
+        trails the responses by a moment, so this waits until it stops growing."""
+        seen, settled = -1, 0
+        deadline = time.monotonic() + 10
+        while settled < 3 and time.monotonic() < deadline:
+            size = self.log_offset()
+            settled = settled + 1 if size == seen else 0
+            seen = size
+            time.sleep(0.1)
+        found = []
+        for line in _log_since(self.log_path, offset).splitlines():
+            if access := _ACCESS_LINE.search(line):
+                found.append(f"{access.group(1)} {access.group(2)} {access.group(3)}")
+            elif "Invalid HTTP request received" in line:
+                found.append("INVALID")
+        return found
+
     def _start(self) -> None:
         proc = _spawn(self._cmd, self._env, self.log_path, self.root)
         self._proc = proc
@@ -430,6 +515,9 @@ class MlflowServer:
                 raise ServerStartError(f"port {self.port} still in use, cannot restart")
             time.sleep(POLL_INTERVAL)
         self._start()
+
+
+_ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
 
 
 def _port_in_use(port: int) -> bool:
@@ -461,7 +549,6 @@ def mlflow_server(
     """
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     backend = backend_uri or f"sqlite:///{root / 'mlflow.db'}"
     server_env: dict[str, str] = {
         # Point the docker SDK (the assistant sandbox reaper runs at startup when a `docker`
@@ -476,8 +563,6 @@ def mlflow_server(
         backend,
         "--host",
         HOST,
-        "--port",
-        str(port),
         "--workers",
         "1",
     ]
@@ -510,21 +595,25 @@ def mlflow_server(
     args += list(extra_args or [])
     server_env.update(env or {})
 
-    server = MlflowServer(
-        url=f"http://{HOST}:{port}",
-        root=root,
-        pid=0,
-        log_path=root / "mlflow-server.log",
-        port=port,
-        artifacts=artifacts,
-        s3=s3,
-        auth=auth,
-        backend_uri=backend,
-        _cmd=args,
-        _env=_server_env(server_env),
-    )
-    try:
+    def start(port: int) -> MlflowServer:
+        server = MlflowServer(
+            url=f"http://{HOST}:{port}",
+            root=root,
+            pid=0,
+            log_path=root / "mlflow-server.log",
+            port=port,
+            artifacts=artifacts,
+            s3=s3,
+            auth=auth,
+            backend_uri=backend,
+            _cmd=[*args, "--port", str(port)],
+            _env=_server_env(server_env),
+        )
         server._start()
+        return server
+
+    server = start_on_a_free_port(start, root / "mlflow-server.log")
+    try:
         yield server
     finally:
         server.stop()
@@ -603,11 +692,14 @@ def seed_run(
     params: Mapping[str, str] | None = None,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, str] | None = None,
+    artifact_location: str | None = None,
 ) -> tuple[str, str]:
     """Create a run in ``experiment_name`` (created if missing), log ``files`` as its artifacts
     (``bytes`` as is, an ``int`` as that many deterministic pseudo-random bytes), optionally an
     MLflow 3 pyfunc logged model named ``model``, and leave it with ``status``.
 
+    ``artifact_location``: where a new experiment keeps its runs' artifacts (``s3://...``, ``gs://...``: the
+    client then writes and reads that store directly, whatever the server's own artifact settings).
     ``env`` is applied for the duration (credentials, S3 access); the process environment and
     mlflow's global tracking URI are restored afterwards. Returns ``(experiment_id, run_id)``.
     """
@@ -616,7 +708,11 @@ def seed_run(
     with temp_env(env or {}):
         client = MlflowClient(tracking_uri=tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(experiment_name, artifact_location=artifact_location)
+        )
         run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         run_id = run.info.run_id
         for key, value in (params or {}).items():

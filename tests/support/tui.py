@@ -65,6 +65,11 @@ def screen_text(app: KitmlflowApp) -> str:
     return "\n".join(lines)
 
 
+def notifications(app: KitmlflowApp) -> list[str]:
+    """The messages of the toasts the app is showing (Textual draws toasts outside its screenshot)."""
+    return [notification.message for notification in app._notifications]
+
+
 _SVG_TEXT = re.compile(
     r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="[\d.]+" clip-path="url\(#[^)]*line-(\d+)\)">([^<]*)</text>'
 )
@@ -259,23 +264,38 @@ class FixedBackend:
         )
 
 
+class _ReleasingApp(KitmlflowApp):
+    """The wizard, setting an event as it exits: a connector held open by the test returns at once then,
+    instead of keeping the test (whose event loop waits for worker threads) for the connector's timeout."""
+
+    def __init__(self, *args: Any, release: threading.Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    def on_unmount(self) -> None:
+        self._release.set()
+
+
 def fixed_app(
     reference: Reference | None = None,
     *,
     backend: FixedBackend | None = None,
     connector: Callable[..., Any] | None = None,
     tag: str | None = None,
+    release_on_exit: threading.Event | None = None,
 ) -> KitmlflowApp:
     chosen = backend or FixedBackend()
-    return KitmlflowApp(
-        reference,
-        tracking_uri_flag="http://mlflow.example.com",
-        tag=tag,
-        connector=connector or (lambda _ref, _flag: chosen),
-        now=lambda: FIXED_NOW,
-        monotonic=lambda: 1000.0,
-        cursor_blink=False,
-    )
+    options: dict[str, Any] = {
+        "tracking_uri_flag": "http://mlflow.example.com",
+        "tag": tag,
+        "connector": connector or (lambda _ref, _flag: chosen),
+        "now": lambda: FIXED_NOW,
+        "monotonic": lambda: 1000.0,
+        "cursor_blink": False,
+    }
+    if release_on_exit is not None:
+        return _ReleasingApp(reference, release=release_on_exit, **options)
+    return KitmlflowApp(reference, **options)
 
 
 def blocked_connector(release: threading.Event) -> Callable[..., Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shlex
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.screens import runs as runs_screen
 from kitmlflow_tui.tui.selection_model import reproduces
 from tests.support.cli import run_cli
-from tests.support.tui import FixedBackend, fixed_app, screen_text, shows, wait_for
+from tests.support.tui import notifications, screen_text, shows, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,7 +132,9 @@ async def test_ticking_updates_the_total_and_the_spec_reproduces_it(isolated_env
         await pilot.press("x")
         assert browser.totals().files == 0
         await pilot.press("c")
-        assert on(app, "ArtifactsScreen")  # nothing ticked: no way on
+        assert on(app, "ArtifactsScreen")  # nothing ticked: no way on, and the CLI's reasons why
+        (told,) = notifications(app)  # toasts are not in the screenshot that screen_text reads
+        assert told.startswith("Nothing selected: all 20 files of the run are left out (6 excluded by pattern")
         await pilot.press("a")
         assert browser.totals().files == 20
 
@@ -310,26 +314,79 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
     assert headless.json["reference"] == wizard.reference
 
 
-async def test_cancel_asks_first_then_stops_the_import(isolated_env) -> None:
-    # The real download of the demo is too quick to cancel halfway; the double holds it open.
-    from tests.support.tui import BASELINE
+@pytest.mark.timeout(300)
+async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) -> None:
+    """The real import child process, downloading from the hostile server, which sends 1 MiB of big.bin at
+    once and then keeps it trickling (never finishing) so the transfer is surely mid-file when the cancel
+    comes. Afterwards: the message comes from the pipeline, the received bytes stay in the cache as the
+    part file (correct, for the next run to resume), no tag, no stage folder, no blob without a manifest."""
+    from kitmlflow_tui.reference import parse_reference
+    from tests.support.hostile_server import Content, Scenario, file, hostile_server
 
-    app = fixed_app(RunRef("http://mlflow.example.com", BASELINE.run_id, "1"), backend=FixedBackend(import_blocks=True))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: tree_listed(app))
-        await pilot.press("c")
-        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
-        await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: on(app, "ImportScreen") and app.screen.shown_steps >= 2)
-        importing = app.screen
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
-        await pilot.press("n")
-        assert not importing.cancel.is_set()
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
-        await pilot.press("y")
-        await wait_for(pilot, lambda: not importing.running, what="the cancelled import")
-        await shows(pilot, "Download cancelled")
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: on(app, "ReviewScreen"))
+    data = bytes(range(256)) * (4 * 4096)  # 4 MiB
+    scenario = Scenario(
+        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
+        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
+    )
+    cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
+    with hostile_server(scenario) as server:
+        app = KitmlflowApp(parse_reference(server.uri()), tag="cancel:v1", cursor_blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: tree_listed(app), what="the listing")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+            await pilot.press("ctrl+g")
+            await wait_for(pilot, lambda: on(app, "ImportScreen"))
+            importing = app.screen
+
+            def part_size() -> int:
+                parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
+                return parts[0].stat().st_size if parts else 0
+
+            await wait_for(pilot, lambda: part_size() >= 1_048_576, timeout=120, what="big.bin half-way")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+            await pilot.press("n")  # not yet: the import goes on
+            assert not importing.cancel.is_set()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not importing.running, timeout=120, what="the cancelled import")
+            await shows(pilot, "Download cancelled; completed files are kept")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: on(app, "ReviewScreen"))
+    assert import_children() == [], "the import process ended"
+    (part,) = cache.glob("*/*/.kitmlflow-partial/big.bin.part")
+    kept = part.read_bytes()
+    assert 1_048_576 <= len(kept) < len(data) and kept == data[: len(kept)], "the bytes received, as sent"
+    run_cache = part.parents[1]
+    assert (run_cache / "README.md").read_bytes() == b"# real\n"  # complete files stay complete
+    assert not (run_cache / "big.bin").exists()
+    assert not list(cache.glob("*/.*.stage-*")), "no stage folder"
+    assert blobs_without_a_manifest(kit_home) == set()
+    assert list((kit_home / "storage").glob("*-tags.json")) == [], "no tag"
+
+
+def import_children() -> list[int]:
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "kitmlflow_tui.import_process" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child.pid)
+    return found
+
+
+def blobs_without_a_manifest(kit_home: Path) -> set[str]:
+    """Blobs in kit storage that no manifest of its index refers to (what an interrupted pack could leave)."""
+    storage = kit_home / "storage"
+    blobs = {p.name for p in (storage / "blobs" / "sha256").glob("*")} if storage.exists() else set()
+    referenced: set[str] = set()
+    index = storage / "index.json"
+    for descriptor in json.loads(index.read_bytes())["manifests"] if index.exists() else []:
+        manifest_digest = descriptor["digest"].removeprefix("sha256:")
+        manifest = json.loads((storage / "blobs" / "sha256" / manifest_digest).read_bytes())
+        referenced |= {manifest_digest, manifest["config"]["digest"].removeprefix("sha256:")}
+        referenced |= {layer["digest"].removeprefix("sha256:") for layer in manifest.get("layers") or []}
+    return blobs - referenced

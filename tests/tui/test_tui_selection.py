@@ -15,6 +15,7 @@ from kitmlflow_tui.tui.selection_model import (
     reproduces,
     spec_for_selection,
 )
+from tests.support.fuzz import examples
 
 NAMES = ["a", "b", "model", "w*.pt", "x?y", "[z]", "back\\slash", "sp ace", "tail ", "ckpt", "MLmodel", "é"]
 
@@ -41,7 +42,7 @@ def trees(draw: st.DrawFn) -> list[str]:
     return files
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(data=st.data())
 def test_the_spec_selects_exactly_the_ticked_files(data: st.DataObject) -> None:
     paths = data.draw(trees())
@@ -55,7 +56,7 @@ def test_the_spec_selects_exactly_the_ticked_files(data: st.DataObject) -> None:
         assert pattern.startswith("/"), pattern
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(data=st.data())
 def test_overrides_from_files_tick_the_same_files(data: st.DataObject) -> None:
     paths = data.draw(trees())

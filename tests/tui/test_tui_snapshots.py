@@ -27,8 +27,6 @@ from tests.support.tui import (
 )
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 36)], ids=["80x24", "120x36"])
-# The profile dialog shows its folder, so the snapshot's config home is a fixed path.
-SNAPSHOT_CONFIG_HOME = Path("/tmp/kitmlflow-snapshot-config")
 RUN = RunRef("http://mlflow.example.com", BASELINE.run_id, "1")
 Before = Callable[[Pilot], Awaitable[None]]
 
@@ -77,7 +75,7 @@ async def review(pilot: Pilot) -> None:
 
 @SIZES
 def test_connecting(snap_compare, size, held_connection) -> None:
-    app = fixed_app(connector=blocked_connector(held_connection))
+    app = fixed_app(connector=blocked_connector(held_connection), release_on_exit=held_connection)
     assert snap_compare(app, terminal_size=size, run_before=screen_named("ConnectScreen"))
 
 
@@ -155,8 +153,11 @@ def test_glob_preview(snap_compare, size) -> None:
 
 
 @SIZES
-def test_profiles(snap_compare, size, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(SNAPSHOT_CONFIG_HOME))
+def test_profiles(snap_compare, size, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A config folder of this run only (a stray profile would change the picture); the dialog shows it
+    # under the home folder, as ~/.config/kitmlflow/profiles, so the picture does not depend on where.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
     for name, spec in (
         ("weights-only", FilterSpec(include=("model/",))),
         ("no-checkpoints", FilterSpec(exclude=("checkpoints/",))),

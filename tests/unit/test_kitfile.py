@@ -43,6 +43,7 @@ from kitmlflow_tui.kitfile import (
     write_provenance_file,
 )
 from tests.support import kitvectors
+from tests.support.fuzz import examples
 
 CORPUS = Path(__file__).parents[1] / "kitinit_corpus"
 LICENSES = CORPUS / "_licenses"
@@ -162,7 +163,7 @@ _TREES = st.dictionaries(
 
 @needs_kit
 @pytest.mark.kit
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=_TREES)
 def test_live_kit_init_on_generated_trees(tree: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("tree")
@@ -594,7 +595,7 @@ def kit_pack_drops_literally(file: str, layers: list[str]) -> bool:
 _NAME = st.sampled_from(["m", "model", "model_card.png", "mo", ".", ".git", "a", "a.b", "b"])
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     file=st.lists(_NAME.filter(lambda n: n != "."), min_size=1, max_size=4).map("/".join),
     layers=st.lists(st.lists(_NAME, min_size=1, max_size=3).map(lambda parts: posixpath.normpath("/".join(parts)))),
@@ -779,7 +780,7 @@ _PATHS = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     name=_SAFE_TEXT,
     description=st.text(max_size=40).filter(lambda s: "\r" not in s),

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,6 +39,7 @@ from kitmlflow_tui.packing import (
     resolve_kit_home,
 )
 from kitmlflow_tui.packing.tar_format import tar_header
+from tests.support.fuzz import examples
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -505,6 +509,46 @@ def test_sigkill_at_any_moment_leaves_storage_consistent(tmp_path: Path, worker:
         assert "final" in listed.stdout
 
 
+def _has_open(pid: int, path: Path) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(Path(f.path) == path for f in psutil.Process(pid).open_files())
+    return False
+
+
+@pytest.mark.timeout(300)
+def test_a_pack_waits_for_the_index_lock_another_process_holds(tmp_path: Path, worker: Path) -> None:
+    """The read-modify-write of kit's index and tag files is serialised between processes: while another
+    one holds the storage's lock, a pack that has opened the lock file to take it (it cannot have it: we
+    do) has not tagged, and it tags once the lock is free. Concurrent packs alone rarely overlap in that
+    short step, so this holds the lock on purpose."""
+    from kitmlflow_tui.packing.storage import LOCK_FILE_NAME
+
+    home = tmp_path / "home"
+    folder = make_sparse_folder(tmp_path / "ctx", 2**20)
+    kitfile = {"manifestVersion": "1.0.0", "model": {"path": "weights.bin"}}
+    storage = storage_of(home)
+    storage.mkdir(parents=True)
+    lock_file = (storage / LOCK_FILE_NAME).resolve()
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what another pack in the middle of its update holds
+    process = subprocess.Popen(
+        [sys.executable, str(worker), "once", str(folder), str(home), json.dumps(kitfile), "locked:v1", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while process.poll() is None and not _has_open(process.pid, lock_file):
+            time.sleep(0.02)
+        assert process.poll() is None, "the pack went ahead while another process held the lock"
+        assert not tags_file(home, "localhost/locked").exists()
+    finally:
+        os.close(fd)  # releases the lock
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert json.loads(tags_file(home, "localhost/locked").read_bytes())["v1"]["digest"] == out.strip()
+
+
 def test_concurrent_packs_into_one_storage(tmp_path: Path, worker: Path) -> None:
     home = tmp_path / "home"
     folders = []
@@ -725,7 +769,7 @@ def folder_and_kitfile(draw: st.DrawFn) -> tuple[dict[str, bytes | None], list[s
 
 
 @settings(
-    max_examples=int(os.environ.get("KITMLFLOW_DIFF_EXAMPLES", "40")),
+    max_examples=examples(int(os.environ.get("KITMLFLOW_DIFF_EXAMPLES", "40"))),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

@@ -23,6 +23,7 @@ from kitmlflow_tui.profiles import (
     save_profile,
 )
 from kitmlflow_tui.selection import FilterSpec
+from tests.support.fuzz import examples
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +121,7 @@ def test_profiles_commands() -> None:
 
 
 @given(st.text(max_size=300))
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 def test_the_loader_never_crashes(text: str) -> None:
     with contextlib.suppress(BadInputError):
         parse_profile(text, name="fuzz")

@@ -18,6 +18,7 @@ from kitmlflow_tui.reference import (
     redact_uri,
     resolve_tracking_uri,
 )
+from tests.support.fuzz import examples
 
 ACCEPTED = [
     ("mlflow://experiments/42/runs/abc123", RunRef(None, "abc123", "42")),
@@ -99,7 +100,7 @@ def test_credentials_in_the_uri_are_refused_without_echoing_them() -> None:
 
 
 @given(st.text(max_size=200))
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 def test_arbitrary_text_never_crashes(text: str) -> None:
     try:
         parse_reference(text)
@@ -116,7 +117,7 @@ _segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=
         max_size=12,
     )
 )
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 def test_grammar_like_text_never_crashes(parts: list[str]) -> None:
     with contextlib.suppress(BadInputError):
         parse_reference("".join(parts))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.errors import BadInputError
 from kitmlflow_tui.selection import FilterSpec, Glob, make_plan, parse_size
+from tests.support.fuzz import examples
 
 PATHS = [
     "README.md",
@@ -123,6 +124,18 @@ def test_size_cap_leaves_out_larger_files_with_the_sizes_in_the_reason() -> None
     assert plan.total_bytes == 3_000_000_000 + 10 * (len(PATHS) - 1)
 
 
+def test_a_file_of_exactly_the_cap_is_kept_and_one_byte_more_is_not() -> None:
+    """DESIGN.md: --max-file-size "excludes larger files" (the cap itself is allowed)."""
+    sizes = {"README.md": 999, "LICENSE": 1000, "plots/loss.png": 1001}
+    plan = make_plan(tree(sizes), FilterSpec(include=tuple(sizes), max_file_size=parse_size("1KB")))
+    assert [f.path for f in plan.selected] == ["README.md", "LICENSE"]
+    assert [(o.file.path, o.reason) for o in plan.left_out if o.file.path in sizes] == [
+        ("plots/loss.png", "over the size cap (1.0 kB > 1.0 kB)")
+    ]
+    zero = make_plan(tree({"LICENSE": 0}), FilterSpec(max_file_size=0))
+    assert [f.path for f in zero.selected] == ["LICENSE"]  # --max-file-size 0 keeps empty files
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [
@@ -147,7 +160,7 @@ def test_bad_sizes_are_bad_input(text: str) -> None:
 
 
 @given(st.text(max_size=40))
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 def test_glob_compiler_never_crashes(pattern: str) -> None:
     try:
         glob = Glob(pattern)
@@ -158,7 +171,7 @@ def test_glob_compiler_never_crashes(pattern: str) -> None:
 
 
 @given(st.lists(st.sampled_from(["*", "**", "?", "/", "a", "b", ".", "[", "]", "!", "\\"]), max_size=10))
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 def test_glob_like_patterns_never_crash(parts: list[str]) -> None:
     with contextlib.suppress(BadInputError):
         Glob("".join(parts)).matches("a/b/a.b")

@@ -16,11 +16,11 @@ from kitmlflow_tui.catalogue.records import ArtifactTree, LevelEntry, LoggedMode
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults, Profile
 from kitmlflow_tui.reference import ModelRef
-from kitmlflow_tui.selection import FilterSpec, format_size
+from kitmlflow_tui.selection import FilterSpec, format_size, make_plan, require_selection
 from kitmlflow_tui.tui.dialogs import ConfirmScreen, GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import BIG_BYTES, BIG_SHARE, ArtifactBrowser
-from kitmlflow_tui.tui.text import count, format_time, not_finished_reason, status_text
+from kitmlflow_tui.tui.text import count, display_path, format_time, not_finished_reason, status_text
 from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
 
 
@@ -273,7 +273,7 @@ class ArtifactsScreen(WizardScreen):
         from kitmlflow_tui.profiles import list_profiles, profiles_dir
 
         def read() -> tuple[list[str], str]:
-            return list_profiles(), str(profiles_dir())
+            return list_profiles(), display_path(profiles_dir())
 
         totals = self.browser.totals()
         summary = f"{count(totals.files, 'file')} · {format_size(totals.size)}" if totals else ""
@@ -348,9 +348,12 @@ class ArtifactsScreen(WizardScreen):
             self.notify(f"This run is {reason}.", severity="error")
             return
         totals = self.browser.totals()
-        if totals is None or totals.files == 0:
-            self.notify("Tick at least one file to import.", severity="warning")
-            return
         assert self.browser.index is not None
+        if totals is None or totals.files == 0:
+            try:
+                require_selection(make_plan(self.browser.index.tree, self.browser.spec()))
+            except BadInputError as exc:  # the CLI's own "nothing selected", with the nearest reasons
+                self.notify(f"{exc.message}\n{exc.hint}", severity="warning", timeout=10)
+                return
         tree = self.browser.index.tree
         self.post_message(self.Chosen(self.run, tree, self.browser.spec(), self.package, self.registered))

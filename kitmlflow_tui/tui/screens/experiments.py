@@ -73,7 +73,9 @@ class ExperimentsScreen(WizardScreen):
         table.add_column("Experiment", key="name", width=min(max(longest, 10), 60))
         table.add_column("Last update (UTC)", key="updated", width=17)
         for exp in self.shown:
-            table.add_row(exp.experiment_id, Text(exp.name), format_time(exp.last_update_time), key=exp.experiment_id)
+            table.add_row(
+                Text(exp.experiment_id), Text(exp.name), format_time(exp.last_update_time), key=exp.experiment_id
+            )
         status = self.query_one("#experiments-status", Static)
         if not self.experiments:
             status.update("No experiments on this server.")

@@ -29,7 +29,7 @@ from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import choice_words
 from kitmlflow_tui.tui.dialogs import ConfirmScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.text import count, format_seconds
+from kitmlflow_tui.tui.text import count, format_seconds, markup_text
 from kitmlflow_tui.tui.widgets.laid_out import CommandView
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ class ImportScreen(WizardScreen):
         state = self.observer.snapshot()
         log = self.query_one("#steps", RichLog)
         for message in state.steps[self.shown_steps :]:
-            log.write(f"[green]→[/] {escape(message)}")
+            log.write(markup_text(f"[green]→[/] {escape(message)}"))
         self.shown_steps = len(state.steps)
         bar = self.query_one("#overall", ProgressBar)
         if state.total:
@@ -306,11 +306,11 @@ class ImportScreen(WizardScreen):
         self.refresh_progress()
         log = self.query_one("#steps", RichLog)
         if isinstance(error, InterruptedByUser):
-            log.write(f"[yellow]■[/] {escape(error.message)}")
+            log.write(markup_text(f"[yellow]■[/] {escape(error.message)}"))
         else:
-            log.write(f"[b red]✗ {escape(scrub_secrets(error.message))}[/]")
+            log.write(markup_text(f"[b red]✗ {escape(scrub_secrets(error.message))}[/]"))
             if error.hint:
-                log.write(f"[yellow]{escape(scrub_secrets(error.hint))}[/]")
+                log.write(markup_text(f"[yellow]{escape(scrub_secrets(error.hint))}[/]"))
         self.query_one("#import-hint", Static).display = False
         self.query_one("#files", Static).display = False  # nothing is moving any more: room for the way on
         self.query_one("#import-after").display = True

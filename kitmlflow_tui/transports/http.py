@@ -1,0 +1,130 @@
+"""The MLflow artifact proxy (``mlflow-artifacts:``, ``http(s)://``): exact names, ranged GETs, the stall detector.
+
+Names. The proxy lists names as stored, byte for byte; MLflow's own client then percent-decodes them
+(``validate_path_is_safe``) and requests them without encoding, so ``q?mark.txt`` is cut at the ``?`` and
+``pct%2Fslash.txt`` is listed as ``pct/slash.txt``. Here the listing keeps the name exactly and every path
+segment of a request is percent-encoded. What the server itself cannot serve (checked against MLflow 3.17: its
+download handler decodes the path until it stops changing, and refuses ``#``) is named by
+``unservable_reason``, so the plan can leave such a file out with that reason instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+import urllib.parse
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from kitmlflow_tui.catalogue import ArtifactFile, iter_body
+from kitmlflow_tui.transports.base import CHUNK_BYTES, Transport, bounded, check_range, stall_seconds
+from kitmlflow_tui.transports.watchdog import Watch
+
+_ENDPOINT = "/mlflow-artifacts/artifacts"
+
+
+def encode_path(path: str) -> str:
+    """Every segment percent-encoded (``/`` stays the separator): ``a b/q?.txt`` → ``a%20b/q%3F.txt``."""
+    return "/".join(urllib.parse.quote(segment, safe="") for segment in path.split("/"))
+
+
+def unservable_reason(path: str) -> str | None:
+    """Why the MLflow proxy cannot serve this stored name (None when it can)."""
+    if "#" in path:
+        return "MLflow's artifact proxy refuses names containing '#'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "MLflow's artifact proxy cannot serve names containing control characters"
+    if urllib.parse.unquote(path) != path:
+        return "MLflow's artifact proxy decodes %XX escapes in the path, so it cannot serve this name"
+    return None
+
+
+def list_level(repository: Any, path: str) -> list:
+    """One folder of the proxy as MLflow ``FileInfo`` entries, with the names exactly as the server sent them
+    (MLflow's ``HttpArtifactRepository.list_artifacts`` decodes them)."""
+    from mlflow.entities import FileInfo
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.request_utils import augmented_raise_for_status
+    from mlflow.utils.rest_utils import http_request
+
+    url, tail = repository.artifact_uri.split(_ENDPOINT, maxsplit=1)
+    root = tail.lstrip("/")
+    params = {"path": posixpath.join(root, path) if path else root}
+    response = http_request(get_default_host_creds(url), _ENDPOINT, "GET", params=params)
+    augmented_raise_for_status(response)
+    document = response.json()
+    if not isinstance(document, dict):
+        raise ValueError("the listing is not a JSON object")
+    entries = document.get("files", [])
+    if not isinstance(entries, list):
+        raise ValueError("'files' is not a list")
+    infos = []
+    for entry in entries:
+        name = entry["path"]
+        if not isinstance(name, str):
+            raise TypeError(f"a listed path is {type(name).__name__}, not a string")
+        size = int(entry["file_size"]) if "file_size" in entry else None
+        infos.append(FileInfo(posixpath.join(path, name) if path else name, bool(entry.get("is_dir", False)), size))
+    # Like MLflow: listing a file's own path gives that file alone, which means "not a folder".
+    if (
+        len(infos) == 1
+        and not infos[0].is_dir
+        and path
+        and infos[0].path == posixpath.join(path, posixpath.basename(path))
+    ):
+        return []
+    return sorted(infos, key=lambda info: info.path)
+
+
+class HttpTransport(Transport):
+    """Streams through the tracking server with MLflow's credentials, TLS settings and request timeout."""
+
+    kind = "http"
+
+    def __init__(self, repository: Any) -> None:
+        from mlflow.utils.credentials import get_default_host_creds
+
+        self._creds = get_default_host_creds(repository.artifact_uri)
+        self.supports_ranges = True  # until the server answers a ranged GET with the whole body
+
+    def stream(
+        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+    ) -> Generator[bytes, None, None]:
+        from mlflow.utils.request_utils import augmented_raise_for_status
+        from mlflow.utils.rest_utils import http_request
+
+        check_range(start, end)
+        if end == start:
+            return
+        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else None
+        # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
+        # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
+        response = http_request(
+            self._creds, "/" + encode_path(file.remote_path), "GET", stream=True, extra_headers=headers, max_retries=0
+        )
+        raw = response.raw
+        abort = raw.shutdown if hasattr(raw, "shutdown") else response.close
+        with response, Watch(abort, stall_seconds=stall_seconds(), cancel=cancel) as watch:
+            if start and response.status_code == 416:
+                return  # nothing at or after ``start``: the caller's size check says whether that is right
+            augmented_raise_for_status(response)
+            skip = 0
+            if headers and response.status_code != 206:
+                self.supports_ranges = False  # the whole object came: drop what precedes ``start``
+                skip = start
+            try:
+                yield from bounded(_skipped(watch.track(iter_body(response, CHUNK_BYTES)), skip), start, end)
+            except Exception:
+                watch.check(file.path)
+                raise
+            watch.check(file.path)
+
+
+def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        if skip:
+            chunk, skip = chunk[skip:], 0
+        yield chunk
