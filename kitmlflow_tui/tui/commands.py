@@ -72,8 +72,11 @@ def _pieces(word: str, *, first: int, rest: int) -> list[str]:
     """``word`` cut into chunks whose quoted forms fit ``first`` cells (the first chunk), ``rest`` (the others)."""
     pieces: list[str] = []
     start, room = 0, first
+    if cell_len(shlex.quote(word[:1])) > first:  # not even one character fits after the indent: "" + "\"
+        pieces.append("")
+        room = rest
     while start < len(word):
-        end = start + 1  # one character always fits: MIN_WIDTH leaves room for its quotes
+        end = start + 1  # one character always fits a whole line: MIN_WIDTH leaves room for its quotes
         while end < len(word) and cell_len(shlex.quote(word[start : end + 1])) <= room:
             end += 1
         pieces.append(shlex.quote(word[start:end]))

@@ -229,7 +229,12 @@ class ProfileScreen(ModalScreen[ProfileChoice | None]):
                 "Save the current selection as (enter):" + (f" [dim]{escape(self.summary)}[/]" if self.summary else ""),
                 classes="dialog-hint",
             )
-            yield Input(placeholder="a profile name, e.g. weights-only", id="profile-name", disabled=not self.can_save)
+            yield Input(
+                placeholder="a profile name, e.g. weights-only",
+                id="profile-name",
+                disabled=not self.can_save,
+                select_on_focus=False,  # a key typed in the list moves here: selecting it would let the next replace it
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Load", id="load", variant="primary", disabled=not self.names, compact=True)
                 yield Button("Save", id="save", disabled=not self.can_save, compact=True)

@@ -247,10 +247,41 @@ async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env
         assert load_profile("no-ckpt").spec == FilterSpec(exclude=("/checkpoints/",))
         await pilot.press("a")
         assert browser.totals().files == 20
+        # Ticks no profile holds: the dialog opens on the name field (saving is what protects them) ...
         await pilot.press("p")
         await wait_for(pilot, lambda: on(app, "ProfileScreen"))
-        await pilot.press("enter")  # the highlighted (only) profile
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-name", what="name focus")
+        await pilot.press("enter")  # an empty name: nothing is saved, nothing is loaded
+        assert on(app, "ProfileScreen") and browser.totals().files == 20
+        # ... and loading over them asks first; "n" keeps the 20 ticks.
+        await pilot.press("shift+tab", "enter")  # the list, its highlighted (only) profile
+        await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before loading")
+        await shows(pilot, "Load profile no-ckpt? It replaces the 20 files ticked now")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        assert browser.totals().files == 20
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press("shift+tab", "enter")
+        await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+        await pilot.press("y")
         await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and browser.chosen() == wanted, what="the profile")
+        # Now the ticks are the profile's: the dialog opens on the list, and Enter loads without a question.
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-list", what="list focus")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"), what="loaded without asking")
+        assert browser.chosen() == wanted
+        # Typing while the list has the focus types the name: Enter saves it and never loads the highlighted one.
+        await pilot.press("space", "p")  # one more tick: unsaved again
+        ticked = browser.chosen()
+        assert ticked != wanted
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-name")
+        await pilot.press("shift+tab", *"more", "enter")
+        await wait_for(pilot, path.with_name("more.yaml").exists, what="the second profile file")
+        assert on(app, "ArtifactsScreen") and browser.chosen() == ticked
 
 
 async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_env) -> None:

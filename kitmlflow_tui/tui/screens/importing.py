@@ -349,6 +349,8 @@ class ImportScreen(WizardScreen):
                 lines.append("  [b]r[/] retry the import")
         lines.append("  [b]esc[/] back to the review · [b]q[/] quit")
         self.query_one("#import-next", Static).update("\n".join(lines))
+        # This panel takes rows from the log: keep the log's last lines (the error) in view.
+        self.call_after_refresh(self.query_one("#steps", RichLog).scroll_end, animate=False, immediate=True)
 
     # -- actions -------------------------------------------------------------------------------
     def action_cancel(self) -> None:
