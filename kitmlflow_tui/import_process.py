@@ -257,4 +257,8 @@ if __name__ == "__main__":
     from kitmlflow_tui import disable_mlflow_telemetry
 
     disable_mlflow_telemetry()  # before the job, and with it MLflow, is loaded
-    sys.exit(main(sys.argv))
+    # Run the package module's main, not this __main__ copy: the job was pickled as a
+    # kitmlflow_tui.import_process class, and an isinstance against __main__'s twin would never match.
+    from kitmlflow_tui import import_process
+
+    sys.exit(import_process.main(sys.argv))
