@@ -386,6 +386,54 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
             await shows(pilot, "Download cancelled; completed files are kept")
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ReviewScreen"))
+    assert_only_what_a_resume_uses(cache, kit_home, data)
+
+
+async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a_resume_uses(
+    isolated_env: Path,
+) -> None:
+    """Ctrl+Q during the download asks as Esc does; "n" goes on, "y" cancels, waits for the clean-up, quits."""
+    from kitmlflow_tui.reference import parse_reference
+    from tests.support.hostile_server import Content, Scenario, file, hostile_server
+
+    data = bytes(range(256)) * (4 * 4096)  # 4 MiB, trickling after the first MiB: surely mid-file at the quit
+    scenario = Scenario(
+        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
+        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
+    )
+    cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
+    with hostile_server(scenario) as server:
+        app = KitmlflowApp(parse_reference(server.uri()), tag="quit:v1", cursor_blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: tree_listed(app), what="the listing")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+            await pilot.press("ctrl+g")
+            await wait_for(pilot, lambda: on(app, "ImportScreen"))
+            importing = app.screen
+            await wait_for(pilot, lambda: part_bytes(cache) >= 1_048_576, timeout=120, what="big.bin half-way")
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before quitting")
+            await shows(pilot, "Quit? The import stops")
+            await pilot.press("n")
+            await pilot.pause(0.3)
+            assert app.is_running and importing.running and not importing.cancel.is_set()
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, timeout=120, what="the app to quit after the clean-up")
+    assert app.return_value == 130
+    assert_only_what_a_resume_uses(cache, kit_home, data)
+
+
+def part_bytes(cache: Path) -> int:
+    parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
+    return parts[0].stat().st_size if parts else 0
+
+
+def assert_only_what_a_resume_uses(cache: Path, kit_home: Path, data: bytes) -> None:
+    """After an abandoned import: the import process gone, the received bytes kept as the part file a
+    resume continues, complete files complete, no stage folder, no tag, no blob without a manifest."""
     assert import_children() == [], "the import process ended"
     (part,) = cache.glob("*/*/.kitmlflow-partial/big.bin.part")
     kept = part.read_bytes()
