@@ -189,6 +189,40 @@ async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:
         tree = app.screen.query_one("#artifact-tree")
         await pilot.click(tree, offset=(1, 0))  # the box of LICENSE
         assert app.screen.browser.state("LICENSE", False) == "none"
+        await pilot.click(tree, offset=(4, 2))  # the ▸ of checkpoints/ opens it (and ticks nothing)
+        await shows(pilot, "epoch_001.pt")
+        assert app.screen.browser.state("checkpoints", True) == "all"
+        await shows(pilot, "▾ checkpoints/")
+
+
+async def test_home_end_g_and_shift_g_move_the_list_cursors(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, BrowseRef(None, experiment_id=demo_store.experiments["sweeps"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) == 12, what="the sweep runs")
+        table = app.screen.query_one(DataTable)
+        table.focus()
+        await pilot.pause()
+        for key, row in (("G", 11), ("g", 0), ("end", 11), ("home", 0)):
+            await pilot.press(key)
+            assert table.cursor_row == row, key
+        await pilot.press("slash", "g")  # in the filter a g is a g
+        assert app.screen.query_one("#run-filter").value == "g" and table.cursor_row == 0
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        tree = app.screen.query_one("#artifact-tree")
+        for key, line in (("G", tree.last_line), ("g", 0), ("end", tree.last_line), ("home", 0)):
+            await pilot.press(key)
+            assert tree.cursor_line == line, key
+        assert tree.last_line > 0
+    app = app_for(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "ExperimentsScreen") and rows(app) == 4)
+        table = app.screen.query_one(DataTable)
+        await pilot.press("end")
+        assert table.cursor_row == 3
+        await pilot.press("home")
+        assert table.cursor_row == 0
 
 
 async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:
