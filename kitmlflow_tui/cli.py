@@ -697,9 +697,15 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
     """Build a small local MLflow store with realistic runs (cached) and open the wizard on it."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.demo import build_demo_store
+        from kitmlflow_tui.demo import build_demo_store, default_demo_root
 
-        store = build_demo_store(root, force=rebuild)
+        def told(number: int, total: int, what: str) -> None:  # on stderr: --print-uri's stdout stays the URI
+            if number == 0:
+                where = root or default_demo_root()
+                click.echo(f"Building the demo MLflow store in {where} (once: later runs reuse it)…", err=True)
+            click.echo(f"  [{number}/{total}] {what}" if total else f"  {what}…", err=True)
+
+        store = build_demo_store(root, force=rebuild, on_step=told)
         if print_uri:
             click.echo(store.tracking_uri)
             return 0
