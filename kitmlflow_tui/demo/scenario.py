@@ -161,7 +161,8 @@ class Builder:
             ("a finished run with a logged, registered model", self._finished_run),
             ("a run with two models", self._two_models_run),
             ("a legacy run (MLmodel in the run's artifacts)", self._legacy_run),
-            ("a failed and a killed run", lambda: (self._failed_run(), self._killed_run())),
+            ("a failed run", self._failed_run),
+            ("a killed run", self._killed_run),
             ("an empty run", self._empty_run),
             (f"a sweep of {SWEEP_RUNS} runs", self._sweep_runs),
             ("a running run", self._running_run),  # last: it is the newest and stays RUNNING

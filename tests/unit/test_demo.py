@@ -333,6 +333,6 @@ def test_the_demo_command_tells_each_build_step_on_stderr_and_nothing_on_reuse(t
     lines = built.stderr.splitlines()
     assert lines[0] == f"Building the demo MLflow store in {root} (once: later runs reuse it)…"
     assert lines[1] == "  loading MLflow…"
-    assert lines[2].startswith("  [1/8] experiments") and lines[-1] == "  [8/8] a running run"
+    assert lines[2].startswith("  [1/9] experiments") and lines[-1] == "  [9/9] a running run"
     reused = run_cli("demo", "--root", str(root), "--print-uri")
     assert reused.code == 0 and reused.stderr == "" and reused.stdout == built.stdout
