@@ -1,4 +1,4 @@
-"""The command line: browse (default), import, download, login, logout, profiles, demo.
+"""The command line: browse (default), import, download, sync, login, logout, profiles, demo.
 
 Only this module and the TUI turn errors into text. Heavy imports (mlflow, textual) happen inside
 commands, so ``kitmlflow --help`` stays instant.
@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,13 +58,14 @@ def cli(ctx: click.Context) -> None:
     kitmlflow [URI]                                  browse a tracking server in the wizard
     kitmlflow import URI -t REPO[:TAG] --yes         headless import (CI, scripts)
     kitmlflow import URI -t REG/REPO:TAG --yes --push   ... and push it to the registry
+    kitmlflow sync mlflow://models/NAME --to REG/REPO --yes   keep a registry in step with a model's versions
     kitmlflow login REGISTRY -u USER --password-stdin   registry credentials (kit's store)
     kitmlflow download URI --dest DIR                the filtered twin of `mlflow artifacts download`
     kitmlflow profiles list|show|delete              saved filter profiles
     kitmlflow demo                                   a local demo store, opened in the wizard
 
     URIs: mlflow://[host/]experiments/EXP/runs/RUN, mlflow://[host/]runs/RUN,
-    mlflow://[host/]models/NAME/VERSION, mlflow://[host/]models/NAME@ALIAS.
+    mlflow://[host/]models/NAME/VERSION, mlflow://[host/]models/NAME@ALIAS (sync: also models/NAME).
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(browse, uri=None)
@@ -94,6 +96,23 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout; human text goes to stderr."),
         click.option("--yes", "-y", is_flag=True, help="Never prompt (for scripts and CI)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How a ModelKit is packed: shared by import and sync."""
+    options = [
+        click.option(
+            "--packer",
+            type=click.Choice(["auto", "kit", "native"]),
+            default="auto",
+            show_default=True,
+            help="kit: the real `kit pack`; native: kitmlflow's own writer; auto: kit when installed.",
+        ),
+        click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True),
     ]
     for option in reversed(options):
         command = option(command)
@@ -198,10 +217,10 @@ def _names_a_server(uri: str) -> bool:
     return bool(sep) and scheme.lower() in _SERVER_SCHEMES
 
 
-def parse_uri(uri: str):
+def parse_uri(uri: str, *, all_versions: bool = False):
     from kitmlflow_tui.reference import parse_reference
 
-    return parse_reference(uri)
+    return parse_reference(uri, all_versions=all_versions)
 
 
 # -- registries: import --push, login, logout ------------------------------------------------------
@@ -377,14 +396,7 @@ def browse(uri: str | None, tracking_uri: str | None = None) -> None:
 @click.option(
     "--kitfile", "kitfile_path", type=LocalPath(dir_okay=False, path_type=Path), help="Use this Kitfile as is."
 )
-@click.option(
-    "--packer",
-    type=click.Choice(["auto", "kit", "native"]),
-    default="auto",
-    show_default=True,
-    help="kit: the real `kit pack`; native: kitmlflow's own writer; auto: kit when installed.",
-)
-@click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True)
+@pack_options
 @click.option("--keep-download", is_flag=True, help="Keep the downloaded files in the cache after packing.")
 @click.option("--description", metavar="TEXT", help="The Kitfile's package description (over a profile's).")
 @click.option(
@@ -441,6 +453,7 @@ def import_command(
         session = pipeline.plan(
             reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
         )
+        session = pipeline.settle_layers(session, import_options, renderer)  # what the ModelKit cannot hold
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
@@ -455,8 +468,7 @@ def import_command(
             f"[green]✓[/] {_escape(result.reference)} {result.digest[:19]} · {_size(result.size)} · "
             f"packed by {result.packer}"
         )
-        # kit 1.7 reads "localhost/x" as a repository on a registry named localhost: name it as tagged.
-        kit_ref = _escape(tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest")
+        kit_ref = _escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             _show_pushed(out, result.pushed)
         else:
@@ -483,12 +495,9 @@ def import_command(
 def _check_kitfile(path: Path) -> None:
     """Parse and validate a --kitfile up front (paths in it are checked against the files later)."""
     from kitmlflow_tui.kitfile import load_kitfile_text
+    from kitmlflow_tui.pipeline import read_kitfile
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
-    load_kitfile_text(text, source=str(path))
+    load_kitfile_text(read_kitfile(path), source=str(path))
 
 
 def _package_overrides(profile, description: str | None, authors: tuple[str, ...]):
@@ -562,6 +571,108 @@ def download(uri: str, dest: Path, **options: Any) -> None:
     run_guarded(options["as_json"], body)
 
 
+# -- sync ------------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("uri")
+@click.option("--to", "to", required=True, metavar="REGISTRY/REPO", help="The repository to keep in step.")
+@click.option(
+    "--tag-template",
+    default="v{version}",
+    show_default=True,
+    metavar="T",
+    help="Each version's tag; fields {version}, {name}, {run_id}, {alias}.",
+)
+@filter_options
+@click.option("--dry-run", is_flag=True, help="Say what would be pushed, skipped or in conflict; change nothing.")
+@click.option("--force", is_flag=True, help="Replace a tag that holds another version's ModelKit.")
+@pack_options
+@registry_options
+def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **options: Any) -> None:
+    """Keep REGISTRY/REPO in step with a registered model: import and push the versions it lacks.
+
+    \b
+    mlflow://[host/]models/NAME          every version (FINISHED source runs only)
+    mlflow://[host/]models/NAME/VERSION  one version
+    mlflow://[host/]models/NAME@ALIAS    the alias's version, and a tag ALIAS pointed at it
+    A tag that already holds the same MLflow version and run is left alone: a second sync changes nothing.
+    """
+
+    def body(out: Output) -> int:
+        from kitmlflow_tui import sync as core
+        from kitmlflow_tui.reference import ModelRef
+
+        reference = parse_uri(uri, all_versions=True)
+        if not isinstance(reference, ModelRef):
+            raise BadInputError(
+                "kitmlflow sync takes a registered model: mlflow://[host/]models/NAME[@ALIAS|/VERSION].",
+                hint="To import and push one run: kitmlflow import URI -t REGISTRY/REPO:TAG --yes --push.",
+            )
+        spec, profile = build_spec(
+            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
+        )
+        sync_options = core.SyncOptions(
+            target=core.parse_target(to),
+            spec=spec,
+            template=core.TagTemplate.parse(tag_template),
+            registry=_registry_settings(options),
+            force=force,
+            dry_run=dry_run,
+            packer=options["packer"],
+            compression=options["compression"],
+            overrides=_package_overrides(profile, None, ()),
+            jobs=options["jobs"],
+            tracking_uri_flag=options["tracking_uri"],
+        )
+        core.check_sync(reference, sync_options)
+        if not dry_run and not options["yes"]:
+            if not _interactive():
+                raise BadInputError(
+                    "kitmlflow sync needs --yes when it cannot ask (no terminal).",
+                    hint="Add --yes, or --dry-run to see what it would do.",
+                )
+            out.console.print("[bold]What the sync would do[/]")
+            preview = core.run_sync(reference, replace(sync_options, dry_run=True), _sync_lines(out))
+            _show_sync_summary(out, preview)
+            if not click.confirm("Go ahead?", default=True, err=True):
+                raise InterruptedByUser("Nothing changed.")
+        result = core.run_sync(reference, sync_options, _sync_lines(out))
+        _show_sync_summary(out, result)
+        out.document(
+            {
+                "model": {"name": result.model, "tracking_uri": result.tracking_uri, "alias": result.alias},
+                "target": result.target,
+                "dry_run": result.dry_run,
+                "records": [record.as_dict() for record in result.records],
+                "summary": result.counts(),
+                "exit_code": result.exit_code,
+            }
+        )
+        return result.exit_code
+
+    run_guarded(options["as_json"], body)
+
+
+def _sync_lines(out: Output):
+    from kitmlflow_tui.progress import SyncLines
+
+    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+
+
+def _show_sync_summary(out: Output, result) -> None:
+    counts = {action: count for action, count in result.counts().items() if count}
+    text = ", ".join(f"{count} {action.replace('_', ' ')}" for action, count in counts.items()) or "no versions"
+    prefix = "dry run: " if result.dry_run else ""
+    if result.exit_code:
+        state = f"exit {result.exit_code}"
+    elif counts.get("would_push") or counts.get("would_move_tag"):
+        state = "not in step yet"
+    else:
+        state = "in step"
+    out.console.print(
+        f"[bold]{prefix}{_escape(result.model)} → {_escape(result.target)}:[/] {text} · {state}", soft_wrap=True
+    )
+
+
 # -- rendering -----------------------------------------------------------------------------------
 def _size(size: int | None) -> str:
     from kitmlflow_tui.selection import format_size
@@ -576,9 +687,9 @@ def plan_document(session) -> dict:
         "run": {
             "tracking_uri": run.tracking_uri,
             "experiment_id": run.experiment_id,
-            "experiment_name": run.experiment_name,
+            "experiment_name": scrub_secrets(run.experiment_name),  # user text: masked as in the provenance
             "run_id": run.run_id,
-            "run_name": run.run_name,
+            "run_name": scrub_secrets(run.run_name),
             "status": run.status,
         },
         "selected": [{"path": f.path, "size": f.size} for f in plan.selected],
@@ -606,7 +717,8 @@ def show_plan(out: Output, session) -> None:
     run = session.resolved.run
     console = out.console
     console.print(
-        f"Run [bold]{_escape(run.run_name)}[/] ({_escape(run.run_id)}) · experiment {_escape(run.experiment_name)} "
+        f"Run [bold]{_escape(scrub_secrets(run.run_name))}[/] ({_escape(run.run_id)}) · "
+        f"experiment {_escape(scrub_secrets(run.experiment_name))} "
         f"({_escape(run.experiment_id)}) · {_escape(run.status)}"
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")

@@ -122,8 +122,23 @@ def _secrets_to_mask() -> list[str]:
     return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
 
 
+# A name whose value is a secret, in ``name=value`` (query strings, connection strings, command lines) or
+# ``"name": "value"`` (JSON): password, token, secret, signature, credential anywhere at its end (X-Amz-Signature,
+# access_token, client_secret), key, sig and auth only as a whole word (api_key, x-api-key, sig; not monkey).
+_SECRET_NAME = (
+    r"[A-Za-z0-9_.-]*(?:password|passwd|passphrase|pwd|token|secret|signature|credential)"
+    r"|(?:[A-Za-z0-9_.-]*[_.-])?(?:key|sig|auth|pass)"
+)
+_SECRET_ASSIGNMENT = rf"(?i)(?<![\w.-])({_SECRET_NAME})(\s*=\s*)(?:(['\"])(?:(?!\3).)+\3|[^\s&;,'\"]+)"
+_SECRET_JSON_MEMBER = rf"(?i)(['\"])({_SECRET_NAME})\1(\s*:\s*)(['\"])(?:(?!\4).)+\4"
+# Tokens whose shape names them: GitHub, Hugging Face, Slack, OpenAI-style keys.
+_SECRET_SHAPES = r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{20,}|hf_[A-Za-z0-9]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,})"
+
+
 def scrub_secrets(text: str) -> str:
-    """Mask every credential this process knows of, and user info in URLs, in text meant for output."""
+    """Mask every credential this process knows of, user info in URLs, the values of secret-named fields
+    (``password=``, ``?token=``, ``"api_key": "…"``) and well-known token shapes, in text meant for output
+    or for a ModelKit."""
     import re
 
     for value in _secrets_to_mask():
@@ -131,4 +146,11 @@ def scrub_secrets(text: str) -> str:
     text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)
     # An authorization value without its header's name (a server repeating it): a token has a digit or a sign
     text = re.sub(r"\b(Basic|Bearer) (?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}", r"\1 ***", text)
-    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@", r"\1***@", text)
+    text = re.sub(_SECRET_ASSIGNMENT, lambda m: f"{m[1]}{m[2]}{m[3] or ''}***{m[3] or ''}", text)
+    text = re.sub(_SECRET_JSON_MEMBER, r"\1\2\1\3\4***\4", text)
+    text = re.sub(_SECRET_SHAPES, "***", text)
+    # URL user info with a password, up to the authority's last @ (a password may hold one); without one only
+    # in http(s) URLs, where a lone user is usually a token (https://TOKEN@github.com): wasbs://container@account
+    # and ssh://git@host name no secret.
+    text = re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)(?=[^/\s?#@]*:[^/\s?#]*@)[^/\s?#]+@", r"\1***@", text)
+    return re.sub(r"(?i)\b((?:[a-z][a-z0-9.-]*\+)?https?://)[^/\s?#:@]+@", r"\1***@", text)

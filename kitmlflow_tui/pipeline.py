@@ -26,7 +26,7 @@ from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, sa
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
-from kitmlflow_tui.selection import FilterSpec, Plan, make_plan, require_selection
+from kitmlflow_tui.selection import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
     from kitmlflow_tui.registry import PushResult, RegistryOptions, RegistryRef
@@ -56,12 +56,14 @@ class Observer:
 
 @dataclass
 class Session:
-    """A connected catalogue plus the run and plan it resolved to."""
+    """A connected catalogue plus the run and plan it resolved to. ``layers_settled``: the plan no longer
+    selects a file the ModelKit would not hold (see :func:`settle_layers`)."""
 
     catalogue: Catalogue
     resolved: ResolvedRun
     plan: Plan
     cancel: threading.Event = field(default_factory=threading.Event)
+    layers_settled: bool = False
 
 
 def connect(reference: Reference, tracking_uri_flag: str | None, *, jobs: int, observer: Observer) -> Catalogue:
@@ -100,10 +102,23 @@ def plan(
 ) -> Session:
     """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded."""
     observer = observer or Observer()
-    cancel = cancel or threading.Event()
     require_importable(reference)  # bad input fails before the network is touched
     spec.validate()
     catalogue = connect(reference, tracking_uri_flag, jobs=jobs, observer=observer)
+    return plan_with(catalogue, reference, spec, observer=observer, cancel=cancel)
+
+
+def plan_with(
+    catalogue: Catalogue,
+    reference: Reference,
+    spec: FilterSpec,
+    *,
+    observer: Observer | None = None,
+    cancel: threading.Event | None = None,
+) -> Session:
+    """``plan`` on a catalogue that is connected already (a sync plans many versions on one server)."""
+    observer = observer or Observer()
+    cancel = cancel or threading.Event()
     observer.step("list", "Reading the run and listing its artifacts")
     resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)
     the_plan = make_plan(resolved.tree, spec)
@@ -195,7 +210,7 @@ class ImportOptions:
 
 @dataclass(frozen=True)
 class ImportResult:
-    reference: str  # "localhost/name:tag"
+    reference: str  # "name:tag", "org/name:tag", "registry/org/name:tag": the name kit list shows
     digest: str  # "sha256:..." of the manifest
     packer: str
     size: int
@@ -204,6 +219,7 @@ class ImportResult:
     download: DownloadResult
     provenance_location: str
     pushed: PushResult | None = None
+    plan: Plan | None = None  # what was imported: the selected files, and why each other file is left out
 
 
 def check_tag(tag: str) -> str:
@@ -237,17 +253,25 @@ def _skeleton(session: Session, folder: Path, observer: Observer) -> None:
                 out.truncate(file.size or 0)
 
 
+def read_kitfile(path: Path) -> str:
+    """A --kitfile's text, read with the bounded reader's size cap (exit 2 when it cannot be read)."""
+    from kitmlflow_tui import safe_yaml
+
+    try:
+        return safe_yaml.read_text(path)
+    except safe_yaml.YamlRefused as exc:
+        raise BadInputError(f"Cannot read the Kitfile {path}: {exc.problem}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
+
+
 def _kitfile_for(session: Session, folder: Path, options: ImportOptions) -> tuple[Kitfile, str]:
     """The Kitfile of the folder (the given one, else built from the run), with the provenance file
     it lists written into the folder."""
     from kitmlflow_tui.kitfile import build_kitfile, load_kitfile_text, validate_kitfile, write_provenance_file
 
     if options.kitfile_path is not None:
-        try:
-            text = Path(options.kitfile_path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"Cannot read the Kitfile {options.kitfile_path}: {exc}.") from None
-        kitfile = load_kitfile_text(text, folder=folder, source=str(options.kitfile_path))
+        kitfile = load_kitfile_text(read_kitfile(options.kitfile_path), folder=folder, source=str(options.kitfile_path))
         return kitfile, "as given"
     built = build_kitfile(
         folder,
@@ -272,6 +296,55 @@ def preview_kitfile(session: Session, options: ImportOptions, observer: Observer
         return _kitfile_for(session, Path(tmp), options)[0]
 
 
+@dataclass(frozen=True)
+class KitfilePreview:
+    """What the wizard's review shows before an import: the Kitfile, and the plan the import will follow."""
+
+    kitfile: Kitfile
+    plan: Plan  # settled: the files the ModelKit would not hold are among its left-out ones
+    no_layer: tuple[LeftOut, ...]  # those files, with the reason
+
+
+def preview(session: Session, options: ImportOptions, observer: Observer | None = None) -> KitfilePreview:
+    """The Kitfile an import would write and the files it would leave out of the ModelKit (the wizard's review)."""
+    settled = settle_layers(session, options, observer)
+    moved = settled.plan.left_out[len(session.plan.left_out) :]
+    return KitfilePreview(preview_kitfile(settled, options, observer), settled.plan, moved)
+
+
+# Names kit's layer rules may leave out of a ModelKit whatever the Kitfile: its default ignores at the root,
+# and ".." inside a name below a folder entry. Other files are in a layer of a Kitfile the builder writes
+# (it gives the victims of kit's prefix rule entries of their own); a given --kitfile may leave out any.
+_KIT_OWN_NAMES = frozenset(("Kitfile", "kitfile", ".kitfile", ".kitignore"))
+
+
+def _may_be_left_out(path: str) -> bool:
+    return path.split("/", 1)[0] in _KIT_OWN_NAMES or ".." in path
+
+
+def settle_layers(session: Session, options: ImportOptions, observer: Observer | None = None) -> Session:
+    """The session with every selected file the ModelKit would not hold (kit's layer rules: see
+    :func:`kitmlflow_tui.kitfile.files_in_no_layer`) moved to the plan's left-out files with the reason,
+    before the download. A run's own ``.kitignore`` is such a file: it is the run's data, never applied.
+    Raises "nothing selected" (exit 2) when no file is left."""
+    from kitmlflow_tui.kitfile import files_in_no_layer
+
+    if session.layers_settled:
+        return session
+    observer = observer or Observer()
+    paths = [file.path for file in session.plan.selected]
+    if options.kitfile_path is None and not any(_may_be_left_out(path) for path in paths):
+        return dataclasses.replace(session, layers_settled=True)
+    reasons = files_in_no_layer(preview_kitfile(session, options, observer), paths)
+    settled = dataclasses.replace(session, plan=session.plan.excluding(reasons), layers_settled=True)
+    if reasons:
+        observer.step("plan", f"{len(reasons)} selected files left out: the ModelKit could not hold them")
+        require_selection(settled.plan)
+        # The Kitfile of what is left can leave out more (a file shadowed only by a removed entry): again.
+        return settle_layers(dataclasses.replace(settled, layers_settled=False), options, observer)
+    return settled
+
+
 def _stage(session: Session, cache: Path, stage: Path) -> None:
     """Exactly the planned files, hard-linked from the cache: the cache may hold more from earlier runs."""
     for file in session.plan.selected:
@@ -292,6 +365,7 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     reference = check_tag(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
     packer = choose_packer(options.packer)
+    session = settle_layers(session, options, observer)
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):
         result = _import_locked(session, options, observer, reference, packer, cache)
@@ -352,6 +426,20 @@ def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event) ->
         yield
 
 
+def _require_every_file_in_a_layer(session: Session, kitfile: Kitfile, reference: str) -> None:
+    """The last guard: a selected file the Kitfile of the downloaded folder leaves out of every layer
+    stops the import (settle_layers left it in, so the preview's Kitfile differed): never a silent drop."""
+    from kitmlflow_tui.kitfile import files_in_no_layer
+
+    missing = files_in_no_layer(kitfile, [file.path for file in session.plan.selected])
+    if missing:
+        shown = "; ".join(f"{path}: {reason}" for path, reason in list(missing.items())[:3])
+        raise PackError(
+            f"{reference} would lack {len(missing)} selected files ({shown}).",
+            hint="Exclude them (--exclude), or give a --kitfile whose entries cover them.",
+        )
+
+
 def _import_locked(
     session: Session, options: ImportOptions, observer: Observer, reference: str, packer: str, cache: Path
 ) -> ImportResult:
@@ -367,6 +455,7 @@ def _import_locked(
             raise PackError(f"Preparing the files of {reference} for packing failed: {exc}.") from exc
         observer.step("kitfile", "Writing the Kitfile")
         kitfile, provenance_location = _kitfile_for(session, stage, options)
+        _require_every_file_in_a_layer(session, kitfile, reference)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
         pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
         try:
@@ -395,4 +484,5 @@ def _import_locked(
         storage_root=packed.storage_root,
         download=downloaded,
         provenance_location=provenance_location,
+        plan=session.plan,
     )

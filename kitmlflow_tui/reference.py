@@ -6,6 +6,7 @@ Accepted forms (``[host/]`` is ``host[:port][/prefix]/``, optional):
     mlflow://[host/]runs/{run}
     mlflow://[host/]models/{name}/{version}
     mlflow://[host/]models/{name}@{alias}
+    mlflow://[host/]models/{name}              (every version: ``kitmlflow sync`` only)
     mlflow://[host/]experiments/{exp}          (wizard only)
     mlflow://[host]                            (wizard only)
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.errors import BadInputError, scrub_secrets
 
 ACCEPTED_FORMS = """Accepted forms ([host/] is host[:port][/prefix]/ and is optional):
   mlflow://[host/]experiments/EXP_ID/runs/RUN_ID
@@ -38,7 +39,6 @@ _VERSION = re.compile(r"^[0-9]{1,10}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 _IPV6 = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
 _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
-_SECRET_QUERY = re.compile(r"(?i)((?:token|password|secret|key|sig|signature|credential)[^=&]*=)[^&]*")
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,17 @@ class RunRef:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A registered model version, by number or by alias (exactly one of the two)."""
+    """A registered model version, by number or by alias (at most one of the two; neither means every
+    version of the model, which only ``parse_reference(..., all_versions=True)`` gives: ``kitmlflow sync``)."""
 
     tracking_uri: str | None
     name: str
     version: str | None = None
     alias: str | None = None
+
+    @property
+    def all_versions(self) -> bool:
+        return self.version is None and self.alias is None
 
     @property
     def models_uri(self) -> str:
@@ -115,8 +120,10 @@ def _server_uri(uri: str, forced_scheme: str | None, netloc: str, prefix: list[s
     return f"{scheme}://{host.lower()}{':' + port if port else ''}{path}"
 
 
-def parse_reference(uri: str) -> Reference:
-    """Parse an ``mlflow://`` URI. Raises BadInputError (exit 2) listing the accepted forms."""
+def parse_reference(uri: str, *, all_versions: bool = False) -> Reference:
+    """Parse an ``mlflow://`` URI. Raises BadInputError (exit 2) listing the accepted forms.
+
+    With ``all_versions``, ``models/NAME`` (no version, no alias) is accepted: every version of the model."""
     if not isinstance(uri, str) or not uri.strip():
         raise _bad(str(uri), "it is empty")
     uri = uri.strip()
@@ -147,7 +154,7 @@ def parse_reference(uri: str) -> Reference:
     except UnicodeDecodeError:
         raise _bad(uri, "it has a percent-encoding that is not UTF-8") from None
 
-    tail, prefix = _split_tail(uri, path)
+    tail, prefix = _split_tail(uri, path, all_versions)
     if prefix and not netloc:
         raise _bad(uri, f"the path {'/'.join(path)!r} is not one of the accepted forms")
     tracking_uri = _server_uri(uri, forced, netloc, prefix) if netloc else None
@@ -162,6 +169,8 @@ def parse_reference(uri: str) -> Reference:
     if kind == "runs":
         return RunRef(tracking_uri, _checked_id(uri, "run id", tail[1]))
     # models
+    if len(tail) == 2 and "@" not in tail[1]:
+        return ModelRef(tracking_uri, _checked_name(uri, tail[1]))  # every version (_split_tail allowed it)
     if len(tail) == 2:
         name, _, alias = tail[1].rpartition("@")
         return ModelRef(tracking_uri, _checked_name(uri, name), alias=_checked_id(uri, "alias", alias))
@@ -170,7 +179,7 @@ def parse_reference(uri: str) -> Reference:
     return ModelRef(tracking_uri, _checked_name(uri, tail[1]), version=str(int(tail[2])))
 
 
-def _split_tail(uri: str, path: list[str]) -> tuple[list[str], list[str]]:
+def _split_tail(uri: str, path: list[str], all_versions: bool = False) -> tuple[list[str], list[str]]:
     """Split the path into (the reference part at its end, the server prefix before it)."""
     n = len(path)
     if n >= 4 and path[-4] == "experiments" and path[-2] == "runs":
@@ -180,8 +189,12 @@ def _split_tail(uri: str, path: list[str]) -> tuple[list[str], list[str]]:
     if n >= 3 and path[-3] == "models":
         return path[-3:], path[:-3]
     if n >= 2 and path[-2] == "models":
-        if "@" not in path[-1]:
-            raise _bad(uri, "a model needs a version (models/NAME/VERSION) or an alias (models/NAME@ALIAS)")
+        if "@" not in path[-1] and not all_versions:
+            raise _bad(
+                uri,
+                "a model needs a version (models/NAME/VERSION) or an alias (models/NAME@ALIAS); "
+                "every version (models/NAME) is for kitmlflow sync",
+            )
         return path[-2:], path[:-2]
     if n >= 2 and path[-2] == "experiments":
         return path[-2:], path[:-2]
@@ -215,6 +228,12 @@ def require_importable(ref: Reference) -> RunRef | ModelRef:
             "models/NAME/VERSION (or models/NAME@ALIAS).",
             hint="Open it in the wizard (kitmlflow URI) to pick a run.",
         )
+    if isinstance(ref, ModelRef) and ref.all_versions:
+        raise BadInputError(
+            f"{format_reference(ref)} names every version of the model; an import takes one: "
+            "models/NAME/VERSION or models/NAME@ALIAS.",
+            hint="kitmlflow sync takes every version.",
+        )
     return ref
 
 
@@ -236,18 +255,9 @@ def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> s
 
 
 def redact_uri(uri: str) -> str:
-    """The URI without credentials: user info and secret-looking query values are masked."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return uri  # nothing secret: keep it exactly as given (urlunsplit would fold sqlite:////)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URI without credentials: user info and secret-looking query values are masked (the one rule of
+    :func:`kitmlflow_tui.errors.scrub_secrets`, which also masks them in run values and messages)."""
+    return scrub_secrets(uri)
 
 
 def format_reference(ref: Reference) -> str:
@@ -267,5 +277,7 @@ def format_reference(ref: Reference) -> str:
         return f"{base}{exp}runs/{ref.run_id}"
     if isinstance(ref, ModelRef):
         name = quote(ref.name, safe=_SEGMENT_SAFE.replace("@", ""))
+        if ref.all_versions:
+            return f"{base}models/{name}"
         return f"{base}models/{name}@{ref.alias}" if ref.alias else f"{base}models/{name}/{ref.version}"
     return f"{base}experiments/{ref.experiment_id}" if ref.experiment_id else base

@@ -30,7 +30,7 @@ import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
-from yaml.resolver import Resolver
+from yaml.resolver import BaseResolver, Resolver
 
 try:  # libyaml's parser: 6x faster than the pure-Python one; the composer on top of it stays ours
     from yaml._yaml import CParser
@@ -147,13 +147,16 @@ class _BoundedComposer(Composer):
         height = self._reach - self._depth + 1
         self._depth -= 1
         self._reach = max(outer_reach, self._reach)
-        if node.tag not in ALLOWED_TAGS:
+        if not self.tag_allowed(node.tag):
             raise self._refuse(
                 f"the tag {_short(node.tag)} is not allowed (only plain YAML types are)", node.start_mark
             )
         if event.anchor is not None:
             self._expanded[node] = (self._nodes - before + 1, height)
         return node
+
+    def tag_allowed(self, tag: str) -> bool:
+        return tag in ALLOWED_TAGS
 
 
 def _short(tag: str) -> str:
@@ -167,6 +170,23 @@ class _Loader(_BoundedComposer, *_PARSER_BASES, SafeConstructor, Resolver):  # t
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
         self._start_bounds(limits)
+
+
+class NodeLoader(_BoundedComposer, *_PARSER_BASES, BaseResolver):  # type: ignore[misc]
+    """The bounded composer on the same parser, for a reader that walks the nodes itself: it overrides
+    ``resolve`` (the tag of a scalar without one) and may widen ``tag_allowed``. The Kitfile reader does,
+    to read a Kitfile as kit's YAML library does (kitfile/yaml_io.py). Call ``check_size`` first."""
+
+    def __init__(self, stream: str | bytes, limits: YamlLimits = DEFAULT_LIMITS) -> None:
+        _start_parser(self, stream)
+        Composer.__init__(self)
+        BaseResolver.__init__(self)
+        self._start_bounds(limits)
+
+
+def check_size(text: str | bytes, limits: YamlLimits = DEFAULT_LIMITS) -> None:
+    """Refuse (``YamlRefused``) a document larger than ``limits.max_bytes``."""
+    _check_size(text, limits)
 
 
 def _check_size(text: str | bytes, limits: YamlLimits) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -218,6 +218,14 @@ class Plan:
     @property
     def selected_bytes(self) -> int:
         return sum(f.size or 0 for f in self.selected)
+
+    def excluding(self, reasons: Mapping[str, str]) -> Plan:
+        """This plan with the selected files ``reasons`` names (path -> why) moved to the left-out ones."""
+        if not reasons:
+            return self
+        moved = tuple(LeftOut(f, reasons[f.path]) for f in self.selected if f.path in reasons)
+        kept = tuple(f for f in self.selected if f.path not in reasons)
+        return Plan(self.tree, self.spec, kept, self.left_out + moved)
 
     @property
     def total_bytes(self) -> int:

@@ -4,6 +4,7 @@
 - :mod:`.gateway` — :class:`Catalogue`, the MLflow calls of one tracking server;
 - :mod:`.listing` — the bounded, parallel listing of artifact trees;
 - :mod:`.mlflow_errors` — MLflow failures mapped to the error family;
+- :mod:`.pages` — paginated calls walked with bounds (a repeated token, a page count, a deadline);
 - :mod:`.http_limits` — the retry policy and response limits put on MLflow's HTTP client.
 
 Nothing here imports MLflow at import time. The values are imported from :mod:`.records`; this package

@@ -16,12 +16,14 @@ from typing import Any
 from kitmlflow_tui.catalogue.http_limits import configure_http
 from kitmlflow_tui.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
 from kitmlflow_tui.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
+from kitmlflow_tui.catalogue.pages import all_pages
 from kitmlflow_tui.catalogue.records import (
     ArtifactFile,
     ArtifactTree,
     ExperimentSummary,
     LevelEntry,
     LoggedModelInfo,
+    ModelVersionInfo,
     RegisteredModelInfo,
     ResolvedRun,
     RunInfo,
@@ -53,8 +55,39 @@ def unique_run_id(prefix: str, run_ids: list[str], experiment_id: str | None = N
     return matches[0]
 
 
+# Bounds of a model's version listing (``Catalogue.list_model_versions``): 1,000 versions a page (MLflow
+# takes up to 200,000), at most 1,000 pages, at most 5 minutes.
+MODEL_VERSIONS_PAGE_SIZE = 1000
+MODEL_VERSIONS_MAX_PAGES = 1000
+MODEL_VERSIONS_DEADLINE_SECONDS = 300.0
+
+
 def _ms(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) and value else None
+
+
+def _filter_literal(value: str) -> str:
+    """A string literal of MLflow's search grammar (quoted with ' or ", which it cannot escape)."""
+    for quote_char in ("'", '"'):
+        if quote_char not in value:
+            return f"{quote_char}{value}{quote_char}"
+    raise BadInputError(f"The model name {value!r} holds both kinds of quotes: MLflow's search cannot name it.")
+
+
+def _model_version_info(version: Any) -> ModelVersionInfo:
+    model_id = getattr(version, "model_id", None) or None
+    source = version.source or None
+    if not model_id and source and source.startswith("models:/m-"):
+        # Over REST, MLflow 3 leaves model_id empty and records the logged model as the source.
+        model_id = source.removeprefix("models:/").split("/", 1)[0]
+    return ModelVersionInfo(
+        name=version.name,
+        version=str(version.version),
+        status=str(version.status or "READY"),
+        run_id=version.run_id or None,
+        model_id=model_id,
+        source=source,
+    )
 
 
 class Catalogue:
@@ -83,17 +116,15 @@ class Catalogue:
         from mlflow.entities import ViewType
 
         view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-        found: list[ExperimentSummary] = []
-        token: str | None = None
         with self._errors("the experiments"):
-            while True:
-                page = self._client.search_experiments(view_type=view, max_results=1000, page_token=token)
-                found += [
-                    ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in page
-                ]
-                token = page.token
-                if not token:
-                    return found
+            pages = all_pages(
+                lambda token: self._client.search_experiments(view_type=view, max_results=1000, page_token=token),
+                "the experiments",
+                self.tracking_uri,
+            )
+            return [
+                ExperimentSummary(e.experiment_id, e.name, e.lifecycle_stage, _ms(e.last_update_time)) for e in pages
+            ]
 
     def search_runs(self, experiment_id: str, query: RunQuery | None = None) -> RunPage:
         query = query or RunQuery()
@@ -151,6 +182,7 @@ class Catalogue:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             output_model_ids=tuple(o.model_id for o in (run.outputs.model_outputs if run.outputs else [])),
+            lifecycle_stage=run.info.lifecycle_stage or "active",
         )
 
     def _run_ids(self, experiment_id: str | None) -> list[str]:
@@ -190,17 +222,62 @@ class Catalogue:
                 if exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower():
                     raise NotFoundError(f"{label[:1].upper()}{label[1:]} was not found on {self.display_uri}.") from exc
                 raise
-        model_id = getattr(version, "model_id", None) or None
-        source = version.source or None
-        if not model_id and source and source.startswith("models:/m-"):
-            # Over REST, MLflow 3 leaves model_id empty and records the logged model as the source.
-            model_id = source.removeprefix("models:/").split("/", 1)[0]
-        run_id = version.run_id or None
-        if model_id and not run_id:
-            with self._errors(f"logged model {model_id}"):
-                run_id = self._client.get_logged_model(model_id).source_run_id
-        info = RegisteredModelInfo(ref.name, str(version.version), ref.alias, model_id, run_id)
-        return info, source
+        listed = _model_version_info(version)
+        info = RegisteredModelInfo(ref.name, listed.version, ref.alias, listed.model_id, self.source_run_id(listed))
+        return info, listed.source
+
+    def source_run_id(self, version: ModelVersionInfo) -> str | None:
+        """The run a version came from: its own record, else its logged model's source run (one request)."""
+        if version.run_id or not version.model_id:
+            return version.run_id
+        with self._errors(f"logged model {version.model_id}"):
+            return self._client.get_logged_model(version.model_id).source_run_id or None
+
+    def get_model_version(self, name: str, version: str) -> ModelVersionInfo:
+        with self._errors(f"registered model {name} version {version}"):
+            return _model_version_info(self._client.get_model_version(name, version))
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        """The aliases of a registered model and the version each points at."""
+        with self._errors(f"registered model {name}"):
+            aliases = self._client.get_registered_model(name).aliases or {}
+        return {str(alias): str(version) for alias, version in dict(aliases).items()}
+
+    def list_model_versions(
+        self,
+        name: str,
+        *,
+        page_size: int = MODEL_VERSIONS_PAGE_SIZE,
+        max_pages: int = MODEL_VERSIONS_MAX_PAGES,
+        deadline_seconds: float = MODEL_VERSIONS_DEADLINE_SECONDS,
+    ) -> list[ModelVersionInfo]:
+        """Every live version of a registered model, by version number (deleted ones are not listed).
+
+        Paged, and bounded against a server that never ends its listing: a page token seen before, more
+        than ``max_pages`` pages or a listing still going after ``deadline_seconds`` is refused (exit 6).
+        A model that does not exist is exit 4 (MLflow's search answers it with an empty list)."""
+        label = f"the versions of registered model {name}"
+        versions: dict[str, ModelVersionInfo] = {}
+        with self._errors(label):
+            pages = all_pages(
+                lambda token: self._client.search_model_versions(
+                    filter_string=f"name = {_filter_literal(name)}",
+                    max_results=page_size,
+                    order_by=["version_number ASC"],
+                    page_token=token,
+                ),
+                label,
+                self.tracking_uri,
+                max_pages=max_pages,
+                deadline_seconds=deadline_seconds,
+            )
+            for item in pages:
+                if item.name == name:  # the filter is exact; a server that answers more gets no say
+                    info = _model_version_info(item)
+                    versions[info.version] = info
+            if not versions:
+                self._client.get_registered_model(name)  # not found → exit 4; else a model without versions
+        return sorted(versions.values(), key=lambda v: int(v.version))
 
     # -- artifact trees ------------------------------------------------------------------------
     def _logged_models(self, run: RunInfo) -> list:
@@ -209,18 +286,17 @@ class Catalogue:
 
         models: dict[str, object] = {}
         with self._errors(f"the logged models of run {run.run_id}"):
-            token = None
             try:
-                while True:
-                    page = self._client.search_logged_models(
+                pages = all_pages(
+                    lambda token: self._client.search_logged_models(
                         experiment_ids=[run.experiment_id],
                         filter_string=f"source_run_id = '{run.run_id}'",
                         page_token=token,
-                    )
-                    models.update((m.model_id, m) for m in page)
-                    token = page.token
-                    if not token:
-                        break
+                    ),
+                    f"the logged models of run {run.run_id}",
+                    self.tracking_uri,
+                )
+                models.update((m.model_id, m) for m in pages)
             except MlflowException as exc:
                 # Servers older than MLflow 3 have no logged models: nothing to add then.
                 if exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED", "FEATURE_DISABLED"):

@@ -34,6 +34,18 @@ class RegisteredModelInfo:
 
 
 @dataclass(frozen=True)
+class ModelVersionInfo:
+    """One version of a registered model as a listing gives it (``kitmlflow sync``)."""
+
+    name: str
+    version: str
+    status: str  # READY, PENDING_REGISTRATION or FAILED_REGISTRATION
+    run_id: str | None  # None when MLflow recorded only the logged model (see Catalogue.source_run_id)
+    model_id: str | None
+    source: str | None
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """One run with everything provenance needs. Times are milliseconds since the epoch (UTC)."""
 
@@ -51,6 +63,7 @@ class RunInfo:
     metrics: dict[str, float] = field(default_factory=dict)  # latest value of each metric
     tags: dict[str, str] = field(default_factory=dict)  # every tag, mlflow.* included
     output_model_ids: tuple[str, ...] = ()  # logged models the run declared as its outputs
+    lifecycle_stage: str = "active"  # "deleted" once the run is in MLflow's trash
 
     @property
     def note(self) -> str | None:

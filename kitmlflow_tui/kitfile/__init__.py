@@ -7,6 +7,8 @@
   ``kit pack`` would drop);
 - :mod:`.license` — the SPDX id of a license file, as kit init detects it;
 - :mod:`.enrich` — kit's guess corrected with what MLflow knows, the package filled in, provenance;
+- :mod:`.coverage` — which files a Kitfile leaves out of every layer (kit's layer rules over paths);
+- :mod:`.goyaml` — go-yaml v3's scalar rules (how kit types a scalar, when a string may be written plain);
 - :mod:`.yaml_io` — Kitfile YAML in kit's style, and strict parsing with a line for every problem.
 """
 
@@ -17,12 +19,14 @@ from kitmlflow_tui.kitfile.classify import (
     classify_like_kit_init,
     dropped_by_kit,
 )
+from kitmlflow_tui.kitfile.coverage import files_in_no_layer
 from kitmlflow_tui.kitfile.enrich import (
     MLFLOW_MODEL_PART_TYPE,
     PROVENANCE_FILE,
     BuiltKitfile,
     KitfileOverrides,
     build_kitfile,
+    read_provenance,
     write_provenance_file,
 )
 from kitmlflow_tui.kitfile.license import detect_license_id
@@ -51,7 +55,9 @@ __all__ = [
     "dropped_by_kit",
     "dump_kitfile",
     "dump_yaml",
+    "files_in_no_layer",
     "load_kitfile_text",
+    "read_provenance",
     "validate_kitfile",
     "write_provenance_file",
 ]

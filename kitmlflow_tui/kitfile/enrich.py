@@ -23,7 +23,9 @@ from typing import Any
 
 import yaml
 
+from kitmlflow_tui import safe_yaml
 from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.errors import PackError, scrub_secrets
 from kitmlflow_tui.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license, read_text
 from kitmlflow_tui.kitfile.model import (
     CodeEntry,
@@ -143,6 +145,21 @@ def write_provenance_file(folder: Path, built: BuiltKitfile) -> None:
         path.unlink(missing_ok=True)  # stale: this import keeps provenance in the Kitfile
 
 
+def read_provenance(kitfile: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The MLflow provenance a Kitfile (or a ModelKit's config, the same as JSON) carries where
+    ``build_kitfile`` puts it: ``model.parameters.mlflow``, else ``datasets[0].parameters.mlflow``.
+    None when there is none there (provenance in ``mlflow-provenance.yaml`` is inside a layer)."""
+
+    def mlflow_of(entry: Any) -> Mapping[str, Any] | None:
+        parameters = entry.get("parameters") if isinstance(entry, Mapping) else None
+        found = parameters.get("mlflow") if isinstance(parameters, Mapping) else None
+        return found if isinstance(found, Mapping) else None
+
+    datasets = kitfile.get("datasets")
+    first_dataset = datasets[0] if isinstance(datasets, list) and datasets else None
+    return mlflow_of(kitfile.get("model")) or mlflow_of(first_dataset)
+
+
 def _owned_provenance_file(folder: Path) -> bool:
     path = folder / PROVENANCE_FILE
     return path.is_file() and read_text(path).startswith(_PROVENANCE_HEADER)
@@ -182,15 +199,24 @@ def _find_model_folders(folder: Path) -> list[_ModelFolder]:
         mlmodel = Path(current) / MLMODEL_FILE
         if MLMODEL_FILE in filenames and mlmodel.is_file() and not mlmodel.is_symlink():
             rel = Path(current).relative_to(folder).as_posix()
-            found.append(_ModelFolder(rel, _read_mlmodel(mlmodel)))
+            found.append(_ModelFolder(rel, _read_mlmodel(mlmodel, posixpath.join(rel, MLMODEL_FILE))))
             dirnames.clear()  # sidecars and nested folders belong to this model
     return sorted(found, key=lambda m: m.path)
 
 
-def _read_mlmodel(path: Path) -> Mapping[str, Any]:
+def _read_mlmodel(path: Path, shown: str) -> Mapping[str, Any]:
+    """An MLmodel's content through the bounded loader: it is the run's data, and a 1 KB document of nested
+    aliases would otherwise expand into gigabytes. Over a bound: PackError (8), naming the file and the
+    line; not YAML at all: no content (the folder is still the model, without flavors)."""
     try:
-        content = yaml.safe_load(read_text(path))
-    except yaml.YAMLError:
+        content = safe_yaml.load(safe_yaml.read_text(path))
+    except safe_yaml.YamlRefused as exc:
+        where = f" at {exc.where}" if exc.where else ""
+        raise PackError(
+            f"The run's {shown} cannot be read safely{where}: refused: {exc.problem}.",
+            hint="Leave that model folder out (--exclude), or give a --kitfile (then no MLmodel is read).",
+        ) from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return {}
     return content if isinstance(content, dict) else {}
 
@@ -343,7 +369,12 @@ def _split_tag(tag: str | None) -> tuple[str | None, str | None]:
 
 
 def _description(run: RunInfo) -> str:
-    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from."""
+    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from;
+    credentials in it masked (see :func:`_masked`)."""
+    return scrub_secrets(_raw_description(run))
+
+
+def _raw_description(run: RunInfo) -> str:
     note = (run.note or "").strip()
     if note:
         first = re.split(r"\n[ \t]*\n", note, maxsplit=1)[0].strip()
@@ -432,4 +463,28 @@ def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> d
         }
     provenance["importer"] = {"name": IMPORTER_NAME, "version": facts.importer_version}
     provenance["filter"] = _plain(facts.filter_summary)
+    masked: list[str] = []
+    provenance = _masked(provenance, "", masked)
+    if _description(run) != _raw_description(run):
+        masked.append("package.description")
+    if masked:
+        provenance["masked"] = {"note": MASKED_NOTE, "fields": masked}
     return provenance
+
+
+MASKED_NOTE = "credentials in these values (URL user info, password=, tokens, keys) were replaced with ***"
+
+
+def _masked(value: Any, where: str, masked: list[str]) -> Any:
+    """``value`` with every credential in its strings masked (a run's params, tags and source name are
+    published with the ModelKit: ``https://user:PASS@host``, ``?token=…``); ``masked`` gets where."""
+    if isinstance(value, str):
+        clean = scrub_secrets(value)
+        if clean != value:
+            masked.append(where)
+        return clean
+    if isinstance(value, Mapping):
+        return {key: _masked(item, f"{where}.{key}" if where else str(key), masked) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, f"{where}[{index}]", masked) for index, item in enumerate(value)]
+    return value

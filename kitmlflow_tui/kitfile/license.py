@@ -21,22 +21,38 @@ def _words(text: str) -> str:
 
 @dataclass(frozen=True)
 class _FullText:
-    """A license whose text names itself in a title. Its match runs from the title to ``end``, then
-    on through an optional ``appendix`` that directly follows, up to ``appendix_end``."""
+    """A license whose text names itself in a title. Its match runs from the title to ``end``, then on
+    through ``optional_end`` and an ``appendix`` that directly follow (up to ``appendix_end``; an appendix
+    lacking ``appendix_needs`` is no part of it, as licensecheck's template spells it otherwise: what it
+    holds then counts as a match of its own). ``variants``: (words in the match, id) tried in order."""
 
     spdx: str
     title: str
     end: str
     appendix: str | None = None
     appendix_end: str | None = None
+    optional_end: str | None = None
+    appendix_needs: str | None = None
+    variants: tuple[tuple[str, str], ...] = ()
 
 
 _GNU_END = " end of terms and conditions "
 _GNU_APPLY = " how to apply these terms to your new programs "
 _GNU_APPLY_LIB = " how to apply these terms to your new libraries "
 _FULL_TEXTS = (
-    _FullText("Apache-2.0", " apache license version 2 0 january 2004 ", _GNU_END,
-              " appendix how to apply the apache license to your work ", " limitations under the license "),
+    # licensecheck's Apache-2.0 ends with section 9; "END OF TERMS AND CONDITIONS" is optional (requests
+    # ships the text without it).
+    _FullText("Apache-2.0", " apache license version 2 0 january 2004 ",
+              " by reason of your accepting any such warranty or additional liability ",
+              " appendix how to apply the apache license to your work ", " limitations under the license ",
+              optional_end=_GNU_END),
+    # licensecheck's GPL-1.0 appendix has the FSF's old address: Debian's copy (51 Franklin Street) does
+    # not match it, so its notice ("either version 1, or (at your option) any later version") is a
+    # second match and kit names no license.
+    _FullText("GPL-1.0", " gnu general public license version 1 february 1989 ",
+              " such holder or other party has been advised of the possibility of such damages ",
+              " appendix how to apply these terms to your new programs ", " that s all there is to it ",
+              optional_end=_GNU_END, appendix_needs=" 675 mass ave cambridge ma 02139 "),
     _FullText("GPL-2.0", " gnu general public license version 2 june 1991 ", _GNU_END, _GNU_APPLY,
               " instead of this license "),
     _FullText("GPL-3.0", " gnu general public license version 3 29 june 2007 ", _GNU_END, _GNU_APPLY,
@@ -49,6 +65,15 @@ _FULL_TEXTS = (
               " permanent authorization for you to choose that version for the library "),
     _FullText("AGPL-3.0", " gnu affero general public license version 3 19 november 2007 ", _GNU_END,
               _GNU_APPLY, " how to apply and follow the gnu agpl see "),
+    _FullText("GFDL-1.3", " gnu free documentation license version 1 3 3 november 2008 ",
+              " provided the mmc is eligible for relicensing ",
+              " addendum how to use this license for your documents ", " to permit their use in free software "),
+    # The Artistic License 1.0 and its Perl and clause-8 variants share their opening and closing words.
+    _FullText("Artistic-1.0", " preamble the intent of this document is to state the conditions under which a "
+              "package may be copied ", " the implied warranties of merchantibility and fitness for a particular "
+              "purpose ", variants=((" uunet uu net ", "Artistic-1.0-Perl"),
+                                    (" aggregation of this package with a commercial distribution is always "
+                                     "permitted ", "Artistic-1.0-cl8"))),
     _FullText("MPL-2.0", " mozilla public license version 2 0 ",
               " incompatible with secondary licenses as defined by the mozilla public license v 2 0 "),
     _FullText("MPL-1.1", " mozilla public license version 1 1 ", " source code for your modifications "),
@@ -76,12 +101,20 @@ _GNU_FAMILIES = {
 _GNU_NOTICE = re.compile(
     r" under the terms of the gnu (general|lesser general|library general|affero general) public license "
     r"(?:as published by the free software foundation )?(?:either )?version (\d)(?: (\d))?"
-    r"( of the license or at your option any later version)?"
+    r"((?: of the license)? or at your option any later version)?"
 )
 _SHORT_TEXTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Apache-2.0", re.compile(r" licensed under the apache license version 2 0 ")),
     ("MPL-2.0", re.compile(r" subject to the terms of the mozilla public license v 2 0 ")),
-    ("PSF-2.0", re.compile(r" python software foundation license version 2 ")),
+    # licensecheck's PSF-2.0 allows at most 6 words of years in its copyright line: see _short_license_id.
+    ("PSF-2.0", re.compile(r" this license agreement is between the python software foundation psf and the "
+                           r"individual or organization licensee accessing and otherwise using this software ")),
+    ("HPND", re.compile(r" permission to use copy modify and distribute this software and its documentation for "
+                        r"any purpose and without fee is hereby granted provided that the above copyright notice "
+                        r"appears? in all copies and that both ")),
+    ("Zlib", re.compile(r" this software is provided as is without any express or implied warranty in no event "
+                        r"will the authors be held liable for any damages arising from the use of this software "
+                        r"permission is granted to anyone to use this software for any purpose ")),
     ("Unlicense", re.compile(r" this is free and unencumbered software released into the public domain ")),
     ("CC0-1.0", re.compile(r" dedicated all copyright and related and neighboring rights to this software "
                            r"to the public domain worldwide ")),
@@ -94,9 +127,14 @@ _SHORT_TEXTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )  # fmt: skip
 
 
-def _short_license_id(spdx: str, words: str, end: int) -> str:
-    """Tell apart the variants of a short license by the wording right after its opening."""
+def _short_license_id(spdx: str, words: str, end: int) -> str | None:
+    """Tell apart the variants of a short license by the wording right after its opening (None: not a match
+    after all)."""
     after = words[end : end + 1500]
+    if spdx == "PSF-2.0":
+        copyright_line = re.search(r" copyright c ((?:[a-z0-9]+ )*?)python software foundation all rights reserved ",
+                                   after[:800])  # fmt: skip
+        return spdx if copyright_line and len(copyright_line[1].split()) <= 6 else None
     if spdx == "MIT":
         conditioned = " the above copyright notice and this permission notice shall be included " in after
         return "MIT" if conditioned else "MIT-0"
@@ -106,6 +144,8 @@ def _short_license_id(spdx: str, words: str, end: int) -> str:
         if " all advertising materials mentioning features or use of this software " in after:
             return "BSD-4-Clause"
         if re.search(r" (?:may|shall) (?:not )?be used to endorse or promote products ", after):
+            if " the copyright holders provide no reassurances that the source code provided does not " in after:
+                return "BSD-3-Clause-Open-MPI"
             return "BSD-3-Clause"
         return "BSD-2-Clause"
     return spdx
@@ -118,9 +158,13 @@ def _full_text_end(full: _FullText, words: str, start: int) -> int | None:
     if closing < 0:
         return None
     end = closing + len(full.end) - 1
+    if full.optional_end and words.startswith(full.optional_end, end):
+        end += len(full.optional_end) - 1
     if full.appendix and full.appendix_end and words.startswith(full.appendix, end):
         appendix_end = words.find(full.appendix_end, end)
-        return len(words) if appendix_end < 0 else appendix_end + len(full.appendix_end) - 1
+        appendix_end = len(words) if appendix_end < 0 else appendix_end + len(full.appendix_end) - 1
+        if full.appendix_needs is None or full.appendix_needs in words[end:appendix_end]:
+            return appendix_end
     return end
 
 
@@ -130,12 +174,16 @@ def _license_matches(words: str) -> list[tuple[int, int, str]]:
         for title in re.finditer(re.escape(full.title), words):
             end = _full_text_end(full, words, title.end())
             if end is not None:
+                span = words[title.start() : end]
+                spdx = next((variant for phrase, variant in full.variants if phrase in span), full.spdx)
                 # Titles quoted earlier (a list of licenses) share the real text's end: keep the last.
-                full_texts[(full.spdx, end)] = title.start()
+                full_texts[(spdx, end)] = title.start()
     matches = [(start, end, spdx) for (spdx, end), start in full_texts.items()]
-    for spdx, pattern in _SHORT_TEXTS:
+    for short, pattern in _SHORT_TEXTS:
         for match in pattern.finditer(words):
-            matches.append((match.start(), match.end(), _short_license_id(spdx, words, match.end())))
+            found = _short_license_id(short, words, match.end())
+            if found is not None:
+                matches.append((match.start(), match.end(), found))
     for match in _GNU_NOTICE.finditer(words):
         family = _GNU_FAMILIES[f"{match[1]} public license"]
         version = f"{match[2]}.{match[3] or '0'}"

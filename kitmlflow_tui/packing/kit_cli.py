@@ -19,7 +19,6 @@ from kitmlflow_tui.kitfile.model import Kitfile
 from kitmlflow_tui.packing.native import COMPRESSIONS, plan_layers
 from kitmlflow_tui.packing.result import PackResult
 from kitmlflow_tui.packing.storage import (
-    DEFAULT_REGISTRY,
     KitStorage,
     format_reference,
     parse_model_reference,
@@ -81,10 +80,7 @@ def pack_with_kit(
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
     registry, repository, tag = parse_model_reference(reference)
-    full_reference = format_reference(registry, repository, tag)
-    # kit reads "localhost/x" as the repository "localhost/x" on the default registry, so the
-    # default registry is left out of what it is given.
-    kit_argument = f"{repository}:{tag}" if registry == DEFAULT_REGISTRY else full_reference
+    full_reference = kit_argument = format_reference(registry, repository, tag)  # the name kit resolves
     binary = kit_bin or find_kit()
     if binary is None:
         raise PackError("kit is not installed.", hint="Install kit, set KIT_BIN, or use --packer native.")

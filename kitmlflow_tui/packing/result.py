@@ -8,7 +8,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class PackResult:
-    reference: str  # "localhost/mymodel:v1"
+    reference: str  # "mymodel:v1": the name kit list shows (storage.format_reference)
     digest: str  # "sha256:..." of the manifest
     size: int  # sum of the layer sizes, as `kit list` adds them up (the config is not counted)
     packer: str  # "native" or "kit"

@@ -147,7 +147,11 @@ def validate_registry(text: str) -> str:
 
 
 def format_reference(registry: str, repository: str, tag: str) -> str:
-    return f"{registry}/{repository}:{tag}"
+    """The ModelKit's name as ``kit list`` shows it and every kit command (inspect, unpack, tag, push) finds
+    it: ``repository:tag`` on the default registry, ``registry/repository:tag`` on another. kit 1.7.0
+    cannot find ``localhost/name:tag`` for a ModelKit packed as ``name:tag``: it reads ``localhost/name``
+    as a repository (tests/kit_vectors/recorded/references.json). The name parses back to the same parts."""
+    return f"{repository}:{tag}" if registry == DEFAULT_REGISTRY else f"{registry}/{repository}:{tag}"
 
 
 # -- where kit keeps things ----------------------------------------------------------------------

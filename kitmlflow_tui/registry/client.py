@@ -9,6 +9,12 @@ the API calls below, streamed from the blob file in bounded chunks.
 
 Errors: a registry that never answered is unreachable (exit 6); one that answered and then failed or
 broke the connection fails the push (exit 9); a refusal of who we are or what we may do is exit 3.
+
+Why one module of this size: every call below goes through one ``request`` that owns the session, the
+token per scope, the 401 challenge and the translation of a failure into the error family; split apart,
+each piece would need that state passed in. The pieces that stand alone already live beside it
+(``auth``: challenges and tokens; ``credentials``: kit's stored logins; ``push``: what a ModelKit push does
+with these calls; ``reference``: names).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from kitmlflow_tui.selection import FilterSpec
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
-    from kitmlflow_tui.pipeline import ImportOptions, ImportResult, Observer, Session
+    from kitmlflow_tui.kitfile import KitfileOverrides
+    from kitmlflow_tui.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
     from kitmlflow_tui.registry import PushResult, RegistryRef, StoredCredential
 
 
@@ -74,7 +74,7 @@ class Backend(Protocol):
 
     def resolve_model(self, ref: ModelRef) -> tuple[RunInfo, ArtifactTree, RegisteredModelInfo | None]: ...
 
-    def preview_kitfile(self, choice: ImportChoice) -> Kitfile: ...
+    def preview(self, choice: ImportChoice) -> KitfilePreview: ...
 
     def free_bytes(self) -> int | None: ...
 
@@ -162,10 +162,11 @@ class CatalogueBackend:
 
         return session_from_listing(self.catalogue, choice.run, choice.tree, choice.spec, choice.registered)
 
-    def preview_kitfile(self, choice: ImportChoice) -> Kitfile:
-        from kitmlflow_tui.pipeline import preview_kitfile
+    def preview(self, choice: ImportChoice) -> KitfilePreview:
+        """The Kitfile the import would write, and the files kit's layer rules would leave out of the ModelKit."""
+        from kitmlflow_tui.pipeline import preview
 
-        return preview_kitfile(self.session(choice), choice.options())
+        return preview(self.session(choice), choice.options())
 
     def free_bytes(self) -> int | None:
         from kitmlflow_tui.pipeline import cache_root

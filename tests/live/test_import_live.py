@@ -37,7 +37,7 @@ def test_import_writes_a_modelkit_with_provenance_and_cleans_the_cache(
     )
     assert out.code == 0, out.stderr
     doc = out.json
-    assert doc["reference"] == "localhost/live-model:v1"
+    assert doc["reference"] == "live-model:v1"  # the name kit list shows
     assert doc["digest"].startswith("sha256:") and doc["packer"] == "native"
     kitfile = doc["kitfile"]
     assert kitfile["package"]["name"] == "live-model" and kitfile["package"]["version"] == "v1"

@@ -36,7 +36,15 @@ from kitmlflow_tui.registry.auth import parse_challenge
 from kitmlflow_tui.registry.client import DEFAULT_CHUNK_SIZE
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.live import LiveServer
-from tests.support.registry_servers import Registry, TokenIssuer, module_registry, registry_available, registry_server
+from tests.support.registry_servers import (
+    Registry,
+    TokenIssuer,
+    module_registry,
+    registry_available,
+    registry_server,
+    uploaded_digests,
+    uploads,
+)
 from tests.support.servers import seed_run
 
 PASSWORD = "s3cret-Pa55word!"
@@ -228,21 +236,6 @@ def assert_registry_holds(registry: Registry, repository: str, tag: str, kitops:
                 hasher.update(chunk)
                 size += len(chunk)
         assert ("sha256:" + hasher.hexdigest(), size) == (blob["digest"], blob["size"])
-
-
-def uploads(entries: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    return [e for e in entries if "/blobs/uploads/" in e[1]]
-
-
-def uploaded_digests(entries: list[tuple[str, str, int]]) -> set[str]:
-    from urllib.parse import parse_qs, urlsplit
-
-    done = set()
-    for method, path, status in uploads(entries):
-        query = parse_qs(urlsplit(path).query)
-        if method == "PUT" and status == 201 and "digest" in query:
-            done.add(query["digest"][0])
-    return done
 
 
 def push_import(live: LiveServer, reference: str, *extra: str, env: dict[str, str] | None = None):

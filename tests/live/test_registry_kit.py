@@ -25,6 +25,7 @@ import pytest
 from kitmlflow_tui.packing.kit_cli import find_kit, pack_with_kit
 from kitmlflow_tui.packing.native import pack_native
 from kitmlflow_tui.registry import Credential, CredentialStore, RegistryClient, RegistryOptions, push_modelkit
+from tests.support.kit_storage import kit_home
 from tests.support.registry_servers import Registry, module_registry, registry_available, registry_server
 
 VECTORS = Path(__file__).parents[1] / "kit_vectors" / "registry"
@@ -55,12 +56,6 @@ def write_input(folder: Path) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
     return folder
-
-
-def kit_home(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "disable-update-notifications").touch()
-    return path
 
 
 def run_kit(kit: str, home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kitmlflow_tui.catalogue import http_limits, listing
+from kitmlflow_tui.catalogue import pages as pages_module
 from kitmlflow_tui.download import RETRIES
 from tests.support.hostile_server import ARTIFACTS, ROOT, Content, Scenario, file, folder, hostile_server
 
@@ -359,3 +360,96 @@ def test_only_finished_runs_are_taken(status: str, command: str, kitmlflow, tmp_
     assert out.code == 5, out.stderr
     assert f"is {status}, not FINISHED" in out.json["error"]["message"]
     assert fetched == []
+
+
+# -- endless pagination (case 24) ----------------------------------------------------------------------------
+def same_token(_page: int) -> str:
+    return "the-same-token"
+
+
+def fresh_token(page: int) -> str:
+    return f"token-{page}"
+
+
+SMALL_RUN = {"listing": lambda d: [file("w.bin", 4)] if d == "" else [], "contents": {"w.bin": Content(b"wwww")}}
+
+
+@pytest.mark.timeout(120)
+def test_a_repeated_page_token_of_the_logged_models_is_exit_6_at_the_second_page(kitmlflow, tmp_path: Path) -> None:
+    """Before: a server whose logged-models/search always sends a next_page_token looped forever (618
+    requests in 30 s)."""
+    with hostile_server(Scenario(**SMALL_RUN, page_token=same_token)) as server:
+        out = kitmlflow("import", server.uri(), "-t", "pages:v1", "--yes", "--json", "--packer", "native")
+        pages = server.pages_sent["logged-models"]
+    assert out.code == BROKEN_SERVER, out.stderr
+    message = out.json["error"]["message"]
+    assert "sent a page token it had sent before while listing the logged models of run" in message
+    assert "(after 2 pages)" in message
+    assert pages == 2
+    assert artifact_gets(server) == []  # nothing downloaded
+
+
+@pytest.mark.timeout(120)
+def test_a_new_page_token_every_time_stops_at_the_page_limit(
+    kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages_module, "MAX_PAGES", 40)
+    with hostile_server(Scenario(**SMALL_RUN, page_token=fresh_token)) as server:
+        out = kitmlflow("import", server.uri(), "-t", "pages:v1", "--yes", "--json", "--packer", "native")
+        pages = server.pages_sent["logged-models"]
+    assert out.code == BROKEN_SERVER, out.stderr
+    assert "in more than 40 pages and still sends a next page token" in out.json["error"]["message"]
+    assert pages == 40
+
+
+@pytest.mark.timeout(120)
+def test_slow_endless_pages_stop_at_the_deadline(kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages_module, "PAGES_DEADLINE_SECONDS", 1.0)
+    with hostile_server(Scenario(**SMALL_RUN, page_token=fresh_token, page_delay=0.25)) as server:
+        out = kitmlflow("import", server.uri(), "-t", "pages:v1", "--yes", "--json", "--packer", "native")
+        pages = server.pages_sent["logged-models"]
+    assert out.code == BROKEN_SERVER, out.stderr
+    assert "took more than 1 s" in out.json["error"]["message"]
+    assert 2 <= pages < pages_module.MAX_PAGES  # stopped by the clock, long before the page limit
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["same", "fresh"])
+def test_endless_experiment_pages_are_refused(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wizard's first screen lists the experiments through the same walk."""
+    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.errors import ServerUnreachableError
+
+    monkeypatch.setattr(pages_module, "MAX_PAGES", 30)
+    with hostile_server(Scenario(page_token=same_token if mode == "same" else fresh_token)) as server:
+        expected = (
+            "had sent before while listing the experiments" if mode == "same" else "the experiments in more than 30"
+        )
+        with pytest.raises(ServerUnreachableError, match=expected):
+            Catalogue(server.url).list_experiments()
+        pages = server.pages_sent["experiments"]
+    assert pages == (2 if mode == "same" else 30)
+
+
+@pytest.mark.timeout(120)
+async def test_the_wizard_stops_paging_runs_at_a_repeated_token(isolated_env: Path) -> None:
+    """The runs screen loads a page per scroll to the end: a token seen before ends the paging (before, every
+    scroll asked for the same page again)."""
+    from kitmlflow_tui.reference import BrowseRef
+    from kitmlflow_tui.tui.app import KitmlflowApp
+    from tests.support.hostile_server import EXPERIMENT_ID
+    from tests.support.tui import wait_for
+
+    with hostile_server(Scenario(page_token=same_token)) as server:
+        app = KitmlflowApp(BrowseRef(server.url, EXPERIMENT_ID), cursor_blink=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen" and len(app.screen.runs) == 1)
+            screen = app.screen
+            await wait_for(pilot, lambda: not screen.page_loading)
+            for _ in range(4):
+                screen.load_more()
+                await wait_for(pilot, lambda: not screen.page_loading)
+            searches = requests_for(server, "POST /api/2.0/mlflow/runs/search")
+            assert screen.next_token is None
+            assert len(screen.runs) == 1  # the repeated page added nothing
+    assert len(searches) == 2

@@ -24,9 +24,9 @@ import pytest
 from kitmlflow_tui.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
+from tests.support.kit_storage import check_storage_consistent
 from tests.support.live import LiveServer
 from tests.support.servers import seed_run
-from tests.unit.test_packing import check_storage_consistent
 
 HUGE = 300_000_000
 
@@ -333,6 +333,33 @@ def test_an_import_that_selects_nothing_is_exit_2_with_the_nearest_reasons(
     assert "Largest left out: weights/big.safetensors (8.0 MB, matches no include pattern)" in message
     assert tags_in(isolated_env / "kitops") == {}
     assert not (isolated_env / "cache").exists() or not [p for p in (isolated_env / "cache").rglob("*") if p.is_file()]
+
+
+# -- case 23: a YAML bomb as the run's MLmodel ----------------------------------------------------------------
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry-run"])
+def test_a_billion_laughs_mlmodel_is_refused_with_exit_8_naming_it(
+    live: LiveServer, kitmlflow, isolated_env: Path, dry_run: bool
+) -> None:
+    """Before: 1 KB of nested aliases went through yaml.safe_load, 2.3 GB and a MemoryError after 39 s."""
+    from tests.support.yaml_bombs import billion_laughs
+
+    bomb = billion_laughs().encode()
+    assert len(bomb) < 1024
+    exp, run_id = seed_run(
+        live.url, experiment_name="yaml-bomb", files={"model/MLmodel": bomb, "model/model.pkl": b"w" * 100}
+    )
+    uri = f"mlflow://{live.host}/experiments/{exp}/runs/{run_id}"
+    out = kitmlflow("import", uri, "-t", "bomb:v1", "--yes", "--json", "--packer", "native", *(["--dry-run"] * dry_run))
+    assert out.code == 8, out.stderr
+    message = out.json["error"]["message"]
+    first, hint = message.splitlines()
+    assert re.fullmatch(
+        r"The run's model/MLmodel cannot be read safely at line \d+, column \d+: refused: more .+\.", first
+    )
+    assert "--exclude" in hint
+    assert "MemoryError" not in out.stderr and "Traceback" not in out.stderr
+    assert tags_in(isolated_env / "kitops") == {}
 
 
 @pytest.mark.parametrize(("cap", "kept"), [("2000000", True), ("1999999", False), ("2MB", True)])

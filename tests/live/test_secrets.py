@@ -9,6 +9,7 @@ storage: the ModelKit's blobs, manifest and config) or the wizard's screen."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,39 @@ def test_short_values_are_not_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_user_info_in_urls_is_masked(text: str, expected: str) -> None:
+    assert scrub_secrets(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A token alone as the user (how GitHub tokens go into clone URLs)
+        ("https://ghp_R4nd0mT0kenR4nd0mT0kenR4nd0mT0ken12@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://0123456789abcdef0123456789abcdef01234567@github.com/o/r", "https://***@github.com/o/r"),
+        ("https://u:p@ss@host/x", "https://***@host/x"),  # a password holding an @
+        ("host=db user=admin password=hunter2 dbname=x", "host=db user=admin password=*** dbname=x"),
+        ("Server=db;Uid=sa;Pwd=Hunter2!;", "Server=db;Uid=sa;Pwd=***;"),
+        ("--password='two words' --lr 0.1", "--password='***' --lr 0.1"),
+        (
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1&X-Amz-Signature=9f",
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***&X-Amz-Signature=***",
+        ),
+        (
+            "https://a.blob.core.windows.net/c/b?sv=2022&sig=abc%3D&se=2026",
+            "https://a.blob.core.windows.net/c/b?sv=2022&sig=***&se=2026",
+        ),
+        ("https://api.example.com/v1?api_key=k-123&page=2", "https://api.example.com/v1?api_key=***&page=2"),
+        ('{"client_secret": "s3cr3t", "lr": "0.1"}', '{"client_secret": "***", "lr": "0.1"}'),
+        ("hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "***"),
+        # ... and what only looks like it stays
+        ("monkey=banana keyboard=qwerty learning_rate=0.1", "monkey=banana keyboard=qwerty learning_rate=0.1"),
+        ("https://host/path?email=a@b.com", "https://host/path?email=a@b.com"),
+        ("wasbs://container@account.blob.core.windows.net/p", "wasbs://container@account.blob.core.windows.net/p"),
+        ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"),
+        ("the token is needed; set a password", "the token is needed; set a password"),
+    ],
+)
+def test_secret_shaped_values_are_masked(text: str, expected: str) -> None:
     assert scrub_secrets(text) == expected
 
 
@@ -230,3 +264,57 @@ async def test_the_wizard_shows_the_error_without_the_secret(
     assert echoed.get("run")
     assert "access denied for" in shown  # the server's own words are shown ...
     assert leaks(kind, shown) == [], shown  # ... without what it repeated
+
+
+# -- credentials inside the run: its params, tags, source and note are published with the ModelKit ----------
+RUN_SECRETS = ["DbPass-4f7a", "GitPass-8c2e", "tok-q1w2e3r4t5", "NotePass-3d9b", "ApiKey-77aa", "RunPass-5e1f"]
+RUN_PARAMS = {
+    "db_uri": "postgres://admin:DbPass-4f7a@db.internal/x",
+    "feature_service": "https://features.example.com/v1?token=tok-q1w2e3r4t5&region=eu",
+    "learning_rate": "1e-05",
+}
+RUN_TAGS = {
+    "mlflow.source.name": "https://ci:GitPass-8c2e@git.example.com/team/repo.git",
+    "mlflow.note.content": "Trained against db with password=NotePass-3d9b",
+    "service": '{"api_key": "ApiKey-77aa", "host": "svc"}',
+    "team": "vision",
+}
+
+
+@pytest.mark.timeout(300)
+def test_credentials_in_params_tags_and_source_reach_no_output_nor_the_modelkit(live, tmp_path: Path) -> None:
+    from tests.support.servers import seed_run
+
+    exp, run_id = seed_run(
+        live.url,
+        experiment_name="run-secrets",
+        files={"model/MLmodel": b"flavors: {}\n", "model/model.pkl": b"w" * 50},
+        params=RUN_PARAMS,
+        tags=RUN_TAGS,
+        run_name="nightly from https://bot:RunPass-5e1f@ci.example.com/job/7",
+    )
+    uri = f"mlflow://{live.host}/experiments/{exp}/runs/{run_id}"
+    env = kitmlflow_subprocess_env(
+        KITOPS_HOME=str(tmp_path / "kitops"),
+        KITMLFLOW_CACHE_DIR=str(tmp_path / "cache"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+    )
+    command = [sys.executable, "-m", "kitmlflow_tui.cli", "import", uri, "-t", "secrets:v1", "--yes", "--json"]
+    done = subprocess.run([*command, "--packer", "native"], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert [s for s in RUN_SECRETS if s in done.stdout or s in done.stderr] == []
+    stored = [p for p in (tmp_path / "kitops").rglob("*") if p.is_file()]
+    assert len(stored) >= 3
+    assert [f"{p}: {s}" for p in stored for s in RUN_SECRETS if s.encode() in p.read_bytes()] == []
+
+    provenance = json.loads(done.stdout)["kitfile"]["model"]["parameters"]["mlflow"]
+    assert provenance["params"]["db_uri"] == "postgres://***@db.internal/x"
+    assert provenance["params"]["feature_service"] == "https://features.example.com/v1?token=***&region=eu"
+    assert provenance["params"]["learning_rate"] == "1e-05"  # the rest as logged
+    assert provenance["source"]["name"] == "https://***@git.example.com/team/repo.git"
+    assert provenance["tags"]["service"] == '{"api_key": "***", "host": "svc"}'
+    assert provenance["masked"]["fields"] == [
+        "run.name", "source.name", "params.db_uri", "params.feature_service", "tags.service", "package.description",
+    ]  # fmt: skip
+    assert json.loads(done.stdout)["run"]["run_name"] == "nightly from https://***@ci.example.com/job/7"
+    assert "replaced with ***" in provenance["masked"]["note"]

@@ -6,9 +6,13 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
 - ``GET  /api/2.0/mlflow/runs/get?run_id=R``                      → ``{"run": {"info", "data", ...}}``
 - ``GET  /api/2.0/mlflow/experiments/get?experiment_id=E``         → ``{"experiment": {...}}``
 - ``POST /api/2.0/mlflow/logged-models/search``                    → ``{"models": []}``
+- ``POST /api/2.0/mlflow/experiments/search``                      → ``{"experiments": [the one]}``
+- ``POST /api/2.0/mlflow/runs/search``                             → ``{"runs": [the one]}``
 - ``GET  /api/2.0/mlflow-artifacts/artifacts?path=E/R/artifacts[/DIR]`` → ``{"files": [{"path", "is_dir", "file_size"}]}``
   (``path`` is the name inside the listed folder)
 - ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
+- ``GET  /api/2.0/mlflow/model-versions/search``                  → one version of ``MODEL_NAME`` a page, and
+  a ``next_page_token`` (for ``kitmlflow sync``)
 
 Everything it lists and sends is decided by a :class:`Scenario`, which is where the attacks live:
 listing entries with ``..``, absolute paths or backslashes, sizes that lie, endless or huge listings,
@@ -33,6 +37,14 @@ RUN_ID = "0123456789abcdef0123456789abcdef"
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 ROOT = f"{EXPERIMENT_ID}/{RUN_ID}/artifacts"
+MODEL_NAME = "hostile-model"
+
+HOSTILE_EXPERIMENT = {
+    "experiment_id": EXPERIMENT_ID,
+    "name": "hostile",
+    "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
+    "lifecycle_stage": "active",
+}
 
 Listing = list[dict]  # [{"path": name, "is_dir": bool, "file_size": int}] as the server sends them
 
@@ -77,6 +89,11 @@ class Scenario:
     echo_status: int = 403
     echo_on: tuple[str, ...] = ()
     echo_times: int | None = None
+    # The searches (model-versions, logged-models, experiments, runs) page as ``page_token`` says: the
+    # next_page_token after page N (0, 1, ... of that search), None for the last page (a real server's one page
+    # by default); each page after ``page_delay`` seconds.
+    page_token: Callable[[int], str | None] = lambda _page: None
+    page_delay: float = 0.0
 
 
 class HostileServer:
@@ -86,6 +103,7 @@ class HostileServer:
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
         self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
+        self.pages_sent: dict[str, int] = {}  # search ("model-versions", "logged-models", ...) -> pages answered
         self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
         self.authorizations: set[str] = set()  # every Authorization header received
         self._lock = threading.Lock()
@@ -217,10 +235,24 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             server.record(f"POST {self.path}")
             if urlsplit(self.path).path == f"{API}/logged-models/search" and self._echo_credentials("models"):
                 return
-            if urlsplit(self.path).path == f"{API}/logged-models/search":
-                self._json({"models": []})
+            path = urlsplit(self.path).path
+            if path == f"{API}/logged-models/search":
+                self._page("logged-models", lambda _page: {"models": []})
+            elif path == f"{API}/runs/search":
+                self._page("runs", lambda _page: {"runs": [run_document(scenario)["run"]]})
+            elif path == f"{API}/experiments/search":
+                self._page("experiments", lambda _page: {"experiments": [HOSTILE_EXPERIMENT]})
             else:
                 self._not_found()
+
+        def _page(self, search: str, document_for: Callable[[int], dict]) -> None:
+            """Page N of a search (``document_for(N)``), with the next_page_token the scenario gives it."""
+            with server._lock:
+                page = server.pages_sent.get(search, 0)
+                server.pages_sent[search] = page + 1
+            time.sleep(scenario.page_delay)
+            document, token = document_for(page), scenario.page_token(page)
+            self._json({**document, "next_page_token": token} if token else document)
 
         def do_GET(self) -> None:  # noqa: N802
             server.record(f"GET {self.path}")
@@ -235,18 +267,11 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 if parts.path == f"{API}/runs/get":
                     self._run()
                 elif parts.path == f"{API}/experiments/get":
-                    self._json(
-                        {
-                            "experiment": {
-                                "experiment_id": EXPERIMENT_ID,
-                                "name": "hostile",
-                                "artifact_location": f"mlflow-artifacts:/{EXPERIMENT_ID}",
-                                "lifecycle_stage": "active",
-                            }
-                        }
-                    )
+                    self._json({"experiment": HOSTILE_EXPERIMENT})
                 elif parts.path == ARTIFACTS:
                     self._list(query.get("path", [""])[0])
+                elif parts.path == f"{API}/model-versions/search":
+                    self._model_versions()
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
                     self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
                 else:
@@ -273,6 +298,18 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             chunk = b'{"key": "k", "value": "' + b"x" * 65_000 + b'"},'
             while not server.stopping.is_set():
                 self.wfile.write(chunk)
+
+        def _model_versions(self) -> None:
+            def version(page: int) -> dict:
+                return {
+                    "name": MODEL_NAME,
+                    "version": str(page + 1),
+                    "status": "READY",
+                    "run_id": RUN_ID,
+                    "source": f"mlflow-artifacts:/{ROOT}/model",
+                }
+
+            self._page("model-versions", lambda page: {"model_versions": [version(page)]})
 
         def _list(self, path: str) -> None:
             server.record(f"LIST {path}", listing=True)

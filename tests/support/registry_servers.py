@@ -294,6 +294,37 @@ class Registry:
         return sum(p.stat().st_size for p in self.storage.rglob("_uploads/*/data") if p.is_file())
 
 
+def uploads(entries: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The blob-upload requests among access-log entries."""
+    return [e for e in entries if "/blobs/uploads/" in e[1]]
+
+
+def uploaded_digests(entries: list[tuple[str, str, int]]) -> set[str]:
+    """The digests whose upload the registry completed (the PUT naming the digest, answered 201)."""
+    return set(uploaded_digest_list(entries))
+
+
+def uploaded_digest_list(entries: list[tuple[str, str, int]]) -> list[str]:
+    """The same, once per completed upload: a blob sent twice is listed twice."""
+    from urllib.parse import parse_qs
+
+    done = []
+    for method, path, status in uploads(entries):
+        query = parse_qs(urlsplit(path).query)
+        if method == "PUT" and status == 201 and "digest" in query:
+            done.append(query["digest"][0])
+    return done
+
+
+def manifest_puts(entries: list[tuple[str, str, int]]) -> list[str]:
+    """The references (tags) of the manifests the registry stored, in order."""
+    return [
+        path.rsplit("/manifests/", 1)[1]
+        for method, path, status in entries
+        if method == "PUT" and "/manifests/" in path and status == 201
+    ]
+
+
 def htpasswd_line(user: str, password: str) -> str:
     if not HTPASSWD_BIN:
         import pytest

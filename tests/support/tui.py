@@ -26,8 +26,10 @@ from kitmlflow_tui.catalogue.records import (
 )
 from kitmlflow_tui.download import DownloadResult, ProgressEvent
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError
-from kitmlflow_tui.kitfile import Kitfile, validate_kitfile
+from kitmlflow_tui.kitfile import validate_kitfile
+from kitmlflow_tui.pipeline import KitfilePreview
 from kitmlflow_tui.reference import Reference
+from kitmlflow_tui.selection import make_plan
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.backend import ImportChoice
 
@@ -214,8 +216,8 @@ class FixedBackend:
     def resolve_model(self, ref: Any) -> Any:
         raise NotImplementedError
 
-    def preview_kitfile(self, choice: ImportChoice) -> Kitfile:
-        return KITFILE
+    def preview(self, choice: ImportChoice) -> KitfilePreview:
+        return KitfilePreview(KITFILE, make_plan(choice.tree, choice.spec), ())
 
     def free_bytes(self) -> int | None:
         return 120_000_000_000
@@ -251,9 +253,9 @@ class FixedBackend:
             observer.progress(ProgressEvent("file_start", file.path, file.size or 0))
             observer.progress(ProgressEvent("bytes", file.path, file.size or 0))
             observer.progress(ProgressEvent("file_done", file.path, file.size or 0))
-        observer.step("pack", "Packing localhost/resnet18-baseline:0ba1b2c3 (native packer)")
+        observer.step("pack", "Packing resnet18-baseline:0ba1b2c3 (native packer)")
         return ImportResult(
-            reference="localhost/resnet18-baseline:0ba1b2c3",
+            reference="resnet18-baseline:0ba1b2c3",
             digest="sha256:" + "0123456789abcdef" * 4,
             packer="native",
             size=total + 2048,

@@ -2,8 +2,8 @@
 
 Each test builds the input a recording describes, runs OUR side (the native packer, the kit init
 classifier, the Kitfile reader and writer, the reference parser, the license detector) and compares
-with what kit produced. Where kitmlflow differs from kit today (issue 9) the case carries a strict
-xfail that names the difference; the fix removes the marker. Re-record with
+with what kit produced. The issue 9 differences are fixed, so no case is an xfail; a difference found later
+goes into KNOWN_PACK_DIFFERENCES (a strict xfail naming it) until its fix removes it. Re-record with
 ``KIT_BIN=/path/to/kit python scripts/record-kit-vectors.py`` (see tests/kit_vectors/README.md).
 """
 
@@ -64,13 +64,7 @@ def test_every_input_has_a_recording() -> None:
 NEW_FOLDERS = [name for name in kv.folders() if not name.startswith(kv.KITINIT_PREFIX)]  # test_kitfile has the rest
 
 
-KNOWN_INIT_DIFFERENCES = {
-    "tar-names": 'our YAML writer escapes characters outside the BMP ("emoji-\\U0001F600") where kit writes them '
-    "as they are: the same value, a different Kitfile text",
-}
-
-
-@pytest.mark.parametrize("folder", xfail_known(dict.fromkeys(NEW_FOLDERS), KNOWN_INIT_DIFFERENCES, "issue 9"))
+@pytest.mark.parametrize("folder", NEW_FOLDERS)
 def test_kit_init_classification_matches_the_recording(folder: str, tmp_path: Path) -> None:
     built = kv.build_folder(kv.folders()[folder], tmp_path / "f")
     (built / "Kitfile").unlink(missing_ok=True)  # kit init overwrote the folder's own Kitfile
@@ -205,21 +199,6 @@ def kit_reading_matches(text: str, folder_name: str, record: kv.PackRecord | Non
 
 
 KITFILES = {name: name for name in kv.kitfile_texts()}
-# Where kitmlflow reads a Kitfile text differently from kit 1.7.0 today (the defects of issue 9 (a)).
-KNOWN_KITFILE_DIFFERENCES = {
-    "mlflow-params-as-dumped": "plain 1e-05, 1e21, 0o17 are numbers to kit and 2024-01-02 a timestamp "
-    "(2024-01-02T00:00:00Z), strings to us; plain 10:30 is a string to kit, 630 to us (YAML 1.1 base 60)",
-    "json-kitfile": "the JSON number 1e-05 is a float to kit, a string to us",
-    "big-numbers": "5e-324 and 1e-400 are floats to kit (1e-400 becomes 0), strings to us",
-    "explicit-tags": "kit decodes !!binary (aGVsbG8= -> hello); we keep the base64 text",
-    "anchors-and-aliases": "kit applies a merge key (<<) in parameters; we keep '<<' as a key",
-    "merge-into-section": "kit applies a merge key (<<) inside a section; we refuse '<<' as an unknown key",
-    "tricky-string-fields": "kit drops a null item (~) of package.authors; we refuse the Kitfile",
-    "escaped-slash": "kit (go-yaml) refuses the escape \\/ in a double-quoted string; we accept it",
-    "yaml-directive-1.2": "kit refuses a %YAML 1.2 directive (go-yaml knows only 1.1); we accept it",
-    "non-string-keys": "kit cannot write parameters with non-string keys into its config and refuses; we turn them "
-    "into strings",
-}
 # Where kitmlflow differs on purpose: stricter checks than kit's (bad input gets a clear error before
 # anything is downloaded), or a section newer kits read.
 ON_PURPOSE_KITFILE_DIFFERENCES = {
@@ -230,12 +209,7 @@ ON_PURPOSE_KITFILE_DIFFERENCES = {
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    xfail_known(
-        {n: n for n in KITFILES if n not in ON_PURPOSE_KITFILE_DIFFERENCES}, KNOWN_KITFILE_DIFFERENCES, "issue 9 (a)"
-    ),
-)
+@pytest.mark.parametrize("name", [n for n in KITFILES if n not in ON_PURPOSE_KITFILE_DIFFERENCES])
 def test_kitfile_text_is_read_as_kit_reads_it(name: str, tmp_path: Path) -> None:
     record = kv.pack_record(f"kitfile/{name}")
     digest = "" if record.error is not None else record.config_digest
@@ -254,16 +228,6 @@ def test_kitfile_text_differs_from_kit_on_purpose(name: str, tmp_path: Path) -> 
 
 
 SCALARS = {record.value: record for record in kv.scalar_records()}
-_NUMBER = "plain, a number to kit (go-yaml, YAML 1.2), a string to us (PyYAML, YAML 1.1)"
-_TIMESTAMP = "plain, a timestamp to kit (written back as RFC 3339), the text as is to us"
-_BASE_60 = "plain, a string to kit, a base-60 integer to us (YAML 1.1)"
-_TAB = "a tab in a plain scalar: kit reads it, PyYAML refuses the Kitfile"
-KNOWN_SCALAR_DIFFERENCES = {
-    **dict.fromkeys(["1e-05", "1E-05", "1e21", "1e3", "0o17", "0O17", "0X1F", "0B101", "08", "+.5"], _NUMBER),
-    **dict.fromkeys(["2024-01-02", "2024-1-2", "2024-01-02 10:30:00", "2024-01-02t10:30:00.5+02:00"], _TIMESTAMP),
-    **dict.fromkeys(["10:30", "1:30:00", "190:20:30"], _BASE_60),
-    **dict.fromkeys(["\t", "a\tb"], _TAB),
-}
 
 
 def our_reading(spelling: kv.SpellingRecord, folder: Path, home: Path) -> tuple[str, Any]:
@@ -278,7 +242,7 @@ def our_reading(spelling: kv.SpellingRecord, folder: Path, home: Path) -> tuple[
     return result.config_digest, kitfile.get("package", {}).get("description", "(absent)")
 
 
-@pytest.mark.parametrize("value", xfail_known(SCALARS, KNOWN_SCALAR_DIFFERENCES, "issue 9 (a)"))
+@pytest.mark.parametrize("value", list(SCALARS))
 def test_every_spelling_of_a_scalar_is_read_as_kit_reads_it(value: str, tmp_path: Path) -> None:
     folder = kv.build_folder(kv.folders()[kv.SCALAR_FOLDER], tmp_path / "ctx")
     differences = []
@@ -306,23 +270,14 @@ def kit_reads_back(value: str, dumped: str, context: str) -> None:
     pytest.fail(f"how kit reads our spelling of {value!r} is not recorded:\n{dumped}\nadd it to the corpus, re-record")
 
 
-_WRITTEN_PLAIN = "our writer leaves it plain, and kit reads that as a number or a timestamp"
-KNOWN_DUMP_DIFFERENCES = dict.fromkeys(
-    ["1e-05", "1E-05", "1e21", "1e3", "0o17", "0O17", "0X1F", "0B101", "08", "+.5", "2024-1-2"], _WRITTEN_PLAIN
-)
-
-
-@pytest.mark.parametrize("value", xfail_known(SCALARS, KNOWN_DUMP_DIFFERENCES, "issue 9 (a)"))
+@pytest.mark.parametrize("value", list(SCALARS))
 def test_a_string_we_write_reaches_kits_config_as_that_string(value: str) -> None:
     """An MLflow param is a string: the Kitfile we give `kit pack` must hand kit that same string."""
     dumped = dump_kitfile({"manifestVersion": "1.0.0", "model": {"path": "m.bin", "parameters": {"v": value}}})
     kit_reads_back(value, dumped, "param")
 
 
-KNOWN_FIELD_DUMP_DIFFERENCES: dict[str, str] = {}
-
-
-@pytest.mark.parametrize("value", xfail_known(SCALARS, KNOWN_FIELD_DUMP_DIFFERENCES, "issue 9 (a)"))
+@pytest.mark.parametrize("value", list(SCALARS))
 def test_a_string_field_we_write_reaches_kits_config_as_that_string(value: str) -> None:
     dumped = dump_kitfile({"manifestVersion": "1.0.0", "package": {"description": value}, "model": {"path": "m.bin"}})
     if not value:
@@ -404,16 +359,7 @@ def test_native_storage_keeps_the_modelkit_where_kit_does(tag: str, tmp_path: Pa
     assert stored == REFERENCES[TAGGED_LATEST.get(tag, tag)].storage
 
 
-_LOCALHOST = "the reported reference carries a localhost/ prefix that kit does not resolve"
-KNOWN_REFERENCE_DIFFERENCES = dict.fromkeys(
-    ["name:tag", "name", "name:latest", "org/name", "org/name:latest", "org/name:tag", "org/team/name:v1.2.3",
-     "localhost/name:tag", "localhost/org/name:tag", "a.b:v1", "name:UPPER_tag-1.0", "a__b:v1", "a-b.c_d:v1",
-     "n" * 160 + ":v1", "name:" + "t" * 128],
-    _LOCALHOST,
-)  # fmt: skip
-
-
-@pytest.mark.parametrize("tag", xfail_known(dict.fromkeys(PACKABLE), KNOWN_REFERENCE_DIFFERENCES, "issue 9 (b)"))
+@pytest.mark.parametrize("tag", PACKABLE)
 def test_the_reference_we_report_is_the_name_kit_resolves(tag: str, tmp_path: Path) -> None:
     record = REFERENCES[TAGGED_LATEST.get(tag, tag)]
     result, _ = pack_minimal(tag, tmp_path)
@@ -424,18 +370,9 @@ def test_the_reference_we_report_is_the_name_kit_resolves(tag: str, tmp_path: Pa
 
 # -- license detection --------------------------------------------------------------------------------------
 LICENSE_CASES = {record.file: record for record in kv.license_records()}
-KNOWN_LICENSE_DIFFERENCES = {
-    "09e8a9bcec806710.txt": "the Apache-2.0 full text as requests ships it: kit Apache-2.0, ours none",
-    "b7fd9b73ea996020.txt": "Debian's Artistic (Perl) text: kit Artistic-1.0-Perl, ours none",
-    "110535522396708c.txt": "Debian's GFDL-1.3: kit GFDL-1.3, ours none",
-    "d77d235e41d54594.txt": "Debian's GPL-1: kit none, ours GPL-1.0-only",
-    "fbc539f47d0cf83b.txt": "numpy's libdivide zlib license: kit Zlib, ours none",
-    "a14cc25e10d40a3a.txt": "numpy's lapack_lite license: kit BSD-3-Clause-Open-MPI, ours BSD-3-Clause",
-    "808e10c8a6ab8deb.txt": "pip's vendored distlib license (PSF history text): kit HPND, ours PSF-2.0",
-}
 
 
-@pytest.mark.parametrize("file", xfail_known(LICENSE_CASES, KNOWN_LICENSE_DIFFERENCES, "issue 9 (c)"))
+@pytest.mark.parametrize("file", list(LICENSE_CASES))
 def test_license_detection_matches_kit_init(file: str, tmp_path: Path) -> None:
     record = LICENSE_CASES[file]
     description = {"files": {"LICENSE": {"license_sha256": record.sha256}, "model.safetensors": 1}}

@@ -8,13 +8,15 @@ command must be one kit resolves. No kit is needed: kit's side comes from tests/
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kitmlflow_tui.packing.kit_cli import dump_kitfile_yaml
+from kitmlflow_tui.packing.kit_cli import dump_kitfile_yaml, find_kit
 from kitmlflow_tui.reference import RunRef
 from kitmlflow_tui.tui.app import KitmlflowApp
 from tests.support import kitvectors as kv
@@ -91,8 +93,6 @@ def test_mlflow_params_stay_strings_in_the_native_config(params_run: ParamsRun, 
     assert params_of(config) == params_run.params
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 (a): the Kitfile given to `kit pack` writes 1e-05, 0o17, 1e21... "
-                   "plain, and kit (go-yaml) reads them as numbers")  # fmt: skip
 def test_mlflow_params_stay_strings_in_the_kitfile_kit_packs(params_run: ParamsRun, isolated_env: Path) -> None:
     """What `--packer kit` hands kit: every param's spelling must be one kit was recorded reading as that string."""
     kitfile = import_run(params_run, "params:v1", "--dry-run").json["kitfile"]
@@ -109,15 +109,7 @@ def test_mlflow_params_stay_strings_in_the_kitfile_kit_packs(params_run: ParamsR
 
 
 # -- the names the CLI and the wizard print -------------------------------------------------------------------
-LOCALHOST_PREFIX = pytest.mark.xfail(
-    strict=True, reason="issue 9 (b): --json reference is localhost/NAME:TAG, which kit cannot find"
-)
-TAGS = [
-    pytest.param("name:tag", marks=LOCALHOST_PREFIX),
-    pytest.param("org/team/name:v1.2.3", marks=LOCALHOST_PREFIX),
-    pytest.param("localhost/name:tag", marks=LOCALHOST_PREFIX),  # reported as localhost/localhost/name:tag
-    "registry.example.com/org/m:v1",
-]
+TAGS = ["name:tag", "org/team/name:v1.2.3", "localhost/name:tag", "registry.example.com/org/m:v1"]
 
 
 def kit_commands(text: str) -> list[list[str]]:
@@ -162,7 +154,6 @@ def test_the_cli_reports_and_prints_names_kit_resolves(tag: str, params_run: Par
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 9 (b): the done screen prints kit unpack/tag localhost/NAME:TAG")
 @pytest.mark.parametrize("tag", ["name:tag", "org/team/name:v1.2.3"])
 async def test_the_wizard_prints_names_kit_resolves(tag: str, params_run: ParamsRun, isolated_env: Path) -> None:
     app = KitmlflowApp(
@@ -181,3 +172,57 @@ async def test_the_wizard_prints_names_kit_resolves(tag: str, params_run: Params
     assert any(words[1] == "unpack" for words in commands if len(words) > 1), text
     problems = unresolved_names(commands, tag)
     assert not problems, "\n".join(problems)
+
+
+# -- on a machine with kit: the printed commands, pasted -------------------------------------------------------
+PUSH_PROBE = "127.0.0.1:1/kitvectors/probe:v1"  # nothing listens on port 1: kit fails only after finding the source
+
+
+def run_kit(*args: str) -> subprocess.CompletedProcess[str]:
+    kit = find_kit()
+    assert kit is not None
+    home = Path(os.environ["KITOPS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "disable-update-notifications").touch()
+    return subprocess.run(
+        [kit, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+
+
+def run_pasted(words: list[str], tmp_path: Path) -> str:
+    """Run a printed `kit ...` command as a user who fills in the placeholders would; "" when it worked."""
+    args = [PUSH_PROBE if "REGISTRY" in word else word for word in words[1:]]
+    args = [str(tmp_path / "unpacked") if word in ("DIR", "./" + word.removeprefix("./")) and i and args[i - 1] == "-d"
+            else word for i, word in enumerate(args)]  # fmt: skip
+    if args[0] == "push":
+        args.insert(1, "--plain-http")
+    done = run_kit(*args)
+    output = done.stdout + done.stderr
+    if args[0] == "push" and "connection refused" in output:
+        return ""  # kit found the source and failed on the probe registry, as intended
+    return "" if done.returncode == 0 else f"`{' '.join(words)}` failed: {output.strip()}"
+
+
+@pytest.mark.kit
+@pytest.mark.parametrize("tag", ["name:tag", "org/team/name:v1.2.3", "localhost/name:tag"])
+@pytest.mark.parametrize("packer", ["kit", "native"])
+def test_the_printed_next_commands_work_with_real_kit(
+    tag: str, packer: str, params_run: ParamsRun, isolated_env: Path, tmp_path: Path
+) -> None:
+    if find_kit() is None:
+        pytest.skip("no kit binary: set KIT_BIN (the recorded references are checked without it)")
+    outcome = run_cli(
+        "import", f"mlflow://runs/{params_run.run_id}", "--tracking-uri", params_run.tracking_uri, "-t", tag,
+        "--yes", "--json", "--packer", packer,
+    )  # fmt: skip
+    assert outcome.code == 0, outcome.stderr
+    next_text = " ".join(outcome.stderr.split("next:", 1)[1].split())
+    commands = [words for words in kit_commands(next_text) if len(words) > 2]
+    assert {words[1] for words in commands} >= {"push", "unpack"}, next_text
+    problems = [problem for words in commands if (problem := run_pasted(words, tmp_path))]
+    inspected = run_kit("inspect", "--", outcome.json["reference"])
+    if inspected.returncode != 0:
+        problems.append(f"kit inspect {outcome.json['reference']}: {inspected.stderr.strip()}")
+    assert not problems, "\n".join(problems)
+    assert (tmp_path / "unpacked" / "model.pkl").read_bytes() == b"weights"

@@ -673,7 +673,9 @@ def test_scalars_are_read_as_text_like_kit() -> None:
         "  path: m.pkl\n  parameters:\n    on: yes\n    n: 0x1F\n    d: 2024-01-01\n"
     ).to_dict()
     assert kitfile["package"] == {"name": "123", "version": "1.0", "authors": ["1", "true"]}
-    assert kitfile["model"] == {"path": "m.pkl", "parameters": {"on": "yes", "n": 31, "d": "2024-01-01"}}
+    # go-yaml's types in parameters: a date is a timestamp, which kit's config holds as RFC 3339 text
+    # (tests/kit_vectors/recorded/scalars.json: kit 1.7.0 turns 2024-01-02 into "2024-01-02T00:00:00Z").
+    assert kitfile["model"] == {"path": "m.pkl", "parameters": {"on": "yes", "n": 31, "d": "2024-01-01T00:00:00Z"}}
 
 
 @pytest.mark.parametrize(
@@ -763,9 +765,10 @@ def test_dump_is_kit_ordered_block_yaml_without_aliases() -> None:
     assert "&" not in text and "*" not in text
 
 
-_SAFE_TEXT = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=12
-)
+# Any text (controls, line and paragraph separators, U+0085, U+FEFF included): every string we write must
+# read back as that same string (kit reads our Kitfile with go-yaml; our reader reads as go-yaml does, as
+# tests/unit/test_kit_vectors.py checks against the recordings).
+_SAFE_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
 _JSON = st.recursive(
     st.none()
     | st.booleans()
@@ -780,10 +783,10 @@ _PATHS = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size
 )
 
 
-@settings(max_examples=examples(150), deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     name=_SAFE_TEXT,
-    description=st.text(max_size=40).filter(lambda s: "\r" not in s),
+    description=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40),
     authors=st.lists(_SAFE_TEXT, max_size=3),
     paths=st.lists(_PATHS, min_size=2, max_size=6, unique=True),
     parameters=st.dictionaries(_SAFE_TEXT, _JSON, max_size=4),

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import functools
@@ -40,6 +39,7 @@ from kitmlflow_tui.packing import (
 )
 from kitmlflow_tui.packing.tar_format import tar_header
 from tests.support.fuzz import examples
+from tests.support.kit_storage import blob, check_storage_consistent, kit_home, manifest_of, storage_of, tags_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,30 +108,6 @@ def fixture_folder(tmp_path: Path) -> Path:
     return build_fixture(tmp_path / "ctx")
 
 
-def kit_home(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    # kit release builds ask GitHub for a newer version on every command unless told not to.
-    (path / "disable-update-notifications").touch()
-    return path
-
-
-def storage_of(home: Path) -> Path:
-    return home / "storage"
-
-
-def blob(home: Path, digest: str) -> bytes:
-    return (storage_of(home) / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
-
-
-def manifest_of(home: Path, digest: str) -> dict[str, Any]:
-    return json.loads(blob(home, digest))
-
-
-def tags_file(home: Path, repo: str) -> Path:
-    stem = base64.urlsafe_b64encode(repo.encode()).decode()
-    return storage_of(home) / f"{stem}-tags.json"
-
-
 def tar_members(data: bytes) -> list[tarfile.TarInfo]:
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         return archive.getmembers()
@@ -142,41 +118,6 @@ def tar_read(data: bytes, name: str) -> bytes:
         member = archive.extractfile(name)
         assert member is not None
         return member.read()
-
-
-def check_storage_consistent(home: Path) -> int:
-    """Every index and tag file parses, and everything they point at exists with the right sha256."""
-    storage = storage_of(home)
-    checked = 0
-    verified: set[str] = set()
-
-    def verify(descriptor: dict[str, Any]) -> None:
-        digest = descriptor["digest"]
-        if digest in verified:
-            return
-        data = blob(home, digest)
-        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
-        assert len(data) == descriptor["size"]
-        verified.add(digest)
-
-    def verify_manifest(descriptor: dict[str, Any]) -> None:
-        verify(descriptor)
-        manifest = manifest_of(home, descriptor["digest"])
-        verify(manifest["config"])
-        for layer in manifest["layers"] or []:
-            verify(layer)
-
-    for path in sorted(storage.glob("*-tags.json")):
-        for descriptor in json.loads(path.read_bytes()).values():
-            verify_manifest(descriptor)
-            checked += 1
-    for path in sorted(storage.glob("*-index.json")):
-        for descriptor in json.loads(path.read_bytes())["manifests"]:
-            verify_manifest(descriptor)
-    if (storage / "index.json").exists():
-        for descriptor in json.loads((storage / "index.json").read_bytes())["manifests"]:
-            verify_manifest(descriptor)
-    return checked
 
 
 # -- references and storage location ------------------------------------------------------------------
@@ -234,7 +175,7 @@ def test_native_pack_is_deterministic(fixture_folder: Path, tmp_path: Path) -> N
     again = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "a")
     assert first.digest == second.digest == again.digest
     assert first.config_digest == second.config_digest
-    assert first.reference == "localhost/fixture:v1"
+    assert first.reference == "fixture:v1"
     assert first.packer == "native"
     assert first.layer_count == 6
     assert first.left_out == ("models/extra/v1..2.bin", "models/model.pkl.bak", "src/link.py")
@@ -686,7 +627,7 @@ def test_kit_pack_gives_the_same_modelkit(kit: str, fixture_folder: Path, tmp_pa
     native_result = pack_native(
         fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "native", cli_version=kit_version(kit)
     )
-    assert kit_result.packer == "kit" and kit_result.reference == "localhost/fixture:v1"
+    assert kit_result.packer == "kit" and kit_result.reference == "fixture:v1"
     assert native_result.config_digest == kit_result.config_digest
     assert native_result.digest == kit_result.digest  # byte-identical manifest, layers and config
     assert native_result.size == kit_result.size

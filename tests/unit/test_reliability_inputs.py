@@ -92,6 +92,9 @@ BROKEN_KITFILES = {
     "wrong type": ("manifestVersion: 1.0.0\ncode: notalist\n", ["code", "line 2"]),
     "bad yaml": ("manifestVersion: 1.0.0\nmodel: [\n", ["line"]),
     "bad version": ("manifestVersion: 9\nmodel:\n  path: m\n", ["manifestVersion"]),
+    # issue 10 item 3: 1 KB of nested aliases took 80 s and ended in a MemoryError; 9 MB was read whole
+    "billion laughs": (billion_laughs(), ["line 6, column", "more than 200,000 values"]),
+    "too large": ("manifestVersion: 1.0.0\n" + "#" * (9 * 2**20) + "\n", ["more than the 8,388,608 allowed"]),
 }
 
 
@@ -157,6 +160,14 @@ _TOKENS = [
     URI,
     f"mlflow://127.0.0.1:{CLOSED}/runs/abc",
     f"mlflow://127.0.0.1:{CLOSED}/models/m@a",
+    f"mlflow://127.0.0.1:{CLOSED}/models/m",
+    "sync",
+    "--to",
+    f"127.0.0.1:{CLOSED}/team/m",
+    "--tag-template",
+    "{version}",
+    "{foo}",
+    "--force",
     "mlflow://runs/abc",
     "mlflow://",
     "http://x/runs/a",
@@ -192,7 +203,7 @@ _TOKENS = [
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    command=st.sampled_from(["import", "download", "profiles"]),
+    command=st.sampled_from(["import", "download", "sync", "profiles"]),
     rest=st.lists(st.one_of(st.sampled_from(_TOKENS), st.text(max_size=12)), max_size=8),
 )
 @example(command="import", rest=["--kitfile", "\x00"])  # found by a CI run: os.stat raised ValueError

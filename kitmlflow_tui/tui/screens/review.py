@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from textual import on
@@ -26,6 +26,9 @@ from kitmlflow_tui.tui.commands import choice_words, one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count, error_markup
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.pipeline import KitfilePreview
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 LABELS = {
@@ -98,6 +101,9 @@ def name_and_version(reference: str) -> tuple[str, str]:
     return repository.rsplit("/", 1)[-1], tag
 
 
+NO_LAYER_ROWS = 5  # files left out of every layer, listed by name (the rest counted)
+
+
 class ReviewScreen(WizardScreen):
     STEP = "Review"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -160,6 +166,7 @@ class ReviewScreen(WizardScreen):
                 yield Static("", id="push-status", classes="error-line")
                 yield Static("", id="disk")
                 yield RolesView(id="roles")
+                yield Static("", id="no-layer")
                 with Horizontal(classes="review-buttons"):
                     yield Button("Import ^g", id="import", variant="success", compact=True)
                     yield Button("Copy command ^y", id="copy", compact=True)
@@ -254,20 +261,39 @@ class ReviewScreen(WizardScreen):
     def preview(self) -> None:
         choice = self.choice()
 
-        def build() -> Kitfile:
+        def build() -> KitfilePreview:
             from kitmlflow_tui.pipeline import check_tag
 
             check_tag(choice.tag)
-            return self.wizard.backend.preview_kitfile(choice)
+            return self.wizard.backend.preview(choice)
 
         self.background(build, self.previewed, self.preview_failed, group="preview")
 
-    def previewed(self, kitfile: Kitfile) -> None:
+    def previewed(self, preview: KitfilePreview) -> None:
+        kitfile = preview.kitfile
         self.kitfile = kitfile
+        self.plan = preview.plan  # without the files the ModelKit could not hold
+        self.show_disk()
+        self.show_no_layer(preview)
         self.tag_error = None
         self.query_one("#tag-error").display = False
         self.query_one("#kitfile", YamlView).show(dump_kitfile(kitfile))
         self.query_one("#roles", RolesView).show(entry_roles(kitfile))
+
+    def show_no_layer(self, preview: KitfilePreview) -> None:
+        """The selected files kit's layer rules would leave out of the ModelKit: excluded, and said so."""
+        line = self.query_one("#no-layer", Static)
+        line.display = bool(preview.no_layer)
+        if preview.no_layer:
+            shown = "\n".join(
+                f"  · {escape(o.file.path)}: {escape(o.reason)}" for o in preview.no_layer[:NO_LAYER_ROWS]
+            )
+            more = len(preview.no_layer) - NO_LAYER_ROWS
+            line.update(
+                f"[b $warning]{len(preview.no_layer)} selected file{'s' if len(preview.no_layer) != 1 else ''} "
+                f"left out[/] (the ModelKit could not hold them):\n{shown}"
+                + (f"\n  … and {more} more" if more > 0 else "")
+            )
 
     def preview_failed(self, error: KitmlflowError) -> None:
         self.kitfile = None

@@ -205,6 +205,7 @@ class RunsScreen(WizardScreen):
         self.columns: list[Column] = []
         self.hidden: list[str] = []
         self.next_token: str | None = None
+        self.tokens_seen: set[str] = set()  # a server that sends one again would page forever: stop there
         self.page_loading = False
         self.generation = 0  # bumped by every reload, so a late page of an old query is dropped
         self.sort_column = "start"
@@ -251,6 +252,7 @@ class RunsScreen(WizardScreen):
     def action_reload(self) -> None:
         self.generation += 1
         self.runs, self.next_token, self.page_loading = [], None, True
+        self.tokens_seen = set()
         self.query_one("#run-detail", Static).update("Loading runs…")
         self.background(self.fetcher(None), self.first_page, self.load_failed, group="runs")
 
@@ -284,7 +286,10 @@ class RunsScreen(WizardScreen):
         if generation != self.generation:
             return
         self.page_loading = False
-        self.next_token = page.next_page_token
+        token = page.next_page_token
+        self.next_token = None if token in self.tokens_seen else token
+        if token:
+            self.tokens_seen.add(token)
         table = self.query_one(DataTable)
         known = set(table.rows)
         fresh = [run for run in page.runs if run.run_id not in known]

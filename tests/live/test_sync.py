@@ -1,0 +1,557 @@
+"""``kitmlflow sync``: a registered model of the real ``mlflow server`` kept in step with a real registry.
+
+The registry is Debian's ``docker-registry`` with token (Bearer) auth; what a sync sent is counted in its own
+access log. Each test registers a model of its own (MLflow 2-style versions: ``runs:/RUN/model`` of a run
+whose artifacts hold an ``MLmodel`` folder) and syncs it into a repository of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from kitmlflow_tui.errors import ServerUnreachableError
+from kitmlflow_tui.kitfile import read_provenance
+from tests.support.cli import kitmlflow_subprocess_env, run_cli
+from tests.support.hostile_server import MODEL_NAME, Scenario, hostile_server
+from tests.support.live import LiveServer
+from tests.support.registry_servers import (
+    Registry,
+    TokenIssuer,
+    manifest_puts,
+    module_registry,
+    registry_available,
+    uploaded_digest_list,
+    uploaded_digests,
+    uploads,
+)
+from tests.support.servers import seed_run
+
+PASSWORD = "sync-Pa55word!"
+needs_registry = pytest.mark.skipif(registry_available() is not None, reason=registry_available() or "")
+MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+MLMODEL = (
+    b"artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
+    b"    python_version: 3.11.9\nmlflow_version: 3.17.2\n"
+)
+
+
+# -- a version listing that does not end (the hostile stand-in server) -----------------------------------
+@pytest.mark.timeout(120)
+def test_a_version_listing_that_repeats_its_page_token_is_refused(kitmlflow) -> None:
+    with hostile_server(Scenario(page_token=lambda page: "same-token")) as server:
+        out = kitmlflow(
+            "sync", f"mlflow://127.0.0.1:{server.port}/models/{MODEL_NAME}", "--to", "127.0.0.1:9/x", "--yes", "--json"
+        )
+    assert out.code == 6, out.stderr
+    assert "sent a page token it had sent before while listing the versions" in out.json["error"]["message"]
+    assert server.pages_sent["model-versions"] == 2
+
+
+@pytest.mark.timeout(120)
+def test_a_version_listing_without_end_stops_at_the_page_limit() -> None:
+    from kitmlflow_tui.catalogue import Catalogue
+
+    scenario = Scenario(page_token=lambda page: f"token-{page}")
+    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="in more than 5 pages"):
+        Catalogue(server.url).list_model_versions(MODEL_NAME, max_pages=5)
+    assert server.pages_sent["model-versions"] == 5
+
+
+@pytest.mark.timeout(120)
+def test_a_version_listing_past_its_deadline_is_refused() -> None:
+    from kitmlflow_tui.catalogue import Catalogue
+
+    scenario = Scenario(page_token=lambda page: f"token-{page}")
+    with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="took more than 0 s"):
+        Catalogue(server.url).list_model_versions(MODEL_NAME, deadline_seconds=0.0)
+    assert server.pages_sent["model-versions"] == 1
+
+
+# -- a registered model on the real mlflow server ----------------------------------------------------------------
+@dataclass
+class SyncModel:
+    """A registered model of the live server whose versions the test adds one by one."""
+
+    live: LiveServer
+    name: str
+    runs: dict[str, str] = field(default_factory=dict)  # version -> run id
+
+    def uri(self, suffix: str = "") -> str:
+        return f"mlflow://{self.live.host}/models/{self.name}{suffix}"
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.live.url)
+
+    def add_version(self, *, status: str = "FINISHED", big: int = 0) -> str:
+        number = len(self.runs) + 1
+        files: dict[str, bytes | int] = {
+            "model/MLmodel": MLMODEL,
+            "model/weights.bin": 20_000 + number,  # deterministic bytes, different for every version
+            "model/notes.txt": f"{self.name} version {number}\n".encode(),
+        }
+        if big:
+            files["model/big.bin"] = b"0"
+        experiment_id, run_id = seed_run(
+            self.live.url, experiment_name="sync", files=files, status=status, run_name=f"{self.name}-{number}"
+        )
+        if big:  # written into the store: logging it would take long
+            path = self.live.root / "art" / experiment_id / run_id / "artifacts" / "model" / "big.bin"
+            with open(path, "wb") as out:
+                out.truncate(big)
+        version = self.client().create_model_version(self.name, f"runs:/{run_id}/model", run_id=run_id)
+        self.runs[str(version.version)] = run_id
+        return str(version.version)
+
+    def alias(self, alias: str, version: str) -> None:
+        self.client().set_registered_model_alias(self.name, alias, version)
+
+
+def make_model(live: LiveServer, name: str, versions: int = 3) -> SyncModel:
+    model = SyncModel(live, name)
+    model.client().create_registered_model(name)
+    for _ in range(versions):
+        model.add_version()
+    return model
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    yield from module_registry(tmp_path_factory, "reg-sync", issuer=TokenIssuer({"alice": PASSWORD}))
+
+
+@pytest.fixture
+def logged_in(isolated_env: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Credentials for the registry in kit's store of the isolated kit home."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(isolated_env / "docker"))
+    out = run_cli("login", registry.host, "-u", "alice", "-p", PASSWORD)
+    assert out.code == 0, out.stderr
+    return isolated_env
+
+
+def sync_args(model_uri: str, registry: Registry, repository: str, *extra: str) -> list[str]:
+    to = f"{registry.host}/{repository}"
+    return ["sync", model_uri, "--to", to, "--yes", "--json", "--packer", "native", *extra]
+
+
+def sync(model_uri: str, registry: Registry, repository: str, *extra: str):
+    return run_cli(*sync_args(model_uri, registry, repository, *extra))
+
+
+def actions(out) -> list[tuple[str, str, str | None]]:
+    return [(r["action"], r["version"], r["tag"]) for r in out.json["records"]]
+
+
+def _bearer(registry: Registry, repository: str) -> dict[str, str]:
+    assert registry.issuer is not None
+    answer = requests.get(
+        registry.issuer.realm,
+        params={"service": registry.issuer.service, "scope": f"repository:{repository}:pull"},
+        auth=("alice", PASSWORD),
+        timeout=30,
+    )
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def remote_manifest(registry: Registry, repository: str, tag: str) -> tuple[str, dict] | None:
+    """(digest, manifest) the registry holds under the tag, read by the test itself."""
+    answer = requests.get(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        headers={**_bearer(registry, repository), "Accept": MANIFEST_ACCEPT},
+        timeout=30,
+    )
+    if answer.status_code == 404:
+        return None
+    assert answer.status_code == 200, answer.text
+    return answer.headers["Docker-Content-Digest"], answer.json()
+
+
+def remote_provenance(registry: Registry, repository: str, tag: str) -> dict:
+    held = remote_manifest(registry, repository, tag)
+    assert held is not None, f"{repository}:{tag} is not in the registry"
+    config = requests.get(
+        f"{registry.url}/v2/{repository}/blobs/{held[1]['config']['digest']}",
+        headers=_bearer(registry, repository),
+        timeout=30,
+    ).json()
+    provenance = read_provenance(config)
+    assert provenance is not None
+    return dict(provenance)
+
+
+def blobs_of(manifest: dict) -> set[str]:
+    return {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
+
+
+def writes(entries: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    return [e for e in entries if e[0] not in ("GET", "HEAD")]
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_sync_pushes_every_version_and_the_alias_then_nothing_then_only_what_changed(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "sync-story")
+    model.alias("champion", "2")
+    repository = "team/story"
+
+    mark = registry.mark()
+    first = sync(model.uri(), registry, repository)
+    assert first.code == 0, first.stderr
+    assert actions(first) == [
+        ("pushed", "1", "v1"),
+        ("pushed", "2", "v2"),
+        ("pushed", "3", "v3"),
+        ("tag_moved", "2", "champion"),
+    ]
+    assert first.json["summary"]["pushed"] == 3 and first.json["exit_code"] == 0
+    assert manifest_puts(registry.since(mark)) == ["v1", "v2", "v3", "champion"]
+    for version in ("1", "2", "3"):
+        provenance = remote_provenance(registry, repository, f"v{version}")
+        assert provenance["registered_model"]["name"] == model.name
+        assert provenance["registered_model"]["version"] == version
+        assert provenance["run"]["id"] == model.runs[version]
+    champion = remote_manifest(registry, repository, "champion")
+    assert champion is not None and champion[0] == remote_manifest(registry, repository, "v2")[0]  # type: ignore[index]
+    pushed = first.json["records"][0]
+    assert pushed["uploaded_blobs"] >= 2 and pushed["uploaded_bytes"] > 20_000 and pushed["size"] > 20_000
+    assert pushed["selected_bytes"] == len(MLMODEL) + 20_001 + len(f"{model.name} version 1\n")
+    # Nothing of the sync stays on disk: not in the user's kit storage, not in the cache.
+    assert not (logged_in / "kitops" / "storage").exists()
+    cache = logged_in / "cache"
+    assert [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")] == []
+
+    mark = registry.mark()
+    second = sync(model.uri(), registry, repository)
+    assert second.code == 0, second.stderr
+    assert {a for a, _, _ in actions(second)} == {"skipped"}
+    assert all(r["reason"].startswith("in step") for r in second.json["records"])
+    assert uploads(registry.since(mark)) == [] and writes(registry.since(mark)) == [], "a second sync sends nothing"
+
+    before = {tag: remote_manifest(registry, repository, tag) for tag in ("v1", "v2", "v3")}
+    known_blobs = set().union(*(blobs_of(held[1]) for held in before.values() if held))
+    four = model.add_version()
+    model.alias("champion", four)
+    mark = registry.mark()
+    third = sync(model.uri(), registry, repository)
+    assert third.code == 0, third.stderr
+    assert actions(third) == [
+        ("skipped", "1", "v1"),
+        ("skipped", "2", "v2"),
+        ("skipped", "3", "v3"),
+        ("pushed", "4", "v4"),
+        ("tag_moved", "4", "champion"),
+    ]
+    sent = registry.since(mark)
+    assert manifest_puts(sent) == ["v4", "champion"], "one ModelKit pushed, one tag moved"
+    v4 = remote_manifest(registry, repository, "v4")
+    assert v4 is not None
+    assert uploaded_digests(sent) == blobs_of(v4[1]) - known_blobs
+    assert remote_manifest(registry, repository, "champion")[0] == v4[0]  # type: ignore[index]
+    assert all(remote_manifest(registry, repository, tag) == held for tag, held in before.items())
+
+    # The alias alone: its version is in step and its tag points at it; the listing pages through.
+    mark = registry.mark()
+    alias_only = sync(model.uri("@champion"), registry, repository)
+    assert alias_only.code == 0, alias_only.stderr
+    assert actions(alias_only) == [("skipped", "4", "v4"), ("skipped", "4", "champion")]
+    assert writes(registry.since(mark)) == []
+    from kitmlflow_tui.catalogue import Catalogue
+
+    listed = Catalogue(live.url).list_model_versions(model.name, page_size=2)
+    assert [(v.version, v.run_id) for v in listed] == sorted(model.runs.items(), key=lambda item: int(item[0]))
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_a_tag_holding_another_version_is_a_conflict_left_alone_unless_forced(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    first_model = make_model(live, "sync-conflict-a", 1)
+    other_model = make_model(live, "sync-conflict-b", 2)
+    repository = "team/conflict"
+    assert sync(first_model.uri(), registry, repository).code == 0
+    held = remote_manifest(registry, repository, "v1")
+    assert held is not None
+
+    mark = registry.mark()
+    out = sync(other_model.uri(), registry, repository)
+    assert out.code == 9, out.stderr
+    assert actions(out) == [("conflict", "1", "v1"), ("pushed", "2", "v2")], "every version is tried"
+    conflict = out.json["records"][0]
+    assert "sync-conflict-a version 1" in conflict["reason"] and "--force" in conflict["reason"]
+    assert conflict["exit_code"] == 9 and conflict["digest"] == held[0]
+    assert "v1" not in manifest_puts(registry.since(mark))
+    assert remote_manifest(registry, repository, "v1") == held, "a conflicting tag is not overwritten"
+
+    dry = sync(other_model.uri(), registry, repository, "--dry-run")
+    assert dry.code == 9 and actions(dry)[0] == ("conflict", "1", "v1")
+
+    forced = sync(other_model.uri(), registry, repository, "--force")
+    assert forced.code == 0, forced.stderr
+    assert actions(forced) == [("pushed", "1", "v1"), ("skipped", "2", "v2")]
+    assert "replacing sync-conflict-a version 1" in forced.json["records"][0]["reason"]
+    assert remote_provenance(registry, repository, "v1")["registered_model"]["name"] == other_model.name
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_a_tag_holding_the_same_version_from_another_run_is_a_conflict(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    # What a second tracking server with a model of the same name would have pushed: same name and version,
+    # another run. Made here with `import --kitfile` (the Kitfile, and so the config, exactly as written).
+    model = make_model(live, "sync-other-run", 1)
+    repository = "team/other-run"
+    kitfile = logged_in / "Kitfile"
+    provenance = {"run": {"id": "f" * 32}, "registered_model": {"name": model.name, "version": "1"}}
+    kitfile.write_text(
+        json.dumps(
+            {
+                "manifestVersion": "1.0.0",
+                "package": {"name": "other-run"},
+                "model": {"name": "readme", "path": "README.md", "parameters": {"mlflow": provenance}},
+            }
+        )
+    )
+    reference = f"{registry.host}/{repository}:v1"
+    imported = run_cli(
+        "import", live.uri(), "-t", reference, "--yes", "--json", "--packer", "native", "--push",
+        "--include", "README.md", "--kitfile", str(kitfile),
+    )  # fmt: skip
+    assert imported.code == 0, imported.stderr
+    out = sync(model.uri(), registry, repository)
+    assert out.code == 9, out.stderr
+    assert actions(out) == [("conflict", "1", "v1")]
+    assert f"(run {'f' * 32})" in out.json["records"][0]["reason"]
+    assert remote_manifest(registry, repository, "v1")[0] == imported.json["digest"]  # type: ignore[index]
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_versions_of_unfinished_or_deleted_runs_and_deleted_versions_are_reported_and_skipped(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "sync-status", 0)
+    model.add_version()
+    model.add_version(status="RUNNING")
+    model.add_version()
+    model.add_version()
+    model.add_version()
+    client = model.client()
+    client.delete_model_version(model.name, "3")
+    client.delete_run(model.runs["4"])
+    repository = "team/status"
+
+    out = sync(model.uri(), registry, repository)
+    assert out.code == 0, out.stderr  # every importable version is in step
+    assert actions(out) == [
+        ("pushed", "1", "v1"),
+        ("skipped", "2", "v2"),
+        ("skipped", "3", None),
+        ("skipped", "4", "v4"),
+        ("pushed", "5", "v5"),
+    ]
+    reasons = {r["version"]: r["reason"] for r in out.json["records"]}
+    assert "RUNNING, not FINISHED" in reasons["2"]
+    assert "deleted from the MLflow model registry" in reasons["3"]
+    assert "deleted" in reasons["4"]
+    assert remote_manifest(registry, repository, "v2") is None and remote_manifest(registry, repository, "v4") is None
+
+    named = sync(model.uri("/2"), registry, repository)
+    assert named.code == 5, named.stderr
+    assert actions(named) == [("failed", "2", "v2")]
+    gone = sync(model.uri("/3"), registry, repository)
+    assert gone.code == 4, gone.stderr
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_aliases_that_cannot_be_their_own_tag_are_reported(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "sync-odd-aliases", 2)
+    model.alias("-odd", "1")  # MLflow takes it; kit refuses a tag that starts with '-'
+    model.alias("1", "2")  # with --tag-template {version}, "1" is version 1's tag
+    model.alias("_ok", "2")
+    repository = "team/odd-aliases"
+    out = sync(model.uri(), registry, repository, "--tag-template", "{version}")
+    assert out.code == 9, out.stderr
+    assert actions(out) == [
+        ("pushed", "1", "1"),
+        ("pushed", "2", "2"),
+        ("skipped", "1", None),
+        ("conflict", "2", "1"),
+        ("tag_moved", "2", "_ok"),
+    ]
+    assert "cannot be a tag" in out.json["records"][2]["reason"]
+    assert "is the tag of version 1" in out.json["records"][3]["reason"]
+    assert remote_provenance(registry, repository, "1")["registered_model"]["version"] == "1"
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_dry_run_says_what_would_move_with_sizes_and_touches_nothing(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "sync-dry", 2)
+    model.alias("champion", "1")
+    repository = "team/dry"
+    mark = registry.mark()
+    out = run_cli("sync", model.uri("@champion"), "--to", f"{registry.host}/{repository}", "--dry-run", "--json")
+    assert out.code == 0, out.stderr
+    assert actions(out) == [("would_push", "1", "v1"), ("would_move_tag", "1", "champion")]
+    assert out.json["dry_run"] is True
+    selected = out.json["records"][0]["selected_bytes"]
+    assert selected == len(MLMODEL) + 20_001 + len(f"{model.name} version 1\n")
+    assert writes(registry.since(mark)) == [], "a dry run only reads"
+    assert not (logged_in / "cache").exists() and not (logged_in / "kitops" / "storage").exists()
+
+    filtered = run_cli(
+        "sync", model.uri(), "--to", f"{registry.host}/{repository}", "--dry-run", "--json", "--exclude", "notes.txt"
+    )
+    assert filtered.code == 0, filtered.stderr
+    assert filtered.json["records"][0]["selected_bytes"] == selected - len(f"{model.name} version 1\n")
+
+    pushed = sync(model.uri("/2"), registry, repository, "--exclude", "notes.txt")
+    assert pushed.code == 0, pushed.stderr
+    assert remote_provenance(registry, repository, "v2")["filter"]["exclude"] == ["notes.txt"]
+
+
+# -- processes: killed, and two at once ------------------------------------------------------------------------
+def cli_process(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "kitmlflow_tui.cli", *args]
+
+
+def process_env(root: Path) -> dict[str, str]:
+    return kitmlflow_subprocess_env(
+        KITOPS_HOME=str(root / "kitops"), KITMLFLOW_CACHE_DIR=str(root / "cache"), DOCKER_CONFIG=str(root / "docker")
+    )
+
+
+@needs_registry
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_sync_killed_mid_push_is_finished_by_the_next(live: LiveServer, registry: Registry, logged_in: Path) -> None:
+    model = make_model(live, "sync-killed", 1)
+    model.add_version(big=200_000_000)
+    repository = "team/killed"
+    command = cli_process(sync_args(model.uri(), registry, repository))
+    proc = subprocess.Popen(
+        command, env=process_env(logged_in), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while registry.upload_data_bytes() < 10_000_000:  # version 2's big layer is on its way
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert remote_manifest(registry, repository, "v1") is not None
+    assert remote_manifest(registry, repository, "v2") is None
+
+    mark = registry.mark()
+    rerun = subprocess.run(command, env=process_env(logged_in), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    doc = json.loads(rerun.stdout)
+    assert [(r["action"], r["version"]) for r in doc["records"]] == [("skipped", "1"), ("pushed", "2")]
+    finished = doc["records"][1]
+    assert finished["downloaded_bytes"] == 0, "the ModelKit the killed sync packed is pushed as it is"
+    held = remote_manifest(registry, repository, "v2")
+    assert held is not None and held[0] == finished["digest"]
+    sent = uploaded_digest_list(registry.since(mark))
+    assert set(sent) <= blobs_of(held[1]) and len(sent) == finished["uploaded_blobs"]
+    big_layer = max(held[1]["layers"], key=lambda layer: layer["size"])
+    assert big_layer["digest"] in sent
+    assert [p for p in (logged_in / "cache").rglob("*") if p.is_file() and not p.name.endswith(".lock")] == []
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_two_syncs_at_once_push_each_blob_once(live: LiveServer, registry: Registry, logged_in: Path) -> None:
+    model = make_model(live, "sync-twice")
+    repository = "team/twice"
+    command = cli_process(sync_args(model.uri(), registry, repository))
+    mark = registry.mark()
+    procs = [
+        subprocess.Popen(command, env=process_env(logged_in), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_stdout, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr
+    records = [record for stdout, _ in outputs for record in json.loads(stdout)["records"]]
+    assert sorted(r["action"] for r in records) == ["pushed"] * 3 + ["skipped"] * 3
+    sent = registry.since(mark)
+    assert sorted(manifest_puts(sent)) == ["v1", "v2", "v3"], "each tag is written once"
+    digests = uploaded_digest_list(sent)
+    assert len(digests) == len(set(digests)), "no blob is uploaded twice"
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_on_a_terminal_without_yes_the_sync_shows_what_it_would_do_and_asks(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    import pty
+
+    model = make_model(live, "sync-asks", 1)
+    repository = "team/asks"
+    command = cli_process(["sync", model.uri(), "--to", f"{registry.host}/{repository}", "--packer", "native"])
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, env=process_env(logged_in), stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    answered = False
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal: it exited
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"Go ahead?" in seen:
+                assert remote_manifest(registry, repository, "v1") is None, "nothing moves before the answer"
+                os.write(leader, b"y\r")
+                answered = True
+    finally:
+        os.close(leader)
+    assert proc.wait(timeout=120) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert answered and "would push" in text and "pushed" in text.split("Go ahead?", 1)[1]
+    assert remote_manifest(registry, repository, "v1") is not None
+
+
+@needs_registry
+@pytest.mark.kit
+@pytest.mark.timeout(300)
+def test_sync_packs_with_the_real_kit_into_its_own_kit_home(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    from kitmlflow_tui.packing.kit_cli import find_kit
+
+    if find_kit() is None:
+        pytest.skip("the real kit binary is not installed (set KIT_BIN or put kit on PATH; see README)")
+    model = make_model(live, "sync-kit", 1)
+    by_kit = sync(model.uri(), registry, "team/by-kit", "--packer", "kit")
+    assert by_kit.code == 0, by_kit.stderr
+    assert actions(by_kit) == [("pushed", "1", "v1")]
+    assert not (logged_in / "kitops" / "storage").exists(), "kit packed into the sync's own kit home"
+    held = remote_manifest(registry, "team/by-kit", "v1")
+    assert held is not None and held[0] == by_kit.json["records"][0]["digest"]
+    assert remote_provenance(registry, "team/by-kit", "v1")["registered_model"]["version"] == "1"
