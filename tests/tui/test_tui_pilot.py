@@ -331,6 +331,22 @@ async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_
     assert app.return_value == 6
 
 
+async def test_no_server_configured_says_so_and_creates_nothing_here(isolated_env, monkeypatch) -> None:
+    """Issue 15, item 6: no flag, no URI, no MLFLOW_TRACKING_URI is no silent ./mlflow.db."""
+    here = isolated_env / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    app = KitmlflowApp(None, cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.last_error is not None, what="the no-server message")
+        text = " ".join(screen_text(app).split())
+        for named in ("--tracking-uri", "MLFLOW_TRACKING_URI", "kitmlflow demo"):
+            assert named in text, text
+        await pilot.press("q")
+    assert app.return_value == 2
+    assert list(here.iterdir()) == [], "nothing created in the user's folder"
+
+
 async def test_a_run_that_is_not_finished_cannot_go_on(isolated_env, demo_store) -> None:
     app = app_for(demo_store, RunRef(None, demo_store.runs["failed"]))
     async with app.run_test(size=(80, 24)) as pilot:

@@ -350,13 +350,14 @@ class ReviewScreen(WizardScreen):
 
     def show_disk(self) -> None:
         need = self.plan.selected_bytes
-        text = f"Download [b]{format_size(need)}[/] ({count(len(self.plan.selected), 'file')})"
+        # Two lines: the column is narrow at 80-100 columns, and a size must not wrap between number and unit.
+        text = f"Download [b]{format_size(need)}[/] ({count(len(self.plan.selected), 'file')})\n"
         if self.free is None:
-            text += " · [dim]free space: checking…[/]"
+            text += "[dim]free space: checking…[/]"
         elif self.free >= need:
-            text += f" · free {format_size(self.free)} [green]✓[/]"
+            text += f"free {format_size(self.free)} [green]✓[/]"
         else:
-            text += f" · free {format_size(self.free)} [b $error]✗ not enough space[/]"
+            text += f"free {format_size(self.free)} [b $error]✗ not enough space[/]"
         self.query_one("#disk", Static).update(text)
 
     def command_words(self) -> list[str]:

@@ -79,7 +79,10 @@ class CommandView(LaidOut):
             lines += [Text(line) for line in shell_lines(words, width, indent=self.indent)]
         for note in self.notes:  # comments: every wrapped line starts with "#", so a pasted one stays one
             prefix = f"{self.indent}# "
-            wrapped = textwrap.wrap(note, max(width - len(prefix), 10)) or [""]
+            # never inside a word or at a hyphen: a note may name a command or a reference to copy
+            wrapped = textwrap.wrap(
+                note, max(width - len(prefix), 10), break_on_hyphens=False, break_long_words=False
+            ) or [""]
             lines += [Text(prefix + part, style="dim") for part in wrapped]
         return Text("\n").join(lines)
 
