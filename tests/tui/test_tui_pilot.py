@@ -395,6 +395,52 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
     assert headless.json["reference"] == wizard.reference
 
 
+async def test_review_fields_survive_a_trip_back_and_go_into_the_command_then_esc_on_done_goes_to_the_runs(
+    isolated_env, demo_store
+) -> None:
+    """Issue 15, items 7 and 8: typed tag and description are kept when going back to the artifacts, the
+    description reaches the headless command; after the import Esc opens the runs for another one."""
+    from textual.widgets import Input
+
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), tag="trip:v1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+        field = app.screen.query_one("#field-description", Input)
+        field.focus()
+        await pilot.press("ctrl+u", *"Kept across the trip")
+        await wait_for(pilot, lambda: app.screen.kitfile.package.description == "Kept across the trip")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+        assert app.screen.query_one("#field-description", Input).value == "Kept across the trip"
+        assert "--description 'Kept across the trip'" in app.screen.command_line()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=120, what="the import")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "RunsScreen"), what="the runs, for another import")
+        assert app.is_running
+
+
+async def test_question_mark_lists_the_keys_and_ctrl_p_opens_the_palette(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: on(app, "HelpScreen"), what="the key map")
+        text = screen_text(app)
+        for key in ("space", "Glob", "Profiles", "Continue"):
+            assert key in text, text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: on(app, "CommandPalette"), what="the command palette")
+        await pilot.press(*"image-classifier-sweeps")
+        await shows(pilot, "image-classifier-sweeps")
+
+
 @pytest.mark.timeout(300)
 async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) -> None:
     """The real import child process, downloading from the hostile server, which sends 1 MiB of big.bin at
@@ -434,6 +480,8 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
             await pilot.press("y")
             await wait_for(pilot, lambda: not importing.running, timeout=120, what="the cancelled import")
             await shows(pilot, "Download cancelled; completed files are kept")
+            await shows(pilot, "r retry: the import resumes")  # item 7: retry, back, and the headless twin
+            assert "Headless equivalent" in screen_text(app) and "esc Cancel" not in screen_text(app)
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ReviewScreen"))
     assert_only_what_a_resume_uses(cache, kit_home, data)
