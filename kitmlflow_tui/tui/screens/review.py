@@ -19,7 +19,6 @@ from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, R
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides, dump_kitfile
 from kitmlflow_tui.profiles import PackageDefaults
-from kitmlflow_tui.registry import RegistryRef, StoredCredential, parse_registry_reference
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import choice_words, one_line
@@ -29,6 +28,7 @@ from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 
 if TYPE_CHECKING:
     from kitmlflow_tui.pipeline import KitfilePreview
+    from kitmlflow_tui.registry import RegistryRef, StoredCredential
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 LABELS = {
@@ -230,6 +230,8 @@ class ReviewScreen(WizardScreen):
         if not text:
             return None
         try:
+            from kitmlflow_tui.registry import parse_registry_reference  # requests: off the first paint
+
             return parse_registry_reference(text)
         except BadInputError:
             return None
@@ -313,6 +315,8 @@ class ReviewScreen(WizardScreen):
             status.update("[dim]Push to: empty, the ModelKit stays in local storage.[/]")
             return
         try:
+            from kitmlflow_tui.registry import parse_registry_reference
+
             target = parse_registry_reference(text)
         except BadInputError as exc:
             self.push_error = exc
