@@ -58,6 +58,16 @@ class WizardState:
     fields: dict[str, ReviewFields] = field(default_factory=dict)  # run id -> the review's fields as typed
 
 
+_SCROLL_ACTIONS = frozenset(
+    f"{kind}_{where}" for kind in ("scroll", "page") for where in ("up", "down", "left", "right", "home", "end")
+)
+
+
+def is_textual_scrolling(node: object, action: str) -> bool:
+    """A scrolling key a Textual container brings (not one of the wizard's own widgets)."""
+    return action in _SCROLL_ACTIONS and type(node).__module__.startswith("textual.")
+
+
 class KitmlflowApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "kitmlflow"
@@ -248,6 +258,10 @@ class KitmlflowApp(App[int]):
         keys = []
         for active in sorted(self.screen.active_bindings.values(), key=lambda active: active.binding.show is False):
             binding = active.binding
+            if is_textual_scrolling(active.node, binding.action) or binding.key.startswith("super+"):
+                continue  # a scroll container's own keys and macOS twins: noise beside the step's keys
+            if binding.action == "command_palette":
+                continue  # told below, with what it finds
             description = binding.description or binding.action.replace("_", " ")
             keys.append((self.get_key_display(binding), description, active.enabled))
         keys.append(("ctrl+p", "Command palette: jump to an experiment or a run, any action", True))

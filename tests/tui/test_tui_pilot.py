@@ -434,6 +434,11 @@ async def test_question_mark_lists_the_keys_and_ctrl_p_opens_the_palette(isolate
         text = screen_text(app)
         for key in ("space", "Glob", "Profiles", "Continue"):
             assert key in text, text
+        listed = [(key, what) for key, what, _ in app.screen.keys]  # all of them, also those scrolled out of view
+        assert not [k for k, what in listed if "Scroll" in what or k.startswith("super+")], listed
+        assert [what for _, what in listed if "palette" in what.lower()] == [
+            "Command palette: jump to an experiment or a run, any action"
+        ]
         await pilot.press("escape")
         await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
         await pilot.press("ctrl+p")

@@ -82,6 +82,10 @@ class DoneScreen(WizardScreen):
             yield CommandView("[b]Next[/]", commands, notes=notes, indent="  ", id="done-next")
             yield Static("[dim]esc another import (back to the runs) · ctrl+y copies the unpack command · q quits[/]")
 
+    def unpack_command(self) -> str:
+        """What Ctrl+Y copies: the unpack command on one line."""
+        return one_line(self.unpack_words())
+
     def action_copy(self) -> None:
-        self.app.copy_to_clipboard(one_line(self.unpack_words()))
+        self.app.copy_to_clipboard(self.unpack_command())
         self.notify("Copied.", title="kit unpack")
