@@ -454,29 +454,14 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
     comes. Afterwards: the message comes from the pipeline, the received bytes stay in the cache as the
     part file (correct, for the next run to resume), no tag, no stage folder, no blob without a manifest."""
     from kitmlflow_tui.reference import parse_reference
-    from tests.support.hostile_server import Content, Scenario, file, hostile_server
+    from tests.support.hostile_server import hostile_server
 
-    data = bytes(range(256)) * (4 * 4096)  # 4 MiB
-    scenario = Scenario(
-        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
-        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
-    )
+    scenario, data = trickling_scenario()
     cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
     with hostile_server(scenario) as server:
         app = KitmlflowApp(parse_reference(server.uri()), tag="cancel:v1", cursor_blink=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: tree_listed(app), what="the listing")
-            await pilot.press("c")
-            await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
-            await pilot.press("ctrl+g")
-            await wait_for(pilot, lambda: on(app, "ImportScreen"))
-            importing = app.screen
-
-            def part_size() -> int:
-                parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
-                return parts[0].stat().st_size if parts else 0
-
-            await wait_for(pilot, lambda: part_size() >= 1_048_576, timeout=120, what="big.bin half-way")
+            importing = await import_until_mid_file(pilot, app, cache)
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
             await pilot.press("n")  # not yet: the import goes on
@@ -498,24 +483,14 @@ async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a
 ) -> None:
     """Ctrl+Q during the download asks as Esc does; "n" goes on, "y" cancels, waits for the clean-up, quits."""
     from kitmlflow_tui.reference import parse_reference
-    from tests.support.hostile_server import Content, Scenario, file, hostile_server
+    from tests.support.hostile_server import hostile_server
 
-    data = bytes(range(256)) * (4 * 4096)  # 4 MiB, trickling after the first MiB: surely mid-file at the quit
-    scenario = Scenario(
-        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
-        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
-    )
+    scenario, data = trickling_scenario()
     cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
     with hostile_server(scenario) as server:
         app = KitmlflowApp(parse_reference(server.uri()), tag="quit:v1", cursor_blink=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: tree_listed(app), what="the listing")
-            await pilot.press("c")
-            await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
-            await pilot.press("ctrl+g")
-            await wait_for(pilot, lambda: on(app, "ImportScreen"))
-            importing = app.screen
-            await wait_for(pilot, lambda: part_bytes(cache) >= 1_048_576, timeout=120, what="big.bin half-way")
+            importing = await import_until_mid_file(pilot, app, cache)
             await pilot.press("ctrl+q")
             await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before quitting")
             await shows(pilot, "Quit? The import stops")
@@ -528,6 +503,31 @@ async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a
             await wait_for(pilot, lambda: not app.is_running, timeout=120, what="the app to quit after the clean-up")
     assert app.return_value == 130
     assert_only_what_a_resume_uses(cache, kit_home, data)
+
+
+def trickling_scenario():
+    """A run whose big.bin (4 MiB) sends its first MiB at once, then trickles for ever: an import of it
+    is surely mid-file when the test acts."""
+    from tests.support.hostile_server import Content, Scenario, file
+
+    data = bytes(range(256)) * (4 * 4096)
+    scenario = Scenario(
+        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
+        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
+    )
+    return scenario, data
+
+
+async def import_until_mid_file(pilot, app: KitmlflowApp, cache: Path):
+    """From the listed run to an import whose big.bin is half-way; the import screen."""
+    await wait_for(pilot, lambda: tree_listed(app), what="the listing")
+    await pilot.press("c")
+    await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+    await pilot.press("ctrl+g")
+    await wait_for(pilot, lambda: on(app, "ImportScreen"))
+    importing = app.screen
+    await wait_for(pilot, lambda: part_bytes(cache) >= 1_048_576, timeout=120, what="big.bin half-way")
+    return importing
 
 
 def part_bytes(cache: Path) -> int:

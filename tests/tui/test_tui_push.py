@@ -27,6 +27,15 @@ def locked_registry(tmp_path_factory):
     yield from module_registry(tmp_path_factory, "tui-locked-registry", users={"alice": "s3cret-Pa55word!"})
 
 
+def finished_run_app(demo_store, tag: str) -> KitmlflowApp:
+    return KitmlflowApp(
+        RunRef(None, demo_store.runs["finished"]),
+        tracking_uri_flag=demo_store.tracking_uri,
+        tag=tag,
+        cursor_blink=False,
+    )
+
+
 def on(app: KitmlflowApp, name: str) -> bool:
     return type(app.screen).__name__ == name
 
@@ -47,12 +56,7 @@ async def test_push_to_on_the_review_pushes_and_the_done_screen_names_the_pushed
     isolated_env, demo_store, open_registry
 ) -> None:
     target = f"{open_registry.host}/demo/resnet:v1"
-    app = KitmlflowApp(
-        RunRef(None, demo_store.runs["finished"]),
-        tracking_uri_flag=demo_store.tracking_uri,
-        tag="resnet:v1",
-        cursor_blink=False,
-    )
+    app = finished_run_app(demo_store, "resnet:v1")
     async with app.run_test(size=(80, 24)) as pilot:
         await to_review_with_push(pilot, app, target)
         await shows(pilot, "No login stored for")  # loopback http needs none here
@@ -75,12 +79,7 @@ async def test_a_refused_push_keeps_the_modelkit_and_names_the_login_then_retrie
     isolated_env, demo_store, locked_registry
 ) -> None:
     target = f"{locked_registry.host}/demo/locked:v1"
-    app = KitmlflowApp(
-        RunRef(None, demo_store.runs["finished"]),
-        tracking_uri_flag=demo_store.tracking_uri,
-        tag="locked:v1",
-        cursor_blink=False,
-    )
+    app = finished_run_app(demo_store, "locked:v1")
     async with app.run_test(size=(120, 36)) as pilot:
         await to_review_with_push(pilot, app, target)
         await pilot.press("ctrl+g")

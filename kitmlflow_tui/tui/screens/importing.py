@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar as BarRenderable
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -160,6 +161,16 @@ def files_table(state: ProgressState, width: int) -> Table:
     return table
 
 
+class FollowingLog(RichLog):
+    """The steps' log, its last line kept in view when it gets shorter (the panel after a failure takes
+    rows from it, and the error is that last line)."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        if self.auto_scroll:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+
+
 class ImportScreen(WizardScreen):
     """Runs the import of a choice, or (``packed`` given) only the push of a ModelKit packed before."""
 
@@ -226,7 +237,7 @@ class ImportScreen(WizardScreen):
             yield ProgressBar(total=None, show_eta=False, id="overall")
             yield Static("", id="overall-text")
             yield Static("", id="files")
-            yield RichLog(id="steps", wrap=True, markup=True)
+            yield FollowingLog(id="steps", wrap=True, markup=True)
             with VerticalScroll(id="import-after"):
                 yield Static("", id="import-next")
                 yield CommandView(
@@ -349,8 +360,6 @@ class ImportScreen(WizardScreen):
                 lines.append("  [b]r[/] retry the import")
         lines.append("  [b]esc[/] back to the review · [b]q[/] quit")
         self.query_one("#import-next", Static).update("\n".join(lines))
-        # This panel takes rows from the log: keep the log's last lines (the error) in view.
-        self.call_after_refresh(self.query_one("#steps", RichLog).scroll_end, animate=False, immediate=True)
 
     # -- actions -------------------------------------------------------------------------------
     def action_cancel(self) -> None:
