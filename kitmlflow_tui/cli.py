@@ -208,6 +208,15 @@ def open_wizard(reference, **options: Any) -> int:
     return run_wizard(reference, **options)
 
 
+# Tracking URIs a user may type where the wizard takes an mlflow:// reference.
+_SERVER_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+def _names_a_server(uri: str) -> bool:
+    scheme, sep, _rest = uri.partition(":")
+    return bool(sep) and scheme.lower() in _SERVER_SCHEMES
+
+
 def parse_uri(uri: str, *, all_versions: bool = False):
     from kitmlflow_tui.reference import parse_reference
 
@@ -361,11 +370,19 @@ def logout(registry: str) -> None:
 @click.argument("uri", required=False)
 @click.option("--tracking-uri", metavar="URI", help="Tracking server when the URI names no host.")
 def browse(uri: str | None, tracking_uri: str | None = None) -> None:
-    """Open the wizard (experiments → runs → artifacts → review → import)."""
+    """Open the wizard (experiments → runs → artifacts → review → import).
+
+    URI is an mlflow:// reference, or a tracking server (http://HOST:PORT, sqlite:///PATH), as --tracking-uri."""
 
     def body(out: Output) -> int:
-        reference = parse_uri(uri) if uri else None
-        return open_wizard(reference, tracking_uri_flag=tracking_uri)
+        reference, flag = None, tracking_uri
+        if uri and _names_a_server(uri):  # `kitmlflow http://127.0.0.1:5000`: that server, as --tracking-uri
+            if flag and flag.rstrip("/") != uri.rstrip("/"):
+                raise BadInputError(f"Two servers given: {uri} and --tracking-uri {flag}; keep one.")
+            flag = uri
+        elif uri:
+            reference = parse_uri(uri)
+        return open_wizard(reference, tracking_uri_flag=flag)
 
     run_guarded(False, body)
 
@@ -381,6 +398,10 @@ def browse(uri: str | None, tracking_uri: str | None = None) -> None:
 )
 @pack_options
 @click.option("--keep-download", is_flag=True, help="Keep the downloaded files in the cache after packing.")
+@click.option("--description", metavar="TEXT", help="The Kitfile's package description (over a profile's).")
+@click.option(
+    "--author", "authors", multiple=True, metavar="NAME", help="A package author (repeatable; over a profile's)."
+)
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
 @registry_options
 def import_command(
@@ -391,6 +412,8 @@ def import_command(
     packer: str,
     compression: str,
     keep_download: bool,
+    description: str | None,
+    authors: tuple[str, ...],
     push: bool,
     **options: Any,
 ) -> None:
@@ -413,17 +436,15 @@ def import_command(
                     "kitmlflow import needs --yes when it cannot ask (no terminal).",
                     hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
                 )
-            if push:
-                raise BadInputError("--push needs --yes for now: the wizard does not push yet.")
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
-            return open_wizard(reference, tracking_uri_flag=options["tracking_uri"], tag=tag, spec=spec)
+            return open_wizard(reference, tracking_uri_flag=options["tracking_uri"], tag=tag, push=push, spec=spec)
         import_options = pipeline.ImportOptions(
             tag=tag,
             packer=packer,
             compression=compression,
             kitfile_path=kitfile_path,
             keep_download=keep_download,
-            overrides=_profile_overrides(profile),
+            overrides=_package_overrides(profile, description, authors),
             jobs=options["jobs"],
             push_to=push_to,
             registry=registry,
@@ -479,14 +500,17 @@ def _check_kitfile(path: Path) -> None:
     load_kitfile_text(read_kitfile(path), source=str(path))
 
 
-def _profile_overrides(profile):
-    """Kitfile defaults a profile carries, as overrides of the generated package fields."""
-    if profile is None or not profile.package.as_dict():
-        return None
+def _package_overrides(profile, description: str | None, authors: tuple[str, ...]):
+    """The package fields --description/--author and a profile's Kitfile defaults set (the flags win)."""
     from kitmlflow_tui.kitfile import KitfileOverrides
+    from kitmlflow_tui.profiles import PackageDefaults
 
-    package = profile.package
-    return KitfileOverrides(description=package.description, authors=package.authors or None, license=package.license)
+    package = profile.package if profile is not None else PackageDefaults()
+    description = description.strip() if description and description.strip() else package.description
+    names = tuple(a.strip() for a in authors if a.strip()) or package.authors
+    if not (description or names or package.license):
+        return None
+    return KitfileOverrides(description=description, authors=names or None, license=package.license)
 
 
 def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
@@ -595,7 +619,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
             dry_run=dry_run,
             packer=options["packer"],
             compression=options["compression"],
-            overrides=_profile_overrides(profile),
+            overrides=_package_overrides(profile, None, ()),
             jobs=options["jobs"],
             tracking_uri_flag=options["tracking_uri"],
         )
@@ -785,9 +809,15 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
     """Build a small local MLflow store with realistic runs (cached) and open the wizard on it."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.demo import build_demo_store
+        from kitmlflow_tui.demo import build_demo_store, default_demo_root
 
-        store = build_demo_store(root, force=rebuild)
+        def told(number: int, total: int, what: str) -> None:  # on stderr: --print-uri's stdout stays the URI
+            if number == 0:
+                where = root or default_demo_root()
+                click.echo(f"Building the demo MLflow store in {where} (once: later runs reuse it)…", err=True)
+            click.echo(f"  [{number}/{total}] {what}" if total else f"  {what}…", err=True)
+
+        store = build_demo_store(root, force=rebuild, on_step=told)
         if print_uri:
             click.echo(store.tracking_uri)
             return 0

@@ -14,8 +14,9 @@ How the two talk:
   never onto argv;
 - a line ``cancel`` on stdin, or stdin closing because the parent is gone, sets the child's cancel event,
   which the pipeline handles like Ctrl-C: completed downloads stay in the cache, no partial ModelKit;
-- the child replays its observer's calls on pipe FD as length-prefixed pickles ``(method, args)``, then
-  one ``("result", ImportResult)`` or ``("error", KitmlflowError)``. Its stdout and stderr are only for
+- the child replays its observer's calls (steps, download, pack and push progress, the packed ModelKit)
+  on pipe FD as length-prefixed pickles ``(method, args)``, then one ``("result", ImportResult)`` (a
+  ``PushResult`` for a ``PushJob``, the push of a ModelKit packed earlier) or ``("error", KitmlflowError)``. Its stdout and stderr are only for
   what Python and MLflow print; the parent keeps the end of stderr for the message if the child dies.
 """
 
@@ -52,7 +53,7 @@ RELAY_THREAD_NAME = "kitmlflow-import-cancel-relay"
 
 @dataclass(frozen=True)
 class ImportJob:
-    """A run the caller has already listed, what to take from it, and how to pack it."""
+    """A run the caller has already listed, what to take from it, and how to pack (and push) it."""
 
     tracking_uri: str
     run: RunInfo
@@ -62,11 +63,21 @@ class ImportJob:
     options: ImportOptions
 
 
+@dataclass(frozen=True)
+class PushJob:
+    """Push again a ModelKit an earlier job packed (its push failed): ``options.push_to`` is the target."""
+
+    packed: ImportResult
+    options: ImportOptions
+
+
 # -- the parent's side ----------------------------------------------------------------------------
-def run_import_in_child(job: ImportJob, observer: Observer, cancel: threading.Event) -> ImportResult:
-    """``pipeline.run_import`` for ``job`` in a child process; the observer's calls are replayed here, on
-    the calling thread. Setting ``cancel`` stops the child the way Ctrl-C stops the CLI."""
-    observer.step("start", "Starting the import (loading MLflow in a process of its own)")
+def run_import_in_child(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> Any:
+    """``pipeline.run_import`` for an ImportJob (an ImportResult), ``pipeline.push`` for a PushJob (a
+    PushResult), in a child process; the observer's calls are replayed here, on the calling thread.
+    Setting ``cancel`` stops the child the way Ctrl-C stops the CLI."""
+    if isinstance(job, ImportJob):
+        observer.step("start", "Starting the import (loading MLflow in a process of its own)")
     read_end, write_end = os.pipe()
     with tempfile.TemporaryFile() as stderr:
         try:
@@ -184,6 +195,12 @@ class SendingObserver(Observer):
     def pack_progress(self, done: int, total: int) -> None:
         self.frames.send("pack_progress", done, total)
 
+    def push_progress(self, event: ProgressEvent) -> None:
+        self.frames.send("push_progress", event)
+
+    def packed(self, result: ImportResult) -> None:
+        self.frames.send("packed", result)
+
 
 def _cancel_on_request(stdin: IO[bytes], cancel: threading.Event) -> None:
     """Cancel on a ``cancel`` line, and on end of input: the parent is gone, nobody waits for a result."""
@@ -200,7 +217,11 @@ def _sendable(error: KitmlflowError) -> KitmlflowError:
     return error
 
 
-def _run(job: ImportJob, observer: Observer, cancel: threading.Event) -> ImportResult:
+def _run(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> Any:
+    if isinstance(job, PushJob):
+        from kitmlflow_tui.pipeline import push
+
+        return push(job.packed, job.options, observer, cancel)
     from kitmlflow_tui.catalogue import Catalogue
     from kitmlflow_tui.pipeline import run_import, session_from_listing
 
@@ -216,7 +237,7 @@ def main(argv: list[str]) -> int:
     # error: _enter_buffered_busy", exit -6, after the result was sent). Unbuffered also reads no further
     # than the job, so a cancel line written right after it stays in the pipe for the thread.
     stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
-    job: ImportJob = pickle.load(stdin)
+    job: ImportJob | PushJob = pickle.load(stdin)
     cancel = threading.Event()
     threading.Thread(target=_cancel_on_request, args=(stdin, cancel), daemon=True).start()
     try:
@@ -236,4 +257,8 @@ if __name__ == "__main__":
     from kitmlflow_tui import disable_mlflow_telemetry
 
     disable_mlflow_telemetry()  # before the job, and with it MLflow, is loaded
-    sys.exit(main(sys.argv))
+    # Run the package module's main, not this __main__ copy: the job was pickled as a
+    # kitmlflow_tui.import_process class, and an isinstance against __main__'s twin would never match.
+    from kitmlflow_tui import import_process
+
+    sys.exit(import_process.main(sys.argv))

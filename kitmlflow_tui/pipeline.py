@@ -52,6 +52,9 @@ class Observer:
     def push_progress(self, event: ProgressEvent) -> None:  # the push's blobs, as the download's files
         pass
 
+    def packed(self, result: ImportResult) -> None:  # the ModelKit is in local storage (a push may follow)
+        pass
+
 
 @dataclass
 class Session:
@@ -151,8 +154,39 @@ def cache_root() -> Path:
 
 def run_cache_dir(session: Session) -> Path:
     """One folder per (server, run), so a re-run of the same import resumes where it stopped."""
-    server = hashlib.sha256(session.catalogue.tracking_uri.encode()).hexdigest()[:12]
-    return cache_root() / server / session.resolved.run.run_id
+    return run_cache_path(session.catalogue.tracking_uri, session.resolved.run.run_id)
+
+
+def run_cache_path(tracking_uri: str, run_id: str) -> Path:
+    server = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
+    return cache_root() / server / run_id
+
+
+def disk_bytes(folder: Path) -> int:
+    """Bytes the files under ``folder`` take on disk (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def discard_run_cache(tracking_uri: str, run_id: str) -> int:
+    """Delete what an interrupted import of the run kept for its resume; returns the bytes freed.
+    Refuses (DownloadError) while an import of that run holds the cache."""
+    cache = run_cache_path(tracking_uri, run_id)
+    busy = threading.Event()
+    busy.set()  # do not wait: an import holding the lock is using the cache
+    try:
+        with _run_cache_lock(cache, Observer(), busy):
+            freed = disk_bytes(cache)
+            shutil.rmtree(cache, ignore_errors=True)
+            return freed
+    except InterruptedByUser:
+        raise DownloadError(
+            f"An import of run {run_id} is using its cache {cache}; try again when it is over."
+        ) from None
 
 
 # -- Kitfile and pack ----------------------------------------------------------------------------
@@ -330,6 +364,7 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):
         result = _import_locked(session, options, observer, reference, packer, cache)
+    observer.packed(result)
     if options.push_to is None:
         return result
     return dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))

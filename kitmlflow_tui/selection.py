@@ -53,9 +53,12 @@ def parse_size(text: str | int, *, what: str = "size") -> int:
 
 
 def format_size(size: int | None) -> str:
-    """Human size, decimal units like ``du --si`` and MLflow's UI (1.3 GB)."""
+    """Human size, decimal units like ``du --si`` and MLflow's UI (1.3 GB), the same unit style at
+    every size (``618 B`` beside ``1.1 kB``, never humanize's ``618 Bytes``)."""
     if size is None:
         return "?"
+    if abs(size) < 1000:
+        return f"{size} B"
     import humanize
 
     return humanize.naturalsize(size, binary=False, format="%.1f")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,26 @@ from kitmlflow_tui.catalogue.records import (
 from kitmlflow_tui.errors import BadInputError, NotFoundError, RunNotFinishedError
 from kitmlflow_tui.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
 from kitmlflow_tui.stores import require_client_library
+
+MIN_PREFIX = 4
+RUN_ID_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},31}}")  # MLflow's run ids are 32 hex digits
+PREFIX_SEARCH_LIMIT = 50_000
+
+
+def unique_run_id(prefix: str, run_ids: list[str], experiment_id: str | None = None) -> str:
+    """The one id in ``run_ids`` that starts with ``prefix``; none is exit 4, several exit 2 naming them."""
+    where = f"experiment {experiment_id}" if experiment_id else "any experiment"
+    matches = sorted({run_id for run_id in run_ids if run_id.startswith(prefix)})
+    if not matches:
+        raise NotFoundError(f"No run of {where} has an id starting with {prefix}.")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+        raise BadInputError(
+            f"The run id prefix {prefix} is ambiguous: {len(matches)} runs of {where} start with it ({shown}).",
+            hint="Give more of the id, as the runs table's detail line shows it in full.",
+        )
+    return matches[0]
+
 
 # Bounds of a model's version listing (``Catalogue.list_model_versions``): 1,000 versions a page (MLflow
 # takes up to 200,000), at most 1,000 pages, at most 5 minutes.
@@ -125,12 +146,17 @@ class Catalogue:
                 end_time=_ms(r.info.end_time),
                 user=r.data.tags.get("mlflow.user") or r.info.user_id or None,
                 metrics=dict(r.data.metrics),
+                params=dict(r.data.params),
             )
             for r in page
         )
         return RunPage(runs, page.token or None)
 
     def get_run(self, run_id: str, *, experiment_id: str | None = None) -> RunInfo:
+        """The run with this id, or with the one id that starts with it (``run_id`` may be a prefix of
+        at least MIN_PREFIX hex digits, as git takes commits: the wizard shows 8)."""
+        if RUN_ID_PREFIX.fullmatch(run_id):
+            run_id = unique_run_id(run_id, self._run_ids(experiment_id), experiment_id)
         with self._errors(f"run {run_id}"):
             run = self._client.get_run(run_id)
         if experiment_id is not None and run.info.experiment_id != experiment_id:
@@ -158,6 +184,26 @@ class Catalogue:
             output_model_ids=tuple(o.model_id for o in (run.outputs.model_outputs if run.outputs else [])),
             lifecycle_stage=run.info.lifecycle_stage or "active",
         )
+
+    def _run_ids(self, experiment_id: str | None) -> list[str]:
+        """The ids of the runs (deleted ones too) of an experiment, or of every experiment; at most
+        PREFIX_SEARCH_LIMIT, which is as far as a prefix is looked up."""
+        from mlflow.entities import ViewType
+
+        experiments = [experiment_id] if experiment_id else [e.experiment_id for e in self.list_experiments()]
+        ids: list[str] = []
+        with self._errors("the run ids" + (f" of experiment {experiment_id}" if experiment_id else "")):
+            for start in range(0, len(experiments), 100):  # MLflow takes at most 100 experiments a search
+                token: str | None = None
+                while len(ids) < PREFIX_SEARCH_LIMIT:
+                    page = self._client.search_runs(
+                        experiments[start : start + 100], run_view_type=ViewType.ALL, max_results=1000, page_token=token
+                    )
+                    ids += [r.info.run_id for r in page]
+                    token = page.token
+                    if not token:
+                        break
+        return ids[:PREFIX_SEARCH_LIMIT]
 
     # -- registered models ---------------------------------------------------------------------
     def resolve_model(self, ref: ModelRef) -> tuple[RegisteredModelInfo, str | None]:

@@ -63,6 +63,10 @@ def translate_error(exc: BaseException, what: str, tracking_uri: str) -> Kitmlfl
                 "If the server speaks plain HTTP, write mlflow+http://HOST/... (or an http:// --tracking-uri). " + hint
             )
         return ServerUnreachableError(f"TLS failed talking to {server}: {text}", hint=hint)
+    cause = _socket_cause(exc)
+    if cause is not None:  # the socket's own words, not urllib3's wrapping of them (as the first connect says it)
+        host = urlsplit(tracking_uri).hostname or ""
+        return _unreachable(server, host, cause, while_reading=what)
     if isinstance(exc, requests.exceptions.RequestException | OSError) or code in (None, "INTERNAL_ERROR"):
         return ServerUnreachableError(
             f"The tracking server {server} could not be reached or failed while reading {what}: {text}",
@@ -100,21 +104,44 @@ def check_reachable(tracking_uri: str, timeout: float = CONNECT_TIMEOUT_SECONDS)
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
-    except socket.gaierror as exc:
-        raise ServerUnreachableError(
-            f"Cannot resolve the tracking server host {host!r} ({exc.strerror}).",
-            hint="Check the host name in the URI, --tracking-uri or MLFLOW_TRACKING_URI.",
-        ) from None
-    except TimeoutError:
-        raise ServerUnreachableError(
-            f"The tracking server {server} did not answer within {timeout:g} s.",
-            hint="Check the address, the port and any VPN or firewall in between.",
-        ) from None
     except OSError as exc:
-        raise ServerUnreachableError(
-            f"Cannot connect to the tracking server {server} ({exc.strerror or exc}).",
-            hint="Is the server running on that host and port?",
-        ) from None
+        raise _unreachable(server, host, exc, timeout=timeout) from None
+
+
+def _socket_cause(exc: BaseException) -> OSError | None:
+    """The socket error under requests' and urllib3's wrappers (refused, reset, unresolved, timed out)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 20:
+        if isinstance(current, socket.gaierror) or (
+            isinstance(current, OSError) and type(current).__module__ == "builtins"
+        ):
+            return current
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
+
+
+def _unreachable(
+    server: str, host: str, exc: OSError, *, timeout: float | None = None, while_reading: str = ""
+) -> ServerUnreachableError:
+    """The one wording of a server the socket could not talk to, at the first connect and while browsing."""
+    reading = f" while reading {while_reading}" if while_reading else ""
+    if isinstance(exc, socket.gaierror):
+        return ServerUnreachableError(
+            f"Cannot resolve the tracking server host {host!r} ({exc.strerror}){reading}.",
+            hint="Check the host name in the URI, --tracking-uri or MLFLOW_TRACKING_URI.",
+        )
+    if isinstance(exc, TimeoutError):
+        within = f" within {timeout:g} s" if timeout is not None else ""
+        return ServerUnreachableError(
+            f"The tracking server {server} did not answer{within}{reading}.",
+            hint="Check the address, the port and any VPN or firewall in between; MLFLOW_HTTP_REQUEST_TIMEOUT "
+            "sets how long kitmlflow waits.",
+        )
+    return ServerUnreachableError(
+        f"Cannot connect to the tracking server {server} ({exc.strerror or exc}){reading}.",
+        hint="Is the server running on that host and port?",
+    )
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ class ExperimentSummary:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """A row of the runs table: what a run search returns, without params or tags."""
+    """A row of the runs table: what a run search returns, without tags."""
 
     run_id: str
     run_name: str
@@ -151,6 +151,7 @@ class RunSummary:
     end_time: int | None
     user: str | None
     metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

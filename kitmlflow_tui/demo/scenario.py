@@ -9,7 +9,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,16 +154,23 @@ class Builder:
         # Runs are dated in the recent past, oldest first, so the store reads like a week of work.
         self.clock = _now_ms() - 7 * 24 * 3600 * 1000
 
-    def build_all(self) -> None:
-        self._create_experiments()
-        self._finished_run()
-        self._two_models_run()
-        self._legacy_run()
-        self._failed_run()
-        self._killed_run()
-        self._empty_run()
-        self._sweep_runs()
-        self._running_run()  # last: it is the newest and stays RUNNING
+    def build_all(self, on_step: Callable[[int, int, str], None] | None = None) -> None:
+        """Every experiment, run and model; ``on_step(number, total, what)`` before each step."""
+        steps = [
+            ("experiments", self._create_experiments),
+            ("a finished run with a logged, registered model", self._finished_run),
+            ("a run with two models", self._two_models_run),
+            ("a legacy run (MLmodel in the run's artifacts)", self._legacy_run),
+            ("a failed run", self._failed_run),
+            ("a killed run", self._killed_run),
+            ("an empty run", self._empty_run),
+            (f"a sweep of {SWEEP_RUNS} runs", self._sweep_runs),
+            ("a running run", self._running_run),  # last: it is the newest and stays RUNNING
+        ]
+        for number, (what, step) in enumerate(steps, start=1):
+            if on_step is not None:
+                on_step(number, len(steps), what)
+            step()
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,8 +84,12 @@ def load_demo_store(root: Path) -> DemoStore | None:
     return store
 
 
-def build_demo_store(root: Path | None = None, *, force: bool = False) -> DemoStore:
+def build_demo_store(
+    root: Path | None = None, *, force: bool = False, on_step: Callable[[int, int, str], None] | None = None
+) -> DemoStore:
     """Build the demo store in `root` (default: `default_demo_root()`), or reuse a complete one.
+    ``on_step(number, total, what)`` is told each step of a build (a reused store has none); step 0 is
+    the MLflow import.
 
     Safe to call from several processes at once: the build runs under an exclusive file lock and the
     losers of the race reuse the winner's store.
@@ -97,7 +102,7 @@ def build_demo_store(root: Path | None = None, *, force: bool = False) -> DemoSt
         if not force and (existing := load_demo_store(root)) is not None:
             return existing
         _wipe_store_folder(root)
-        store = build_into(root)
+        store = build_into(root, on_step)
         _write_manifest(store)
     return store
 
@@ -137,12 +142,14 @@ def _write_manifest(store: DemoStore) -> None:
         raise
 
 
-def build_into(root: Path) -> DemoStore:
+def build_into(root: Path, on_step: Callable[[int, int, str], None] | None = None) -> DemoStore:
     tracking_uri = tracking_uri_for(root)
     artifacts_root = root / ARTIFACTS_DIR
     artifacts_root.mkdir()
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
     try:
+        if on_step is not None:
+            on_step(0, 0, "loading MLflow")  # the first seconds of a build
         # Order matters: the globals context imports mlflow, which configures its loggers.
         with mlflow_globals(tracking_uri), quiet_mlflow(), fast_sqlite(root / DB_NAME):
             import mlflow
@@ -150,7 +157,7 @@ def build_into(root: Path) -> DemoStore:
             create_store_with_default_experiment(tracking_uri, artifacts_root)
             client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             builder = Builder(client, artifacts_root, staging)
-            builder.build_all()
+            builder.build_all(on_step)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return DemoStore(

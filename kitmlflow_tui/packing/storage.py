@@ -200,6 +200,7 @@ class KitStorage:
         self.root = home / "storage"
         self.blobs = self.root / "blobs" / "sha256"
         self.temp_dir = self.root / TEMP_DIR_NAME
+        self.written: list[str] | None = None  # blobs committed in the current session()
 
     # layout ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -215,6 +216,7 @@ class KitStorage:
             fd = locking.open_lock_file(self.root / ACTIVE_LOCK_NAME)
         except OSError as exc:
             raise PackError(f"Cannot prepare kit's storage at {self.root}: {exc.strerror or exc}") from exc
+        self.written = []
         try:
             if locking.try_lock(fd):
                 self.remove_temp_files()
@@ -223,8 +225,45 @@ class KitStorage:
             if not layout.exists():
                 self.write_file_atomically(layout, b'{"imageLayoutVersion":"1.0.0"}')
             yield
+        except BaseException:
+            # A pack that stops (cancel, quit, error) leaves no blob it wrote that nothing references: a
+            # committed layer of a cancelled pack would otherwise stay, unreachable, for ever. Only when no
+            # other pack of ours runs (the lock converts to exclusive), as one could have just found it.
+            if self.written and locking.try_lock(fd):
+                with contextlib.suppress(PackError, OSError):  # an unreadable index: keep everything
+                    self.remove_unreferenced(self.written)
+            raise
         finally:
+            self.written = None
             os.close(fd)
+
+    def referenced_digests(self) -> set[str]:
+        """Every manifest the indexes list, and the config and layers those manifests name."""
+        referenced: set[str] = set()
+        for index_path in [self.root / "index.json", *self.root.glob("*-index.json")]:
+            index = _read_json(index_path, default={"manifests": []})
+            for item in index.get("manifests") or []:
+                digest = item.get("digest") if isinstance(item, dict) else None
+                if not isinstance(digest, str):
+                    continue
+                referenced.add(digest)
+                with contextlib.suppress(PackError, OSError):
+                    manifest = _read_json(self.blob_path(digest), default={})
+                    parts = [manifest.get("config"), *(manifest.get("layers") or [])]
+                    referenced |= {
+                        p["digest"] for p in parts if isinstance(p, dict) and isinstance(p.get("digest"), str)
+                    }
+        return referenced
+
+    def remove_unreferenced(self, digests: list[str]) -> int:
+        """Remove those of ``digests`` no manifest references; the count removed."""
+        referenced = self.referenced_digests()
+        removed = 0
+        for digest in set(digests) - referenced:
+            with contextlib.suppress(FileNotFoundError):
+                self.blob_path(digest).unlink()
+                removed += 1
+        return removed
 
     def remove_temp_files(self) -> int:
         removed = 0
@@ -285,6 +324,8 @@ class KitStorage:
         os.fsync(handle.fileno())
         os.replace(temp_path, self.blob_path(digest))
         _fsync_dir(self.blobs)
+        if self.written is not None:  # in a session: remembered, in case the pack does not finish
+            self.written.append(digest)
 
     def put_blob(self, data: bytes, media_type: str) -> Descriptor:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,19 +22,23 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widgets import Input
 
-from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.catalogue.records import ArtifactTree, ExperimentSummary, RegisteredModelInfo, RunInfo, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
+from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
 from kitmlflow_tui.selection import FilterSpec
 from kitmlflow_tui.tui.backend import Backend, ImportChoice, connect, planned_tracking_uri
+from kitmlflow_tui.tui.dialogs import HelpScreen
+from kitmlflow_tui.tui.palette import WizardCommands
 from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.screens.connect import ConnectScreen
 from kitmlflow_tui.tui.screens.done import DoneScreen
 from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
 from kitmlflow_tui.tui.screens.importing import ImportScreen
-from kitmlflow_tui.tui.screens.review import ReviewScreen
+from kitmlflow_tui.tui.screens.review import ReviewFields, ReviewScreen
 from kitmlflow_tui.tui.screens.runs import RunsScreen
 
 Connector = Callable[[Reference | None, str | None], Backend]
@@ -51,13 +55,27 @@ class WizardState:
     spec: FilterSpec | None = None
     registered: RegisteredModelInfo | None = None
     choice: ImportChoice | None = None  # the tag and the Kitfile overrides of the review
+    fields: dict[str, ReviewFields] = field(default_factory=dict)  # run id -> the review's fields as typed
+
+
+_SCROLL_ACTIONS = frozenset(
+    f"{kind}_{where}" for kind in ("scroll", "page") for where in ("up", "down", "left", "right", "home", "end")
+)
+
+
+def is_textual_scrolling(node: object, action: str) -> bool:
+    """A scrolling key a Textual container brings (not one of the wizard's own widgets)."""
+    return action in _SCROLL_ACTIONS and type(node).__module__.startswith("textual.")
 
 
 class KitmlflowApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "kitmlflow"
-    ENABLE_COMMAND_PALETTE = False
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    COMMANDS = App.COMMANDS | {WizardCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark,f1", "help", "Keys of this screen", show=False, priority=True),
+    ]
 
     def __init__(
         self,
@@ -65,6 +83,7 @@ class KitmlflowApp(App[int]):
         *,
         tracking_uri_flag: str | None = None,
         tag: str | None = None,
+        push: bool = False,
         spec: FilterSpec | None = None,
         connector: Connector = connect,
         now: Callable[[], float] = time.time,
@@ -75,6 +94,7 @@ class KitmlflowApp(App[int]):
         self.reference = reference
         self.tracking_uri_flag = tracking_uri_flag
         self.initial_tag = tag
+        self.initial_push_to = tag if push else None  # `import -t REF --push` without --yes
         self.initial_spec = spec
         self.connector = connector
         self.now = now  # wall clock for the age of running runs; tests pin it
@@ -104,6 +124,11 @@ class KitmlflowApp(App[int]):
         self.connect_attempts += 1
         self._backend = self.connector(self.reference, self.tracking_uri_flag)
         return self._backend
+
+    def package_defaults(self, run_id: str) -> PackageDefaults | None:
+        """The description and authors typed on the review of this run, for a profile saved meanwhile."""
+        fields = self.state.fields.get(run_id)
+        return fields.package_defaults() if fields is not None else None
 
     def take_initial_spec(self) -> FilterSpec | None:
         """The filter given on the command line, for the first tree shown (once)."""
@@ -158,28 +183,62 @@ class KitmlflowApp(App[int]):
     @on(ArtifactsScreen.Chosen)
     def files_chosen(self, event: ArtifactsScreen.Chosen) -> None:
         self.state.tree, self.state.spec, self.state.registered = event.tree, event.spec, event.registered
-        self.push_screen(ReviewScreen(event.run, event.tree, event.spec, event.package, event.registered))
+        fields = self.state.fields.get(event.run.run_id)
+        self.push_screen(ReviewScreen(event.run, event.tree, event.spec, event.package, event.registered, fields))
+
+    @on(ReviewScreen.Edited)
+    def review_edited(self, event: ReviewScreen.Edited) -> None:
+        self.state.fields[event.run_id] = event.fields
 
     @on(ReviewScreen.ImportRequested)
     def import_requested(self, event: ReviewScreen.ImportRequested) -> None:
         self.state.choice = event.choice
         self.push_screen(ImportScreen(event.choice))
 
+    @on(ImportScreen.RetryRequested)
+    def import_retried(self, event: ImportScreen.RetryRequested) -> None:
+        self.switch_screen(ImportScreen(event.choice, event.packed))
+
     @on(ImportScreen.Finished)
     def import_finished(self, event: ImportScreen.Finished) -> None:
         self.result_code = 0
+        if event.screen.quit_after:
+            self.exit(0)
+            return
         while self.screen is not event.screen:  # the cancel dialog may still be open: the question is moot
             self.pop_screen()
         self.switch_screen(DoneScreen(event.choice, event.result))
 
+    @on(ImportScreen.Failed)
+    def import_failed(self, event: ImportScreen.Failed) -> None:
+        if event.screen.quit_after:  # Ctrl+Q was confirmed: the import has now cleaned up after itself
+            self.exit(event.error.exit_code)
+
     @on(WizardScreen.BackRequested)
     def back(self, event: WizardScreen.BackRequested) -> None:
+        if isinstance(event.screen, DoneScreen):
+            self.back_to_runs()
+            return
         if len(self.screen_stack) > 2:
             self.pop_screen()
             return
         previous = self.step_before(event.screen)
         if previous is not None:
             self.switch_screen(previous)
+
+    def back_to_runs(self) -> None:
+        """After an import: the runs of the experiment, ready for another import."""
+        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        if runs is not None:
+            while self.screen is not runs:
+                self.pop_screen()
+            return
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if self.state.experiment_id:
+            self.switch_screen(RunsScreen(self.state.experiment_id, self.state.experiment_name))
+        else:
+            self.switch_screen(ExperimentsScreen())
 
     def step_before(self, screen: WizardScreen) -> WizardScreen | None:
         """The step before ``screen`` when the wizard was opened straight at it (nothing is below it)."""
@@ -189,7 +248,61 @@ class KitmlflowApp(App[int]):
             return RunsScreen(self.state.experiment_id, self.state.experiment_name)
         return None
 
+    # -- help and the command palette -----------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "help":  # "?" is text in a field (a glob's wildcard): there F1 opens the help
+            return not isinstance(self.focused, Input) and not isinstance(self.screen, HelpScreen)
+        return True
+
+    def action_help(self) -> None:
+        keys = []
+        for active in sorted(self.screen.active_bindings.values(), key=lambda active: active.binding.show is False):
+            binding = active.binding
+            if is_textual_scrolling(active.node, binding.action) or binding.key.startswith("super+"):
+                continue  # a scroll container's own keys and macOS twins: noise beside the step's keys
+            if binding.action == "command_palette":
+                continue  # told below, with what it finds
+            description = binding.description or binding.action.replace("_", " ")
+            keys.append((self.get_key_display(binding), description, active.enabled))
+        keys.append(("ctrl+p", "Command palette: jump to an experiment or a run, any action", True))
+        name = getattr(self.screen, "STEP", "") or type(self.screen).__name__.removesuffix("Screen")
+        self.push_screen(HelpScreen(name, keys))
+
+    def known_experiments(self) -> list[ExperimentSummary]:
+        return self._backend.list_experiments() if self._backend is not None else []
+
+    def known_runs(self) -> list[RunSummary]:
+        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        return list(runs.runs) if runs is not None else []
+
+    def importing(self) -> bool:
+        return any(isinstance(s, ImportScreen) and s.running for s in self.screen_stack)
+
+    def jump_to_experiment(self, experiment: ExperimentSummary) -> None:
+        if self.importing():
+            self.notify("An import is running: wait for it or cancel it first.", severity="warning")
+            return
+        self.state.experiment_id, self.state.experiment_name = experiment.experiment_id, experiment.name
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(ExperimentsScreen())
+        self.push_screen(RunsScreen(experiment.experiment_id, experiment.name))
+
+    def jump_to_run(self, run: RunSummary) -> None:
+        if self.importing():
+            self.notify("An import is running: wait for it or cancel it first.", severity="warning")
+            return
+        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        if runs is not None:
+            while self.screen is not runs:
+                self.pop_screen()
+        self.push_screen(self.artifacts_screen(run_id=run.run_id, experiment_id=run.experiment_id))
+
     def action_quit(self) -> None:  # type: ignore[override]
+        running = next((s for s in self.screen_stack if isinstance(s, ImportScreen) and s.running), None)
+        if running is not None:
+            running.ask_to_quit()  # the import stops and cleans up first; its Failed message ends the app
+            return
         code = self.result_code
         if self.last_error is not None and self._backend is None:
             code = self.last_error.exit_code
@@ -201,11 +314,12 @@ def run_wizard(
     *,
     tracking_uri_flag: str | None = None,
     tag: str | None = None,
+    push: bool = False,
     spec: FilterSpec | None = None,
 ) -> int:
     """Open the wizard (at the server, an experiment, or a run's artifacts) and return an exit code:
     0 after an import or a plain browse, 130 when an import the command asked for was abandoned, the
     error's code when the server could not be used."""
-    app = KitmlflowApp(reference, tracking_uri_flag=tracking_uri_flag, tag=tag, spec=spec)
+    app = KitmlflowApp(reference, tracking_uri_flag=tracking_uri_flag, tag=tag, push=push, spec=spec)
     code = app.run()
     return code if code is not None else app.result_code

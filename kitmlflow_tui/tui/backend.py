@@ -23,18 +23,20 @@ from kitmlflow_tui.catalogue.records import (
     RunPage,
     RunQuery,
 )
+from kitmlflow_tui.errors import BadInputError
 from kitmlflow_tui.reference import ModelRef, Reference
 from kitmlflow_tui.selection import FilterSpec
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue import Catalogue
     from kitmlflow_tui.kitfile import KitfileOverrides
-    from kitmlflow_tui.pipeline import ImportResult, KitfilePreview, Observer, Session
+    from kitmlflow_tui.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
+    from kitmlflow_tui.registry import PushResult, RegistryRef, StoredCredential
 
 
 @dataclass(frozen=True)
 class ImportChoice:
-    """Everything the wizard decided: the run, its tree, the filter and the package fields."""
+    """Everything the wizard decided: the run, its tree, the filter, the package fields, where to push."""
 
     run: RunInfo
     tree: ArtifactTree
@@ -42,6 +44,12 @@ class ImportChoice:
     tag: str
     overrides: KitfileOverrides | None = None
     registered: RegisteredModelInfo | None = None
+    push_to: RegistryRef | None = None  # None: local storage only
+
+    def options(self) -> ImportOptions:
+        from kitmlflow_tui.pipeline import ImportOptions
+
+        return ImportOptions(tag=self.tag, overrides=self.overrides, push_to=self.push_to)
 
 
 class Backend(Protocol):
@@ -72,14 +80,44 @@ class Backend(Protocol):
 
     def run_import(self, choice: ImportChoice, observer: Observer, cancel: threading.Event) -> ImportResult: ...
 
+    def push(
+        self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
+    ) -> PushResult: ...
+
+    def kept_download(self, choice: ImportChoice) -> tuple[Path, int]: ...
+
+    def discard_download(self, choice: ImportChoice) -> int: ...
+
+    def stored_login(self, registry: str) -> StoredCredential | None: ...
+
 
 def connect(reference: Reference | None, tracking_uri_flag: str | None) -> Backend:
-    """Resolve the tracking URI and connect (imports MLflow: call it from a worker)."""
+    """Resolve the tracking URI and connect (imports MLflow: call it from a worker).
+
+    With no server named anywhere, the wizard stops and says so: MLflow's own default would be a new
+    ``./mlflow.db`` in whatever folder the user stands in, an empty store that only looks like a server."""
     from kitmlflow_tui.catalogue import Catalogue
     from kitmlflow_tui.reference import resolve_tracking_uri
 
+    if planned_tracking_uri(reference, tracking_uri_flag) is None:
+        raise no_server_configured(Path.cwd())
     tracking_uri = resolve_tracking_uri(reference.tracking_uri if reference else None, tracking_uri_flag)
     return CatalogueBackend(Catalogue(tracking_uri))
+
+
+def no_server_configured(folder: Path) -> BadInputError:
+    hint = (
+        "Name one: kitmlflow --tracking-uri URI (or kitmlflow http://HOST:PORT), or set MLFLOW_TRACKING_URI; "
+        "kitmlflow demo builds a demo store and opens it."
+    )
+    if (folder / "mlflow.db").is_file():
+        hint += f"\nThis folder holds an MLflow store: kitmlflow --tracking-uri sqlite:///{(folder / 'mlflow.db').as_posix()}"
+    elif (folder / "mlruns").is_dir():
+        hint += f"\nThis folder holds an MLflow store: kitmlflow --tracking-uri {(folder / 'mlruns').as_uri()}"
+    return BadInputError(
+        "No MLflow tracking server is configured (and kitmlflow does not create MLflow's default ./mlflow.db here).",
+        hint=hint,
+    )
 
 
 def planned_tracking_uri(reference: Reference | None, tracking_uri_flag: str | None) -> str | None:
@@ -126,9 +164,9 @@ class CatalogueBackend:
 
     def preview(self, choice: ImportChoice) -> KitfilePreview:
         """The Kitfile the import would write, and the files kit's layer rules would leave out of the ModelKit."""
-        from kitmlflow_tui.pipeline import ImportOptions, preview
+        from kitmlflow_tui.pipeline import preview
 
-        return preview(self.session(choice), ImportOptions(tag=choice.tag, overrides=choice.overrides))
+        return preview(self.session(choice), choice.options())
 
     def free_bytes(self) -> int | None:
         from kitmlflow_tui.pipeline import cache_root
@@ -138,11 +176,34 @@ class CatalogueBackend:
     def run_import(self, choice: ImportChoice, observer: Observer, cancel: threading.Event) -> ImportResult:
         """In a child process: the download and pack threads would otherwise starve the UI of the GIL."""
         from kitmlflow_tui.import_process import ImportJob, run_import_in_child
-        from kitmlflow_tui.pipeline import ImportOptions
 
-        options = ImportOptions(tag=choice.tag, overrides=choice.overrides)
-        job = ImportJob(self.tracking_uri, choice.run, choice.tree, choice.spec, choice.registered, options)
+        job = ImportJob(self.tracking_uri, choice.run, choice.tree, choice.spec, choice.registered, choice.options())
         return run_import_in_child(job, observer, cancel)
+
+    def push(
+        self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
+    ) -> PushResult:
+        """Push again what an import packed (its push failed): only the registry's missing blobs move."""
+        from kitmlflow_tui.import_process import PushJob, run_import_in_child
+
+        return run_import_in_child(PushJob(packed, choice.options()), observer, cancel)
+
+    def kept_download(self, choice: ImportChoice) -> tuple[Path, int]:
+        """Where an interrupted import of the run keeps its downloads for a resume, and their bytes."""
+        from kitmlflow_tui.pipeline import disk_bytes, run_cache_path
+
+        folder = run_cache_path(self.tracking_uri, choice.run.run_id)
+        return folder, disk_bytes(folder)
+
+    def discard_download(self, choice: ImportChoice) -> int:
+        from kitmlflow_tui.pipeline import discard_run_cache
+
+        return discard_run_cache(self.tracking_uri, choice.run.run_id)
+
+    def stored_login(self, registry: str) -> StoredCredential | None:
+        from kitmlflow_tui.registry import CredentialStore
+
+        return CredentialStore.default().get(registry)
 
 
 def free_bytes_at(folder: Path) -> int | None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.tui.backend import Backend
 
 
 class WizardContext(Protocol):
     planned_uri: str | None  # where the wizard connects, when known before MLflow is imported
     initial_tag: str | None  # the -t of `kitmlflow import`, for the review's tag field
+    initial_push_to: str | None  # the -t of `kitmlflow import --push`, for the review's push field
     cursor_blink: bool
     now: Callable[[], float]  # wall clock for the age of running runs; tests pin it
     monotonic: Callable[[], float]  # for transfer rates; tests pin it
@@ -26,3 +28,5 @@ class WizardContext(Protocol):
     def display_uri(self) -> str: ...
 
     def open_backend(self) -> Backend: ...
+
+    def package_defaults(self, run_id: str) -> PackageDefaults | None: ...

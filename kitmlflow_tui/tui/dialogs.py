@@ -11,17 +11,20 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.markup import escape
-from textual import on
+from rich.table import Table
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
+from textual.widgets.selection_list import Selection
 
 from kitmlflow_tui.catalogue.records import ArtifactTree
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.tui.selection_model import GlobMode
 from kitmlflow_tui.tui.text import error_markup
 
 PREVIEW_ROWS = 200
@@ -96,7 +99,7 @@ class ConfirmScreen(ModalScreen[bool]):
 @dataclass(frozen=True)
 class GlobChoice:
     spec: FilterSpec
-    mode: str  # "only": tick exactly the matches; "add": tick them too; "remove": untick them
+    mode: GlobMode
 
 
 class GlobScreen(ModalScreen[GlobChoice | None]):
@@ -117,7 +120,11 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog glob-dialog"):
-            yield Label("[b]Glob filter[/]  [dim]space-separated · !glob excludes · * ** ? \\[abc] · \\ escapes[/]")
+            yield Static(
+                "[b]Glob filter[/]  [dim]patterns separated by spaces · !pattern excludes · * and ? within a name,"
+                " ** across folders, \\[abc] a class, \\ escapes · dir/ is a folder[/]",
+                id="glob-help",
+            )
             yield Input(
                 self.initial, placeholder="e.g. model/ *.safetensors !checkpoints/", id="glob-input", compact=True
             )
@@ -170,7 +177,7 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
         if len(plan.selected) > PREVIEW_ROWS:
             options.add_option(Option(f"[dim]… and {len(plan.selected) - PREVIEW_ROWS:,} more[/]", disabled=True))
 
-    def action_apply(self, mode: str) -> None:
+    def action_apply(self, mode: GlobMode) -> None:
         if self.spec is not None:
             self.dismiss(GlobChoice(self.spec, mode))
 
@@ -181,8 +188,8 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
     def pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
             self.action_cancel()
-        elif event.button.id:
-            self.action_apply(event.button.id)
+        elif event.button.id in ("only", "add", "remove"):
+            self.action_apply(event.button.id)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -192,24 +199,42 @@ class ProfileChoice:
 
 
 class ProfileScreen(ModalScreen[ProfileChoice | None]):
-    """Load a saved profile, or save the current ticks as one (the YAML ``--profile`` reads)."""
+    """Load a saved profile, or save the current ticks as one (the YAML ``--profile`` reads).
+
+    ``saving``: the user came to save, so the name field has the focus. Typing while the list has the
+    focus goes to the name field too, so that Enter after a typed name saves it and never loads the
+    profile the list happens to highlight."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, names: list[str], folder: str, can_save: bool) -> None:
+    def __init__(
+        self, names: list[str], folder: str, *, can_save: bool, saving: bool = False, summary: str = ""
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.names = names
         self.folder = folder
         self.can_save = can_save
+        self.saving = saving or not names
+        self.summary = summary
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog profile-dialog"):
             yield Label(f"[b]Profiles[/]  [dim]{escape(self.folder)}[/]")
             if self.names:
+                yield Label("Load one (enter):", classes="dialog-hint")
                 yield OptionList(*[Option(escape(n), id=n) for n in self.names], id="profile-list")
             else:
                 yield Static("[dim]No profiles saved yet.[/]", id="profile-list-empty")
-            yield Input(placeholder="name to save the current selection as", id="profile-name", compact=True)
+            yield Label(
+                "Save the current selection as (enter):" + (f" [dim]{escape(self.summary)}[/]" if self.summary else ""),
+                classes="dialog-hint",
+            )
+            yield Input(
+                placeholder="a profile name, e.g. weights-only",
+                id="profile-name",
+                disabled=not self.can_save,
+                select_on_focus=False,  # a key typed in the list moves here: selecting it would let the next replace it
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Load", id="load", variant="primary", disabled=not self.names, compact=True)
                 yield Button("Save", id="save", disabled=not self.can_save, compact=True)
@@ -217,10 +242,18 @@ class ProfileScreen(ModalScreen[ProfileChoice | None]):
 
     def on_mount(self) -> None:
         self.query_one("#profile-name", Input).cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
-        if self.names:
-            self.query_one("#profile-list", OptionList).focus()
-        else:
+        if self.saving and self.can_save:
             self.query_one("#profile-name", Input).focus()
+        elif self.names:
+            self.query_one("#profile-list", OptionList).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        name = self.query_one("#profile-name", Input)
+        if event.is_printable and event.character and not name.has_focus and self.can_save:
+            name.focus()
+            name.insert_text_at_cursor(event.character)
+            event.prevent_default()
+            event.stop()
 
     @on(OptionList.OptionSelected, "#profile-list")
     def chosen(self, event: OptionList.OptionSelected) -> None:
@@ -228,6 +261,7 @@ class ProfileScreen(ModalScreen[ProfileChoice | None]):
 
     @on(Input.Submitted, "#profile-name")
     def submitted(self, event: Input.Submitted) -> None:
+        event.stop()
         if event.value.strip() and self.can_save:
             self.dismiss(ProfileChoice("save", event.value.strip()))
 
@@ -246,4 +280,87 @@ class ProfileScreen(ModalScreen[ProfileChoice | None]):
             self.dismiss(None)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class ColumnChoice:
+    columns: tuple[str, ...]  # the keys ticked, in the order offered
+
+
+class ColumnsScreen(ModalScreen[ColumnChoice | None]):
+    """Tick the columns of the runs table: metrics, params, start, duration, user."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter,ctrl+s", "apply", "Apply", priority=True),
+    ]
+
+    def __init__(self, offered: list[tuple[str, str, str]], chosen: list[str]) -> None:
+        """``offered``: (key, title, kind) for every column; ``chosen``: the keys ticked now."""
+        super().__init__(classes="dialog-screen")
+        self.offered = offered
+        self.chosen = set(chosen)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog columns-dialog"):
+            yield Static(
+                "[b]Columns[/]  [dim]space ticks · enter or ^s applies. The run, its id and status are always shown;"
+                " the columns ticked here follow, as many as fit the width, in this order.[/]",
+                classes="dialog-title",
+            )
+            yield SelectionList[str](
+                *[
+                    Selection(f"{escape(title)} [dim]{kind}[/]" if kind else escape(title), key, key in self.chosen)
+                    for key, title, kind in self.offered
+                ],
+                id="column-list",
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Apply ^s", id="apply", variant="primary", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def action_apply(self) -> None:
+        ticked = set(self.query_one(SelectionList).selected)
+        self.dismiss(ColumnChoice(tuple(key for key, _, _ in self.offered if key in ticked)))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self.action_apply()
+        else:
+            self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the screen it was opened from: (key, what it does, whether it applies now)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,f1,q", "close", "Close")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str, bool]]) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, pad_edge=False, expand=True)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, description, enabled in self.keys:
+            table.add_row(escape(key), escape(description) if enabled else f"[dim]{escape(description)} (not now)[/]")
+        with Vertical(classes="dialog help-dialog"):
+            yield Static(
+                f"[b]Keys[/] [dim]· {escape(self.title_text)} · Ctrl+P: all commands · esc closes[/]",
+                classes="dialog-title",
+            )
+            with VerticalScroll(id="help-keys"):
+                yield Static(table)
+
+    def action_close(self) -> None:
         self.dismiss(None)

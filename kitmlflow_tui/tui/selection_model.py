@@ -8,15 +8,16 @@ wizard's choice is the same ``FilterSpec`` that ``kitmlflow import --include/--e
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
 from kitmlflow_tui.selection import FilterSpec, make_plan
 
 TickState = Literal["all", "none", "some"]
+GlobMode = Literal["only", "add", "remove"]  # tick exactly the matches / tick them too / untick them
 _GLOB_SPECIALS = frozenset("*?[\\")
 # A file is highlighted as big from this share of the run's bytes, or from this size whatever the share.
 BIG_SHARE = 0.10
@@ -93,6 +94,10 @@ class FolderIndex:
 
     def is_big(self, size: int | None) -> bool:
         return size is not None and size >= self.big_threshold and self.root.count > 1
+
+    @cached_property
+    def has_big(self) -> bool:
+        return any(self.is_big(f.size) for f in self.tree.files)
 
 
 class Selection:
@@ -220,6 +225,31 @@ class ArtifactBrowser:
         self.applied_spec = spec
         self._invalidate()
 
+    def apply_glob(self, glob: FilterSpec, mode: GlobMode) -> None:
+        """Tick what a glob of the dialog matches: only those, those too, or all but those.
+
+        The user's patterns stay patterns in the spec wherever the result can be said with them
+        (Remove of ``*.pt`` is ``exclude: [*.pt]``, so next week's ``epoch_006.pt`` is left out too);
+        only when it cannot (a glob with its own ``!`` excludes, adding what an exclude took out) do
+        the ticks become paths."""
+        assert self.index is not None, "apply_glob needs the whole tree"
+        if mode == "only":
+            self.apply_spec(glob)
+            return
+        tree = self.index.tree
+        matched = {f.path for f in make_plan(tree, glob).selected}
+        chosen = self.chosen()
+        wanted = chosen | matched if mode == "add" else chosen - matched
+        base = self.spec()  # what the ticks so far come to, patterns kept
+        candidates = [base]
+        if glob.include and not glob.exclude:
+            if mode == "remove":
+                candidates.append(replace(base, exclude=_unique(base.exclude + glob.include)))
+            elif base.include:
+                candidates.append(replace(base, include=_unique(base.include + glob.include)))
+        self.set_chosen(wanted)
+        self.applied_spec = next((c for c in reversed(candidates) if reproduces(tree, c, wanted)), None)
+
     def set_chosen(self, chosen: set[str]) -> None:
         """Tick exactly these files (needs the full listing)."""
         assert self.index is not None, "set_chosen needs the whole tree"
@@ -277,11 +307,14 @@ class ArtifactBrowser:
         return self._sizes.get(folder, 0)
 
     def spec(self) -> FilterSpec:
-        """The FilterSpec reproducing the ticks exactly: the applied one when it still does."""
+        """The FilterSpec reproducing the ticks exactly: the patterns last applied (a profile, globs) with
+        the files ticked or unticked since as paths, when that is exact; else paths for everything."""
         assert self.index is not None, "the spec needs the whole tree"
         chosen = self.chosen()
-        if self.applied_spec is not None and reproduces(self.index.tree, self.applied_spec, chosen):
-            return self.applied_spec
+        if self.applied_spec is not None:
+            adjusted = with_ticks(self.index, self.applied_spec, chosen)
+            if adjusted is not None:
+                return adjusted
         return spec_for_selection(self.index, chosen)
 
 
@@ -337,20 +370,43 @@ def spec_for_selection(index: FolderIndex, chosen: set[str]) -> FilterSpec:
     return FilterSpec(include=best.include, exclude=best.exclude)
 
 
+def with_ticks(index: FolderIndex, base: FilterSpec, chosen: set[str]) -> FilterSpec | None:
+    """``base`` with the files ``chosen`` adds as include paths and the ones it drops as exclude paths
+    (a folder where none of its files is chosen); None when that cannot select exactly ``chosen``
+    (an exclude or the size cap of ``base`` takes out a file that is wanted back)."""
+    selected = {f.path for f in make_plan(index.tree, base).selected}
+    if selected == chosen:
+        return base
+    extra, missing = chosen - selected, selected - chosen
+    if extra and not base.include:
+        return None  # base takes everything it does not exclude: an excluded file cannot come back
+    picked, dropped = _selected_counts(index, chosen), _selected_counts(index, missing)
+    excludes: list[str] = []
+
+    def visit(folder: Folder) -> None:
+        if not dropped.get(folder.path):
+            return
+        if folder.path and not picked.get(folder.path):
+            excludes.append(folder_pattern(folder.path))
+            return
+        for child in sorted(folder.folders.values(), key=lambda f: f.path):
+            visit(child)
+        excludes.extend(
+            file_pattern(f.path) for f in sorted(folder.files.values(), key=lambda f: f.path) if f.path in missing
+        )
+
+    visit(index.root)
+    candidate = replace(
+        base,
+        include=_unique(base.include + tuple(file_pattern(path) for path in sorted(extra))),
+        exclude=_unique(base.exclude + tuple(excludes)),
+    )
+    return candidate if reproduces(index.tree, candidate, chosen) else None
+
+
+def _unique(patterns: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(patterns))
+
+
 def reproduces(tree: ArtifactTree, spec: FilterSpec, chosen: set[str]) -> bool:
     return {f.path for f in make_plan(tree, spec).selected} == chosen
-
-
-def headless_command(uri: str, tag: str, spec: FilterSpec, tracking_uri: str | None = None) -> str:
-    """The ``kitmlflow import`` line that does what the wizard is about to do, shell-quoted."""
-    words = ["kitmlflow", "import", uri]
-    if tracking_uri:
-        words += ["--tracking-uri", tracking_uri]
-    words += ["-t", tag or "REPO:TAG", "--yes"]
-    for pattern in spec.include:
-        words += ["--include", pattern]
-    for pattern in spec.exclude:
-        words += ["--exclude", pattern]
-    if spec.max_file_size is not None:
-        words += ["--max-file-size", str(spec.max_file_size)]
-    return shlex.join(words)

@@ -86,7 +86,13 @@ def monotonic() -> float:
     return time.monotonic()
 
 
+def count(number: int, word: str, plural: str | None = None) -> str:
+    """``1 experiment``, ``2 experiments``, ``1,204 files`` (``plural`` for words not made with an s)."""
+    return f"{number:,} {word if number == 1 else plural or word + 's'}"
+
+
 __all__ = [
+    "count",
     "format_duration",
     "format_metric",
     "format_seconds",

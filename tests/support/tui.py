@@ -222,6 +222,18 @@ class FixedBackend:
     def free_bytes(self) -> int | None:
         return 120_000_000_000
 
+    def kept_download(self, choice: ImportChoice) -> tuple[Path, int]:
+        return Path("/home/dana/.cache/kitmlflow/downloads/0123abcd/") / choice.run.run_id, 54_600_000
+
+    def discard_download(self, choice: ImportChoice) -> int:
+        return 54_600_000
+
+    def stored_login(self, registry: str) -> Any:
+        return None
+
+    def push(self, choice: ImportChoice, packed: Any, observer: Any, cancel: threading.Event) -> Any:
+        raise NotImplementedError
+
     def run_import(self, choice: ImportChoice, observer: Any, cancel: threading.Event) -> Any:
         from kitmlflow_tui.pipeline import ImportResult
 

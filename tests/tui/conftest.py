@@ -8,6 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remembered columns (the user state dir) never leak between tests or from the developer's own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def held_connection() -> Iterator[threading.Event]:
     """A connector that keeps 'connecting' until the test releases it (for the first-paint state)."""

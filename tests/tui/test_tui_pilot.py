@@ -43,9 +43,10 @@ def tree_listed(app: KitmlflowApp) -> bool:
 
 
 def test_importing_the_app_does_not_import_mlflow() -> None:
-    code = "import sys, kitmlflow_tui.tui.app; print('mlflow' in sys.modules)"
+    # Nor requests (the registry client's, ~0.15 s): the first paint pays for neither.
+    code = "import sys, kitmlflow_tui.tui.app; print('mlflow' in sys.modules, 'requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
 
 
 async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_store) -> None:
@@ -99,7 +100,11 @@ async def test_runs_page_in_as_the_cursor_nears_the_end_and_sort(isolated_env, d
             await pilot.press("down")
             await pilot.pause(0.1)
         await wait_for(pilot, lambda: rows(app) == 12, what="every page")
-        await pilot.press("s")  # sort by name
+        for _ in range(len(app.screen.sort_keys())):  # s cycles through the shown columns, to the name
+            await pilot.press("s")
+            await wait_for(pilot, lambda: rows(app) >= 4)
+            if app.screen.sort_column == "name":
+                break
         await wait_for(pilot, lambda: app.screen.sort_column == "name" and rows(app) >= 4)
         names = [run.run_name for run in app.screen.runs]
         assert names == sorted(names, reverse=True)
@@ -185,6 +190,40 @@ async def test_the_mouse_ticks_boxes(isolated_env, demo_store) -> None:
         tree = app.screen.query_one("#artifact-tree")
         await pilot.click(tree, offset=(1, 0))  # the box of LICENSE
         assert app.screen.browser.state("LICENSE", False) == "none"
+        await pilot.click(tree, offset=(4, 2))  # the ▸ of checkpoints/ opens it (and ticks nothing)
+        await shows(pilot, "epoch_001.pt")
+        assert app.screen.browser.state("checkpoints", True) == "all"
+        await shows(pilot, "▾ checkpoints/")
+
+
+async def test_home_end_g_and_shift_g_move_the_list_cursors(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, BrowseRef(None, experiment_id=demo_store.experiments["sweeps"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "RunsScreen") and rows(app) == 12, what="the sweep runs")
+        table = app.screen.query_one(DataTable)
+        table.focus()
+        await pilot.pause()
+        for key, row in (("G", 11), ("g", 0), ("end", 11), ("home", 0)):
+            await pilot.press(key)
+            assert table.cursor_row == row, key
+        await pilot.press("slash", "g")  # in the filter a g is a g
+        assert app.screen.query_one("#run-filter").value == "g" and table.cursor_row == 0
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        tree = app.screen.query_one("#artifact-tree")
+        for key, line in (("G", tree.last_line), ("g", 0), ("end", tree.last_line), ("home", 0)):
+            await pilot.press(key)
+            assert tree.cursor_line == line, key
+        assert tree.last_line > 0
+    app = app_for(demo_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: on(app, "ExperimentsScreen") and rows(app) == 4)
+        table = app.screen.query_one(DataTable)
+        await pilot.press("end")
+        assert table.cursor_row == 3
+        await pilot.press("home")
+        assert table.cursor_row == 0
 
 
 async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:
@@ -204,6 +243,28 @@ async def test_glob_previews_then_applies(isolated_env, demo_store) -> None:
         await pilot.press("slash", "ctrl+u", *"epoch_005.pt", "ctrl+r")
         await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
         assert len(app.screen.browser.chosen()) == 4
+        assert browser.spec() == FilterSpec(include=("*.pt",), exclude=("epoch_005.pt",))  # globs stay globs
+
+
+async def test_a_glob_removed_is_saved_and_run_as_that_glob(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        browser = app.screen.browser
+        await pilot.press("slash", *"*.pt", "ctrl+r")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and len(browser.chosen()) == 15)
+        await pilot.press("down", "space")  # and untick README.md
+        assert browser.spec() == FilterSpec(exclude=("*.pt", "/README.md"))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press(*"no-pt", "enter")
+        path = isolated_env / "config" / "kitmlflow" / "profiles" / "no-pt.yaml"
+        await wait_for(pilot, path.exists, what="the profile file")
+        assert load_profile("no-pt").spec == FilterSpec(exclude=("*.pt", "/README.md"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen"))
+        words = shlex.split(app.screen.command_line())
+        assert words[words.index("--exclude") + 1] == "*.pt"
 
 
 async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env, demo_store) -> None:
@@ -221,10 +282,41 @@ async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env
         assert load_profile("no-ckpt").spec == FilterSpec(exclude=("/checkpoints/",))
         await pilot.press("a")
         assert browser.totals().files == 20
+        # Ticks no profile holds: the dialog opens on the name field (saving is what protects them) ...
         await pilot.press("p")
         await wait_for(pilot, lambda: on(app, "ProfileScreen"))
-        await pilot.press("enter")  # the highlighted (only) profile
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-name", what="name focus")
+        await pilot.press("enter")  # an empty name: nothing is saved, nothing is loaded
+        assert on(app, "ProfileScreen") and browser.totals().files == 20
+        # ... and loading over them asks first; "n" keeps the 20 ticks.
+        await pilot.press("shift+tab", "enter")  # the list, its highlighted (only) profile
+        await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before loading")
+        await shows(pilot, "Load profile no-ckpt? It replaces the 20 files ticked now")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        assert browser.totals().files == 20
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press("shift+tab", "enter")
+        await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+        await pilot.press("y")
         await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and browser.chosen() == wanted, what="the profile")
+        # Now the ticks are the profile's: the dialog opens on the list, and Enter loads without a question.
+        await pilot.press("p")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-list", what="list focus")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"), what="loaded without asking")
+        assert browser.chosen() == wanted
+        # Typing while the list has the focus types the name: Enter saves it and never loads the highlighted one.
+        await pilot.press("space", "p")  # one more tick: unsaved again
+        ticked = browser.chosen()
+        assert ticked != wanted
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "profile-name")
+        await pilot.press("shift+tab", *"more", "enter")
+        await wait_for(pilot, path.with_name("more.yaml").exists, what="the second profile file")
+        assert on(app, "ArtifactsScreen") and browser.chosen() == ticked
 
 
 async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_env) -> None:
@@ -238,6 +330,22 @@ async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_
         await wait_for(pilot, lambda: app.connect_attempts == 2 and app.last_error is not None, what="a retry")
         await pilot.press("q")
     assert app.return_value == 6
+
+
+async def test_no_server_configured_says_so_and_creates_nothing_here(isolated_env, monkeypatch) -> None:
+    """Issue 15, item 6: no flag, no URI, no MLFLOW_TRACKING_URI is no silent ./mlflow.db."""
+    here = isolated_env / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    app = KitmlflowApp(None, cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.last_error is not None, what="the no-server message")
+        text = " ".join(screen_text(app).split())
+        for named in ("--tracking-uri", "MLFLOW_TRACKING_URI", "kitmlflow demo"):
+            assert named in text, text
+        await pilot.press("q")
+    assert app.return_value == 2
+    assert list(here.iterdir()) == [], "nothing created in the user's folder"
 
 
 async def test_a_run_that_is_not_finished_cannot_go_on(isolated_env, demo_store) -> None:
@@ -270,7 +378,7 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
         await pilot.press("down", "down", "enter", "down", "space")  # leave out checkpoints/best.ckpt
         await pilot.press("c")
         await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
-        await pilot.press("tab", *"Fraud-free demo")  # the name field
+        await pilot.press("tab", "tab", *"Fraud-free demo")  # the name field (after Push to)
         await wait_for(pilot, lambda: app.screen.kitfile.package.name == "Fraud-free demo", what="the preview")
         await pilot.press("ctrl+u")  # back to the default: headless has no --name flag
         await wait_for(pilot, lambda: app.screen.kitfile.package.name == "wizard-check", what="the preview")
@@ -288,6 +396,57 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
     assert headless.json["reference"] == wizard.reference
 
 
+async def test_review_fields_survive_a_trip_back_and_go_into_the_command_then_esc_on_done_goes_to_the_runs(
+    isolated_env, demo_store
+) -> None:
+    """Issue 15, items 7 and 8: typed tag and description are kept when going back to the artifacts, the
+    description reaches the headless command; after the import Esc opens the runs for another one."""
+    from textual.widgets import Input
+
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]), tag="trip:v1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+        field = app.screen.query_one("#field-description", Input)
+        field.focus()
+        await pilot.press("ctrl+u", *"Kept across the trip")
+        await wait_for(pilot, lambda: app.screen.kitfile.package.description == "Kept across the trip")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+        assert app.screen.query_one("#field-description", Input).value == "Kept across the trip"
+        assert "--description 'Kept across the trip'" in app.screen.command_line()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=120, what="the import")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "RunsScreen"), what="the runs, for another import")
+        assert app.is_running
+
+
+async def test_question_mark_lists_the_keys_and_ctrl_p_opens_the_palette(isolated_env, demo_store) -> None:
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: on(app, "HelpScreen"), what="the key map")
+        text = screen_text(app)
+        for key in ("space", "Glob", "Profiles", "Continue"):
+            assert key in text, text
+        listed = [(key, what) for key, what, _ in app.screen.keys]  # all of them, also those scrolled out of view
+        assert not [k for k, what in listed if "Scroll" in what or k.startswith("super+")], listed
+        assert [what for _, what in listed if "palette" in what.lower()] == [
+            "Command palette: jump to an experiment or a run, any action"
+        ]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen"))
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: on(app, "CommandPalette"), what="the command palette")
+        await pilot.press(*"image-classifier-sweeps")
+        await shows(pilot, "image-classifier-sweeps")
+
+
 @pytest.mark.timeout(300)
 async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) -> None:
     """The real import child process, downloading from the hostile server, which sends 1 MiB of big.bin at
@@ -295,35 +454,15 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
     comes. Afterwards: the message comes from the pipeline, the received bytes stay for the next run to resume
     (with kit: in the cache as the part file; without, the native packer's direct import: in the partial layer
     blob, listed by its journal), no tag, no stage folder, no blob without a manifest."""
-    from kitmlflow_tui.direct import RESUME_DIR_NAME
     from kitmlflow_tui.reference import parse_reference
-    from tests.support.hostile_server import Content, Scenario, file, hostile_server
+    from tests.support.hostile_server import hostile_server
 
-    data = bytes(range(256)) * (4 * 4096)  # 4 MiB
-    scenario = Scenario(
-        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
-        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
-    )
+    scenario, data = trickling_scenario()
     cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
     with hostile_server(scenario) as server:
         app = KitmlflowApp(parse_reference(server.uri()), tag="cancel:v1", cursor_blink=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: tree_listed(app), what="the listing")
-            await pilot.press("c")
-            await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
-            await pilot.press("ctrl+g")
-            await wait_for(pilot, lambda: on(app, "ImportScreen"))
-            importing = app.screen
-
-            resume = kit_home / "storage" / RESUME_DIR_NAME
-
-            def received() -> int:
-                parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
-                if parts:
-                    return parts[0].stat().st_size
-                return sum(p.stat().st_blocks * 512 for p in resume.glob("*/*.tar"))  # direct: sparse blobs
-
-            await wait_for(pilot, lambda: received() >= 1_048_576, timeout=120, what="big.bin half-way")
+            importing = await import_until_mid_file(pilot, app, cache, kit_home)
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
             await pilot.press("n")  # not yet: the import goes on
@@ -333,8 +472,83 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
             await pilot.press("y")
             await wait_for(pilot, lambda: not importing.running, timeout=120, what="the cancelled import")
             await shows(pilot, "Download cancelled; completed files are kept")
+            await shows(pilot, "r retry: the import resumes")  # item 7: retry, back, and the headless twin
+            assert "Headless equivalent" in screen_text(app) and "esc Cancel" not in screen_text(app)
             await pilot.press("escape")
             await wait_for(pilot, lambda: on(app, "ReviewScreen"))
+    assert_only_what_a_resume_uses(cache, kit_home, data)
+
+
+async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a_resume_uses(
+    isolated_env: Path,
+) -> None:
+    """Ctrl+Q during the download asks as Esc does; "n" goes on, "y" cancels, waits for the clean-up, quits."""
+    from kitmlflow_tui.reference import parse_reference
+    from tests.support.hostile_server import hostile_server
+
+    scenario, data = trickling_scenario()
+    cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
+    with hostile_server(scenario) as server:
+        app = KitmlflowApp(parse_reference(server.uri()), tag="quit:v1", cursor_blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            importing = await import_until_mid_file(pilot, app, cache, kit_home)
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before quitting")
+            await shows(pilot, "Quit? The import stops")
+            await pilot.press("n")
+            await pilot.pause(0.3)
+            assert app.is_running and importing.running and not importing.cancel.is_set()
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, timeout=120, what="the app to quit after the clean-up")
+    assert app.return_value == 130
+    assert_only_what_a_resume_uses(cache, kit_home, data)
+
+
+def trickling_scenario():
+    """A run whose big.bin (4 MiB) sends its first MiB at once, then trickles for ever: an import of it
+    is surely mid-file when the test acts."""
+    from tests.support.hostile_server import Content, Scenario, file
+
+    data = bytes(range(256)) * (4 * 4096)
+    scenario = Scenario(
+        listing=lambda d: [file("big.bin", len(data)), file("README.md", 7)] if d == "" else [],
+        contents={"big.bin": Content(data, trickle_after=1_048_576), "README.md": Content(b"# real\n")},
+    )
+    return scenario, data
+
+
+async def import_until_mid_file(pilot, app: KitmlflowApp, cache: Path, kit_home: Path):
+    """From the listed run to an import whose big.bin is half-way; the import screen."""
+    await wait_for(pilot, lambda: tree_listed(app), what="the listing")
+    await pilot.press("c")
+    await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None)
+    await pilot.press("ctrl+g")
+    await wait_for(pilot, lambda: on(app, "ImportScreen"))
+    importing = app.screen
+    await wait_for(pilot, lambda: received(cache, kit_home) >= 1_048_576, timeout=120, what="big.bin half-way")
+    return importing
+
+
+def resume_folder(kit_home: Path) -> Path:
+    from kitmlflow_tui.direct import RESUME_DIR_NAME
+
+    return kit_home / "storage" / RESUME_DIR_NAME
+
+
+def received(cache: Path, kit_home: Path) -> int:
+    """Bytes of big.bin received so far: its part file (kit packs: the folder path), else the blocks of the
+    direct import's sparse layer blobs."""
+    parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
+    if parts:
+        return parts[0].stat().st_size
+    return sum(p.stat().st_blocks * 512 for p in resume_folder(kit_home).glob("*/*.tar"))
+
+
+def assert_only_what_a_resume_uses(cache: Path, kit_home: Path, data: bytes) -> None:
+    """After an abandoned import: the import process gone, the received bytes kept as the part file a
+    resume continues, complete files complete, no stage folder, no tag, no blob without a manifest."""
     assert import_children() == [], "the import process ended"
     parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
     if parts:  # kit packs: the folder path
@@ -344,7 +558,8 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
         assert (run_cache / "README.md").read_bytes() == b"# real\n"  # complete files stay complete
         assert not (run_cache / "big.bin").exists()
     else:  # the direct import: the journal says how much of big.bin its layer blob holds
-        (journal,) = [j for j in resume.glob("*/*.journal") if "\nR " in j.read_text()]
+        journals = resume_folder(kit_home).glob("*/*.journal")
+        (journal,) = [j for j in journals if "\nR " in j.read_text()]
         written = sorted(
             (int(fields[2]), int(fields[3]))
             for fields in (line.split() for line in journal.read_text().splitlines()[1:])

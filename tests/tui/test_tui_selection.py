@@ -12,7 +12,6 @@ from kitmlflow_tui.tui.selection_model import (
     FolderIndex,
     Selection,
     escape_glob,
-    headless_command,
     reproduces,
     spec_for_selection,
 )
@@ -110,6 +109,43 @@ def test_browser_ticks_folders_before_the_listing_and_counts_after() -> None:
     assert browser.spec() == FilterSpec(include=("*.bin",))  # the user's own pattern, still exact
 
 
-def test_the_headless_command_is_shell_quoted() -> None:
-    line = headless_command("mlflow://runs/abc", "m:v1", FilterSpec(include=("/a b/",), exclude=("/x*",)))
-    assert line == "kitmlflow import mlflow://runs/abc -t m:v1 --yes --include '/a b/' --exclude '/x*'"
+GLOBS = ["*.pt", "ckpt/", "model/", "*.bin", "**/1.pt", "README.md", "a*", "x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_globs_and_ticks_in_any_order_give_a_spec_that_selects_the_ticks(data: st.DataObject) -> None:
+    paths = data.draw(trees())
+    browser = ArtifactBrowser()
+    browser.set_tree(make_tree(paths))
+    for _ in range(data.draw(st.integers(0, 6))):
+        if data.draw(st.booleans()):
+            include = tuple(data.draw(st.lists(st.sampled_from(GLOBS), min_size=1, max_size=2, unique=True)))
+            exclude = tuple(data.draw(st.lists(st.sampled_from(GLOBS), max_size=1)))
+            browser.apply_glob(
+                FilterSpec(include=include, exclude=exclude), data.draw(st.sampled_from(["only", "add", "remove"]))
+            )
+        else:
+            browser.toggle(data.draw(st.sampled_from(paths)), is_dir=False)
+    if not browser.chosen():
+        return  # nothing ticked: the wizard refuses to go on
+    assert reproduces(browser.index.tree, browser.spec(), browser.chosen())  # type: ignore[union-attr]
+
+
+def test_a_glob_removed_stays_a_glob_and_only_ticks_become_paths() -> None:
+    tree = make_tree(["ckpt/epoch_001.pt", "ckpt/epoch_002.pt", "ckpt/best.ckpt", "model/w.bin", "README.md"])
+    browser = ArtifactBrowser()
+    browser.set_tree(tree)
+    browser.apply_glob(FilterSpec(include=("*.pt",)), "remove")
+    assert browser.spec() == FilterSpec(exclude=("*.pt",))
+    browser.toggle("README.md", is_dir=False)  # one tick more: a path beside the glob
+    assert browser.spec() == FilterSpec(exclude=("*.pt", "/README.md"))
+    browser.apply_glob(FilterSpec(include=("model/",)), "only")
+    browser.apply_glob(FilterSpec(include=("*.ckpt",)), "add")
+    assert browser.spec() == FilterSpec(include=("model/", "*.ckpt"))
+    browser.toggle("ckpt/best.ckpt", is_dir=False)
+    browser.toggle("model/w.bin", is_dir=False)
+    assert browser.chosen() == set()
+    browser.apply_glob(FilterSpec(include=("*.pt",), exclude=("epoch_002.pt",)), "add")  # its own exclude
+    assert browser.chosen() == {"ckpt/epoch_001.pt"}
+    assert reproduces(tree, browser.spec(), browser.chosen())

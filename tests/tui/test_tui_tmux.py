@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -64,8 +65,8 @@ def test_the_real_program_browses_and_quits(isolated_env, demo_store, tmp_path) 
         terminal.keys(*"sweeps")
         terminal.wait_for("1 of 4 experiments match")
         terminal.keys("Enter")
-        screen = terminal.wait_for("Duration")
-        assert "Runs" in screen
+        screen = terminal.wait_for("12 runs")  # at 80 columns the metrics come first, Duration is left out
+        assert "val_accuracy" in screen
         terminal.keys("Escape")  # back to the experiments, still filtered
         terminal.wait_for("1 of 4 experiments match")
         terminal.keys("Escape")  # clears the filter
@@ -77,3 +78,77 @@ def test_the_real_program_browses_and_quits(isolated_env, demo_store, tmp_path) 
         assert marker.read_text().strip() == "0"
     finally:
         terminal.close()
+
+
+TAG = "image-classifier-resnet18-baseline-long-name:v1-2026-12-02-rc1"  # an unpack line wider than 80 columns
+
+
+def next_lines(screen: str) -> list[str]:
+    """The done screen's "Next" commands, as a terminal copy of those rows gives them."""
+    rows = screen.splitlines()
+    assert any(row.strip() == "Next" for row in rows), screen
+    start = next(n for n, row in enumerate(rows) if row.strip() == "Next") + 1
+    end = next(n for n in range(start, len(rows)) if rows[n].lstrip().startswith("esc "))
+    return [row.rstrip() for row in rows[start:end] if row.strip()]
+
+
+def test_the_commands_the_done_screen_shows_work_when_pasted_at_80_columns(isolated_env, demo_store, tmp_path) -> None:
+    """Item 1 of issue 15: what the user copies from the done screen runs. With KIT_BIN the real kit runs the
+    pasted lines (kit list shows the ModelKit, kit unpack writes its files); without it a shell function
+    named kit records the words bash reads from them."""
+    kit_bin = os.environ.get("KIT_BIN", "")
+    kit_home = isolated_env / "kitops"
+    kit_home.mkdir(parents=True, exist_ok=True)
+    (kit_home / "disable-update-notifications").touch()
+    marker = tmp_path / "exit-code"
+    program = (
+        "import sys; from kitmlflow_tui.tui.app import run_wizard; from kitmlflow_tui.reference import RunRef; "
+        f"sys.exit(run_wizard(RunRef(None, {demo_store.runs['finished']!r}), "
+        f"tracking_uri_flag={demo_store.tracking_uri!r}, tag={TAG!r}))"
+    )
+    env = " ".join(
+        f"{name}={shlex.quote(str(value))}"
+        for name, value in {
+            "XDG_CONFIG_HOME": isolated_env / "config",
+            "KITOPS_HOME": kit_home,
+            "KITMLFLOW_CACHE_DIR": isolated_env / "cache",
+        }.items()
+    )
+    command = (
+        f"cd {shlex.quote(str(REPO))} && env {env} {shlex.quote(sys.executable)} -c {shlex.quote(program)};"
+        f" echo $? > {shlex.quote(str(marker))}"
+    )
+    terminal = Terminal(command)
+    try:
+        terminal.wait_for("files in the run")
+        terminal.keys("c")
+        terminal.wait_for("manifestVersion")  # the Kitfile is previewed: the import may start
+        terminal.keys("C-g")
+        terminal.wait_for("ModelKit ready", timeout=180)
+        screen = terminal.wait_for("kit unpack")  # the commands are laid out once the screen knows its width
+        lines = next_lines(screen)
+        terminal.keys("q")
+    finally:
+        terminal.close()
+    assert all(len(line) <= 80 for line in lines)
+    assert any(line.endswith(" \\") for line in lines), "the unpack line is wider than 80: it must continue"
+    folder = tmp_path / "pasted"
+    folder.mkdir()
+    if kit_bin:
+        script = f'set -e\nkit() {{ {shlex.quote(kit_bin)} "$@"; }}\n' + "\n".join(lines)
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KITOPS_HOME": str(kit_home)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert TAG.split(":")[0] in done.stdout  # kit list names it
+        unpacked = folder / TAG.split(":")[0]
+        assert (unpacked / "Kitfile").is_file() and any(unpacked.rglob("MLmodel"))
+    else:
+        script = 'kit() { printf "%s\\0" "$@"; printf "\\n"; }\n' + "\n".join(lines)
+        done = subprocess.run(["bash", "-c", script], cwd=folder, capture_output=True, check=True)
+        calls = [call.split("\0")[:-1] for call in done.stdout.decode().split("\n") if call]
+        assert calls == [["list"], ["unpack", TAG, "-d", f"./{TAG.split(':')[0]}"]]

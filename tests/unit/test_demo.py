@@ -321,3 +321,18 @@ def test_concurrent_builds_share_one_store(tmp_path: Path) -> None:
     first, second = (json.loads(out) for out in outputs)
     assert first == second
     assert load_demo_store(root) is not None
+
+
+def test_the_demo_command_tells_each_build_step_on_stderr_and_nothing_on_reuse(tmp_path: Path) -> None:
+    from tests.support.cli import run_cli
+
+    root = tmp_path / "told"
+    built = run_cli("demo", "--root", str(root), "--print-uri")
+    assert built.code == 0, built.stderr
+    assert built.stdout.strip() == f"sqlite:///{root.absolute().as_posix()}/mlflow.db"  # stdout: the URI only
+    lines = built.stderr.splitlines()
+    assert lines[0] == f"Building the demo MLflow store in {root} (once: later runs reuse it)…"
+    assert lines[1] == "  loading MLflow…"
+    assert lines[2].startswith("  [1/9] experiments") and lines[-1] == "  [9/9] a running run"
+    reused = run_cli("demo", "--root", str(root), "--print-uri")
+    assert reused.code == 0 and reused.stderr == "" and reused.stdout == built.stdout

@@ -34,7 +34,7 @@ class Recorder(Observer):
     def __init__(self) -> None:
         self.steps: list[str] = []
         self.events: list[ProgressEvent] = []
-        self.packed: list[tuple[int, int]] = []
+        self.pack_steps: list[tuple[int, int]] = []
 
     def step(self, name: str, message: str) -> None:
         self.steps.append(name)
@@ -43,7 +43,7 @@ class Recorder(Observer):
         self.events.append(event)
 
     def pack_progress(self, done: int, total: int) -> None:
-        self.packed.append((done, total))
+        self.pack_steps.append((done, total))
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_the_child_gives_what_the_pipeline_gives_in_process_and_reports_progress
     plan = next(e for e in recorder.events if e.kind == "plan")
     assert plan.total == sum(f.size or 0 for f in job.tree.files if job.spec.reason_left_out(f) is None)
     assert sum(e.size for e in recorder.events if e.kind == "bytes") == plan.size
-    assert recorder.packed and recorder.packed[-1][0] == recorder.packed[-1][1]
+    assert recorder.pack_steps and recorder.pack_steps[-1][0] == recorder.pack_steps[-1][1]
     assert import_children() == []
 
 

@@ -286,6 +286,35 @@ def test_progress_and_cancel(fixture_folder: Path, tmp_path: Path) -> None:
     assert not list(storage_of(home).glob("*-tags.json"))
 
 
+def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_references(
+    fixture_folder: Path, tmp_path: Path
+) -> None:
+    """The model layer (70 kB) is committed before the cancel comes in a later layer: a quit mid-pack
+    must not leave it behind (issue 15, item 5); blobs of ModelKits already stored stay."""
+    home = tmp_path / "home"
+    kept = pack_native(
+        fixture_folder, {"manifestVersion": "1.0.0", "docs": [{"path": "README.md"}]}, "kept:v1", storage_root=home
+    )
+    before = {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()}
+    from kitmlflow_tui.packing.native import plan_layers
+
+    _, layers, _ = plan_layers(fixture_folder, KITFILE)
+    first_layer = sum(entry.size for entry in layers[0].entries)
+    assert first_layer >= 70_000 and len(layers) > 2
+    cancel = threading.Event()
+
+    def cancel_late(done: int, total: int) -> None:
+        if done > first_layer:  # the first layer is committed: the cancel comes inside a later one
+            cancel.set()
+
+    with pytest.raises(InterruptedByUser):
+        pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home, on_progress=cancel_late, cancel=cancel)
+    after = {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()}
+    assert after == before, "only the blobs of the ModelKit stored before"
+    assert check_storage_consistent(home) == 1
+    assert manifest_of(home, kept.digest)["layers"]
+
+
 def test_repacking_a_tag_moves_it_and_keeps_the_old_manifest(fixture_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home)

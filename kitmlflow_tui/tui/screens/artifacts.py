@@ -17,10 +17,10 @@ from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.profiles import PackageDefaults, Profile
 from kitmlflow_tui.reference import ModelRef
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan, require_selection
-from kitmlflow_tui.tui.dialogs import GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
+from kitmlflow_tui.tui.dialogs import ConfirmScreen, GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.selection_model import ArtifactBrowser
-from kitmlflow_tui.tui.text import display_path, format_time, not_finished_reason, status_text
+from kitmlflow_tui.tui.selection_model import BIG_BYTES, BIG_SHARE, ArtifactBrowser
+from kitmlflow_tui.tui.text import count, display_path, format_time, not_finished_reason, status_text
 from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
 
 
@@ -30,7 +30,8 @@ class ArtifactsScreen(WizardScreen):
         Binding("a", "select_all(True)", "All"),
         Binding("x", "select_all(False)", "None"),
         Binding("slash", "glob", "Glob"),
-        Binding("p", "profiles", "Profile"),
+        Binding("p", "profiles", "Profiles"),
+        Binding("s", "profiles(True)", "Save profile"),
         Binding("c", "review", "Continue"),
         Binding("escape", "back", "Back"),
     ]
@@ -78,6 +79,7 @@ class ArtifactsScreen(WizardScreen):
         self.folders_asked: set[str] = set()
         self.cancel_listing = threading.Event()
         self.last_glob = ""
+        self.saved_spec: FilterSpec | None = None  # what the ticks were when listed, loaded or saved
 
     def where(self) -> str:
         return self.wizard.display_uri
@@ -197,6 +199,7 @@ class ArtifactsScreen(WizardScreen):
         initial, self.initial_spec = self.initial_spec, None
         if initial is not None:
             self.apply_spec(initial)
+        self.saved_spec = self.browser.spec()
         self.query_one(CheckboxTree).reload()
         self.show_totals()
 
@@ -216,12 +219,19 @@ class ArtifactsScreen(WizardScreen):
             bar.update("[$warning]This run has no artifacts: there is nothing to import.[/]")
             return
         models = len(self.logged_models)
-        bar.update(
-            f"[b]{totals.files:,} files · {format_size(totals.size)}[/] of {format_size(totals.all_size)}"
-            f" [dim]· {totals.all_files:,} files in the run"
-            + (f", {models} logged model{'s' if models != 1 else ''}" if models else "")
+        text = (
+            f"[b]{count(totals.files, 'file')} · {format_size(totals.size)}[/] of {format_size(totals.all_size)}"
+            f" [dim]· {count(totals.all_files, 'file')} in the run"
+            + (f", {count(models, 'logged model')}" if models else "")
             + "[/]"
         )
+        index = self.browser.index
+        if index is not None and index.has_big:
+            text += (
+                f"\n[b yellow]big[/] [dim]= {format_size(index.big_threshold)} or more: {BIG_SHARE:.0%} of the"
+                f" run's bytes (at most {format_size(BIG_BYTES)}), worth a look before it goes in[/]"
+            )
+        bar.update(text)
 
     def refresh_ticks(self) -> None:
         self.query_one(CheckboxTree).repaint_ticks()
@@ -248,60 +258,87 @@ class ArtifactsScreen(WizardScreen):
         if choice is None or self.browser.index is None:
             return
         self.last_glob = " ".join([*choice.spec.include, *("!" + p for p in choice.spec.exclude)])
-        if choice.mode == "only":
-            self.apply_spec(choice.spec)
-        else:
-            matched = {f.path for f in make_plan(self.browser.index.tree, choice.spec).selected}
-            chosen = self.browser.chosen()
-            self.browser.set_chosen(chosen | matched if choice.mode == "add" else chosen - matched)
+        self.browser.apply_glob(choice.spec, choice.mode)
         self.refresh_ticks()
 
     def apply_spec(self, spec: FilterSpec) -> None:
         self.browser.apply_spec(spec)
         self.refresh_ticks()
 
-    def action_profiles(self) -> None:
+    def unsaved(self) -> bool:
+        """Ticks that no profile holds: changed since the listing, the last profile loaded or saved."""
+        return self.browser.listed and self.browser.spec() != self.saved_spec
+
+    def action_profiles(self, saving: bool | None = None) -> None:
         from kitmlflow_tui.profiles import list_profiles, profiles_dir
 
         def read() -> tuple[list[str], str]:
             return list_profiles(), display_path(profiles_dir())
 
+        totals = self.browser.totals()
+        summary = f"{count(totals.files, 'file')} · {format_size(totals.size)}" if totals else ""
+        wants_save = self.unsaved() if saving is None else saving
+
         def show(result: tuple[list[str], str]) -> None:
             names, folder = result
-            self.app.push_screen(ProfileScreen(names, folder, can_save=self.browser.listed), self.profile_chosen)
+            dialog = ProfileScreen(names, folder, can_save=self.browser.listed, saving=wants_save, summary=summary)
+            self.app.push_screen(dialog, self.profile_chosen)
 
         self.background(read, show, group="profiles")
 
     def profile_chosen(self, choice: ProfileChoice | None) -> None:
         if choice is None:
             return
-        from kitmlflow_tui.profiles import load_profile, save_profile
+        from kitmlflow_tui.profiles import load_profile
 
         if choice.action == "load":
             if self._need_listing("a profile can be applied"):
                 return
-            self.background(lambda: load_profile(choice.name), self.profile_loaded, group="profiles")
+
+            def load() -> None:
+                self.background(lambda: load_profile(choice.name), self.profile_loaded, group="profiles")
+
+            if not self.unsaved():
+                load()
+                return
+            totals = self.browser.totals()
+            ticked = f"the {count(totals.files, 'file')} ticked now" if totals else "the current ticks"
+            question = f"Load profile {choice.name}? It replaces {ticked}, which no profile holds."
+            self.app.push_screen(
+                ConfirmScreen(question, "Load it (y)", "Keep my ticks (n)"), lambda yes: load() if yes else None
+            )
             return
+        self.save_profile(choice.name)
+
+    def save_profile(self, name: str) -> None:
+        from kitmlflow_tui.profiles import save_profile
+
+        package = self.package
+        typed = self.run and self.wizard.package_defaults(self.run.run_id)
+        if typed:  # the description and authors typed on the review go in as the profile's defaults
+            package = PackageDefaults(
+                typed.description or package.description, typed.authors or package.authors, package.license
+            )
+        spec = self.browser.spec()
         try:
-            profile = Profile(choice.name, self.browser.spec(), self.package)
+            profile = Profile(name, spec, package)
         except BadInputError as exc:
             self.show_error(exc)
             return
-        self.background(
-            lambda: save_profile(profile),
-            lambda path: self.notify(f"Saved profile {choice.name} to {path}", title="Profile saved"),
-            group="profiles",
-        )
+
+        def saved(path: object) -> None:
+            self.saved_spec = spec
+            self.notify(f"Saved profile {name} to {path}", title="Profile saved")
+
+        self.background(lambda: save_profile(profile), saved, group="profiles")
 
     def profile_loaded(self, profile: Profile) -> None:
         self.package = profile.package
         self.apply_spec(profile.spec)
-        self.notify(f"Profile {profile.name}: {self._describe(profile.spec)}", title="Profile loaded")
-
-    def _describe(self, spec: FilterSpec) -> str:
+        self.saved_spec = self.browser.spec()
         totals = self.browser.totals()
-        picked = f"{totals.files:,} files · {format_size(totals.size)}" if totals else "applied"
-        return picked
+        picked = f"{count(totals.files, 'file')} · {format_size(totals.size)}" if totals else "applied"
+        self.notify(f"Profile {profile.name}: {picked}", title="Profile loaded")
 
     def action_review(self) -> None:
         if self.run is None or self._need_listing("you can continue"):

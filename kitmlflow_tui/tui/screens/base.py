@@ -73,6 +73,10 @@ class WizardScreen(Screen[None]):
     def action_back(self) -> None:
         self.post_message(self.BackRequested(self))
 
+    def on_screen_suspend(self) -> None:
+        """A toast belongs to the step that raised it: the next screen starts without it over its lines."""
+        self.app.clear_notifications()
+
     # -- workers ---------------------------------------------------------------------------------
     def background(
         self,

@@ -20,7 +20,7 @@ from kitmlflow_tui.tui.text import error_markup
 class ConnectScreen(WizardScreen):
     STEP = "Experiments"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "retry", "Retry", show=False),
+        Binding("r", "retry", "Retry"),
         Binding("q", "app.quit", "Quit"),
         Binding("escape", "back", show=False),
     ]
@@ -53,8 +53,9 @@ class ConnectScreen(WizardScreen):
 
     def _connecting_text(self) -> str:
         uri = self.wizard.planned_uri
-        target = escape(redact_uri(uri)) if uri else "the tracking server of MLflow's defaults"
-        return f"Connecting to [b]{target}[/]…\n[dim]Loading MLflow (the first start can take a few seconds).[/]"
+        if not uri:
+            return "Looking for the tracking server…"
+        return f"Connecting to [b]{escape(redact_uri(uri))}[/]…\n[dim]Loading MLflow (the first start can take a few seconds).[/]"
 
     def on_mount(self) -> None:
         self.connect()
@@ -71,12 +72,16 @@ class ConnectScreen(WizardScreen):
     def failed(self, error: KitmlflowError) -> None:
         self.error = error
         self.post_message(self.Failed(error))
-        self.query_one("#connect-status", Static).update(f"Could not connect to [b]{escape(self._target())}[/].")
-        self.query_one("#connect-error", Static).update(error_markup(error) + "\n\n[b]r[/] retry · [b]q[/] quit")
-
-    def _target(self) -> str:
         uri = self.wizard.planned_uri
-        return redact_uri(uri) if uri else "the default tracking server"
+        status = f"Could not connect to [b]{escape(redact_uri(uri))}[/]." if uri else "[b]No tracking server.[/]"
+        self.query_one("#connect-status", Static).update(status)
+        self.query_one("#connect-error", Static).update(error_markup(error) + "\n\n[b]r[/] retry · [b]q[/] quit")
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "retry":
+            return self.error is not None
+        return True
 
     def action_retry(self) -> None:
         if self.error is not None:

@@ -1,4 +1,4 @@
-"""The last step: the ModelKit that was made, and what to do with it next."""
+"""The last step: the ModelKit that was made (and where it was pushed), and what to do with it next."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from rich.markup import escape
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.tui.backend import ImportChoice
+from kitmlflow_tui.tui.commands import one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
+from kitmlflow_tui.tui.text import count
+from kitmlflow_tui.tui.widgets.laid_out import CommandView
 
 if TYPE_CHECKING:
     from kitmlflow_tui.pipeline import ImportResult
@@ -22,9 +25,9 @@ if TYPE_CHECKING:
 class DoneScreen(WizardScreen):
     STEP = "Import"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "app.quit", "Quit"),
+        Binding("escape", "back", "Another import"),
         Binding("ctrl+y", "copy", "Copy unpack command"),
-        Binding("escape", "app.quit", "Quit", show=False),
+        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, choice: ImportChoice, result: ImportResult) -> None:
@@ -35,36 +38,54 @@ class DoneScreen(WizardScreen):
     def where(self) -> str:
         return f"{self.wizard.display_uri} · {self.choice.run.run_name}"
 
-    def unpack_command(self) -> str:
-        folder = self.result.reference.rsplit("/", 1)[-1].split(":", 1)[0]
-        return f"kit unpack {self.result.reference} -d ./{folder}"
+    def local_reference(self) -> str:
+        return self.result.reference
+
+    def unpack_words(self) -> list[str]:
+        reference = self.local_reference()
+        folder = reference.rsplit("/", 1)[-1].split(":", 1)[0]
+        return ["kit", "unpack", reference, "-d", f"./{folder}"]
+
+    def next_commands(self) -> tuple[list[list[str]], list[str]]:
+        """The commands to paste next, and comments for what needs a value only the user knows."""
+        pushed = self.result.pushed
+        commands = [["kit", "list"], self.unpack_words()]
+        if pushed is not None:
+            return [*commands, ["kit", "pull", pushed.reference]], []
+        note = (
+            f"to a registry: fill Push to on the review (esc, then the run again), "
+            f"or kit push {self.local_reference()} REGISTRY/REPOSITORY:TAG"
+        )
+        return commands, [note]
 
     def compose_body(self) -> ComposeResult:
         result = self.result
-        remote = "REGISTRY/ORG/" + result.reference.rsplit("/", 1)[-1]
-        with Vertical(id="done-box"):
-            yield Static(f"[b green]✓ ModelKit ready[/]  [b]{escape(result.reference)}[/]", id="done-title")
-            table = Table.grid(padding=(0, 2))
-            table.add_column(style="dim")
+        with VerticalScroll(id="done-box"):
+            yield Static(f"[b green]✓ ModelKit ready[/]  [b]{escape(self.local_reference())}[/]", id="done-title")
+            table = Table.grid(padding=(0, 1))
+            table.add_column(style="dim", no_wrap=True)
             table.add_column(overflow="fold")
             table.add_row("digest", result.digest)
+            pushed = result.pushed
+            if pushed is not None:
+                sent = f"{format_size(pushed.uploaded_bytes)} in {count(pushed.uploaded_blobs, 'blob')} sent"
+                if pushed.mounted_blobs:
+                    sent += f", {pushed.mounted_blobs} mounted"
+                table.add_row("pushed", f"[b]{escape(pushed.reference)}[/]")
+                table.add_row("", pushed.digest)
+                table.add_row("", f"[dim]{sent}, {pushed.existing_blobs} already there[/]")
             table.add_row("size", f"{format_size(result.size)}  (packed by {result.packer})")
-            table.add_row("files", f"{len(result.download.paths):,} from run {self.choice.run.run_id}")
-            table.add_row("storage", escape(str(result.storage_root)))
+            table.add_row("files", f"{count(len(result.download.paths), 'file')} from run {self.choice.run.run_id}")
+            table.add_row("stored", escape(str(result.storage_root)))
             yield Static(table, id="done-facts")
-            yield Static(
-                "[b]Next[/]\n"
-                "  kit list\n"
-                f"  {escape(self.unpack_command())}\n"
-                f"  kit tag {escape(result.reference)} {escape(remote)}\n"
-                f"  kit push {escape(remote)}",
-                id="done-next",
-            )
-            yield Static("[dim]q quits · ctrl+y copies the unpack command[/]")
+            commands, notes = self.next_commands()
+            yield CommandView("[b]Next[/]", commands, notes=notes, indent="  ", id="done-next")
+            yield Static("[dim]esc another import (back to the runs) · ctrl+y copies the unpack command · q quits[/]")
+
+    def unpack_command(self) -> str:
+        """What Ctrl+Y copies: the unpack command on one line."""
+        return one_line(self.unpack_words())
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.unpack_command())
         self.notify("Copied.", title="kit unpack")
-
-    def action_back(self) -> None:
-        self.app.exit(0)

@@ -13,17 +13,19 @@ from textual.widgets import DataTable, Input, Static
 
 from kitmlflow_tui.catalogue.records import ExperimentSummary
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.text import format_time
+from kitmlflow_tui.tui.text import count, format_time
 
 
 class ExperimentsScreen(WizardScreen):
     STEP = "Experiments"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", show=True, priority=True),
-        Binding("down", "move(1)", show=False, priority=True),
-        Binding("up", "move(-1)", show=False, priority=True),
-        Binding("pagedown", "move(10)", show=False, priority=True),
-        Binding("pageup", "move(-10)", show=False, priority=True),
+        Binding("down", "move(1)", "Down", show=False, priority=True),
+        Binding("up", "move(-1)", "Up", show=False, priority=True),
+        Binding("pagedown", "move(10)", "Page down", show=False, priority=True),
+        Binding("pageup", "move(-10)", "Page up", show=False, priority=True),
+        Binding("home", "move(-1000000)", "First", show=False, priority=True),
+        Binding("end", "move(1000000)", "Last", show=False, priority=True),
         Binding("escape", "clear", "Clear filter"),
         Binding("ctrl+r", "reload", "Reload"),
     ]
@@ -78,9 +80,9 @@ class ExperimentsScreen(WizardScreen):
         if not self.experiments:
             status.update("No experiments on this server.")
         elif needle:
-            status.update(f"{len(self.shown)} of {len(self.experiments)} experiments match “{text.strip()}”")
+            status.update(f"{len(self.shown):,} of {count(len(self.experiments), 'experiment')} match “{text.strip()}”")
         else:
-            status.update(f"{len(self.experiments)} experiments · type to filter · enter opens")
+            status.update(f"{count(len(self.experiments), 'experiment')} · type to filter · enter opens")
 
     def action_move(self, rows: int) -> None:
         table = self.query_one(DataTable)

@@ -1,20 +1,24 @@
-"""Step 5: the import with byte-level progress, a log of steps and a confirmed cancel."""
+"""Step 5: the import with byte-level progress (download, pack, push), a log of steps, a confirmed cancel,
+and after a failure the ways on: retry (a resume), back, the headless command, the kept downloads."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from rich.progress_bar import ProgressBar as BarRenderable
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import ProgressBar, RichLog, Static
 
@@ -23,12 +27,15 @@ from kitmlflow_tui.errors import InterruptedByUser, KitmlflowError, scrub_secret
 from kitmlflow_tui.pipeline import Observer
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.tui.backend import ImportChoice
+from kitmlflow_tui.tui.commands import choice_words
 from kitmlflow_tui.tui.dialogs import ConfirmScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.text import format_seconds, markup_text
+from kitmlflow_tui.tui.text import count, format_seconds, markup_text
+from kitmlflow_tui.tui.widgets.laid_out import CommandView
 
 if TYPE_CHECKING:
     from kitmlflow_tui.pipeline import ImportResult
+    from kitmlflow_tui.registry import PushResult
 
 RATE_WINDOW_SECONDS = 5.0
 SHOWN_FILES = 4
@@ -40,6 +47,7 @@ class ProgressState:
     """A copy of what the import did so far, taken under the observer's lock."""
 
     steps: list[str] = field(default_factory=list)
+    phase: str = "download"  # "download", then "push" once the push has planned its blobs
     total: int = 0
     done: int = 0
     files_total: int = 0
@@ -47,6 +55,8 @@ class ProgressState:
     active: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (done, size)
     pack: tuple[int, int] | None = None
     rate: float | None = None  # bytes per second over the last few seconds
+    present: int = 0  # blobs the registry had already
+    packed: ImportResult | None = None  # the ModelKit in local storage, once packed
 
 
 class ImportProgress(Observer):
@@ -66,7 +76,9 @@ class ImportProgress(Observer):
         with self.lock:
             state = self.state
             if event.kind == "plan":
-                state.total, state.files_total, state.done = event.size, event.files, 0
+                state.total, state.files_total, state.done, state.files_done = event.size, event.files, 0, 0
+                state.active.clear()
+                self.samples.clear()
                 self.samples.append((self.clock(), 0))
             elif event.kind == "file_start":
                 state.active[event.path] = (0, event.size)
@@ -86,6 +98,21 @@ class ImportProgress(Observer):
         with self.lock:
             self.state.pack = (done, total)
 
+    def packed(self, result: ImportResult) -> None:
+        with self.lock:
+            self.state.packed = result
+
+    def push_progress(self, event: ProgressEvent) -> None:
+        """The push's blobs as the files of a second transfer: its plan starts the counts afresh."""
+        if event.kind == "file_skipped":
+            with self.lock:
+                self.state.present += 1
+            return
+        if event.kind == "plan":
+            with self.lock:
+                self.state.phase, self.state.pack = "push", None
+        self.progress(event)
+
     def snapshot(self) -> ProgressState:
         with self.lock:
             state = self.state
@@ -93,23 +120,17 @@ class ImportProgress(Observer):
             if len(self.samples) >= 2:
                 (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
                 rate = (b1 - b0) / (t1 - t0) if t1 > t0 else None
-            return ProgressState(
-                list(state.steps),
-                state.total,
-                state.done,
-                state.files_total,
-                state.files_done,
-                dict(state.active),
-                state.pack,
-                rate,
-            )
+            return dataclasses.replace(state, steps=list(state.steps), active=dict(state.active), rate=rate)
 
 
 def overall_line(state: ProgressState) -> str:
+    unit = "blob" if state.phase == "push" else "file"
     parts = [
-        f"[b]{format_size(state.done)}[/] of {format_size(state.total)}",
-        f"{state.files_done:,}/{state.files_total:,} files",
+        f"[b]{format_size(state.done)}[/] of {format_size(state.total)}" + (" pushed" if state.phase == "push" else ""),
+        f"{state.files_done:,}/{count(state.files_total, unit)}",
     ]
+    if state.phase == "push" and state.present:
+        parts.append(f"{count(state.present, 'blob')} already there")
     if state.rate:
         parts.append(f"{format_size(int(state.rate))}/s")
         left = max(state.total - state.done, 0)
@@ -140,28 +161,61 @@ def files_table(state: ProgressState, width: int) -> Table:
     return table
 
 
+class FollowingLog(RichLog):
+    """The steps' log, its last line kept in view when it gets shorter (the panel after a failure takes
+    rows from it, and the error is that last line)."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        if self.auto_scroll:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+
+
 class ImportScreen(WizardScreen):
+    """Runs the import of a choice, or (``packed`` given) only the push of a ModelKit packed before."""
+
     STEP = "Import"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
-        Binding("q", "quit_when_over", "Quit", show=False),
+        Binding("escape", "back", "Back to the review"),
+        Binding("r", "retry", "Retry"),
+        Binding("s", "skip_push", "Finish without the push"),
+        Binding("d", "discard", "Delete kept downloads"),
+        Binding("q", "quit_when_over", "Quit"),
     ]
 
     class Finished(Message):
-        """The ModelKit is packed: the App shows the result."""
+        """The ModelKit is packed (and pushed when asked): the App shows the result."""
 
         def __init__(self, screen: ImportScreen, choice: ImportChoice, result: ImportResult) -> None:
             super().__init__()
             self.screen, self.choice, self.result = screen, choice, result
 
-    def __init__(self, choice: ImportChoice) -> None:
+    class Failed(Message):
+        """The import failed or was cancelled (a quit waiting for the cancel may now go on)."""
+
+        def __init__(self, screen: ImportScreen, error: KitmlflowError) -> None:
+            super().__init__()
+            self.screen, self.error = screen, error
+
+    class RetryRequested(Message):
+        """Run it again: the import (which resumes from the kept downloads), or only the push."""
+
+        def __init__(self, screen: ImportScreen, choice: ImportChoice, packed: ImportResult | None) -> None:
+            super().__init__()
+            self.screen, self.choice, self.packed = screen, choice, packed
+
+    def __init__(self, choice: ImportChoice, packed: ImportResult | None = None) -> None:
         super().__init__()
         self.choice = choice
+        self.packed = packed  # set: push this ModelKit again, nothing else
         self.cancel = threading.Event()
         self.observer = ImportProgress(self.wizard_clock)
         self.shown_steps = 0
         self.running = True
         self.outcome: KitmlflowError | None = None
+        self.kept: tuple[Path, int] | None = None
+        self.quit_after = False  # Ctrl+Q was confirmed: the App quits once the import has stopped
 
     def wizard_clock(self) -> float:
         return self.wizard.monotonic()
@@ -170,26 +224,66 @@ class ImportScreen(WizardScreen):
         return f"{self.wizard.display_uri} · {self.choice.run.run_name}"
 
     def compose_body(self) -> ComposeResult:
+        choice = self.choice
+        title = (
+            f"Pushing [b]{escape(self.packed.reference)}[/]"
+            if self.packed
+            else f"Importing [b]{escape(choice.run.run_name)}[/] as [b]{escape(choice.tag)}[/]"
+        )
+        if choice.push_to is not None:
+            title += f" → [b]{escape(str(choice.push_to))}[/]"
         with Vertical(id="import-box"):
-            yield Static(
-                f"Importing [b]{escape(self.choice.run.run_name)}[/] as [b]{escape(self.choice.tag)}[/]",
-                id="import-title",
-            )
+            yield Static(title, id="import-title")
             yield ProgressBar(total=None, show_eta=False, id="overall")
             yield Static("", id="overall-text")
             yield Static("", id="files")
-            yield RichLog(id="steps", wrap=True, markup=True)
+            yield FollowingLog(id="steps", wrap=True, markup=True)
+            with VerticalScroll(id="import-after"):
+                yield Static("", id="import-next")
+                yield CommandView(
+                    "[b]Headless equivalent[/] [dim](ctrl+y on the review copies it)[/]", id="import-command"
+                )
             yield Static("[dim]esc cancels (completed downloads are kept for the next run)[/]", id="import-hint")
 
     def on_mount(self) -> None:
+        self.query_one("#import-after").display = False
         self.timer = self.set_interval(REFRESH_SECONDS, self.refresh_progress)
-        backend, choice, observer, cancel = self.wizard.backend, self.choice, self.observer, self.cancel
-        self.background(
-            lambda: backend.run_import(choice, observer, cancel), self.finished, self.failed, group="import"
+        backend, choice, observer, cancel, packed = (
+            self.wizard.backend,
+            self.choice,
+            self.observer,
+            self.cancel,
+            self.packed,
         )
+        if packed is not None:
+            self.background(
+                lambda: backend.push(choice, packed, observer, cancel), self.pushed, self.failed, group="import"
+            )
+        else:
+            self.background(
+                lambda: backend.run_import(choice, observer, cancel), self.finished, self.failed, group="import"
+            )
 
     def on_unmount(self) -> None:
         self.cancel.set()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.running
+        if action in ("back", "retry", "quit_when_over"):
+            return not self.running
+        if action == "skip_push":
+            return not self.running and self.push_failed()
+        if action == "discard":
+            return not self.running and self.kept is not None and self.kept[1] > 0
+        return True
+
+    def push_failed(self) -> bool:
+        """The ModelKit is in local storage and only its push failed."""
+        return self.choice.push_to is not None and self.local_result() is not None
+
+    def local_result(self) -> ImportResult | None:
+        return self.packed or self.observer.snapshot().packed
 
     def refresh_progress(self) -> None:
         state = self.observer.snapshot()
@@ -210,6 +304,10 @@ class ImportScreen(WizardScreen):
         self.refresh_progress()
         self.post_message(self.Finished(self, self.choice, result))
 
+    def pushed(self, result: PushResult) -> None:
+        assert self.packed is not None
+        self.finished(dataclasses.replace(self.packed, pushed=result))
+
     def failed(self, error: KitmlflowError) -> None:
         self.running = False
         while self.app.screen is not self:
@@ -224,11 +322,48 @@ class ImportScreen(WizardScreen):
             log.write(markup_text(f"[b red]✗ {escape(scrub_secrets(error.message))}[/]"))
             if error.hint:
                 log.write(markup_text(f"[yellow]{escape(scrub_secrets(error.hint))}[/]"))
-        self.query_one("#import-hint", Static).update("[dim]esc back to the review · q quit[/]")
+        self.query_one("#import-hint", Static).display = False
+        self.query_one("#files", Static).display = False  # nothing is moving any more: room for the way on
+        self.query_one("#import-after").display = True
+        self.query_one("#import-command", CommandView).show(
+            [choice_words(self.choice, self.wizard.backend.display_uri)]
+        )
+        self.show_next()
+        self.refresh_bindings()
+        self.post_message(self.Failed(self, error))
+        if not self.push_failed():
+            choice, backend = self.choice, self.wizard.backend
+            self.background(lambda: backend.kept_download(choice), self.kept_known, group="kept")
 
+    def kept_known(self, kept: tuple[Path, int]) -> None:
+        self.kept = kept
+        self.show_next()
+        self.refresh_bindings()
+
+    def show_next(self) -> None:
+        """What the user can do now, with the keys."""
+        lines = ["[b]What now[/]"]
+        local = self.local_result()
+        if self.push_failed() and local is not None:
+            lines.append(
+                f"  The ModelKit [b]{escape(local.reference)}[/] ({local.digest[:19]}) is kept in local storage."
+            )
+            lines.append("  [b]r[/] retry the push (only what the registry lacks is sent)")
+            lines.append("  [b]s[/] finish without the push")
+        else:
+            kept = self.kept
+            if kept is not None and kept[1] > 0:
+                where = f"{format_size(kept[1])} downloaded so far kept in {escape(str(kept[0]))}"
+                lines.append(f"  [b]r[/] retry: the import resumes ({where})")
+                lines.append("  [b]d[/] delete the kept downloads")
+            else:
+                lines.append("  [b]r[/] retry the import")
+        lines.append("  [b]esc[/] back to the review · [b]q[/] quit")
+        self.query_one("#import-next", Static).update("\n".join(lines))
+
+    # -- actions -------------------------------------------------------------------------------
     def action_cancel(self) -> None:
         if not self.running:
-            self.app.pop_screen()
             return
 
         def answered(yes: bool | None) -> None:
@@ -242,6 +377,62 @@ class ImportScreen(WizardScreen):
             ),
             answered,
         )
+
+    def ask_to_quit(self) -> None:
+        """Ctrl+Q while the import runs: confirm, then cancel it and quit once it has cleaned up."""
+        if self.quit_after:  # asked twice: the user means it
+            self.cancel.set()
+            return
+        choice, backend = self.choice, self.wizard.backend
+
+        def ask(kept: tuple[Path, int]) -> None:
+            folder, size = kept
+            question = "Quit? The import stops and leaves no partial ModelKit."
+            if size:
+                question += f" The {format_size(size)} downloaded so far stay in {folder} for a later import of this run (delete the folder to free the space)."
+
+            def answered(yes: bool | None) -> None:
+                if yes and self.running:
+                    self.quit_after = True
+                    self.cancel.set()
+                    self.query_one("#steps", RichLog).write("[yellow]Cancelling, then quitting…[/]")
+
+            self.app.push_screen(ConfirmScreen(question, "Quit (y)", "Go on (n)"), answered)
+
+        self.background(lambda: backend.kept_download(choice), ask, group="kept")
+
+    def action_retry(self) -> None:
+        if not self.running:
+            packed = self.local_result() if self.push_failed() else None
+            self.post_message(self.RetryRequested(self, self.choice, packed))
+
+    def action_skip_push(self) -> None:
+        local = self.local_result()
+        if not self.running and local is not None:
+            self.post_message(self.Finished(self, self.choice, local))
+
+    def action_discard(self) -> None:
+        kept = self.kept
+        if self.running or kept is None:
+            return
+        choice, backend = self.choice, self.wizard.backend
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.background(lambda: backend.discard_download(choice), self.discarded, group="kept")
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete the {format_size(kept[1])} of downloads kept in {kept[0]}?", "Delete (y)", "Keep (n)"
+            ),
+            answered,
+        )
+
+    def discarded(self, freed: int) -> None:
+        self.kept = None
+        self.notify(f"Deleted {format_size(freed)} of kept downloads.", title="Cache")
+        self.show_next()
+        self.refresh_bindings()
 
     def action_quit_when_over(self) -> None:
         if not self.running:

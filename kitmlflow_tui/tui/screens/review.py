@@ -1,43 +1,77 @@
-"""Step 4: the Kitfile the import will write, the package fields, disk space, the headless twin."""
+"""Step 4: the Kitfile the import will write, the package fields, where to push, disk space, the headless twin."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
-from rich.syntax import Syntax
-from rich.table import Table
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
 from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.errors import KitmlflowError
+from kitmlflow_tui.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides, dump_kitfile
 from kitmlflow_tui.profiles import PackageDefaults
-from kitmlflow_tui.reference import ModelRef, RunRef, format_reference
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.backend import ImportChoice
+from kitmlflow_tui.tui.commands import choice_words, one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.selection_model import headless_command
-from kitmlflow_tui.tui.text import error_markup
+from kitmlflow_tui.tui.text import count, error_markup
+from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 
 if TYPE_CHECKING:
     from kitmlflow_tui.pipeline import KitfilePreview
+    from kitmlflow_tui.registry import RegistryRef, StoredCredential
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
-FIELDS = (
-    ("tag", "Tag"),
-    ("name", "Name"),
-    ("version", "Version"),
-    ("description", "Description"),
-    ("authors", "Authors"),
-)
+LABELS = {
+    "tag": "Tag",
+    "push_to": "Push to",
+    "name": "Name",
+    "version": "Version",
+    "description": "Description",
+    "authors": "Authors",
+}
+
+
+@dataclass(frozen=True)
+class ReviewFields:
+    """The review's fields as typed; the App keeps them, so a trip back to the artifacts loses none."""
+
+    tag: str = ""
+    push_to: str = ""  # a registry reference; empty: local storage only
+    name: str = ""
+    version: str = ""
+    description: str = ""
+    authors: str = ""  # comma-separated
+    package: PackageDefaults | None = None  # the profile defaults the fields were started from
+
+    def with_package(self, package: PackageDefaults) -> ReviewFields:
+        """A newly loaded profile's description and authors replace the ones typed before."""
+        if package == self.package:
+            return self
+        return replace(
+            self,
+            description=package.description or self.description,
+            authors=", ".join(package.authors) or self.authors,
+            package=package,
+        )
+
+    def package_defaults(self) -> PackageDefaults:
+        """Description and authors as a profile's Kitfile defaults (the licence of the loaded profile kept)."""
+        license = self.package.license if self.package else None
+        return PackageDefaults(self.description or None, split_authors(self.authors), license)
+
+
+def split_authors(text: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(",") if a.strip())
 
 
 def default_tag(run: RunInfo) -> str:
@@ -46,7 +80,7 @@ def default_tag(run: RunInfo) -> str:
 
 
 def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
-    """(role, path, detail) for every entry of a Kitfile, as the review table shows them."""
+    """(role, path, details) for every entry of a Kitfile, as the review table shows them."""
     rows: list[tuple[str, str, str]] = []
     model = kitfile.model
     if model is not None:
@@ -59,17 +93,12 @@ def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
     return rows
 
 
-def headless_uri(run: RunInfo, registered: RegisteredModelInfo | None, tracking_uri: str) -> tuple[str, str | None]:
-    """The mlflow:// URI of the choice and the --tracking-uri it needs (when the server is no http host)."""
-    remote = tracking_uri.startswith(("http://", "https://"))
-    host = tracking_uri if remote else None
-    if registered is not None:
-        ref: RunRef | ModelRef = ModelRef(
-            host, registered.name, None if registered.alias else registered.version, registered.alias
-        )
-    else:
-        ref = RunRef(host, run.run_id, run.experiment_id)
-    return format_reference(ref), None if remote else tracking_uri
+def name_and_version(reference: str) -> tuple[str, str]:
+    """The Kitfile name and version a reference gives (its last path part and its tag)."""
+    from kitmlflow_tui.packing.storage import parse_model_reference
+
+    _registry, repository, tag = parse_model_reference(reference)
+    return repository.rsplit("/", 1)[-1], tag
 
 
 NO_LAYER_ROWS = 5  # files left out of every layer, listed by name (the rest counted)
@@ -90,6 +119,13 @@ class ReviewScreen(WizardScreen):
             super().__init__()
             self.choice = choice
 
+    class Edited(Message):
+        """A field changed: the App keeps the fields for the next review of this run."""
+
+        def __init__(self, run_id: str, fields: ReviewFields) -> None:
+            super().__init__()
+            self.run_id, self.fields = run_id, fields
+
     def __init__(
         self,
         run: RunInfo,
@@ -97,6 +133,7 @@ class ReviewScreen(WizardScreen):
         spec: FilterSpec,
         package: PackageDefaults | None = None,
         registered: RegisteredModelInfo | None = None,
+        fields: ReviewFields | None = None,
     ) -> None:
         super().__init__()
         self.run = run
@@ -104,48 +141,55 @@ class ReviewScreen(WizardScreen):
         self.spec = spec
         self.package = package or PackageDefaults()
         self.registered = registered
+        self.initial_fields = fields
         self.plan = make_plan(tree, spec)
         self.kitfile: Kitfile | None = None
         self.free: int | None = None
         self.tag_error: str | None = None
+        self.push_error: KitmlflowError | None = None
         self._debounce: Timer | None = None
 
     def where(self) -> str:
         return f"{self.wizard.display_uri} · {self.run.run_name}"
 
     def compose_body(self) -> ComposeResult:
+        start = self.starting_fields()
         with Horizontal(id="review-top"):
             with VerticalScroll(id="package-form"):
-                for key, label in FIELDS:
+                for key, label in LABELS.items():
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
                         yield Input(
-                            self._initial(key), placeholder=self._placeholder(key), id=f"field-{key}", compact=True
+                            getattr(start, key), placeholder=self._placeholder(key), id=f"field-{key}", compact=True
                         )
                 yield Static("", id="tag-error", classes="error-line")
+                yield Static("", id="push-status", classes="error-line")
                 yield Static("", id="disk")
-                yield Static("", id="roles")
+                yield RolesView(id="roles")
                 yield Static("", id="no-layer")
                 with Horizontal(classes="review-buttons"):
                     yield Button("Import ^g", id="import", variant="success", compact=True)
                     yield Button("Copy command ^y", id="copy", compact=True)
             with VerticalScroll(id="kitfile-pane"):
-                yield Static("[dim]Generating the Kitfile…[/]", id="kitfile")
-        with Vertical(id="command-box"):
-            yield Static("", id="command")
+                yield YamlView(placeholder="[dim]Generating the Kitfile…[/]", id="kitfile")
+        with VerticalScroll(id="command-box"):
+            yield CommandView("[b]Headless equivalent[/] [dim](ctrl+y copies it on one line)[/]", id="command")
 
-    def _initial(self, key: str) -> str:
-        if key == "tag":
-            return self.wizard.initial_tag or default_tag(self.run)
-        if key == "description":
-            return self.package.description or ""
-        if key == "authors":
-            return ", ".join(self.package.authors)
-        return ""
+    def starting_fields(self) -> ReviewFields:
+        if self.initial_fields is not None:
+            return self.initial_fields.with_package(self.package)
+        return ReviewFields(
+            tag=self.wizard.initial_tag or default_tag(self.run),
+            push_to=self.wizard.initial_push_to or "",
+            description=self.package.description or "",
+            authors=", ".join(self.package.authors),
+            package=self.package,
+        )
 
     def _placeholder(self, key: str) -> str:
         return {
             "tag": "repository:tag, e.g. mymodel:v1",
+            "push_to": "registry/repository:tag · empty: local only",
             "name": "from the tag",
             "version": "from the tag",
             "description": "from the run's note",
@@ -157,6 +201,7 @@ class ReviewScreen(WizardScreen):
             field.cursor_blink = self.wizard.cursor_blink
         self.query_one("#tag-error").display = False
         self.query_one("#field-tag", Input).focus()
+        self.check_push_to()
         self.show_command()
         self.show_disk()
         self.background(self.wizard.backend.free_bytes, self.free_known, group="disk")
@@ -166,24 +211,50 @@ class ReviewScreen(WizardScreen):
     def value(self, key: str) -> str:
         return self.query_one(f"#field-{key}", Input).value.strip()
 
+    def fields(self) -> ReviewFields:
+        typed = {f.name: self.value(f.name) for f in fields(ReviewFields) if f.name in LABELS}
+        return ReviewFields(**typed, package=self.package)
+
     def overrides(self) -> KitfileOverrides:
-        authors = tuple(a.strip() for a in self.value("authors").split(",") if a.strip())
         return KitfileOverrides(
             name=self.value("name") or None,
             version=self.value("version") or None,
             description=self.value("description") or None,
-            authors=authors or None,
+            authors=split_authors(self.value("authors")) or None,
             license=self.package.license,
         )
 
+    def push_target(self) -> RegistryRef | None:
+        """The registry reference typed in "Push to" (None when empty or not valid)."""
+        text = self.value("push_to")
+        if not text:
+            return None
+        try:
+            from kitmlflow_tui.registry import parse_registry_reference  # requests: off the first paint
+
+            return parse_registry_reference(text)
+        except BadInputError:
+            return None
+
     def choice(self) -> ImportChoice:
         return ImportChoice(
-            self.run, self.artifact_tree, self.spec, self.value("tag"), self.overrides(), self.registered
+            self.run,
+            self.artifact_tree,
+            self.spec,
+            self.value("tag"),
+            self.overrides(),
+            self.registered,
+            self.push_target(),
         )
 
     @on(Input.Changed)
-    def changed(self) -> None:
+    def changed(self, event: Input.Changed) -> None:
+        self.post_message(self.Edited(self.run.run_id, self.fields()))
+        if event.input.id == "field-push_to":
+            self.check_push_to()
         self.show_command()
+        if event.input.id == "field-push_to":
+            return  # the Kitfile does not depend on where it goes
         if self._debounce is not None:
             self._debounce.stop()
         self._debounce = self.set_timer(PREVIEW_DELAY, self.preview)
@@ -208,17 +279,8 @@ class ReviewScreen(WizardScreen):
         self.show_no_layer(preview)
         self.tag_error = None
         self.query_one("#tag-error").display = False
-        text = dump_kitfile(kitfile)
-        self.query_one("#kitfile", Static).update(
-            Syntax(text, "yaml", theme="ansi_dark", word_wrap=True, background_color="default")
-        )
-        table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=True)
-        table.add_column("role", style="magenta", no_wrap=True)
-        table.add_column("path", overflow="fold")
-        table.add_column("", style="dim", overflow="fold")
-        for role, path, detail in entry_roles(kitfile):
-            table.add_row(role, escape(path), escape(detail))
-        self.query_one("#roles", Static).update(table)
+        self.query_one("#kitfile", YamlView).show(dump_kitfile(kitfile))
+        self.query_one("#roles", RolesView).show(entry_roles(kitfile))
 
     def show_no_layer(self, preview: KitfilePreview) -> None:
         """The selected files kit's layer rules would leave out of the ModelKit: excluded, and said so."""
@@ -241,7 +303,49 @@ class ReviewScreen(WizardScreen):
         line = self.query_one("#tag-error", Static)
         line.update(error_markup(error))
         line.display = True
-        self.query_one("#kitfile", Static).update("[dim]No Kitfile until the problem above is fixed.[/]")
+        self.query_one("#kitfile", YamlView).show(placeholder="[dim]No Kitfile until the problem above is fixed.[/]")
+
+    # -- the push ----------------------------------------------------------------------------------
+    def check_push_to(self) -> None:
+        """Validate "Push to" as ``import --push`` does, then look up the stored login (in a worker)."""
+        status = self.query_one("#push-status", Static)
+        text = self.value("push_to")
+        self.push_error = None
+        if not text:
+            status.update("[dim]Push to: empty, the ModelKit stays in local storage.[/]")
+            return
+        try:
+            from kitmlflow_tui.registry import parse_registry_reference
+
+            target = parse_registry_reference(text)
+        except BadInputError as exc:
+            self.push_error = exc
+            status.update(error_markup(exc))
+            return
+        status.update(f"[dim]Push to {escape(target.registry)}: looking up the login…[/]")
+        registry = target.registry
+        self.background(
+            lambda: self.wizard.backend.stored_login(registry),
+            lambda login: self.show_login(registry, login),
+            lambda error: status.update(error_markup(error)),
+            group="login",
+        )
+
+    def show_login(self, registry: str, login: StoredCredential | None) -> None:
+        target = self.push_target()
+        if target is None or target.registry != registry:
+            return  # typed on meanwhile
+        status = self.query_one("#push-status", Static)
+        if login is not None:
+            who = login.credential.username or "a token"
+            status.update(
+                f"Push to [b]{escape(registry)}[/] as {escape(who)} [dim](login from {escape(login.source)})[/]"
+            )
+        else:
+            status.update(
+                f"[$warning]No login stored for {escape(registry)}[/] (fine if it needs none); to log in:\n"
+                f"[b]kitmlflow login {escape(registry)} -u USER --password-stdin[/]"
+            )
 
     # -- disk and command ------------------------------------------------------------------------
     def free_known(self, free: int | None) -> None:
@@ -250,30 +354,44 @@ class ReviewScreen(WizardScreen):
 
     def show_disk(self) -> None:
         need = self.plan.selected_bytes
-        files = len(self.plan.selected)
-        text = f"Download [b]{format_size(need)}[/] ({files:,} file{'s' if files != 1 else ''})"
+        # Two lines: the column is narrow at 80-100 columns, and a size must not wrap between number and unit.
+        text = f"Download [b]{format_size(need)}[/] ({count(len(self.plan.selected), 'file')})\n"
         if self.free is None:
-            text += " · [dim]free space: checking…[/]"
+            text += "[dim]free space: checking…[/]"
         elif self.free >= need:
-            text += f" · free {format_size(self.free)} [green]✓[/]"
+            text += f"free {format_size(self.free)} [green]✓[/]"
         else:
-            text += f" · free {format_size(self.free)} [b $error]✗ not enough space[/]"
+            text += f"free {format_size(self.free)} [b $error]✗ not enough space[/]"
         self.query_one("#disk", Static).update(text)
 
-    def command_line(self) -> str:
-        uri, tracking_uri = headless_uri(self.run, self.registered, self.wizard.backend.display_uri)
-        return headless_command(uri, self.value("tag"), self.spec, tracking_uri)
+    def command_words(self) -> list[str]:
+        return choice_words(self.choice(), self.wizard.backend.display_uri)
 
-    def show_command(self) -> None:
-        note = ""
+    def command_line(self) -> str:
+        return one_line(self.command_words())
+
+    def command_notes(self) -> list[str]:
+        notes = []
         overrides = self.overrides()
         if overrides.name or overrides.version:
-            note = "\n[dim]# name and version come from the tag headless; description and authors from a profile[/]"
-        elif overrides.description or overrides.authors:
-            note = "\n[dim]# description and authors: put them under package: in a --profile[/]"
-        self.query_one("#command", Static).update(
-            f"[b]Headless equivalent[/] [dim](ctrl+y copies)[/]\n{escape(self.command_line())}{note}"
-        )
+            notes.append("name and version come from -t headless (no flags for them)")
+        target = self.push_target()
+        if target is not None:
+            tag = self.value("tag")
+            try:
+                differs = name_and_version(str(target)) != name_and_version(tag)
+            except BadInputError:
+                differs = False
+            if differs:
+                notes.append(
+                    f"headless, -t is the registry reference: the local name, and so the Kitfile's name and version, come from {target}"
+                )
+        if overrides.license:
+            notes.append(f"the license ({overrides.license}) comes from the profile: add --profile for it")
+        return notes
+
+    def show_command(self) -> None:
+        self.query_one("#command", CommandView).show([self.command_words()], notes=self.command_notes())
 
     def action_copy_command(self) -> None:
         self.app.copy_to_clipboard(self.command_line())
@@ -288,6 +406,9 @@ class ReviewScreen(WizardScreen):
     def action_start_import(self) -> None:
         if self.kitfile is None:
             self.notify(self.tag_error or "The Kitfile is still being generated.", severity="warning")
+            return
+        if self.push_error is not None:
+            self.notify(f"Push to: {self.push_error.message}", severity="error")
             return
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")

@@ -1,13 +1,19 @@
-"""Step 2: the runs of one experiment, paged from the server, sortable, filtered by MLflow filter strings."""
+"""Step 2: the runs of one experiment, paged from the server, sortable, filtered by MLflow filter strings.
+
+The table's columns are laid out for the width (``fit_columns``): the run's name, id and status always,
+then the columns chosen for the experiment (metrics, params, start, duration, user; ``c`` picks them and
+the choice is remembered per experiment, see ``column_prefs``) as long as they fit whole, then the rest
+of the width goes to the name. A column that does not fit is left out and named, never clipped; a value
+too long for its column is elided with a visible ``…``.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -17,8 +23,10 @@ from textual.widgets import DataTable, Input, Static
 
 from kitmlflow_tui.catalogue.records import RunPage, RunQuery, RunSummary
 from kitmlflow_tui.errors import KitmlflowError
+from kitmlflow_tui.tui.dialogs import ColumnChoice, ColumnsScreen
 from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
 from kitmlflow_tui.tui.text import (
+    count,
     error_markup,
     format_duration,
     format_metric,
@@ -29,16 +37,12 @@ from kitmlflow_tui.tui.text import (
 
 PAGE_SIZE = 100
 LOAD_MORE_WITHIN = 15  # rows from the end at which the next page is fetched
-MAX_METRIC_COLUMNS = 3
-WIDE = 110  # from this width on, the table shows every metric column and the user
+MAX_METRIC_COLUMNS = 3  # metrics shown by default (the ones most runs have)
 _PREFERRED_METRIC_WORDS = ("acc", "f1", "auc", "precision", "recall", "loss", "rmse", "mae")
-
-
-@dataclass(frozen=True)
-class SortKey:
-    column: str
-    order_by: str  # MLflow's name for it
-
+CELL_PADDING = 1  # DataTable's, on each side of every cell
+NAME_MIN, NAME_MAX = 24, 60  # the name is reserved up to NAME_MIN before optional columns
+VALUE_MAX = 14  # widest a metric or param column grows; longer values are elided
+SCROLLBAR = 2  # kept free for the table's vertical scrollbar
 
 SORTABLE = {
     "name": "attributes.run_name",
@@ -46,9 +50,18 @@ SORTABLE = {
     "start": "attributes.start_time",
     "user": "tags.`mlflow.user`",
 }
+BUILT_IN = {"start": "Start (UTC)", "duration": "Duration", "user": "User"}
 
 
-def main_metrics(runs: tuple[RunSummary, ...]) -> list[str]:
+@dataclass(frozen=True)
+class Column:
+    key: str  # "name", "id", "status", "start", "duration", "user", "metric:KEY", "param:KEY"
+    title: str
+    width: int
+    right: bool = False  # numbers
+
+
+def main_metrics(runs: Sequence[RunSummary]) -> list[str]:
     """The metrics most runs have, validation and quality ones first."""
     counts = Counter(key for run in runs for key in run.metrics)
 
@@ -57,7 +70,109 @@ def main_metrics(runs: tuple[RunSummary, ...]) -> list[str]:
         preferred = next((i for i, word in enumerate(_PREFERRED_METRIC_WORDS) if word in lowered), 99)
         return (-counts[key], 0 if lowered.startswith(("val", "test", "eval")) else 1, preferred, key)
 
-    return sorted(counts, key=rank)[:MAX_METRIC_COLUMNS]
+    return sorted(counts, key=rank)
+
+
+def default_columns(runs: Sequence[RunSummary]) -> list[str]:
+    return [f"metric:{m}" for m in main_metrics(runs)[:MAX_METRIC_COLUMNS]] + ["start", "duration", "user"]
+
+
+def available_columns(runs: Sequence[RunSummary], chosen: Sequence[str]) -> list[str]:
+    """Every column the picker offers: metrics (most common first), params, the built-in ones, and any
+    chosen column no loaded run has (a remembered one)."""
+    params = sorted({key for run in runs for key in run.params})
+    keys = [f"metric:{m}" for m in main_metrics(runs)] + [f"param:{p}" for p in params] + list(BUILT_IN)
+    return keys + [key for key in chosen if key not in keys]
+
+
+def sortable(key: str) -> bool:
+    return key in SORTABLE or key.startswith(("metric:", "param:"))
+
+
+def title_of(key: str) -> str:
+    kind, _, name = key.partition(":")
+    if kind in ("metric", "param"):
+        return name
+    return {"name": "Run", "id": "ID", "status": "Status", **BUILT_IN}.get(key, key)
+
+
+def elide(text: str, width: int, *, keep: str = "start") -> str:
+    """``text`` in ``width`` cells, with a visible ``…`` where characters were left out; ``keep`` says
+    which part stays: "start", "end", or both ends ("ends")."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    if keep == "start":
+        return text[: width - 1] + "…"
+    if keep == "end":
+        return "…" + text[-(width - 1) :]
+    head = width // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def shared_prefix(names: Sequence[str]) -> int:
+    """How many leading characters all the names share (a sweep's names differ at their end)."""
+    if len(names) < 2:
+        return 0
+    first, last = min(names), max(names)
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return length
+
+
+def cell_text(run: RunSummary, key: str, now: float) -> str:
+    if key == "name":
+        return run.run_name or "—"
+    if key == "id":
+        return run.run_id[:8]
+    if key == "status":
+        return run.status
+    if key == "start":
+        return format_time(run.start_time)
+    if key == "duration":
+        return format_duration(run.start_time, run.end_time, now)
+    if key == "user":
+        return run.user or ""
+    kind, _, name = key.partition(":")
+    if kind == "metric":
+        return format_metric(run.metrics.get(name))
+    return run.params.get(name, "")
+
+
+def fit_columns(
+    width: int, runs: Sequence[RunSummary], chosen: Sequence[str], now: float
+) -> tuple[list[Column], list[str]]:
+    """The columns shown in ``width`` cells (name, id, status, then the chosen ones that fit whole, in
+    order), and the chosen ones left out for lack of width."""
+
+    def natural(key: str, cap: int) -> int:
+        """The column's width: its widest value and its title (with room for the sort arrow), capped."""
+        longest = max((len(cell_text(run, key, now)) for run in runs), default=0)
+        title = len(title_of(key)) + (2 if sortable(key) else 0)
+        return max(min(max(longest, title), cap), 2)
+
+    def cost(column_width: int) -> int:
+        return column_width + 2 * CELL_PADDING
+
+    name_ideal = max(min(max((len(run.run_name) for run in runs), default=NAME_MIN), NAME_MAX), 6)
+    name = min(name_ideal, NAME_MIN)
+    fixed = [Column("id", "ID", 8), Column("status", "Status", max(natural("status", 9), 6))]
+    used = cost(name) + sum(cost(c.width) for c in fixed)
+    shown: list[Column] = []
+    hidden: list[str] = []
+    for key in chosen:
+        cap = 16 if key in ("start", "duration", "user") else VALUE_MAX
+        column = Column(key, title_of(key), natural(key, cap), right=key.startswith("metric:"))
+        if used + cost(column.width) <= width:
+            shown.append(column)
+            used += cost(column.width)
+        else:
+            hidden.append(key)
+    name += max(min(width - used, name_ideal - name), 0)
+    return [Column("name", "Run", name), *fixed, *shown], hidden
 
 
 class RunsScreen(WizardScreen):
@@ -67,7 +182,10 @@ class RunsScreen(WizardScreen):
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("d", "flip", "Asc/desc"),
+        Binding("c", "columns", "Columns"),
         Binding("ctrl+r", "reload", "Reload"),
+        Binding("home,g", "first", "First run", show=False, priority=True),
+        Binding("end,G", "last", "Last run", show=False, priority=True),
         Binding("escape", "back", "Back"),
     ]
 
@@ -83,7 +201,9 @@ class RunsScreen(WizardScreen):
         self.experiment_id = experiment_id
         self.experiment_name = experiment_name
         self.runs: list[RunSummary] = []
-        self.metric_columns: list[str] = []
+        self.chosen_columns: list[str] | None = None  # None: the defaults of the first page
+        self.columns: list[Column] = []
+        self.hidden: list[str] = []
         self.next_token: str | None = None
         self.tokens_seen: set[str] = set()  # a server that sends one again would page forever: stop there
         self.page_loading = False
@@ -91,7 +211,8 @@ class RunsScreen(WizardScreen):
         self.sort_column = "start"
         self.descending = True
         self.filter_string = ""
-        self._built_wide = True
+        self._built_width = 0
+        self.name_keeps = "ends"
 
     def where(self) -> str:
         return f"{self.wizard.display_uri} · {self.experiment_name or 'experiment ' + self.experiment_id}"
@@ -109,14 +230,23 @@ class RunsScreen(WizardScreen):
         self.query_one("#run-filter", Input).cursor_blink = self.wizard.cursor_blink
         self.query_one("#filter-error").display = False
         self.query_one(DataTable).focus()
+        from kitmlflow_tui.tui.column_prefs import load_columns
+
+        display_uri, experiment_id = self.wizard.display_uri, self.experiment_id
+        self.background(lambda: load_columns(display_uri, experiment_id), self.prefs_loaded, group="prefs")
+
+    def prefs_loaded(self, columns: list[str] | None) -> None:
+        self.chosen_columns = columns
         self.action_reload()
 
     # -- loading ---------------------------------------------------------------------------------
     def order_by(self) -> list[str]:
         direction = "DESC" if self.descending else "ASC"
-        if self.sort_column.startswith("metric:"):
-            key = self.sort_column.removeprefix("metric:")
-            return [f"metrics.`{key}` {direction}"]
+        kind, _, name = self.sort_column.partition(":")
+        if kind == "metric":
+            return [f"metrics.`{name}` {direction}"]
+        if kind == "param":
+            return [f"params.`{name}` {direction}"]
         return [f"{SORTABLE[self.sort_column]} {direction}"]
 
     def action_reload(self) -> None:
@@ -143,9 +273,13 @@ class RunsScreen(WizardScreen):
         if generation != self.generation:
             return
         self.query_one("#filter-error").display = False
-        self.metric_columns = main_metrics(page.runs)
-        self._build_columns(page.runs)
-        self.more(result)
+        if self.chosen_columns is None:
+            self.chosen_columns = default_columns(page.runs)
+        self.runs = []
+        self.next_token = page.next_page_token
+        self.page_loading = False
+        self.runs = list(page.runs)
+        self.rebuild()
 
     def more(self, result: tuple[int, RunPage]) -> None:
         generation, page = result
@@ -157,10 +291,14 @@ class RunsScreen(WizardScreen):
         if token:
             self.tokens_seen.add(token)
         table = self.query_one(DataTable)
-        for run in page.runs:
-            if run.run_id in table.rows:
-                continue
-            self.runs.append(run)
+        known = set(table.rows)
+        fresh = [run for run in page.runs if run.run_id not in known]
+        self.runs += fresh
+        widths = self.columns
+        if fit_columns(self.table_width(), self.runs, self.chosen_columns or [], self.wizard.now())[0] != widths:
+            self.rebuild()  # a wider value arrived: lay the columns out again
+            return
+        for run in fresh:
             table.add_row(*self._cells(run), key=run.run_id)
         self.show_detail()
 
@@ -174,54 +312,57 @@ class RunsScreen(WizardScreen):
         line.display = True
         self.query_one("#run-detail", Static).update("The filter was not applied; fix it and press enter.")
 
-    def wide(self) -> bool:
-        return self.app.size.width >= WIDE
-
-    def shown_metrics(self) -> list[str]:
-        return self.metric_columns if self.wide() else self.metric_columns[:1]
+    # -- the table -------------------------------------------------------------------------------
+    def table_width(self) -> int:
+        table = self.query_one(DataTable)
+        return (table.size.width or self.app.size.width) - SCROLLBAR
 
     def on_resize(self) -> None:
-        if self.runs and self.wide() != self._built_wide:
-            self._build_columns(self.runs)
-            table = self.query_one(DataTable)
-            for run in self.runs:
-                table.add_row(*self._cells(run), key=run.run_id)
+        if self.runs and self.table_width() != self._built_width:
+            self.rebuild()
 
-    def _build_columns(self, runs: list[RunSummary] | tuple[RunSummary, ...]) -> None:
-        self._built_wide = self.wide()
+    def rebuild(self) -> None:
+        """Lay the columns out for the width and fill the table again, keeping the cursor's run."""
         table = self.query_one(DataTable)
+        current = self.current()
+        self._built_width = self.table_width()
+        self.columns, self.hidden = fit_columns(
+            self._built_width, self.runs, self.chosen_columns or [], self.wizard.now()
+        )
+        # Names that share their start (a sweep) keep their end when elided; others keep both ends.
+        self.name_keeps = "end" if shared_prefix([run.run_name for run in self.runs]) >= 4 else "ends"
         table.clear(columns=True)
         arrow = "↓" if self.descending else "↑"
-
-        def title(label: str, key: str) -> str:
-            return f"{label} {arrow}" if key == self.sort_column else label
-
-        longest = max((len(run.run_name) for run in runs), default=10)
-        table.add_column(title("Run", "name"), key="name", width=min(max(longest, 6), 28 if self._built_wide else 17))
-        table.add_column("ID", key="id")
-        table.add_column(title("Status", "status"), key="status")
-        table.add_column(title("Start (UTC)", "start"), key="start")
-        table.add_column("Duration", key="duration")
-        for metric in self.shown_metrics():
-            table.add_column(title(metric, f"metric:{metric}"), key=f"metric:{metric}")
-        if self._built_wide:
-            table.add_column(title("User", "user"), key="user")
+        for column in self.columns:
+            label = elide(column.title, column.width - (2 if column.key == self.sort_column else 0), keep="ends")
+            if column.key == self.sort_column:
+                label += f" {arrow}"
+            table.add_column(
+                Text(label, justify="right" if column.right else "left"), key=column.key, width=column.width
+            )
+        for run in self.runs:
+            table.add_row(*self._cells(run), key=run.run_id)
+        if current is not None and current.run_id in table.rows:
+            table.move_cursor(row=table.get_row_index(current.run_id))
+        self.show_detail()
 
     def _cells(self, run: RunSummary) -> list[Text]:
         style = "" if run.status == "FINISHED" else "dim"
-        status = status_text(run.status)
-        if style:
-            status.stylize("dim")
-        cells = [
-            Text(run.run_name or "—", style=style, overflow="ellipsis", no_wrap=True),
-            Text(run.run_id[:8], style=style or "dim"),
-            status,
-            Text(format_time(run.start_time), style=style),
-            Text(format_duration(run.start_time, run.end_time, self.wizard.now()), style=style),
-        ]
-        cells += [Text(format_metric(run.metrics.get(m)), style=style, justify="right") for m in self.shown_metrics()]
-        if self._built_wide:
-            cells.append(Text(run.user or "", style=style))
+        now = self.wizard.now()
+        cells = []
+        for column in self.columns:
+            value = cell_text(run, column.key, now)
+            if column.key == "status":
+                text = status_text(run.status)
+                if style:
+                    text.stylize("dim")
+            elif column.key == "name":
+                text = Text(elide(value, column.width, keep=self.name_keeps), style=style)
+            else:
+                text = Text(elide(value, column.width), style=style or ("dim" if column.key == "id" else ""))
+            if column.right:
+                text.justify = "right"
+            cells.append(text)
         return cells
 
     # -- interaction -----------------------------------------------------------------------------
@@ -233,24 +374,38 @@ class RunsScreen(WizardScreen):
 
     def current(self) -> RunSummary | None:
         table = self.query_one(DataTable)
-        if not self.runs or table.cursor_row >= len(self.runs):
+        if not self.runs or table.cursor_row >= len(self.runs) or table.cursor_row < 0:
             return None
         return self.runs[table.cursor_row]
 
     def show_detail(self) -> None:
+        """Three lines: the run and its full id (what the CLI takes), its facts, what keys do here."""
         detail = self.query_one("#run-detail", Static)
-        shown = f"{len(self.runs):,} runs" + (" (more below)" if self.next_token else "")
         run = self.current()
         if run is None:
             detail.update(f"No runs{' match the filter' if self.filter_string else ''}.")
             return
+        now = self.wizard.now()
+        facts = [run.user or "", format_time(run.start_time), format_duration(run.start_time, run.end_time, now)]
+        facts += [f"{k} {format_metric(v)}" for k, v in sorted(run.metrics.items())]
+        lines = [
+            Text.assemble((run.run_name or run.run_id, "bold"), " ", (run.run_id, "dim")),
+            Text(" · ".join(f for f in facts if f), style="dim"),
+        ]
         reason = not_finished_reason(run.status)
-        facts = [run.user or ""] + [f"{k} {format_metric(v)}" for k, v in sorted(run.metrics.items())[:4]]
-        head = f"[b]{escape(run.run_name or run.run_id)}[/] [dim]{run.run_id[:8]} · {escape(' · '.join(f for f in facts if f))}[/]"
         if reason:
-            detail.update(f"{head}\n[$warning]{escape(reason)}[/]")
+            lines.append(Text(reason, style="yellow"))
         else:
-            detail.update(f"{head}\n[dim]enter: choose its artifacts · {shown}[/]")
+            arrow = "↓" if self.descending else "↑"
+            shown = count(len(self.runs), "run") + ("+" if self.next_token else "")
+            hint = f"enter opens · {shown} · sorted by {title_of(self.sort_column)} {arrow}"
+            if self.hidden:
+                names = ", ".join(title_of(key) for key in self.hidden)
+                hint += f" · c columns: {len(self.hidden)} left out for width ({names})"
+            lines.append(Text(hint, style="dim"))
+        text = Text("\n").join(lines)
+        text.no_wrap, text.overflow = True, "ellipsis"  # one line each, cut visibly
+        detail.update(text)
 
     @on(DataTable.RowSelected, "#runs")
     def row_selected(self) -> None:
@@ -266,6 +421,18 @@ class RunsScreen(WizardScreen):
             return
         self.post_message(self.Chosen(run))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("first", "last"):  # only for the table: in the filter they are the text's
+            return self.query_one(DataTable).has_focus
+        return True
+
+    def action_first(self) -> None:
+        self.query_one(DataTable).move_cursor(row=0)
+
+    def action_last(self) -> None:
+        table = self.query_one(DataTable)
+        table.move_cursor(row=max(table.row_count - 1, 0))
+
     def action_focus_filter(self) -> None:
         self.query_one("#run-filter", Input).focus()
 
@@ -276,7 +443,8 @@ class RunsScreen(WizardScreen):
         self.action_reload()
 
     def sort_keys(self) -> list[str]:
-        return ["start", "name", "status", "user"] + [f"metric:{m}" for m in self.metric_columns]
+        """The sortable columns on screen, in their order (s cycles through these only)."""
+        return [c.key for c in self.columns if sortable(c.key)]
 
     def action_sort(self, column: str | None = None) -> None:
         keys = self.sort_keys()
@@ -294,8 +462,35 @@ class RunsScreen(WizardScreen):
     @on(DataTable.HeaderSelected, "#runs")
     def header_clicked(self, event: DataTable.HeaderSelected) -> None:
         key = str(event.column_key.value)
-        if key in SORTABLE or key.startswith("metric:"):
+        if key in self.sort_keys():
             self.action_sort(key)
+
+    def action_columns(self) -> None:
+        chosen = self.chosen_columns or []
+        offered = [
+            (key, title_of(key), key.partition(":")[0] if ":" in key else "")
+            for key in available_columns(self.runs, chosen)
+        ]
+        self.app.push_screen(ColumnsScreen(offered, chosen), self.columns_chosen)
+
+    def columns_chosen(self, choice: ColumnChoice | None) -> None:
+        if choice is None:
+            return
+        self.chosen_columns = list(choice.columns)
+        if self.sort_column not in [*choice.columns, "name", "status"]:
+            self.sort_column, self.descending = "start", True
+            self.action_reload()
+        else:
+            self.rebuild()
+        from kitmlflow_tui.tui.column_prefs import save_columns
+
+        display_uri, experiment_id, columns = self.wizard.display_uri, self.experiment_id, list(choice.columns)
+        self.background(
+            lambda: save_columns(display_uri, experiment_id, columns),
+            lambda path: None,
+            lambda error: self.notify(f"The columns are not remembered: {error.message}", severity="warning"),
+            group="prefs",
+        )
 
     def action_back(self) -> None:
         filter_box = self.query_one("#run-filter", Input)

@@ -32,15 +32,15 @@ _PLACEHOLDER = "listing…"
 class CheckboxTree(Tree[LevelEntry], inherit_bindings=False):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "tick", "Tick", tooltip="Tick or untick the file or folder"),
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", "Open or close a folder, tick a file", show=False),
         Binding("right", "expand", "Open folder", show=False),
-        Binding("left", "collapse", "Close folder", show=False),
-        Binding("up", "cursor_up", show=False),
-        Binding("down", "cursor_down", show=False),
-        Binding("pageup", "page_up", show=False),
-        Binding("pagedown", "page_down", show=False),
-        Binding("home", "scroll_home", show=False),
-        Binding("end", "scroll_end", show=False),
+        Binding("left", "collapse", "Close folder (or go to its folder)", show=False),
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "scroll_home", "First", show=False),
+        Binding("end,G", "scroll_end", "Last", show=False),
     ]
 
     class Ticked(Message):
@@ -190,7 +190,8 @@ class CheckboxTree(Tree[LevelEntry], inherit_bindings=False):
         name = str(node.label) + ("/" if entry.is_dir else "")
         label = Text.assemble(
             (box, Style.parse(box_style) + Style(meta={"tick": True})),
-            (" ▾ " if node.is_expanded else " ▸ ") if entry.is_dir else "   ",
+            # the arrow carries Tree's "toggle" meta: a click on it opens or closes the folder
+            (" ▾ " if node.is_expanded else " ▸ ", Style(meta={"toggle": True})) if entry.is_dir else "   ",
             (name, "bold" if entry.is_dir else ("bold yellow" if big else "")),
         )
         if entry.is_dir and entry.model:

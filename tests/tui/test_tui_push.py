@@ -1,0 +1,98 @@
+"""The wizard's push (issue 13): "Push to" on the review, push progress, the pushed reference on the done
+screen, a refused push kept local with a retry. Against the demo MLflow store and a real registry
+(Debian's ``docker-registry``, started by tests/support/registry_servers.py on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from textual.widgets import Input
+
+from kitmlflow_tui.reference import RunRef
+from kitmlflow_tui.tui.app import KitmlflowApp
+from tests.support.registry_servers import module_registry, registry_available
+from tests.support.tui import screen_text, shows, wait_for
+
+pytestmark = pytest.mark.skipif(registry_available() is not None, reason=registry_available() or "")
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture(scope="module")
+def open_registry(tmp_path_factory):
+    yield from module_registry(tmp_path_factory, "tui-open-registry")
+
+
+@pytest.fixture(scope="module")
+def locked_registry(tmp_path_factory):
+    yield from module_registry(tmp_path_factory, "tui-locked-registry", users={"alice": "s3cret-Pa55word!"})
+
+
+def finished_run_app(demo_store, tag: str) -> KitmlflowApp:
+    return KitmlflowApp(
+        RunRef(None, demo_store.runs["finished"]),
+        tracking_uri_flag=demo_store.tracking_uri,
+        tag=tag,
+        cursor_blink=False,
+    )
+
+
+def on(app: KitmlflowApp, name: str) -> bool:
+    return type(app.screen).__name__ == name
+
+
+async def to_review_with_push(pilot, app: KitmlflowApp, target: str) -> None:
+    browser = lambda: getattr(app.screen, "browser", None)  # noqa: E731
+    await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and browser() is not None and browser().listed)
+    await pilot.press("c")
+    await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
+    field = app.screen.query_one("#field-push_to", Input)
+    field.focus()
+    await pilot.pause()
+    await pilot.press(*target)
+    await wait_for(pilot, lambda: field.value == target)
+
+
+async def test_push_to_on_the_review_pushes_and_the_done_screen_names_the_pushed_reference(
+    isolated_env, demo_store, open_registry
+) -> None:
+    target = f"{open_registry.host}/demo/resnet:v1"
+    app = finished_run_app(demo_store, "resnet:v1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await to_review_with_push(pilot, app, target)
+        await shows(pilot, "No login stored for")  # loopback http needs none here
+        assert "--push" in app.screen.command_line() and f"-t {target}" in app.screen.command_line()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen")
+        text = screen_text(app)
+        assert "pushed" in text and target in text
+        pushed = app.screen.result.pushed
+        assert pushed is not None and pushed.reference == target
+        assert f"kit pull {target}" in text
+    answer = requests.get(
+        f"http://{open_registry.host}/v2/demo/resnet/manifests/v1", headers={"Accept": MANIFEST}, timeout=10
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Docker-Content-Digest"] == pushed.digest
+
+
+async def test_a_refused_push_keeps_the_modelkit_and_names_the_login_then_retries(
+    isolated_env, demo_store, locked_registry
+) -> None:
+    target = f"{locked_registry.host}/demo/locked:v1"
+    app = finished_run_app(demo_store, "locked:v1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await to_review_with_push(pilot, app, target)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "ImportScreen") and not app.screen.running, timeout=180)
+        text = screen_text(app)
+        assert "kitmlflow login" in text
+        assert "s3cret" not in text
+        assert "is kept in local storage" in text and "r retry the push" in text
+        assert app.screen.outcome.exit_code == 3
+        # Log in as `kitmlflow login` does (kit's credential store), then r: only the push runs again.
+        from kitmlflow_tui.registry import Credential, CredentialStore
+
+        CredentialStore.default().put(locked_registry.host, Credential("alice", "s3cret-Pa55word!"))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen after the retry")
+        assert app.screen.result.pushed is not None and app.screen.result.pushed.reference == target
