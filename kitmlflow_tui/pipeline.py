@@ -162,6 +162,26 @@ def run_cache_path(tracking_uri: str, run_id: str) -> Path:
     return cache_root() / server / run_id
 
 
+def direct_resume_path(tracking_uri: str, run_id: str, storage_root: Path | None = None) -> Path:
+    """Where the direct import of the run keeps its partial layer blobs (inside kit's storage) for a resume."""
+    from kitmlflow_tui.direct import RESUME_DIR_NAME
+    from kitmlflow_tui.packing.storage import KitStorage, resolve_kit_home
+
+    return KitStorage(resolve_kit_home(storage_root)).root / RESUME_DIR_NAME / _direct_run_key(tracking_uri, run_id)
+
+
+def _direct_run_key(tracking_uri: str, run_id: str) -> str:
+    return run_cache_path(tracking_uri, run_id).parent.name + "-" + run_id
+
+
+def kept_for_resume(tracking_uri: str, run_id: str) -> tuple[Path, int]:
+    """The folder where an interrupted import of the run kept bytes for its resume (the download cache, or
+    the direct import's partial layer blobs), and the bytes kept there and in the other one."""
+    folders = (run_cache_path(tracking_uri, run_id), direct_resume_path(tracking_uri, run_id))
+    sizes = [disk_bytes(folder) for folder in folders]
+    return folders[sizes.index(max(sizes))], sum(sizes)
+
+
 def disk_bytes(folder: Path) -> int:
     """Bytes the files under ``folder`` take on disk (0 when it does not exist)."""
     total = 0
@@ -179,9 +199,11 @@ def discard_run_cache(tracking_uri: str, run_id: str) -> int:
     busy = threading.Event()
     busy.set()  # do not wait: an import holding the lock is using the cache
     try:
-        with _run_cache_lock(cache, Observer(), busy):
-            freed = disk_bytes(cache)
-            shutil.rmtree(cache, ignore_errors=True)
+        with _run_cache_lock(cache, Observer(), busy):  # the direct import holds it too
+            freed = 0
+            for folder in (cache, direct_resume_path(tracking_uri, run_id)):
+                freed += disk_bytes(folder)
+                shutil.rmtree(folder, ignore_errors=True)
             return freed
     except InterruptedByUser:
         raise DownloadError(
@@ -508,7 +530,7 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         kitfile,
         options.tag,
         repository_for=session.catalogue.repository,
-        run_key=run_cache_dir(session).parent.name + "-" + session.resolved.run.run_id,
+        run_key=_direct_run_key(session.catalogue.tracking_uri, session.resolved.run.run_id),
         storage_root=options.storage_root,
         jobs=options.jobs,
         on_progress=observer.progress,

@@ -190,10 +190,9 @@ class CatalogueBackend:
 
     def kept_download(self, choice: ImportChoice) -> tuple[Path, int]:
         """Where an interrupted import of the run keeps its downloads for a resume, and their bytes."""
-        from kitmlflow_tui.pipeline import disk_bytes, run_cache_path
+        from kitmlflow_tui.pipeline import kept_for_resume
 
-        folder = run_cache_path(self.tracking_uri, choice.run.run_id)
-        return folder, disk_bytes(folder)
+        return kept_for_resume(self.tracking_uri, choice.run.run_id)
 
     def discard_download(self, choice: ImportChoice) -> int:
         from kitmlflow_tui.pipeline import discard_run_cache

@@ -506,6 +506,33 @@ async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a
     assert_only_what_a_resume_uses(cache, kit_home, data)
 
 
+async def test_d_deletes_what_a_cancelled_import_kept_for_its_resume(isolated_env: Path) -> None:
+    """After a cancel the import screen says how much it kept and where; d (confirmed) deletes it, whichever
+    import path kept it (the download cache, or the direct import's partial layer blobs in kit's storage)."""
+    from kitmlflow_tui.reference import parse_reference
+    from tests.support.hostile_server import hostile_server
+
+    scenario, _data = trickling_scenario()
+    cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
+    with hostile_server(scenario) as server:
+        app = KitmlflowApp(parse_reference(server.uri()), tag="discard:v1", cursor_blink=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            importing = await import_until_mid_file(pilot, app, cache, kit_home)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not importing.running, timeout=120, what="the cancelled import")
+            await shows(pilot, "r retry: the import resumes")
+            assert received(cache, kit_home) >= 1_048_576
+            await pilot.press("d")
+            await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before deleting")
+            await pilot.press("y")
+            await shows(pilot, "r retry the import")
+    assert received(cache, kit_home) == 0
+    assert not list(resume_folder(kit_home).glob("*/*")), "no partial blob nor journal left"
+    assert blobs_without_a_manifest(kit_home) == set()
+
+
 def trickling_scenario():
     """A run whose big.bin (4 MiB) sends its first MiB at once, then trickles for ever: an import of it
     is surely mid-file when the test acts."""

@@ -298,7 +298,7 @@ def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_referenc
     before = {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()}
     from kitmlflow_tui.packing.native import plan_layers
 
-    _, layers, _ = plan_layers(fixture_folder, KITFILE)
+    layers = plan_layers(fixture_folder, KITFILE).layers
     first_layer = sum(entry.size for entry in layers[0].entries)
     assert first_layer >= 70_000 and len(layers) > 2
     cancel = threading.Event()
