@@ -1,0 +1,3 @@
+from kitmlflow_tui.cli import main
+
+main()

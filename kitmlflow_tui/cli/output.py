@@ -1,0 +1,161 @@
+"""What the commands print: text on the terminal (stderr under --json), one JSON document, and an error
+mapped to its exit code with every secret scrubbed. Only this package and the wizard turn errors into text."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+
+import click
+
+from kitmlflow_tui.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
+
+
+class Output:
+    """Where text goes: stdout normally, stderr when stdout carries the JSON document."""
+
+    def __init__(self, as_json: bool) -> None:
+        from rich.console import Console
+
+        self.as_json = as_json
+        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False, emoji=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+    def document(self, data: dict) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            sys.stdout.flush()
+
+
+def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
+    """Run a command body; map the error family to its exit code and a message (or JSON error)."""
+    out = Output(as_json)
+    try:
+        code = body(out) or 0
+    except KeyboardInterrupt:
+        code = _report(out, InterruptedByUser("Interrupted; completed downloads are kept for the next run."))
+    except KitmlflowError as exc:
+        code = _report(out, exc)
+    except (click.exceptions.ClickException, click.exceptions.Abort):
+        raise  # click's own (a prompt answered with Ctrl-D, a usage error): click reports them
+    except Exception as exc:  # a bug: still one line, and with --json still a document
+        if os.environ.get("KITMLFLOW_DEBUG"):
+            raise
+        error = as_kitmlflow_error(exc)
+        error.hint = "This is a bug in kitmlflow: please report it (KITMLFLOW_DEBUG=1 shows the traceback)."
+        code = _report(out, error)
+    sys.exit(code)
+
+
+def _report(out: Output, exc: KitmlflowError) -> int:
+    message = scrub_secrets(exc.message)
+    hint = scrub_secrets(exc.hint) if exc.hint else None
+    out.err.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        out.err.print(escape(hint), style="yellow")
+    out.document({"error": {"code": exc.exit_code, "message": message + (f"\n{hint}" if hint else "")}})
+    return exc.exit_code
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def pushed_document(pushed) -> dict:
+    return {
+        "reference": pushed.reference,
+        "digest": pushed.digest,
+        "uploaded_bytes": pushed.uploaded_bytes,
+        "uploaded_blobs": pushed.uploaded_blobs,
+        "mounted_blobs": pushed.mounted_blobs,
+        "existing_blobs": pushed.existing_blobs,
+    }
+
+
+def show_pushed(out: Output, pushed) -> None:
+    sent = f"{size_text(pushed.uploaded_bytes)} in {pushed.uploaded_blobs} blobs sent"
+    if pushed.mounted_blobs:
+        sent += f", {pushed.mounted_blobs} mounted"
+    out.console.print(
+        f"[green]✓[/] pushed {escape(pushed.reference)} {pushed.digest[:19]} · {sent}, "
+        f"{pushed.existing_blobs} already there"
+    )
+
+
+def size_text(size: int | None) -> str:
+    from kitmlflow_tui.selection import format_size
+
+    return format_size(size)
+
+
+def plan_document(session) -> dict:
+    run = session.resolved.run
+    plan = session.plan
+    document: dict = {
+        "run": {
+            "tracking_uri": run.tracking_uri,
+            "experiment_id": run.experiment_id,
+            "experiment_name": scrub_secrets(run.experiment_name),  # user text: masked as in the provenance
+            "run_id": run.run_id,
+            "run_name": scrub_secrets(run.run_name),
+            "status": run.status,
+        },
+        "selected": [{"path": f.path, "size": f.size} for f in plan.selected],
+        "excluded": [{"path": o.file.path, "size": o.file.size, "reason": o.reason} for o in plan.left_out],
+        "selected_bytes": plan.selected_bytes,
+        "total_bytes": plan.total_bytes,
+        "filter": plan.spec.summary(),
+        "logged_models": [
+            {"id": m.model_id, "name": m.name, "folder": m.folder} for m in session.resolved.tree.logged_models
+        ],
+    }
+    if session.resolved.registered:
+        reg = session.resolved.registered
+        document["registered_model"] = {"name": reg.name, "version": reg.version, "alias": reg.alias}
+    return document
+
+
+PLAN_ROWS = 40
+
+
+def show_plan(out: Output, session) -> None:
+    from rich.table import Table
+
+    plan = session.plan
+    run = session.resolved.run
+    console = out.console
+    console.print(
+        f"Run [bold]{escape(scrub_secrets(run.run_name))}[/] ({escape(run.run_id)}) · "
+        f"experiment {escape(scrub_secrets(run.experiment_name))} "
+        f"({escape(run.experiment_id)}) · {escape(run.status)}"
+    )
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    table.add_column("", width=1)
+    table.add_column("path", overflow="fold")
+    table.add_column("size", justify="right")
+    table.add_column("why left out", style="dim")
+    rows = [("✓", f.path, size_text(f.size), "") for f in plan.selected]
+    rows += [("·", o.file.path, size_text(o.file.size), o.reason) for o in plan.left_out]
+    for mark, path, size, reason in rows[:PLAN_ROWS]:
+        table.add_row(mark, escape(path), size, escape(reason), style=None if mark == "✓" else "dim")
+    console.print(table)
+    if len(rows) > PLAN_ROWS:
+        console.print(f"[dim]… and {len(rows) - PLAN_ROWS} more files (--json lists them all)[/]")
+    console.print(
+        f"[bold]{len(plan.selected)} files · {size_text(plan.selected_bytes)}[/] of "
+        f"{len(plan.tree.files)} files · {size_text(plan.total_bytes)} selected"
+    )
+
+
+def progress_renderer(out: Output):
+    from kitmlflow_tui.progress import ProgressRenderer
+
+    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
