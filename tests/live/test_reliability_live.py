@@ -415,9 +415,9 @@ def test_a_download_that_selects_nothing_is_exit_2_counting_each_reason(
     assert out.code == 2, out.stderr
     first, hint = out.json["error"]["message"].splitlines()
     assert first.startswith("Nothing selected: all ") and first.endswith(
-        " over the size cap of 0 Bytes; 1 excluded by pattern 'empty.txt')."
+        " over the size cap of 0 B; 1 excluded by pattern 'empty.txt')."
     ), first
-    assert hint.startswith("Largest left out: weights/big.safetensors (8.0 MB, over the size cap (8.0 MB > 0 Bytes)), ")
+    assert hint.startswith("Largest left out: weights/big.safetensors (8.0 MB, over the size cap (8.0 MB > 0 B)), ")
     assert not dest.exists()
 
 

@@ -276,20 +276,23 @@ class RunsScreen(WizardScreen):
         if self.chosen_columns is None:
             self.chosen_columns = default_columns(page.runs)
         self.runs = []
-        self.next_token = page.next_page_token
+        self.take_token(page.next_page_token)
         self.page_loading = False
         self.runs = list(page.runs)
         self.rebuild()
+
+    def take_token(self, token: str | None) -> None:
+        """The next page's token, unless the server sent it before (it would page forever)."""
+        self.next_token = None if token in self.tokens_seen else token
+        if token:
+            self.tokens_seen.add(token)
 
     def more(self, result: tuple[int, RunPage]) -> None:
         generation, page = result
         if generation != self.generation:
             return
         self.page_loading = False
-        token = page.next_page_token
-        self.next_token = None if token in self.tokens_seen else token
-        if token:
-            self.tokens_seen.add(token)
+        self.take_token(page.next_page_token)
         table = self.query_one(DataTable)
         known = set(table.rows)
         fresh = [run for run in page.runs if run.run_id not in known]
