@@ -6,6 +6,11 @@ fake-gcs-server (GCS), Azurite (Azure Blob), OpenSSH's sshd (SFTP), plus a local
 tools read the bytes straight from the store with its own client library and the same environment. The
 emulators are slow, single servers, so the ratio between the tools is the result, not the speed.
 
+``s3-proxied``: a second server proxies the same moto bucket (``--artifacts-destination s3://``), which MLflow
+≥ 3.9 answers with presigned URLs (server-info ``multipart_downloads_enabled``): both tools then read the file's
+ranges from the store itself; the extra row ``kitmlflow, proxy only`` (``MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD
+=false``) is the single stream through the server that kitmlflow used before.
+
 Each measurement is a fresh subprocess with an empty destination (tools alternate from round to round): wall
 time, peak RSS of the process tree and VmHWM (see _common.py). Emulators that are not installed are skipped
 with the reason (``scripts/install-test-tools.sh`` installs them).
@@ -35,8 +40,9 @@ def seed_stores(
     from tests.support.servers import moto_s3
 
     s3 = stack.enter_context(moto_s3(root / "moto"))
-    stores: dict[str, tuple[str, dict[str, str]]] = {
+    stores: dict[str, tuple[str | None, dict[str, str]]] = {
         "s3": (f"s3://{s3.bucket}/bench", s3.env()),
+        "s3-proxied": (None, {}),  # the server's own artifact destination, on the same moto
         "local": (str(root / "local-store"), {}),
     }
     for name, start in (("gcs", fake_gcs), ("azure", azurite), ("sftp", sftp_server)):
@@ -54,6 +60,10 @@ def seed_stores(
     allow = {"MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES": "sftp"}
     srv = stack.enter_context(c.mlflow_server(root / "server", env=allow))
     print(f"mlflow server {srv.url} ready in {srv.ready_seconds:.1f} s", flush=True)
+    proxied = srv
+    if "s3-proxied" in wanted:
+        proxied = stack.enter_context(c.mlflow_server(root / "proxied", artifacts="proxied-s3", s3=s3))
+        print(f"mlflow server {proxied.url} (proxying s3) ready in {proxied.ready_seconds:.1f} s", flush=True)
     source = root / "source"
     c.write_file(source / FILE, size)
     seeded = {}
@@ -61,14 +71,15 @@ def seed_stores(
         if name not in wanted:
             continue
         print(f"uploading {c.fmt_mb(size)} into {name} ...", flush=True)
-        run_id = _log_run(srv.url, name, location, env, source)
-        seeded[name] = (srv.url, run_id, env)
+        url = proxied.url if name == "s3-proxied" else srv.url
+        run_id = _log_run(url, name, location, env, source)
+        seeded[name] = (url, run_id, env)
     c.remove(source)
     c.settle()
     return seeded
 
 
-def _log_run(url: str, name: str, location: str, env: dict[str, str], folder: Path) -> str:
+def _log_run(url: str, name: str, location: str | None, env: dict[str, str], folder: Path) -> str:
     from mlflow import MlflowClient
 
     from tests.support.servers import temp_env
@@ -93,7 +104,7 @@ def digest(path: Path) -> str:
 def main() -> int:
     args = c.parser(__doc__.splitlines()[0])
     args.add_argument("--size-mb", type=int, default=1000, help="size of the one file (MB, default 1000)")
-    args.add_argument("--stores", default="s3,local,gcs,azure,sftp", help="which stores (comma-separated)")
+    args.add_argument("--stores", default="s3,s3-proxied,local,gcs,azure,sftp", help="which stores (comma-separated)")
     args = args.parse_args()
     size = args.size_mb * c.MB
     report = c.Report("stores", args)
@@ -105,8 +116,9 @@ def main() -> int:
         for name, (url, run_id, env) in seeded.items():
             child_env = c.client_env({**env, "MLFLOW_TRACKING_URI": url})
             uri = f"mlflow://{url.removeprefix('http://')}/runs/{run_id}"
+            kitmlflow = [*c.KITMLFLOW_CLI, "download", uri, "--yes", "--dest"]
             tools = {
-                "kitmlflow": lambda dest, uri=uri: [*c.KITMLFLOW_CLI, "download", uri, "--dest", str(dest), "--yes"],
+                "kitmlflow": lambda dest, cmd=kitmlflow: [*cmd, str(dest)],
                 "mlflow": lambda dest, run_id=run_id: [
                     *c.MLFLOW_CLI,
                     "artifacts",
@@ -117,12 +129,18 @@ def main() -> int:
                     str(dest),
                 ],
             }
+            tool_env = {tool: child_env for tool in tools}
+            if name == "s3-proxied":
+                tools["kitmlflow, proxy only"] = tools["kitmlflow"]
+                tool_env["kitmlflow, proxy only"] = {**child_env, "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"}
             results: dict[str, list[c.Measurement]] = {tool: [] for tool in tools}
             for round_ in range(c.runs_of(args)):
                 order = list(tools) if round_ % 2 == 0 else list(reversed(tools))
                 for tool in order:
                     dest = root / f"dest-{name}-{tool}"
-                    m = c.measure(f"{name} {tool} #{round_ + 1}", tools[tool](dest), env=child_env, logs=root / "logs")
+                    m = c.measure(
+                        f"{name} {tool} #{round_ + 1}", tools[tool](dest), env=tool_env[tool], logs=root / "logs"
+                    )
                     got = digest(dest / FILE)
                     expected = expected or got
                     m.extra["complete"] = got == expected and (dest / FILE).stat().st_size == size
@@ -142,6 +160,18 @@ def main() -> int:
                 "complete": all(m.extra["complete"] for m in kit + peer),
             }
             rows.append(row)
+            if only_proxy := results.get("kitmlflow, proxy only"):
+                rows.append(
+                    {
+                        "store": f"{name}, kitmlflow through the proxy only",
+                        "kitmlflow_s": round(c.median([m.wall for m in only_proxy]), 2),
+                        "mlflow_s": row["mlflow_s"],
+                        "ratio": round(c.median([m.wall for m in only_proxy]) / row["mlflow_s"], 2),
+                        "kitmlflow_peak_rss": max(max(m.rss_tree, m.maxrss) for m in only_proxy),
+                        "mlflow_peak_rss": row["mlflow_peak_rss"],
+                        "complete": all(m.extra["complete"] for m in only_proxy),
+                    }
+                )
         report.rows = rows
         print()
         print(

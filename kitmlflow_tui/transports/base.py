@@ -93,6 +93,13 @@ def check_range(start: int, end: int | None) -> None:
         raise ValueError(f"invalid byte range [{start}, {end})")
 
 
+def range_header(start: int, end: int | None) -> str | None:
+    """The HTTP ``Range`` value for ``[start, end)`` (``end`` None: to the end), or None for the whole object."""
+    if not start and end is None:
+        return None
+    return f"bytes={start}-{'' if end is None else end - 1}"
+
+
 def bounded(chunks: Iterator[bytes], start: int, end: int | None) -> Iterator[bytes]:
     """``chunks`` (the object from ``start`` on) cut at ``end``; ``ShortRange`` if they stop before it."""
     if end is None:

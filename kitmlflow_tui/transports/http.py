@@ -18,7 +18,15 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile, iter_body
-from kitmlflow_tui.transports.base import CHUNK_BYTES, Transport, bounded, check_range, stall_seconds
+from kitmlflow_tui.transports.base import (
+    CHUNK_BYTES,
+    Transport,
+    bounded,
+    check_range,
+    range_header,
+    stall_seconds,
+)
+from kitmlflow_tui.transports.presigned import PresignedUrls
 from kitmlflow_tui.transports.watchdog import Watch
 
 _ENDPOINT = "/mlflow-artifacts/artifacts"
@@ -84,7 +92,8 @@ def list_level(repository: Any, path: str) -> list:
 
 
 class HttpTransport(Transport):
-    """Streams through the tracking server with MLflow's credentials, TLS settings and request timeout."""
+    """Streams through the tracking server with MLflow's credentials, TLS settings and request timeout; a large
+    file of a store the server signs URLs for is read from the store itself (``presigned``)."""
 
     kind = "http"
 
@@ -94,9 +103,13 @@ class HttpTransport(Transport):
         self._creds = get_default_host_creds(repository.artifact_uri)
         self.supports_ranges = True  # until the server answers a ranged GET with the whole body
         self._reads_ranges_from_disk = False  # until a large file's first byte comes fast (see above)
+        self._presigned = PresignedUrls(repository.artifact_uri)
 
     def splittable(self, file: ArtifactFile) -> bool:
-        return self.supports_ranges and self._reads_ranges_from_disk
+        return self._presigned.has_link(file) or (self.supports_ranges and self._reads_ranges_from_disk)
+
+    def close(self) -> None:
+        self._presigned.close()
 
     def stream(
         self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
@@ -107,7 +120,11 @@ class HttpTransport(Transport):
         check_range(start, end)
         if end == start:
             return
-        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else None
+        if self._presigned.wanted(file) and (link := self._presigned.link(file)) is not None:
+            yield from self._presigned.stream(file, link, start, end, cancel)
+            return
+        byte_range = range_header(start, end)
+        headers = {"Range": byte_range} if byte_range else None
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
         asked = time.monotonic()

@@ -22,6 +22,7 @@ from kitmlflow_tui.transports.base import (
     Transport,
     bounded,
     check_range,
+    range_header,
     reraise,
     stall_seconds,
 )
@@ -60,8 +61,9 @@ class S3Transport(Transport):
         if end == start:
             return
         request = {"Bucket": self._bucket, "Key": posixpath.join(self._root, file.remote_path), **self._owner}
-        if start or end is not None:
-            request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        byte_range = range_header(start, end)
+        if byte_range:
+            request["Range"] = byte_range
         try:
             response = self._repository._get_s3_client().get_object(**request)
         except Exception as exc:

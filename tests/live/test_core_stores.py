@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import AuthConfig, MlflowServer, create_user, grant, mlflow_server, moto_s3, seed_run
+from tests.support.servers import (
+    AuthConfig,
+    MlflowServer,
+    create_user,
+    deterministic_bytes,
+    grant,
+    mlflow_server,
+    moto_s3,
+    seed_run,
+)
 
 FILES: dict[str, bytes | int] = {
     "weights/model.safetensors": 6_000_000,
@@ -144,3 +154,75 @@ def test_the_right_credentials_work(auth_server: AuthServer, kitmlflow) -> None:
     assert out.code == 0, out.stderr
     assert [f["path"] for f in out.json["selected"]] == ["a.txt"]
     assert PASSWORD not in out.stdout + out.stderr
+
+
+# -- presigned URLs: a proxied S3 store's large file read from the store itself ------------------------------
+BIG = 40_000_000  # above PRESIGNED_MIN_BYTES, and large enough for the transfer engine to split
+
+
+def _big_file_run(s3_servers) -> tuple[SeededServer, str]:
+    seeded: SeededServer = s3_servers["proxied"]
+    _, run = seed_run(
+        seeded.server.url,
+        experiment_name="presigned",
+        files={"weights/big.bin": BIG, "notes.txt": b"small files go through the proxy\n"},
+        env=seeded.server.client_env(),
+    )
+    return seeded, f"mlflow://{seeded.server.url.removeprefix('http://')}/runs/{run}"
+
+
+def _moto_gets(s3, name: str, since: int) -> list[str]:
+    """moto's access-log lines of GETs of ``name`` after ``since``, without werkzeug's colour codes."""
+    with open(s3.log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(since)
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in log]
+    return [line for line in lines if '"GET ' in line and name in line]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_large_file_of_a_proxied_s3_store_is_read_from_the_store_through_a_presigned_url(
+    s3_servers, kitmlflow, tmp_path: Path
+) -> None:
+    """MLflow >= 3.9 signs URLs for a proxied S3 store (server-info: multipart_downloads_enabled): the large file's
+    bytes come from the store in ranges, the server only signs; small files still come through the proxy; the
+    signature is never printed."""
+    seeded, uri = _big_file_run(s3_servers)
+    s3 = s3_servers["s3"]
+    server_offset, moto_offset = seeded.server.log_offset(), s3.log_path.stat().st_size
+    dest = tmp_path / "dest"
+    out = kitmlflow("download", uri, "--dest", str(dest), "--yes", "--json", "--jobs", "4")
+    assert out.code == 0, out.stderr
+    expected = b"".join(deterministic_bytes(BIG, f"weights/big.bin:{BIG}"))
+    assert hashlib.sha256((dest / "weights/big.bin").read_bytes()).digest() == hashlib.sha256(expected).digest()
+    served = seeded.server.requests_since(server_offset)
+    assert any(r.startswith("GET /api/3.0/mlflow/server-info 200") for r in served), served
+    assert [r for r in served if "/mlflow-artifacts/presigned/" in r and "big.bin" in r and r.endswith(" 200")]
+    assert not [r for r in served if "/mlflow-artifacts/artifacts/" in r and "big.bin" in r], served
+    assert [r for r in served if "/mlflow-artifacts/artifacts/" in r and "notes.txt" in r], served
+    gets = _moto_gets(s3, "big.bin", moto_offset)
+    assert len(gets) >= 2 and any('" 206 ' in line for line in gets), f"not read in parallel ranges: {gets}"
+    assert "X-Amz-Signature" not in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_presigned_urls_are_not_asked_for_when_the_user_turned_them_off(s3_servers, kitmlflow, tmp_path: Path) -> None:
+    """``MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false`` means what it means to MLflow's own client: the proxy
+    serves every byte."""
+    seeded, uri = _big_file_run(s3_servers)
+    offset = seeded.server.log_offset()
+    out = kitmlflow(
+        "download",
+        uri,
+        "--dest",
+        str(tmp_path / "dest"),
+        "--yes",
+        "--json",
+        env={"MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false"},
+    )
+    assert out.code == 0, out.stderr
+    assert (tmp_path / "dest/weights/big.bin").stat().st_size == BIG
+    served = seeded.server.requests_since(offset)
+    assert not [r for r in served if "/presigned/" in r or "server-info" in r], served
+    assert [r for r in served if "/mlflow-artifacts/artifacts/" in r and "big.bin" in r], served

@@ -17,7 +17,16 @@ import pytest
 from kitmlflow_tui.catalogue import http_limits, listing
 from kitmlflow_tui.catalogue import pages as pages_module
 from kitmlflow_tui.download import RETRIES
-from tests.support.hostile_server import ARTIFACTS, ROOT, Content, Scenario, file, folder, hostile_server
+from tests.support.hostile_server import (
+    ARTIFACTS,
+    ROOT,
+    SIGNATURE,
+    Content,
+    Scenario,
+    file,
+    folder,
+    hostile_server,
+)
 
 BROKEN_SERVER = 6
 DOWNLOAD_FAILED = 7
@@ -455,3 +464,57 @@ async def test_the_wizard_stops_paging_runs_at_a_repeated_token(isolated_env: Pa
             assert screen.next_token is None
             assert len(screen.runs) == 1  # the repeated page added nothing
     assert len(searches) == 2
+
+
+# -- presigned URLs (MLflow >= 3.9 signs URLs of a proxied cloud store) --------------------------------------
+PRESIGNED_BYTES = 20_000_000  # above PRESIGNED_MIN_BYTES
+
+
+def presigned_scenario(**store: object) -> tuple[Scenario, bytes]:
+    data = os.urandom(PRESIGNED_BYTES)
+    layout = {"": [file("big.bin", len(data)), file("small.txt", 3)]}
+    contents = {"big.bin": Content(data), "small.txt": Content(b"abc")}
+    return Scenario(listing=tree(layout), contents=contents, presigned=True, **store), data  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(90)
+def test_a_presigned_url_serves_a_large_file_from_the_store_and_the_signature_is_never_printed(
+    kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store gets the URL and the headers the server signed, never the tracking server's credentials."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tracking-token-for-the-server-only")
+    scenario, data = presigned_scenario()
+    with hostile_server(scenario) as server:
+        out, dest = run_download(kitmlflow, server, tmp_path)
+    assert out.code == 0, out.stderr
+    assert (dest / "big.bin").read_bytes() == data
+    assert [path for path, _ in server.store_reads] and {path for path, _ in server.store_reads} == {"big.bin"}
+    assert artifact_gets(server, "big.bin") == [], "the proxy served none of the large file"
+    assert artifact_gets(server, "small.txt"), "a small file still comes through the proxy"
+    assert "Bearer tracking-token-for-the-server-only" in server.authorizations
+    assert server.store_authorizations == [], "the tracking credentials went to the store"
+    assert SIGNATURE.split("=")[1] not in out.stdout + out.stderr
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("case", "store"),
+    [
+        ("refused", {"store_status": 403}),
+        ("unreachable", {"store_unreachable": True}),
+        ("broken", {"store_status": 500}),
+    ],
+)
+def test_a_presigned_url_that_fails_falls_back_to_the_proxy(case: str, store: dict, kitmlflow, tmp_path: Path) -> None:
+    """Whatever goes wrong on the store's side, the file comes through the proxy: presigned URLs can make a
+    download faster, never fail it. A refused URL (expired) is asked for once more first."""
+    scenario, data = presigned_scenario(**store)
+    with hostile_server(scenario) as server:
+        out, dest = run_download(kitmlflow, server, tmp_path)
+    assert out.code == 0, (case, out.stderr)
+    assert (dest / "big.bin").read_bytes() == data
+    assert artifact_gets(server, "big.bin"), "the proxy served it"
+    signed = [r for r in server.requests if "/mlflow-artifacts/presigned/" in r]
+    assert len(signed) == (2 if case == "refused" else 1), signed
+    assert len(server.store_reads) == (0 if case == "unreachable" else len(signed))
+    assert SIGNATURE.split("=")[1] not in out.stdout + out.stderr

@@ -25,17 +25,22 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 EXPERIMENT_ID = "7"
 RUN_ID = "0123456789abcdef0123456789abcdef"
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+PRESIGNED = "/api/2.0/mlflow-artifacts/presigned"
+SERVER_INFO = "/api/3.0/mlflow/server-info"
+STORE = "/store"  # the "cloud store" a presigned URL points at: this server again, on another route
+SIGNATURE = "X-Amz-Signature=hostile-signature-0123456789abcdef"
 ROOT = f"{EXPERIMENT_ID}/{RUN_ID}/artifacts"
 MODEL_NAME = "hostile-model"
 
@@ -94,6 +99,12 @@ class Scenario:
     # by default); each page after ``page_delay`` seconds.
     page_token: Callable[[int], str | None] = lambda _page: None
     page_delay: float = 0.0
+    # Presigned URLs (MLflow >= 3.9): server-info says multipart_downloads_enabled and the presigned endpoint
+    # signs a URL of the STORE route, which serves the contents with ranges, or answers ``store_status``
+    # instead; ``store_unreachable`` signs a URL of a port nobody listens on.
+    presigned: bool = False
+    store_status: int | None = None
+    store_unreachable: bool = False
 
 
 class HostileServer:
@@ -103,6 +114,8 @@ class HostileServer:
         self.requests: list[str] = []  # "METHOD path?query", in order
         self.listings = 0
         self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
+        self.store_reads: list[tuple[str, str]] = []  # the same, of the STORE route (presigned URLs)
+        self.store_authorizations: list[str] = []  # Authorization headers the STORE route received
         self.pages_sent: dict[str, int] = {}  # search ("model-versions", "logged-models", ...) -> pages answered
         self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
         self.authorizations: set[str] = set()  # every Authorization header received
@@ -112,6 +125,9 @@ class HostileServer:
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.port = self.httpd.server_address[1]
+        with socket.socket() as probe:  # a port that was free a moment ago and that nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            self.closed_port = probe.getsockname()[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="hostile-server", daemon=True)
 
     @property
@@ -274,10 +290,46 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     self._model_versions()
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
                     self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
+                elif parts.path == SERVER_INFO:
+                    self._json({"store_type": "SqlStore", "multipart_downloads_enabled": scenario.presigned})
+                elif parts.path.startswith(PRESIGNED + "/" + ROOT + "/") and scenario.presigned:
+                    self._sign(unquote(parts.path[len(PRESIGNED + "/" + ROOT + "/") :]))
+                elif parts.path.startswith(STORE + "/"):
+                    self._store(unquote(parts.path[len(STORE + "/") :]))
                 else:
                     self._not_found()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up on us: that is the point of most scenarios
+
+        def _sign(self, path: str) -> None:
+            content = scenario.contents.get(path)
+            if content is None:
+                self._not_found()
+                return
+            host = f"http://127.0.0.1:{server.closed_port}" if scenario.store_unreachable else server.url
+            url = f"{host}{STORE}/{quote(path)}?{SIGNATURE}"
+            self._json({"url": url, "headers": {"x-hostile": "1"}, "file_size": len(content.data)})
+
+        def _store(self, path: str) -> None:
+            ranged = self.headers.get("Range", "")
+            with server._lock:
+                server.store_reads.append((path, ranged))
+                if self.headers.get("Authorization"):
+                    server.store_authorizations.append(self.headers["Authorization"])
+            content = scenario.contents.get(path)
+            if content is None or scenario.store_status is not None:
+                self.send_response(scenario.store_status or 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data, start, end = content.data, 0, len(content.data)
+            if ranged.startswith("bytes="):
+                first, _, last = ranged[len("bytes=") :].partition("-")
+                start, end = int(first or 0), min(int(last) + 1 if last else len(data), len(data))
+            self.send_response(206 if ranged else 200)
+            self.send_header("Content-Length", str(end - start))
+            self.end_headers()
+            self.wfile.write(data[start:end])
 
         def _run(self) -> None:
             if scenario.run_json_trickle:
