@@ -40,7 +40,7 @@ from kitmlflow_tui.pipeline import Observer
 
 if TYPE_CHECKING:
     from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
-    from kitmlflow_tui.download import ProgressEvent
+    from kitmlflow_tui.events import ProgressEvent
     from kitmlflow_tui.pipeline import ImportOptions, ImportResult
     from kitmlflow_tui.selection import FilterSpec
 

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 from kitmlflow_tui import __version__, locking
 from kitmlflow_tui.catalogue import Catalogue
 from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
-from kitmlflow_tui.download import Downloader, DownloadResult, ProgressEvent, safe_destination
+from kitmlflow_tui.download import Downloader, DownloadResult, safe_destination
 from kitmlflow_tui.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.events import Observer
 from kitmlflow_tui.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.reference import Reference, require_importable, resolve_tracking_uri
@@ -32,28 +33,6 @@ from kitmlflow_tui.selection import FilterSpec, LeftOut, Plan, make_plan, requir
 if TYPE_CHECKING:
     from kitmlflow_tui.packing.result import PackResult
     from kitmlflow_tui.registry import PushResult, RegistryOptions, RegistryRef
-
-
-class Observer:
-    """Receives what the pipeline is doing. The default ignores everything; renderers override."""
-
-    def step(self, name: str, message: str) -> None:  # "connect", "list", "plan", "download", ...
-        pass
-
-    def listed(self, files: int) -> None:
-        pass
-
-    def progress(self, event: ProgressEvent) -> None:
-        pass
-
-    def pack_progress(self, done: int, total: int) -> None:
-        pass
-
-    def push_progress(self, event: ProgressEvent) -> None:  # the push's blobs, as the download's files
-        pass
-
-    def packed(self, result: ImportResult) -> None:  # the ModelKit is in local storage (a push may follow)
-        pass
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 from rich.console import Console
 from rich.markup import escape
 
-from kitmlflow_tui.download import ProgressEvent
+from kitmlflow_tui.events import ProgressEvent
 from kitmlflow_tui.pipeline import Observer
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.sync import SyncAction, SyncObserver

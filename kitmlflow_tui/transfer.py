@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
+from kitmlflow_tui.events import ProgressCallback, ProgressEvent
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.transports import TransientTransferError, Transport, transport_for
 
@@ -46,24 +47,6 @@ MAX_ATTEMPTS = 50
 MIN_SPLIT_BYTES = 16 * 1024 * 1024  # no range is split into pieces smaller than this
 SPLIT_ALIGN_BYTES = 1024 * 1024
 _IDLE_POLL_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """What a transfer tells its observer. ``kind``:
-    - ``plan``: before the first byte; ``size`` = bytes still to move, ``total`` = bytes of the plan,
-      ``files`` = files still to move (the rest are already complete);
-    - ``file_start`` / ``file_done`` / ``file_skipped``: one file (``size`` = its size);
-    - ``bytes``: ``size`` more bytes of ``path`` arrived (negative when a restart discards some)."""
-
-    kind: Literal["plan", "file_start", "bytes", "file_done", "file_skipped"]
-    path: str = ""
-    size: int = 0
-    total: int = 0
-    files: int = 0
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class Target(Protocol):

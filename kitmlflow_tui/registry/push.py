@@ -16,8 +16,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from kitmlflow_tui.download import ProgressCallback, ProgressEvent
 from kitmlflow_tui.errors import InterruptedByUser, PushError
+from kitmlflow_tui.events import ProgressCallback, ProgressEvent
 from kitmlflow_tui.packing.storage import Descriptor, parse_model_reference
 from kitmlflow_tui.registry.client import RegistryClient, RegistryOptions, _Stopped
 from kitmlflow_tui.registry.credentials import CredentialStore

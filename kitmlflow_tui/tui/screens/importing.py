@@ -22,9 +22,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import ProgressBar, RichLog, Static
 
-from kitmlflow_tui.download import ProgressEvent
 from kitmlflow_tui.errors import InterruptedByUser, KitmlflowError, scrub_secrets
-from kitmlflow_tui.pipeline import Observer
+from kitmlflow_tui.events import Observer, ProgressEvent
 from kitmlflow_tui.selection import format_size
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import choice_words

@@ -17,7 +17,6 @@ from textual.widgets import Button, Input, Label, Static
 
 from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides, dump_kitfile
 from kitmlflow_tui.profiles import PackageDefaults
 from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.backend import ImportChoice
@@ -27,6 +26,7 @@ from kitmlflow_tui.tui.text import count, error_markup
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.pipeline import KitfilePreview
     from kitmlflow_tui.registry import RegistryRef, StoredCredential
 
@@ -216,6 +216,8 @@ class ReviewScreen(WizardScreen):
         return ReviewFields(**typed, package=self.package)
 
     def overrides(self) -> KitfileOverrides:
+        from kitmlflow_tui.kitfile import KitfileOverrides  # off the first paint (docs/architecture.md)
+
         return KitfileOverrides(
             name=self.value("name") or None,
             version=self.value("version") or None,
@@ -279,6 +281,8 @@ class ReviewScreen(WizardScreen):
         self.show_no_layer(preview)
         self.tag_error = None
         self.query_one("#tag-error").display = False
+        from kitmlflow_tui.kitfile import dump_kitfile  # loaded by the preview's worker already
+
         self.query_one("#kitfile", YamlView).show(dump_kitfile(kitfile))
         self.query_one("#roles", RolesView).show(entry_roles(kitfile))
 
