@@ -42,7 +42,7 @@ MAX_ANSWER_BYTES = 1024 * 1024  # a URL and a few headers; anything larger is no
 # A URL is asked for again this long before the end of its life (MLflow signs for 300 s by default).
 REFRESH_MARGIN_SECONDS = 30.0
 DEFAULT_TTL_SECONDS = 300.0
-# Refusals of a URL (expired, signature) before the file goes back to the proxy for good.
+# Refusals in a row (expired, signature) before the file goes back to the proxy for good.
 MAX_REFUSALS = 2
 
 
@@ -144,6 +144,13 @@ class PresignedUrls:
             state.refusals += 1
             state.link = None
 
+    def _accepted(self, file: ArtifactFile) -> None:
+        """The store took a (renewed) URL: a long transfer may outlive several URLs, each refused once at expiry."""
+        state = self._state(file)
+        with state.lock:
+            if 0 < state.refusals < MAX_REFUSALS:
+                state.refusals = 0
+
     def give_up(self, file: ArtifactFile) -> None:
         """The store cannot be reached with this file's URL: the proxy serves it from now on."""
         state = self._state(file)
@@ -209,6 +216,7 @@ class PresignedUrls:
             if byte_range and response.status_code != 206:
                 self.give_up(file)  # a store that ignores Range: the proxy path knows how to skip
                 raise TransientTransferError(f"the store ignored the byte range of {file.path}")
+            self._accepted(file)
             try:
                 yield from bounded(watch.track(iter_body(response, CHUNK_BYTES)), start, end)
             except requests.RequestException as exc:

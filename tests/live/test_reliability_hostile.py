@@ -518,3 +518,14 @@ def test_a_presigned_url_that_fails_falls_back_to_the_proxy(case: str, store: di
     assert len(signed) == (2 if case == "refused" else 1), signed
     assert len(server.store_reads) == (0 if case == "unreachable" else len(signed))
     assert SIGNATURE.split("=")[1] not in out.stdout + out.stderr
+
+
+@pytest.mark.timeout(90)
+def test_an_expired_presigned_url_is_signed_again_and_the_store_still_serves(kitmlflow, tmp_path: Path) -> None:
+    scenario, data = presigned_scenario(store_expired_first=1)
+    with hostile_server(scenario) as server:
+        out, dest = run_download(kitmlflow, server, tmp_path, "--jobs", "1")
+    assert out.code == 0, out.stderr
+    assert (dest / "big.bin").read_bytes() == data
+    assert len([r for r in server.requests if "/mlflow-artifacts/presigned/" in r]) == 2
+    assert len(server.store_reads) == 2 and artifact_gets(server, "big.bin") == []

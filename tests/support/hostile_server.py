@@ -105,6 +105,7 @@ class Scenario:
     presigned: bool = False
     store_status: int | None = None
     store_unreachable: bool = False
+    store_expired_first: int = 0  # the store answers 403 to this many first requests (URLs that expired)
 
 
 class HostileServer:
@@ -317,8 +318,9 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 if self.headers.get("Authorization"):
                     server.store_authorizations.append(self.headers["Authorization"])
             content = scenario.contents.get(path)
-            if content is None or scenario.store_status is not None:
-                self.send_response(scenario.store_status or 404)
+            expired = len(server.store_reads) <= scenario.store_expired_first
+            if content is None or scenario.store_status is not None or expired:
+                self.send_response(403 if expired else scenario.store_status or 404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
