@@ -17,6 +17,7 @@ from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import DownloadError, KitmlflowError
 from kitmlflow_tui.stores import credentials_error
 from kitmlflow_tui.transports.base import (
+    CONNECT_SECONDS,
     TransientTransferError,
     Transport,
     check_range,
@@ -24,9 +25,6 @@ from kitmlflow_tui.transports.base import (
     stall_seconds,
     windowed,
 )
-
-WINDOW_BYTES = 8 * 1024 * 1024
-CONNECT_SECONDS = 30
 
 
 class AzureTransport(Transport):
@@ -57,7 +55,7 @@ class AzureTransport(Transport):
                     return b""  # nothing at or after ``position``
                 reraise(exc, classify(exc, self._uri, file))
 
-        yield from windowed(read, start, end, cancel, WINDOW_BYTES)
+        yield from windowed(read, start, end, cancel)
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:

@@ -24,6 +24,8 @@ from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import BadInputError, InterruptedByUser
 
 CHUNK_BYTES = 1024 * 1024  # the largest chunk a stream yields
+WINDOW_BYTES = 8 * 1024 * 1024  # one ranged read of an SDK that reads into memory (``windowed``)
+CONNECT_SECONDS = 30.0  # connecting to a store, for the SDKs that take the limit apart from the read's
 STALL_ENV = "KITMLFLOW_STALL_SECONDS"
 DEFAULT_STALL_SECONDS = 30.0
 
@@ -124,7 +126,7 @@ def windowed(
     start: int,
     end: int | None,
     cancel: threading.Event | None,
-    window: int,
+    window: int = WINDOW_BYTES,
 ) -> Iterator[bytes]:
     """``[start, end)`` read one window at a time by ``read(position, length)``, which returns up to ``length``
     bytes (fewer only where the object ends, ``b""`` past its end). For SDKs that read ranges into memory."""

@@ -18,6 +18,7 @@ from kitmlflow_tui.catalogue import ArtifactFile
 from kitmlflow_tui.errors import DownloadError, KitmlflowError
 from kitmlflow_tui.stores import credentials_error
 from kitmlflow_tui.transports.base import (
+    CONNECT_SECONDS,
     TransientTransferError,
     Transport,
     check_range,
@@ -25,9 +26,6 @@ from kitmlflow_tui.transports.base import (
     stall_seconds,
     windowed,
 )
-
-WINDOW_BYTES = 8 * 1024 * 1024
-CONNECT_SECONDS = 30.0
 
 
 class GcsTransport(Transport):
@@ -62,7 +60,7 @@ class GcsTransport(Transport):
             except Exception as exc:
                 reraise(exc, classify(exc, self._uri, file))
 
-        yield from windowed(read, start, end, cancel, WINDOW_BYTES)
+        yield from windowed(read, start, end, cancel)
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:
