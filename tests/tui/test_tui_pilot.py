@@ -509,11 +509,16 @@ async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a
     assert_only_what_a_resume_uses(cache, kit_home, data)
 
 
-async def test_d_deletes_what_a_cancelled_import_kept_for_its_resume(isolated_env: Path) -> None:
-    """After a cancel the import screen says how much it kept and where; d (confirmed) deletes it, whichever
-    import path kept it (the download cache, or the direct import's partial layer blobs in kit's storage)."""
+async def test_d_deletes_what_a_cancelled_import_kept_for_its_resume(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a cancel the import screen says how much it kept and where; d (confirmed) deletes it. The import
+    goes direct (the native packer: a KIT_BIN that is no executable hides any real kit), so what it kept are
+    partial layer blobs in kit's storage, not the download cache the folder path keeps."""
     from kitmlflow_tui.reference import parse_reference
     from tests.support.hostile_server import hostile_server
+
+    monkeypatch.setenv("KIT_BIN", str(isolated_env / "no-kit-here"))
 
     scenario, _data = trickling_scenario()
     cache, kit_home = isolated_env / "cache", isolated_env / "kitops"
@@ -527,6 +532,7 @@ async def test_d_deletes_what_a_cancelled_import_kept_for_its_resume(isolated_en
             await wait_for(pilot, lambda: not importing.running, timeout=120, what="the cancelled import")
             await shows(pilot, "r retry: the import resumes")
             assert received(cache, kit_home) >= 1_048_576
+            await shows(pilot, ".kitmlflow-resume")  # where the kept bytes are: the direct import's folder
             await pilot.press("d")
             await wait_for(pilot, lambda: on(app, "ConfirmScreen"), what="the question before deleting")
             await pilot.press("y")
