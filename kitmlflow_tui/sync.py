@@ -16,6 +16,10 @@ packed ModelKit in the work folder; the next sync pushes it from there (only wha
 Disk: the import's download cache goes once the version is packed, and the private kit home once it is
 pushed. Nothing is written into the user's kit storage: a sync of 200 versions would otherwise fill it
 with ModelKits nobody asked to have locally (``kit pull`` gets any of them back).
+
+Why one module of this size: the decision per version (in step, missing, conflict, alias to move) and the
+records it yields read one state of the registry and of the model; split apart, each piece would need that
+state and the lock passed in. The import and the push themselves are the pipeline's and the registry's.
 """
 
 from __future__ import annotations
