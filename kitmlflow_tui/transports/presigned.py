@@ -71,7 +71,8 @@ class PresignedUrls:
         self._api_creds = get_default_host_creds(base) if found else None  # .../api/2.0
         self._server_creds = get_default_host_creds(base.removesuffix("/api/2.0")) if found else None
         self._enabled: bool | None = None if found else False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the per-file states and the session; never held across a request
+        self._decide_lock = threading.Lock()
         self._files: dict[str, _FileState] = {}
         self._session: Any = None
 
@@ -90,7 +91,8 @@ class PresignedUrls:
         return state is not None and state.link is not None and state.refusals < MAX_REFUSALS
 
     def _offered(self) -> bool:
-        with self._lock:
+        # Its own lock: the engine asks has_link (under its lock) while this may wait for the server.
+        with self._decide_lock:
             if self._enabled is None:
                 self._enabled = self._decide()
             return self._enabled
