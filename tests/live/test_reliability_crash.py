@@ -21,6 +21,7 @@ import pytest
 from kitmlflow_tui.direct import RESUME_DIR_NAME
 from kitmlflow_tui.download import RETRIES
 from tests.support.cli import kitmlflow_subprocess_env
+from tests.support.disk import bytes_of
 from tests.support.servers import MlflowServer, mlflow_server, seed_run
 
 LARGE = 300_000_000
@@ -111,9 +112,8 @@ def test_server_killed_mid_download_then_the_rerun_moves_only_the_missing_bytes(
 
     def written() -> int:  # bytes of large.bin on disk so far (allocated: split into ranges, it has holes)
         if path == "folder":
-            part = next(iter(cache.glob("*/*/.kitmlflow-partial/large.bin.part")), None)
-            return part.stat().st_blocks * 512 if part else 0
-        return max((p.stat().st_blocks * 512 for p in resume.glob("*/*.tar")), default=0)
+            return bytes_of(cache.glob("*/*/.kitmlflow-partial/large.bin.part"), allocated=True)
+        return max((bytes_of([p], allocated=True) for p in resume.glob("*/*.tar")), default=0)
 
     while written() < 60_000_000:
         assert proc.poll() is None, proc.communicate()

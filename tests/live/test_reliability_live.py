@@ -24,6 +24,7 @@ import pytest
 from kitmlflow_tui.direct import RESUME_DIR_NAME
 from kitmlflow_tui.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
+from tests.support.disk import bytes_of
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
 from tests.support.kit_storage import check_storage_consistent
 from tests.support.live import LiveServer
@@ -100,7 +101,7 @@ def the_part(root: Path) -> Path | None:
 def partial_blob_bytes(root: Path) -> int:
     """Bytes a direct import has put into its partial layer blobs so far (allocated: the blobs are sparse)."""
     resume = root / "kitops" / "storage" / RESUME_DIR_NAME
-    return sum(p.stat().st_blocks * 512 for p in resume.glob("*/*.tar")) if resume.is_dir() else 0
+    return bytes_of(resume.glob("*/*.tar"), allocated=True)
 
 
 @pytest.mark.slow
@@ -195,8 +196,7 @@ def test_sigkill_at_random_points_of_a_native_pack(big: BigRun, tmp_path: Path, 
     temp = home / "storage" / ".kitmlflow-tmp"
 
     def packed_bytes() -> int:  # what the packer has written to its temporary or partial blobs so far
-        written = sum(p.stat().st_size for p in temp.glob("*") if p.is_file()) if temp.is_dir() else 0
-        return written + partial_blob_bytes(tmp_path)
+        return bytes_of(temp.glob("*")) + partial_blob_bytes(tmp_path)
 
     def started() -> bool:
         if path == "folder":

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.support.disk import bytes_of
 from tests.support.servers import HOST, _kill, _spawn, _terminate, free_port
 
 REGISTRY_BIN = os.environ.get("KITMLFLOW_TEST_REGISTRY_BIN") or shutil.which("docker-registry") or ""
@@ -291,7 +292,7 @@ class Registry:
 
     def upload_data_bytes(self) -> int:
         """Bytes the registry holds in unfinished uploads (its ``_uploads/*/data`` files)."""
-        return sum(p.stat().st_size for p in self.storage.rglob("_uploads/*/data") if p.is_file())
+        return bytes_of(self.storage.rglob("_uploads/*/data"))
 
 
 def uploads(entries: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:

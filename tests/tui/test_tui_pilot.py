@@ -576,10 +576,12 @@ def resume_folder(kit_home: Path) -> Path:
 def received(cache: Path, kit_home: Path) -> int:
     """Bytes of big.bin received so far: its part file (kit packs: the folder path), else the blocks of the
     direct import's sparse layer blobs."""
+    from tests.support.disk import bytes_of
+
     parts = list(cache.glob("*/*/.kitmlflow-partial/big.bin.part"))
     if parts:
-        return parts[0].stat().st_size
-    return sum(p.stat().st_blocks * 512 for p in resume_folder(kit_home).glob("*/*.tar"))
+        return bytes_of(parts[:1])
+    return bytes_of(resume_folder(kit_home).glob("*/*.tar"), allocated=True)
 
 
 def assert_only_what_a_resume_uses(cache: Path, kit_home: Path, data: bytes) -> None:
