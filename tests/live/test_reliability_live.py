@@ -155,7 +155,7 @@ def test_sigint_during_the_pack(big: BigRun, tmp_path: Path, packer: str) -> Non
         temp = tmp_path / "kitops" / "storage" / ".kitmlflow-tmp"
 
         def packing() -> bool:
-            return any(p.stat().st_size > 1_000_000 for p in temp.glob("layer-*")) if temp.exists() else False
+            return any(bytes_of([p]) > 1_000_000 for p in temp.glob("layer-*"))
 
     else:
 
