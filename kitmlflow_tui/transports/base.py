@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator
 from typing import ClassVar, NoReturn
@@ -93,6 +94,11 @@ class Transport(ABC):
 def check_range(start: int, end: int | None) -> None:
     if start < 0 or (end is not None and end < start):
         raise ValueError(f"invalid byte range [{start}, {end})")
+
+
+def encode_path(path: str) -> str:
+    """Every segment percent-encoded (``/`` stays the separator): ``a b/q?.txt`` → ``a%20b/q%3F.txt``."""
+    return "/".join(urllib.parse.quote(segment, safe="") for segment in path.split("/"))
 
 
 def range_header(start: int, end: int | None) -> str | None:

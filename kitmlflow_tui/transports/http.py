@@ -23,6 +23,7 @@ from kitmlflow_tui.transports.base import (
     Transport,
     bounded,
     check_range,
+    encode_path,
     range_header,
     stall_seconds,
 )
@@ -36,11 +37,6 @@ _ENDPOINT = "/mlflow-artifacts/artifacts"
 # A large file whose first byte came within this many seconds is being read from the server's disk.
 FAST_FIRST_BYTE_SECONDS = 1.0
 FIRST_BYTE_PROBE_MIN_BYTES = 64 * 1024 * 1024
-
-
-def encode_path(path: str) -> str:
-    """Every segment percent-encoded (``/`` stays the separator): ``a b/q?.txt`` → ``a%20b/q%3F.txt``."""
-    return "/".join(urllib.parse.quote(segment, safe="") for segment in path.split("/"))
 
 
 def unservable_reason(path: str) -> str | None:
@@ -103,7 +99,8 @@ class HttpTransport(Transport):
         self._creds = get_default_host_creds(repository.artifact_uri)
         self.supports_ranges = True  # until the server answers a ranged GET with the whole body
         self._reads_ranges_from_disk = False  # until a large file's first byte comes fast (see above)
-        self._presigned = PresignedUrls(repository.artifact_uri)
+        api_base, proxied, root = repository.artifact_uri.partition(_ENDPOINT)  # .../api/2.0, the run's root
+        self._presigned = PresignedUrls(api_base if proxied else None, root.strip("/"))
 
     def splittable(self, file: ArtifactFile) -> bool:
         return self._presigned.has_link(file) or (self.supports_ranges and self._reads_ranges_from_disk)

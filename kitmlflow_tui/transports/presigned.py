@@ -21,7 +21,6 @@ The URL carries a signature: no message names it (failures say the file and the 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Generator
@@ -29,19 +28,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kitmlflow_tui.catalogue import ArtifactFile, iter_body
-from kitmlflow_tui.transports.base import CHUNK_BYTES, TransientTransferError, bounded, range_header, stall_seconds
+from kitmlflow_tui.transports.base import (
+    CHUNK_BYTES,
+    CONNECT_SECONDS,
+    TransientTransferError,
+    bounded,
+    encode_path,
+    range_header,
+    stall_seconds,
+)
 from kitmlflow_tui.transports.watchdog import Watch
 
 # Smaller files go through the proxy: one more request per file would cost more than it saves.
 PRESIGNED_MIN_BYTES = 8 * 1024 * 1024
-ENV = "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"
 SERVER_INFO_ENDPOINT = "/api/3.0/mlflow/server-info"
 PRESIGNED_ENDPOINT = "/mlflow-artifacts/presigned"
-ARTIFACTS_ENDPOINT = "/mlflow-artifacts/artifacts"
 MAX_ANSWER_BYTES = 1024 * 1024  # a URL and a few headers; anything larger is not an answer of MLflow's
 # A URL is asked for again this long before the end of its life (MLflow signs for 300 s by default).
 REFRESH_MARGIN_SECONDS = 30.0
-DEFAULT_TTL_SECONDS = 300.0
 # Refusals in a row (expired, signature) before the file goes back to the proxy for good.
 MAX_REFUSALS = 2
 
@@ -63,14 +67,15 @@ class _FileState:
 class PresignedUrls:
     """The presigned side of one proxied store root: whether the server offers it, and a URL per file."""
 
-    def __init__(self, artifact_uri: str) -> None:
+    def __init__(self, api_base: str | None, root: str) -> None:
+        """``api_base``: the proxy's ``.../api/2.0`` (None: not MLflow's artifact proxy, never presigned);
+        ``root``: the run's artifact root below the proxy's endpoint."""
         from mlflow.utils.credentials import get_default_host_creds
 
-        base, found, tail = artifact_uri.partition(ARTIFACTS_ENDPOINT)
-        self._root = tail.strip("/")
-        self._api_creds = get_default_host_creds(base) if found else None  # .../api/2.0
-        self._server_creds = get_default_host_creds(base.removesuffix("/api/2.0")) if found else None
-        self._enabled: bool | None = None if found else False
+        self._root = root
+        self._api_creds = get_default_host_creds(api_base) if api_base else None
+        self._server_creds = get_default_host_creds(api_base.removesuffix("/api/2.0")) if api_base else None
+        self._enabled: bool | None = None if api_base else False
         self._lock = threading.Lock()  # the per-file states and the session; never held across a request
         self._decide_lock = threading.Lock()
         self._files: dict[str, _FileState] = {}
@@ -98,11 +103,13 @@ class PresignedUrls:
             return self._enabled
 
     def _decide(self) -> bool:
-        chosen = os.environ.get(ENV, "").strip().lower()
-        if chosen in ("false", "0", "no", "off"):
+        from mlflow.environment_variables import MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD as CHOSEN
+
+        try:
+            if CHOSEN.is_set():
+                return bool(CHOSEN.get())
+        except ValueError:  # MLflow's own client refuses such a value; here it means "not asked for"
             return False
-        if chosen in ("true", "1", "yes", "on"):
-            return True
         try:
             info = self._get_json(self._server_creds, SERVER_INFO_ENDPOINT)
         except Exception:  # an older server, or one that does not say: the proxy it is
@@ -116,8 +123,6 @@ class PresignedUrls:
     # -- the URL of one file ----------------------------------------------------------------------------
     def link(self, file: ArtifactFile) -> PresignedLink | None:
         """A live URL for ``file``, asked for when there is none or it is about to expire; None: use the proxy."""
-        from kitmlflow_tui.transports.http import encode_path
-
         state = self._state(file)
         with state.lock:
             if state.refusals >= MAX_REFUSALS:
@@ -162,10 +167,13 @@ class PresignedUrls:
 
     @staticmethod
     def _ttl() -> float:
+        """How long a URL lives: the server's setting when the client shares it, else MLflow's default."""
+        from mlflow.environment_variables import MLFLOW_PRESIGNED_DOWNLOAD_URL_TTL_SECONDS as TTL
+
         try:
-            return float(os.environ.get("MLFLOW_PRESIGNED_DOWNLOAD_URL_TTL_SECONDS", "") or DEFAULT_TTL_SECONDS)
+            return float(TTL.get())
         except ValueError:
-            return DEFAULT_TTL_SECONDS
+            return float(TTL.default)
 
     @staticmethod
     def _get_json(creds: Any, endpoint: str) -> dict[str, Any]:
@@ -252,12 +260,13 @@ class PresignedUrls:
 
 def _timeout() -> tuple[float, float]:
     """Connect and first-byte limits: MLflow's request timeout (after the first byte the stall watch governs)."""
-    try:
-        seconds = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "") or 120)
-    except ValueError:
-        seconds = 120.0
-    return (min(seconds, 30.0), seconds)
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    seconds = float(MLFLOW_HTTP_REQUEST_TIMEOUT.get())
+    return (min(seconds, CONNECT_SECONDS), seconds)
 
 
 def _ignore_tls() -> bool:
-    return os.environ.get("MLFLOW_S3_IGNORE_TLS", "").strip().lower() in ("true", "1", "yes")
+    from mlflow.environment_variables import MLFLOW_S3_IGNORE_TLS
+
+    return bool(MLFLOW_S3_IGNORE_TLS.get())
