@@ -46,10 +46,10 @@ KIT_INPROC = (
     c.PREAMBLE
     + """
 from pathlib import Path
-from kitmlflow_tui import pipeline
+from kitmlflow_tui.core import pipeline
 from kitmlflow_tui.cli import download as command
-from kitmlflow_tui.reference import parse_reference
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.reference import parse_reference
+from kitmlflow_tui.core.selection.plan import FilterSpec
 uri, dest, *excludes = sys.argv[1:]
 jobs = next(p.default for p in command.params if p.name == "jobs")  # the CLI's default --jobs
 start = time.perf_counter()

@@ -77,7 +77,7 @@ def seed(srv: c.MlflowServer, scale: float) -> tuple[str, str, dict[str, int], P
 
 def layers_with_paths(home: Path) -> list[tuple[str, str, int]]:
     """(media type, Kitfile section and path, size) of each layer of ``bench:v1`` in ``home``."""
-    from kitmlflow_tui.packing.storage import KitStorage
+    from kitmlflow_tui.core.packing.storage import KitStorage
 
     manifest = pk.manifest_of(home)
     config = json.loads(KitStorage(home).blob_path(manifest["config"]["digest"]).read_bytes())

@@ -42,7 +42,7 @@ FILES_PER_SHARD = 10
 KIT_TREE = (
     c.PREAMBLE
     + """
-from kitmlflow_tui.catalogue import Catalogue
+from kitmlflow_tui.core.catalogue import Catalogue
 url, run_id = sys.argv[1:3]
 catalogue = Catalogue(url)
 run = catalogue.get_run(run_id)

@@ -2,13 +2,13 @@
 
 The folder: ``weights/model.safetensors`` (600 MiB), ``checkpoints/optimizer.pt`` (300 MiB), 300 small
 files of 4-200 KB in ``data/``, ``src/`` and ``docs/`` (100 each), a ``README.md``, and the Kitfile that
-``kit init`` writes for it (``kitmlflow_tui.kitfile.classify_like_kit_init``, saved as ``DIR/Kitfile``;
+``kit init`` writes for it (``kitmlflow_tui.core.kitfile.classify_like_kit_init``, saved as ``DIR/Kitfile``;
 both packers leave it out of every layer). Six layers: model, model part, code, dataset, two docs.
 
 Measured, each in a fresh subprocess writing into a fresh, empty kit home, alternating the order of
 the two packers from one round to the next:
 
-- native: ``python -c`` that imports ``kitmlflow_tui.packing.native`` and calls
+- native: ``python -c`` that imports ``kitmlflow_tui.core.packing.native`` and calls
   ``pack_native(DIR, kitfile, "bench:v1", storage_root=HOME)``;
 - kit:    ``kit pack DIR -t bench:v1 --config HOME --progress none``.
 
@@ -69,7 +69,7 @@ import json, sys, time
 start = time.perf_counter()
 from pathlib import Path
 import yaml
-from kitmlflow_tui.packing.native import pack_native
+from kitmlflow_tui.core.packing.native import pack_native
 imported = time.perf_counter()
 folder, home, tag, mode = sys.argv[1:5]
 if mode == "no-fsync":  # diagnostic only: what the native packer costs without its durability work
@@ -89,7 +89,7 @@ print(json.dumps({"import_s": imported - start, "pack_s": done - imported, "dige
 
 def find_kit() -> str | None:
     """``$KIT_BIN`` or ``kit`` on the PATH, found the way kitmlflow finds it."""
-    from kitmlflow_tui.packing.kit_cli import find_kit as kitmlflow_find_kit
+    from kitmlflow_tui.core.packing.kit_cli import find_kit as kitmlflow_find_kit
 
     return kitmlflow_find_kit()
 
@@ -223,7 +223,7 @@ def evict(folder: Path) -> None:
 
 def manifest_of(home: Path, repository: str = "bench", tag: str = "v1") -> dict:
     """The manifest kit's storage in ``home`` holds for ``localhost/<repository>:<tag>``."""
-    from kitmlflow_tui.packing.storage import KitStorage, repo_file_stem
+    from kitmlflow_tui.core.packing.storage import KitStorage, repo_file_stem
 
     storage = KitStorage(home)
     tags = json.loads((storage.root / f"{repo_file_stem('localhost', repository)}-tags.json").read_text())
@@ -263,7 +263,7 @@ def small_files() -> dict[str, int]:
 
 def build_folder(folder: Path, scale: float = 1.0) -> tuple[dict[str, int], dict]:
     """Write the files and the kit-init Kitfile; returns (files, kitfile)."""
-    from kitmlflow_tui.kitfile import classify_like_kit_init, dump_kitfile
+    from kitmlflow_tui.core.kitfile import classify_like_kit_init, dump_kitfile
 
     files = {**{rel: int(size * scale) for rel, size in LARGE.items()}, **small_files()}
     for rel, size in files.items():

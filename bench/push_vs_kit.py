@@ -6,7 +6,7 @@ version as its cli-version annotation when kit is there, so it is byte for byte 
 Each measurement pushes it, in a fresh subprocess, into a fresh, empty ``docker-registry`` (CNCF
 distribution 2.8, plain HTTP, filesystem storage, on 127.0.0.1), so every blob is sent:
 
-- kitmlflow: ``python -c`` that imports ``kitmlflow_tui.registry`` and calls ``push_modelkit(SRC, DEST)``
+- kitmlflow: ``python -c`` that imports ``kitmlflow_tui.core.registry`` and calls ``push_modelkit(SRC, DEST)``
   (there is no ``kitmlflow push`` command: ``import --push`` calls this after packing);
 - kit: ``kit push SRC DEST --plain-http --config HOME --progress none``.
 
@@ -57,7 +57,7 @@ PUSH_DRIVER = """
 import json, sys, time
 start = time.perf_counter()
 from pathlib import Path
-from kitmlflow_tui.registry import RegistryOptions, push_modelkit
+from kitmlflow_tui.core.registry import RegistryOptions, push_modelkit
 imported = time.perf_counter()
 home, source, destination = sys.argv[1:4]
 result = push_modelkit(source, destination, RegistryOptions(plain_http=True), storage_root=Path(home))
@@ -68,7 +68,7 @@ print(json.dumps({"import_s": imported - start, "push_s": done - imported, "dige
 
 
 def registry_digest(host: str, repository: str, tag: str) -> str:
-    from kitmlflow_tui.registry import RegistryClient, RegistryOptions
+    from kitmlflow_tui.core.registry import RegistryClient, RegistryOptions
 
     with RegistryClient(host, RegistryOptions(plain_http=True)) as client:
         client.ping()
@@ -89,7 +89,7 @@ def summary_row(title: str, values: list[c.Measurement]) -> dict:
 
 
 def part_push(args, work: Path, kit: str | None, report: c.Report) -> None:
-    from kitmlflow_tui.packing.native import pack_native
+    from kitmlflow_tui.core.packing.native import pack_native
 
     folder = work / "push-folder"
     c.write_file(folder / "weights" / "model.safetensors", args.size)

@@ -39,9 +39,9 @@ DRIVER = (
     c.PREAMBLE
     + """
 start = time.perf_counter()
-from kitmlflow_tui.reference import parse_reference
-from kitmlflow_tui.selection import FilterSpec
-from kitmlflow_tui.sync import SyncOptions, parse_target, run_sync
+from kitmlflow_tui.core.reference import parse_reference
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.core.sync import SyncOptions, parse_target, run_sync
 imported = time.perf_counter()
 reference = parse_reference(sys.argv[1], all_versions=True)
 result = run_sync(reference, SyncOptions(target=parse_target(sys.argv[2]), spec=FilterSpec(), packer="native"))

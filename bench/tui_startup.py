@@ -166,7 +166,7 @@ async def wait(pilot, condition, timeout: float = 120.0) -> float:
 async def runs_page(tracking_uri: str, experiment_id: str) -> dict[str, float]:
     from textual.widgets import DataTable
 
-    from kitmlflow_tui.reference import BrowseRef
+    from kitmlflow_tui.core.reference import BrowseRef
     from kitmlflow_tui.tui.app import KitmlflowApp
 
     launched = time.perf_counter()
@@ -178,7 +178,7 @@ async def runs_page(tracking_uri: str, experiment_id: str) -> dict[str, float]:
 
 
 async def tree_level(tracking_uri: str, run_id: str) -> dict[str, float]:
-    from kitmlflow_tui.reference import RunRef
+    from kitmlflow_tui.core.reference import RunRef
     from kitmlflow_tui.tui.app import KitmlflowApp
     from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
 

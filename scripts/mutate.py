@@ -2,7 +2,7 @@
 
 Run: ``make mutate`` or ``.venv/bin/python scripts/mutate.py [--only ID,ID] [--list] [--keep]``.
 
-``tests/mutations.yaml`` lists one-line mutations of what DESIGN.md promises (filters, sizes, statuses,
+``tests/mutations.yaml`` lists one-line mutations of what the command-line contract promises (filters, sizes, statuses,
 exit codes, secrets, atomic storage, byte-compatibility, bounded input). Each names its file, the text of
 the line it changes (not its number, so the list survives edits), the replacement, and the tests that
 should catch it. The script copies the package and the tests into a temporary folder (the work tree is

@@ -17,7 +17,7 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
-from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.core.errors import BadInputError
 
 
 def open_wizard(reference, **options: Any) -> int:
@@ -89,7 +89,7 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
             click.echo(store.runs[print_run])
             return 0
         if interactive():
-            from kitmlflow_tui.reference import BrowseRef
+            from kitmlflow_tui.core.reference import BrowseRef
 
             return open_wizard(BrowseRef(store.tracking_uri))
         out.console.print(f"Demo store: {store.tracking_uri}")

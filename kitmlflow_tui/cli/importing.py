@@ -31,10 +31,10 @@ from kitmlflow_tui.cli.output import (
     show_pushed,
     size_text,
 )
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.kitfile import Kitfile
+    from kitmlflow_tui.core.kitfile import Kitfile
 
 
 @cli.command("import", context_settings=CONTEXT)
@@ -69,7 +69,7 @@ def import_command(
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui import pipeline
+        from kitmlflow_tui.core import pipeline
 
         reference = parse_uri(uri)
         pipeline.check_tag(tag)
@@ -143,8 +143,8 @@ def import_command(
 
 def _check_kitfile(path: Path) -> None:
     """Parse and validate a --kitfile up front (paths in it are checked against the files later)."""
-    from kitmlflow_tui.kitfile import load_kitfile_text
-    from kitmlflow_tui.pipeline import read_kitfile
+    from kitmlflow_tui.core.kitfile import load_kitfile_text
+    from kitmlflow_tui.core.pipeline import read_kitfile
 
     load_kitfile_text(read_kitfile(path), source=str(path))
 
@@ -152,7 +152,7 @@ def _check_kitfile(path: Path) -> None:
 def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
     from rich.syntax import Syntax
 
-    from kitmlflow_tui.kitfile import dump_kitfile
+    from kitmlflow_tui.core.kitfile import dump_kitfile
 
     text = dump_kitfile(kitfile)
     out.console.print("[bold]Kitfile[/]")
@@ -172,7 +172,7 @@ def download(uri: str, dest: Path, **options: Any) -> None:
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui import pipeline
+        from kitmlflow_tui.core import pipeline
 
         reference = parse_uri(uri)
         spec, _profile = build_spec(

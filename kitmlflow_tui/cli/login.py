@@ -18,7 +18,7 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
-from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.core.errors import BadInputError
 
 
 @cli.command(context_settings=CONTEXT)
@@ -33,8 +33,8 @@ def login(registry: str, username: str | None, password: str | None, password_st
     """Check credentials against REGISTRY and store them where kit keeps its own ($KITOPS_HOME/credentials.json)."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.registry import Credential, parse_registry_host
-        from kitmlflow_tui.registry import login as registry_login
+        from kitmlflow_tui.core.registry import Credential, parse_registry_host
+        from kitmlflow_tui.core.registry import login as registry_login
 
         host = parse_registry_host(registry)
         settings = registry_settings(options)
@@ -80,8 +80,8 @@ def logout(registry: str) -> None:
     """Remove the credentials of REGISTRY from kit's store (docker's config is left alone)."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.registry import CredentialStore, parse_registry_host
-        from kitmlflow_tui.registry import logout as registry_logout
+        from kitmlflow_tui.core.registry import CredentialStore, parse_registry_host
+        from kitmlflow_tui.core.registry import logout as registry_logout
 
         host = parse_registry_host(registry)
         store = CredentialStore.default()

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from kitmlflow_tui.errors import BadInputError
+from kitmlflow_tui.core.errors import BadInputError
 
 
 class LocalPath(click.Path):
@@ -71,7 +71,7 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_spec(includes: tuple[str, ...], excludes: tuple[str, ...], max_file_size: str | None, profile: str | None):
     """The filter spec of a command: the profile's, with the flags added."""
-    from kitmlflow_tui.selection import FilterSpec, parse_size
+    from kitmlflow_tui.core.selection.plan import FilterSpec, parse_size
 
     flags = FilterSpec(
         include=tuple(includes),
@@ -80,7 +80,7 @@ def build_spec(includes: tuple[str, ...], excludes: tuple[str, ...], max_file_si
     )
     loaded = None
     if profile:
-        from kitmlflow_tui.profiles import load_profile
+        from kitmlflow_tui.core.selection.profiles import load_profile
 
         loaded = load_profile(profile)
         spec = loaded.spec.merged(flags)
@@ -92,8 +92,8 @@ def build_spec(includes: tuple[str, ...], excludes: tuple[str, ...], max_file_si
 
 def package_overrides(profile, description: str | None, authors: tuple[str, ...]):
     """The package fields --description/--author and a profile's Kitfile defaults set (the flags win)."""
-    from kitmlflow_tui.kitfile import KitfileOverrides
-    from kitmlflow_tui.profiles import PackageDefaults
+    from kitmlflow_tui.core.kitfile import KitfileOverrides
+    from kitmlflow_tui.core.selection.profiles import PackageDefaults
 
     package = profile.package if profile is not None else PackageDefaults()
     description = description.strip() if description and description.strip() else package.description
@@ -104,7 +104,7 @@ def package_overrides(profile, description: str | None, authors: tuple[str, ...]
 
 
 def parse_uri(uri: str, *, all_versions: bool = False):
-    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.core.reference import parse_reference
 
     return parse_reference(uri, all_versions=all_versions)
 
@@ -126,7 +126,7 @@ def registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def registry_settings(options: dict[str, Any]):
-    from kitmlflow_tui.registry import RegistryOptions
+    from kitmlflow_tui.core.registry import RegistryOptions
 
     return RegistryOptions(
         plain_http=options["plain_http"], tls_verify=options["tls_verify"], cert=options["cert"], key=options["key"]
@@ -145,6 +145,6 @@ def push_target(tag: str, push: bool, options: dict[str, Any]):
         if given:
             raise BadInputError(f"{', '.join(given)} only apply with --push.")
         return None, None
-    from kitmlflow_tui.registry import parse_registry_reference
+    from kitmlflow_tui.core.registry import parse_registry_reference
 
     return parse_registry_reference(tag), registry_settings(options)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 
-from kitmlflow_tui.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
+from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 
 class Output:
@@ -91,7 +91,7 @@ def show_pushed(out: Output, pushed) -> None:
 
 
 def size_text(size: int | None) -> str:
-    from kitmlflow_tui.selection import format_size
+    from kitmlflow_tui.core.selection.plan import format_size
 
     return format_size(size)
 
@@ -156,6 +156,6 @@ def show_plan(out: Output, session) -> None:
 
 
 def progress_renderer(out: Output):
-    from kitmlflow_tui.progress import ProgressRenderer
+    from kitmlflow_tui.cli.progress import ProgressRenderer
 
     return ProgressRenderer(out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))

@@ -21,7 +21,7 @@ def profiles_list() -> None:
     """Names of the saved profiles."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.profiles import list_profiles, profiles_dir
+        from kitmlflow_tui.core.selection.profiles import list_profiles, profiles_dir
 
         names = list_profiles()
         for name in names:
@@ -39,7 +39,7 @@ def profiles_show(name: str) -> None:
     """Print a profile's YAML."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.profiles import load_profile
+        from kitmlflow_tui.core.selection.profiles import load_profile
 
         profile = load_profile(name)
         click.echo(f"# {profile.path}", err=True)
@@ -55,7 +55,7 @@ def profiles_delete(name: str) -> None:
     """Delete a saved profile."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.profiles import delete_profile
+        from kitmlflow_tui.core.selection.profiles import delete_profile
 
         path = delete_profile(name)
         click.echo(f"Deleted {path}", err=True)

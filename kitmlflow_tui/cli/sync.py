@@ -24,7 +24,7 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 
 
 @cli.command(context_settings=CONTEXT)
@@ -53,8 +53,8 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
     """
 
     def body(out: Output) -> int:
-        from kitmlflow_tui import sync as core
-        from kitmlflow_tui.reference import ModelRef
+        from kitmlflow_tui.core import sync as core
+        from kitmlflow_tui.core.reference import ModelRef
 
         reference = parse_uri(uri, all_versions=True)
         if not isinstance(reference, ModelRef):
@@ -108,7 +108,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
 
 
 def _sync_lines(out: Output):
-    from kitmlflow_tui.progress import SyncLines
+    from kitmlflow_tui.cli.progress import SyncLines
 
     return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from kitmlflow_tui import locking
+from kitmlflow_tui.core import locking
 from kitmlflow_tui.demo.mlflow_state import (
     create_store_with_default_experiment,
     fast_sqlite,

@@ -24,11 +24,17 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input
 
-from kitmlflow_tui.catalogue.records import ArtifactTree, ExperimentSummary, RegisteredModelInfo, RunInfo, RunSummary
-from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.profiles import PackageDefaults
-from kitmlflow_tui.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.catalogue.records import (
+    ArtifactTree,
+    ExperimentSummary,
+    RegisteredModelInfo,
+    RunInfo,
+    RunSummary,
+)
+from kitmlflow_tui.core.errors import KitmlflowError
+from kitmlflow_tui.core.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.core.selection.profiles import PackageDefaults
 from kitmlflow_tui.tui.backend import Backend, ImportChoice, connect, planned_tracking_uri
 from kitmlflow_tui.tui.dialogs import HelpScreen
 from kitmlflow_tui.tui.palette import WizardCommands

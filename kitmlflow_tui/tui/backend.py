@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from kitmlflow_tui.catalogue.records import (
+from kitmlflow_tui.core.catalogue.records import (
     ArtifactTree,
     ExperimentSummary,
     LevelEntry,
@@ -23,15 +23,15 @@ from kitmlflow_tui.catalogue.records import (
     RunPage,
     RunQuery,
 )
-from kitmlflow_tui.errors import BadInputError
-from kitmlflow_tui.reference import ModelRef, Reference
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.reference import ModelRef, Reference
+from kitmlflow_tui.core.selection.plan import FilterSpec
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.kitfile import KitfileOverrides
-    from kitmlflow_tui.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
-    from kitmlflow_tui.registry import PushResult, RegistryRef, StoredCredential
+    from kitmlflow_tui.core.catalogue import Catalogue
+    from kitmlflow_tui.core.kitfile import KitfileOverrides
+    from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
+    from kitmlflow_tui.core.registry import PushResult, RegistryRef, StoredCredential
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ImportChoice:
     push_to: RegistryRef | None = None  # None: local storage only
 
     def options(self) -> ImportOptions:
-        from kitmlflow_tui.pipeline import ImportOptions
+        from kitmlflow_tui.core.pipeline import ImportOptions
 
         return ImportOptions(tag=self.tag, overrides=self.overrides, push_to=self.push_to)
 
@@ -96,8 +96,8 @@ def connect(reference: Reference | None, tracking_uri_flag: str | None) -> Backe
 
     With no server named anywhere, the wizard stops and says so: MLflow's own default would be a new
     ``./mlflow.db`` in whatever folder the user stands in, an empty store that only looks like a server."""
-    from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.reference import resolve_tracking_uri
+    from kitmlflow_tui.core.catalogue import Catalogue
+    from kitmlflow_tui.core.reference import resolve_tracking_uri
 
     if planned_tracking_uri(reference, tracking_uri_flag) is None:
         raise no_server_configured(Path.cwd())
@@ -158,24 +158,24 @@ class CatalogueBackend:
         return resolved.run, resolved.tree, resolved.registered
 
     def session(self, choice: ImportChoice) -> Session:
-        from kitmlflow_tui.pipeline import session_from_listing
+        from kitmlflow_tui.core.pipeline import session_from_listing
 
         return session_from_listing(self.catalogue, choice.run, choice.tree, choice.spec, choice.registered)
 
     def preview(self, choice: ImportChoice) -> KitfilePreview:
         """The Kitfile the import would write, and the files kit's layer rules would leave out of the ModelKit."""
-        from kitmlflow_tui.pipeline import preview
+        from kitmlflow_tui.core.pipeline import preview
 
         return preview(self.session(choice), choice.options())
 
     def free_bytes(self) -> int | None:
-        from kitmlflow_tui.pipeline import cache_root
+        from kitmlflow_tui.core.pipeline import cache_root
 
         return free_bytes_at(cache_root())
 
     def run_import(self, choice: ImportChoice, observer: Observer, cancel: threading.Event) -> ImportResult:
         """In a child process: the download and pack threads would otherwise starve the UI of the GIL."""
-        from kitmlflow_tui.import_process import ImportJob, run_import_in_child
+        from kitmlflow_tui.tui.import_process import ImportJob, run_import_in_child
 
         job = ImportJob(self.tracking_uri, choice.run, choice.tree, choice.spec, choice.registered, choice.options())
         return run_import_in_child(job, observer, cancel)
@@ -184,23 +184,23 @@ class CatalogueBackend:
         self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
     ) -> PushResult:
         """Push again what an import packed (its push failed): only the registry's missing blobs move."""
-        from kitmlflow_tui.import_process import PushJob, run_import_in_child
+        from kitmlflow_tui.tui.import_process import PushJob, run_import_in_child
 
         return run_import_in_child(PushJob(packed, choice.options()), observer, cancel)
 
     def kept_download(self, choice: ImportChoice) -> tuple[Path, int]:
         """Where an interrupted import of the run keeps its downloads for a resume, and their bytes."""
-        from kitmlflow_tui.pipeline import kept_for_resume
+        from kitmlflow_tui.core.pipeline import kept_for_resume
 
         return kept_for_resume(self.tracking_uri, choice.run.run_id)
 
     def discard_download(self, choice: ImportChoice) -> int:
-        from kitmlflow_tui.pipeline import discard_run_cache
+        from kitmlflow_tui.core.pipeline import discard_run_cache
 
         return discard_run_cache(self.tracking_uri, choice.run.run_id)
 
     def stored_login(self, registry: str) -> StoredCredential | None:
-        from kitmlflow_tui.registry import CredentialStore
+        from kitmlflow_tui.core.registry import CredentialStore
 
         return CredentialStore.default().get(registry)
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 
-from kitmlflow_tui.catalogue.records import RegisteredModelInfo, RunInfo
-from kitmlflow_tui.reference import ModelRef, RunRef, format_reference
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.catalogue.records import RegisteredModelInfo, RunInfo
+from kitmlflow_tui.core.reference import ModelRef, RunRef, format_reference
+from kitmlflow_tui.core.selection.plan import FilterSpec
 
 if TYPE_CHECKING:
     from kitmlflow_tui.tui.backend import ImportChoice

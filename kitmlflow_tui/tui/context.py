@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from kitmlflow_tui.profiles import PackageDefaults
+from kitmlflow_tui.core.selection.profiles import PackageDefaults
 from kitmlflow_tui.tui.backend import Backend
 
 

@@ -21,9 +21,9 @@ from textual.widgets import Button, Input, Label, OptionList, SelectionList, Sta
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
-from kitmlflow_tui.catalogue.records import ArtifactTree
-from kitmlflow_tui.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.core.catalogue.records import ArtifactTree
+from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.selection_model import GlobMode
 from kitmlflow_tui.tui.text import error_markup
 

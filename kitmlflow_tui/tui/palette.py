@@ -13,7 +13,7 @@ from typing import Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from kitmlflow_tui.catalogue.records import ExperimentSummary, RunSummary
+from kitmlflow_tui.core.catalogue.records import ExperimentSummary, RunSummary
 
 # Keys the palette does not offer as commands: moving a cursor means nothing once the palette closes.
 _NOT_COMMANDS = {"Up", "Down", "Page up", "Page down", "First", "Last", "First run", "Last run"}

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
-from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
-from kitmlflow_tui.selection import FilterSpec, make_plan
+from kitmlflow_tui.core.catalogue.records import ArtifactFile, ArtifactTree, LevelEntry
+from kitmlflow_tui.core.selection.plan import FilterSpec, make_plan
 
 TickState = Literal["all", "none", "some"]
 GlobMode = Literal["only", "add", "remove"]  # tick exactly the matches / tick them too / untick them

@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.text import Text
 
-from kitmlflow_tui.errors import KitmlflowError, scrub_secrets
-from kitmlflow_tui.selection import format_size
+from kitmlflow_tui.core.errors import KitmlflowError, scrub_secrets
+from kitmlflow_tui.core.selection.plan import format_size
 
 
 def markup_text(markup: str) -> Text:

@@ -77,7 +77,7 @@ def test_the_tree_holds_run_artifacts_and_logged_models_with_sizes(live: LiveSer
 def test_each_folder_listed_alone_agrees_with_the_whole_tree(live: LiveServer, isolated_env: Path) -> None:
     """What the wizard shows of a folder opened before the whole tree is listed (run folders, nested
     folders, a logged model's own store, an empty file over HTTP) is that folder of the full tree."""
-    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.tui.selection_model import FolderIndex
 
     catalogue = Catalogue(live.url)
@@ -230,11 +230,11 @@ def test_download_moves_exactly_the_selection_verified(live: LiveServer, kitmlfl
 
 def test_a_cancel_mid_file_says_what_is_kept_and_keeps_it(live: LiveServer, tmp_path: Path, isolated_env) -> None:
     """The wizard's cancel (an event, not SIGINT) stopping a transfer halfway through a file."""
-    from kitmlflow_tui import pipeline
-    from kitmlflow_tui.download import ProgressEvent
-    from kitmlflow_tui.errors import InterruptedByUser
-    from kitmlflow_tui.reference import parse_reference
-    from kitmlflow_tui.selection import FilterSpec
+    from kitmlflow_tui.core import pipeline
+    from kitmlflow_tui.core.download.downloader import ProgressEvent
+    from kitmlflow_tui.core.errors import InterruptedByUser
+    from kitmlflow_tui.core.reference import parse_reference
+    from kitmlflow_tui.core.selection.plan import FilterSpec
 
     session = pipeline.plan(parse_reference(live.uri()), FilterSpec(include=("weights/",)), jobs=1)
 
@@ -300,10 +300,10 @@ def test_interrupted_download_resumes_moving_only_the_missing_bytes(live: LiveSe
 
 
 def test_a_file_that_changed_size_since_listing_is_exit_7(live: LiveServer, tmp_path: Path) -> None:
-    from kitmlflow_tui import pipeline
-    from kitmlflow_tui.errors import DownloadError
-    from kitmlflow_tui.reference import parse_reference
-    from kitmlflow_tui.selection import FilterSpec
+    from kitmlflow_tui.core import pipeline
+    from kitmlflow_tui.core.errors import DownloadError
+    from kitmlflow_tui.core.reference import parse_reference
+    from kitmlflow_tui.core.selection.plan import FilterSpec
     from tests.support.servers import seed_run
 
     _, run_id = seed_run(live.url, experiment_name="live", files={"grows.bin": 1000})

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.direct import RESUME_DIR_NAME
-from kitmlflow_tui.packing.kit_cli import find_kit
+from kitmlflow_tui.core.packing.direct import RESUME_DIR_NAME
+from kitmlflow_tui.core.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.emulators import ThrottledProxy
 from tests.support.servers import mlflow_server, seed_run

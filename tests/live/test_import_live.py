@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.packing.kit_cli import find_kit
+from kitmlflow_tui.core.packing.kit_cli import find_kit
 from tests.support.live import LiveServer
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.packing.kit_cli import find_kit
+from kitmlflow_tui.core.packing.kit_cli import find_kit
 from tests.live.test_stores import packed_files
 from tests.support.live import LiveServer
 from tests.support.servers import seed_run
@@ -126,7 +126,7 @@ def test_kit_unpacks_every_selected_file(run_uri: str, kitmlflow, isolated_env: 
 
 @pytest.mark.timeout(300)
 async def test_the_wizards_review_shows_the_files_left_out_of_the_modelkit(run_uri: str, isolated_env: Path) -> None:
-    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.core.reference import parse_reference
     from kitmlflow_tui.tui.app import KitmlflowApp
     from tests.support.tui import screen_text, shows, wait_for
 

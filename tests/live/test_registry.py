@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from kitmlflow_tui.errors import BadInputError, scrub_secrets
-from kitmlflow_tui.registry import (
+from kitmlflow_tui.core.errors import BadInputError, scrub_secrets
+from kitmlflow_tui.core.registry import (
     Credential,
     CredentialStore,
     RegistryClient,
@@ -32,8 +32,8 @@ from kitmlflow_tui.registry import (
     parse_registry_reference,
     push_modelkit,
 )
-from kitmlflow_tui.registry.auth import parse_challenge
-from kitmlflow_tui.registry.client import DEFAULT_CHUNK_SIZE
+from kitmlflow_tui.core.registry.auth import parse_challenge
+from kitmlflow_tui.core.registry.client import DEFAULT_CHUNK_SIZE
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.live import LiveServer
 from tests.support.registry_servers import (
@@ -585,8 +585,8 @@ def test_push_memory_stays_bounded_for_a_large_layer(tmp_path: Path) -> None:
     worker.write_text(
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from kitmlflow_tui.packing.native import pack_native\n"
-        "from kitmlflow_tui.registry import push_modelkit, RegistryOptions\n"
+        "from kitmlflow_tui.core.packing.native import pack_native\n"
+        "from kitmlflow_tui.core.registry import push_modelkit, RegistryOptions\n"
         "ctx, home, ref = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]\n"
         "kitfile = {'manifestVersion': '1.0.0', 'package': {'name': 'big'}, 'model': {'name': 'm', 'path': 'w.bin'}}\n"
         "pack_native(ctx, kitfile, ref, storage_root=home)\n"

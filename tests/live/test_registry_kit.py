@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.packing.kit_cli import find_kit, pack_with_kit
-from kitmlflow_tui.packing.native import pack_native
-from kitmlflow_tui.registry import Credential, CredentialStore, RegistryClient, RegistryOptions, push_modelkit
+from kitmlflow_tui.core.packing.kit_cli import find_kit, pack_with_kit
+from kitmlflow_tui.core.packing.native import pack_native
+from kitmlflow_tui.core.registry import Credential, CredentialStore, RegistryClient, RegistryOptions, push_modelkit
 from tests.support.kit_storage import kit_home
 from tests.support.registry_servers import Registry, module_registry, registry_available, registry_server
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.direct import RESUME_DIR_NAME
-from kitmlflow_tui.download import RETRIES
+from kitmlflow_tui.core.download.downloader import RETRIES
+from kitmlflow_tui.core.packing.direct import RESUME_DIR_NAME
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.disk import bytes_of
 from tests.support.servers import MlflowServer, mlflow_server, seed_run

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.catalogue import http_limits, listing
-from kitmlflow_tui.catalogue import pages as pages_module
-from kitmlflow_tui.download import RETRIES
+from kitmlflow_tui.core.catalogue import http_limits, listing
+from kitmlflow_tui.core.catalogue import pages as pages_module
+from kitmlflow_tui.core.download.downloader import RETRIES
 from tests.support.hostile_server import (
     ARTIFACTS,
     ROOT,
@@ -357,7 +357,7 @@ def test_listed_names_print_as_listed_never_as_emoji_or_markup(kitmlflow) -> Non
 @pytest.mark.parametrize("status", ["FAILED", "RUNNING", "KILLED", "SCHEDULED"])
 @pytest.mark.parametrize("command", ["download", "import"])
 def test_only_finished_runs_are_taken(status: str, command: str, kitmlflow, tmp_path: Path) -> None:
-    """DESIGN.md: exit 5 for a run that is not FINISHED, with nothing downloaded (its artifacts may be
+    """The exit-code contract: exit 5 for a run that is not FINISHED, with nothing downloaded (its artifacts may be
     incomplete). The listing says the files are there; the status alone must stop it."""
     listing = [file("w.bin", 2)]
     scenario = Scenario(listing=lambda d: listing if d == "" else [], contents={"w.bin": Content(b"ww")}, status=status)
@@ -428,8 +428,8 @@ def test_slow_endless_pages_stop_at_the_deadline(kitmlflow, tmp_path: Path, monk
 @pytest.mark.parametrize("mode", ["same", "fresh"])
 def test_endless_experiment_pages_are_refused(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wizard's first screen lists the experiments through the same walk."""
-    from kitmlflow_tui.catalogue import Catalogue
-    from kitmlflow_tui.errors import ServerUnreachableError
+    from kitmlflow_tui.core.catalogue import Catalogue
+    from kitmlflow_tui.core.errors import ServerUnreachableError
 
     monkeypatch.setattr(pages_module, "MAX_PAGES", 30)
     with hostile_server(Scenario(page_token=same_token if mode == "same" else fresh_token)) as server:
@@ -446,7 +446,7 @@ def test_endless_experiment_pages_are_refused(mode: str, monkeypatch: pytest.Mon
 async def test_the_wizard_stops_paging_runs_at_a_repeated_token(isolated_env: Path) -> None:
     """The runs screen loads a page per scroll to the end: a token seen before ends the paging (before, every
     scroll asked for the same page again)."""
-    from kitmlflow_tui.reference import BrowseRef
+    from kitmlflow_tui.core.reference import BrowseRef
     from kitmlflow_tui.tui.app import KitmlflowApp
     from tests.support.hostile_server import EXPERIMENT_ID
     from tests.support.tui import wait_for

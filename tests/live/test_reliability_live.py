@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kitmlflow_tui.direct import RESUME_DIR_NAME
-from kitmlflow_tui.packing.kit_cli import find_kit
+from kitmlflow_tui.core.packing.direct import RESUME_DIR_NAME
+from kitmlflow_tui.core.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.disk import bytes_of
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
@@ -423,10 +423,10 @@ def test_a_download_that_selects_nothing_is_exit_2_counting_each_reason(
 
 # -- case 8: a file whose size changed since the listing -------------------------------------------------
 def test_an_import_whose_file_changed_size_packs_nothing(live: LiveServer, isolated_env: Path) -> None:
-    from kitmlflow_tui import pipeline
-    from kitmlflow_tui.errors import DownloadError
-    from kitmlflow_tui.reference import parse_reference
-    from kitmlflow_tui.selection import FilterSpec
+    from kitmlflow_tui.core import pipeline
+    from kitmlflow_tui.core.errors import DownloadError
+    from kitmlflow_tui.core.reference import parse_reference
+    from kitmlflow_tui.core.selection.plan import FilterSpec
 
     _, run_id = seed_run(live.url, experiment_name="reliability", files={"shrinks.bin": 5000, "ok.txt": b"ok"})
     session = pipeline.plan(parse_reference(f"mlflow://{live.host}/runs/{run_id}"), FilterSpec())
@@ -488,7 +488,7 @@ def test_not_enough_disk_is_refused_before_the_first_byte(
 def test_the_disk_check_keeps_its_margin_to_the_byte(live: LiveServer, kitmlflow, small_disk, over: int) -> None:
     """A real 20 MiB tmpfs, and a run whose file is sized from its free space: with exactly needed + margin
     free the download goes ahead; one byte less (free = needed + margin - 1) is refused before the first byte."""
-    from kitmlflow_tui.download import DISK_MARGIN_BYTES
+    from kitmlflow_tui.core.download.downloader import DISK_MARGIN_BYTES
 
     dest = small_disk(f"exact-disk-{over}", "20m") / "d"
     dest.mkdir()

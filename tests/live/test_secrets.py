@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.errors import register_secret, scrub_secrets
+from kitmlflow_tui.core.errors import register_secret, scrub_secrets
 from tests.support.cli import kitmlflow_subprocess_env
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
 from tests.support.tui import screen_text, wait_for
@@ -250,7 +250,7 @@ def test_an_import_after_an_echoed_error_packs_no_secret(kind: str, tmp_path: Pa
 async def test_the_wizard_shows_the_error_without_the_secret(
     kind: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.core.reference import parse_reference
     from kitmlflow_tui.tui.app import KitmlflowApp
 
     for name, value in CREDENTIALS[kind].items():

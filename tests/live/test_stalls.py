@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui import download as download_module
-from kitmlflow_tui import pipeline
-from kitmlflow_tui.errors import InterruptedByUser
-from kitmlflow_tui.reference import parse_reference
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core import pipeline
+from kitmlflow_tui.core.download import downloader as download_module
+from kitmlflow_tui.core.errors import InterruptedByUser
+from kitmlflow_tui.core.reference import parse_reference
+from kitmlflow_tui.core.selection.plan import FilterSpec
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
 
 SIZE = 4_000_000

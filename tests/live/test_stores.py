@@ -162,7 +162,7 @@ def fresh_s3_clients() -> Iterator[None]:
 
 def packed_files(kitops_home: Path, manifest_digest: str) -> dict[str, str]:
     """Every regular file in the ModelKit's layers → sha256 of its bytes."""
-    from kitmlflow_tui.packing.storage import KitStorage
+    from kitmlflow_tui.core.packing.storage import KitStorage
 
     storage = KitStorage(kitops_home)
     manifest = json.loads(storage.blob_path(manifest_digest).read_bytes())
@@ -352,8 +352,8 @@ def test_google_refusing_the_credentials_is_exit_3_naming_what_the_client_reads(
     So the refusal is the library's own exception, mapped as the store's transport maps it."""
     import google.auth.exceptions
 
-    from kitmlflow_tui.errors import AuthError
-    from kitmlflow_tui.transports import store_error
+    from kitmlflow_tui.core.download.transports import store_error
+    from kitmlflow_tui.core.errors import AuthError
 
     refused = google.auth.exceptions.RefreshError("invalid_grant: Token has been expired or revoked.")
     mapped = store_error(refused, "gs://bucket/1/run/artifacts")
@@ -455,8 +455,8 @@ def test_the_generic_transport_streams_any_range_through_mlflows_client(stores: 
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    from kitmlflow_tui.catalogue import ArtifactFile
-    from kitmlflow_tui.transports.generic import GenericTransport
+    from kitmlflow_tui.core.catalogue import ArtifactFile
+    from kitmlflow_tui.core.download.transports.generic import GenericTransport
 
     store = stores.get(name)
     with temp_env(store.env):

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from kitmlflow_tui.errors import ServerUnreachableError
-from kitmlflow_tui.kitfile import read_provenance
+from kitmlflow_tui.core.errors import ServerUnreachableError
+from kitmlflow_tui.core.kitfile import read_provenance
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.hostile_server import MODEL_NAME, Scenario, hostile_server
 from tests.support.live import LiveServer
@@ -60,7 +60,7 @@ def test_a_version_listing_that_repeats_its_page_token_is_refused(kitmlflow) -> 
 
 @pytest.mark.timeout(120)
 def test_a_version_listing_without_end_stops_at_the_page_limit() -> None:
-    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue import Catalogue
 
     scenario = Scenario(page_token=lambda page: f"token-{page}")
     with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="in more than 5 pages"):
@@ -70,7 +70,7 @@ def test_a_version_listing_without_end_stops_at_the_page_limit() -> None:
 
 @pytest.mark.timeout(120)
 def test_a_version_listing_past_its_deadline_is_refused() -> None:
-    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue import Catalogue
 
     scenario = Scenario(page_token=lambda page: f"token-{page}")
     with hostile_server(scenario) as server, pytest.raises(ServerUnreachableError, match="took more than 0 s"):
@@ -269,7 +269,7 @@ def test_sync_pushes_every_version_and_the_alias_then_nothing_then_only_what_cha
     assert alias_only.code == 0, alias_only.stderr
     assert actions(alias_only) == [("skipped", "4", "v4"), ("skipped", "4", "champion")]
     assert writes(registry.since(mark)) == []
-    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue import Catalogue
 
     listed = Catalogue(live.url).list_model_versions(model.name, page_size=2)
     assert [(v.version, v.run_id) for v in listed] == sorted(model.runs.items(), key=lambda item: int(item[0]))
@@ -543,7 +543,7 @@ def test_on_a_terminal_without_yes_the_sync_shows_what_it_would_do_and_asks(
 def test_sync_packs_with_the_real_kit_into_its_own_kit_home(
     live: LiveServer, registry: Registry, logged_in: Path
 ) -> None:
-    from kitmlflow_tui.packing.kit_cli import find_kit
+    from kitmlflow_tui.core.packing.kit_cli import find_kit
 
     if find_kit() is None:
         pytest.skip("the real kit binary is not installed (set KIT_BIN or put kit on PATH; see README)")

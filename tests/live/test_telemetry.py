@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.catalogue import Catalogue
-from kitmlflow_tui.import_process import ImportJob
-from kitmlflow_tui.pipeline import ImportOptions
-from kitmlflow_tui.reference import parse_reference
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.catalogue import Catalogue
+from kitmlflow_tui.core.pipeline import ImportOptions
+from kitmlflow_tui.core.reference import parse_reference
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.tui.import_process import ImportJob
 from tests.support.hostile_server import Content, Scenario, file, hostile_server
 
 # Runs a module as __main__ and reports, at exit, what MLflow's telemetry saw.
@@ -82,7 +82,7 @@ def test_the_import_child_turns_mlflow_telemetry_off(tmp_path: Path, monkeypatch
         read_end, write_end = os.pipe()
         try:
             child = subprocess.Popen(
-                [sys.executable, "-c", PROBE, "kitmlflow_tui.import_process", str(write_end)],
+                [sys.executable, "-c", PROBE, "kitmlflow_tui.tui.import_process", str(write_end)],
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(write_end,),

@@ -13,7 +13,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from kitmlflow_tui.catalogue.records import (
+from kitmlflow_tui.core.catalogue.records import (
     ArtifactFile,
     ArtifactTree,
     ExperimentSummary,
@@ -24,12 +24,12 @@ from kitmlflow_tui.catalogue.records import (
     RunQuery,
     RunSummary,
 )
-from kitmlflow_tui.download import DownloadResult, ProgressEvent
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError
-from kitmlflow_tui.kitfile import validate_kitfile
-from kitmlflow_tui.pipeline import KitfilePreview
-from kitmlflow_tui.reference import Reference
-from kitmlflow_tui.selection import make_plan
+from kitmlflow_tui.core.download.downloader import DownloadResult, ProgressEvent
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.core.kitfile import validate_kitfile
+from kitmlflow_tui.core.pipeline import KitfilePreview
+from kitmlflow_tui.core.reference import Reference
+from kitmlflow_tui.core.selection.plan import make_plan
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.backend import ImportChoice
 
@@ -235,7 +235,7 @@ class FixedBackend:
         raise NotImplementedError
 
     def run_import(self, choice: ImportChoice, observer: Any, cancel: threading.Event) -> Any:
-        from kitmlflow_tui.pipeline import ImportResult
+        from kitmlflow_tui.core.pipeline import ImportResult
 
         observer.step("connect", "Connecting to http://mlflow.example.com")
         observer.step("download", "Downloading into the cache")

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.selection.plan import FilterSpec
 from kitmlflow_tui.tui.commands import import_words, one_line, shell_lines
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from kitmlflow_tui.profiles import load_profile
-from kitmlflow_tui.reference import BrowseRef, RunRef
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.reference import BrowseRef, RunRef
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.core.selection.profiles import load_profile
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.screens import runs as runs_screen
 from kitmlflow_tui.tui.selection_model import reproduces
@@ -45,8 +45,14 @@ def tree_listed(app: KitmlflowApp) -> bool:
 def test_importing_the_app_does_not_import_mlflow() -> None:
     # Nor requests (the registry client's, ~0.15 s), nor the pipeline, the Kitfile builder, the transfer engine
     # or the packers (~0.1 s together): the first paint pays for none of them, the steps that use them do.
-    later = ["mlflow", "requests", "kitmlflow_tui.pipeline", "kitmlflow_tui.kitfile", "kitmlflow_tui.transfer"]
-    later += ["kitmlflow_tui.packing", "kitmlflow_tui.download"]
+    later = [
+        "mlflow",
+        "requests",
+        "kitmlflow_tui.core.pipeline",
+        "kitmlflow_tui.core.kitfile",
+        "kitmlflow_tui.core.download.transfer",
+    ]
+    later += ["kitmlflow_tui.core.packing", "kitmlflow_tui.core.download.downloader"]
     code = f"import sys, kitmlflow_tui.tui.app; print([m for m in {later!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
@@ -457,7 +463,7 @@ async def test_cancel_asks_first_then_stops_a_real_transfer(isolated_env: Path) 
     comes. Afterwards: the message comes from the pipeline, the received bytes stay for the next run to resume
     (with kit: in the cache as the part file; without, the native packer's direct import: in the partial layer
     blob, listed by its journal), no tag, no stage folder, no blob without a manifest."""
-    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.core.reference import parse_reference
     from tests.support.hostile_server import hostile_server
 
     scenario, data = trickling_scenario()
@@ -486,7 +492,7 @@ async def test_quit_while_importing_asks_then_stops_the_import_and_leaves_what_a
     isolated_env: Path,
 ) -> None:
     """Ctrl+Q during the download asks as Esc does; "n" goes on, "y" cancels, waits for the clean-up, quits."""
-    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.core.reference import parse_reference
     from tests.support.hostile_server import hostile_server
 
     scenario, data = trickling_scenario()
@@ -515,7 +521,7 @@ async def test_d_deletes_what_a_cancelled_import_kept_for_its_resume(
     """After a cancel the import screen says how much it kept and where; d (confirmed) deletes it. The import
     goes direct (the native packer: a KIT_BIN that is no executable hides any real kit), so what it kept are
     partial layer blobs in kit's storage, not the download cache the folder path keeps."""
-    from kitmlflow_tui.reference import parse_reference
+    from kitmlflow_tui.core.reference import parse_reference
     from tests.support.hostile_server import hostile_server
 
     monkeypatch.setenv("KIT_BIN", str(isolated_env / "no-kit-here"))
@@ -568,7 +574,7 @@ async def import_until_mid_file(pilot, app: KitmlflowApp, cache: Path, kit_home:
 
 
 def resume_folder(kit_home: Path) -> Path:
-    from kitmlflow_tui.direct import RESUME_DIR_NAME
+    from kitmlflow_tui.core.packing.direct import RESUME_DIR_NAME
 
     return kit_home / "storage" / RESUME_DIR_NAME
 
@@ -619,7 +625,7 @@ def import_children() -> list[int]:
     found = []
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if "kitmlflow_tui.import_process" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+            if "kitmlflow_tui.tui.import_process" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child.pid)
     return found
 

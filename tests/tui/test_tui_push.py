@@ -8,7 +8,7 @@ import pytest
 import requests
 from textual.widgets import Input
 
-from kitmlflow_tui.reference import RunRef
+from kitmlflow_tui.core.reference import RunRef
 from kitmlflow_tui.tui.app import KitmlflowApp
 from tests.support.registry_servers import module_registry, registry_available
 from tests.support.tui import screen_text, shows, wait_for
@@ -90,7 +90,7 @@ async def test_a_refused_push_keeps_the_modelkit_and_names_the_login_then_retrie
         assert "is kept in local storage" in text and "r retry the push" in text
         assert app.screen.outcome.exit_code == 3
         # Log in as `kitmlflow login` does (kit's credential store), then r: only the push runs again.
-        from kitmlflow_tui.registry import Credential, CredentialStore
+        from kitmlflow_tui.core.registry import Credential, CredentialStore
 
         CredentialStore.default().put(locked_registry.host, Credential("alice", "s3cret-Pa55word!"))
         await pilot.press("r")

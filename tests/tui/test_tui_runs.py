@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.widgets import DataTable
 
-from kitmlflow_tui.catalogue.records import RunSummary
-from kitmlflow_tui.reference import BrowseRef
+from kitmlflow_tui.core.catalogue.records import RunSummary
+from kitmlflow_tui.core.reference import BrowseRef
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.screens.runs import CELL_PADDING, cell_text, default_columns, elide, fit_columns
 from tests.support.tui import FIXED_NOW, screen_text, shows, wait_for

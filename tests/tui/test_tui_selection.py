@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree, LoggedModelInfo
-from kitmlflow_tui.selection import FilterSpec, Glob
+from kitmlflow_tui.core.catalogue.records import ArtifactFile, ArtifactTree, LoggedModelInfo
+from kitmlflow_tui.core.selection.plan import FilterSpec, Glob
 from kitmlflow_tui.tui.selection_model import (
     ArtifactBrowser,
     FolderIndex,

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from kitmlflow_tui.errors import ServerUnreachableError
-from kitmlflow_tui.profiles import Profile, save_profile
-from kitmlflow_tui.reference import BrowseRef, RunRef
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.errors import ServerUnreachableError
+from kitmlflow_tui.core.reference import BrowseRef, RunRef
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.core.selection.profiles import Profile, save_profile
 from tests.support.tui import (
     BASELINE,
     FixedBackend,

@@ -102,7 +102,7 @@ def test_the_commands_the_done_screen_shows_work_when_pasted_at_80_columns(isola
     (kit_home / "disable-update-notifications").touch()
     marker = tmp_path / "exit-code"
     program = (
-        "import sys; from kitmlflow_tui.tui.app import run_wizard; from kitmlflow_tui.reference import RunRef; "
+        "import sys; from kitmlflow_tui.tui.app import run_wizard; from kitmlflow_tui.core.reference import RunRef; "
         f"sys.exit(run_wizard(RunRef(None, {demo_store.runs['finished']!r}), "
         f"tracking_uri_flag={demo_store.tracking_uri!r}, tag={TAG!r}))"
     )

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui import direct, range_journal
-from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
-from kitmlflow_tui.errors import InterruptedByUser
-from kitmlflow_tui.file_tree import FolderTree
-from kitmlflow_tui.kitfile import build_kitfile
-from kitmlflow_tui.packing.native import pack_native
-from kitmlflow_tui.selection import FilterSpec, make_plan
-from kitmlflow_tui.transfer import ProgressEvent
+from kitmlflow_tui.core.catalogue.records import ArtifactFile, ArtifactTree
+from kitmlflow_tui.core.download import range_journal
+from kitmlflow_tui.core.download.transfer import ProgressEvent
+from kitmlflow_tui.core.errors import InterruptedByUser
+from kitmlflow_tui.core.file_tree import FolderTree
+from kitmlflow_tui.core.kitfile import build_kitfile
+from kitmlflow_tui.core.packing import direct
+from kitmlflow_tui.core.packing.native import pack_native
+from kitmlflow_tui.core.selection.plan import FilterSpec, make_plan
 
 FILES = {
     "model/model.pkl": 40 * 1024 * 1024 + 3,  # split into parallel ranges (over 2 x 16 MiB)
@@ -58,7 +59,7 @@ def plan_of(store: Path):
 
 
 def kitfile_of(tree):
-    from kitmlflow_tui.catalogue.records import RunInfo
+    from kitmlflow_tui.core.catalogue.records import RunInfo
 
     run = RunInfo("http://127.0.0.1:1", "1", "e", "0" * 32, "r", "FINISHED", 0, 0, None, "")
     return build_kitfile(
@@ -147,7 +148,7 @@ def test_a_journal_of_another_layout_or_cut_mid_line_costs_a_refetch_not_a_wrong
 
 # -- the downloader splits a large file too, and resumes it from its range journal ---------------------------
 def download(store: Path, dest: Path, **extra):
-    from kitmlflow_tui.download import Downloader
+    from kitmlflow_tui.core.download.downloader import Downloader
 
     return Downloader(repository_for, jobs=4, **extra).download(plan_of(store), dest)
 
@@ -155,7 +156,7 @@ def download(store: Path, dest: Path, **extra):
 def test_a_split_download_cancelled_half_way_resumes_from_its_journal_not_from_its_size(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kitmlflow_tui.download import JOURNALS_DIR, PARTIAL_DIR
+    from kitmlflow_tui.core.download.downloader import JOURNALS_DIR, PARTIAL_DIR
 
     monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)
     dest = tmp_path / "dest"
@@ -188,7 +189,7 @@ def test_a_split_download_cancelled_half_way_resumes_from_its_journal_not_from_i
 
 
 def test_a_part_without_a_journal_resumes_from_its_size(store: Path, tmp_path: Path) -> None:
-    from kitmlflow_tui.download import PARTIAL_DIR
+    from kitmlflow_tui.core.download.downloader import PARTIAL_DIR
 
     big = "model/model.pkl"
     part = tmp_path / "dest" / PARTIAL_DIR / (big + ".part")

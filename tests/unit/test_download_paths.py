@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.download import PARTIAL_DIR, safe_destination
-from kitmlflow_tui.errors import DownloadError
+from kitmlflow_tui.core.download.downloader import PARTIAL_DIR, safe_destination
+from kitmlflow_tui.core.errors import DownloadError
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ instead of the limits being skipped in silence."""
 
 from __future__ import annotations
 
-from kitmlflow_tui.catalogue.http_limits import bounded_response, configure_http
+from kitmlflow_tui.core.catalogue.http_limits import bounded_response, configure_http
 
 
 def test_mlflow_sessions_carry_the_response_limits() -> None:

@@ -19,15 +19,15 @@ from typing import Any
 import psutil
 import pytest
 
-from kitmlflow_tui.catalogue import Catalogue
-from kitmlflow_tui.download import ProgressEvent
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser, KitmlflowError
-from kitmlflow_tui.import_process import RELAY_THREAD_NAME, ImportJob, read_frames, run_import_in_child
-from kitmlflow_tui.pipeline import ImportOptions, Observer, run_cache_dir, run_import, session_from_listing
-from kitmlflow_tui.reference import RunRef
-from kitmlflow_tui.selection import FilterSpec
+from kitmlflow_tui.core.catalogue import Catalogue
+from kitmlflow_tui.core.download.downloader import ProgressEvent
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.core.pipeline import ImportOptions, Observer, run_cache_dir, run_import, session_from_listing
+from kitmlflow_tui.core.reference import RunRef
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.tui.import_process import RELAY_THREAD_NAME, ImportJob, read_frames, run_import_in_child
 
-CHILD_MODULE = "kitmlflow_tui.import_process"
+CHILD_MODULE = "kitmlflow_tui.tui.import_process"
 
 
 class Recorder(Observer):

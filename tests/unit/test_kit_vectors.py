@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
-from kitmlflow_tui.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.kitfile import (
+from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.core.kitfile import (
     KIT_INIT_COMMIT,
     KIT_INIT_VERSION,
     classify_like_kit_init,
     dump_kitfile,
     load_kitfile_text,
 )
-from kitmlflow_tui.packing import DEFAULT_CLI_VERSION, find_kit, pack_native, parse_model_reference
+from kitmlflow_tui.core.packing import DEFAULT_CLI_VERSION, find_kit, pack_native, parse_model_reference
 from tests.support import kitvectors as kv
 
 CLI_VERSION_ANNOTATION = "ml.kitops.modelkit.cli-version"

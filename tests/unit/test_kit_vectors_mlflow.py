@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kitmlflow_tui.packing.kit_cli import dump_kitfile_yaml, find_kit
-from kitmlflow_tui.reference import RunRef
+from kitmlflow_tui.core.packing.kit_cli import dump_kitfile_yaml, find_kit
+from kitmlflow_tui.core.reference import RunRef
 from kitmlflow_tui.tui.app import KitmlflowApp
 from tests.support import kitvectors as kv
 from tests.support.cli import run_cli

@@ -1,4 +1,4 @@
-"""Tests of kitmlflow_tui.kitfile: kit init's classification, MLflow enrichment, validation, YAML.
+"""Tests of kitmlflow_tui.core.kitfile: kit init's classification, MLflow enrichment, validation, YAML.
 
 Corpus cases live in tests/kitinit_corpus/<case>/case.yaml (a description the test turns into a real
 folder) with expected-kitfile.yaml, the Kitfile the real `kit init` wrote for that folder. Tests that
@@ -24,9 +24,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.errors import BadInputError
-from kitmlflow_tui.kitfile import (
+from kitmlflow_tui.core.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.kitfile import (
     KIT_INIT_COMMIT,
     KIT_INIT_VERSION,
     PROVENANCE_FILE,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.kitfile import files_in_no_layer, load_kitfile_text
-from kitmlflow_tui.kitfile.coverage import REASON_DOTS, REASON_NO_ENTRY
+from kitmlflow_tui.core.errors import KitmlflowError
+from kitmlflow_tui.core.kitfile import files_in_no_layer, load_kitfile_text
+from kitmlflow_tui.core.kitfile.coverage import REASON_DOTS, REASON_NO_ENTRY
 from tests.support import kitvectors as kv
 
 

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from kitmlflow_tui.catalogue import Catalogue
-from kitmlflow_tui.errors import ServerUnreachableError
+from kitmlflow_tui.core.catalogue import Catalogue
+from kitmlflow_tui.core.errors import ServerUnreachableError
 
 
 def test_a_server_gone_after_the_connect_is_the_connect_message_naming_what_was_read(isolated_env) -> None:

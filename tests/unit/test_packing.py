@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.errors import BadInputError, InterruptedByUser, PackError
-from kitmlflow_tui.packing import (
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, PackError
+from kitmlflow_tui.core.packing import (
     choose_packer,
     find_kit,
     gojson,
@@ -37,7 +37,7 @@ from kitmlflow_tui.packing import (
     parse_model_reference,
     resolve_kit_home,
 )
-from kitmlflow_tui.packing.tar_format import tar_header
+from kitmlflow_tui.core.packing.tar_format import tar_header
 from tests.support.fuzz import examples
 from tests.support.kit_storage import blob, check_storage_consistent, kit_home, manifest_of, storage_of, tags_file
 
@@ -296,7 +296,7 @@ def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_referenc
         fixture_folder, {"manifestVersion": "1.0.0", "docs": [{"path": "README.md"}]}, "kept:v1", storage_root=home
     )
     before = {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()}
-    from kitmlflow_tui.packing.native import plan_layers
+    from kitmlflow_tui.core.packing.native import plan_layers
 
     layers = plan_layers(fixture_folder, KITFILE).layers
     first_layer = sum(entry.size for entry in layers[0].entries)
@@ -375,7 +375,7 @@ WORKER = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from kitmlflow_tui.packing import pack_native
+    from kitmlflow_tui.core.packing import pack_native
 
     mode, folder, home = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     kitfile = json.loads(sys.argv[4])
@@ -491,7 +491,7 @@ def test_a_pack_waits_for_the_index_lock_another_process_holds(tmp_path: Path, w
     one holds the storage's lock, a pack that has opened the lock file to take it (it cannot have it: we
     do) has not tagged, and it tags once the lock is free. Concurrent packs alone rarely overlap in that
     short step, so this holds the lock on purpose."""
-    from kitmlflow_tui.packing.storage import LOCK_FILE_NAME
+    from kitmlflow_tui.core.packing.storage import LOCK_FILE_NAME
 
     home = tmp_path / "home"
     folder = make_sparse_folder(tmp_path / "ctx", 2**20)

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kitmlflow_tui.cli import cli
-from kitmlflow_tui.errors import BadInputError
-from kitmlflow_tui.profiles import (
+from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.selection.plan import FilterSpec
+from kitmlflow_tui.core.selection.profiles import (
     PackageDefaults,
     Profile,
     delete_profile,
@@ -22,7 +23,6 @@ from kitmlflow_tui.profiles import (
     profiles_dir,
     save_profile,
 )
-from kitmlflow_tui.selection import FilterSpec
 from tests.support.fuzz import examples
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.errors import BadInputError
-from kitmlflow_tui.reference import (
+from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.reference import (
     BrowseRef,
     ModelRef,
     RunRef,

@@ -77,7 +77,7 @@ def test_a_profile_of_two_million_patterns_is_refused_at_once(shape: str, kitmlf
 
 
 def test_a_profile_over_the_pattern_count_names_it(kitmlflow, isolated_env: Path) -> None:
-    from kitmlflow_tui import profiles
+    from kitmlflow_tui.core.selection import profiles
 
     profile = isolated_env / "many.yaml"
     half = profiles.MAX_PATTERNS // 2 + 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from kitmlflow_tui.catalogue.gateway import unique_run_id
-from kitmlflow_tui.errors import BadInputError, NotFoundError
+from kitmlflow_tui.core.catalogue.gateway import unique_run_id
+from kitmlflow_tui.core.errors import BadInputError, NotFoundError
 
 
 def test_the_8_characters_the_table_shows_import_that_run(kitmlflow, demo_store) -> None:
@@ -21,7 +21,7 @@ def test_the_8_characters_the_table_shows_import_that_run(kitmlflow, demo_store)
 
 
 def test_a_prefix_no_run_has_is_exit_4(kitmlflow, demo_store) -> None:
-    from kitmlflow_tui.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue import Catalogue
 
     taken = {run_id[:4] for run_id in Catalogue(demo_store.tracking_uri)._run_ids(None)}  # every run, sweeps too
     prefix = next(p for p in (f"{n:04x}" for n in range(0x10000)) if p not in taken)

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kitmlflow_tui import safe_yaml
-from kitmlflow_tui.safe_yaml import YamlLimits, YamlRefused
+from kitmlflow_tui.core import safe_yaml
+from kitmlflow_tui.core.safe_yaml import YamlLimits, YamlRefused
 from tests.support.yaml_bombs import billion_laughs
 
 
@@ -40,7 +40,7 @@ def test_the_billion_laughs_stops_at_the_node_cap_and_names_where() -> None:
 PEAK_RSS = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
-from kitmlflow_tui import safe_yaml
+from kitmlflow_tui.core import safe_yaml
 text = sys.stdin.read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
@@ -173,7 +173,7 @@ def test_without_libyaml_the_pure_python_parser_gives_the_same_bounds() -> None:
     """PyYAML built without libyaml (some platforms): the same loader on PyYAML's own parser."""
     code = (
         "import sys; sys.modules['yaml._yaml'] = sys.modules['yaml.cyaml'] = None\n"
-        "from kitmlflow_tui import safe_yaml\n"
+        "from kitmlflow_tui.core import safe_yaml\n"
         "assert safe_yaml._PARSER_BASES[0].__module__ == 'yaml.reader', safe_yaml._PARSER_BASES\n"
         "assert safe_yaml.load('a: [1, {b: c}]') == {'a': [1, {'b': 'c'}]}\n"
         "try:\n    safe_yaml.load(sys.stdin.read())\nexcept safe_yaml.YamlRefused as exc:\n    print(exc.problem)\n"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.catalogue.records import ArtifactFile, ArtifactTree
-from kitmlflow_tui.errors import BadInputError
-from kitmlflow_tui.selection import FilterSpec, Glob, make_plan, parse_size
+from kitmlflow_tui.core.catalogue.records import ArtifactFile, ArtifactTree
+from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.selection.plan import FilterSpec, Glob, make_plan, parse_size
 from tests.support.fuzz import examples
 
 PATHS = [
@@ -125,7 +125,7 @@ def test_size_cap_leaves_out_larger_files_with_the_sizes_in_the_reason() -> None
 
 
 def test_a_file_of_exactly_the_cap_is_kept_and_one_byte_more_is_not() -> None:
-    """DESIGN.md: --max-file-size "excludes larger files" (the cap itself is allowed)."""
+    """The filter contract: --max-file-size "excludes larger files" (the cap itself is allowed)."""
     sizes = {"README.md": 999, "LICENSE": 1000, "plots/loss.png": 1001}
     plan = make_plan(tree(sizes), FilterSpec(include=tuple(sizes), max_file_size=parse_size("1KB")))
     assert [f.path for f in plan.selected] == ["README.md", "LICENSE"]

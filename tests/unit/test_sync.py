@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kitmlflow_tui.errors import BadInputError
-from kitmlflow_tui.kitfile import read_provenance
-from kitmlflow_tui.reference import ModelRef, parse_reference
-from kitmlflow_tui.sync import TagTemplate, parse_target
+from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.kitfile import read_provenance
+from kitmlflow_tui.core.reference import ModelRef, parse_reference
+from kitmlflow_tui.core.sync import TagTemplate, parse_target
 
 
 # -- without servers ----------------------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Static
 
-from kitmlflow_tui.catalogue.records import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.profiles import PackageDefaults, Profile
-from kitmlflow_tui.reference import ModelRef
-from kitmlflow_tui.selection import FilterSpec, format_size, make_plan, require_selection
+from kitmlflow_tui.core.catalogue.records import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.core.reference import ModelRef
+from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan, require_selection
+from kitmlflow_tui.core.selection.profiles import PackageDefaults, Profile
 from kitmlflow_tui.tui.dialogs import ConfirmScreen, GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import BIG_BYTES, BIG_SHARE, ArtifactBrowser
@@ -270,7 +270,7 @@ class ArtifactsScreen(WizardScreen):
         return self.browser.listed and self.browser.spec() != self.saved_spec
 
     def action_profiles(self, saving: bool | None = None) -> None:
-        from kitmlflow_tui.profiles import list_profiles, profiles_dir
+        from kitmlflow_tui.core.selection.profiles import list_profiles, profiles_dir
 
         def read() -> tuple[list[str], str]:
             return list_profiles(), display_path(profiles_dir())
@@ -289,7 +289,7 @@ class ArtifactsScreen(WizardScreen):
     def profile_chosen(self, choice: ProfileChoice | None) -> None:
         if choice is None:
             return
-        from kitmlflow_tui.profiles import load_profile
+        from kitmlflow_tui.core.selection.profiles import load_profile
 
         if choice.action == "load":
             if self._need_listing("a profile can be applied"):
@@ -311,7 +311,7 @@ class ArtifactsScreen(WizardScreen):
         self.save_profile(choice.name)
 
     def save_profile(self, name: str) -> None:
-        from kitmlflow_tui.profiles import save_profile
+        from kitmlflow_tui.core.selection.profiles import save_profile
 
         package = self.package
         typed = self.run and self.wizard.package_defaults(self.run.run_id)

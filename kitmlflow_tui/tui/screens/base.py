@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from kitmlflow_tui.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
+from kitmlflow_tui.core.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
 from kitmlflow_tui.tui.context import WizardContext
 from kitmlflow_tui.tui.dialogs import ErrorScreen
 

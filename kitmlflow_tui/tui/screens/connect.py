@@ -11,8 +11,8 @@ from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.widgets import Static
 
-from kitmlflow_tui.errors import KitmlflowError
-from kitmlflow_tui.reference import redact_uri
+from kitmlflow_tui.core.errors import KitmlflowError
+from kitmlflow_tui.core.reference import redact_uri
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import error_markup
 

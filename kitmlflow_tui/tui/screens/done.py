@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from kitmlflow_tui.selection import format_size
+from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
@@ -19,7 +19,7 @@ from kitmlflow_tui.tui.text import count
 from kitmlflow_tui.tui.widgets.laid_out import CommandView
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.pipeline import ImportResult
+    from kitmlflow_tui.core.pipeline import ImportResult
 
 
 class DoneScreen(WizardScreen):

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue.records import ExperimentSummary
+from kitmlflow_tui.core.catalogue.records import ExperimentSummary
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count, format_time
 

@@ -22,9 +22,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import ProgressBar, RichLog, Static
 
-from kitmlflow_tui.errors import InterruptedByUser, KitmlflowError, scrub_secrets
-from kitmlflow_tui.events import Observer, ProgressEvent
-from kitmlflow_tui.selection import format_size
+from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, scrub_secrets
+from kitmlflow_tui.core.events import Observer, ProgressEvent
+from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import choice_words
 from kitmlflow_tui.tui.dialogs import ConfirmScreen
@@ -33,8 +33,8 @@ from kitmlflow_tui.tui.text import count, format_seconds, markup_text
 from kitmlflow_tui.tui.widgets.laid_out import CommandView
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.pipeline import ImportResult
-    from kitmlflow_tui.registry import PushResult
+    from kitmlflow_tui.core.pipeline import ImportResult
+    from kitmlflow_tui.core.registry import PushResult
 
 RATE_WINDOW_SECONDS = 5.0
 SHOWN_FILES = 4

@@ -15,10 +15,10 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
-from kitmlflow_tui.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.profiles import PackageDefaults
-from kitmlflow_tui.selection import FilterSpec, format_size, make_plan
+from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
+from kitmlflow_tui.core.selection.profiles import PackageDefaults
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import choice_words, one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
@@ -26,9 +26,9 @@ from kitmlflow_tui.tui.text import count, error_markup
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.kitfile import Kitfile, KitfileOverrides
-    from kitmlflow_tui.pipeline import KitfilePreview
-    from kitmlflow_tui.registry import RegistryRef, StoredCredential
+    from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
+    from kitmlflow_tui.core.pipeline import KitfilePreview
+    from kitmlflow_tui.core.registry import RegistryRef, StoredCredential
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 LABELS = {
@@ -95,7 +95,7 @@ def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
 
 def name_and_version(reference: str) -> tuple[str, str]:
     """The Kitfile name and version a reference gives (its last path part and its tag)."""
-    from kitmlflow_tui.packing.storage import parse_model_reference
+    from kitmlflow_tui.core.packing.storage import parse_model_reference
 
     _registry, repository, tag = parse_model_reference(reference)
     return repository.rsplit("/", 1)[-1], tag
@@ -216,7 +216,7 @@ class ReviewScreen(WizardScreen):
         return ReviewFields(**typed, package=self.package)
 
     def overrides(self) -> KitfileOverrides:
-        from kitmlflow_tui.kitfile import KitfileOverrides  # off the first paint (docs/architecture.md)
+        from kitmlflow_tui.core.kitfile import KitfileOverrides  # off the first paint (docs/architecture.md)
 
         return KitfileOverrides(
             name=self.value("name") or None,
@@ -232,7 +232,7 @@ class ReviewScreen(WizardScreen):
         if not text:
             return None
         try:
-            from kitmlflow_tui.registry import parse_registry_reference  # requests: off the first paint
+            from kitmlflow_tui.core.registry import parse_registry_reference  # requests: off the first paint
 
             return parse_registry_reference(text)
         except BadInputError:
@@ -266,7 +266,7 @@ class ReviewScreen(WizardScreen):
         choice = self.choice()
 
         def build() -> KitfilePreview:
-            from kitmlflow_tui.pipeline import check_tag
+            from kitmlflow_tui.core.pipeline import check_tag
 
             check_tag(choice.tag)
             return self.wizard.backend.preview(choice)
@@ -281,7 +281,7 @@ class ReviewScreen(WizardScreen):
         self.show_no_layer(preview)
         self.tag_error = None
         self.query_one("#tag-error").display = False
-        from kitmlflow_tui.kitfile import dump_kitfile  # loaded by the preview's worker already
+        from kitmlflow_tui.core.kitfile import dump_kitfile  # loaded by the preview's worker already
 
         self.query_one("#kitfile", YamlView).show(dump_kitfile(kitfile))
         self.query_one("#roles", RolesView).show(entry_roles(kitfile))
@@ -319,7 +319,7 @@ class ReviewScreen(WizardScreen):
             status.update("[dim]Push to: empty, the ModelKit stays in local storage.[/]")
             return
         try:
-            from kitmlflow_tui.registry import parse_registry_reference
+            from kitmlflow_tui.core.registry import parse_registry_reference
 
             target = parse_registry_reference(text)
         except BadInputError as exc:

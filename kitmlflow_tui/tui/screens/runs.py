@@ -21,8 +21,8 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from kitmlflow_tui.catalogue.records import RunPage, RunQuery, RunSummary
-from kitmlflow_tui.errors import KitmlflowError
+from kitmlflow_tui.core.catalogue.records import RunPage, RunQuery, RunSummary
+from kitmlflow_tui.core.errors import KitmlflowError
 from kitmlflow_tui.tui.dialogs import ColumnChoice, ColumnsScreen
 from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
 from kitmlflow_tui.tui.text import (

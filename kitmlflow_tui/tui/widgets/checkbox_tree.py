@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from kitmlflow_tui.catalogue.records import LevelEntry
-from kitmlflow_tui.selection import format_size
+from kitmlflow_tui.core.catalogue.records import LevelEntry
+from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.tui.selection_model import ArtifactBrowser, TickState
 
 BOXES: dict[TickState, tuple[str, str]] = {

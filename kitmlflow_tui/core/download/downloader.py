@@ -1,0 +1,277 @@
+"""Step 4 of the data flow: transfer exactly the planned files, in parallel, verified and resumable.
+
+Every file is written under ``<dest>/.kitmlflow-partial/<path>.part`` and moved to ``<dest>/<path>``
+only once its size matches the listing, so ``<dest>`` never holds a truncated file under a real name.
+A re-run skips complete files and continues a partial file wherever the store's transport reads ranges
+(``kitmlflow_tui.core.download.transports``: the proxy, local, S3, GCS, Azure, SFTP): from its size, or, for a large file the
+transfer split into parallel ranges, from its range journal (``_PartFile``). A transfer that breaks or stalls
+is retried from the offset it reached. Progress is reported per chunk, not per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kitmlflow_tui.core.catalogue import ArtifactFile
+from kitmlflow_tui.core.download.range_journal import JournalState, JournalWriter, read_journal
+from kitmlflow_tui.core.download.transfer import RETRIES, FileJob, ProgressCallback, ProgressEvent, Transfer, pwrite_all
+from kitmlflow_tui.core.download.transports import Transport, stall_seconds
+from kitmlflow_tui.core.errors import DownloadError
+from kitmlflow_tui.core.selection.plan import Plan, format_size
+
+PARTIAL_DIR = ".kitmlflow-partial"
+JOURNALS_DIR = ".journals"  # inside PARTIAL_DIR: the range journals of split parts
+DISK_MARGIN_BYTES = 16 * 1024 * 1024
+__all__ = ["RETRIES", "DownloadResult", "Downloader", "ProgressCallback", "ProgressEvent", "safe_destination"]
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    dest: Path
+    paths: tuple[str, ...]  # every planned file, now complete under dest
+    downloaded_bytes: int  # moved over the network (or copied) by this call
+    reused_bytes: int  # already there from an earlier call (complete files and resumed parts)
+    total_bytes: int
+
+
+def safe_destination(dest: Path, relative: str, *, fresh_folder: bool = False) -> Path:
+    """``dest/relative``, refusing anything that would land outside ``dest``. ``fresh_folder``: ``dest`` is
+    a folder this process has just made and filled itself, so it holds no symlink to resolve (resolving
+    costs two path walks, 0.46 s per 10,000 files)."""
+    pure = PurePosixPath(relative)
+    if (
+        not relative
+        or pure.is_absolute()
+        or "\\" in relative
+        or "\x00" in relative
+        or any(part in ("..", ".", "") for part in relative.split("/"))
+        or relative.split("/")[0] == PARTIAL_DIR
+    ):
+        raise DownloadError(f"Refusing to write the artifact path {relative!r}: it would land outside {dest}.")
+    target = dest.joinpath(*pure.parts)
+    if fresh_folder:
+        return target
+    resolved_dest = dest.resolve()
+    if not target.resolve().is_relative_to(resolved_dest):
+        raise DownloadError(f"Refusing to write {relative!r}: it resolves outside {dest} (a symlink?).")
+    return target
+
+
+class _PartFile:
+    """The transfer's target for one file: its ``.part`` file, written at offsets, renamed into place once the
+    transfer has checked its size.
+
+    While one stream writes it from its start, the part's size is what a re-run resumes from. Once the transfer
+    splits the file into parallel ranges (a write past the end of what is written), the part has holes and a
+    range journal takes over (``range_journal``: the prefix written so far, then every range), said before the
+    first out-of-order byte lands, so that no re-run ever reads a hole as data."""
+
+    def __init__(self, part: Path, target: Path, journal: Path, identity: str, resumed: JournalState | None) -> None:
+        self.part = part
+        self.target = target
+        self.journal_path = journal
+        self.identity = identity
+        self._resumed = resumed  # the journal of a split part this call continues
+        self._fd: int | None = None
+        self._journal: JournalWriter | None = None
+        self._high_water = 0  # every byte below it is written, while the file is not split
+        self._lock = threading.Lock()
+
+    def _open(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self.part.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o666)
+                self._high_water = os.fstat(self._fd).st_size
+                if self._resumed is not None:
+                    self._journal = self._new_journal(fresh=False)
+            return self._fd
+
+    def _new_journal(self, *, fresh: bool) -> JournalWriter:
+        assert self._fd is not None
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalWriter(self.journal_path, self.identity, self._fd, fresh=fresh)
+
+    def write(self, offset: int, data: bytes) -> None:
+        fd = self._open()
+        with self._lock:
+            if self._journal is None and offset > self._high_water:
+                self._journal = self._new_journal(fresh=True)
+                if self._high_water:
+                    self._journal.written(0, 0, self._high_water)
+                self._journal.out_of_order()
+        pwrite_all(fd, offset, data)
+        with self._lock:
+            self._high_water = max(self._high_water, offset + len(data))
+
+    def written(self, start: int, end: int) -> None:
+        with self._lock:
+            journal = self._journal
+        if journal is not None:
+            journal.written(0, start, end)
+
+    def finished(self) -> None:
+        self._open()  # an empty file was never written to
+        self.close()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.part, self.target)
+        self.journal_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _journal_path(partial_root: Path, file: ArtifactFile) -> Path:
+    """Short, fixed-length names (a file's own name may be as long as the file system allows), beside no part."""
+    return (
+        partial_root
+        / JOURNALS_DIR
+        / (hashlib.sha256(file.path.encode("utf-8", "surrogatepass")).hexdigest() + ".journal")
+    )
+
+
+def _identity(file: ArtifactFile) -> str:
+    source = "\x00".join((file.root_uri, file.remote_path)).encode("utf-8", "surrogatepass")
+    return f"file {file.size} {hashlib.sha256(source).hexdigest()}"
+
+
+class Downloader:
+    """Downloads a plan into ``dest``; ``repository_for(root_uri)`` gives MLflow's artifact repository."""
+
+    def __init__(
+        self,
+        repository_for: Callable[[str], Any],
+        *,
+        jobs: int = 8,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        tracking_uri: str = "",
+    ) -> None:
+        self._repository_for = repository_for
+        self.jobs = max(1, jobs)
+        self.on_progress = on_progress
+        self.cancel = cancel or threading.Event()
+        self.tracking_uri = tracking_uri
+
+    def download(self, plan: Plan, dest: Path) -> DownloadResult:
+        stall_seconds()  # a bad KITMLFLOW_STALL_SECONDS is bad input, before the first byte
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        partial_root = dest / PARTIAL_DIR
+        targets = {f.path: safe_destination(dest, f.path) for f in plan.selected}
+        _check_path_lengths(dest, plan.selected)
+        transfer = Transfer(
+            self._repository_for,
+            destination=dest,
+            jobs=self.jobs,
+            on_progress=self.on_progress,
+            cancel=self.cancel,
+            tracking_uri=self.tracking_uri,
+            split=True,
+            spool_dir=partial_root,
+        )
+        todo: list[FileJob] = []
+        parts: list[_PartFile] = []
+        reused = 0
+        complete: list[ArtifactFile] = []
+        try:
+            for file in plan.selected:
+                target = targets[file.path]
+                if file.size is not None and target.is_file() and target.stat().st_size == file.size:
+                    complete.append(file)
+                    reused += file.size
+                    continue
+                part = safe_destination(partial_root, file.path + ".part")
+                journal = _journal_path(partial_root, file)
+                resumed, missing = _still_missing(part, journal, file, transfer.transport(file.root_uri))
+                reused += missing[0][0] if file.size is None else file.size - sum(e - s for s, e in missing)
+                parts.append(_PartFile(part, target, journal, _identity(file), resumed))
+                todo.append(FileJob(file, parts[-1], missing))
+            still_to_move = sum(job.missing_bytes() for job in todo)
+            _check_disk_space(dest, still_to_move)
+            transfer.report(ProgressEvent("plan", size=still_to_move, total=plan.selected_bytes, files=len(todo)))
+            for file in complete:
+                transfer.report(ProgressEvent("file_skipped", file.path, file.size or 0))
+            transfer.run(todo)
+        finally:
+            for part_file in parts:
+                part_file.close()
+            transfer.close()
+        shutil.rmtree(partial_root, ignore_errors=True)
+        return DownloadResult(
+            dest=dest,
+            paths=tuple(f.path for f in plan.selected),
+            downloaded_bytes=transfer.moved,
+            reused_bytes=reused,
+            total_bytes=plan.selected_bytes,
+        )
+
+
+def _still_missing(
+    part: Path, journal: Path, file: ArtifactFile, transport: Transport
+) -> tuple[JournalState | None, list[tuple[int, int]]]:
+    """What a file's part lacks: per its journal once it was split, else from the part's size (one stream wrote it
+    from its start). A part the store cannot resume, longer than the file, or with a journal of another file
+    starts again. Returns the journal's state when it is resumed, and the missing ranges."""
+    offset = _part_size(part)
+    state = read_journal(journal, _identity(file), [file.size]) if file.size is not None else None
+    if offset and (
+        not transport.supports_ranges
+        or (file.size is not None and offset > file.size)
+        or (state is None and journal.exists())
+    ):
+        part.unlink()  # a resume would cost the whole file anyway (or the part is not this file's)
+        offset = 0
+    if offset and state is not None and state.split and file.size is not None:
+        return state, state.missing(0, file.size) or [(file.size, file.size)]
+    journal.unlink(missing_ok=True)
+    return None, [(offset, offset if file.size is None else file.size)]
+
+
+def _part_size(part: Path) -> int:
+    try:
+        return part.stat().st_size
+    except (OSError, ValueError):
+        return 0
+
+
+PATH_MAX_BYTES = 4096
+
+
+def _check_path_lengths(dest: Path, files: tuple[ArtifactFile, ...]) -> None:
+    """Before the first byte: a path the OS would refuse under ``dest`` (the plan leaves out only what no
+    folder could hold) fails here with the folder to change, not mid-download."""
+    prefix = len(os.fsencode(dest.resolve())) + len(f"/{PARTIAL_DIR}/") + len(".part")
+    for file in files:
+        size = prefix + len(file.path.encode("utf-8", "surrogatepass"))
+        if size >= PATH_MAX_BYTES:
+            raise DownloadError(
+                f"{file.path[:80]}…: its path under {dest} would be {size:,} bytes, over the {PATH_MAX_BYTES:,} a "
+                "path may have.",
+                hint="Download into a folder with a shorter path (--dest, or KITMLFLOW_CACHE_DIR for imports), "
+                "or leave the file out (--exclude).",
+            )
+
+
+def _check_disk_space(dest: Path, needed: int) -> None:
+    free = shutil.disk_usage(dest).free
+    if needed + DISK_MARGIN_BYTES > free:
+        raise DownloadError(
+            f"Not enough disk space in {dest}: the download needs {format_size(needed)} and "
+            f"{format_size(free)} is free.",
+            hint="Free some space, pick another folder (--dest, or KITMLFLOW_CACHE_DIR for imports), "
+            "or select fewer files (--exclude, --max-file-size).",
+        )

@@ -1,0 +1,164 @@
+"""What every transport offers: a byte range of one artifact as a stream of chunks, cancellable, stall-guarded.
+
+A transport reads one store (the MLflow artifact proxy, a local folder, S3, GCS, Azure Blob, SFTP, or any other
+store through MLflow's own client). It knows nothing of destinations: the caller decides where each chunk goes
+(a ``.part`` file today, an offset inside a layer blob tomorrow) and what to verify.
+
+Failures come out in three shapes, so callers need no knowledge of any SDK:
+- a :class:`~kitmlflow_tui.core.errors.KitmlflowError` (credentials refused: exit 3; the listed file is missing; ...)
+  is final;
+- a :class:`TransientTransferError` (a stall, a reset connection, a 5xx) is worth another attempt from the
+  offset reached so far;
+- anything else is unexpected and final.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterator
+from typing import ClassVar, NoReturn
+
+from kitmlflow_tui.core.catalogue import ArtifactFile
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
+
+CHUNK_BYTES = 1024 * 1024  # the largest chunk a stream yields
+WINDOW_BYTES = 8 * 1024 * 1024  # one ranged read of an SDK that reads into memory (``windowed``)
+CONNECT_SECONDS = 30.0  # connecting to a store, for the SDKs that take the limit apart from the read's
+STALL_ENV = "KITMLFLOW_STALL_SECONDS"
+DEFAULT_STALL_SECONDS = 30.0
+
+
+class TransientTransferError(Exception):
+    """A transfer broke in a way another attempt may fix; the caller resumes from the bytes it has."""
+
+
+class TransferStalled(TransientTransferError):
+    """No byte arrived for the stall limit (after the first byte); the stream was aborted."""
+
+
+class ShortRange(TransientTransferError):
+    """The store ended a bounded range before its end."""
+
+
+def stall_seconds() -> float:
+    """``KITMLFLOW_STALL_SECONDS`` (default 30): how long a started transfer may go without a byte."""
+    text = os.environ.get(STALL_ENV, "").strip()
+    if not text:
+        return DEFAULT_STALL_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise BadInputError(f"{STALL_ENV}={text!r} is not a positive number of seconds.")
+    return value
+
+
+class Transport(ABC):
+    """Reads artifacts of one store root (one ``ArtifactFile.root_uri``). Safe to use from several threads."""
+
+    kind: ClassVar[str]  # "http", "local", "s3", "gcs", "azure", "sftp", "generic"
+    # Whether ``stream(file, start > 0)`` costs only the bytes asked for. False: every stream reads the object
+    # from its first byte (the generic fallback, or an HTTP server seen ignoring Range), so a resume gains nothing.
+    supports_ranges: bool = True
+
+    @abstractmethod
+    def stream(
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Generator[bytes, None, None]:
+        """The bytes ``[start, end)`` of ``file`` in chunks of at most ``CHUNK_BYTES``, in order, as a generator:
+        ``close()`` on it (or leaving it unfinished) ends the transfer and frees its connection.
+
+        ``end=None`` reads to the end of the object as the store has it (which may differ from the listing:
+        the caller checks sizes). With an ``end``, exactly ``end - start`` bytes come out, or ``ShortRange``.
+        A ``start`` at the object's end yields nothing. A set ``cancel`` ends the stream at once, even inside a
+        blocking read, with ``InterruptedByUser``. Memory is bounded by a few chunks whatever the size."""
+
+    def splittable(self, file: ArtifactFile) -> bool:
+        """Whether parallel ranged streams of ``file`` each cost only their own bytes, so that splitting a large
+        file into ranges read at once is faster than one stream (see ``kitmlflow_tui.core.download.transfer``)."""
+        return self.supports_ranges
+
+    def close(self) -> None:  # noqa: B027 - most transports hold nothing to release
+        """Release connections; the transport is not used afterwards."""
+
+
+def check_range(start: int, end: int | None) -> None:
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"invalid byte range [{start}, {end})")
+
+
+def encode_path(path: str) -> str:
+    """Every segment percent-encoded (``/`` stays the separator): ``a b/q?.txt`` → ``a%20b/q%3F.txt``."""
+    return "/".join(urllib.parse.quote(segment, safe="") for segment in path.split("/"))
+
+
+def range_header(start: int, end: int | None) -> str | None:
+    """The HTTP ``Range`` value for ``[start, end)`` (``end`` None: to the end), or None for the whole object."""
+    if not start and end is None:
+        return None
+    return f"bytes={start}-{'' if end is None else end - 1}"
+
+
+def bounded(chunks: Iterator[bytes], start: int, end: int | None) -> Iterator[bytes]:
+    """``chunks`` (the object from ``start`` on) cut at ``end``; ``ShortRange`` if they stop before it."""
+    if end is None:
+        yield from chunks
+        return
+    remaining = end - start
+    for chunk in chunks:
+        if not remaining:
+            return
+        if len(chunk) > remaining:
+            chunk = chunk[:remaining]
+        remaining -= len(chunk)
+        yield chunk
+        if not remaining:
+            return
+    if remaining:
+        raise ShortRange(f"the store ended the range [{start}, {end}) {remaining:,} bytes early")
+
+
+def windowed(
+    read: Callable[[int, int], bytes],
+    start: int,
+    end: int | None,
+    cancel: threading.Event | None,
+    window: int = WINDOW_BYTES,
+) -> Iterator[bytes]:
+    """``[start, end)`` read one window at a time by ``read(position, length)``, which returns up to ``length``
+    bytes (fewer only where the object ends, ``b""`` past its end). For SDKs that read ranges into memory."""
+    position = start
+    while end is None or position < end:
+        if cancel is not None and cancel.is_set():
+            raise InterruptedByUser("Download cancelled.")
+        wanted = window if end is None else min(window, end - position)
+        data = read(position, wanted)
+        yield from slices(data)
+        position += len(data)
+        if len(data) < wanted:
+            break
+    if end is not None and position < end:
+        raise ShortRange(f"the store ended the range [{start}, {end}) at byte {position:,}")
+
+
+def slices(data: bytes) -> Iterator[bytes]:
+    """A buffer in chunks of at most ``CHUNK_BYTES``."""
+    view = memoryview(data)
+    for offset in range(0, len(view), CHUNK_BYTES):
+        yield bytes(view[offset : offset + CHUNK_BYTES])
+
+
+def reraise(exc: BaseException, mapped: BaseException) -> NoReturn:
+    """Raise ``mapped`` (a translation of ``exc``), or ``exc`` itself when there was nothing to translate."""
+    if mapped is exc:
+        raise exc
+    raise mapped from exc

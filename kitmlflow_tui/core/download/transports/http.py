@@ -1,0 +1,166 @@
+"""The MLflow artifact proxy (``mlflow-artifacts:``, ``http(s)://``): exact names, ranged GETs, the stall detector.
+
+Names. The proxy lists names as stored, byte for byte; MLflow's own client then percent-decodes them
+(``validate_path_is_safe``) and requests them without encoding, so ``q?mark.txt`` is cut at the ``?`` and
+``pct%2Fslash.txt`` is listed as ``pct/slash.txt``. Here the listing keeps the name exactly and every path
+segment of a request is percent-encoded. What the server itself cannot serve (checked against MLflow 3.17: its
+download handler decodes the path until it stops changing, and refuses ``#``) is named by
+``unservable_reason``, so the plan can leave such a file out with that reason instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+import time
+import urllib.parse
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from kitmlflow_tui.core.catalogue import ArtifactFile, iter_body
+from kitmlflow_tui.core.download.transports.base import (
+    CHUNK_BYTES,
+    Transport,
+    bounded,
+    check_range,
+    encode_path,
+    range_header,
+    stall_seconds,
+)
+from kitmlflow_tui.core.download.transports.presigned import PresignedUrls
+from kitmlflow_tui.core.download.transports.watchdog import Watch
+
+_ENDPOINT = "/mlflow-artifacts/artifacts"
+# Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store with ``send_file`` (ranges
+# straight from disk) but fetches an object of any other store WHOLE into a temporary file for every request,
+# ranged or not, before its first byte: parallel ranges of one file would each cost the server the whole file.
+# A large file whose first byte came within this many seconds is being read from the server's disk.
+FAST_FIRST_BYTE_SECONDS = 1.0
+FIRST_BYTE_PROBE_MIN_BYTES = 64 * 1024 * 1024
+
+
+def unservable_reason(path: str) -> str | None:
+    """Why the MLflow proxy cannot serve this stored name (None when it can)."""
+    if "#" in path:
+        return "MLflow's artifact proxy refuses names containing '#'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "MLflow's artifact proxy cannot serve names containing control characters"
+    if urllib.parse.unquote(path) != path:
+        return "MLflow's artifact proxy decodes %XX escapes in the path, so it cannot serve this name"
+    return None
+
+
+def list_level(repository: Any, path: str) -> list:
+    """One folder of the proxy as MLflow ``FileInfo`` entries, with the names exactly as the server sent them
+    (MLflow's ``HttpArtifactRepository.list_artifacts`` decodes them)."""
+    from mlflow.entities import FileInfo
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.request_utils import augmented_raise_for_status
+    from mlflow.utils.rest_utils import http_request
+
+    url, tail = repository.artifact_uri.split(_ENDPOINT, maxsplit=1)
+    root = tail.lstrip("/")
+    params = {"path": posixpath.join(root, path) if path else root}
+    response = http_request(get_default_host_creds(url), _ENDPOINT, "GET", params=params)
+    augmented_raise_for_status(response)
+    document = response.json()
+    if not isinstance(document, dict):
+        raise ValueError("the listing is not a JSON object")
+    entries = document.get("files", [])
+    if not isinstance(entries, list):
+        raise ValueError("'files' is not a list")
+    infos = []
+    for entry in entries:
+        name = entry["path"]
+        if not isinstance(name, str):
+            raise TypeError(f"a listed path is {type(name).__name__}, not a string")
+        size = int(entry["file_size"]) if "file_size" in entry else None
+        infos.append(FileInfo(posixpath.join(path, name) if path else name, bool(entry.get("is_dir", False)), size))
+    # Like MLflow: listing a file's own path gives that file alone, which means "not a folder".
+    if (
+        len(infos) == 1
+        and not infos[0].is_dir
+        and path
+        and infos[0].path == posixpath.join(path, posixpath.basename(path))
+    ):
+        return []
+    return sorted(infos, key=lambda info: info.path)
+
+
+class HttpTransport(Transport):
+    """Streams through the tracking server with MLflow's credentials, TLS settings and request timeout; a large
+    file of a store the server signs URLs for is read from the store itself (``presigned``)."""
+
+    kind = "http"
+
+    def __init__(self, repository: Any) -> None:
+        from mlflow.utils.credentials import get_default_host_creds
+
+        self._creds = get_default_host_creds(repository.artifact_uri)
+        self.supports_ranges = True  # until the server answers a ranged GET with the whole body
+        self._reads_ranges_from_disk = False  # until a large file's first byte comes fast (see above)
+        api_base, proxied, root = repository.artifact_uri.partition(_ENDPOINT)  # .../api/2.0, the run's root
+        self._presigned = PresignedUrls(api_base if proxied else None, root.strip("/"))
+
+    def splittable(self, file: ArtifactFile) -> bool:
+        return self._presigned.has_link(file) or (self.supports_ranges and self._reads_ranges_from_disk)
+
+    def close(self) -> None:
+        self._presigned.close()
+
+    def stream(
+        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+    ) -> Generator[bytes, None, None]:
+        from mlflow.utils.request_utils import augmented_raise_for_status
+        from mlflow.utils.rest_utils import http_request
+
+        check_range(start, end)
+        if end == start:
+            return
+        if self._presigned.wanted(file) and (link := self._presigned.link(file)) is not None:
+            yield from self._presigned.stream(file, link, start, end, cancel)
+            return
+        byte_range = range_header(start, end)
+        headers = {"Range": byte_range} if byte_range else None
+        # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
+        # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
+        asked = time.monotonic()
+        response = http_request(
+            self._creds, "/" + encode_path(file.remote_path), "GET", stream=True, extra_headers=headers, max_retries=0
+        )
+        raw = response.raw
+        abort = raw.shutdown if hasattr(raw, "shutdown") else response.close
+        with response, Watch(abort, stall_seconds=stall_seconds(), cancel=cancel) as watch:
+            if start and response.status_code == 416:
+                return  # nothing at or after ``start``: the caller's size check says whether that is right
+            augmented_raise_for_status(response)
+            skip = 0
+            if headers and response.status_code != 206:
+                self.supports_ranges = False  # the whole object came: drop what precedes ``start``
+                skip = start
+            chunks = watch.track(iter_body(response, CHUNK_BYTES))
+            probe = (file.size or 0) >= FIRST_BYTE_PROBE_MIN_BYTES and not self._reads_ranges_from_disk
+            try:
+                if probe:
+                    chunks = self._timing_first_byte(chunks, asked)
+                yield from bounded(_skipped(chunks, skip), start, end)
+            except Exception:
+                watch.check(file.path)
+                raise
+            watch.check(file.path)
+
+    def _timing_first_byte(self, chunks: Iterator[bytes], asked: float) -> Iterator[bytes]:
+        for index, chunk in enumerate(chunks):
+            if index == 0 and time.monotonic() - asked < FAST_FIRST_BYTE_SECONDS:
+                self._reads_ranges_from_disk = True
+            yield chunk
+
+
+def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        if skip:
+            chunk, skip = chunk[skip:], 0
+        yield chunk

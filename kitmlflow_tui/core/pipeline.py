@@ -1,0 +1,534 @@
+"""The shared core: reference → catalogue → plan → download → Kitfile → pack.
+
+The CLI and the wizard both call these functions; they only build the inputs and render the
+observer's events. Nothing here prints or imports Textual.
+
+Why one module of this size (about 530 lines): it is the data flow's one entry point, and each function is a
+few lines of sequencing over the step modules (the steps' own work lives in them). What is here beyond the
+sequence is what only the core as a whole knows: the run cache and its lock (shared by the folder path, the
+direct import and the wizard's "delete what was kept"), and the check that every selected file is in a layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kitmlflow_tui import __version__
+from kitmlflow_tui.core import locking
+from kitmlflow_tui.core.catalogue import Catalogue
+from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
+from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
+from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.core.events import Observer
+from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
+from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
+from kitmlflow_tui.core.reference import Reference, require_importable, resolve_tracking_uri
+from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.packing.result import PackResult
+    from kitmlflow_tui.core.registry import PushResult, RegistryOptions, RegistryRef
+
+
+@dataclass
+class Session:
+    """A connected catalogue plus the run and plan it resolved to. ``layers_settled``: the plan no longer
+    selects a file the ModelKit would not hold (see :func:`settle_layers`)."""
+
+    catalogue: Catalogue
+    resolved: ResolvedRun
+    plan: Plan
+    cancel: threading.Event = field(default_factory=threading.Event)
+    layers_settled: bool = False
+
+
+def connect(reference: Reference, tracking_uri_flag: str | None, *, jobs: int, observer: Observer) -> Catalogue:
+    tracking_uri = resolve_tracking_uri(reference.tracking_uri, tracking_uri_flag)
+    catalogue_jobs = max(jobs, 8)
+    observer.step("connect", f"Connecting to {_display(tracking_uri)}")
+    return Catalogue(tracking_uri, jobs=catalogue_jobs)
+
+
+def _display(uri: str) -> str:
+    from kitmlflow_tui.core.reference import redact_uri
+
+    return redact_uri(uri)
+
+
+def session_from_listing(
+    catalogue: Catalogue,
+    run: RunInfo,
+    tree: ArtifactTree,
+    spec: FilterSpec,
+    registered: RegisteredModelInfo | None = None,
+    cancel: threading.Event | None = None,
+) -> Session:
+    """A session for a run whose tree was listed already (by the wizard), without listing it again."""
+    return Session(catalogue, ResolvedRun(run, tree, registered), make_plan(tree, spec), cancel or threading.Event())
+
+
+def plan(
+    reference: Reference,
+    spec: FilterSpec,
+    *,
+    tracking_uri_flag: str | None = None,
+    jobs: int = 8,
+    observer: Observer | None = None,
+    cancel: threading.Event | None = None,
+) -> Session:
+    """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded."""
+    observer = observer or Observer()
+    require_importable(reference)  # bad input fails before the network is touched
+    spec.validate()
+    catalogue = connect(reference, tracking_uri_flag, jobs=jobs, observer=observer)
+    return plan_with(catalogue, reference, spec, observer=observer, cancel=cancel)
+
+
+def plan_with(
+    catalogue: Catalogue,
+    reference: Reference,
+    spec: FilterSpec,
+    *,
+    observer: Observer | None = None,
+    cancel: threading.Event | None = None,
+) -> Session:
+    """``plan`` on a catalogue that is connected already (a sync plans many versions on one server)."""
+    observer = observer or Observer()
+    cancel = cancel or threading.Event()
+    observer.step("list", "Reading the run and listing its artifacts")
+    resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)
+    the_plan = make_plan(resolved.tree, spec)
+    observer.step("plan", f"{len(the_plan.selected)} of {len(resolved.tree.files)} files selected")
+    require_selection(the_plan)
+    return Session(catalogue, resolved, the_plan, cancel)
+
+
+def download(session: Session, dest: Path, *, jobs: int = 8, observer: Observer | None = None) -> DownloadResult:
+    observer = observer or Observer()
+    observer.step("download", f"Downloading into {dest}")
+    downloader = Downloader(
+        session.catalogue.repository,
+        jobs=jobs,
+        on_progress=observer.progress,
+        cancel=session.cancel,
+        tracking_uri=session.catalogue.tracking_uri,
+    )
+    return downloader.download(session.plan, dest)
+
+
+def cache_root() -> Path:
+    """Where imports keep their downloads: ``$KITMLFLOW_CACHE_DIR``, else the user cache dir."""
+    configured = os.environ.get("KITMLFLOW_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("kitmlflow", appauthor=False)) / "downloads"
+
+
+def run_cache_dir(session: Session) -> Path:
+    """One folder per (server, run), so a re-run of the same import resumes where it stopped."""
+    return run_cache_path(session.catalogue.tracking_uri, session.resolved.run.run_id)
+
+
+def run_cache_path(tracking_uri: str, run_id: str) -> Path:
+    server = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
+    return cache_root() / server / run_id
+
+
+def direct_resume_path(tracking_uri: str, run_id: str, storage_root: Path | None = None) -> Path:
+    """Where the direct import of the run keeps its partial layer blobs (inside kit's storage) for a resume."""
+    from kitmlflow_tui.core.packing.direct import RESUME_DIR_NAME
+    from kitmlflow_tui.core.packing.storage import KitStorage, resolve_kit_home
+
+    return KitStorage(resolve_kit_home(storage_root)).root / RESUME_DIR_NAME / _direct_run_key(tracking_uri, run_id)
+
+
+def _direct_run_key(tracking_uri: str, run_id: str) -> str:
+    return run_cache_path(tracking_uri, run_id).parent.name + "-" + run_id
+
+
+def kept_for_resume(tracking_uri: str, run_id: str) -> tuple[Path, int]:
+    """The folder where an interrupted import of the run kept bytes for its resume (the download cache, or
+    the direct import's partial layer blobs), and the bytes kept there and in the other one."""
+    folders = (run_cache_path(tracking_uri, run_id), direct_resume_path(tracking_uri, run_id))
+    sizes = [disk_bytes(folder) for folder in folders]
+    return folders[sizes.index(max(sizes))], sum(sizes)
+
+
+def disk_bytes(folder: Path) -> int:
+    """Bytes the files under ``folder`` take on disk (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def discard_run_cache(tracking_uri: str, run_id: str) -> int:
+    """Delete what an interrupted import of the run kept for its resume; returns the bytes freed.
+    Refuses (DownloadError) while an import of that run holds the cache."""
+    cache = run_cache_path(tracking_uri, run_id)
+    busy = threading.Event()
+    busy.set()  # do not wait: an import holding the lock is using the cache
+    try:
+        with _run_cache_lock(cache, Observer(), busy):  # the direct import holds it too
+            freed = 0
+            for folder in (cache, direct_resume_path(tracking_uri, run_id)):
+                freed += disk_bytes(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+            return freed
+    except InterruptedByUser:
+        raise DownloadError(
+            f"An import of run {run_id} is using its cache {cache}; try again when it is over."
+        ) from None
+
+
+# -- Kitfile and pack ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    tag: str
+    packer: str = "auto"  # auto | kit | native
+    compression: str = "none"  # none | gzip
+    kitfile_path: Path | None = None  # use this Kitfile as is
+    keep_download: bool = False
+    overrides: KitfileOverrides | None = None
+    jobs: int = 8
+    storage_root: Path | None = None  # kit's home; None finds it like kit does
+    push_to: RegistryRef | None = None  # after packing, push the ModelKit there (the -t reference)
+    registry: RegistryOptions | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    reference: str  # "name:tag", "org/name:tag", "registry/org/name:tag": the name kit list shows
+    digest: str  # "sha256:..." of the manifest
+    packer: str
+    size: int
+    kitfile: Kitfile
+    storage_root: Path
+    download: DownloadResult
+    provenance_location: str
+    pushed: PushResult | None = None
+    plan: Plan | None = None  # what was imported: the selected files, and why each other file is left out
+
+
+def check_tag(tag: str) -> str:
+    """The ModelKit reference, validated before anything is downloaded (exit 2)."""
+    from kitmlflow_tui.core.packing.storage import format_reference, parse_pack_reference
+
+    return format_reference(*parse_pack_reference(tag))
+
+
+def read_kitfile(path: Path) -> str:
+    """A --kitfile's text, read with the bounded reader's size cap (exit 2 when it cannot be read)."""
+    from kitmlflow_tui.core import safe_yaml
+
+    try:
+        return safe_yaml.read_text(path)
+    except safe_yaml.YamlRefused as exc:
+        raise BadInputError(f"Cannot read the Kitfile {path}: {exc.problem}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
+
+
+def _kitfile_for(session: Session, tree: FileTree, options: ImportOptions) -> tuple[Kitfile, str]:
+    """The Kitfile of the files (the given one, else built from the run), with the provenance file it lists
+    put among them: written into a folder, added to a listing."""
+    from kitmlflow_tui.core.kitfile import build_kitfile, load_kitfile_text, validate_kitfile
+    from kitmlflow_tui.core.kitfile.enrich import PROVENANCE_FILE, provenance_file_bytes, write_provenance_file
+
+    if options.kitfile_path is not None:
+        kitfile = load_kitfile_text(read_kitfile(options.kitfile_path), folder=tree, source=str(options.kitfile_path))
+        return kitfile, "as given"
+    built = build_kitfile(
+        tree,
+        run=session.resolved.run,
+        logged_models=session.resolved.tree.logged_models,
+        tag=options.tag,
+        registered=session.resolved.registered,
+        filter_summary=session.plan.spec.summary(),
+        importer_version=__version__,
+        overrides=options.overrides,
+    )
+    if isinstance(tree, ListedTree):
+        content = provenance_file_bytes(built)
+        if content is not None:
+            tree.add_file(ListedFile(PROVENANCE_FILE, len(content)), content)
+        elif built.remove_stale_file:
+            tree.remove_file(PROVENANCE_FILE)
+    elif isinstance(tree, FolderTree):
+        write_provenance_file(tree.folder, built)
+    validate_kitfile(built.kitfile, tree)
+    return built.kitfile, built.provenance_location
+
+
+def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
+    """The plan's files as a listing, with the contents the Kitfile and kit's layer walk read fetched into memory."""
+    from kitmlflow_tui.core.packing import direct
+
+    needed = [f for f in session.plan.selected if direct.content_needed(f)]
+    contents = direct.fetch_contents(
+        needed,
+        session.catalogue.repository,
+        cancel=session.cancel,
+        tracking_uri=session.catalogue.tracking_uri,
+        jobs=jobs,
+    )
+    return direct.listed_tree(session.plan, contents)
+
+
+def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
+    """The Kitfile an import would write, from the listing (only the few small files it reads are fetched, into
+    memory): for --dry-run and the wizard."""
+    return _kitfile_for(session, _listed_tree(session), options)[0]
+
+
+@dataclass(frozen=True)
+class KitfilePreview:
+    """What the wizard's review shows before an import: the Kitfile, and the plan the import will follow."""
+
+    kitfile: Kitfile
+    plan: Plan  # settled: the files the ModelKit would not hold are among its left-out ones
+    no_layer: tuple[LeftOut, ...]  # those files, with the reason
+
+
+def preview(session: Session, options: ImportOptions, observer: Observer | None = None) -> KitfilePreview:
+    """The Kitfile an import would write and the files it would leave out of the ModelKit (the wizard's review)."""
+    settled = settle_layers(session, options, observer)
+    moved = settled.plan.left_out[len(session.plan.left_out) :]
+    return KitfilePreview(preview_kitfile(settled, options, observer), settled.plan, moved)
+
+
+# Names kit's layer rules may leave out of a ModelKit whatever the Kitfile: its default ignores at the root,
+# and ".." inside a name below a folder entry. Other files are in a layer of a Kitfile the builder writes
+# (it gives the victims of kit's prefix rule entries of their own); a given --kitfile may leave out any.
+_KIT_OWN_NAMES = frozenset(("Kitfile", "kitfile", ".kitfile", ".kitignore"))
+
+
+def _may_be_left_out(path: str) -> bool:
+    return path.split("/", 1)[0] in _KIT_OWN_NAMES or ".." in path
+
+
+def settle_layers(session: Session, options: ImportOptions, observer: Observer | None = None) -> Session:
+    """The session with every selected file the ModelKit would not hold (kit's layer rules: see
+    :func:`kitmlflow_tui.core.kitfile.files_in_no_layer`) moved to the plan's left-out files with the reason,
+    before the download. A run's own ``.kitignore`` is such a file: it is the run's data, never applied.
+    Raises "nothing selected" (exit 2) when no file is left."""
+    from kitmlflow_tui.core.kitfile import files_in_no_layer
+
+    if session.layers_settled:
+        return session
+    observer = observer or Observer()
+    paths = [file.path for file in session.plan.selected]
+    if options.kitfile_path is None and not any(_may_be_left_out(path) for path in paths):
+        return dataclasses.replace(session, layers_settled=True)
+    reasons = files_in_no_layer(preview_kitfile(session, options, observer), paths)
+    settled = dataclasses.replace(session, plan=session.plan.excluding(reasons), layers_settled=True)
+    if reasons:
+        observer.step("plan", f"{len(reasons)} selected files left out: the ModelKit could not hold them")
+        require_selection(settled.plan)
+        # The Kitfile of what is left can leave out more (a file shadowed only by a removed entry): again.
+        return settle_layers(dataclasses.replace(settled, layers_settled=False), options, observer)
+    return settled
+
+
+def _stage(session: Session, cache: Path, stage: Path) -> None:
+    """Exactly the planned files, hard-linked from the cache: the cache may hold more from earlier runs."""
+    for file in session.plan.selected:
+        source = safe_destination(cache, file.path)
+        target = safe_destination(stage, file.path, fresh_folder=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+
+def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
+    """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure."""
+    from kitmlflow_tui.core.packing.kit_cli import choose_packer
+
+    observer = observer or Observer()
+    reference = check_tag(options.tag)
+    require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
+    packer = choose_packer(options.packer)
+    session = settle_layers(session, options, observer)
+    cache = run_cache_dir(session)
+    with _run_cache_lock(cache, observer, session.cancel):
+        result = _import_locked(session, options, observer, reference, packer, cache)
+    observer.packed(result)
+    if options.push_to is None:
+        return result
+    return dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))
+
+
+def push(result: ImportResult, options: ImportOptions, observer: Observer, cancel: threading.Event) -> PushResult:
+    """Push the packed ModelKit to its registry; on failure it stays in local storage, and the error says so."""
+    from kitmlflow_tui.core.registry import push_modelkit
+
+    assert options.push_to is not None
+    observer.step("push", f"Pushing {options.push_to}")
+    try:
+        return push_modelkit(
+            options.tag,
+            options.push_to,
+            options.registry,
+            storage_root=options.storage_root,
+            on_progress=observer.push_progress,
+            on_note=lambda message: observer.step("note", message),
+            cancel=cancel,
+        )
+    except KitmlflowError as exc:
+        kept = f"The ModelKit {result.reference} ({result.digest[:19]}) is kept in local storage; a re-run pushes only what the registry lacks."
+        exc.hint = f"{exc.hint}\n{kept}" if exc.hint else kept
+        raise
+
+
+@contextlib.contextmanager
+def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event) -> Iterator[None]:
+    """One import of a run at a time per cache: two would write the same partial files, and the first to
+    finish would delete the cache under the other. The lock also makes stage folders left by a killed
+    import (hard links that would keep a deleted cache's bytes on disk) safe to remove. A cancel from the
+    wizard ends the wait; the lock file goes when the import is done."""
+
+    def told() -> None:
+        observer.step("wait", "Waiting for another import of this run to finish")
+
+    with contextlib.ExitStack() as held:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            lock = locking.locked(
+                cache.parent / f".{cache.name}.lock", cancel=cancel, on_wait=told, remove_when_done=True
+            )
+            held.enter_context(lock)
+        except locking.LockWaitCancelled:
+            raise InterruptedByUser("Import cancelled while it waited for another import of this run.") from None
+        except OSError as exc:
+            raise DownloadError(
+                f"Cannot use the download cache {cache.parent}: {exc.strerror or exc}.",
+                hint="Set KITMLFLOW_CACHE_DIR to a writable folder.",
+            ) from exc
+        for stale in cache.parent.glob(f".{cache.name}.stage-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+def _require_every_file_in_a_layer(session: Session, kitfile: Kitfile, reference: str) -> None:
+    """The last guard: a selected file the Kitfile of the downloaded folder leaves out of every layer
+    stops the import (settle_layers left it in, so the preview's Kitfile differed): never a silent drop."""
+    from kitmlflow_tui.core.kitfile import files_in_no_layer
+
+    missing = files_in_no_layer(kitfile, [file.path for file in session.plan.selected])
+    if missing:
+        shown = "; ".join(f"{path}: {reason}" for path, reason in list(missing.items())[:3])
+        raise PackError(
+            f"{reference} would lack {len(missing)} selected files ({shown}).",
+            hint="Exclude them (--exclude), or give a --kitfile whose entries cover them.",
+        )
+
+
+def _import_locked(
+    session: Session, options: ImportOptions, observer: Observer, reference: str, packer: str, cache: Path
+) -> ImportResult:
+    from kitmlflow_tui.core.packing.direct import can_go_direct
+    from kitmlflow_tui.core.packing.kit_cli import pack_with_kit
+    from kitmlflow_tui.core.packing.native import pack_native
+
+    if can_go_direct(session.plan, packer, options.compression, options.keep_download):
+        return _import_direct(session, options, observer, reference)
+    downloaded = download(session, cache, jobs=options.jobs, observer=observer)
+    stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
+    try:
+        try:
+            _stage(session, cache, stage)
+        except OSError as exc:
+            raise PackError(f"Preparing the files of {reference} for packing failed: {exc}.") from exc
+        observer.step("kitfile", "Writing the Kitfile")
+        kitfile, provenance_location = _kitfile_for(session, FolderTree(stage), options)
+        _require_every_file_in_a_layer(session, kitfile, reference)
+        observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
+        pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
+        try:
+            packed = pack(
+                stage,
+                kitfile,
+                options.tag,
+                storage_root=options.storage_root,
+                compression=options.compression,
+                cancel=session.cancel,
+            )
+        except KitmlflowError:
+            raise
+        except OSError as exc:
+            raise PackError(f"Packing {reference} failed: {exc}.") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if not options.keep_download:
+        shutil.rmtree(cache, ignore_errors=True)
+    return _import_result(session, packed, kitfile, downloaded, provenance_location)
+
+
+def _import_result(
+    session: Session, packed: PackResult, kitfile: Kitfile, downloaded: DownloadResult, provenance_location: str
+) -> ImportResult:
+    return ImportResult(
+        reference=packed.reference,
+        digest=packed.digest,
+        packer=packed.packer,
+        size=packed.size,
+        kitfile=kitfile,
+        storage_root=packed.storage_root,
+        download=downloaded,
+        provenance_location=provenance_location,
+        plan=session.plan,
+    )
+
+
+def _import_direct(session: Session, options: ImportOptions, observer: Observer, reference: str) -> ImportResult:
+    """The native packer's import without a download folder: the files' bytes go straight into the layer blobs
+    (``kitmlflow_tui.core.packing.direct``)."""
+    from kitmlflow_tui.core.packing.direct import pack_direct
+
+    observer.step("kitfile", "Writing the Kitfile from the run's listing")
+    tree = _listed_tree(session, options.jobs)
+    kitfile, provenance_location = _kitfile_for(session, tree, options)
+    _require_every_file_in_a_layer(session, kitfile, reference)
+    observer.step("download", f"Downloading into the layers of {reference} (native packer)")
+    direct = pack_direct(
+        session.plan,
+        tree,
+        kitfile,
+        options.tag,
+        repository_for=session.catalogue.repository,
+        run_key=_direct_run_key(session.catalogue.tracking_uri, session.resolved.run.run_id),
+        storage_root=options.storage_root,
+        jobs=options.jobs,
+        on_progress=observer.progress,
+        on_hash_progress=observer.pack_progress,
+        on_step=observer.step,
+        cancel=session.cancel,
+        tracking_uri=session.catalogue.tracking_uri,
+    )
+    downloaded = DownloadResult(
+        dest=direct.resume_dir,
+        paths=tuple(f.path for f in session.plan.selected),
+        downloaded_bytes=direct.downloaded_bytes,
+        reused_bytes=direct.reused_bytes,
+        total_bytes=direct.total_bytes,
+    )
+    return _import_result(session, direct.packed, kitfile, downloaded, provenance_location)

@@ -1,0 +1,651 @@
+"""An OCI distribution client for one registry, on ``requests``: blobs, uploads, manifests.
+
+Why not the ``oras`` package (ORAS' Python SDK, 0.2.x): its requests retry every failure five times with
+sleeps of up to half a minute (a dead registry would take minutes to report), one bearer token is kept
+for every scope (a push that mounts from another repository needs two), it has no cross-repository mount,
+no client certificates, no progress or cancel hooks, its monolithic upload reads the whole blob into
+memory, and its login writes docker's config rather than kit's store. What is needed here is small:
+the API calls below, streamed from the blob file in bounded chunks.
+
+Errors: a registry that never answered is unreachable (exit 6); one that answered and then failed or
+broke the connection fails the push (exit 9); a refusal of who we are or what we may do is exit 3.
+
+Why one module of this size: every call below goes through one ``request`` that owns the session, the
+token per scope, the 401 challenge and the translation of a failure into the error family; split apart,
+each piece would need that state passed in. The pieces that stand alone already live beside it
+(``auth``: challenges and tokens; ``credentials``: kit's stored logins; ``push``: what a ModelKit push does
+with these calls; ``reference``: names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from kitmlflow_tui import __version__
+from kitmlflow_tui.core.errors import (
+    AuthError,
+    BadInputError,
+    InterruptedByUser,
+    KitmlflowError,
+    PushError,
+    ServerUnreachableError,
+    scrub_secrets,
+)
+from kitmlflow_tui.core.registry.auth import Authenticator, TokenAnswer, repository_scope
+from kitmlflow_tui.core.registry.credentials import CredentialStore, StoredCredential
+from kitmlflow_tui.core.registry.reference import hostname, is_loopback
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))
+DEFAULT_CHUNK_SIZE = 100 * 1024 * 1024  # bytes per PATCH, kit's; memory use does not depend on it (bodies stream)
+SEND_BLOCK_SIZE = 1024 * 1024  # what the HTTP connection reads from a body at a time
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry's own manifest limit
+MAX_ERROR_BODY_BYTES = 64 * 1024
+USER_AGENT = f"kitmlflow/{__version__}"
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+# Registries that take a blob only in one PUT (what kit 1.7 knows, pkg/lib/repo/remote/upload-format.go):
+# ghcr.io answers 416 to a PATCH over 4 MiB, Google's registries have no chunked upload, and ECR answers
+# 201 after the first chunk.
+_MONOLITHIC_REGISTRIES = re.compile(r"ghcr\.io|.*\.pkg\.dev|(.*\.)?gcr\.io|(.*\.)?amazonaws\.com(\.cn)?")
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """Network options of every registry command (kit's flag names)."""
+
+    plain_http: bool = False
+    tls_verify: bool = True
+    cert: Path | None = None  # client certificate (PEM), with key
+    key: Path | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    jobs: int = 4  # blobs uploaded at once
+    connect_timeout: float = 15.0
+    read_timeout: float = 300.0  # a registry may take long to answer the PUT that ends a big upload
+
+    def validate(self) -> RegistryOptions:
+        if (self.cert is None) != (self.key is None):
+            raise BadInputError(
+                "A client certificate needs both --cert and --key (or KITOPS_CLIENT_CERT and KITOPS_CLIENT_KEY)."
+            )
+        for what, path in (("certificate", self.cert), ("key", self.key)):
+            if path is not None and not Path(path).is_file():
+                raise BadInputError(f"The client {what} {path} is not a readable file.")
+        if self.chunk_size < 1 or self.jobs < 1:
+            raise BadInputError("The chunk size and the number of parallel uploads must be positive.")
+        return self
+
+
+@dataclass(frozen=True)
+class RemoteManifest:
+    """A manifest as the registry holds it: the exact bytes, their digest and media type."""
+
+    digest: str
+    media_type: str
+    data: bytes
+
+    def json(self) -> dict[str, Any]:
+        value = json.loads(self.data)
+        if not isinstance(value, dict):
+            raise PushError(f"The manifest {self.digest} is not a JSON object.")
+        return value
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config = self.json().get("config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        layers = self.json().get("layers")
+        return [layer for layer in layers if isinstance(layer, dict)] if isinstance(layers, list) else []
+
+
+class _NotTLS(Exception):
+    """The server answered a TLS handshake with something else (a plain-HTTP server)."""
+
+
+class _Stopped(Exception):
+    """An upload stopped because another one of the same push failed."""
+
+
+class _BigBlocks(HTTPAdapter):
+    # urllib3 reads a request body 16 KiB at a time by default: 1 MiB blocks cut the Python work of a
+    # 2 GB upload by 64 without holding more than one block.
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["blocksize"] = SEND_BLOCK_SIZE
+        super().init_poolmanager(*args, **kwargs)
+
+
+class FileSlice:
+    """``length`` bytes of a file from ``offset``, read block by block as a request body streams it."""
+
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        length: int,
+        on_bytes: Callable[[int], None] | None = None,
+        should_stop: Callable[[], None] | None = None,
+    ) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._position = offset
+        self._remaining = length
+        self._on_bytes = on_bytes
+        self._should_stop = should_stop
+
+    def __len__(self) -> int:  # requests takes the Content-Length from here
+        return self._remaining
+
+    def read(self, size: int = -1) -> bytes:
+        if self._should_stop is not None:
+            self._should_stop()
+        want = self._remaining if size is None or size < 0 else min(size, self._remaining)
+        if want <= 0:
+            return b""
+        data = os.pread(self._fd, want, self._position)
+        if not data:
+            raise PushError("A local blob file ended early: kit's storage changed during the push.")
+        self._position += len(data)
+        self._remaining -= len(data)
+        if self._on_bytes is not None:
+            self._on_bytes(len(data))
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class RegistryClient:
+    """One registry: its scheme and TLS settings, its authentication, the distribution API calls."""
+
+    def __init__(
+        self,
+        registry: str,
+        options: RegistryOptions | None = None,
+        credential: StoredCredential | None = None,
+        *,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = (options or RegistryOptions()).validate()
+        self.scheme = "http" if self.options.plain_http else "https"
+        self.auth = Authenticator(registry, credential, self._token_request)
+        self._on_note = on_note or (lambda message: None)
+        self._answered = False  # once the registry answered, a broken connection fails the push (9), not 6
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    @classmethod
+    def connect(
+        cls,
+        registry: str,
+        options: RegistryOptions | None = None,
+        *,
+        credentials: CredentialStore | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> RegistryClient:
+        """A client with the stored credentials of ``registry``, checked to answer (``GET /v2/``)."""
+        store = credentials or CredentialStore.default()
+        client = cls(registry, options, store.get(registry), on_note=on_note)
+        client.ping()
+        return client
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.registry}"
+
+    # -- the API -------------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """``GET /v2/`` with the credentials: learns the scheme to use and how the registry authenticates.
+
+        A loopback registry that answers plain HTTP is used over HTTP (as docker does, and said in a note);
+        any other needs ``--plain-http``: an HTTPS registry is never downgraded behind the user's back.
+        """
+        try:
+            self.request("GET", "/v2/", scopes=())
+        except _NotTLS:
+            if not is_loopback(self.registry):
+                raise ServerUnreachableError(
+                    f"The registry {self.registry} does not speak HTTPS.",
+                    hint="If it is a plain-HTTP registry, add --plain-http (never used without it, "
+                    "except for loopback registries).",
+                ) from None
+            self.scheme = "http"
+            self._on_note(f"{self.registry} answers plain HTTP (a loopback registry): using http://")
+            self.request("GET", "/v2/", scopes=())
+
+    def blob_exists(self, repository: str, digest: str, size: int | None = None, *, push: bool = False) -> bool:
+        """Whether the repository holds the blob (``HEAD``); with ``size``, of that size."""
+        response = self.request(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository, push), ok=(200, 404)
+        )
+        if response.status_code == 404:
+            return False
+        length = response.headers.get("Content-Length")
+        return size is None or length is None or int(length) == size
+
+    def get_blob(self, repository: str, digest: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> bytes:
+        """A small blob (a config), at most ``max_bytes``, checked against its digest."""
+        _check_digest(digest)
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository), stream=True)
+        data = _read_bounded(response, max_bytes, f"the blob {digest} of {self.registry}/{repository}")
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise PushError(f"The registry {self.registry} sent a blob that does not match its digest {digest}.")
+        return data
+
+    def get_manifest(self, repository: str, reference: str) -> RemoteManifest | None:
+        """The manifest a tag or digest names, or None when the registry has none (bounded, verified)."""
+        response = self.request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            scopes=self._scopes(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200, 404),
+            stream=True,
+        )
+        if response.status_code == 404:
+            response.close()
+            return None
+        data = _read_bounded(response, MAX_MANIFEST_BYTES, f"the manifest {repository}:{reference}")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise PushError(f"The registry {self.registry} sent a manifest that does not match {reference}.")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or OCI_MANIFEST
+        return RemoteManifest(digest, media_type, data)
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
+        """Store a manifest under a tag (or its digest); returns its digest, checked against the registry's."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        response = self.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            scopes=self._scopes(repository, True),
+            headers={"Content-Type": media_type},
+            body=lambda: data,
+            ok=(200, 201),
+        )
+        answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise PushError(f"The registry {self.registry} stored the manifest as {answered}, not {digest}.")
+        return digest
+
+    def tag(self, repository: str, digest: str, tag: str) -> str:
+        """Point ``tag`` at the manifest ``digest`` the repository already holds (one manifest PUT)."""
+        manifest = self.get_manifest(repository, digest)
+        if manifest is None:
+            raise PushError(f"The registry {self.registry} holds no manifest {digest} in {repository}.")
+        return self.put_manifest(repository, tag, manifest.data, manifest.media_type)
+
+    def upload_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        path: Path,
+        *,
+        mount_from: tuple[str, ...] = (),
+        on_bytes: Callable[[int], None] | None = None,
+        should_stop: Callable[[], None] | None = None,
+    ) -> str:
+        """Send a blob the registry lacks: ``"mounted"`` from another repository, else ``"uploaded"``.
+
+        A blob of ``chunk_size`` bytes or more goes as a session of PATCHes of ``chunk_size`` bytes, then the
+        PUT that names the digest; a smaller one (or any, to a registry that takes no chunks) in that PUT
+        alone. Bodies stream from ``path``, never more than a block in memory; the registry checks the digest.
+        """
+        _check_digest(digest)
+        location = None
+        for source in mount_from:
+            location = self._start_upload(repository, mount=(digest, source))
+            if location is None:
+                return "mounted"
+            break  # a refused mount opened an upload session: use it
+        if location is None:
+            location = self._new_upload(repository)
+        offset = 0
+        chunked = size >= self.options.chunk_size and not _MONOLITHIC_REGISTRIES.fullmatch(
+            hostname(self.registry).lower()
+        )
+        while chunked and offset < size:
+            length = min(self.options.chunk_size, size - offset)
+
+            def body(offset: int = offset, length: int = length) -> FileSlice:
+                return FileSlice(path, offset, length, on_bytes, should_stop)
+
+            response = self.request(
+                "PATCH",
+                location,
+                scopes=self._scopes(repository, True),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + length - 1}",
+                },
+                body=body,
+                ok=(202,),
+            )
+            location = self._location(response)
+            received = response.headers.get("Range", "")
+            if received and received != f"0-{offset + length - 1}":
+                raise PushError(
+                    f"The registry {self.registry} holds bytes {received} of {digest} after a chunk that ended "
+                    f"at {offset + length - 1}."
+                )
+            offset += length
+
+        def rest() -> FileSlice | bytes:
+            return FileSlice(path, offset, size - offset, on_bytes, should_stop) if offset < size else b""
+
+        response = self.request(
+            "PUT",
+            _with_query(location, digest=digest),
+            scopes=self._scopes(repository, True),
+            headers={"Content-Type": "application/octet-stream"},
+            body=rest,
+            ok=(201, 204),
+        )
+        answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise PushError(f"The registry {self.registry} stored {digest} as {answered}.")
+        return "uploaded"
+
+    def _new_upload(self, repository: str) -> str:
+        """``POST .../blobs/uploads/`` without a mount: the new session's URL (a 201 here is no session)."""
+        location = self._start_upload(repository)
+        if location is None:
+            raise PushError(f"The registry {self.registry} answered a new upload with 201 Created and no session.")
+        return location
+
+    def _start_upload(self, repository: str, *, mount: tuple[str, str] | None = None) -> str | None:
+        """``POST .../blobs/uploads/``: the new session's URL, or None when the mount made the blob appear."""
+        scopes = self._scopes(repository, True)
+        url = f"/v2/{repository}/blobs/uploads/"
+        if mount is not None:
+            digest, source = mount
+            url += "?" + urlencode({"mount": digest, "from": source})
+            scopes += (repository_scope(source, "pull"),)
+        try:
+            response = self.request("POST", url, scopes=scopes, body=lambda: b"", ok=(201, 202))
+        except AuthError:
+            if mount is None:
+                raise
+            return self._new_upload(repository)  # no pull right on the source: upload instead
+        if response.status_code == 201:
+            return None
+        return self._location(response)
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+    def _scopes(self, repository: str, push: bool = False) -> tuple[str, ...]:
+        return (repository_scope(repository, "pull", "push") if push else repository_scope(repository, "pull"),)
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # no ~/.netrc credentials (they would replace ours), no env proxies
+            adapter = _BigBlocks(pool_connections=2, pool_maxsize=4, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers["User-Agent"] = USER_AGENT
+            session.verify = _verify_setting(self.options.tls_verify)
+            if self.options.cert is not None and self.options.key is not None:
+                session.cert = (str(self.options.cert), str(self.options.key))
+            with self._sessions_lock:
+                self._sessions.append(session)
+            self._local.session = session
+        return session
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+        body: Callable[[], Any] | None = None,
+        ok: tuple[int, ...] = (200,),
+        stream: bool = False,
+    ) -> requests.Response:
+        """One API call with authentication (one retry after a challenge); error statuses raised as ours."""
+        target = url if "://" in url else self.base_url + url
+        for attempt in (1, 2):
+            send_headers = dict(headers or {})
+            authorization = self.auth.header(scopes) if self._same_host(target) else None
+            if authorization:
+                send_headers["Authorization"] = authorization
+            response = self._send(method, target, send_headers, body, stream)
+            if response.status_code == 401 and attempt == 1:
+                challenge = response.headers.get("WWW-Authenticate")
+                response.close()
+                if self.auth.challenged(challenge, scopes):
+                    continue
+            break
+        if response.status_code in ok:
+            return response
+        self._raise_for(response, method, target)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], body: Callable[[], Any] | None, stream: bool
+    ) -> requests.Response:
+        data = body() if body is not None else None
+        try:
+            response = self._session().request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                stream=stream,
+                timeout=(self.options.connect_timeout, self.options.read_timeout),
+                allow_redirects=method in ("GET", "HEAD"),
+            )
+        except (InterruptedByUser, _Stopped, PushError):
+            raise
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if _looks_like_plain_http(exc) and self.scheme == "https":
+                raise _NotTLS() from None
+            if isinstance(exc, requests.exceptions.SSLError):
+                raise self._tls_error(exc) from None
+            reason = _reason(exc)
+            if self._answered:
+                raise PushError(f"The connection to the registry {self.registry} broke: {reason}.") from None
+            raise ServerUnreachableError(f"Cannot reach the registry {self.registry}: {reason}.") from None
+        except requests.RequestException as exc:
+            raise PushError(f"A request to the registry {self.registry} failed: {_reason(exc)}.") from None
+        finally:
+            if isinstance(data, FileSlice):
+                data.close()
+        self._answered = True
+        return response
+
+    def _token_request(
+        self, method: str, url: str, headers: dict[str, str], params: list[tuple[str, str]], form: dict | None
+    ) -> TokenAnswer:
+        split = urlsplit(url)
+        if split.scheme not in ("http", "https"):
+            raise AuthError(f"The registry {self.registry} names a token service that is not a URL: {url!r}.")
+        if split.scheme == "http" and not (self.options.plain_http or is_loopback(split.netloc)):
+            raise AuthError(
+                f"The registry {self.registry} names a plain-HTTP token service ({split.netloc}): credentials "
+                "would travel unencrypted.",
+                hint="If that is intended, add --plain-http.",
+            )
+        try:
+            response = self._session().request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                data=form,
+                stream=True,
+                timeout=(self.options.connect_timeout, self.options.read_timeout),
+            )
+        except requests.exceptions.SSLError as exc:
+            raise self._tls_error(exc) from None
+        except requests.RequestException as exc:
+            raise ServerUnreachableError(
+                f"Cannot reach the token service of {self.registry} ({split.netloc}): {_reason(exc)}."
+            ) from None
+        with response:
+            from kitmlflow_tui.core.registry.auth import MAX_TOKEN_RESPONSE_BYTES
+
+            body = _read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, "the token service's answer")
+        return TokenAnswer(response.status_code, body)
+
+    def _same_host(self, url: str) -> bool:
+        # Credentials go to the registry only, never to a storage backend a Location points at.
+        return urlsplit(url).netloc.lower() == self.registry.lower()
+
+    def _location(self, response: requests.Response) -> str:
+        location = response.headers.get("Location")
+        response.close()
+        if not location:
+            raise PushError(f"The registry {self.registry} opened an upload without saying where (no Location).")
+        return urljoin(self.base_url + "/", location)
+
+    def _tls_error(self, exc: Exception) -> KitmlflowError:
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return ServerUnreachableError(
+                f"The TLS certificate of the registry {self.registry} cannot be verified: {_tls_reason(text)}.",
+                hint="Trust its CA (SSL_CERT_FILE or REQUESTS_CA_BUNDLE names a PEM bundle), or add --no-tls-verify.",
+            )
+        if any(marker in text.lower() for marker in ("certificate required", "bad certificate", "unknown ca")):
+            return AuthError(
+                f"The registry {self.registry} refused the TLS connection: it wants a client certificate it trusts "
+                f"({_tls_reason(text)}).",
+                hint="Give one with --cert PATH --key PATH (or KITOPS_CLIENT_CERT / KITOPS_CLIENT_KEY).",
+            )
+        if self._answered:
+            return PushError(f"The TLS connection to the registry {self.registry} failed: {_tls_reason(text)}.")
+        return ServerUnreachableError(f"No TLS connection to the registry {self.registry}: {_tls_reason(text)}.")
+
+    def _raise_for(self, response: requests.Response, method: str, url: str) -> None:
+        status = response.status_code
+        detail = _registry_error(response)
+        what = f"{method} {urlsplit(url).path}"
+        if status == 401:
+            raise AuthError(
+                f"The registry {self.registry} refused {self.auth.who()} ({what}: {detail or 'unauthorized'}).",
+                hint=f"Log in: kitmlflow login {self.registry} -u USER --password-stdin (or kit login {self.registry}); "
+                "credentials are read from kit's credentials.json, then docker's config.",
+            )
+        if status == 403:
+            raise AuthError(
+                f"The registry {self.registry} does not allow {self.auth.who()} to do this "
+                f"({what}: {detail or 'denied'}).",
+                hint=f"Check your rights on the repository, or log in as another user: kitmlflow login {self.registry}.",
+            )
+        raise PushError(
+            f"The registry {self.registry} answered HTTP {status} to {what}" + (f": {detail}." if detail else ".")
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _verify_setting(tls_verify: bool) -> bool | str:
+    if not tls_verify:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        return False
+    # Like kit (Go) and OpenSSL: a CA bundle named by the environment, else the default trust store.
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value and os.path.isfile(value):
+            return value
+    return True
+
+
+def _check_digest(digest: str) -> None:
+    if not _DIGEST_RE.fullmatch(digest):
+        raise PushError(f"Unexpected digest {digest!r}.")
+
+
+def _with_query(url: str, **params: str) -> str:
+    split = urlsplit(url)
+    query = parse_qsl(split.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(split._replace(query=urlencode(query)))
+
+
+def _read_bounded(response: requests.Response, limit: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            total += len(chunk)
+            if total > limit:
+                raise PushError(f"{what[:1].upper()}{what[1:]} is larger than {limit} bytes; not read.")
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise PushError(f"Reading {what} failed: {_reason(exc)}.") from None
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+def _registry_error(response: requests.Response) -> str:
+    """The distribution spec's ``{"errors": [{"code", "message"}]}``, as one short line."""
+    try:
+        raw = response.raw.read(MAX_ERROR_BODY_BYTES, decode_content=True) if response.raw is not None else b""
+    except Exception:  # noqa: BLE001 - an unreadable error body is no reason to hide the status
+        raw = b""
+    finally:
+        response.close()
+    try:
+        errors = json.loads(raw).get("errors") or []
+        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors if isinstance(e, dict)]
+        return scrub_secrets("; ".join(parts))[:300]
+    except (ValueError, AttributeError):
+        return scrub_secrets(raw[:200].decode("utf-8", errors="replace").strip())
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    found = _ERRNO_RE.findall(text)
+    if found:
+        return found[-1].strip()
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    for marker in ("RemoteDisconnected", "Connection aborted", "Connection reset", "Broken pipe", "IncompleteRead"):
+        if marker in text:
+            return marker.lower().replace("remotedisconnected", "the registry closed the connection")
+    return scrub_secrets(text)[:200]
+
+
+def _tls_reason(text: str) -> str:
+    found = re.findall(r"\[SSL: [A-Z_]+\] ([^(')]+)", text) or re.findall(r"\] ([a-z][^(')]+) \(_ssl", text)
+    return found[-1].strip() if found else scrub_secrets(text)[:200]
+
+
+def _looks_like_plain_http(exc: BaseException) -> bool:
+    text = str(exc)
+    return "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer failure" in text

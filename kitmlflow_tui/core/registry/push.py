@@ -1,0 +1,172 @@
+"""Push a ModelKit from kit's local storage to a registry: the blobs it lacks, then the manifest.
+
+For each blob (config and layers): ``HEAD`` — present ones are skipped; a missing one is mounted from another
+repository of the same registry when local storage shows the ModelKit there, else uploaded in chunks streamed
+from its file. Up to ``jobs`` blobs move at once. The manifest goes last, so the tag never names a ModelKit
+whose blobs are not all there; a failure leaves the local ModelKit as it was, and a re-run sends only what
+the registry still lacks.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from kitmlflow_tui.core.errors import InterruptedByUser, PushError
+from kitmlflow_tui.core.events import ProgressCallback, ProgressEvent
+from kitmlflow_tui.core.packing.storage import Descriptor, parse_model_reference
+from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, _Stopped
+from kitmlflow_tui.core.registry.credentials import CredentialStore
+from kitmlflow_tui.core.registry.local import LocalModelKit, read_local_modelkit, repositories_holding
+from kitmlflow_tui.core.registry.reference import RegistryRef, parse_registry_reference
+
+_KIND_RE = re.compile(r"application/vnd\.kitops\.modelkit\.([a-z]+)\.v1")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str  # "registry/repository:tag"
+    digest: str  # of the manifest, the same as in local storage
+    blobs: int
+    uploaded_blobs: int
+    uploaded_bytes: int
+    mounted_blobs: int
+    existing_blobs: int
+
+
+def push_modelkit(
+    source: str,
+    destination: RegistryRef | str | None = None,
+    options: RegistryOptions | None = None,
+    *,
+    storage_root: Path | None = None,
+    credentials: CredentialStore | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> PushResult:
+    """Push the local ModelKit ``source`` (a kit reference) to ``destination`` (default: ``source`` itself).
+
+    ``on_progress`` gets the download's events: ``plan`` (bytes and blobs to send), then per blob
+    ``file_start`` / ``bytes`` / ``file_done`` (``path`` is a label such as ``model sha256:0123abcd``),
+    ``file_skipped`` for blobs the registry has. ``cancel`` stops the transfer within a block.
+    """
+    options = (options or RegistryOptions()).validate()
+    local = read_local_modelkit(*parse_model_reference(source), storage_root=storage_root)
+    if destination is None:
+        destination = source
+    target = parse_registry_reference(destination) if isinstance(destination, str) else destination
+    progress = on_progress or (lambda event: None)
+    cancel = cancel or threading.Event()
+    with RegistryClient.connect(target.registry, options, credentials=credentials, on_note=on_note) as client:
+        missing: list[Descriptor] = []
+        for blob in local.blobs:
+            _check_cancel(cancel)
+            if client.blob_exists(target.repository, blob.digest, blob.size, push=True):
+                progress(ProgressEvent("file_skipped", _label(blob), blob.size))
+            else:
+                missing.append(blob)
+        progress(
+            ProgressEvent(
+                "plan", size=sum(b.size for b in missing), total=sum(b.size for b in local.blobs), files=len(missing)
+            )
+        )
+        sources = repositories_holding(local.storage, target.registry, {b.digest for b in missing})
+        outcomes = _send_blobs(client, local, target, missing, sources, options.jobs, progress, cancel)
+        _check_cancel(cancel)
+        digest = client.put_manifest(target.repository, target.tag, local.manifest_bytes, local.manifest.media_type)
+    if digest != local.manifest.digest:  # pragma: no cover - put_manifest hashes the very bytes it sent
+        raise PushError(f"The pushed manifest {digest} is not the local {local.manifest.digest}.")
+    uploaded = [blob for blob, how in outcomes if how == "uploaded"]
+    return PushResult(
+        reference=str(target),
+        digest=digest,
+        blobs=len(local.blobs),
+        uploaded_blobs=len(uploaded),
+        uploaded_bytes=sum(blob.size for blob in uploaded),
+        mounted_blobs=sum(1 for _, how in outcomes if how == "mounted"),
+        existing_blobs=len(local.blobs) - len(missing),
+    )
+
+
+def _send_blobs(
+    client: RegistryClient,
+    local: LocalModelKit,
+    target: RegistryRef,
+    missing: list[Descriptor],
+    sources: dict[str, list[str]],
+    jobs: int,
+    progress: ProgressCallback,
+    cancel: threading.Event,
+) -> list[tuple[Descriptor, str]]:
+    """Upload (or mount) the missing blobs, ``jobs`` at a time; the first failure stops the others."""
+    if not missing:
+        return []
+    stop = threading.Event()
+
+    def should_stop() -> None:
+        if cancel.is_set():
+            raise InterruptedByUser("Push cancelled; the ModelKit stays in local storage.")
+        if stop.is_set():
+            raise _Stopped()
+
+    def send(blob: Descriptor) -> tuple[Descriptor, str]:
+        label = _label(blob)
+        should_stop()
+        progress(ProgressEvent("file_start", label, blob.size))
+        sent = 0
+
+        def on_bytes(count: int) -> None:
+            nonlocal sent
+            sent += count
+            progress(ProgressEvent("bytes", label, count))
+
+        try:
+            how = client.upload_blob(
+                target.repository,
+                blob.digest,
+                blob.size,
+                local.blob_file(blob),
+                mount_from=tuple(r for r in sources.get(blob.digest, ()) if r != target.repository),
+                on_bytes=on_bytes,
+                should_stop=should_stop,
+            )
+        except BaseException:
+            stop.set()
+            if sent:
+                progress(ProgressEvent("bytes", label, -sent))  # a failed upload's bytes do not count
+            raise
+        if how == "mounted":
+            progress(ProgressEvent("bytes", label, blob.size))
+        progress(ProgressEvent("file_done", label, blob.size))
+        return blob, how
+
+    # Big blobs first: the longest upload starts at once and the small ones fill the other slots.
+    ordered = sorted(missing, key=lambda blob: blob.size, reverse=True)
+    with ThreadPoolExecutor(max_workers=min(jobs, len(ordered)), thread_name_prefix="kitmlflow-push") as pool:
+        futures = [pool.submit(send, blob) for blob in ordered]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)  # a failing upload sets `stop` itself
+        except BaseException:  # Ctrl-C in the main thread: stop the uploads, then re-raise
+            cancel.set()
+            raise
+    errors = [error for f in futures if (error := f.exception()) is not None]
+    real = [e for e in errors if not isinstance(e, _Stopped)]
+    if real:
+        raise real[0]
+    return [f.result() for f in futures]
+
+
+def _check_cancel(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise InterruptedByUser("Push cancelled; the ModelKit stays in local storage.")
+
+
+def _label(blob: Descriptor) -> str:
+    match = _KIND_RE.match(blob.media_type)
+    kind = match.group(1) if match else "blob"
+    return f"{kind} {blob.digest[7:19]}"
