@@ -33,12 +33,13 @@ from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedB
 from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.packing.result import PackResult
-    from kitmlflow_tui.core.registry import PushResult, RegistryOptions, RegistryRef
+    from kitmlflow_tui.core.registry import PushResult, RegistryOptions
 
 
 @dataclass
@@ -201,7 +202,7 @@ def discard_run_cache(tracking_uri: str, run_id: str) -> int:
 
 @dataclass(frozen=True)
 class ImportOptions:
-    tag: str
+    tag: ModelKitRef  # the name it is packed under in local storage
     packer: str = "auto"  # auto | kit | native
     compression: str = "none"  # none | gzip
     kitfile_path: Path | None = None  # use this Kitfile as is
@@ -209,7 +210,7 @@ class ImportOptions:
     overrides: KitfileOverrides | None = None
     jobs: int = 8
     storage_root: Path | None = None  # kit's home; None finds it like kit does
-    push_to: RegistryRef | None = None  # after packing, push the ModelKit there (the -t reference)
+    push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
 
 
@@ -225,13 +226,6 @@ class ImportResult:
     provenance_location: str
     pushed: PushResult | None = None
     plan: Plan | None = None  # what was imported: the selected files, and why each other file is left out
-
-
-def check_tag(tag: str) -> str:
-    """The ModelKit reference, validated before anything is downloaded (exit 2)."""
-    from kitmlflow_tui.core.packing.storage import format_reference, parse_pack_reference
-
-    return format_reference(*parse_pack_reference(tag))
 
 
 def read_kitfile(path: Path) -> str:
@@ -364,7 +358,7 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     from kitmlflow_tui.core.packing.kit_cli import choose_packer
 
     observer = observer or Observer()
-    reference = check_tag(options.tag)
+    reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
     packer = choose_packer(options.packer)
     session = settle_layers(session, options, observer)

@@ -48,13 +48,14 @@ from kitmlflow_tui.core.errors import (
     as_kitmlflow_error,
     scrub_secrets,
 )
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, format_reference, parse_push_reference
 from kitmlflow_tui.core.reference import ModelRef
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.catalogue.records import ModelVersionInfo
     from kitmlflow_tui.core.kitfile import KitfileOverrides
-    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RegistryRef, RemoteManifest
+    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RemoteManifest
     from kitmlflow_tui.core.selection.plan import FilterSpec
 
 DEFAULT_TAG_TEMPLATE = "v{version}"
@@ -157,25 +158,21 @@ class SyncTarget:
     registry: str
     repository: str
 
-    def ref(self, tag: str) -> RegistryRef:
-        from kitmlflow_tui.core.registry import parse_registry_reference
-
-        return parse_registry_reference(f"{self.registry}/{self.repository}:{tag}")
+    def ref(self, tag: str) -> ModelKitRef:
+        return parse_push_reference(format_reference(self.registry, self.repository, tag))
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}"
 
 
 def parse_target(text: str) -> SyncTarget:
-    from kitmlflow_tui.core.registry import parse_registry_reference
-
     raw = text.strip()
     if ":" in raw.rsplit("/", 1)[-1] or "@" in raw:
         raise BadInputError(
             f"--to names a repository, not a tag: {raw!r}.",
             hint="The tags come from --tag-template (default v{version}), e.g. --to registry.example.com/ml/fraud.",
         )
-    ref = parse_registry_reference(raw + ":latest")
+    ref = parse_push_reference(raw + ":latest")
     return SyncTarget(ref.registry, ref.repository)
 
 
@@ -213,7 +210,7 @@ def check_sync(reference: ModelRef, options: SyncOptions) -> None:
     options.spec.validate()
 
 
-def _checked_tag(options: SyncOptions, tag: str, version: str) -> RegistryRef:
+def _checked_tag(options: SyncOptions, tag: str, version: str) -> ModelKitRef:
     try:
         return options.target.ref(tag)
     except BadInputError as exc:
@@ -243,7 +240,7 @@ class SyncObserver(pipeline.Observer):
 class _Wanted:
     info: ModelVersionInfo
     tag: str
-    ref: RegistryRef
+    ref: ModelKitRef
 
 
 @dataclass(frozen=True)
@@ -646,7 +643,7 @@ def _push(
     local = None
     if home.is_dir():
         with contextlib.suppress(KitmlflowError):  # not there, or half-packed: pack it again
-            local = read_local_modelkit(item.ref.registry, item.ref.repository, item.ref.tag, storage_root=home)
+            local = read_local_modelkit(item.ref, storage_root=home)
     downloaded = 0
     if local is not None:
         observer.step("pack", f"{item.ref} was packed by a sync that stopped before pushing it: no download")
@@ -655,7 +652,7 @@ def _push(
         home.mkdir(parents=True)
         (home / "disable-update-notifications").touch()  # kit pack --config HOME would look for updates
         import_options = pipeline.ImportOptions(
-            tag=str(item.ref),
+            tag=item.ref,
             packer=options.packer,
             compression=options.compression,
             overrides=options.overrides,
@@ -663,11 +660,11 @@ def _push(
             storage_root=home,
         )
         downloaded = pipeline.run_import(session, import_options, observer).download.downloaded_bytes
-        local = read_local_modelkit(item.ref.registry, item.ref.repository, item.ref.tag, storage_root=home)
+        local = read_local_modelkit(item.ref, storage_root=home)
     observer.step("push", f"Pushing {item.ref}")
     pushed = push_modelkit(
-        str(item.ref),
         item.ref,
+        None,
         options.registry,
         storage_root=home,
         on_progress=observer.push_progress,
@@ -678,7 +675,7 @@ def _push(
     return pushed, sum(blob.size for blob in local.blobs), downloaded
 
 
-def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: RegistryRef) -> str:
+def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitRef) -> str:
     """What the packed ModelKit depends on: the run, the planned files, the Kitfile's inputs, the tool."""
     registered = session.resolved.registered
     parts = {

@@ -30,8 +30,9 @@ from kitmlflow_tui.core.selection.plan import FilterSpec
 if TYPE_CHECKING:
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.kitfile import KitfileOverrides
+    from kitmlflow_tui.core.modelkit_reference import ModelKitRef
     from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
-    from kitmlflow_tui.core.registry import PushResult, RegistryRef, StoredCredential
+    from kitmlflow_tui.core.registry import PushResult, StoredCredential
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,10 @@ class ImportChoice:
     run: RunInfo
     tree: ArtifactTree
     spec: FilterSpec
-    tag: str
+    tag: ModelKitRef
     overrides: KitfileOverrides | None = None
     registered: RegisteredModelInfo | None = None
-    push_to: RegistryRef | None = None  # None: local storage only
+    push_to: ModelKitRef | None = None  # None: local storage only
 
     def options(self) -> ImportOptions:
         from kitmlflow_tui.core.pipeline import ImportOptions

@@ -38,6 +38,7 @@ from kitmlflow_tui.core.kitfile.model import (
     normalize_path,
 )
 from kitmlflow_tui.core.kitfile.yaml_io import dump_yaml
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 
 PROVENANCE_FILE = "mlflow-provenance.yaml"
 MLMODEL_FILE = "MLmodel"
@@ -90,7 +91,7 @@ def build_kitfile(
     *,
     run: RunInfo,
     logged_models: Sequence[LoggedModelInfo],
-    tag: str | None,
+    tag: ModelKitRef | None,
     registered: RegisteredModelInfo | None,
     filter_summary: Mapping[str, Any],
     importer_version: str,
@@ -375,15 +376,6 @@ def _mlflow_model(models: list[_Matched], run: RunInfo) -> Model:
 # -- package and provenance ------------------------------------------------------------------------
 
 
-def _split_tag(tag: str | None) -> tuple[str | None, str | None]:
-    """``[registry/][org/]repo[:tag]`` → (repo, tag)."""
-    if not tag:
-        return None, None
-    last = tag.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    name, _, version = last.partition(":")
-    return name or None, version or None
-
-
 def _description(run: RunInfo) -> str:
     """The first paragraph of the run's note (a markdown heading without its #s), else where it came from;
     credentials in it masked (see :func:`_masked`)."""
@@ -402,8 +394,8 @@ def _raw_description(run: RunInfo) -> str:
     return f"MLflow run {who} from experiment {run.experiment_name or run.experiment_id}"
 
 
-def _package(run: RunInfo, tag: str | None, overrides: KitfileOverrides | None) -> Package:
-    name, version = _split_tag(tag)
+def _package(run: RunInfo, tag: ModelKitRef | None, overrides: KitfileOverrides | None) -> Package:
+    name, version = (tag.name, tag.version) if tag is not None else (None, None)
     author = run.user or run.tags.get("mlflow.user")
     if author == MLFLOW_UNKNOWN_USER:
         author = None
