@@ -30,7 +30,7 @@ import json
 import shutil
 import string
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -49,6 +49,7 @@ from kitmlflow_tui.core.errors import (
     scrub_secrets,
 )
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, format_reference, parse_push_reference
+from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ class _Held:
 
     manifest: RemoteManifest
     size: int
-    provenance: Mapping[str, Any] | None
+    provenance: MlflowProvenance | None
     not_a_modelkit: str | None = None  # why, when it is not one
 
     def describe(self) -> str:
@@ -257,30 +258,27 @@ class _Held:
             return self.not_a_modelkit
         if self.provenance is None:
             return "a ModelKit without MLflow provenance"
-        registered = _mapping(self.provenance.get("registered_model"))
-        run_id = _shown(_mapping(self.provenance.get("run")).get("id"))
-        if not registered:
+        registered = self.provenance.registered_model
+        run_id = _shown(self.provenance.run.id)
+        if registered is None:
             return f"a ModelKit of run {run_id} imported directly, not as a registered model version"
-        return f"{_shown(registered.get('name'))} version {_shown(registered.get('version'))} (run {run_id})"
+        return f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
 
     def holds(self, name: str, version: str, run_id: str | None) -> bool:
         if self.provenance is None or self.not_a_modelkit:
             return False
-        registered = _mapping(self.provenance.get("registered_model"))
-        run = _mapping(self.provenance.get("run"))
+        registered = self.provenance.registered_model
         return (
-            registered.get("name") == name
-            and str(registered.get("version")) == version
+            registered is not None
+            and registered.name == name
+            and registered.version == version
             and run_id is not None
-            and run.get("id") == run_id
+            and self.provenance.run.id == run_id
         )
 
     def of_model(self, name: str) -> bool:
-        return self.provenance is not None and _mapping(self.provenance.get("registered_model")).get("name") == name
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+        registered = self.provenance.registered_model if self.provenance is not None else None
+        return registered is not None and registered.name == name
 
 
 def _shown(value: Any) -> str:
@@ -584,12 +582,13 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
 def _is_version_tag(context: _Context, held: _Held, tag: str) -> bool:
     """Whether ``tag`` is the template's tag of the version ``held`` records (an alias named like one)."""
     assert held.provenance is not None
-    registered = _mapping(held.provenance.get("registered_model"))
-    run_id = _mapping(held.provenance.get("run")).get("id")
+    registered = held.provenance.registered_model
+    if registered is None:
+        return False
     rendered = context.options.template.render(
-        version=str(registered.get("version")),
+        version=registered.version,
         name=context.reference.name,
-        run_id=run_id if isinstance(run_id, str) else None,
+        run_id=held.provenance.run.id,
         alias=context.reference.alias,
     )
     return rendered == tag
@@ -617,8 +616,6 @@ def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> 
         document = json.loads(client.get_blob(repository, config["digest"], max_bytes=MAX_CONFIG_BYTES))
     except ValueError:
         return _Held(manifest, size, None, "a ModelKit whose config is not JSON")
-    from kitmlflow_tui.core.kitfile import read_provenance
-
     return _Held(manifest, size, read_provenance(document) if isinstance(document, dict) else None)
 
 

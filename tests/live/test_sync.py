@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from kitmlflow_tui.core.errors import ServerUnreachableError
-from kitmlflow_tui.core.kitfile import read_provenance
+from kitmlflow_tui.core.provenance import read_provenance
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.hostile_server import MODEL_NAME, Scenario, hostile_server
 from tests.support.live import LiveServer
@@ -188,7 +188,7 @@ def remote_provenance(registry: Registry, repository: str, tag: str) -> dict:
     ).json()
     provenance = read_provenance(config)
     assert provenance is not None
-    return dict(provenance)
+    return provenance.to_mapping()
 
 
 def blobs_of(manifest: dict) -> set[str]:
