@@ -43,6 +43,7 @@ from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, Kitmlflo
 from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
+from kitmlflow_tui.core.packing.file_digests import FileDigest, RegionDigests
 from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout, tar_layout
 from kitmlflow_tui.core.packing.native import (
     DEFAULT_CLI_VERSION,
@@ -143,16 +144,20 @@ def pack_direct(
     cancel: threading.Event | None = None,
     tracking_uri: str = "",
     cli_version: str = DEFAULT_CLI_VERSION,
+    digest_files: bool = False,
 ) -> DirectResult:
     """Fetch the plan's files into the layer blobs of ``kitfile`` over ``tree`` and store the ModelKit under
     ``reference`` (see the module's docstring). ``run_key`` names the run's resume folder; the caller holds the
-    run's lock, so no other import of the run writes there."""
+    run's lock, so no other import of the run writes there. With ``digest_files`` every file's sha256 is taken in
+    the pass that hashes the layers (:mod:`~kitmlflow_tui.core.packing.file_digests`)."""
     cancel = cancel or threading.Event()
     planned = plan_layers(tree, kitfile)
     by_path = {file.path: file for file in plan.selected}
     storage = KitStorage(resolve_kit_home(storage_root))
     resume_dir = storage.root / RESUME_DIR_NAME / run_key
-    blobs = [_PartialBlob(resume_dir, layer, tar_layout(layer.entries), by_path) for layer in planned.layers]
+    blobs = [
+        _PartialBlob(resume_dir, layer, tar_layout(layer.entries), by_path, digest_files) for layer in planned.layers
+    ]
     _check_disk_space(storage.root, sum(blob.bytes_to_allocate() for blob in blobs))  # before a byte is written
     try:
         with storage.session():
@@ -184,11 +189,11 @@ def pack_direct(
                     transfer.close()
                 if on_step is not None:
                     on_step("pack", f"Packing {reference} (native packer: hashing the layers)")
-                descriptors = _commit_layers(storage, blobs, on_hash_progress, cancel)
+                descriptors, files = _commit_layers(storage, blobs, on_hash_progress, cancel)
             finally:
                 for blob in blobs:
                     blob.close()
-            packed = store_modelkit(storage, planned, descriptors, reference, cli_version, cancel)
+            packed = store_modelkit(storage, planned, descriptors, reference, cli_version, cancel, files)
     except KitmlflowError:
         raise
     except OSError as exc:
@@ -202,8 +207,9 @@ def _commit_layers(
     blobs: Sequence[_PartialBlob],
     on_hash_progress: Callable[[int, int], None] | None,
     cancel: threading.Event,
-) -> list[Descriptor]:
-    """Hash every complete blob once and rename it into ``blobs/``; their descriptors, in layer order."""
+) -> tuple[list[Descriptor], tuple[FileDigest, ...]]:
+    """Hash every complete blob once and rename it into ``blobs/``; their descriptors, in layer order, and the
+    digests of their files when the blobs were asked to take them."""
     total = sum(blob.layout.size for blob in blobs)
     done = 0
 
@@ -214,12 +220,14 @@ def _commit_layers(
             on_hash_progress(done, total)
 
     descriptors = []
+    files: list[FileDigest] = []
     for blob in blobs:
         digest = blob.hash(advance, cancel)
+        files += blob.file_digests()
         blob.commit(storage, digest)
         media_type = layer_media_type(blob.layer, "none")
         descriptors.append(layer_descriptor(blob.layer, media_type, digest, digest, blob.layout.size))
-    return descriptors
+    return descriptors, tuple(files)
 
 
 def _layout_id(layout: TarLayout, by_path: Mapping[str, ArtifactFile]) -> str:
@@ -251,10 +259,12 @@ class _PartialBlob:
     layer: Layer
     layout: TarLayout
     by_path: Mapping[str, ArtifactFile]
+    digest_files: bool = False
     layout_id: str = ""
     fd: int | None = None
     journal_writer: JournalWriter | None = None
     hasher: _InOrderHasher | None = None
+    files: RegionDigests | None = None
     state: JournalState = field(default_factory=JournalState)
 
     def __post_init__(self) -> None:
@@ -284,7 +294,8 @@ class _PartialBlob:
                 pwrite_all(self.fd, region.offset, content)
                 self.state.complete.add(index)
         self.journal_writer = JournalWriter(self.journal, self.identity, self.fd, fresh=found is None)
-        self.hasher = _InOrderHasher(self.fd, self.layout, self.state)
+        self.files = RegionDigests(self.layout.files) if self.digest_files else None
+        self.hasher = _InOrderHasher(self.fd, self.layout, self.state, self.files)
 
     def _same_size(self) -> bool:
         try:
@@ -319,6 +330,10 @@ class _PartialBlob:
         assert self.journal_writer is not None and self.hasher is not None
         self.journal_writer.flush()
         return self.hasher.finish(advance, cancel)
+
+    def file_digests(self) -> tuple[FileDigest, ...]:
+        """Its files' digests, taken while :meth:`hash` read the blob (none unless asked for)."""
+        return self.files.result() if self.files is not None else ()
 
     def commit(self, storage: KitStorage, digest: str) -> None:
         assert self.fd is not None
@@ -366,10 +381,12 @@ class _InOrderHasher:
     """Hashes a layer blob from its first byte while its files arrive, on a thread of its own: it follows the
     blob's written prefix (the literal bytes are there from the start; a file's bytes count once the range from
     its own start is written), so that once the last byte lands little is left to hash. The bytes are read back
-    from the page cache (``pread``); each is written once, before the transfer reports it."""
+    from the page cache (``pread``); each is written once, before the transfer reports it. ``files``, when given,
+    gets the same chunks: each file's own digest from this one read."""
 
-    def __init__(self, fd: int, layout: TarLayout, state: JournalState) -> None:
+    def __init__(self, fd: int, layout: TarLayout, state: JournalState, files: RegionDigests | None = None) -> None:
         self._fd = fd
+        self._files = files
         self._layout = layout
         self._regions = layout.files
         self._prefix = [0] * len(self._regions)  # per file: bytes written from its start
@@ -435,6 +452,8 @@ class _InOrderHasher:
             if not chunk:
                 raise PackError("A partial layer blob shrank while it was being hashed; import again.")
             self._digest.update(chunk)
+            if self._files is not None:
+                self._files.update(self._hashed, chunk)
             self._hashed += len(chunk)
             advance(len(chunk))
 

@@ -29,6 +29,7 @@ from kitmlflow_tui.core.file_tree import FileTree, as_tree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_model_reference
 from kitmlflow_tui.core.packing import gojson
+from kitmlflow_tui.core.packing.file_digests import FileDigest
 from kitmlflow_tui.core.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
 from kitmlflow_tui.core.packing.layers import LayerSink, TarEntry, files_left_out, walk_layer, write_layer
 from kitmlflow_tui.core.packing.result import PackResult
@@ -100,6 +101,7 @@ def pack_native(
     on_progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     cli_version: str = DEFAULT_CLI_VERSION,
+    digest_files: bool = False,
 ) -> PackResult:
     """Pack ``folder`` as described by ``kitfile`` into kit's storage under ``reference``.
 
@@ -107,7 +109,8 @@ def pack_native(
     finds it. ``on_progress(done_bytes, total_bytes)`` follows the file bytes read. ``cancel`` is
     checked between chunks; when set, :class:`InterruptedByUser` is raised and no temporary file
     is left behind. ``cli_version`` is the value of the manifest's ``ml.kitops.modelkit.cli-version``
-    annotation (``kit pack`` writes its own version there).
+    annotation (``kit pack`` writes its own version there). With ``digest_files`` the result lists every packed
+    file's sha256, computed from the tar stream as it is written.
     """
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
@@ -131,10 +134,13 @@ def pack_native(
         on_progress(0, total)
     try:
         with storage.session():
-            descriptors = [
-                _store_layer(storage, layer, folder, compression, advance, cancel) for layer in planned.layers
+            stored = [
+                _store_layer(storage, layer, folder, compression, advance, cancel, digest_files)
+                for layer in planned.layers
             ]
-            return store_modelkit(storage, planned, descriptors, reference, cli_version, cancel)
+            descriptors = [descriptor for descriptor, _files in stored]
+            files = tuple(file for _descriptor, layer_files in stored for file in layer_files)
+            return store_modelkit(storage, planned, descriptors, reference, cli_version, cancel, files)
     except KitmlflowError:
         raise
     except OSError as exc:
@@ -183,6 +189,7 @@ def store_modelkit(
     reference: ModelKitRef,
     cli_version: str,
     cancel: threading.Event | None,
+    files: tuple[FileDigest, ...] = (),
 ) -> PackResult:
     """Once every layer blob is in ``blobs/`` (inside ``storage.session()``): the config, then the manifest, then,
     under the lock, the index files and LAST the tag. Nothing references a blob before it is complete."""
@@ -207,6 +214,7 @@ def store_modelkit(
         config_digest=config_desc.digest,
         layer_count=len(descriptors),
         left_out=planned.left_out,
+        files=files,
     )
 
 
@@ -217,12 +225,14 @@ def _store_layer(
     compression: str,
     advance: Callable[[int], None],
     cancel: threading.Event | None,
-) -> Descriptor:
+    digest_files: bool,
+) -> tuple[Descriptor, tuple[FileDigest, ...]]:
     with storage.temp_file("layer") as (path, handle):
         sink = LayerSink(handle, compression)
-        write_layer(layer.entries, sink, folder, on_bytes=advance, cancel=cancel)
+        files = write_layer(layer.entries, sink, folder, on_bytes=advance, cancel=cancel, digest_files=digest_files)
         storage.commit_blob(path, handle, sink.digest, sink.blob_size)
-    return layer_descriptor(layer, layer_media_type(layer, compression), sink.digest, sink.diff_id, sink.blob_size)
+    media_type = layer_media_type(layer, compression)
+    return layer_descriptor(layer, media_type, sink.digest, sink.diff_id, sink.blob_size), files
 
 
 def _encode(value: Any, what: str) -> bytes:
