@@ -69,6 +69,13 @@ class PushError(KitmlflowError):
     exit_code = 9
 
 
+class VerificationError(KitmlflowError):
+    """``kitmlflow verify``: no attestation, a bad signature, the subject of another manifest, files or MLflow that
+    do not match what the attestation records."""
+
+    exit_code = 10
+
+
 class InterruptedByUser(KitmlflowError):
     """Ctrl-C or a cancel in the wizard."""
 
@@ -96,6 +103,8 @@ _SECRET_ENV_VARS = (
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_CLIENT_SECRET",
     "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
+    "KITMLFLOW_SIGN_KEY_PASSWORD",
+    "COSIGN_PASSWORD",
 )
 
 
