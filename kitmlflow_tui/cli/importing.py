@@ -12,21 +12,26 @@ from kitmlflow_tui.cli.browse import open_wizard
 from kitmlflow_tui.cli.options import (
     LocalPath,
     build_spec,
+    checked_sign_key,
     filter_options,
+    given_on_command_line,
     pack_options,
     package_overrides,
     parse_uri,
     push_target,
     registry_options,
+    sign_key_option,
 )
 from kitmlflow_tui.cli.output import (
     Output,
+    attestation_document,
     escape,
     interactive,
     plan_document,
     progress_renderer,
     pushed_document,
     run_guarded,
+    show_attestation,
     show_plan,
     show_pushed,
     size_text,
@@ -53,6 +58,13 @@ if TYPE_CHECKING:
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
 @registry_options
+@sign_key_option
+@click.option(
+    "--attestation-output",
+    type=LocalPath(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write the provenance attestation here (signed with --sign-key, else the bare in-toto statement).",
+)
 def import_command(
     uri: str,
     tag: str,
@@ -64,6 +76,8 @@ def import_command(
     description: str | None,
     authors: tuple[str, ...],
     push: bool,
+    sign_key: Path | None,
+    attestation_output: Path | None,
     **options: Any,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
@@ -80,6 +94,7 @@ def import_command(
         )
         if kitfile_path is not None:  # a Kitfile kit would reject fails before any byte moves
             _check_kitfile(kitfile_path)
+        key_path = _attestation_inputs(sign_key, attestation_output, push, dry_run)
         if not dry_run and not options["yes"]:
             if not interactive():
                 raise BadInputError(
@@ -98,6 +113,8 @@ def import_command(
             jobs=options["jobs"],
             push_to=push_to,
             registry=registry,
+            sign_key=key_path,
+            attestation_output=attestation_output,
         )
         renderer = progress_renderer(out)
         session = pipeline.plan(
@@ -121,7 +138,9 @@ def import_command(
         kit_ref = escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             show_pushed(out, result.pushed)
-        else:
+        if result.attestation is not None:
+            show_attestation(out, result.attestation)
+        if result.pushed is None:
             out.console.print(
                 f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim"
             )
@@ -136,10 +155,27 @@ def import_command(
         )
         if result.pushed is not None:
             document["pushed"] = pushed_document(result.pushed)
+        if result.attestation is not None:
+            document["attestation"] = attestation_document(result.attestation)
         out.document(document)
         return 0
 
     run_guarded(options["as_json"], body)
+
+
+def _attestation_inputs(sign_key: Path | None, output: Path | None, push: bool, dry_run: bool) -> Path | None:
+    """The signing key to use (checked now: exit 2 before any download), or None; the output's folder checked."""
+    if output is not None and not dry_run:
+        from kitmlflow_tui.core.attest.produce import check_output_path
+
+        check_output_path(output)
+    if sign_key is not None and not push and output is None:
+        if given_on_command_line("sign_key"):
+            raise BadInputError(
+                "--sign-key signs the attestation of a pushed ModelKit: add --push, or --attestation-output PATH.",
+            )
+        return None  # KITMLFLOW_SIGN_KEY of the environment: for the imports that push
+    return None if dry_run else checked_sign_key(sign_key)
 
 
 def _check_kitfile(path: Path) -> None:

@@ -147,3 +147,28 @@ def push_target(tag: ModelKitRef, push: bool, options: dict[str, Any]) -> tuple[
             raise BadInputError(f"{', '.join(given)} only apply with --push.")
         return None, None
     return tag, registry_settings(options)
+
+
+def sign_key_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--sign-key (import --push, sync): the private key that signs each pushed ModelKit's provenance attestation."""
+    return click.option(
+        "--sign-key",
+        type=LocalPath(dir_okay=False, path_type=Path),
+        envvar="KITMLFLOW_SIGN_KEY",
+        metavar="PATH",
+        help="Sign a provenance attestation with this key (cosign.key or a PEM ECDSA P-256/Ed25519 key; password in "
+        "COSIGN_PASSWORD / KITMLFLOW_SIGN_KEY_PASSWORD) and attach it to the pushed ModelKit.",
+    )(command)
+
+
+def checked_sign_key(path: Path | None) -> Path | None:
+    """The --sign-key, opened once up front: a key that cannot sign is exit 2 before anything is downloaded."""
+    if path is not None:
+        from kitmlflow_tui.core.attest.keys import check_sign_key
+
+        check_sign_key(path)
+    return path
+
+
+def given_on_command_line(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,12 +12,14 @@ import click
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.options import (
     build_spec,
+    checked_sign_key,
     filter_options,
     pack_options,
     package_overrides,
     parse_uri,
     registry_options,
     registry_settings,
+    sign_key_option,
 )
 from kitmlflow_tui.cli.output import (
     Output,
@@ -42,7 +45,10 @@ from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 @click.option("--force", is_flag=True, help="Replace a tag that holds another version's ModelKit.")
 @pack_options
 @registry_options
-def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **options: Any) -> None:
+@sign_key_option
+def sync(
+    uri: str, to: str, tag_template: str, dry_run: bool, force: bool, sign_key: Path | None, **options: Any
+) -> None:
     """Keep REGISTRY/REPO in step with a registered model: import and push the versions it lacks.
 
     \b
@@ -77,6 +83,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
             overrides=package_overrides(profile, None, ()),
             jobs=options["jobs"],
             tracking_uri_flag=options["tracking_uri"],
+            sign_key=None if dry_run else checked_sign_key(sign_key),
         )
         core.check_sync(reference, sync_options)
         if not dry_run and not options["yes"]:
