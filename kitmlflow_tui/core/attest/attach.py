@@ -15,6 +15,7 @@ Nothing here checks a signature: :mod:`.verify` does, on what :func:`find_envelo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,21 +106,27 @@ def bundle_bytes(envelope: Envelope) -> bytes:
         "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": []},
         "dsseEnvelope": envelope.to_mapping(),
     }
-    return json.dumps(bundle, separators=(",", ":")).encode()
+    return _compact(bundle)
 
 
 def _attach_bundle(
     client: RegistryClient, repository: str, subject: Subject, envelope: Envelope, predicate_type: str, created: str
 ) -> Attached:
     bundle = bundle_bytes(envelope)
-    config_digest = client.upload_bytes(repository, EMPTY_CONFIG)
-    layer_digest = client.upload_bytes(repository, bundle)
+    client.upload_bytes(repository, EMPTY_CONFIG)
+    client.upload_bytes(repository, bundle)
+    stored = put_referrer(client, repository, bundle_referrer_manifest(subject, bundle, predicate_type, created))
+    return Attached(BUNDLE_REFERRER, stored.digest, stored.listed_by)
+
+
+def bundle_referrer_manifest(subject: Subject, bundle: bytes, predicate_type: str, created: str) -> bytes:
+    """The referrer manifest of a bundle: cosign 3's layout (``WriteAttestationNewBundleFormat``)."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": BUNDLE_MEDIA_TYPE,
-        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": config_digest, "size": len(EMPTY_CONFIG)},
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": layer_digest, "size": len(bundle)}],
+        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": _sha256(EMPTY_CONFIG), "size": len(EMPTY_CONFIG)},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": _sha256(bundle), "size": len(bundle)}],
         "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
         "annotations": {
             BUNDLE_CONTENT_ANNOTATION: "dsse-envelope",
@@ -127,8 +134,7 @@ def _attach_bundle(
             CREATED_ANNOTATION: created,
         },
     }
-    stored = put_referrer(client, repository, json.dumps(manifest, separators=(",", ":")).encode())
-    return Attached(BUNDLE_REFERRER, stored.digest, stored.listed_by)
+    return _compact(manifest)
 
 
 def _attach_att(
@@ -136,42 +142,54 @@ def _attach_att(
 ) -> Attached:
     tag = referrers_tag(subject.digest) + ATT_SUFFIX
     data = envelope.to_bytes()
+    client.upload_bytes(repository, data)
+    existing = client.get_manifest(repository, tag)
+    kept = [
+        layer
+        for layer in (_json(existing.data).get("layers") or [] if existing is not None else [])
+        if isinstance(layer, dict) and layer.get("mediaType") == ENVELOPE_MEDIA_TYPE
+    ]
+    layers = att_layers(kept, data, predicate_type)
+    config = att_config(layers)
+    client.upload_bytes(repository, config)
+    digest = client.put_manifest(repository, tag, att_manifest(layers, config), OCI_MANIFEST)
+    return Attached(COSIGN_ATT_TAG, digest, f"tag {tag}")
+
+
+def att_layers(kept: list[dict[str, Any]], envelope: bytes, predicate_type: str) -> list[dict[str, Any]]:
+    """The ``.att`` manifest's layers: the envelopes already there, then this one (once)."""
     layer = {
         "mediaType": ENVELOPE_MEDIA_TYPE,
-        "digest": client.upload_bytes(repository, data),
-        "size": len(data),
+        "digest": _sha256(envelope),
+        "size": len(envelope),
         "annotations": {COSIGN_SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
     }
-    existing = client.get_manifest(repository, tag)
-    layers = [
-        kept
-        for kept in (_json(existing.data).get("layers") or [] if existing is not None else [])
-        if isinstance(kept, dict)
-        and kept.get("mediaType") == ENVELOPE_MEDIA_TYPE
-        and kept.get("digest") != layer["digest"]
-    ]
-    layers.append(layer)
-    config = json.dumps(
+    return [*(entry for entry in kept if entry.get("digest") != layer["digest"]), layer]
+
+
+def att_config(layers: list[dict[str, Any]]) -> bytes:
+    """An OCI image config naming the layers (uncompressed: each diffId is its digest), as cosign's empty image has."""
+    rootfs = {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]}
+    return _compact({"architecture": "", "os": "", "config": {}, "rootfs": rootfs})
+
+
+def att_manifest(layers: list[dict[str, Any]], config: bytes) -> bytes:
+    return _compact(
         {
-            "architecture": "",
-            "os": "",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [entry["digest"] for entry in layers]},
-        },
-        separators=(",", ":"),
-    ).encode()
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": IMAGE_CONFIG_MEDIA_TYPE,
-            "digest": client.upload_bytes(repository, config),
-            "size": len(config),
-        },
-        "layers": layers,
-    }
-    digest = client.put_manifest(repository, tag, json.dumps(manifest, separators=(",", ":")).encode(), OCI_MANIFEST)
-    return Attached(COSIGN_ATT_TAG, digest, f"tag {tag}")
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": IMAGE_CONFIG_MEDIA_TYPE, "digest": _sha256(config), "size": len(config)},
+            "layers": layers,
+        }
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 # -- finding them --------------------------------------------------------------------------------------------------

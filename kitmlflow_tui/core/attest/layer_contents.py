@@ -235,7 +235,10 @@ def _skip(reader: _Reader, count: int) -> None:
 
 
 def _check_checksum(header: bytes) -> None:
-    stored = _number(header[148:156])
+    try:
+        stored = _number(header[148:156])
+    except LayerError:
+        stored = -1
     computed = sum(header[:148]) + 32 * 8 + sum(header[156:])
     if stored != computed:
         raise LayerError("a tar header with a wrong checksum (not a tar, or damaged)")

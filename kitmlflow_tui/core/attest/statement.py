@@ -149,7 +149,8 @@ def artifact_uri(path: str, model_folder: str | None, provenance: MlflowProvenan
     registered = provenance.registered_model
     if registered is not None and model_folder and path.startswith(model_folder + "/"):
         inside = path[len(model_folder) + 1 :]
-        return f"models:/{quote(registered.name, safe='')}/{registered.version}/{quote(inside, safe='/')}"
+        name = quote(scrub_secrets(registered.name), safe="")
+        return f"models:/{name}/{quote(scrub_secrets(registered.version), safe='')}/{quote(inside, safe='/')}"
     return f"runs:/{provenance.run.id}/{quote(path, safe='/')}"
 
 
