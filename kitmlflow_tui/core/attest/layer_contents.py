@@ -37,6 +37,12 @@ class LayerFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class LayerContents:
+    files: list[LayerFile]
+    problem: str | None = None  # the blob is not the one its descriptor names (its files are still listed)
+
+
 def layer_files(
     chunks: Iterable[bytes],
     media_type: str,
@@ -44,28 +50,37 @@ def layer_files(
     size: int,
     annotations: Mapping[str, str],
     budget: ByteBudget,
-) -> list[LayerFile]:
-    """The files of one layer blob (``chunks`` as the registry sends them). Raises LayerError when the blob is not its
-    descriptor's (digest, size), is not readable as ``media_type``, or spends more than ``budget``."""
+) -> LayerContents:
+    """The files of one layer blob (``chunks`` as the registry sends them), and whether the blob is its descriptor's
+    (digest, size). Raises LayerError when it is not readable as ``media_type`` or spends more than ``budget``;
+    then too a blob that is not its descriptor's is what is reported."""
     blob = _CheckedBlob(chunks, digest, size)
+    try:
+        found = _files(blob, media_type, annotations, budget)
+    except LayerError:
+        # A blob read past the budget is not read further; any other is, to tell a wrong blob from a bad tar.
+        mismatch = blob.mismatch() if budget.spent <= budget.limit else None
+        if mismatch:
+            raise LayerError(mismatch) from None
+        raise
+    return LayerContents(found, blob.mismatch())
+
+
+def _files(blob: _CheckedBlob, media_type: str, annotations: Mapping[str, str], budget: ByteBudget) -> list[LayerFile]:
     if ".tar" in media_type:
         if media_type.endswith(("+gzip", ".gzip")):
             stream: Iterable[bytes] = _gunzip(blob)
-        elif media_type.endswith("+zstd") or media_type.endswith(".zstd"):
+        elif media_type.endswith(("+zstd", ".zstd")):
             raise LayerError(f"a zstd layer ({media_type}) cannot be read here")
         else:
             stream = blob
-        found = list(_walk_tar(_Reader(stream, budget.spend)))
-        blob.drain()
-        return found
+        return list(_walk_tar(_Reader(stream, budget.spend)))
     path = annotations.get(FILEPATH_ANNOTATION)
     if not path:
         raise LayerError(
             f"a layer of type {media_type} that is neither a tar nor names its file ({FILEPATH_ANNOTATION})"
         )
-    reader = _Reader(blob, budget.spend)
-    digest_of, count = reader.hash_rest()
-    blob.drain()
+    digest_of, count = _Reader(blob, budget.spend).hash_rest()
     return [LayerFile(path, count, digest_of)]
 
 
@@ -101,11 +116,16 @@ class _CheckedBlob:
             self._hash.update(chunk)
             yield chunk
 
-    def drain(self) -> None:
-        for _chunk in self:
-            pass
+    def mismatch(self) -> str | None:
+        """Why the blob is not its descriptor's, or None; what is left of it is read first."""
+        try:
+            for _chunk in self:
+                pass
+        except LayerError as exc:
+            return str(exc)
         if self._count != self._size or "sha256:" + self._hash.hexdigest() != self._digest:
-            raise LayerError(f"the blob the registry sent for {self._digest[:19]}… is not that blob")
+            return f"the blob the registry sent for {self._digest[:19]}… is not that blob"
+        return None
 
 
 def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:

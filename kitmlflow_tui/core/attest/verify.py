@@ -194,7 +194,7 @@ def _check_layers(
             continue
         annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
         try:
-            files = layer_files(
+            contents = layer_files(
                 client.stream_blob(target.repository, digest), media_type, digest, size, annotations or {}, budget
             )
         except (LayerError, PushError) as exc:
@@ -202,7 +202,9 @@ def _check_layers(
             if isinstance(exc, LayerError) and budget.spent > budget.limit:
                 break
             continue
-        for file in files:
+        if contents.problem:
+            problems.append(f"layer {digest[:19]}…: {contents.problem}")
+        for file in contents.files:
             if file.path in held:
                 problems.append(f"{file.path} is in the layers twice")
             held[file.path] = file
