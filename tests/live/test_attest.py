@@ -348,6 +348,43 @@ def test_sync_sign_key_attests_each_pushed_version_and_not_the_alias_tag(
     assert len(found.envelopes) == 2  # one attestation, in its two layouts: the second sync added none
 
 
+# -- every packing path attests the same digests -------------------------------------------------------------------
+def attested_files(statement: bytes) -> dict[str, str]:
+    definition = json.loads(statement)["predicate"]["buildDefinition"]
+    return {d["name"]: d["digest"]["sha256"] for d in definition["resolvedDependencies"] if "uri" in d}
+
+
+@pytest.mark.timeout(600)
+def test_the_direct_the_folder_and_the_kit_path_attest_the_same_file_digests(live: LiveServer, tmp_path: Path) -> None:
+    from kitmlflow_tui.core.packing import find_kit
+
+    paths = {"direct": [], "folder": ["--compression", "gzip"]}
+    if find_kit() is not None:
+        paths["kit"] = ["--packer", "kit"]
+    else:
+        print("--packer kit not checked: the real kit binary is not installed (set KIT_BIN or put kit on PATH)")
+    found = {}
+    for name, extra in paths.items():
+        output = tmp_path / f"{name}.json"
+        out = run_cli(
+            "import", live.uri(), "-t", f"paths:{name}", "--yes", "--json", "--packer", "native", *extra,
+            "--attestation-output", str(output), env=environment(tmp_path / name),
+        )  # fmt: skip
+        assert out.code == 0, out.stderr
+        found[name] = attested_files(output.read_bytes())
+        assert set(found[name]) == {f["path"] for f in out.json["selected"]}
+    store = live.artifact_dir()
+    expected = {
+        path: hashlib.sha256((store / path).read_bytes()).hexdigest()
+        for path in found["direct"]
+        if (store / path).is_file()
+    }
+    assert len(expected) >= 9  # the run's own files (the logged model's live in its own store)
+    for name, files in found.items():
+        assert {path: files[path] for path in expected} == expected, name
+        assert files == found["direct"], name
+
+
 # -- bad input, before anything moves ---------------------------------------------------------------------------------
 @pytest.mark.timeout(300)
 def test_a_key_that_cannot_sign_is_exit_2_before_anything_is_downloaded(
