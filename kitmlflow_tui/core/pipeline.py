@@ -3,8 +3,8 @@
 The CLI and the wizard both call these functions; they only build the inputs and render the
 observer's events. Nothing here prints or imports Textual.
 
-Why one module of this size (about 530 lines): it is the data flow's one entry point, and each function is a
-few lines of sequencing over the step modules (the steps' own work lives in them). What is here beyond the
+Why one module of this size (about 650 lines): it is the data flow's one entry point, and each function is a
+few lines of sequencing over the step modules (the steps' own work lives in them; the attestation's in ``attest/``). What is here beyond the
 sequence is what only the core as a whole knows: the run cache and its lock (shared by the folder path, the
 direct import and the wizard's "delete what was kept"), and the check that every selected file is in a layer.
 """
@@ -394,11 +394,14 @@ def _stage(session: Session, cache: Path, stage: Path) -> None:
 def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
     """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure. With a signing
     key or an attestation output, the packed ModelKit's provenance attestation too (attached after a push)."""
+    from kitmlflow_tui.core.attest.keys import load_signing_key
+    from kitmlflow_tui.core.attest.produce import now_rfc3339
     from kitmlflow_tui.core.packing.kit_cli import choose_packer
 
     observer = observer or Observer()
-    started = _now()
-    key = signing_key(options)  # a key that cannot sign fails before a byte is downloaded (exit 2)
+    started = now_rfc3339()
+    # A key that cannot sign fails before a byte is downloaded (exit 2).
+    key = load_signing_key(options.sign_key) if options.sign_key is not None else None
     reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
     packer = choose_packer(options.packer)
@@ -418,74 +421,50 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     return result
 
 
-def signing_key(options: ImportOptions) -> SigningKey | None:
-    """The key --sign-key names, opened (its password from the environment); None without one."""
-    if options.sign_key is None:
-        return None
-    from kitmlflow_tui.core.attest.keys import load_signing_key
-
-    return load_signing_key(options.sign_key)
-
-
-def _now() -> str:
-    from kitmlflow_tui.core.attest.produce import now_rfc3339
-
-    return now_rfc3339()
-
-
 def _attestation(
     session: Session, options: ImportOptions, result: ImportResult, key: SigningKey | None, started: str
 ) -> Attestation:
     """The statement of the packed ModelKit (subject: its manifest, named by where it is pushed, else its local
     name), signed with ``key``, written to --attestation-output."""
-    import uuid
-
-    from kitmlflow_tui.core.attest.produce import make_attestation
-    from kitmlflow_tui.core.attest.statement import Invocation, StatementInput
-    from kitmlflow_tui.core.registry.local import read_local_modelkit
+    from kitmlflow_tui.core.attest.produce import ImportFacts, import_attestation
 
     assert result.provenance is not None
-    local = read_local_modelkit(options.tag, storage_root=options.storage_root)
-    named = options.push_to or options.tag
-    given = StatementInput(
-        subject_name=str(named).rsplit(":", 1)[0],
-        subject_digest=result.digest,
+    facts = ImportFacts(
+        tag=options.tag,
+        storage_root=options.storage_root,
+        subject_ref=options.push_to or options.tag,
         provenance=result.provenance,
         files=result.files,
         run_files={file.path: file.model for file in session.plan.selected},
-        config_media_type=local.config.media_type,
-        config_digest=local.config.digest,
-        invocation=Invocation(str(uuid.uuid4()), started, _now()),
-        # The ModelPack option adds ImportOptions.format; a ModelKit until then.
-        format=str(getattr(options, "format", "modelkit")),
         kitfile_sha256=result.kitfile_sha256,
         packer=result.packer,
         compression=options.compression,
+        format=str(getattr(options, "format", "modelkit")),  # the ModelPack option adds ImportOptions.format
+        started_on=started,
     )
-    return make_attestation(given, key, options.attestation_output)
+    return import_attestation(facts, key, options.attestation_output)
 
 
 def _attach(result: ImportResult, options: ImportOptions, observer: Observer) -> Attestation:
     """Attach the signed attestation to the pushed manifest; on failure the ModelKit is pushed, unattested."""
-    from kitmlflow_tui.core.attest.attach import Subject
-    from kitmlflow_tui.core.attest.produce import attach_attestation
+    from kitmlflow_tui.core.attest.produce import attach_to_pushed
     from kitmlflow_tui.core.registry import RegistryClient
     from kitmlflow_tui.core.registry.local import read_local_modelkit
 
-    assert options.push_to is not None and result.attestation is not None
+    assert options.push_to is not None and result.attestation is not None and result.attestation.envelope is not None
     observer.step("attest", f"Attaching the signed attestation to {options.push_to}")
     local = read_local_modelkit(options.tag, storage_root=options.storage_root)
-    subject = Subject(local.manifest.digest, local.manifest.media_type, len(local.manifest_bytes))
     on_note = lambda message: observer.step("note", message)  # noqa: E731
     try:
         with RegistryClient.connect(options.push_to.registry, options.registry, on_note=on_note) as client:
-            return attach_attestation(client, options.push_to.repository, subject, result.attestation)
+            attached = attach_to_pushed(client, options.push_to.repository, local, result.attestation.envelope)
     except KitmlflowError as exc:
-        attached = (
+        unattested = (
             f"{options.push_to} is pushed, without its attestation; a re-run attaches it (nothing else is sent again)."
         )
-        exc.hint = f"{exc.hint}\n{attached}" if exc.hint else attached
+        exc.hint = f"{exc.hint}\n{unattested}" if exc.hint else unattested
         raise
+    return dataclasses.replace(result.attestation, attached=attached)
 
 
 def push(result: ImportResult, options: ImportOptions, observer: Observer, cancel: threading.Event) -> PushResult:

@@ -701,18 +701,14 @@ def _attach(
     context: _Context, item: _Wanted, local: LocalModelKit, envelope: Envelope, observer: pipeline.Observer
 ) -> dict[str, Any]:
     """Attach a pushed version's signed attestation to its manifest; what went where, for the record."""
-    from kitmlflow_tui.core.attest.attach import Subject, attach_envelope
-    from kitmlflow_tui.core.attest.produce import now_rfc3339
+    from kitmlflow_tui.core.attest.produce import attach_to_pushed
     from kitmlflow_tui.core.attest.statement import PREDICATE_TYPE
 
     observer.step("attest", f"Attaching the signed attestation to {item.ref}")
-    subject = Subject(local.manifest.digest, local.manifest.media_type, len(local.manifest_bytes))
-    attached = attach_envelope(
-        context.client, context.options.target.repository, subject, envelope, PREDICATE_TYPE, created=now_rfc3339()
-    )
+    attached = attach_to_pushed(context.client, context.options.target.repository, local, envelope)
     return {
         "predicate_type": PREDICATE_TYPE,
-        "subject_digest": subject.digest,
+        "subject_digest": local.manifest.digest,
         "attached": [{"layout": a.layout, "digest": a.digest, "where": a.where} for a in attached],
     }
 
