@@ -22,6 +22,18 @@ class LocalPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a profile: the saved names (a listing of the profiles folder, nothing heavier), or the
+    shell's own file completion once the value is a path (it holds a ``/``)."""
+    from click.shell_completion import CompletionItem
+
+    from kitmlflow_tui.core.selection.profiles import list_profiles
+
+    if "/" in incomplete:
+        return [CompletionItem(incomplete, type="file")]
+    return [CompletionItem(name) for name in list_profiles() if name.startswith(incomplete)]
+
+
 def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -35,7 +47,12 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Leave out matching files (repeatable; wins over --include).",
         ),
         click.option("--max-file-size", metavar="SIZE", help="Leave out files larger than SIZE (500MB, 2GiB)."),
-        click.option("--profile", metavar="NAME|PATH", help="A saved filter profile; flags add to it."),
+        click.option(
+            "--profile",
+            metavar="NAME|PATH",
+            shell_complete=complete_profiles,
+            help="A saved filter profile; flags add to it.",
+        ),
         click.option(
             "--tracking-uri",
             metavar="URI",
