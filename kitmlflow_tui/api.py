@@ -654,7 +654,7 @@ def _import_report(session: Session, result: ImportResult) -> ImportReport:
         downloaded_bytes=result.download.downloaded_bytes,
         reused_bytes=result.download.reused_bytes,
         pushed=result.pushed,
-        warnings=tuple(getattr(result, "warnings", ())),
+        warnings=tuple(getattr(result, "warnings", ())),  # a core that warns says so on its result
     )
 
 

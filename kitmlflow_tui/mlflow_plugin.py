@@ -91,8 +91,8 @@ class KitOpsDeploymentClient(BaseDeploymentClient):
         config: dict | None = None,
         endpoint: str | None = None,
     ) -> dict[str, Any]:
-        """Push again: the model given, else the version the tag records (a re-import of the same version,
-        with this kitmlflow and these options); the tag is replaced whatever it held."""
+        """Push again: the model given, else the one the tag records (its alias, which may point at another
+        version now, else its version); the tag is replaced whatever it held."""
         with _as_mlflow_errors():
             settings = _settings(config)
             if model_uri is None:
@@ -164,8 +164,13 @@ class KitOpsDeploymentClient(BaseDeploymentClient):
                 if provenance is not None:
                     found.update(tracking_uri=provenance.tracking_uri, run_id=provenance.run.id)
                     registered = provenance.registered_model
-                    if registered is not None:
-                        found["model_uri"] = f"models:/{registered.name}/{registered.version}"
+                    if registered is not None:  # an alias is kept: an update follows it to its version now
+                        found["model_version"] = registered.version
+                        found["model_uri"] = (
+                            f"models:/{registered.name}@{registered.alias}"
+                            if registered.alias
+                            else f"models:/{registered.name}/{registered.version}"
+                        )
         return found
 
     # -- delete, predict: what a registry is not ---------------------------------------------------------------

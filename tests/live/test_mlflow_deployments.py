@@ -133,6 +133,30 @@ def test_mlflow_deployments_create_get_list_update_delete_predict(
 
 
 @pytest.mark.timeout(300)
+def test_run_local_packs_into_kits_local_storage_and_pushes_nothing(
+    live: LiveServer, registry: Registry, isolated_env: Path
+) -> None:
+    from kitmlflow_tui.core.modelkit_reference import parse_push_reference
+    from kitmlflow_tui.core.registry.local import read_local_modelkit
+
+    mark = registry.mark()
+    local = mlflow(
+        live,
+        "run-local",
+        "-t",
+        f"kitops:/{registry.host}/ml/local",
+        "--name",
+        "v1",
+        "-m",
+        f"models:/{live.model_name}/1",
+    )
+    assert local.returncode == 0, local.stderr
+    packed = read_local_modelkit(parse_push_reference(f"{registry.host}/ml/local:v1"))  # KITOPS_HOME: isolated_env
+    assert packed.reference == f"{registry.host}/ml/local:v1"
+    assert [entry for entry in registry.since(mark) if entry[0] not in ("GET", "HEAD")] == []
+
+
+@pytest.mark.timeout(300)
 def test_target_help_and_bad_input_name_what_to_do(live: LiveServer, registry: Registry, isolated_env: Path) -> None:
     helped = mlflow(live, "help", "-t", "kitops")
     assert helped.returncode == 0 and "kitops:/REGISTRY/REPOSITORY" in helped.stdout
