@@ -48,7 +48,7 @@ Config (-C KEY=VALUE): {", ".join(CONFIG_KEYS)}; include, exclude and authors ta
 plain_http, tls_verify and force take true/false.
 Credentials: `kitmlflow login REGISTRY` (or `kit login`). get/list read the registry's tags; delete refuses unless
 -C force=true; predict does not apply (a registry does not serve predictions). run-local packs into kit's local
-storage without pushing.
+storage without pushing, under --name as the ModelKit's reference (churn:v3; MLflow gives run-local no target).
 """
 
 
@@ -56,11 +56,20 @@ def target_help() -> str:
     return HELP
 
 
-def run_local(target: str, name: str, model_uri: str, flavor: str | None = None, config: dict | None = None) -> None:
-    """The local counterpart of ``create``: the ModelKit packed into kit's local storage, not pushed."""
-    client = KitOpsDeploymentClient(target)
+def run_local(name: str, model_uri: str, flavor: str | None = None, config: dict | None = None) -> None:
+    """``mlflow deployments run-local``: the ModelKit packed into kit's local storage, not pushed. MLflow hands a
+    plugin's ``run_local`` no target, so ``--name`` is the ModelKit's reference (``churn:v3``,
+    ``registry.example.com/ml/churn:v3`` for a later ``kit push``)."""
+    from kitmlflow_tui.api import import_modelkit
+
     with _as_mlflow_errors():
-        client._import(name, model_uri, flavor, config, push=False)
+        settings = _settings(config)
+        if settings.pop("tag", None):
+            raise BadInputError("run-local packs under --name, a ModelKit reference (churn:v3): -C tag does not apply.")
+        chosen = _format(flavor, settings.pop("format", None))
+        if chosen != "modelkit":
+            settings["format"] = chosen
+        import_modelkit(_reference_text(model_uri), name, **settings)
 
 
 class KitOpsDeploymentClient(BaseDeploymentClient):
@@ -81,7 +90,7 @@ class KitOpsDeploymentClient(BaseDeploymentClient):
         endpoint: str | None = None,
     ) -> dict[str, Any]:
         with _as_mlflow_errors():
-            return self._import(name, model_uri, flavor, config, push=True)
+            return self._import(name, model_uri, flavor, config)
 
     def update_deployment(
         self,
@@ -100,11 +109,9 @@ class KitOpsDeploymentClient(BaseDeploymentClient):
                 model_uri = held.get("model_uri")
                 if not model_uri:
                     raise BadInputError(f"{held['reference']} records no MLflow model version to push again; give -m.")
-            return self._import(name, model_uri, flavor, {**(config or {}), "force": "true"}, push=True)
+            return self._import(name, model_uri, flavor, {**(config or {}), "force": "true"})
 
-    def _import(
-        self, name: str, model_uri: str, flavor: str | None, config: dict | None, *, push: bool
-    ) -> dict[str, Any]:
+    def _import(self, name: str, model_uri: str, flavor: str | None, config: dict | None) -> dict[str, Any]:
         from kitmlflow_tui.api import import_modelkit
 
         settings = _settings(config)
@@ -112,14 +119,14 @@ class KitOpsDeploymentClient(BaseDeploymentClient):
         chosen = _format(flavor, settings.pop("format", None))
         if chosen != "modelkit":
             settings["format"] = chosen
-        report = import_modelkit(_reference_text(model_uri), str(self.target.ref(tag)), push=push, **settings)
-        pushed = report.pushed
+        report = import_modelkit(_reference_text(model_uri), str(self.target.ref(tag)), push=True, **settings)
+        assert report.pushed is not None
         return {
             "name": name,
             "flavor": chosen,
             "tag": tag,
-            "reference": pushed.reference if pushed is not None else report.reference,
-            "digest": pushed.digest if pushed is not None else report.digest,
+            "reference": report.pushed.reference,
+            "digest": report.pushed.digest,
             "model_uri": model_uri,
             "run_id": report.run.run_id,
         }
