@@ -107,7 +107,7 @@ def import_command(
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
-            kitfile = pipeline.preview_kitfile(session, import_options, renderer)
+            kitfile = pipeline.preview_kitfile(session, import_options)
             document["kitfile"] = kitfile.to_dict()
             _show_kitfile(out, kitfile)
             out.document(document)
