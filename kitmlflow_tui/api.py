@@ -327,7 +327,7 @@ class PlannedImport:
         """The dry run: the Kitfile the import would write (only the few small files it reads are fetched)."""
         from kitmlflow_tui.core import pipeline
 
-        kitfile = pipeline.preview_kitfile(self.session, self.request.options, self.observer)
+        kitfile = pipeline.preview_kitfile(self.session, self.request.options)
         return ImportReport(*_plan_fields(self.session), kitfile=kitfile, dry_run=True)
 
     def run(self) -> ImportReport:

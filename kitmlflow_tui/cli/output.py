@@ -4,13 +4,13 @@ mapped to its exit code with every secret scrubbed. Only this package and the wi
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
     except (click.exceptions.ClickException, click.exceptions.Abort):
         raise  # click's own (a prompt answered with Ctrl-D, a usage error): click reports them
     except Exception as exc:  # a bug: still one line, and with --json still a document
-        if os.environ.get("KITMLFLOW_DEBUG"):
+        if settings.DEBUG.raw():
             raise
         error = as_kitmlflow_error(exc)
         error.hint = "This is a bug in kitmlflow: please report it (KITMLFLOW_DEBUG=1 shows the traceback)."
@@ -160,4 +160,4 @@ def show_plan(out: Output, report: PlanReport) -> None:
 def progress_renderer(out: Output):
     from kitmlflow_tui.cli.progress import ProgressRenderer
 
-    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not settings.CI.raw())

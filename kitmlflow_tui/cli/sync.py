@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,6 +20,7 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, SyncFailedError
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
 def _sync_lines(out: Output):
     from kitmlflow_tui.cli.progress import SyncLines
 
-    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not settings.CI.raw())
 
 
 def _show_sync_summary(out: Output, result) -> None:

@@ -44,6 +44,7 @@ from kitmlflow_tui.core.errors import (
     InterruptedByUser,
     KitmlflowError,
     NotFoundError,
+    PushError,
     RunNotFinishedError,
     as_kitmlflow_error,
     scrub_secrets,
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
 DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
-CONFLICT_EXIT_CODE = 9  # the push did not happen (exit 9: push to the registry failed)
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -393,7 +393,7 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
             reason = f"not moved: {alias_ref.tag} is the tag of version {version_tags[alias_ref.tag]} (--tag-template)"
             add(
                 SyncRecord(
-                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=CONFLICT_EXIT_CODE
+                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=PushError.exit_code
                 )
             )
             continue
@@ -506,7 +506,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
                 run_id=run_id,
                 digest=held.manifest.digest,
                 size=held.size,
-                exit_code=CONFLICT_EXIT_CODE,
+                exit_code=PushError.exit_code,
             )
         replacing = f"replacing {held.describe()} (--force)"
 
@@ -569,7 +569,7 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
                 f"{item.tag} holds {held.describe()}, which is not the alias's tag to move; left as it is "
                 "(--force replaces it)",
                 digest=held.manifest.digest,
-                exit_code=CONFLICT_EXIT_CODE,
+                exit_code=PushError.exit_code,
             )
     was = f" (was {held.describe()})" if held is not None else ""
     if options.dry_run or digest is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue.records import (
     ArtifactTree,
     ExperimentSummary,
@@ -123,9 +124,7 @@ def no_server_configured(folder: Path) -> BadInputError:
 
 def planned_tracking_uri(reference: Reference | None, tracking_uri_flag: str | None) -> str | None:
     """Where the wizard will connect, when that is known without importing MLflow (for the first paint)."""
-    import os
-
-    return (reference.tracking_uri if reference else None) or tracking_uri_flag or os.environ.get("MLFLOW_TRACKING_URI")
+    return (reference.tracking_uri if reference else None) or tracking_uri_flag or settings.TRACKING_URI.raw()
 
 
 class CatalogueBackend:

@@ -13,6 +13,7 @@ import importlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import AuthError, DownloadError
 from kitmlflow_tui.core.reference import redact_uri
 
@@ -187,9 +188,7 @@ def _require(kind: StoreKind, subject: str, *, hint: str | None) -> None:
 
 
 def _azure_key_given() -> bool:
-    import os
-
-    return "AZURE_STORAGE_CONNECTION_STRING" in os.environ or "AZURE_STORAGE_ACCESS_KEY" in os.environ
+    return settings.is_set("AZURE_STORAGE_CONNECTION_STRING") or settings.is_set("AZURE_STORAGE_ACCESS_KEY")
 
 
 def credentials_error(uri: str, detail: str) -> AuthError:
