@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from kitmlflow_tui.core.provenance import read_provenance
+from kitmlflow_tui.core.registry.client import TagListing
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.live import LiveServer
 from tests.support.registry_servers import Registry, manifest_puts, module_registry, registry_available
@@ -100,6 +101,18 @@ def test_mlflow_deployments_create_get_list_update_delete_predict(
     assert recorded is not None and recorded.registered_model is not None
     assert recorded.registered_model.alias == "champion"
     assert list(recorded.filter["exclude"]) == ["requirements.txt", "*.yaml"]
+
+    # The listing under `list`: distribution 2.8 ignores the page size (n) and sends every tag in one answer,
+    # which ends the listing (no second request); the bound still holds.
+    from kitmlflow_tui.core.registry import RegistryClient
+
+    with RegistryClient.connect(registry.host) as client:
+        mark = registry.mark()
+        assert sorted(client.list_tags("ml/churn", page_size=1).tags) == ["champion", "churn"]
+        assert len([e for e in registry.since(mark) if "/tags/list" in e[1]]) == 1
+        bounded = client.list_tags("ml/churn", limit=1)
+        assert bounded.truncated and len(bounded.tags) == 1
+        assert client.list_tags("ml/nothing-here") == TagListing((), False)
 
     got = mlflow(live, "get", "-t", target, "--name", "churn")
     assert got.returncode == 0, got.stderr

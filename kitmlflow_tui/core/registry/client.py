@@ -294,13 +294,15 @@ class RegistryClient:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or OCI_MANIFEST
         return RemoteManifest(digest, media_type, data)
 
-    def list_tags(self, repository: str, *, limit: int = MAX_LISTED_TAGS) -> TagListing:
+    def list_tags(
+        self, repository: str, *, limit: int = MAX_LISTED_TAGS, page_size: int = TAGS_PAGE_SIZE
+    ) -> TagListing:
         """The repository's tags (``GET /v2/<name>/tags/list``), page by page (``n``, then the ``Link`` the
-        registry sends, or ``last`` = the page's last tag), at most ``limit`` of them; every page is bounded
-        in bytes. A repository the registry does not know has no tags. A page that repeats the previous one,
+        registry sends, or ``last`` = the page's last tag; a registry that ignores ``n`` sends them all at once),
+        at most ``limit`` of them; every page is bounded in bytes. A repository the registry does not know has no tags. A page that repeats the previous one,
         or a next page on another host, ends the listing as an error rather than a loop or a leak."""
         tags: list[str] = []
-        url: str | None = f"/v2/{repository}/tags/list?" + urlencode({"n": TAGS_PAGE_SIZE})
+        url: str | None = f"/v2/{repository}/tags/list?" + urlencode({"n": page_size})
         seen: set[str] = set()
         while url is not None and len(tags) < limit:
             if url in seen:
@@ -321,19 +323,19 @@ class RegistryClient:
             if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
                 raise PushError(f"The registry {self.registry} sent a tag list of {repository} without names.")
             tags.extend(names)
-            url = self._next_tags_page(repository, link, names)
+            url = self._next_tags_page(repository, link, names, page_size)
         return TagListing(tuple(tags[:limit]), url is not None or len(tags) > limit)
 
-    def _next_tags_page(self, repository: str, link: str, names: list[str]) -> str | None:
+    def _next_tags_page(self, repository: str, link: str, names: list[str], page_size: int) -> str | None:
         found = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', link)
         if found:
             target = urljoin(self.base_url + "/", found.group(1))
             if not self._same_host(target):
                 raise PushError(f"The registry {self.registry} points its next tag page at another host.")
             return target
-        if len(names) < TAGS_PAGE_SIZE:  # a short page without a Link is the last one
+        if len(names) != page_size:  # a short page is the last; a longer one, every tag (distribution 2.8 ignores n)
             return None
-        return f"/v2/{repository}/tags/list?" + urlencode({"n": TAGS_PAGE_SIZE, "last": names[-1]})
+        return f"/v2/{repository}/tags/list?" + urlencode({"n": page_size, "last": names[-1]})
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
         """Store a manifest under a tag (or its digest); returns its digest, checked against the registry's."""
