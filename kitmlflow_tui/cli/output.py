@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.api import PlanReport
 
 
 class Output:
@@ -96,9 +100,9 @@ def size_text(size: int | None) -> str:
     return format_size(size)
 
 
-def plan_document(session) -> dict:
-    run = session.resolved.run
-    plan = session.plan
+def plan_document(report: PlanReport) -> dict:
+    run = report.run
+    plan = report.plan
     document: dict = {
         "run": {
             "tracking_uri": run.tracking_uri,
@@ -113,12 +117,10 @@ def plan_document(session) -> dict:
         "selected_bytes": plan.selected_bytes,
         "total_bytes": plan.total_bytes,
         "filter": plan.spec.summary(),
-        "logged_models": [
-            {"id": m.model_id, "name": m.name, "folder": m.folder} for m in session.resolved.tree.logged_models
-        ],
+        "logged_models": [{"id": m.model_id, "name": m.name, "folder": m.folder} for m in report.logged_models],
     }
-    if session.resolved.registered:
-        reg = session.resolved.registered
+    if report.registered_model:
+        reg = report.registered_model
         document["registered_model"] = {"name": reg.name, "version": reg.version, "alias": reg.alias}
     return document
 
@@ -126,11 +128,11 @@ def plan_document(session) -> dict:
 PLAN_ROWS = 40
 
 
-def show_plan(out: Output, session) -> None:
+def show_plan(out: Output, report: PlanReport) -> None:
     from rich.table import Table
 
-    plan = session.plan
-    run = session.resolved.run
+    plan = report.plan
+    run = report.run
     console = out.console
     console.print(
         f"Run [bold]{escape(scrub_secrets(run.run_name))}[/] ({escape(run.run_id)}) · "

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from kitmlflow_tui.api import SyncRequest, prepare_sync
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.options import (
-    build_spec,
     filter_options,
     pack_options,
-    package_overrides,
-    parse_uri,
+    registry_arguments,
     registry_options,
-    registry_settings,
 )
 from kitmlflow_tui.cli.output import (
     Output,
@@ -24,7 +21,10 @@ from kitmlflow_tui.cli.output import (
     run_guarded,
 )
 from kitmlflow_tui.core import settings
-from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, SyncFailedError
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.sync import SyncObserver, SyncResult
 
 
 @cli.command(context_settings=CONTEXT)
@@ -53,32 +53,22 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
     """
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.core import sync as core
-        from kitmlflow_tui.core.reference import ModelRef
-
-        reference = parse_uri(uri, all_versions=True)
-        if not isinstance(reference, ModelRef):
-            raise BadInputError(
-                "kitmlflow sync takes a registered model: mlflow://[host/]models/NAME[@ALIAS|/VERSION].",
-                hint="To import and push one run: kitmlflow import URI -t REGISTRY/REPO:TAG --yes --push.",
-            )
-        spec, profile = build_spec(
-            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
-        )
-        sync_options = core.SyncOptions(
-            target=core.parse_target(to),
-            spec=spec,
-            template=core.TagTemplate.parse(tag_template),
-            registry=registry_settings(options),
+        request = prepare_sync(
+            uri,
+            to,
+            tag_template=tag_template,
+            include=options["includes"],
+            exclude=options["excludes"],
+            max_file_size=options["max_file_size"],
+            profile=options["profile"],
             force=force,
             dry_run=dry_run,
+            tracking_uri=options["tracking_uri"],
+            jobs=options["jobs"],
             packer=options["packer"],
             compression=options["compression"],
-            overrides=package_overrides(profile, None, ()),
-            jobs=options["jobs"],
-            tracking_uri_flag=options["tracking_uri"],
+            **registry_arguments(True, options),
         )
-        core.check_sync(reference, sync_options)
         if not dry_run and not options["yes"]:
             if not interactive():
                 raise BadInputError(
@@ -86,11 +76,11 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
                     hint="Add --yes, or --dry-run to see what it would do.",
                 )
             out.console.print("[bold]What the sync would do[/]")
-            preview = core.run_sync(reference, replace(sync_options, dry_run=True), _sync_lines(out))
+            preview = _records(request.dry_run(), _sync_lines(out))
             _show_sync_summary(out, preview)
             if not click.confirm("Go ahead?", default=True, err=True):
                 raise InterruptedByUser("Nothing changed.")
-        result = core.run_sync(reference, sync_options, _sync_lines(out))
+        result = _records(request, _sync_lines(out))
         _show_sync_summary(out, result)
         out.document(
             {
@@ -105,6 +95,14 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
         return result.exit_code
 
     run_guarded(options["as_json"], body)
+
+
+def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
+    """The sync's result, also when versions failed: the records say what happened to each."""
+    try:
+        return request.run(observer)
+    except SyncFailedError as failed:
+        return failed.result
 
 
 def _sync_lines(out: Output):

@@ -6,7 +6,12 @@ hint saying what to do), and are turned into text only by the CLI and the TUI.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kitmlflow_tui.core import settings
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.sync import SyncResult
 
 
 class KitmlflowError(Exception):
@@ -74,6 +79,23 @@ class PushError(KitmlflowError):
     """Pushing to a registry failed after it answered; the ModelKit stays in local storage."""
 
     exit_code = 9
+
+
+class SyncFailedError(KitmlflowError):
+    """A sync tried every version and left some out of step (failed, in conflict): its exit code is the first
+    such record's, as the command's; ``result`` holds every record. Raised by the Python API, where a result
+    with failures must not pass for a success; the command line reports the records themselves."""
+
+    def __init__(self, result: SyncResult) -> None:
+        failed = [record for record in result.records if record.exit_code]
+        first = failed[0]
+        super().__init__(
+            f"{len(failed)} of {len(result.records)} records of {result.model} → {result.target} are not in step; "
+            f"version {first.version} ({first.tag}): {first.reason}",
+            hint=first.hint,
+        )
+        self.exit_code = result.exit_code
+        self.result = result
 
 
 class InterruptedByUser(KitmlflowError):

@@ -31,7 +31,7 @@ from kitmlflow_tui.core.catalogue.records import (
     RunQuery,
     RunSummary,
 )
-from kitmlflow_tui.core.download.stores import require_client_library
+from kitmlflow_tui.core.download.stores import require_client_library, require_tracking_library
 from kitmlflow_tui.core.errors import BadInputError, NotFoundError, RunNotFinishedError
 from kitmlflow_tui.core.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
 
@@ -94,6 +94,7 @@ class Catalogue:
     """The MLflow gateway: experiments, runs, registered models and artifact trees of one server."""
 
     def __init__(self, tracking_uri: str, *, jobs: int = 8) -> None:
+        require_tracking_library(tracking_uri)  # exit 7 naming kitmlflow[local], before MLflow is imported
         configure_http(pool_size=max(jobs, 10))
         check_reachable(tracking_uri)
         from mlflow import MlflowClient
