@@ -14,26 +14,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from kitmlflow_tui.core import settings
-from kitmlflow_tui.core.catalogue.records import (
-    ArtifactTree,
-    ExperimentSummary,
-    LevelEntry,
-    LoggedModelInfo,
-    RegisteredModelInfo,
-    RunInfo,
-    RunPage,
-    RunQuery,
-)
 from kitmlflow_tui.core.errors import BadInputError
-from kitmlflow_tui.core.reference import ModelRef, Reference
-from kitmlflow_tui.core.selection.plan import FilterSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the wizard's first paint imports this module: the catalogue's package stays unloaded
     from kitmlflow_tui.core.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue.records import (
+        ArtifactTree,
+        ExperimentSummary,
+        LevelEntry,
+        LoggedModelInfo,
+        RegisteredModelInfo,
+        RunInfo,
+        RunPage,
+        RunQuery,
+    )
     from kitmlflow_tui.core.kitfile import KitfileOverrides
     from kitmlflow_tui.core.modelkit_reference import ModelKitRef
     from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
+    from kitmlflow_tui.core.reference import ModelRef, Reference
     from kitmlflow_tui.core.registry import PushResult, StoredCredential
+    from kitmlflow_tui.core.selection.plan import FilterSpec
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Formatting shared by the screens: times (UTC, no clock), durations, statuses, sizes, errors."""
+"""Formatting shared by the screens: times (UTC, no clock), durations, statuses, counts, errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.text import Text
 
 from kitmlflow_tui.core.errors import KitmlflowError, scrub_secrets
-from kitmlflow_tui.core.selection.plan import format_size
 
 
 def markup_text(markup: str) -> Text:
@@ -96,7 +95,6 @@ __all__ = [
     "format_duration",
     "format_metric",
     "format_seconds",
-    "format_size",
     "format_time",
     "not_finished_reason",
     "status_text",

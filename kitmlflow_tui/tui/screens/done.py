@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from kitmlflow_tui.core.selection.plan import format_size
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
@@ -79,6 +80,9 @@ class DoneScreen(WizardScreen):
             commands, notes = self.next_commands()
             yield CommandView("[b]Next[/]", commands, notes=notes, indent="  ", id="done-next")
             yield Static("[dim]esc another import (back to the runs) · ctrl+y copies the unpack command · q quits[/]")
+
+    def action_back(self) -> None:
+        self.post_message(messages.AnotherImportRequested())
 
     def unpack_command(self) -> str:
         """What Ctrl+Y copies: the unpack command on one line."""

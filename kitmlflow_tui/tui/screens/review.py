@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
@@ -11,7 +11,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
@@ -20,11 +19,14 @@ from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference, parse_push_reference
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.core.selection.profiles import PackageDefaults
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import draft_words, one_line
+from kitmlflow_tui.tui.messages import ReviewFields, split_authors
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count, error_markup
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
+from kitmlflow_tui.tui.widgets.reference_input import ReferenceInput
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
@@ -40,39 +42,6 @@ LABELS = {
     "description": "Description",
     "authors": "Authors",
 }
-
-
-@dataclass(frozen=True)
-class ReviewFields:
-    """The review's fields as typed; the App keeps them, so a trip back to the artifacts loses none."""
-
-    tag: str = ""
-    push_to: str = ""  # a registry reference; empty: local storage only
-    name: str = ""
-    version: str = ""
-    description: str = ""
-    authors: str = ""  # comma-separated
-    package: PackageDefaults | None = None  # the profile defaults the fields were started from
-
-    def with_package(self, package: PackageDefaults) -> ReviewFields:
-        """A newly loaded profile's description and authors replace the ones typed before."""
-        if package == self.package:
-            return self
-        return replace(
-            self,
-            description=package.description or self.description,
-            authors=", ".join(package.authors) or self.authors,
-            package=package,
-        )
-
-    def package_defaults(self) -> PackageDefaults:
-        """Description and authors as a profile's Kitfile defaults (the licence of the loaded profile kept)."""
-        license = self.package.license if self.package else None
-        return PackageDefaults(self.description or None, split_authors(self.authors), license)
-
-
-def split_authors(text: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in text.split(",") if a.strip())
 
 
 def default_tag(run: RunInfo) -> str:
@@ -104,20 +73,6 @@ class ReviewScreen(WizardScreen):
         Binding("ctrl+y", "copy_command", "Copy command", priority=True),
         Binding("escape", "back", "Back"),
     ]
-
-    class ImportRequested(Message):
-        """The review is done: the App runs the import of this choice."""
-
-        def __init__(self, choice: ImportChoice) -> None:
-            super().__init__()
-            self.choice = choice
-
-    class Edited(Message):
-        """A field changed: the App keeps the fields for the next review of this run."""
-
-        def __init__(self, run_id: str, fields: ReviewFields) -> None:
-            super().__init__()
-            self.run_id, self.fields = run_id, fields
 
     def __init__(
         self,
@@ -152,7 +107,8 @@ class ReviewScreen(WizardScreen):
                 for key, label in LABELS.items():
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
-                        yield Input(
+                        field = ReferenceInput if key in ("tag", "push_to") else Input
+                        yield field(
                             getattr(start, key), placeholder=self._placeholder(key), id=f"field-{key}", compact=True
                         )
                 yield Static("", id="tag-error", classes="error-line")
@@ -247,7 +203,7 @@ class ReviewScreen(WizardScreen):
 
     @on(Input.Changed)
     def changed(self, event: Input.Changed) -> None:
-        self.post_message(self.Edited(self.run.run_id, self.fields()))
+        self.post_message(messages.ReviewEdited(self.run.run_id, self.fields()))
         if event.input.id == "field-push_to":
             self.check_push_to()
         self.show_command()
@@ -420,4 +376,4 @@ class ReviewScreen(WizardScreen):
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")
             return
-        self.post_message(self.ImportRequested(self.choice()))
+        self.post_message(messages.ImportRequested(self.choice()))
