@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.text import Text
 
 from kitmlflow_tui.core.errors import KitmlflowError, scrub_secrets
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.catalogue.records import RegisteredModelInfo
 
 
 def markup_text(markup: str) -> Text:
@@ -83,6 +87,13 @@ def format_metric(value: float | None) -> str:
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+def model_version(registered: RegisteredModelInfo) -> str:
+    """``churn@champion (version 3)`` for a model opened by its alias, ``churn version 3`` by its number."""
+    if registered.alias:
+        return f"{registered.name}@{registered.alias} (version {registered.version})"
+    return f"{registered.name} version {registered.version}"
 
 
 def count(number: int, word: str, plural: str | None = None) -> str:

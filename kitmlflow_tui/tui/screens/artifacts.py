@@ -20,7 +20,14 @@ from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.dialogs import ConfirmScreen, GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import BIG_BYTES, BIG_SHARE, ArtifactBrowser
-from kitmlflow_tui.tui.text import count, display_path, format_time, not_finished_reason, status_text
+from kitmlflow_tui.tui.text import (
+    count,
+    display_path,
+    format_time,
+    model_version,
+    not_finished_reason,
+    status_text,
+)
 from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
 
 
@@ -130,7 +137,7 @@ class ArtifactsScreen(WizardScreen):
             f" · [dim]{escape(run.experiment_name)}[/]"
         )
         if self.registered is not None:
-            head += f"\nregistered model [b]{escape(self.registered.name)}[/] version {self.registered.version}"
+            head += f"\nregistered model [b]{escape(model_version(self.registered))}[/]"
         reason = not_finished_reason(run.status)
         if reason:
             head += f"\n[$warning]This run is {escape(reason)}.[/]"

@@ -24,7 +24,7 @@ from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import draft_words, one_line
 from kitmlflow_tui.tui.messages import ReviewFields, split_authors
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.text import count, error_markup
+from kitmlflow_tui.tui.text import count, error_markup, model_version
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 from kitmlflow_tui.tui.widgets.reference_input import ReferenceInput
 
@@ -44,9 +44,19 @@ LABELS = {
 }
 
 
-def default_tag(run: RunInfo) -> str:
-    repository = re.sub(r"[^a-z0-9._-]+", "-", (run.run_name or "model").lower()).strip("-._") or "model"
-    return f"{repository}:{run.run_id[:8]}"
+def default_tag(run: RunInfo, registered: RegisteredModelInfo | None = None) -> str:
+    """The run's name and id (``resnet18:1fb16229``); for a registered model its name and the alias or
+    version it was opened by (``churn:champion``, ``churn:v3``: the tags ``kitmlflow sync`` gives)."""
+    if registered is not None:
+        label = registered.alias or f"v{registered.version}"
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).lstrip(".-")[:128] or f"v{registered.version}"
+        return f"{repository_name(registered.name)}:{tag}"
+    return f"{repository_name(run.run_name)}:{run.run_id[:8]}"
+
+
+def repository_name(name: str) -> str:
+    """A name as a ModelKit repository: lowercase letters, digits and ``._-``."""
+    return re.sub(r"[^a-z0-9._-]+", "-", (name or "model").lower()).strip("-._") or "model"
 
 
 def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
@@ -98,6 +108,8 @@ class ReviewScreen(WizardScreen):
         self._debounce: Timer | None = None
 
     def where(self) -> str:
+        if self.registered is not None:  # first: the step line cuts its end at 80 columns
+            return f"{model_version(self.registered)} · {self.wizard.display_uri}"
         return f"{self.wizard.display_uri} · {self.run.run_name}"
 
     def compose_body(self) -> ComposeResult:
@@ -128,7 +140,7 @@ class ReviewScreen(WizardScreen):
         if self.initial_fields is not None:
             return self.initial_fields.with_package(self.package)
         return ReviewFields(
-            tag=self.wizard.initial_tag or default_tag(self.run),
+            tag=self.wizard.initial_tag or default_tag(self.run, self.registered),
             push_to=self.wizard.initial_push_to or "",
             description=self.package.description or "",
             authors=", ".join(self.package.authors),
