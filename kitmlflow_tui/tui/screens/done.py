@@ -79,7 +79,10 @@ class DoneScreen(WizardScreen):
             yield Static(table, id="done-facts")
             commands, notes = self.next_commands()
             yield CommandView("[b]Next[/]", commands, notes=notes, indent="  ", id="done-next")
-            yield Static("[dim]esc another import (back to the runs) · ctrl+y copies the unpack command · q quits[/]")
+            yield Static(
+                "[dim]esc another import (back to the runs) · ctrl+y copies the unpack command · q quits[/]",
+                id="done-hint",
+            )
 
     def action_back(self) -> None:
         self.post_message(messages.AnotherImportRequested())
