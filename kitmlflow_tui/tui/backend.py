@@ -183,7 +183,8 @@ class CatalogueBackend:
     def push(
         self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
     ) -> PushResult:
-        """Push again what an import packed (its push failed): only the registry's missing blobs move."""
+        """Push what an import packed (again after a failed push, or from the done step's "Push to"): only
+        the blobs the registry lacks move."""
         from kitmlflow_tui.tui.import_process import PushJob, run_import_in_child
 
         return run_import_in_child(PushJob(packed, choice.options()), observer, cancel)

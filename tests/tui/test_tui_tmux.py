@@ -91,11 +91,11 @@ TAG = "image-classifier-resnet18-baseline-long-name:v1-2026-12-02-rc1"  # an unp
 
 
 def next_lines(screen: str) -> list[str]:
-    """The done screen's "Next" commands, as a terminal copy of those rows gives them."""
+    """The done screen's "Next" commands, as a terminal copy of those rows gives them (up to its Push to)."""
     rows = screen.splitlines()
     assert any(row.strip() == "Next" for row in rows), screen
     start = next(n for n, row in enumerate(rows) if row.strip() == "Next") + 1
-    end = next(n for n in range(start, len(rows)) if rows[n].lstrip().startswith("esc "))
+    end = next(n for n in range(start, len(rows)) if rows[n].lstrip().startswith("Push to "))
     return [row.rstrip() for row in rows[start:end] if row.strip()]
 
 

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference, parse_push_reference
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.core.selection.profiles import PackageDefaults
 from kitmlflow_tui.tui import messages
@@ -26,12 +26,12 @@ from kitmlflow_tui.tui.messages import ReviewFields, split_authors
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count, error_markup, model_version
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
+from kitmlflow_tui.tui.widgets.push_status import PushStatus
 from kitmlflow_tui.tui.widgets.reference_input import ReferenceInput
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.core.pipeline import KitfilePreview
-    from kitmlflow_tui.core.registry import StoredCredential
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 LABELS = {
@@ -104,7 +104,6 @@ class ReviewScreen(WizardScreen):
         self.kitfile: Kitfile | None = None
         self.free: int | None = None
         self.tag_error: str | None = None
-        self.push_error: KitmlflowError | None = None
         self._debounce: Timer | None = None
 
     def where(self) -> str:
@@ -124,7 +123,13 @@ class ReviewScreen(WizardScreen):
                             getattr(start, key), placeholder=self._placeholder(key), id=f"field-{key}", compact=True
                         )
                 yield Static("", id="tag-error", classes="error-line")
-                yield Static("", id="push-status", classes="error-line")
+                yield PushStatus(
+                    self.wizard.backend.stored_login,
+                    self.background,
+                    empty="[dim]Push to: empty, the ModelKit stays in local storage.[/]",
+                    id="push-status",
+                    classes="error-line",
+                )
                 yield Static("", id="disk")
                 yield RolesView(id="roles")
                 yield Static("", id="no-layer")
@@ -189,13 +194,10 @@ class ReviewScreen(WizardScreen):
 
     def push_target(self) -> ModelKitRef | None:
         """The registry reference typed in "Push to" (None when empty or not valid)."""
-        text = self.value("push_to")
-        if not text:
-            return None
-        try:
-            return parse_push_reference(text)
-        except BadInputError:
-            return None
+        return self.query_one(PushStatus).target
+
+    def check_push_to(self) -> None:
+        self.query_one(PushStatus).check(self.value("push_to"))
 
     def tag_reference(self) -> ModelKitRef:
         """The tag typed in "Tag", or BadInputError (exit 2's message) when kit would not take it."""
@@ -274,46 +276,6 @@ class ReviewScreen(WizardScreen):
         line.display = True
         self.query_one("#kitfile", YamlView).show(placeholder="[dim]No Kitfile until the problem above is fixed.[/]")
 
-    # -- the push ----------------------------------------------------------------------------------
-    def check_push_to(self) -> None:
-        """Validate "Push to" as ``import --push`` does, then look up the stored login (in a worker)."""
-        status = self.query_one("#push-status", Static)
-        text = self.value("push_to")
-        self.push_error = None
-        if not text:
-            status.update("[dim]Push to: empty, the ModelKit stays in local storage.[/]")
-            return
-        try:
-            target = parse_push_reference(text)
-        except BadInputError as exc:
-            self.push_error = exc
-            status.update(error_markup(exc))
-            return
-        status.update(f"[dim]Push to {escape(target.registry)}: looking up the login…[/]")
-        registry = target.registry
-        self.background(
-            lambda: self.wizard.backend.stored_login(registry),
-            lambda login: self.show_login(registry, login),
-            lambda error: status.update(error_markup(error)),
-            group="login",
-        )
-
-    def show_login(self, registry: str, login: StoredCredential | None) -> None:
-        target = self.push_target()
-        if target is None or target.registry != registry:
-            return  # typed on meanwhile
-        status = self.query_one("#push-status", Static)
-        if login is not None:
-            who = login.credential.username or "a token"
-            status.update(
-                f"Push to [b]{escape(registry)}[/] as {escape(who)} [dim](login from {escape(login.source)})[/]"
-            )
-        else:
-            status.update(
-                f"[$warning]No login stored for {escape(registry)}[/] (fine if it needs none); to log in:\n"
-                f"[b]kitmlflow login {escape(registry)} -u USER --password-stdin[/]"
-            )
-
     # -- disk and command ------------------------------------------------------------------------
     def free_known(self, free: int | None) -> None:
         self.free = free
@@ -382,8 +344,9 @@ class ReviewScreen(WizardScreen):
         if self.kitfile is None:
             self.notify(self.tag_error or "The Kitfile is still being generated.", severity="warning")
             return
-        if self.push_error is not None:
-            self.notify(f"Push to: {self.push_error.message}", severity="error")
+        push_error = self.query_one(PushStatus).error
+        if push_error is not None:
+            self.notify(f"Push to: {push_error.message}", severity="error")
             return
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")
