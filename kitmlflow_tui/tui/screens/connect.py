@@ -45,7 +45,9 @@ class ConnectScreen(WizardScreen):
         return f"Connecting to [b]{escape(redact_uri(uri))}[/]…\n[dim]Loading MLflow (the first start can take a few seconds).[/]"
 
     def on_mount(self) -> None:
-        self.connect()
+        # After the first paint: importing MLflow in the worker holds the GIL for a second or more, and
+        # started now it would halve the UI thread's share while it draws the first frame.
+        self.call_after_refresh(self.connect)
 
     def connect(self) -> None:
         self.query_one("#connect-status", Static).update(self._connecting_text())
