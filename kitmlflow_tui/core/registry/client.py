@@ -306,6 +306,46 @@ class RegistryClient:
             raise PushError(f"The registry {self.registry} holds no manifest {digest} in {repository}.")
         return self.put_manifest(repository, tag, manifest.data, manifest.media_type)
 
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """``DELETE`` the manifest ``digest`` (and, as the registry does, every tag that names it): False when
+        the registry has no such manifest. A registry that does not delete (distribution without
+        ``storage.delete.enabled``: 405 UNSUPPORTED) fails with a hint saying so."""
+        _check_digest(digest)
+        try:  # a token service grants deletes as their own action (distribution checks "delete" alone)
+            response = self.request(
+                "DELETE",
+                f"/v2/{repository}/manifests/{digest}",
+                scopes=(repository_scope(repository, "delete"),),
+                ok=(202, 404),
+            )
+        except PushError as exc:
+            if "HTTP 405" in exc.message or "UNSUPPORTED" in exc.message:
+                raise PushError(
+                    f"The registry {self.registry} does not delete manifests ({exc.message.rstrip('.')}).",
+                    hint="Allow deletes on it (distribution: storage.delete.enabled, "
+                    "REGISTRY_STORAGE_DELETE_ENABLED=true), or delete the tag there by hand.",
+                ) from None
+            raise
+        response.close()
+        return response.status_code == 202
+
+    def put_small_blob(self, repository: str, data: bytes) -> str:
+        """Store a few bytes as a blob in one ``POST`` + ``PUT`` unless the repository has it; returns its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest, len(data), push=True):
+            return digest
+        location = self._new_upload(repository)
+        response = self.request(
+            "PUT",
+            _with_query(location, digest=digest),
+            scopes=self._scopes(repository, True),
+            headers={"Content-Type": "application/octet-stream"},
+            body=lambda: data,
+            ok=(201, 204),
+        )
+        response.close()
+        return digest
+
     def upload_blob(
         self,
         repository: str,
