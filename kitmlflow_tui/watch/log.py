@@ -13,7 +13,7 @@ import threading
 import time
 from typing import IO, Any
 
-from kitmlflow_tui.core.errors import scrub_secrets
+from kitmlflow_tui.core.errors import scrub_secrets, secrets_to_mask
 
 
 class WatchLog:
@@ -24,9 +24,8 @@ class WatchLog:
 
     def line(self, kind: str, **fields: Any) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        clean = {
-            key: _clean(value) for key, value in fields.items() if value is not None and value != [] and value != {}
-        }
+        secrets = secrets_to_mask()  # once a line: reading the environment costs more than the rules
+        clean = {key: _clean(value, secrets) for key, value in fields.items() if value not in (None, [], {})}
         if self.json_lines:
             text = json.dumps({"time": stamp, "kind": kind, **clean}, ensure_ascii=False, default=str)
         else:
@@ -36,13 +35,13 @@ class WatchLog:
             self._stream.flush()
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
-        return scrub_secrets(value)
+        return scrub_secrets(value, secrets)
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): _clean(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [_clean(v, secrets) for v in value]
     return value
 
 

@@ -7,10 +7,10 @@ happens later, in the worker. What it answers:
 - 202: queued (its model is followed); 200: authentic but not acted on (a model not followed, another event);
 - 4xx, counted by reason and never acted on: 401 signature missing or wrong, 400 stale timestamp or malformed
   request or body, 409 a delivery id seen before, 411 no Content-Length, 413 over 1 MiB (not read), 415 not
-  JSON, 404/405 anything else; 429 when more connections are open than the server serves at once (MLflow
-  retries a 429).
+  JSON, 404/405 anything else; 429 (answered and closed at once) when more connections are open than the
+  server serves at once (MLflow retries a 429).
 
-Bounds: at most ``MAX_CONNECTIONS`` requests in flight (one thread each; more are closed at once), a socket
+Bounds: at most ``MAX_CONNECTIONS`` requests in flight (one thread each; more get a 429), a socket
 timeout per read, a body read only up to its announced size and only when that is at most 1 MiB. Refusals are
 logged at most once per reason every ``REFUSAL_LOG_SECONDS``, with the count since, so a flood of forged
 requests cannot flood the log.
@@ -18,6 +18,7 @@ requests cannot flood the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -41,6 +42,7 @@ REFUSAL_LOG_SECONDS = 10.0
 # closed with unread data sends RST): bounded in bytes and time, never kept.
 DRAIN_BYTES = 16 * 1024 * 1024
 DRAIN_SECONDS = 2.0
+_TOO_MANY = b"HTTP/1.0 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class Receiver:
@@ -125,7 +127,12 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
+            # Answered from the accepting thread without reading: a few bytes into a new socket's empty send
+            # buffer, never blocking (MLflow retries a 429).
             self.receiver.refused(Refused("too_many_connections", 429, "Too many requests at once."), "")
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(_TOO_MANY)
             self.shutdown_request(request)
             return
         try:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -513,3 +514,37 @@ def test_a_second_watch_on_the_same_state_folder_waits_then_takes_over(
     wait_until("the second took over", second.healthy, STARTUP_SECONDS, while_alive=second.alive)
     assert second.lines("start")[0]["state_dir"] == str(state)
     assert second.stop() == 0
+
+
+# -- floods ----------------------------------------------------------------------------------------------------
+@pytest.mark.timeout(600)
+def test_more_connections_than_it_serves_get_429_and_the_watch_recovers(
+    hooked: Hooked, isolated_env: Path, watches: list[WatchProcess]
+) -> None:
+    from kitmlflow_tui.watch.receiver import MAX_CONNECTIONS
+
+    port = free_port()
+    args = [
+        f"mlflow://{hooked.live.host}/models/watch-flood",
+        "--to",
+        "127.0.0.1:9/team/flood",
+        "--reconcile-every",
+        "0",
+    ]
+    watch = a_watch(watches, watch_env(isolated_env), isolated_env, port, *args).start()
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(MAX_CONNECTIONS)]
+    extra = 10
+    try:
+        answers = []
+        for _ in range(extra):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                answers.append(sock.recv(100))
+        assert all(answer.startswith(b"HTTP/1.0 429 ") for answer in answers), answers
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until("serving again", watch.healthy, 30, while_alive=watch.alive)
+    assert watch.metrics()['kitmlflow_watch_events_refused_total{reason="too_many_connections"}'] == extra
+    refusals = [line for line in watch.lines("webhook") if line.get("reason") == "too_many_connections"]
+    assert len(refusals) == 1, "one log line for the burst, not one per connection"
+    assert watch.stop() == 0
