@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,23 +167,19 @@ def _listen(text: str) -> tuple[str, int]:
     return match["host"].strip("[]"), int(match["port"])
 
 
-class _stopping_on_signals:  # noqa: N801 - used as a context manager, named as one
+@contextlib.contextmanager
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT set ``stop`` (the watch finishes or abandons the current version and exits 0); a second
     one exits at once. The previous handlers come back afterwards."""
 
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.stop.is_set():
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
             os._exit(128 + signum)
-        self.stop.set()
+        stop.set()
 
-    def __enter__(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self.previous[signum] = signal.signal(signum, self._handle)
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
             signal.signal(signum, handler)

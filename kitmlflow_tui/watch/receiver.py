@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -166,6 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise Refused("not_found", 404, f"Webhooks go to POST {WEBHOOK_PATH}.")
             body = self._body()
             status, answer = receiver.take(self.headers.get, body)
+        except (sqlite3.Error, OSError) as exc:  # the queue cannot be written: MLflow retries a 503
+            receiver.log.line("webhook", outcome="failed", reason="queue", error=f"{type(exc).__name__}: {exc}")
+            self._answer(503, {"error": "queue", "message": "The work queue cannot be written."})
+            return
         except Refused as refusal:
             receiver.refused(refusal, self.client_address[0])
             self._answer(refusal.status, {"error": refusal.reason, "message": refusal.message})

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kitmlflow_tui.core import locking
 from kitmlflow_tui.core.errors import DownloadError, as_kitmlflow_error
+from kitmlflow_tui.core.reference import redact_uri
 from kitmlflow_tui.watch.config import WatchConfig
 from kitmlflow_tui.watch.log import WatchLog
 from kitmlflow_tui.watch.metrics import Metrics
@@ -82,7 +83,11 @@ def _serve(config: WatchConfig, settings: WatchSettings, log: WatchLog, stop: th
     crashed = threading.Event()
     worker = Worker(config, settings.sync, queue, metrics, log, stop)
     reconciler = Reconciler(config, settings.sync.tracking_uri, settings.reconcile_every, queue, metrics, log, stop)
-    worker_thread = threading.Thread(target=_guarded, args=(worker.run, log, stop, crashed), name="watch-worker")
+    # A daemon: a worker stuck in a call that does not end (a server that stopped answering) does not keep
+    # the process from exiting STOP_WAIT_SECONDS after a stop; what it was doing stays queued.
+    worker_thread = threading.Thread(
+        target=_guarded, args=(worker.run, log, stop, crashed), name="watch-worker", daemon=True
+    )
     receiver = Receiver(
         settings.listen,
         secret=settings.secret,
@@ -99,6 +104,7 @@ def _serve(config: WatchConfig, settings: WatchSettings, log: WatchLog, stop: th
         log.line(
             "start",
             listen=f"{host}:{port}",
+            tracking_uri=redact_uri(settings.sync.tracking_uri),
             webhook=WEBHOOK_PATH,
             signatures="checked" if settings.secret is not None else "NOT CHECKED (--insecure-no-signature)",
             models=[entry.name for entry in config.models],
