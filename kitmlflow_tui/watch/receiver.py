@@ -120,6 +120,9 @@ class Receiver:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # The kernel's queue of connections not yet accepted (socketserver's default is 5): a burst (MLflow
+    # delivers from up to 10 threads) waits there in order instead of being refused or reordered.
+    request_queue_size = 2 * MAX_CONNECTIONS
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], receiver: Receiver) -> None:
         self.receiver = receiver

@@ -82,7 +82,7 @@ class Worker:
                 self.queue.wait(IDLE_WAKE_SECONDS)
                 continue
             outcome = self.sync_model(item.model)
-            if outcome.outcome == "interrupted":
+            if self.stop.is_set():
                 break  # still queued: the next start resumes it
             if outcome.retry:
                 self.queue.retry_later(item, _backoff(item))
