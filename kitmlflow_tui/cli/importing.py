@@ -70,10 +70,11 @@ def import_command(
 
     def body(out: Output) -> int:
         from kitmlflow_tui.core import pipeline
+        from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference, parse_push_reference
 
         reference = parse_uri(uri)
-        pipeline.check_tag(tag)
-        push_to, registry = push_target(tag, push, options)
+        tag_ref = parse_push_reference(tag) if push else parse_modelkit_reference(tag)
+        push_to, registry = push_target(tag_ref, push, options)
         spec, profile = build_spec(
             options["includes"], options["excludes"], options["max_file_size"], options["profile"]
         )
@@ -88,7 +89,7 @@ def import_command(
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
             return open_wizard(reference, tracking_uri_flag=options["tracking_uri"], tag=tag, push=push, spec=spec)
         import_options = pipeline.ImportOptions(
-            tag=tag,
+            tag=tag_ref,
             packer=packer,
             compression=compression,
             kitfile_path=kitfile_path,
@@ -106,7 +107,7 @@ def import_command(
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
-            kitfile = pipeline.preview_kitfile(session, import_options, renderer)
+            kitfile = pipeline.preview_kitfile(session, import_options)
             document["kitfile"] = kitfile.to_dict()
             _show_kitfile(out, kitfile)
             out.document(document)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 
 
 class LocalPath(click.Path):
@@ -133,7 +134,7 @@ def registry_settings(options: dict[str, Any]):
     ).validate()
 
 
-def push_target(tag: str, push: bool, options: dict[str, Any]):
+def push_target(tag: ModelKitRef, push: bool, options: dict[str, Any]) -> tuple[ModelKitRef | None, Any]:
     """(destination, network options) of --push, checked before anything is downloaded; (None, None) without it."""
     if not push:
         ctx = click.get_current_context()
@@ -145,6 +146,4 @@ def push_target(tag: str, push: bool, options: dict[str, Any]):
         if given:
             raise BadInputError(f"{', '.join(given)} only apply with --push.")
         return None, None
-    from kitmlflow_tui.core.registry import parse_registry_reference
-
-    return parse_registry_reference(tag), registry_settings(options)
+    return tag, registry_settings(options)

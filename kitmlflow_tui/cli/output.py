@@ -4,12 +4,12 @@ mapped to its exit code with every secret scrubbed. Only this package and the wi
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 
 import click
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 
@@ -41,7 +41,7 @@ def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
     except (click.exceptions.ClickException, click.exceptions.Abort):
         raise  # click's own (a prompt answered with Ctrl-D, a usage error): click reports them
     except Exception as exc:  # a bug: still one line, and with --json still a document
-        if os.environ.get("KITMLFLOW_DEBUG"):
+        if settings.DEBUG.raw():
             raise
         error = as_kitmlflow_error(exc)
         error.hint = "This is a bug in kitmlflow: please report it (KITMLFLOW_DEBUG=1 shows the traceback)."
@@ -158,4 +158,4 @@ def show_plan(out: Output, session) -> None:
 def progress_renderer(out: Output):
     from kitmlflow_tui.cli.progress import ProgressRenderer
 
-    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not settings.CI.raw())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +23,7 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 
 
@@ -117,7 +117,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, prune
 def _sync_lines(out: Output):
     from kitmlflow_tui.cli.progress import SyncLines
 
-    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not settings.CI.raw())
 
 
 def _show_sync_summary(out: Output, result) -> None:

@@ -24,9 +24,10 @@ from kitmlflow_tui.cli.options import (
     registry_settings,
 )
 from kitmlflow_tui.cli.output import Output, run_guarded
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError
 
-SECRET_VARIABLE = "KITMLFLOW_WEBHOOK_SECRET"
+SECRET_VARIABLE = settings.WEBHOOK_SECRET.name
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
 
 
@@ -81,7 +82,7 @@ def watch(uri: str | None, **options: Any) -> None:
         config, uri_server = _watch_config(uri, options)
         listen = _listen(options["listen"])
         every = parse_duration(options["reconcile_every"])
-        secret = os.environ.get(SECRET_VARIABLE) or None
+        secret = settings.WEBHOOK_SECRET.raw() or None
         if secret is None and not options["insecure_no_signature"]:
             raise BadInputError(
                 f"No webhook secret: set {SECRET_VARIABLE} (the secret of the MLflow webhook).",
@@ -96,7 +97,7 @@ def watch(uri: str | None, **options: Any) -> None:
         if options["public_url"]:
             webhook_url(options["public_url"])  # checked now, before anything listens
         tracking_uri = resolve_tracking_uri(uri_server or config.tracking_uri, options["tracking_uri"])
-        settings = WatchSettings(
+        watch_settings = WatchSettings(
             listen=listen,
             state_dir=(options["state_dir"] or default_state_dir()).expanduser(),
             reconcile_every=every,
@@ -114,7 +115,7 @@ def watch(uri: str | None, **options: Any) -> None:
         )
         stop = threading.Event()
         with _stopping_on_signals(stop):
-            return run_watch(config, settings, WatchLog(json_lines=options["as_json"]), stop)
+            return run_watch(config, watch_settings, WatchLog(json_lines=options["as_json"]), stop)
 
     run_guarded(options["as_json"], body)
 

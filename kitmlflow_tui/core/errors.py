@@ -6,6 +6,8 @@ hint saying what to do), and are turned into text only by the CLI and the TUI.
 
 from __future__ import annotations
 
+from kitmlflow_tui.core import settings
+
 
 class KitmlflowError(Exception):
     """Base of every error kitmlflow reports to a user."""
@@ -51,6 +53,11 @@ class ServerUnreachableError(KitmlflowError):
     exit_code = 6
 
 
+class ServerProtocolError(ServerUnreachableError):
+    """The server answered, but not as its protocol says (a malformed, unsafe or unbounded answer). The same exit
+    code as unreachable: the user typed nothing wrong, and the server is not one kitmlflow can work with."""
+
+
 class DownloadError(KitmlflowError):
     """A transfer failed, was incomplete, did not match the listing, or the disk is too small."""
 
@@ -85,20 +92,6 @@ def as_kitmlflow_error(exc: BaseException) -> KitmlflowError:
     return KitmlflowError(f"Unexpected error: {type(exc).__name__}: {scrub_secrets(str(exc))}")
 
 
-_SECRET_ENV_VARS = (
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "DATABRICKS_TOKEN",
-    "DATABRICKS_CLIENT_SECRET",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AZURE_STORAGE_ACCESS_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_CLIENT_SECRET",
-    "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
-)
-
-
 # Secrets this process holds that no environment variable names: registry passwords and tokens.
 _registered_secrets: set[str] = set()
 
@@ -113,10 +106,9 @@ def secrets_to_mask() -> list[str]:
     """The registered secrets, those of this process's environment, and the basic-auth header value MLflow
     makes of its user and password; longest first, so that one inside another is masked whole."""
     import base64
-    import os
 
-    secrets = [os.environ.get(name, "") for name in _SECRET_ENV_VARS] + list(_registered_secrets)
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    secrets = settings.secret_values() + list(_registered_secrets)
+    user, password = settings.TRACKING_USERNAME.raw(), settings.TRACKING_PASSWORD.raw()
     if user and password:
         secrets.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
     return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)

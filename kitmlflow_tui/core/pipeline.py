@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kitmlflow_tui import __version__
-from kitmlflow_tui.core import locking
+from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
@@ -33,12 +33,13 @@ from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedB
 from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.packing.result import PackResult
-    from kitmlflow_tui.core.registry import PushResult, RegistryOptions, RegistryRef
+    from kitmlflow_tui.core.registry import PushResult, RegistryOptions
 
 
 @dataclass
@@ -129,7 +130,7 @@ def download(session: Session, dest: Path, *, jobs: int = 8, observer: Observer 
 
 def cache_root() -> Path:
     """Where imports keep their downloads: ``$KITMLFLOW_CACHE_DIR``, else the user cache dir."""
-    configured = os.environ.get("KITMLFLOW_CACHE_DIR")
+    configured = settings.CACHE_DIR.raw()
     if configured:
         return Path(configured).expanduser()
     import platformdirs
@@ -201,7 +202,7 @@ def discard_run_cache(tracking_uri: str, run_id: str) -> int:
 
 @dataclass(frozen=True)
 class ImportOptions:
-    tag: str
+    tag: ModelKitRef  # the name it is packed under in local storage
     packer: str = "auto"  # auto | kit | native
     compression: str = "none"  # none | gzip
     kitfile_path: Path | None = None  # use this Kitfile as is
@@ -209,7 +210,7 @@ class ImportOptions:
     overrides: KitfileOverrides | None = None
     jobs: int = 8
     storage_root: Path | None = None  # kit's home; None finds it like kit does
-    push_to: RegistryRef | None = None  # after packing, push the ModelKit there (the -t reference)
+    push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
 
 
@@ -225,13 +226,6 @@ class ImportResult:
     provenance_location: str
     pushed: PushResult | None = None
     plan: Plan | None = None  # what was imported: the selected files, and why each other file is left out
-
-
-def check_tag(tag: str) -> str:
-    """The ModelKit reference, validated before anything is downloaded (exit 2)."""
-    from kitmlflow_tui.core.packing.storage import format_reference, parse_pack_reference
-
-    return format_reference(*parse_pack_reference(tag))
 
 
 def read_kitfile(path: Path) -> str:
@@ -292,7 +286,7 @@ def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
     return direct.listed_tree(session.plan, contents)
 
 
-def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
+def preview_kitfile(session: Session, options: ImportOptions) -> Kitfile:
     """The Kitfile an import would write, from the listing (only the few small files it reads are fetched, into
     memory): for --dry-run and the wizard."""
     return _kitfile_for(session, _listed_tree(session), options)[0]
@@ -311,7 +305,7 @@ def preview(session: Session, options: ImportOptions, observer: Observer | None 
     """The Kitfile an import would write and the files it would leave out of the ModelKit (the wizard's review)."""
     settled = settle_layers(session, options, observer)
     moved = settled.plan.left_out[len(session.plan.left_out) :]
-    return KitfilePreview(preview_kitfile(settled, options, observer), settled.plan, moved)
+    return KitfilePreview(preview_kitfile(settled, options), settled.plan, moved)
 
 
 # Names kit's layer rules may leave out of a ModelKit whatever the Kitfile: its default ignores at the root,
@@ -337,7 +331,7 @@ def settle_layers(session: Session, options: ImportOptions, observer: Observer |
     paths = [file.path for file in session.plan.selected]
     if options.kitfile_path is None and not any(_may_be_left_out(path) for path in paths):
         return dataclasses.replace(session, layers_settled=True)
-    reasons = files_in_no_layer(preview_kitfile(session, options, observer), paths)
+    reasons = files_in_no_layer(preview_kitfile(session, options), paths)
     settled = dataclasses.replace(session, plan=session.plan.excluding(reasons), layers_settled=True)
     if reasons:
         observer.step("plan", f"{len(reasons)} selected files left out: the ModelKit could not hold them")
@@ -364,7 +358,7 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     from kitmlflow_tui.core.packing.kit_cli import choose_packer
 
     observer = observer or Observer()
-    reference = check_tag(options.tag)
+    reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
     packer = choose_packer(options.packer)
     session = settle_layers(session, options, observer)

@@ -33,7 +33,7 @@ import json
 import shutil
 import string
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -48,23 +48,25 @@ from kitmlflow_tui.core.errors import (
     InterruptedByUser,
     KitmlflowError,
     NotFoundError,
+    PushError,
     RunNotFinishedError,
     as_kitmlflow_error,
     scrub_secrets,
 )
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, format_reference, parse_push_reference
+from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.catalogue.records import ModelVersionInfo
     from kitmlflow_tui.core.kitfile import KitfileOverrides
-    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RegistryRef, RemoteManifest
+    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RemoteManifest
     from kitmlflow_tui.core.selection.plan import FilterSpec
 
 DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
-CONFLICT_EXIT_CODE = 9  # the push did not happen (exit 9: push to the registry failed)
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -163,25 +165,21 @@ class SyncTarget:
     registry: str
     repository: str
 
-    def ref(self, tag: str) -> RegistryRef:
-        from kitmlflow_tui.core.registry import parse_registry_reference
-
-        return parse_registry_reference(f"{self.registry}/{self.repository}:{tag}")
+    def ref(self, tag: str) -> ModelKitRef:
+        return parse_push_reference(format_reference(self.registry, self.repository, tag))
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}"
 
 
 def parse_target(text: str) -> SyncTarget:
-    from kitmlflow_tui.core.registry import parse_registry_reference
-
     raw = text.strip()
     if ":" in raw.rsplit("/", 1)[-1] or "@" in raw:
         raise BadInputError(
             f"--to names a repository, not a tag: {raw!r}.",
             hint="The tags come from --tag-template (default v{version}), e.g. --to registry.example.com/ml/fraud.",
         )
-    ref = parse_registry_reference(raw + ":latest")
+    ref = parse_push_reference(raw + ":latest")
     return SyncTarget(ref.registry, ref.repository)
 
 
@@ -225,7 +223,7 @@ def check_sync(reference: ModelRef, options: SyncOptions) -> None:
     options.spec.validate()
 
 
-def _checked_tag(options: SyncOptions, tag: str, version: str) -> RegistryRef:
+def _checked_tag(options: SyncOptions, tag: str, version: str) -> ModelKitRef:
     if tag == RECORD_TAG:
         raise BadInputError(
             f"--tag-template {options.template.text!r} gives the tag {tag!r} for version {version}: that tag holds "
@@ -261,7 +259,7 @@ class SyncObserver(pipeline.Observer):
 class _Wanted:
     info: ModelVersionInfo
     tag: str
-    ref: RegistryRef
+    ref: ModelKitRef
 
 
 @dataclass(frozen=True)
@@ -270,7 +268,7 @@ class _Held:
 
     manifest: RemoteManifest
     size: int
-    provenance: Mapping[str, Any] | None
+    provenance: MlflowProvenance | None
     not_a_modelkit: str | None = None  # why, when it is not one
 
     def describe(self) -> str:
@@ -278,30 +276,27 @@ class _Held:
             return self.not_a_modelkit
         if self.provenance is None:
             return "a ModelKit without MLflow provenance"
-        registered = _mapping(self.provenance.get("registered_model"))
-        run_id = _shown(_mapping(self.provenance.get("run")).get("id"))
-        if not registered:
+        registered = self.provenance.registered_model
+        run_id = _shown(self.provenance.run.id)
+        if registered is None:
             return f"a ModelKit of run {run_id} imported directly, not as a registered model version"
-        return f"{_shown(registered.get('name'))} version {_shown(registered.get('version'))} (run {run_id})"
+        return f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
 
     def holds(self, name: str, version: str, run_id: str | None) -> bool:
         if self.provenance is None or self.not_a_modelkit:
             return False
-        registered = _mapping(self.provenance.get("registered_model"))
-        run = _mapping(self.provenance.get("run"))
+        registered = self.provenance.registered_model
         return (
-            registered.get("name") == name
-            and str(registered.get("version")) == version
+            registered is not None
+            and registered.name == name
+            and registered.version == version
             and run_id is not None
-            and run.get("id") == run_id
+            and self.provenance.run.id == run_id
         )
 
     def of_model(self, name: str) -> bool:
-        return self.provenance is not None and _mapping(self.provenance.get("registered_model")).get("name") == name
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+        registered = self.provenance.registered_model if self.provenance is not None else None
+        return registered is not None and registered.name == name
 
 
 def _shown(value: Any) -> str:
@@ -420,7 +415,7 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
             reason = f"not moved: {alias_ref.tag} is the tag of version {version_tags[alias_ref.tag]} (--tag-template)"
             add(
                 SyncRecord(
-                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=CONFLICT_EXIT_CODE
+                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=PushError.exit_code
                 )
             )
             continue
@@ -536,7 +531,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
                 run_id=run_id,
                 digest=held.manifest.digest,
                 size=held.size,
-                exit_code=CONFLICT_EXIT_CODE,
+                exit_code=PushError.exit_code,
             )
         replacing = f"replacing {held.describe()} (--force)"
 
@@ -600,7 +595,7 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
                 f"{item.tag} holds {held.describe()}, which is not the alias's tag to move; left as it is "
                 "(--force replaces it)",
                 digest=held.manifest.digest,
-                exit_code=CONFLICT_EXIT_CODE,
+                exit_code=PushError.exit_code,
             )
     was = f" (was {held.describe()})" if held is not None else " (a new tag)"
     if options.dry_run or digest is None:
@@ -671,14 +666,13 @@ def _stale_alias(context: _Context, tag: str) -> SyncRecord | None:
     held = None if manifest is None else _held(context.client, options.target.repository, manifest)
     if held is None or not held.of_model(name):
         return None
-    provenance = _mapping(held.provenance)
-    version = _shown(_mapping(provenance.get("registered_model")).get("version", "-"))
-    run_id = _mapping(provenance.get("run")).get("id")
+    assert held.provenance is not None and held.provenance.registered_model is not None  # of_model says so
+    version = _shown(held.provenance.registered_model.version)
+    run_id = held.provenance.run.id
     digest = held.manifest.digest
 
     def stale(reason: str, **values: Any) -> SyncRecord:
-        run = run_id if isinstance(run_id, str) else None
-        return SyncRecord(SyncAction.STALE_ALIAS, version, tag, str(ref), reason, run_id=run, **values)
+        return SyncRecord(SyncAction.STALE_ALIAS, version, tag, str(ref), reason, run_id=run_id, **values)
 
     gone = f"the alias {tag} is no longer in MLflow"
     if not options.prune_aliases:
@@ -705,12 +699,13 @@ def _stale_alias(context: _Context, tag: str) -> SyncRecord | None:
 def _is_version_tag(context: _Context, held: _Held, tag: str) -> bool:
     """Whether ``tag`` is the template's tag of the version ``held`` records (an alias named like one)."""
     assert held.provenance is not None
-    registered = _mapping(held.provenance.get("registered_model"))
-    run_id = _mapping(held.provenance.get("run")).get("id")
+    registered = held.provenance.registered_model
+    if registered is None:
+        return False
     rendered = context.options.template.render(
-        version=str(registered.get("version")),
+        version=registered.version,
         name=context.reference.name,
-        run_id=run_id if isinstance(run_id, str) else None,
+        run_id=held.provenance.run.id,
         alias=context.reference.alias,
     )
     return rendered == tag
@@ -738,8 +733,6 @@ def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> 
         document = json.loads(client.get_blob(repository, config["digest"], max_bytes=MAX_CONFIG_BYTES))
     except ValueError:
         return _Held(manifest, size, None, "a ModelKit whose config is not JSON")
-    from kitmlflow_tui.core.kitfile import read_provenance
-
     return _Held(manifest, size, read_provenance(document) if isinstance(document, dict) else None)
 
 
@@ -764,7 +757,7 @@ def _push(
     local = None
     if home.is_dir():
         with contextlib.suppress(KitmlflowError):  # not there, or half-packed: pack it again
-            local = read_local_modelkit(item.ref.registry, item.ref.repository, item.ref.tag, storage_root=home)
+            local = read_local_modelkit(item.ref, storage_root=home)
     downloaded = 0
     if local is not None:
         observer.step("pack", f"{item.ref} was packed by a sync that stopped before pushing it: no download")
@@ -773,7 +766,7 @@ def _push(
         home.mkdir(parents=True)
         (home / "disable-update-notifications").touch()  # kit pack --config HOME would look for updates
         import_options = pipeline.ImportOptions(
-            tag=str(item.ref),
+            tag=item.ref,
             packer=options.packer,
             compression=options.compression,
             overrides=options.overrides,
@@ -781,11 +774,11 @@ def _push(
             storage_root=home,
         )
         downloaded = pipeline.run_import(session, import_options, observer).download.downloaded_bytes
-        local = read_local_modelkit(item.ref.registry, item.ref.repository, item.ref.tag, storage_root=home)
+        local = read_local_modelkit(item.ref, storage_root=home)
     observer.step("push", f"Pushing {item.ref}")
     pushed = push_modelkit(
-        str(item.ref),
         item.ref,
+        None,
         options.registry,
         storage_root=home,
         on_progress=observer.push_progress,
@@ -796,7 +789,7 @@ def _push(
     return pushed, sum(blob.size for blob in local.blobs), downloaded
 
 
-def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: RegistryRef) -> str:
+def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitRef) -> str:
     """What the packed ModelKit depends on: the run, the planned files, the Kitfile's inputs, the tool."""
     registered = session.resolved.registered
     parts = {

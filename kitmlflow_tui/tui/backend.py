@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue.records import (
     ArtifactTree,
     ExperimentSummary,
@@ -30,8 +31,9 @@ from kitmlflow_tui.core.selection.plan import FilterSpec
 if TYPE_CHECKING:
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.kitfile import KitfileOverrides
+    from kitmlflow_tui.core.modelkit_reference import ModelKitRef
     from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
-    from kitmlflow_tui.core.registry import PushResult, RegistryRef, StoredCredential
+    from kitmlflow_tui.core.registry import PushResult, StoredCredential
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,10 @@ class ImportChoice:
     run: RunInfo
     tree: ArtifactTree
     spec: FilterSpec
-    tag: str
+    tag: ModelKitRef
     overrides: KitfileOverrides | None = None
     registered: RegisteredModelInfo | None = None
-    push_to: RegistryRef | None = None  # None: local storage only
+    push_to: ModelKitRef | None = None  # None: local storage only
 
     def options(self) -> ImportOptions:
         from kitmlflow_tui.core.pipeline import ImportOptions
@@ -122,9 +124,7 @@ def no_server_configured(folder: Path) -> BadInputError:
 
 def planned_tracking_uri(reference: Reference | None, tracking_uri_flag: str | None) -> str | None:
     """Where the wizard will connect, when that is known without importing MLflow (for the first paint)."""
-    import os
-
-    return (reference.tracking_uri if reference else None) or tracking_uri_flag or os.environ.get("MLFLOW_TRACKING_URI")
+    return (reference.tracking_uri if reference else None) or tracking_uri_flag or settings.TRACKING_URI.raw()
 
 
 class CatalogueBackend:

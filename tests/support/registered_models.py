@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from kitmlflow_tui.core.kitfile import read_provenance
+from kitmlflow_tui.core.provenance import read_provenance
 from tests.support.live import LiveServer
 from tests.support.registry_servers import Registry
 from tests.support.servers import seed_run
@@ -122,7 +122,7 @@ def remote_provenance(registry: Registry, repository: str, tag: str) -> dict:
     ).json()
     provenance = read_provenance(config)
     assert provenance is not None
-    return dict(provenance)
+    return provenance.to_mapping()
 
 
 def blobs_of(manifest: dict) -> set[str]:

@@ -19,6 +19,7 @@ from kitmlflow_tui.core.download.transfer import ProgressEvent
 from kitmlflow_tui.core.errors import InterruptedByUser
 from kitmlflow_tui.core.file_tree import FolderTree
 from kitmlflow_tui.core.kitfile import build_kitfile
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.packing import direct
 from kitmlflow_tui.core.packing.native import pack_native
 from kitmlflow_tui.core.selection.plan import FilterSpec, make_plan
@@ -66,7 +67,7 @@ def kitfile_of(tree):
         tree,
         run=run,
         logged_models=(),
-        tag="t:v1",
+        tag=parse_modelkit_reference("t:v1"),
         registered=None,
         filter_summary={},
         importer_version="test",
@@ -81,7 +82,7 @@ def pack(store: Path, home: Path, **extra):
         the_plan,
         tree,
         kitfile_of(tree),
-        "t:v1",
+        parse_modelkit_reference("t:v1"),
         repository_for=repository_for,
         run_key="run",
         storage_root=home,
@@ -92,7 +93,9 @@ def pack(store: Path, home: Path, **extra):
 
 def test_the_direct_pack_is_the_native_packers_byte_for_byte(store: Path, tmp_path: Path) -> None:
     result = pack(store, tmp_path / "direct")
-    folder = pack_native(store, kitfile_of(FolderTree(store)), "t:v1", storage_root=tmp_path / "folder")
+    folder = pack_native(
+        store, kitfile_of(FolderTree(store)), parse_modelkit_reference("t:v1"), storage_root=tmp_path / "folder"
+    )
     assert result.packed.digest == folder.digest and result.packed.config_digest == folder.config_digest
     assert result.downloaded_bytes + result.reused_bytes == result.total_bytes
     assert not (tmp_path / "direct" / "storage" / direct.RESUME_DIR_NAME / "run").exists()

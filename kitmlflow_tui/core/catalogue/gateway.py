@@ -6,13 +6,13 @@ mlflow itself is imported inside functions so that `--help` and the wizard's fir
 from __future__ import annotations
 
 import contextlib
-import os
 import posixpath
 import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue.http_limits import configure_http
 from kitmlflow_tui.core.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
 from kitmlflow_tui.core.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
@@ -103,7 +103,7 @@ class Catalogue:
         self.jobs = max(1, jobs)
         # The registry is the tracking server unless the user named another: never whatever a
         # library in this process last set globally.
-        registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
+        registry_uri = settings.REGISTRY_URI.raw() or tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         self._repositories: dict[str, object] = {}
         self._repositories_lock = threading.Lock()

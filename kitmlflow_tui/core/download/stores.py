@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import AuthError, DownloadError
 from kitmlflow_tui.core.reference import redact_uri
 
@@ -134,9 +135,7 @@ def require_client_library(uri: str) -> StoreKind:
 
 
 def _azure_key_given() -> bool:
-    import os
-
-    return "AZURE_STORAGE_CONNECTION_STRING" in os.environ or "AZURE_STORAGE_ACCESS_KEY" in os.environ
+    return settings.is_set("AZURE_STORAGE_CONNECTION_STRING") or settings.is_set("AZURE_STORAGE_ACCESS_KEY")
 
 
 def credentials_error(uri: str, detail: str) -> AuthError:

@@ -42,6 +42,7 @@ from kitmlflow_tui.core.download.transfer import (
 from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout, tar_layout
 from kitmlflow_tui.core.packing.native import (
     DEFAULT_CLI_VERSION,
@@ -52,7 +53,7 @@ from kitmlflow_tui.core.packing.native import (
     store_modelkit,
 )
 from kitmlflow_tui.core.packing.result import PackResult
-from kitmlflow_tui.core.packing.storage import Descriptor, KitStorage, parse_model_reference, resolve_kit_home
+from kitmlflow_tui.core.packing.storage import Descriptor, KitStorage, resolve_kit_home
 from kitmlflow_tui.core.selection.plan import Plan, format_size
 
 RESUME_DIR_NAME = ".kitmlflow-resume"
@@ -130,7 +131,7 @@ def pack_direct(
     plan: Plan,
     tree: ListedTree,
     kitfile: Kitfile,
-    reference: str,
+    reference: ModelKitRef,
     *,
     repository_for: Callable[[str], Any],
     run_key: str,
@@ -146,7 +147,6 @@ def pack_direct(
     """Fetch the plan's files into the layer blobs of ``kitfile`` over ``tree`` and store the ModelKit under
     ``reference`` (see the module's docstring). ``run_key`` names the run's resume folder; the caller holds the
     run's lock, so no other import of the run writes there."""
-    parse_model_reference(reference)
     cancel = cancel or threading.Event()
     planned = plan_layers(tree, kitfile)
     by_path = {file.path: file for file in plan.selected}

@@ -27,6 +27,7 @@ from kitmlflow_tui import __version__
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.core.file_tree import FileTree, as_tree
 from kitmlflow_tui.core.kitfile.model import Kitfile
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_model_reference
 from kitmlflow_tui.core.packing import gojson
 from kitmlflow_tui.core.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
 from kitmlflow_tui.core.packing.layers import LayerSink, TarEntry, files_left_out, walk_layer, write_layer
@@ -35,8 +36,6 @@ from kitmlflow_tui.core.packing.storage import (
     MANIFEST_MEDIA_TYPE,
     Descriptor,
     KitStorage,
-    format_reference,
-    parse_model_reference,
     resolve_kit_home,
 )
 
@@ -94,7 +93,7 @@ class Layer:
 def pack_native(
     folder: Path,
     kitfile: Kitfile | Mapping[str, Any],
-    reference: str,
+    reference: ModelKitRef,
     *,
     storage_root: Path | None = None,
     compression: str = "none",
@@ -112,7 +111,6 @@ def pack_native(
     """
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
-    parse_model_reference(reference)
     folder = Path(folder)
     if not folder.is_dir():
         raise PackError(f"Cannot pack {folder}: it is not a folder.")
@@ -182,13 +180,12 @@ def store_modelkit(
     storage: KitStorage,
     planned: PlannedLayers,
     descriptors: list[Descriptor],
-    reference: str,
+    reference: ModelKitRef,
     cli_version: str,
     cancel: threading.Event | None,
 ) -> PackResult:
     """Once every layer blob is in ``blobs/`` (inside ``storage.session()``): the config, then the manifest, then,
     under the lock, the index files and LAST the tag. Nothing references a blob before it is complete."""
-    registry, repository, tag = parse_model_reference(reference)
     if cancel is not None and cancel.is_set():
         raise InterruptedByUser("Packing cancelled.")
     config_desc = storage.put_blob(_encode(planned.config, "the Kitfile"), CONFIG_MEDIA_TYPE)
@@ -200,9 +197,9 @@ def store_modelkit(
         "annotations": gojson.GoMap({CLI_VERSION_ANNOTATION: cli_version}),
     }
     manifest_desc = storage.put_blob(_encode(manifest_value, "the manifest"), MANIFEST_MEDIA_TYPE)
-    storage.register(registry, repository, tag, manifest_desc)
+    storage.register(reference, manifest_desc)
     return PackResult(
-        reference=format_reference(registry, repository, tag),
+        reference=str(reference),
         digest=manifest_desc.digest,
         size=sum(desc.size for desc in descriptors),
         packer="native",

@@ -35,6 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from kitmlflow_tui import __version__
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import (
     AuthError,
     BadInputError,
@@ -618,8 +619,8 @@ def _verify_setting(tls_verify: bool) -> bool | str:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return False
     # Like kit (Go) and OpenSSL: a CA bundle named by the environment, else the default trust store.
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name)
+    for setting in (settings.CA_BUNDLE, settings.CA_FILE):
+        value = setting.raw()
         if value and os.path.isfile(value):
             return value
     return True

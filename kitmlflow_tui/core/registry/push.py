@@ -18,11 +18,11 @@ from pathlib import Path
 
 from kitmlflow_tui.core.errors import InterruptedByUser, PushError
 from kitmlflow_tui.core.events import ProgressCallback, ProgressEvent
-from kitmlflow_tui.core.packing.storage import Descriptor, parse_model_reference
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
+from kitmlflow_tui.core.packing.storage import Descriptor
 from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, _Stopped
 from kitmlflow_tui.core.registry.credentials import CredentialStore
 from kitmlflow_tui.core.registry.local import LocalModelKit, read_local_modelkit, repositories_holding
-from kitmlflow_tui.core.registry.reference import RegistryRef, parse_registry_reference
 
 _KIND_RE = re.compile(r"application/vnd\.kitops\.modelkit\.([a-z]+)\.v1")
 
@@ -39,8 +39,8 @@ class PushResult:
 
 
 def push_modelkit(
-    source: str,
-    destination: RegistryRef | str | None = None,
+    source: ModelKitRef,
+    destination: ModelKitRef | None = None,
     options: RegistryOptions | None = None,
     *,
     storage_root: Path | None = None,
@@ -49,17 +49,15 @@ def push_modelkit(
     on_note: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> PushResult:
-    """Push the local ModelKit ``source`` (a kit reference) to ``destination`` (default: ``source`` itself).
+    """Push the local ModelKit ``source`` to ``destination`` (default: ``source`` itself, which then names a registry).
 
     ``on_progress`` gets the download's events: ``plan`` (bytes and blobs to send), then per blob
     ``file_start`` / ``bytes`` / ``file_done`` (``path`` is a label such as ``model sha256:0123abcd``),
     ``file_skipped`` for blobs the registry has. ``cancel`` stops the transfer within a block.
     """
     options = (options or RegistryOptions()).validate()
-    local = read_local_modelkit(*parse_model_reference(source), storage_root=storage_root)
-    if destination is None:
-        destination = source
-    target = parse_registry_reference(destination) if isinstance(destination, str) else destination
+    local = read_local_modelkit(source, storage_root=storage_root)
+    target = source if destination is None else destination
     progress = on_progress or (lambda event: None)
     cancel = cancel or threading.Event()
     with RegistryClient.connect(target.registry, options, credentials=credentials, on_note=on_note) as client:
@@ -96,7 +94,7 @@ def push_modelkit(
 def _send_blobs(
     client: RegistryClient,
     local: LocalModelKit,
-    target: RegistryRef,
+    target: ModelKitRef,
     missing: list[Descriptor],
     sources: dict[str, list[str]],
     jobs: int,

@@ -19,14 +19,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from kitmlflow_tui.core.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
+from kitmlflow_tui.core.errors import (
+    AuthError,
+    KitmlflowError,
+    ServerUnreachableError,
+    as_kitmlflow_error,
+    scrub_secrets,
+)
 from kitmlflow_tui.tui.context import WizardContext
 from kitmlflow_tui.tui.dialogs import ErrorScreen
 
 T = TypeVar("T")
 STEPS = ("Experiments", "Runs", "Artifacts", "Review", "Import")
 # Errors that mean the server itself is not usable: they get the full error screen with a retry.
-SERVER_EXIT_CODES = {3, 6}
+SERVER_ERRORS = (AuthError, ServerUnreachableError)
 
 
 class StepLine(Static):
@@ -107,7 +113,7 @@ class WizardScreen(Screen[None]):
 
     def show_error(self, exc: KitmlflowError, retry: Callable[[], None] | None = None) -> None:
         """Server-level failures get the full error screen; anything else a notification."""
-        if exc.exit_code in SERVER_EXIT_CODES or retry is not None:
+        if isinstance(exc, SERVER_ERRORS) or retry is not None:
             self.app.push_screen(ErrorScreen(exc, retry=retry))
         else:
             self.notify(scrub_secrets(str(exc)), title="Error", severity="error", timeout=8)

@@ -42,9 +42,7 @@ class DoneScreen(WizardScreen):
         return self.result.reference
 
     def unpack_words(self) -> list[str]:
-        reference = self.local_reference()
-        folder = reference.rsplit("/", 1)[-1].split(":", 1)[0]
-        return ["kit", "unpack", reference, "-d", f"./{folder}"]
+        return ["kit", "unpack", self.local_reference(), "-d", f"./{self.choice.tag.name}"]
 
     def next_commands(self) -> tuple[list[list[str]], list[str]]:
         """The commands to paste next, and comments for what needs a value only the user knows."""

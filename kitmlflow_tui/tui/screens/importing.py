@@ -227,7 +227,7 @@ class ImportScreen(WizardScreen):
         title = (
             f"Pushing [b]{escape(self.packed.reference)}[/]"
             if self.packed
-            else f"Importing [b]{escape(choice.run.run_name)}[/] as [b]{escape(choice.tag)}[/]"
+            else f"Importing [b]{escape(choice.run.run_name)}[/] as [b]{escape(str(choice.tag))}[/]"
         )
         if choice.push_to is not None:
             title += f" → [b]{escape(str(choice.push_to))}[/]"

@@ -17,10 +17,11 @@ from textual.widgets import Button, Input, Label, Static
 
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference, parse_push_reference
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.core.selection.profiles import PackageDefaults
 from kitmlflow_tui.tui.backend import ImportChoice
-from kitmlflow_tui.tui.commands import choice_words, one_line
+from kitmlflow_tui.tui.commands import draft_words, one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count, error_markup
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
@@ -28,7 +29,7 @@ from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.core.pipeline import KitfilePreview
-    from kitmlflow_tui.core.registry import RegistryRef, StoredCredential
+    from kitmlflow_tui.core.registry import StoredCredential
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 LABELS = {
@@ -91,14 +92,6 @@ def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
     rows += [("code", e.path or "", e.description or "") for e in kitfile.code]
     rows += [("docs", e.path or "", e.description or "") for e in kitfile.docs]
     return rows
-
-
-def name_and_version(reference: str) -> tuple[str, str]:
-    """The Kitfile name and version a reference gives (its last path part and its tag)."""
-    from kitmlflow_tui.core.packing.storage import parse_model_reference
-
-    _registry, repository, tag = parse_model_reference(reference)
-    return repository.rsplit("/", 1)[-1], tag
 
 
 NO_LAYER_ROWS = 5  # files left out of every layer, listed by name (the rest counted)
@@ -226,24 +219,27 @@ class ReviewScreen(WizardScreen):
             license=self.package.license,
         )
 
-    def push_target(self) -> RegistryRef | None:
+    def push_target(self) -> ModelKitRef | None:
         """The registry reference typed in "Push to" (None when empty or not valid)."""
         text = self.value("push_to")
         if not text:
             return None
         try:
-            from kitmlflow_tui.core.registry import parse_registry_reference  # requests: off the first paint
-
-            return parse_registry_reference(text)
+            return parse_push_reference(text)
         except BadInputError:
             return None
 
+    def tag_reference(self) -> ModelKitRef:
+        """The tag typed in "Tag", or BadInputError (exit 2's message) when kit would not take it."""
+        return parse_modelkit_reference(self.value("tag"))
+
     def choice(self) -> ImportChoice:
+        """What the import will do; BadInputError while the tag is not valid."""
         return ImportChoice(
             self.run,
             self.artifact_tree,
             self.spec,
-            self.value("tag"),
+            self.tag_reference(),
             self.overrides(),
             self.registered,
             self.push_target(),
@@ -263,12 +259,13 @@ class ReviewScreen(WizardScreen):
 
     # -- the Kitfile -----------------------------------------------------------------------------
     def preview(self) -> None:
-        choice = self.choice()
+        try:
+            choice = self.choice()
+        except BadInputError as exc:
+            self.preview_failed(exc)
+            return
 
         def build() -> KitfilePreview:
-            from kitmlflow_tui.core.pipeline import check_tag
-
-            check_tag(choice.tag)
             return self.wizard.backend.preview(choice)
 
         self.background(build, self.previewed, self.preview_failed, group="preview")
@@ -319,9 +316,7 @@ class ReviewScreen(WizardScreen):
             status.update("[dim]Push to: empty, the ModelKit stays in local storage.[/]")
             return
         try:
-            from kitmlflow_tui.core.registry import parse_registry_reference
-
-            target = parse_registry_reference(text)
+            target = parse_push_reference(text)
         except BadInputError as exc:
             self.push_error = exc
             status.update(error_markup(exc))
@@ -369,7 +364,15 @@ class ReviewScreen(WizardScreen):
         self.query_one("#disk", Static).update(text)
 
     def command_words(self) -> list[str]:
-        return choice_words(self.choice(), self.wizard.backend.display_uri)
+        return draft_words(
+            self.run,
+            self.registered,
+            self.spec,
+            self.value("tag"),
+            self.push_target(),
+            self.overrides(),
+            self.wizard.backend.display_uri,
+        )
 
     def command_line(self) -> str:
         return one_line(self.command_words())
@@ -381,9 +384,9 @@ class ReviewScreen(WizardScreen):
             notes.append("name and version come from -t headless (no flags for them)")
         target = self.push_target()
         if target is not None:
-            tag = self.value("tag")
             try:
-                differs = name_and_version(str(target)) != name_and_version(tag)
+                tag = self.tag_reference()
+                differs = (target.name, target.tag) != (tag.name, tag.tag)
             except BadInputError:
                 differs = False
             if differs:

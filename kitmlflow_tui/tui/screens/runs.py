@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Input, Static
 from kitmlflow_tui.core.catalogue.records import RunPage, RunQuery, RunSummary
 from kitmlflow_tui.core.errors import KitmlflowError
 from kitmlflow_tui.tui.dialogs import ColumnChoice, ColumnsScreen
-from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
+from kitmlflow_tui.tui.screens.base import SERVER_ERRORS, WizardScreen
 from kitmlflow_tui.tui.text import (
     count,
     error_markup,
@@ -307,7 +307,7 @@ class RunsScreen(WizardScreen):
 
     def load_failed(self, error: KitmlflowError) -> None:
         self.page_loading = False
-        if error.exit_code in SERVER_EXIT_CODES:
+        if isinstance(error, SERVER_ERRORS):
             self.show_error(error, retry=self.action_reload)
             return
         line = self.query_one("#filter-error", Static)
