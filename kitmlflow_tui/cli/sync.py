@@ -40,9 +40,14 @@ if TYPE_CHECKING:
 @filter_options
 @click.option("--dry-run", is_flag=True, help="Say what would be pushed, skipped or in conflict; change nothing.")
 @click.option("--force", is_flag=True, help="Replace a tag that holds another version's ModelKit.")
+@click.option(
+    "--prune-aliases",
+    is_flag=True,
+    help="Delete the tags sync made for aliases MLflow no longer has (whole models only).",
+)
 @pack_options
 @registry_options
-def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **options: Any) -> None:
+def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, prune_aliases: bool, **options: Any) -> None:
     """Keep REGISTRY/REPO in step with a registered model: import and push the versions it lacks.
 
     \b
@@ -50,6 +55,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
     mlflow://[host/]models/NAME/VERSION  one version
     mlflow://[host/]models/NAME@ALIAS    the alias's version, and a tag ALIAS pointed at it
     A tag that already holds the same MLflow version and run is left alone: a second sync changes nothing.
+    The tag of an alias MLflow no longer has is reported (stale alias); --prune-aliases deletes it.
     """
 
     def body(out: Output) -> int:
@@ -68,6 +74,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
             packer=options["packer"],
             compression=options["compression"],
             **registry_arguments(True, options),
+            prune_aliases=prune_aliases,
         )
         if not dry_run and not options["yes"]:
             if not interactive():
@@ -119,6 +126,8 @@ def _show_sync_summary(out: Output, result) -> None:
         state = f"exit {result.exit_code}"
     elif counts.get("would_push") or counts.get("would_move_tag"):
         state = "not in step yet"
+    elif any(r.action == "stale_alias" and r.digest is not None for r in result.records):
+        state = "stale alias tags left" + ("" if result.dry_run else " (--prune-aliases deletes them)")
     else:
         state = "in step"
     out.console.print(

@@ -73,6 +73,9 @@ DOCKER_CONFIG = Setting(
 )
 CA_BUNDLE = Setting("REQUESTS_CA_BUNDLE", "a CA bundle for registries (else SSL_CERT_FILE, else the system's)")
 CA_FILE = Setting("SSL_CERT_FILE", "a CA bundle for registries, when REQUESTS_CA_BUNDLE is not set")
+WEBHOOK_SECRET = Setting(
+    "KITMLFLOW_WEBHOOK_SECRET", "`watch`: the MLflow webhook's secret, that every delivery is signed with (masked)"
+)
 
 ALL: tuple[Setting, ...] = (
     TRACKING_URI,
@@ -91,6 +94,7 @@ ALL: tuple[Setting, ...] = (
     DOCKER_CONFIG,
     CA_BUNDLE,
     CA_FILE,
+    WEBHOOK_SECRET,
 )
 
 # Variables that may hold a secret: their values are masked in every message kitmlflow prints or publishes.
@@ -105,6 +109,7 @@ SECRET_VARIABLES = (
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_CLIENT_SECRET",
     "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
+    "KITMLFLOW_WEBHOOK_SECRET",
 )
 
 

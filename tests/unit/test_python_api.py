@@ -59,6 +59,7 @@ SIGNATURES = {
         *FILTERS,
         ("force", KEYWORD, False),
         ("dry_run", KEYWORD, False),
+        ("prune_aliases", KEYWORD, False),
         ("tracking_uri", KEYWORD, None),
         ("jobs", KEYWORD, 8),
         ("packer", KEYWORD, "auto"),

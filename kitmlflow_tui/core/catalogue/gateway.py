@@ -244,6 +244,19 @@ class Catalogue:
             aliases = self._client.get_registered_model(name).aliases or {}
         return {str(alias): str(version) for alias, version in dict(aliases).items()}
 
+    def registered_model_names(self) -> list[str]:
+        """The names of every registered model of the server (paged, bounded as every listing is)."""
+        label = "the registered models"
+        with self._errors(label):
+            pages = all_pages(
+                lambda token: self._client.search_registered_models(max_results=1000, page_token=token),
+                label,
+                self.tracking_uri,
+                max_pages=MODEL_VERSIONS_MAX_PAGES,
+                deadline_seconds=MODEL_VERSIONS_DEADLINE_SECONDS,
+            )
+            return sorted({str(model.name) for model in pages})
+
     def list_model_versions(
         self,
         name: str,

@@ -383,6 +383,23 @@ class RegistryClient:
         response.close()
         return response.status_code == 202
 
+    def put_small_blob(self, repository: str, data: bytes) -> str:
+        """Store a few bytes as a blob in one ``POST`` + ``PUT`` unless the repository has it; returns its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest, len(data), push=True):
+            return digest
+        location = self._new_upload(repository)
+        response = self.request(
+            "PUT",
+            _with_query(location, digest=digest),
+            scopes=self._scopes(repository, True),
+            headers={"Content-Type": "application/octet-stream"},
+            body=lambda: data,
+            ok=(201, 204),
+        )
+        response.close()
+        return digest
+
     def upload_blob(
         self,
         repository: str,
