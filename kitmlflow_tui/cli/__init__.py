@@ -1,4 +1,4 @@
-"""The command line: browse (default), import, download, sync, verify, login, logout, profiles, demo.
+"""The command line: browse (default), import, download, sync, watch, verify, login, logout, profiles, demo.
 
 One module per command family, over the group (:mod:`.app`), the options they share (:mod:`.options`)
 and what they print (:mod:`.output`: text, the ``--json`` document, errors mapped to exit codes). Each
@@ -15,6 +15,7 @@ from kitmlflow_tui.cli.login import login, logout
 from kitmlflow_tui.cli.profiles import profiles
 from kitmlflow_tui.cli.sync import sync
 from kitmlflow_tui.cli.verify import verify
+from kitmlflow_tui.cli.watch import watch
 
 __all__ = [
     "browse",
@@ -27,5 +28,6 @@ __all__ = [
     "main",
     "profiles",
     "sync",
+    "watch",
     "verify",
 ]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kitmlflow_tui import __version__
-from kitmlflow_tui.core import locking
+from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
@@ -134,7 +134,7 @@ def download(session: Session, dest: Path, *, jobs: int = 8, observer: Observer 
 
 def cache_root() -> Path:
     """Where imports keep their downloads: ``$KITMLFLOW_CACHE_DIR``, else the user cache dir."""
-    configured = os.environ.get("KITMLFLOW_CACHE_DIR")
+    configured = settings.CACHE_DIR.raw()
     if configured:
         return Path(configured).expanduser()
     import platformdirs
@@ -324,7 +324,7 @@ def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
     return direct.listed_tree(session.plan, contents)
 
 
-def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
+def preview_kitfile(session: Session, options: ImportOptions) -> Kitfile:
     """The Kitfile an import would write, from the listing (only the few small files it reads are fetched, into
     memory): for --dry-run and the wizard."""
     return _kitfile_for(session, _listed_tree(session), options).kitfile
@@ -343,7 +343,7 @@ def preview(session: Session, options: ImportOptions, observer: Observer | None 
     """The Kitfile an import would write and the files it would leave out of the ModelKit (the wizard's review)."""
     settled = settle_layers(session, options, observer)
     moved = settled.plan.left_out[len(session.plan.left_out) :]
-    return KitfilePreview(preview_kitfile(settled, options, observer), settled.plan, moved)
+    return KitfilePreview(preview_kitfile(settled, options), settled.plan, moved)
 
 
 # Names kit's layer rules may leave out of a ModelKit whatever the Kitfile: its default ignores at the root,
@@ -369,7 +369,7 @@ def settle_layers(session: Session, options: ImportOptions, observer: Observer |
     paths = [file.path for file in session.plan.selected]
     if options.kitfile_path is None and not any(_may_be_left_out(path) for path in paths):
         return dataclasses.replace(session, layers_settled=True)
-    reasons = files_in_no_layer(preview_kitfile(session, options, observer), paths)
+    reasons = files_in_no_layer(preview_kitfile(session, options), paths)
     settled = dataclasses.replace(session, plan=session.plan.excluding(reasons), layers_settled=True)
     if reasons:
         observer.step("plan", f"{len(reasons)} selected files left out: the ModelKit could not hold them")

@@ -18,18 +18,17 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, register_secret
 
 MAX_KEY_FILE_BYTES = 64 * 1024
-PASSWORD_ENV = "KITMLFLOW_SIGN_KEY_PASSWORD"
-COSIGN_PASSWORD_ENV = "COSIGN_PASSWORD"
+PASSWORD_ENV = settings.SIGN_KEY_PASSWORD.name
+COSIGN_PASSWORD_ENV = settings.COSIGN_PASSWORD.name
 ECDSA_P256 = "ecdsa-p256-sha256"
 ED25519 = "ed25519"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
@@ -88,14 +87,14 @@ class SigningKey:
         return VerifyingKey(self.info, self._private.public_key())
 
 
-def load_signing_key(path: Path, environ: Mapping[str, str] | None = None) -> SigningKey:
-    """The private key in ``path``, its password (if any) from the environment. Bad input is exit 2."""
-    environ = os.environ if environ is None else environ
+def load_signing_key(path: Path, password: str | None = None) -> SigningKey:
+    """The private key in ``path``, opened with ``password``, else the environment's (KITMLFLOW_SIGN_KEY_PASSWORD;
+    COSIGN_PASSWORD first for a cosign key). Bad input is exit 2."""
     text = _read_pem_file(path, "signing key")
     blocks = {label: body for label, body in _PEM_BLOCK.findall(text)}
     cosign = next((label for label in _COSIGN_LABELS if label in blocks), None)
     if cosign is not None:
-        private = _open_cosign_key(path, blocks[cosign], environ)
+        private = _open_cosign_key(path, blocks[cosign], password)
     else:
         label = next((label for label in _PRIVATE_LABELS if label in blocks), None)
         if label is None:
@@ -104,18 +103,14 @@ def load_signing_key(path: Path, environ: Mapping[str, str] | None = None) -> Si
                 f"The signing key {path} holds {kind}.",
                 hint="--sign-key takes a private key: cosign's cosign.key, or a PKCS#8 PEM (openssl genpkey).",
             )
-        private = _load_pem_private(path, f"-----BEGIN {label}-----\n{blocks[label]}-----END {label}-----\n", environ)
+        private = _load_pem_private(path, f"-----BEGIN {label}-----\n{blocks[label]}-----END {label}-----\n", password)
     return SigningKey(_key_info(path, private.public_key(), "signing key"), private)
 
 
 def check_sign_key(path: Path, password: str | None = None) -> KeyInfo:
     """Whether ``path`` is a key kitmlflow can sign with, opened with ``password`` (else the environment's): its
     algorithm and id, or the BadInputError an import would raise. Nothing is signed (the wizard's "Sign with")."""
-    environ = dict(os.environ)
-    if password is not None:
-        environ[PASSWORD_ENV] = password
-        environ[COSIGN_PASSWORD_ENV] = password
-    return load_signing_key(path, environ).info
+    return load_signing_key(path, password).info
 
 
 def load_verifying_key(path: Path) -> VerifyingKey:
@@ -154,16 +149,16 @@ def _read_pem_file(path: Path, what: str) -> str:
         raise BadInputError(f"The {what} {path} is not a PEM file.") from None
 
 
-def _password(environ: Mapping[str, str], *names: str) -> str | None:
-    for name in names:
-        value = environ.get(name)
+def _password(given: str | None, *variables: settings.Setting) -> str | None:
+    """``given``, else the first of ``variables`` that is set (its value as set: spaces belong to a password)."""
+    for value in (given, *(variable.raw() for variable in variables)):
         if value is not None:
             register_secret(value)
             return value
     return None
 
 
-def _load_pem_private(path: Path, pem: str, environ: Mapping[str, str]) -> Any:
+def _load_pem_private(path: Path, pem: str, given: str | None) -> Any:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
@@ -172,7 +167,7 @@ def _load_pem_private(path: Path, pem: str, environ: Mapping[str, str]) -> Any:
         pass  # encrypted: it needs its password
     except ValueError:
         raise BadInputError(f"The signing key {path} cannot be read (not a valid PEM private key).") from None
-    password = _password(environ, PASSWORD_ENV)
+    password = _password(given, settings.SIGN_KEY_PASSWORD)
     if password is None:
         raise BadInputError(f"The signing key {path} is encrypted: give its password in {PASSWORD_ENV}.")
     try:
@@ -181,7 +176,7 @@ def _load_pem_private(path: Path, pem: str, environ: Mapping[str, str]) -> Any:
         raise BadInputError(f"The password in {PASSWORD_ENV} does not open the signing key {path}.") from None
 
 
-def _open_cosign_key(path: Path, body: str, environ: Mapping[str, str]) -> Any:
+def _open_cosign_key(path: Path, body: str, given: str | None) -> Any:
     """cosign's ``cosign.key``: JSON ``{kdf: {name: scrypt, params: {N, r, p}, salt}, cipher: {name: nacl/secretbox,
     nonce}, ciphertext}`` (bytes as base64) around a PKCS#8 DER key."""
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -202,7 +197,7 @@ def _open_cosign_key(path: Path, body: str, environ: Mapping[str, str]) -> Any:
     if not known or params not in _SCRYPT_PARAMS or len(nonce) != SecretBox.NONCE_SIZE:
         raise BadInputError(f"The cosign key {path} uses a key derivation or cipher cosign does not write.")
     # cosign reads COSIGN_PASSWORD, and a key made with an empty password opens with an empty one.
-    password = _password(environ, COSIGN_PASSWORD_ENV, PASSWORD_ENV)
+    password = _password(given, settings.COSIGN_PASSWORD, settings.SIGN_KEY_PASSWORD)
     secret = Scrypt(salt=salt, length=SecretBox.KEY_SIZE, n=params[0], r=params[1], p=params[2]).derive(
         (password or "").encode()
     )

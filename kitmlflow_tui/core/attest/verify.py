@@ -15,11 +15,11 @@ cannot be reached is its own error (6), not a failed verification.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.attest.attach import Found, find_envelopes
 from kitmlflow_tui.core.attest.dsse import IN_TOTO_PAYLOAD_TYPE
 from kitmlflow_tui.core.attest.keys import VerifyingKey, load_verifying_key
@@ -225,7 +225,7 @@ def _check_layers(
 
 # -- MLflow ------------------------------------------------------------------------------------------------------
 def _tracking_uri(options: VerifyOptions, statement: AttestedStatement) -> str:
-    chosen = options.tracking_uri_flag or os.environ.get("MLFLOW_TRACKING_URI") or statement.tracking_uri
+    chosen = options.tracking_uri_flag or settings.TRACKING_URI.value() or statement.tracking_uri
     if not chosen:
         raise BadInputError(
             "The attestation names no tracking server.", hint="Give one with --tracking-uri or MLFLOW_TRACKING_URI."

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from kitmlflow_tui.core import locking
+from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.errors import PackError
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, repo_file_stem
 from kitmlflow_tui.core.packing import gojson
@@ -67,19 +67,19 @@ def resolve_kit_home(explicit: Path | str | None = None) -> Path:
     """
     if explicit is not None and str(explicit) != "":
         return Path(os.path.abspath(os.path.expanduser(str(explicit))))
-    env_home = os.environ.get("KITOPS_HOME", "")
+    env_home = settings.KITOPS_HOME.raw()
     if env_home:
         return Path(os.path.abspath(env_home))
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "kitops"
     if sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA", "")
+        local = settings.LOCALAPPDATA.raw()
         if not local:
             raise PackError("Cannot find kit's storage: %LOCALAPPDATA% is not set.")
         return Path(local) / "kitops"
-    data_home = os.environ.get("XDG_DATA_HOME", "")
+    data_home = settings.XDG_DATA_HOME.raw()
     if not data_home:
-        home = os.environ.get("HOME", "")
+        home = settings.HOME.raw()
         if not home:
             raise PackError(
                 "Cannot find kit's storage: $HOME is not set.",
