@@ -99,6 +99,8 @@ def import_command(
             authors=authors,
             dry_run=dry_run,
             keep_download=keep_download,
+            sign_key=_sign_key(sign_key, push, attestation_output),
+            attestation_output=attestation_output,
             **registry_arguments(push, options),
         )
         if not dry_run and not options["yes"]:

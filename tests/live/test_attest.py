@@ -330,7 +330,7 @@ def test_sync_sign_key_attests_each_pushed_version_and_not_the_alias_tag(
     records = {record["tag"]: record for record in out.json["records"]}
     assert records["v1"]["action"] == "pushed"
     assert [a["layout"] for a in records["v1"]["attestation"]["attached"]] == list(attach.LAYOUTS)
-    assert records["champion"]["action"] == "tag_moved" and records["champion"]["attestation"] is None
+    assert records["champion"]["action"] == "tag_created" and records["champion"]["attestation"] is None
     for tag in ("v1", "champion"):
         assert cosign_accepts(f"{target}:{tag}", keys.ed25519_pub) in (True, None)
         document = verify(f"{target}:{tag}", keys.ed25519_pub, "--deep", "--mlflow").json
@@ -399,7 +399,7 @@ def test_a_key_that_cannot_sign_is_exit_2_before_anything_is_downloaded(
             {"KITMLFLOW_SIGN_KEY_PASSWORD": "nope-nope"},
             "does not open",
         ),
-        (["--sign-key", str(keys.cosign_key)], {}, "add --push, or --attestation-output"),
+        (["--sign-key", str(keys.cosign_key)], {}, "signs the attestation of a pushed ModelKit"),
         (["--attestation-output", str(tmp_path / "missing" / "a.json")], {}, "does not exist or is not writable"),
     ]
     for extra, env, message in cases:

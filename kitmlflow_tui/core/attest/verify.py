@@ -31,7 +31,7 @@ from kitmlflow_tui.core.attest.statement import (
     StatementError,
     read_statement,
 )
-from kitmlflow_tui.core.errors import BadInputError, NotFoundError, PushError
+from kitmlflow_tui.core.errors import BadInputError, NotFoundError, PushError, VerificationError
 from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, RemoteManifest
 
 HEADER_ALLOWANCE_PER_FILE = 4096  # tar headers, PAX records and padding per attested file
@@ -97,6 +97,25 @@ def verify_modelkit(
 ) -> VerifyResult:
     step = on_step or (lambda message: None)
     key = load_verifying_key(options.key)  # a bad key is exit 2 before the registry is asked
+    try:
+        result = _verify_in_registry(target, options, key, step)
+    except PushError as exc:  # the registry answered, but not what a registry answers: nothing could be verified
+        raise VerificationError(f"{target} cannot be verified: {exc.message}", hint=exc.hint) from None
+    statement = result.statement
+    if options.mlflow and statement is not None:
+        tracking_uri = _tracking_uri(options, statement)
+        step(f"Asking {tracking_uri} about run {statement.run_id}")
+        result = replace(
+            result,
+            checked=(*result.checked, "mlflow"),
+            problems=(*result.problems, *_check_mlflow(statement, tracking_uri)),
+        )
+    return result
+
+
+def _verify_in_registry(
+    target: VerifyTarget, options: VerifyOptions, key: VerifyingKey, step: Callable[[str], None]
+) -> VerifyResult:
     with RegistryClient.connect(target.registry, options.registry, on_note=step) as client:
         manifest = client.get_manifest(target.repository, target.reference)
         if manifest is None:
@@ -114,14 +133,6 @@ def verify_modelkit(
             result = replace(
                 result, checked=(*result.checked, "layers"), problems=_check_layers(client, target, manifest, statement)
             )
-    if options.mlflow:
-        tracking_uri = _tracking_uri(options, statement)
-        step(f"Asking {statement.tracking_uri or tracking_uri} about run {statement.run_id}")
-        result = replace(
-            result,
-            checked=(*result.checked, "mlflow"),
-            problems=(*result.problems, *_check_mlflow(statement, tracking_uri)),
-        )
     return result
 
 
