@@ -60,6 +60,7 @@ def import_command(
     kitfile_path: Path | None,
     packer: str,
     compression: str,
+    artifact_format: str,
     keep_download: bool,
     description: str | None,
     authors: tuple[str, ...],
@@ -98,7 +99,9 @@ def import_command(
             jobs=options["jobs"],
             push_to=push_to,
             registry=registry,
+            format=artifact_format,
         )
+        pipeline.check_format(artifact_format, packer, compression)
         renderer = progress_renderer(out)
         session = pipeline.plan(
             reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
@@ -130,6 +133,7 @@ def import_command(
             reference=result.reference,
             digest=result.digest,
             packer=result.packer,
+            format=artifact_format,
             size=result.size,
             downloaded_bytes=result.download.downloaded_bytes,
             reused_bytes=result.download.reused_bytes,

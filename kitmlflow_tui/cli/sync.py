@@ -74,6 +74,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
             dry_run=dry_run,
             packer=options["packer"],
             compression=options["compression"],
+            format=options["artifact_format"],
             overrides=package_overrides(profile, None, ()),
             jobs=options["jobs"],
             tracking_uri_flag=options["tracking_uri"],
