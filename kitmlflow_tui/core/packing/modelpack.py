@@ -72,9 +72,14 @@ _TYPEFLAG_REGULAR = ord("0")  # tar.TypeReg, what kit writes in a raw layer's fi
 _KINDS = {"model": "weight", "modelpart": "weight.config", "code": "code", "dataset": "dataset", "docs": "doc"}
 
 
+# Weight files MLflow's flavors write that kit init's table does not name: scikit-learn's skops (MLflow 3's
+# default), XGBoost's UBJSON and binary, LightGBM's and CatBoost's model files.
+MLFLOW_WEIGHT_SUFFIXES = (".skops", ".ubj", ".xgb", ".lgb", ".cb")
+
+
 def is_weight(path: str) -> bool:
-    """A weight file, by kit init's suffix table (the one the Kitfile's classification uses)."""
-    return posixpath.basename(path).endswith(MODEL_SUFFIXES)
+    """A weight file: kit init's suffix table (the one the Kitfile's classification uses), plus MLflow's own."""
+    return posixpath.basename(path).endswith(MODEL_SUFFIXES + MLFLOW_WEIGHT_SUFFIXES)
 
 
 # -- the Kitfile a ModelPack carries ---------------------------------------------------------------------
