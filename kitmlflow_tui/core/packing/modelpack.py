@@ -31,6 +31,7 @@ Kitfile (``pkg/cmd/list/list.go``, ``readInfoFromRepo``), so it stays out of tha
 
 from __future__ import annotations
 
+import bisect
 import json
 import posixpath
 import threading
@@ -88,19 +89,28 @@ def split_weights(tree: FileTree | Path, kitfile: Kitfile) -> Kitfile:
 
     Nothing moves out of the ModelPack: if the split would leave a file in no layer (kit's prefix rule), the
     Kitfile is returned as it is."""
+    return _split(as_tree(tree), kitfile)[0]
+
+
+def _split(tree: FileTree, kitfile: Kitfile) -> tuple[Kitfile, PlannedLayers]:
+    """The split Kitfile and its layers (kit's walk over a Kitfile of many entries is the costly part: once)."""
+    planned = plan_layers(tree, kitfile)
     model = kitfile.model
     if model is None or not model.path:
-        return kitfile
-    tree = as_tree(tree)
-    planned = plan_layers(tree, kitfile)
-    files = [entry.name for layer in planned.layers for entry in layer.entries if not entry.is_dir]
-    included = set(files)
+        return kitfile, planned
+    included = {entry.name for layer in planned.layers for entry in layer.entries if not entry.is_dir}
+    ordered = sorted(included)
+
+    def prefixes_another(name: str) -> bool:
+        # In sorted order every path that starts with ``name`` comes right after it.
+        following = bisect.bisect_right(ordered, name)
+        return following < len(ordered) and ordered[following].startswith(name)
 
     def weights_in(layer: Layer) -> list[str]:
         if not any(entry.is_dir and entry.name == layer.path for entry in layer.entries) and layer.path != ".":
             return []  # a file entry: a raw layer already
         found = [e.name for e in layer.entries if not e.is_dir and is_weight(e.name)]
-        return [w for w in found if not any(other != w and other.startswith(w) for other in files)]
+        return [w for w in found if not prefixes_another(w)]
 
     # plan_layers gives the model's layer, then one per part in the Kitfile's order.
     model_layer, *part_layers = [layer for layer in planned.layers if layer.media_base in ("model", "modelpart")]
@@ -115,13 +125,13 @@ def split_weights(tree: FileTree | Path, kitfile: Kitfile) -> Kitfile:
         parts += [ModelPart(path=w, license=part.license) for w in part_weights]
         parts.append(part)
     if not main_weights and len(parts) == len(model.parts):
-        return kitfile
+        return kitfile, planned
     split_model: Model = replace(model, path=main_weights[0] if main_weights else model.path, parts=tuple(parts))
     split = replace(kitfile, model=split_model)
     after = plan_layers(tree, split)
     if {e.name for layer in after.layers for e in layer.entries if not e.is_dir} != included:
-        return kitfile
-    return split
+        return kitfile, planned
+    return split, after
 
 
 # -- the writer --------------------------------------------------------------------------------------------
@@ -151,7 +161,7 @@ class ModelPackWriter:
     def plan(self, tree: FileTree | Path, kitfile: Kitfile | Mapping[str, Any]) -> PlannedLayers:
         if not isinstance(kitfile, Kitfile):
             raise PackError("A ModelPack is written from a checked Kitfile.")
-        planned = plan_layers(tree, split_weights(tree, kitfile))
+        planned = _split(as_tree(tree), kitfile)[1]
         if not planned.layers:
             raise PackError("A ModelPack needs at least one layer, and this Kitfile names no path.")
         return planned
