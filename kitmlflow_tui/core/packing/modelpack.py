@@ -43,6 +43,7 @@ from typing import Any
 from kitmlflow_tui.core.errors import InterruptedByUser, PackError
 from kitmlflow_tui.core.file_tree import FileTree, as_tree
 from kitmlflow_tui.core.kitfile.classify import MODEL_SUFFIXES
+from kitmlflow_tui.core.kitfile.enrich import MLFLOW_MODEL_PART_TYPE, MLMODEL_FILE
 from kitmlflow_tui.core.kitfile.model import Kitfile, Model, ModelPart
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.packing import gojson
@@ -67,7 +68,6 @@ FILEPATH_ANNOTATION = "org.cncf.model.filepath"
 FILE_METADATA_ANNOTATION = "org.cncf.model.file.metadata+json"
 KITFILE_ANNOTATION = "ml.kitops.modelkit.kitfile"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
-MLFLOW_MODEL_PART_TYPE = "mlflow-model"
 MAX_KITFILE_ANNOTATION_BYTES = 16 * 1024 * 1024
 _TYPEFLAG_REGULAR = ord("0")  # tar.TypeReg, what kit writes in a raw layer's file metadata
 _KINDS = {"model": "weight", "modelpart": "weight.config", "code": "code", "dataset": "dataset", "docs": "doc"}
@@ -118,7 +118,7 @@ def _split(tree: FileTree, kitfile: Kitfile) -> tuple[Kitfile, PlannedLayers]:
     parts: list[ModelPart] = []
     if main_weights:
         parts += [ModelPart(path=w, license=model.license) for w in main_weights[1:]]
-        folder_type = MLFLOW_MODEL_PART_TYPE if tree.exists(posixpath.join(model.path, "MLmodel")) else None
+        folder_type = MLFLOW_MODEL_PART_TYPE if tree.exists(posixpath.join(model.path, MLMODEL_FILE)) else None
         parts.append(ModelPart(path=model.path, license=model.license, type=folder_type))
     for part, layer in zip(model.parts, part_layers, strict=True):
         part_weights = sorted(weights_in(layer), key=str.encode)
