@@ -198,14 +198,17 @@ def registry_get(registry: Registry, path: str) -> requests.Response:
     return answer
 
 
-@needs_registry
-@pytest.mark.timeout(300)
-def test_a_pushed_modelpack_pulls_back_byte_identical_and_modctl_extracts_it(
-    seeded: Runs, registry: Registry, isolated_env: Path, tmp_path: Path
-) -> None:
-    repository = "ml/tiny-llama"
+def push_modelpack(seeded: Runs, registry: Registry, repository: str) -> dict[str, Any]:
     document = import_modelpack(seeded, "safetensors", f"{registry.host}/{repository}:v1", "--push", "--plain-http")
     assert document["pushed"]["digest"] == document["digest"]
+    return document
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_a_pushed_modelpack_pulls_back_byte_identical(seeded: Runs, registry: Registry, isolated_env: Path) -> None:
+    repository = "ml/tiny-llama"
+    document = push_modelpack(seeded, registry, repository)
     kitops = isolated_env / "kitops"
     pulled = registry_get(registry, f"{repository}/manifests/v1")
     assert pulled.headers["Docker-Content-Digest"] == document["digest"]
@@ -216,25 +219,31 @@ def test_a_pushed_modelpack_pulls_back_byte_identical_and_modctl_extracts_it(
         assert "sha256:" + hashlib.sha256(data).hexdigest() == blob["digest"] and len(data) == blob["size"]
         assert data == local_blob(kitops)(blob["digest"]).read_bytes()
 
+
+@needs_registry
+@pytest.mark.skipif(readers.modctl_binary() is None, reason="no modctl (KITMLFLOW_TEST_MODCTL_BIN, .tools/bin or PATH)")
+@pytest.mark.timeout(300)
+def test_modctl_pulls_and_extracts_a_pushed_modelpack(
+    seeded: Runs, registry: Registry, isolated_env: Path, tmp_path: Path
+) -> None:
+    """The real modctl (github.com/modelpack/modctl): ``pull`` into its storage then ``extract``, and
+    ``pull --extract-from-remote``, give the run's files byte for byte."""
+    repository = "ml/tiny-llama-modctl"
+    push_modelpack(seeded, registry, repository)
     modctl = readers.modctl_binary()
-    if modctl is None:
-        pytest.skip("modctl is not installed (set KITMLFLOW_TEST_MODCTL_BIN, or put it on PATH)")
+    assert modctl is not None
     storage, extracted = tmp_path / "modctl-storage", tmp_path / "modctl-out"
     common = [modctl, "--storage-dir", str(storage), "--log-dir", str(tmp_path / "modctl-logs"), "--no-progress"]
     env = {**os.environ, "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / "docker")}
     target = f"{registry.host}/{repository}:v1"
-    for args in (["pull", "--plain-http", target], ["extract", target, "--output", str(extracted)]):
+    from_remote = tmp_path / "modctl-remote"
+    for args in (
+        ["pull", "--plain-http", target],
+        ["extract", target, "--output", str(extracted)],
+        ["pull", "--plain-http", "--extract-from-remote", "--extract-dir", str(from_remote), target],
+    ):
         ran = subprocess.run([*common, *args], capture_output=True, text=True, timeout=120, env=env)
         assert ran.returncode == 0, ran.stdout + ran.stderr
-    from_remote = tmp_path / "modctl-remote"
-    ran = subprocess.run(
-        [*common, "pull", "--plain-http", "--extract-from-remote", "--extract-dir", str(from_remote), target],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert ran.returncode == 0, ran.stdout + ran.stderr
     files = {k: v for k, v in SAFETENSORS_FILES.items() if isinstance(v, bytes)}
     for folder in (extracted, from_remote):
         got = readers.tree_bytes(folder)
