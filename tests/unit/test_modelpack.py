@@ -305,6 +305,33 @@ def test_a_weight_that_prefixes_another_file_stays_in_its_folder(tmp_path: Path)
     assert readers.tree_bytes(unpacked) == readers.tree_bytes(folder)
 
 
+def test_a_raw_layer_repeating_another_ones_bytes_is_a_tar_so_kit_finds_each_by_digest(tmp_path: Path) -> None:
+    """kit ≥ 1.10 finds each Kitfile entry's layer by digest (generateUnpackPlan): two raw layers of one content
+    (a checkpoint copied as best.pt) would both unpack to one path. The repeat is a tar of its entry."""
+    checkpoint = bytes(range(256)) * 100
+    files = {"last.pt": checkpoint, "best.pt": checkpoint, "other.pt": b"other" * 10}
+    folder = make_folder(tmp_path / "run", files)
+    kitfile = "manifestVersion: 1.0.0\npackage: {name: p}\nmodel:\n  path: last.pt\n  parts: [{path: best.pt}, {path: other.pt}]\n"
+    result = pack(folder, tmp_path / "kit", kitfile)
+    manifest = read_json(tmp_path / "kit", result.digest)
+    kinds = [
+        (layer["mediaType"].rsplit(".", 2)[-2:], layer["annotations"][readers.FILEPATH]) for layer in manifest["layers"]
+    ]
+    assert kinds == [(["v1", "raw"], "last.pt"), (["v1", "tar"], "best.pt"), (["v1", "raw"], "other.pt")]
+    assert len({layer["digest"] for layer in manifest["layers"]}) == 3
+    config = read_json(tmp_path / "kit", manifest["config"]["digest"])
+    readers.validate_config(config)
+    assert config["modelfs"]["diffIds"] == [layer["digest"] for layer in manifest["layers"]]
+    entries = readers.kitfile_entries(readers.kit_kitfile(manifest))
+    assert [e["digest"] for _, e in entries] == [layer["digest"] for layer in manifest["layers"]]
+    for reader in (readers.kit_unpack, readers.modctl_extract):
+        out = tmp_path / reader.__name__
+        reader(manifest, blob_of(tmp_path / "kit"), out)
+        assert readers.tree_bytes(out) == files
+    again = pack(folder, tmp_path / "again", kitfile)
+    assert again.digest == result.digest
+
+
 def test_a_gguf_model_is_gguf_for_docker_model_runner(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "run", {"tiny.gguf": b"GGUF\x03\x00\x00\x00" + b"\x01" * 1000})
     result = pack(folder, tmp_path / "kit", "manifestVersion: 1.0.0\npackage: {}\nmodel: {path: tiny.gguf}\n")

@@ -32,13 +32,14 @@ Kitfile (``pkg/cmd/list/list.go``, ``readInfoFromRepo``), so it stays out of tha
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import posixpath
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from kitmlflow_tui.core.errors import InterruptedByUser, PackError
 from kitmlflow_tui.core.file_tree import FileTree, as_tree
@@ -69,6 +70,7 @@ FILE_METADATA_ANNOTATION = "org.cncf.model.file.metadata+json"
 KITFILE_ANNOTATION = "ml.kitops.modelkit.kitfile"
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 MAX_KITFILE_ANNOTATION_BYTES = 16 * 1024 * 1024
+_COPY_CHUNK = 4 * 1024 * 1024
 _TYPEFLAG_REGULAR = ord("0")  # tar.TypeReg, what kit writes in a raw layer's file metadata
 _KINDS = {"model": "weight", "modelpart": "weight.config", "code": "code", "dataset": "dataset", "docs": "doc"}
 
@@ -171,7 +173,10 @@ class ModelPackWriter:
         return raw_layout(file) if file is not None else tar_layout(layer.entries)
 
     def descriptor(self, layer: Layer, digest: str, diff_id: str, size: int) -> Descriptor:
-        file = raw_file(layer)
+        return self._described(layer, digest, diff_id, size, raw_file(layer))
+
+    def _described(self, layer: Layer, digest: str, diff_id: str, size: int, file: TarEntry | None) -> Descriptor:
+        """The layer's descriptor, a raw one when ``file`` is given; its Kitfile entry gets the digests."""
         media_type = f"{MEDIA_TYPE_PREFIX}{layer_kind(layer)}.v1.{'raw' if file is not None else 'tar'}"
         described = layer_descriptor(layer, media_type, digest, diff_id, size)
         annotations = dict(described.annotations)
@@ -208,8 +213,11 @@ class ModelPackWriter:
             storage,
             [(self.layout(layer), desc.digest) for layer, desc in zip(planned.layers, descriptors, strict=True)],
         )
+        descriptors = self._repeats_as_tars(storage, planned.layers, descriptors)
         weights = [
-            layer.path for layer in planned.layers if raw_file(layer) is not None and layer_kind(layer) == "weight"
+            layer.path
+            for layer, desc in zip(planned.layers, descriptors, strict=True)
+            if desc.media_type == f"{MEDIA_TYPE_PREFIX}weight.v1.raw"
         ]
         config = model_config(
             planned.config, [d.digest for d in descriptors], self.facts, self.fallback_name, files.read, weights
@@ -243,6 +251,48 @@ class ModelPackWriter:
             layer_count=len(descriptors),
             left_out=planned.left_out,
         )
+
+    def _repeats_as_tars(
+        self, storage: KitStorage, layers: list[Layer], descriptors: list[Descriptor]
+    ) -> list[Descriptor]:
+        """A raw layer whose bytes repeat an earlier raw layer's (``best.pt`` a copy of ``last.pt``) is written as
+        the tar of its entry instead: kit ≥ 1.10 finds each Kitfile entry's layer by its digest, and two raw layers
+        of one digest would send both entries to one path (``generateUnpackPlan``, then "already exists")."""
+        seen: set[str] = set()
+        distinct: list[Descriptor] = []
+        for layer, described in zip(layers, descriptors, strict=True):
+            if raw_file(layer) is None or described.digest not in seen:
+                if raw_file(layer) is not None:
+                    seen.add(described.digest)
+                distinct.append(described)
+                continue
+            layout = tar_layout(layer.entries)
+            with storage.temp_file("layer") as (path, handle):
+                digest = _write_layout(layout, storage.blob_path(described.digest), handle)
+                storage.commit_blob(path, handle, digest, layout.size)
+            distinct.append(self._described(layer, digest, digest, layout.size, None))  # uncompressed
+        return distinct
+
+
+def _write_layout(layout: TarLayout, source: Path, handle: IO[bytes]) -> str:
+    """Write ``layout`` with every file region's bytes from ``source`` (the one file's raw blob); its digest."""
+    hasher = hashlib.sha256()
+    with open(source, "rb") as raw:
+        for segment in layout.segments:
+            if isinstance(segment, FileRegion):
+                raw.seek(0)
+                remaining = segment.size
+                while remaining:
+                    chunk = raw.read(min(remaining, _COPY_CHUNK))
+                    if not chunk:
+                        raise PackError(f"The layer blob {source.name} shrank while it was being copied.")
+                    hasher.update(chunk)
+                    handle.write(chunk)
+                    remaining -= len(chunk)
+            else:
+                hasher.update(segment)
+                handle.write(segment)
+    return "sha256:" + hasher.hexdigest()
 
 
 class _PackedFiles:
