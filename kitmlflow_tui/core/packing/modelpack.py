@@ -11,8 +11,9 @@ The layers (docs/kit-compatibility.md, "ModelPack", says who reads what):
   safetensors only from such layers). The first becomes ``model.path``; the others and the rest of each folder
   become parts. A weight file whose path is a string prefix of another file's stays in its folder's tar: kit's
   walk would otherwise leave that other file out of every layer.
-* Every entry that names one file is a ``.raw`` layer with ``org.cncf.model.file.metadata+json``; every folder
-  entry is one uncompressed ``.tar`` layer, written as kit writes its tar layers. Kinds: the model's entry
+* Every entry that names one file is a ``.raw`` layer with ``org.cncf.model.file.metadata+json`` (one whose bytes
+  repeat an earlier raw layer's is its entry's tar: kit finds layers by digest); every folder entry is one
+  uncompressed ``.tar`` layer, written as kit writes its tar layers. Kinds: the model's entry
   ``weight``, a part ``weight`` when it is a weight file else ``weight.config``, ``code`` (prompts too, with kit's
   subtype annotation), ``dataset``, ``doc``. Every layer carries ``org.cncf.model.filepath``.
 * Layer order is kit's for that Kitfile (model, parts, code, datasets, docs, prompts), which puts the raw weights
