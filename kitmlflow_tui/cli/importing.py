@@ -59,6 +59,7 @@ def import_command(
     kitfile_path: Path | None,
     packer: str,
     compression: str,
+    artifact_format: str,
     keep_download: bool,
     description: str | None,
     authors: tuple[str, ...],
@@ -86,6 +87,7 @@ def import_command(
             authors=authors,
             dry_run=dry_run,
             keep_download=keep_download,
+            format=artifact_format,
             **registry_arguments(push, options),
         )
         if not dry_run and not options["yes"]:
@@ -127,6 +129,7 @@ def import_command(
             reference=result.reference,
             digest=result.digest,
             packer=result.packer,
+            format=artifact_format,
             size=result.size,
             downloaded_bytes=result.downloaded_bytes,
             reused_bytes=result.reused_bytes,

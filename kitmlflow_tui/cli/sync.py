@@ -73,8 +73,9 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, prune
             jobs=options["jobs"],
             packer=options["packer"],
             compression=options["compression"],
-            **registry_arguments(True, options),
             prune_aliases=prune_aliases,
+            format=options["artifact_format"],
+            **registry_arguments(True, options),
         )
         if not dry_run and not options["yes"]:
             if not interactive():

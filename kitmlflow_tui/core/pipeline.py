@@ -38,6 +38,7 @@ from kitmlflow_tui.core.reference import Reference, require_importable, resolve_
 from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult
     from kitmlflow_tui.core.registry import PushResult, RegistryOptions
 
@@ -212,6 +213,7 @@ class ImportOptions:
     storage_root: Path | None = None  # kit's home; None finds it like kit does
     push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
+    format: str = "modelkit"  # modelkit | modelpack (a CNCF ModelPack: packing.modelpack)
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,42 @@ def _stage(session: Session, cache: Path, stage: Path) -> None:
             shutil.copy2(source, target)
 
 
+FORMATS = ("modelkit", "modelpack")
+
+
+def check_format(artifact_format: str, packer: str, compression: str) -> None:
+    """The artifact format and how it can be packed (exit 2 before anything moves). A ModelPack is written by
+    kitmlflow's own writer: kit 1.7 has no ModelPack writer, and kit's (≥ 1.10) writes one layer per Kitfile entry,
+    where Docker Model Runner needs each weight file as a raw layer. Its layers are uncompressed: model-spec has no
+    compressed raw layer, and modctl and Docker Model Runner read no compressed tar."""
+    if artifact_format not in FORMATS:
+        raise BadInputError(f"Unknown format {artifact_format!r}: use one of {', '.join(FORMATS)}.")
+    if artifact_format != "modelpack":
+        return
+    if packer == "kit":
+        raise BadInputError(
+            "--packer kit cannot write a ModelPack: kit 1.7 has no ModelPack writer.",
+            hint="Use --packer native or auto (kitmlflow's own writer) with --format modelpack.",
+        )
+    if compression != "none":
+        raise BadInputError(
+            "A ModelPack's layers are uncompressed (modctl and Docker Model Runner read no compressed layer).",
+            hint="Leave out --compression with --format modelpack.",
+        )
+
+
+def _artifact_writer(session: Session, options: ImportOptions) -> ArtifactWriter | None:
+    """The ModelPack writer with the run's facts, or None for a ModelKit (the packers' default)."""
+    if options.format != "modelpack":
+        return None
+    from kitmlflow_tui.core.kitfile.enrich import iso_utc
+    from kitmlflow_tui.core.packing.modelpack import ModelPackWriter
+    from kitmlflow_tui.core.packing.modelpack_config import RunFacts
+
+    run = session.resolved.run
+    return ModelPackWriter(RunFacts.from_run(iso_utc(run.end_time), run.tags), options.tag.name)
+
+
 def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
     """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure."""
     from kitmlflow_tui.core.packing.kit_cli import choose_packer
@@ -360,7 +398,8 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     observer = observer or Observer()
     reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
-    packer = choose_packer(options.packer)
+    check_format(options.format, options.packer, options.compression)
+    packer = "native" if options.format == "modelpack" else choose_packer(options.packer)
     session = settle_layers(session, options, observer)
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):
@@ -445,6 +484,7 @@ def _import_locked(
 
     if can_go_direct(session.plan, packer, options.compression, options.keep_download):
         return _import_direct(session, options, observer, reference)
+    writer = _artifact_writer(session, options)
     downloaded = download(session, cache, jobs=options.jobs, observer=observer)
     stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
     try:
@@ -456,7 +496,11 @@ def _import_locked(
         kitfile, provenance_location = _kitfile_for(session, FolderTree(stage), options)
         _require_every_file_in_a_layer(session, kitfile, reference)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
-        pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
+        pack = (
+            pack_with_kit
+            if packer == "kit"
+            else functools.partial(pack_native, on_progress=observer.pack_progress, writer=writer)
+        )
         try:
             packed = pack(
                 stage,
@@ -517,6 +561,7 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         on_step=observer.step,
         cancel=session.cancel,
         tracking_uri=session.catalogue.tracking_uri,
+        writer=_artifact_writer(session, options),
     )
     downloaded = DownloadResult(
         dest=direct.resume_dir,
