@@ -387,6 +387,7 @@ def prepare_import(
         from kitmlflow_tui.core.kitfile import load_kitfile_text
 
         load_kitfile_text(pipeline.read_kitfile(kitfile_path), source=str(kitfile_path))
+    pipeline.check_format(format, packer, compression)
     if not dry_run:
         _check_attestation_inputs(_path(sign_key), _path(attestation_output), push)
     options = pipeline.ImportOptions(
@@ -399,9 +400,9 @@ def prepare_import(
         jobs=_jobs(jobs),
         push_to=tag_ref if push else None,
         registry=registry,
+        format=format,
         **_newer_fields(
             pipeline.ImportOptions,
-            format=(format, "modelkit"),
             sign_key=(_path(sign_key), None),
             attestation_output=(_path(attestation_output), None),
         ),
@@ -477,7 +478,8 @@ def prepare_sync(
         overrides=package_overrides(loaded, None, ()),
         jobs=_jobs(jobs),
         tracking_uri_flag=tracking_uri,
-        **_newer_fields(sync.SyncOptions, format=(format, "modelkit"), sign_key=(_path(sign_key), None)),
+        format=format,
+        **_newer_fields(sync.SyncOptions, sign_key=(_path(sign_key), None)),
     )
     sync.check_sync(reference, options)
     return SyncRequest(reference, options)

@@ -70,7 +70,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """How a ModelKit is packed: shared by import and sync."""
+    """What is packed and how: shared by import and sync."""
     options = [
         click.option(
             "--packer",
@@ -80,6 +80,14 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="kit: the real `kit pack`; native: kitmlflow's own writer; auto: kit when installed.",
         ),
         click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True),
+        click.option(
+            "--format",
+            "artifact_format",
+            type=click.Choice(["modelkit", "modelpack"]),
+            default="modelkit",
+            show_default=True,
+            help="modelkit: a KitOps ModelKit; modelpack: a CNCF ModelPack (Docker Model Runner, modctl, kit >= 1.10).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

@@ -85,8 +85,9 @@ def sync(
             jobs=options["jobs"],
             packer=options["packer"],
             compression=options["compression"],
-            **registry_arguments(True, options),
             prune_aliases=prune_aliases,
+            format=options["artifact_format"],
+            **registry_arguments(True, options),
             sign_key=None if dry_run else sign_key,
         )
         if not dry_run and not options["yes"]:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from kitmlflow_tui.core.attest.keys import SigningKey
     from kitmlflow_tui.core.attest.produce import Attestation
     from kitmlflow_tui.core.packing.file_digests import FileDigest
+    from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult
     from kitmlflow_tui.core.provenance import MlflowProvenance
     from kitmlflow_tui.core.registry import PushResult, RegistryOptions
@@ -216,6 +217,7 @@ class ImportOptions:
     storage_root: Path | None = None  # kit's home; None finds it like kit does
     push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
+    format: str = "modelkit"  # modelkit | modelpack (a CNCF ModelPack: packing.modelpack)
     sign_key: Path | None = None  # sign the ModelKit's provenance attestation (attached to it on --push)
     attestation_output: Path | None = None  # write the signed envelope (unsigned: the statement) here
 
@@ -391,6 +393,42 @@ def _stage(session: Session, cache: Path, stage: Path) -> None:
             shutil.copy2(source, target)
 
 
+FORMATS = ("modelkit", "modelpack")
+
+
+def check_format(artifact_format: str, packer: str, compression: str) -> None:
+    """The artifact format and how it can be packed (exit 2 before anything moves). A ModelPack is written by
+    kitmlflow's own writer: kit 1.7 has no ModelPack writer, and kit's (≥ 1.10) writes one layer per Kitfile entry,
+    where Docker Model Runner needs each weight file as a raw layer. Its layers are uncompressed: model-spec has no
+    compressed raw layer, and modctl and Docker Model Runner read no compressed tar."""
+    if artifact_format not in FORMATS:
+        raise BadInputError(f"Unknown format {artifact_format!r}: use one of {', '.join(FORMATS)}.")
+    if artifact_format != "modelpack":
+        return
+    if packer == "kit":
+        raise BadInputError(
+            "--packer kit cannot write a ModelPack: kit 1.7 has no ModelPack writer.",
+            hint="Use --packer native or auto (kitmlflow's own writer) with --format modelpack.",
+        )
+    if compression != "none":
+        raise BadInputError(
+            "A ModelPack's layers are uncompressed (modctl and Docker Model Runner read no compressed layer).",
+            hint="Leave out --compression with --format modelpack.",
+        )
+
+
+def _artifact_writer(session: Session, options: ImportOptions) -> ArtifactWriter | None:
+    """The ModelPack writer with the run's facts, or None for a ModelKit (the packers' default)."""
+    if options.format != "modelpack":
+        return None
+    from kitmlflow_tui.core.kitfile.enrich import iso_utc
+    from kitmlflow_tui.core.packing.modelpack import ModelPackWriter
+    from kitmlflow_tui.core.packing.modelpack_config import RunFacts
+
+    run = session.resolved.run
+    return ModelPackWriter(RunFacts.from_run(iso_utc(run.end_time), run.tags), options.tag.name)
+
+
 def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
     """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure. With a signing
     key or an attestation output, the packed ModelKit's provenance attestation too (attached after a push)."""
@@ -404,7 +442,8 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     key = load_signing_key(options.sign_key) if options.sign_key is not None else None
     reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
-    packer = choose_packer(options.packer)
+    check_format(options.format, options.packer, options.compression)
+    packer = "native" if options.format == "modelpack" else choose_packer(options.packer)
     session = settle_layers(session, options, observer)
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):
@@ -439,7 +478,7 @@ def _attestation(
         kitfile_sha256=result.kitfile_sha256,
         packer=result.packer,
         compression=options.compression,
-        format=str(getattr(options, "format", "modelkit")),  # the ModelPack option adds ImportOptions.format
+        format=options.format,
         started_on=started,
     )
     return import_attestation(facts, key, options.attestation_output)
@@ -541,6 +580,7 @@ def _import_locked(
 
     if can_go_direct(session.plan, packer, options.compression, options.keep_download):
         return _import_direct(session, options, observer, reference)
+    writer = _artifact_writer(session, options)
     downloaded = download(session, cache, jobs=options.jobs, observer=observer)
     files: tuple[FileDigest, ...] = ()
     stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
@@ -560,7 +600,9 @@ def _import_locked(
         pack = (
             pack_with_kit
             if packer == "kit"
-            else functools.partial(pack_native, on_progress=observer.pack_progress, digest_files=options.attests)
+            else functools.partial(
+                pack_native, on_progress=observer.pack_progress, writer=writer, digest_files=options.attests
+            )
         )
         try:
             packed = pack(
@@ -639,6 +681,7 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         on_step=observer.step,
         cancel=session.cancel,
         tracking_uri=session.catalogue.tracking_uri,
+        writer=_artifact_writer(session, options),
         digest_files=options.attests,
     )
     downloaded = DownloadResult(

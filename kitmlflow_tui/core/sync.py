@@ -202,6 +202,7 @@ class SyncOptions:
     tracking_uri_flag: str | None = None
     sign_key: Path | None = None  # sign each pushed version's provenance attestation and attach it
     prune_aliases: bool = False  # delete the alias tags sync made for aliases MLflow no longer has
+    format: str = "modelkit"  # modelkit | modelpack: what the sync pushes, and what a tag must hold to be in step
 
 
 def check_sync(reference: ModelRef, options: SyncOptions) -> None:
@@ -226,6 +227,7 @@ def check_sync(reference: ModelRef, options: SyncOptions) -> None:
     )
     _checked_tag(options, sample, reference.version or "1")
     options.spec.validate()
+    pipeline.check_format(options.format, options.packer, options.compression)
     if options.sign_key is not None:
         from kitmlflow_tui.core.attest.keys import load_signing_key
 
@@ -273,26 +275,31 @@ class _Wanted:
 
 @dataclass(frozen=True)
 class _Held:
-    """What a tag holds in the registry."""
+    """What a tag holds in the registry: a ModelKit or a ModelPack (``format``), and the provenance it records."""
 
     manifest: RemoteManifest
     size: int
     provenance: MlflowProvenance | None
-    not_a_modelkit: str | None = None  # why, when it is not one
+    not_a_modelkit: str | None = None  # why, when it is neither
+    format: str = "modelkit"
 
     def describe(self) -> str:
         if self.not_a_modelkit:
             return self.not_a_modelkit
+        artifact = "a ModelPack" if self.format == "modelpack" else "a ModelKit"
         if self.provenance is None:
-            return "a ModelKit without MLflow provenance"
+            return f"{artifact} without MLflow provenance"
         registered = self.provenance.registered_model
         run_id = _shown(self.provenance.run.id)
         if registered is None:
-            return f"a ModelKit of run {run_id} imported directly, not as a registered model version"
-        return f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
+            return f"{artifact} of run {run_id} imported directly, not as a registered model version"
+        of = f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
+        return f"{of} as a ModelPack" if self.format == "modelpack" else of
 
-    def holds(self, name: str, version: str, run_id: str | None) -> bool:
-        if self.provenance is None or self.not_a_modelkit:
+    def holds(self, name: str, version: str, run_id: str | None, artifact_format: str) -> bool:
+        """The tag is in step: the same registered version and run, in the format the sync writes (the other
+        format of the same version is a conflict: replacing it is --force's decision)."""
+        if self.provenance is None or self.not_a_modelkit or self.format != artifact_format:
             return False
         registered = self.provenance.registered_model
         return (
@@ -524,7 +531,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
     held = _read_tag(context.client, options.target.repository, item.tag)
     replacing = ""
     if held is not None:
-        if held.holds(context.reference.name, info.version, run_id):
+        if held.holds(context.reference.name, info.version, run_id, options.format):
             return record(
                 SyncAction.SKIPPED,
                 f"in step: {item.tag} holds {held.describe()}",
@@ -595,7 +602,7 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
         return record(SyncAction.SKIPPED, f"in step: {item.tag} points at {version_tag}", digest=digest)
     held = None if manifest is None else _held(context.client, options.target.repository, manifest)
     if held is not None:
-        if digest is None and held.holds(name, info.version, run_id):
+        if digest is None and held.holds(name, info.version, run_id, options.format):
             return record(
                 SyncAction.SKIPPED, f"in step: {item.tag} holds {held.describe()}", digest=held.manifest.digest
             )
@@ -728,15 +735,21 @@ def _read_tag(client: RegistryClient, repository: str, tag: str) -> _Held | None
 
 
 def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> _Held:
-    """A manifest with the provenance its config records (one bounded GET of the config)."""
+    """A manifest with the provenance it records: a ModelKit's in its config (one bounded GET), a ModelPack's in
+    the Kitfile its manifest carries."""
     try:
+        document = manifest.json()
         config = manifest.config
         layers = manifest.layers
         size = sum(int(d.get("size") or 0) for d in (config, *layers))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KitmlflowError) as exc:
         return _Held(manifest, 0, None, f"a manifest kitmlflow cannot read ({exc})")
+    from kitmlflow_tui.core.packing.modelpack import carried_kitfile, is_modelpack
     from kitmlflow_tui.core.packing.native import CONFIG_MEDIA_TYPE
 
+    if is_modelpack(document):
+        kitfile = carried_kitfile(document)
+        return _Held(manifest, size, read_provenance(kitfile) if kitfile else None, format="modelpack")
     if config.get("mediaType") != CONFIG_MEDIA_TYPE or not isinstance(config.get("digest"), str):
         return _Held(manifest, size, None, f"something that is not a ModelKit (config {config.get('mediaType')})")
     try:
@@ -790,6 +803,7 @@ def _push(
             jobs=options.jobs,
             storage_root=home,
             sign_key=options.sign_key,
+            format=options.format,
         )
         imported = pipeline.run_import(session, import_options, observer)
         downloaded = imported.download.downloaded_bytes
@@ -842,6 +856,7 @@ def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitR
         "overrides": repr(options.overrides),
         "packer": options.packer,
         "compression": options.compression,
+        "format": options.format,
         "importer": __version__,
         "signed": options.sign_key is not None,
     }

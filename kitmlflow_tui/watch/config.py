@@ -110,6 +110,8 @@ def check_entry(entry: WatchedModel, where: str) -> WatchedModel:
             f"{where}: the glob {entry.name!r} matches many models, which would share the tags of {entry.to}.",
             hint="Put {name} in `to` (registry.example.com/ml/{name}) or in `tag_template` ('{name}-v{version}').",
         )
+    if entry.format not in FORMATS:
+        raise BadInputError(f"{where}: format {entry.format!r} is not one of {', '.join(FORMATS)}.")
     if entry.sign_key is not None and not entry.sign_key.is_file():
         raise BadInputError(f"{where}: the sign_key {entry.sign_key} is not a readable file.")
     sample = "model" if entry.is_glob else entry.name
@@ -118,17 +120,12 @@ def check_entry(entry: WatchedModel, where: str) -> WatchedModel:
             target=parse_target(entry.target_text(sample)),
             spec=entry.spec,
             template=TagTemplate.parse(entry.tag_template),
+            format=entry.format,
             sign_key=entry.sign_key,  # opened now: a key that cannot sign is exit 2 before anything listens
         )
         check_sync(ModelRef(None, sample), options)
     except BadInputError as exc:
         raise refused(exc) from None
-    if entry.format not in FORMATS:
-        raise BadInputError(f"{where}: format {entry.format!r} is not one of {', '.join(FORMATS)}.")
-    # The sync core of this build writes ModelKits only: refused here, at start, rather than synced without what
-    # the entry asks for.
-    if entry.format != "modelkit":
-        raise BadInputError(f"{where}: format {entry.format} is not supported yet by this kitmlflow's sync.")
     return entry
 
 

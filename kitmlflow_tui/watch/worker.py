@@ -115,6 +115,7 @@ class Worker:
                 compression=self.settings.compression,
                 jobs=self.settings.jobs,
                 prune_aliases=self.settings.prune_aliases,
+                format=entry.format,
                 sign_key=entry.sign_key,
             )
             result = run_sync(ModelRef(self.settings.tracking_uri, model), options, cancel=self.stop)

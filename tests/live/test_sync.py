@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kitmlflow_tui.core.errors import ServerUnreachableError
+from kitmlflow_tui.core.provenance import read_provenance
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.hostile_server import MODEL_NAME, Scenario, hostile_server
 from tests.support.live import LiveServer
@@ -214,6 +215,42 @@ def test_a_tag_holding_another_version_is_a_conflict_left_alone_unless_forced(
     assert actions(forced) == [("pushed", "1", "v1"), ("skipped", "2", "v2")]
     assert "replacing sync-conflict-a version 1" in forced.json["records"][0]["reason"]
     assert remote_provenance(registry, repository, "v1")["registered_model"]["name"] == other_model.name
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_a_modelpack_sync_is_in_step_with_itself_and_a_modelkit_tag_is_a_conflict(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    """A ModelPack tag is read back through the Kitfile its manifest carries; the other format of the same version
+    is a conflict (replacing it is --force's), both ways."""
+    from kitmlflow_tui.core.packing.modelpack import ARTIFACT_TYPE, carried_kitfile
+
+    model = make_model(live, "sync-modelpack", 1)
+    repository = "team/modelpack"
+    first = sync(model.uri(), registry, repository, "--format", "modelpack")
+    assert first.code == 0, first.stderr
+    assert actions(first) == [("pushed", "1", "v1")]
+    held = remote_manifest(registry, repository, "v1")
+    assert held is not None and held[1]["artifactType"] == ARTIFACT_TYPE
+    provenance = read_provenance(carried_kitfile(held[1]) or {})
+    assert provenance is not None and provenance.registered_model is not None
+    assert (provenance.registered_model.name, provenance.run.id) == (model.name, model.runs["1"])
+
+    mark = registry.mark()
+    second = sync(model.uri(), registry, repository, "--format", "modelpack")
+    assert second.code == 0 and actions(second) == [("skipped", "1", "v1")]
+    assert second.json["records"][0]["reason"].startswith("in step") and writes(registry.since(mark)) == []
+
+    as_modelkit = sync(model.uri(), registry, repository)
+    assert as_modelkit.code == 9 and actions(as_modelkit) == [("conflict", "1", "v1")]
+    assert "as a ModelPack" in as_modelkit.json["records"][0]["reason"]
+    assert remote_manifest(registry, repository, "v1") == held
+    forced = sync(model.uri(), registry, repository, "--force")
+    assert forced.code == 0 and actions(forced) == [("pushed", "1", "v1")]
+    assert "artifactType" not in remote_manifest(registry, repository, "v1")[1]  # type: ignore[index]
+    back = sync(model.uri(), registry, repository, "--format", "modelpack")
+    assert back.code == 9 and actions(back) == [("conflict", "1", "v1")], "a ModelKit tag is a ModelPack's conflict"
 
 
 @needs_registry

@@ -176,7 +176,6 @@ def test_a_config_names_models_and_globs_with_their_options(tmp_path: Path) -> N
         ("models:\n  - name: m\n    to: r.io/m\n    tag_template: '{foo}'\n", "is not a field"),
         ("models:\n  - name: m\n    to: r.io/m\n    max_file_size: lots\n", "line 4"),
         ("models:\n  - name: m\n    to: r.io/m\n    format: zip\n", "not one of modelkit, modelpack"),
-        ("models:\n  - name: m\n    to: r.io/m\n    format: modelpack\n", "not supported yet"),
         ("models:\n  - name: m\n    to: r.io/m\n    sign_key: /nonexistent/key\n", "not a readable file"),
         (
             "models:\n  - name: m\n    to: r.io/m\n  - name: m\n    to: r.io/m\n    name: n\n",
@@ -191,6 +190,11 @@ def test_a_bad_config_is_exit_2_naming_the_line(tmp_path: Path, text: str, messa
         load_config(write(tmp_path, text))
     assert message in refused.value.message
     assert str(tmp_path / "watch.yaml") in refused.value.message
+
+
+def test_a_modelpack_entry_is_synced_as_a_modelpack(tmp_path: Path) -> None:
+    (entry,) = load_config(write(tmp_path, "models:\n  - name: m\n    to: r.io/m\n    format: modelpack\n")).models
+    assert entry.format == "modelpack"
 
 
 def test_a_sign_key_is_opened_when_the_config_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ successful import of the run removes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -44,15 +45,8 @@ from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.packing.file_digests import FileDigest, RegionDigests
-from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout, tar_layout
-from kitmlflow_tui.core.packing.native import (
-    DEFAULT_CLI_VERSION,
-    Layer,
-    layer_descriptor,
-    layer_media_type,
-    plan_layers,
-    store_modelkit,
-)
+from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout
+from kitmlflow_tui.core.packing.native import DEFAULT_CLI_VERSION, ArtifactWriter, Layer, ModelKitWriter
 from kitmlflow_tui.core.packing.result import PackResult
 from kitmlflow_tui.core.packing.storage import Descriptor, KitStorage, resolve_kit_home
 from kitmlflow_tui.core.selection.plan import Plan, format_size
@@ -144,20 +138,22 @@ def pack_direct(
     cancel: threading.Event | None = None,
     tracking_uri: str = "",
     cli_version: str = DEFAULT_CLI_VERSION,
+    writer: ArtifactWriter | None = None,
     digest_files: bool = False,
 ) -> DirectResult:
     """Fetch the plan's files into the layer blobs of ``kitfile`` over ``tree`` and store the ModelKit under
     ``reference`` (see the module's docstring). ``run_key`` names the run's resume folder; the caller holds the
-    run's lock, so no other import of the run writes there. With ``digest_files`` every file's sha256 is taken in
-    the pass that hashes the layers (:mod:`~kitmlflow_tui.core.packing.file_digests`)."""
+    run's lock, so no other import of the run writes there. ``writer`` decides the artifact (an uncompressed
+    ModelKit by default; a ModelPack's raw layers are layouts of one file region each). With ``digest_files``
+    every file's sha256 is taken in the pass that hashes the layers (:mod:`~kitmlflow_tui.core.packing.file_digests`;
+    a raw layer's file digest is the layer's own)."""
     cancel = cancel or threading.Event()
-    planned = plan_layers(tree, kitfile)
+    writer = writer or ModelKitWriter("none", cli_version)
+    planned = writer.plan(tree, kitfile)
     by_path = {file.path: file for file in plan.selected}
     storage = KitStorage(resolve_kit_home(storage_root))
     resume_dir = storage.root / RESUME_DIR_NAME / run_key
-    blobs = [
-        _PartialBlob(resume_dir, layer, tar_layout(layer.entries), by_path, digest_files) for layer in planned.layers
-    ]
+    blobs = [_PartialBlob(resume_dir, layer, writer.layout(layer), by_path, digest_files) for layer in planned.layers]
     _check_disk_space(storage.root, sum(blob.bytes_to_allocate() for blob in blobs))  # before a byte is written
     try:
         with storage.session():
@@ -189,11 +185,12 @@ def pack_direct(
                     transfer.close()
                 if on_step is not None:
                     on_step("pack", f"Packing {reference} (native packer: hashing the layers)")
-                descriptors, files = _commit_layers(storage, blobs, on_hash_progress, cancel)
+                descriptors, files = _commit_layers(storage, blobs, writer, on_hash_progress, cancel)
             finally:
                 for blob in blobs:
                     blob.close()
-            packed = store_modelkit(storage, planned, descriptors, reference, cli_version, cancel, files)
+            packed = writer.store(storage, planned, descriptors, reference, cancel)
+            packed = dataclasses.replace(packed, files=files)
     except KitmlflowError:
         raise
     except OSError as exc:
@@ -205,6 +202,7 @@ def pack_direct(
 def _commit_layers(
     storage: KitStorage,
     blobs: Sequence[_PartialBlob],
+    writer: ArtifactWriter,
     on_hash_progress: Callable[[int, int], None] | None,
     cancel: threading.Event,
 ) -> tuple[list[Descriptor], tuple[FileDigest, ...]]:
@@ -223,10 +221,9 @@ def _commit_layers(
     files: list[FileDigest] = []
     for blob in blobs:
         digest = blob.hash(advance, cancel)
-        files += blob.file_digests()
+        files += blob.file_digests(digest)
         blob.commit(storage, digest)
-        media_type = layer_media_type(blob.layer, "none")
-        descriptors.append(layer_descriptor(blob.layer, media_type, digest, digest, blob.layout.size))
+        descriptors.append(writer.descriptor(blob.layer, digest, digest, blob.layout.size))  # uncompressed
     return descriptors, tuple(files)
 
 
@@ -294,7 +291,8 @@ class _PartialBlob:
                 pwrite_all(self.fd, region.offset, content)
                 self.state.complete.add(index)
         self.journal_writer = JournalWriter(self.journal, self.identity, self.fd, fresh=found is None)
-        self.files = RegionDigests(self.layout.files) if self.digest_files else None
+        # A raw layer (one file, no tar around it) is its file: the layer's digest is the file's, hashed once.
+        self.files = RegionDigests(self.layout.files) if self.digest_files and not self._is_raw() else None
         self.hasher = _InOrderHasher(self.fd, self.layout, self.state, self.files)
 
     def _same_size(self) -> bool:
@@ -331,9 +329,17 @@ class _PartialBlob:
         self.journal_writer.flush()
         return self.hasher.finish(advance, cancel)
 
-    def file_digests(self) -> tuple[FileDigest, ...]:
-        """Its files' digests, taken while :meth:`hash` read the blob (none unless asked for)."""
-        return self.files.result() if self.files is not None else ()
+    def _is_raw(self) -> bool:
+        segments = self.layout.segments
+        return len(segments) == 1 and isinstance(segments[0], FileRegion) and segments[0].size == self.layout.size
+
+    def file_digests(self, digest: str) -> tuple[FileDigest, ...]:
+        """Its files' digests (none unless asked for), taken while :meth:`hash` read the blob as ``digest``."""
+        if not self.digest_files:
+            return ()
+        if self.files is None:  # raw: the file is the blob
+            return (FileDigest(self.layout.files[0].name, self.layout.size, digest.removeprefix("sha256:")),)
+        return self.files.result()
 
     def commit(self, storage: KitStorage, digest: str) -> None:
         assert self.fd is not None

@@ -295,8 +295,13 @@ class LayerSink:
         return "sha256:" + self.tar_hash.hexdigest()
 
 
+def raw_layout(entry: TarEntry) -> TarLayout:
+    """A layer that is one file's bytes and nothing else (a ModelPack ``.raw`` layer): no header, no padding."""
+    return TarLayout(entry.size, (FileRegion(entry.name, 0, entry.size),))
+
+
 def write_layer(
-    entries: Sequence[TarEntry],
+    layout: TarLayout,
     sink: LayerSink,
     folder: Path,
     *,
@@ -304,11 +309,11 @@ def write_layer(
     cancel: threading.Event | None = None,
     digest_files: bool = False,
 ) -> tuple[FileDigest, ...]:
-    """Stream ``entries`` (files of ``folder``) as one tar into ``sink``: memory stays at one buffer whatever the
-    file sizes. With ``digest_files``, each file's sha256 is computed from the same stream (no second read)."""
+    """Stream the layer ``layout`` describes (files of ``folder`` between its literal bytes) into ``sink``: memory
+    stays at one buffer whatever the file sizes. With ``digest_files``, each file's sha256 is computed from the same
+    stream (no second read)."""
     from kitmlflow_tui.core.packing.file_digests import RegionDigests
 
-    layout = tar_layout(entries)
     digests = RegionDigests(layout.files) if digest_files else None
     position = 0
 

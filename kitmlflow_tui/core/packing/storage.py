@@ -240,8 +240,9 @@ class KitStorage:
         with locking.locked(self.root / LOCK_FILE_NAME):
             yield
 
-    def register(self, ref: ModelKitRef, manifest: Descriptor) -> None:
-        """Add the manifest to the shared index and the repository's index, then point the tag at it.
+    def register(self, ref: ModelKitRef, manifest: Descriptor, *, list_in_repository: bool = True) -> None:
+        """Add the manifest to the shared index and (``list_in_repository``) the repository's index, then point the
+        tag at it. A manifest left out of the repository's index is one ``kit list`` would choke on (a ModelPack).
 
         Call only once the manifest and every blob it references are in blobs/: the tag file is
         written last, so a reader never finds a tag whose content is missing.
@@ -249,7 +250,8 @@ class KitStorage:
         stem = repo_file_stem(ref.registry, ref.repository)
         with self.locked():
             self._add_to_shared_index(manifest)
-            self._add_to_repo_index(self.root / f"{stem}-index.json", manifest)
+            if list_in_repository:
+                self._add_to_repo_index(self.root / f"{stem}-index.json", manifest)
             self._set_tag(self.root / f"{stem}-tags.json", ref.tag, manifest)
 
     def _add_to_shared_index(self, manifest: Descriptor) -> None:
