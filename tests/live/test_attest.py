@@ -348,6 +348,29 @@ def test_sync_sign_key_attests_each_pushed_version_and_not_the_alias_tag(
     assert len(found.envelopes) == 2  # one attestation, in its two layouts: the second sync added none
 
 
+# -- a ModelPack: raw layers are their files ----------------------------------------------------------------------
+@needs_registry
+@pytest.mark.timeout(600)
+def test_a_signed_modelpack_is_accepted_by_cosign_and_by_verify_deep(
+    live: LiveServer, registry: AnyRegistry, keys: Keys, tmp_path: Path
+) -> None:
+    if registry.kind != "docker-registry":
+        pytest.skip("one registry is enough: the layouts are the ModelKit's")
+    reference = f"{registry.host}/attest/modelpack:v1"
+    output = tmp_path / "attestation.json"
+    out = run_cli(
+        "import", live.uri(), "-t", reference, "--yes", "--json", "--format", "modelpack", "--push",
+        "--sign-key", str(keys.cosign_key), "--attestation-output", str(output), env=environment(tmp_path),
+    )  # fmt: skip
+    assert out.code == 0, out.stderr
+    external = json.loads(read_envelope(output.read_bytes()).payload)["predicate"]["buildDefinition"]
+    assert external["externalParameters"]["format"] == "modelpack"
+    assert cosign_accepts(reference, keys.cosign_pub) in (True, None)
+    document = verify(reference, keys.cosign_pub, "--deep").json
+    assert document["verified"] is True, document["problems"]
+    assert {f["path"] for f in document["files"]} == {f["path"] for f in out.json["selected"]}
+
+
 # -- every packing path attests the same digests -------------------------------------------------------------------
 def attested_files(statement: bytes) -> dict[str, str]:
     definition = json.loads(statement)["predicate"]["buildDefinition"]
