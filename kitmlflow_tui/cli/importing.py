@@ -14,18 +14,22 @@ from kitmlflow_tui.cli.options import (
     LocalPath,
     check_registry_flags,
     filter_options,
+    given_on_command_line,
     pack_options,
     registry_arguments,
     registry_options,
+    sign_key_option,
 )
 from kitmlflow_tui.cli.output import (
     Output,
+    attestation_document,
     escape,
     interactive,
     plan_document,
     progress_renderer,
     pushed_document,
     run_guarded,
+    show_attestation,
     show_plan,
     show_pushed,
     size_text,
@@ -52,6 +56,13 @@ if TYPE_CHECKING:
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
 @registry_options
+@sign_key_option
+@click.option(
+    "--attestation-output",
+    type=LocalPath(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write the provenance attestation here (signed with --sign-key, else the bare in-toto statement).",
+)
 def import_command(
     uri: str,
     tag: str,
@@ -64,6 +75,8 @@ def import_command(
     description: str | None,
     authors: tuple[str, ...],
     push: bool,
+    sign_key: Path | None,
+    attestation_output: Path | None,
     **options: Any,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
@@ -88,6 +101,8 @@ def import_command(
             dry_run=dry_run,
             keep_download=keep_download,
             format=artifact_format,
+            sign_key=_sign_key(sign_key, push, attestation_output),
+            attestation_output=attestation_output,
             **registry_arguments(push, options),
         )
         if not dry_run and not options["yes"]:
@@ -120,7 +135,9 @@ def import_command(
         kit_ref = escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             show_pushed(out, result.pushed)
-        else:
+        if result.attestation is not None:
+            show_attestation(out, result.attestation)
+        if result.pushed is None:
             out.console.print(
                 f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim"
             )
@@ -136,10 +153,20 @@ def import_command(
         )
         if result.pushed is not None:
             document["pushed"] = pushed_document(result.pushed)
+        if result.attestation is not None:
+            document["attestation"] = attestation_document(result.attestation)
         out.document(document)
         return 0
 
     run_guarded(options["as_json"], body)
+
+
+def _sign_key(sign_key: Path | None, push: bool, output: Path | None) -> Path | None:
+    """--sign-key as given; KITMLFLOW_SIGN_KEY of the environment only for an import that pushes or writes an
+    attestation (the variable is meant for those), never an error for one that does neither."""
+    if sign_key is not None and not push and output is None and not given_on_command_line("sign_key"):
+        return None
+    return sign_key
 
 
 def _show_kitfile(out: Output, kitfile: Kitfile) -> None:

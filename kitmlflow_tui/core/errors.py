@@ -81,6 +81,13 @@ class PushError(KitmlflowError):
     exit_code = 9
 
 
+class VerificationError(KitmlflowError):
+    """``kitmlflow verify``: no attestation, a bad signature, the subject of another manifest, files or MLflow that
+    do not match what the attestation records."""
+
+    exit_code = 10
+
+
 class SyncFailedError(KitmlflowError):
     """A sync tried every version and left some out of step (failed, in conflict): its exit code is the first
     such record's, as the command's; ``result`` holds every record. Raised by the Python API, where a result

@@ -76,6 +76,13 @@ CA_FILE = Setting("SSL_CERT_FILE", "a CA bundle for registries, when REQUESTS_CA
 WEBHOOK_SECRET = Setting(
     "KITMLFLOW_WEBHOOK_SECRET", "`watch`: the MLflow webhook's secret, that every delivery is signed with (masked)"
 )
+SIGN_KEY = Setting(
+    "KITMLFLOW_SIGN_KEY", "`import --push`, `sync`: the key that signs the provenance attestation (as `--sign-key`)"
+)
+SIGN_KEY_PASSWORD = Setting("KITMLFLOW_SIGN_KEY_PASSWORD", "the password of an encrypted PEM signing key (masked)")
+COSIGN_PASSWORD = Setting(
+    "COSIGN_PASSWORD", "the password of cosign's `cosign.key` as a signing key, as cosign reads it (masked)"
+)
 
 ALL: tuple[Setting, ...] = (
     TRACKING_URI,
@@ -95,6 +102,9 @@ ALL: tuple[Setting, ...] = (
     CA_BUNDLE,
     CA_FILE,
     WEBHOOK_SECRET,
+    SIGN_KEY,
+    SIGN_KEY_PASSWORD,
+    COSIGN_PASSWORD,
 )
 
 # Variables that may hold a secret: their values are masked in every message kitmlflow prints or publishes.
@@ -110,6 +120,8 @@ SECRET_VARIABLES = (
     "AZURE_CLIENT_SECRET",
     "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
     "KITMLFLOW_WEBHOOK_SECRET",
+    "KITMLFLOW_SIGN_KEY_PASSWORD",
+    "COSIGN_PASSWORD",
 )
 
 

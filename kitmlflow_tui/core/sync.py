@@ -58,15 +58,18 @@ from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.attest.dsse import Envelope
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.catalogue.records import ModelVersionInfo
     from kitmlflow_tui.core.kitfile import KitfileOverrides
     from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RemoteManifest
+    from kitmlflow_tui.core.registry.local import LocalModelKit
     from kitmlflow_tui.core.selection.plan import FilterSpec
 
 DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
+ATTESTATION_FILE = "attestation.dsse.json"  # a packed version's signed attestation, kept with it until it is pushed
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -101,6 +104,7 @@ class SyncRecord:
     uploaded_bytes: int | None = None
     uploaded_blobs: int | None = None
     existing_blobs: int | None = None  # blobs the registry had already
+    attestation: dict[str, Any] | None = None  # the signed attestation attached to a pushed version (--sign-key)
 
     def as_dict(self) -> dict[str, Any]:
         return {key: (str(value) if key == "action" else value) for key, value in self.__dict__.items()}
@@ -196,6 +200,7 @@ class SyncOptions:
     overrides: KitfileOverrides | None = None
     jobs: int = 8
     tracking_uri_flag: str | None = None
+    sign_key: Path | None = None  # sign each pushed version's provenance attestation and attach it
     prune_aliases: bool = False  # delete the alias tags sync made for aliases MLflow no longer has
     format: str = "modelkit"  # modelkit | modelpack: what the sync pushes, and what a tag must hold to be in step
 
@@ -223,6 +228,10 @@ def check_sync(reference: ModelRef, options: SyncOptions) -> None:
     _checked_tag(options, sample, reference.version or "1")
     options.spec.validate()
     pipeline.check_format(options.format, options.packer, options.compression)
+    if options.sign_key is not None:
+        from kitmlflow_tui.core.attest.keys import load_signing_key
+
+        load_signing_key(options.sign_key)  # a key that cannot sign is exit 2 before a version is read
 
 
 def _checked_tag(options: SyncOptions, tag: str, version: str) -> ModelKitRef:
@@ -556,7 +565,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
         if options.dry_run:
             reason = f"would replace {held.describe()} (--force)" if held is not None else "not in the registry"
             return record(SyncAction.WOULD_PUSH, reason, run_id=run_id, selected_bytes=selected)
-        pushed, size, downloaded = _push(context, session, item, observer)
+        pushed, size, downloaded, attestation = _push(context, session, item, observer)
     return record(
         SyncAction.PUSHED,
         replacing or "not in the registry",
@@ -568,6 +577,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
         uploaded_bytes=pushed.uploaded_bytes,
         uploaded_blobs=pushed.uploaded_blobs,
         existing_blobs=pushed.existing_blobs,
+        attestation=attestation,
     )
 
 
@@ -752,25 +762,32 @@ def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> 
 # -- pushing one version -----------------------------------------------------------------------------------
 def _push(
     context: _Context, session: pipeline.Session, item: _Wanted, observer: pipeline.Observer
-) -> tuple[PushResult, int, int]:
-    """Pack the version into a private kit home and push it: (push result, ModelKit bytes, bytes downloaded).
+) -> tuple[PushResult, int, int, dict[str, Any] | None]:
+    """Pack the version into a private kit home and push it (with its signed attestation, under --sign-key):
+    (push result, ModelKit bytes, bytes downloaded, where the attestation went).
 
     The kit home is named after everything the ModelKit depends on; one left by a sync that stopped after
-    packing is pushed as it is (no download). Only one is kept: any other goes first, and this one once
-    the registry holds the ModelKit."""
+    packing is pushed as it is (no download), its attestation read from the home. Only one is kept: any other
+    goes first, and this one once the registry holds the ModelKit."""
+    from kitmlflow_tui.core.attest.produce import read_saved_envelope, write_document
     from kitmlflow_tui.core.registry import push_modelkit
     from kitmlflow_tui.core.registry.local import read_local_modelkit
 
     options = context.options
     assert context.work is not None
     home = context.work / f"kit-{_fingerprint(session, options, item.ref)}"
+    saved = home / ATTESTATION_FILE
     for other in context.work.glob("kit-*"):
         if other != home:
             shutil.rmtree(other, ignore_errors=True)
     local = None
+    envelope = None
     if home.is_dir():
         with contextlib.suppress(KitmlflowError):  # not there, or half-packed: pack it again
             local = read_local_modelkit(item.ref, storage_root=home)
+        envelope = read_saved_envelope(saved) if options.sign_key is not None else None
+        if options.sign_key is not None and envelope is None:
+            local = None  # packed, but the attestation was not written: pack again
     downloaded = 0
     if local is not None:
         observer.step("pack", f"{item.ref} was packed by a sync that stopped before pushing it: no download")
@@ -785,9 +802,14 @@ def _push(
             overrides=options.overrides,
             jobs=options.jobs,
             storage_root=home,
+            sign_key=options.sign_key,
             format=options.format,
         )
-        downloaded = pipeline.run_import(session, import_options, observer).download.downloaded_bytes
+        imported = pipeline.run_import(session, import_options, observer)
+        downloaded = imported.download.downloaded_bytes
+        if imported.attestation is not None and imported.attestation.envelope is not None:
+            envelope = imported.attestation.envelope
+            write_document(saved, envelope.to_bytes())
         local = read_local_modelkit(item.ref, storage_root=home)
     observer.step("push", f"Pushing {item.ref}")
     pushed = push_modelkit(
@@ -799,8 +821,27 @@ def _push(
         on_note=lambda message: observer.step("note", message),
         cancel=context.cancel,
     )
+    attestation = None
+    if envelope is not None:
+        attestation = _attach(context, item, local, envelope, observer)
     shutil.rmtree(home, ignore_errors=True)  # the registry holds it now
-    return pushed, sum(blob.size for blob in local.blobs), downloaded
+    return pushed, sum(blob.size for blob in local.blobs), downloaded, attestation
+
+
+def _attach(
+    context: _Context, item: _Wanted, local: LocalModelKit, envelope: Envelope, observer: pipeline.Observer
+) -> dict[str, Any]:
+    """Attach a pushed version's signed attestation to its manifest; what went where, for the record."""
+    from kitmlflow_tui.core.attest.produce import attach_to_pushed
+    from kitmlflow_tui.core.attest.statement import PREDICATE_TYPE
+
+    observer.step("attest", f"Attaching the signed attestation to {item.ref}")
+    attached = attach_to_pushed(context.client, context.options.target.repository, local, envelope)
+    return {
+        "predicate_type": PREDICATE_TYPE,
+        "subject_digest": local.manifest.digest,
+        "attached": [{"layout": a.layout, "digest": a.digest, "where": a.where} for a in attached],
+    }
 
 
 def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitRef) -> str:
@@ -817,6 +858,7 @@ def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitR
         "compression": options.compression,
         "format": options.format,
         "importer": __version__,
+        "signed": options.sign_key is not None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -339,6 +339,13 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
         """Store a manifest under a tag (or its digest); returns its digest, checked against the registry's."""
+        return self.put_manifest_answered(repository, reference, data, media_type)[0]
+
+    def put_manifest_answered(
+        self, repository: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST
+    ) -> tuple[str, Mapping[str, str]]:
+        """:meth:`put_manifest`, with the answer's headers (case-insensitive; ``OCI-Subject``: the registry lists a
+        referrer)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         response = self.request(
             "PUT",
@@ -348,10 +355,59 @@ class RegistryClient:
             body=lambda: data,
             ok=(200, 201),
         )
-        answered = response.headers.get("Docker-Content-Digest")
+        headers = response.headers
+        response.close()
+        answered = headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise PushError(f"The registry {self.registry} stored the manifest as {answered}, not {digest}.")
+        return digest, headers
+
+    def get_referrers(self, repository: str, digest: str) -> bytes | None:
+        """The referrers API's image index of the manifest ``digest`` (bounded), or None when the registry has no
+        referrers API (it answers 404, 400, 405 or 406, or with something that is not an index)."""
+        _check_digest(digest)
+        response = self.request(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            scopes=self._scopes(repository),
+            headers={"Accept": OCI_INDEX},
+            ok=(200, 400, 404, 405, 406),
+            stream=True,
+        )
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if response.status_code != 200 or media_type != OCI_INDEX:
+            response.close()
+            return None
+        return _read_bounded(response, MAX_MANIFEST_BYTES, f"the referrers of {repository}@{digest}")
+
+    def upload_bytes(self, repository: str, data: bytes) -> str:
+        """A small blob (a config, an attestation) in one PUT unless the repository holds it; its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest, len(data), push=True):
+            return digest
+        location = self._new_upload(repository)
+        self.request(
+            "PUT",
+            _with_query(location, digest=digest),
+            scopes=self._scopes(repository, True),
+            headers={"Content-Type": "application/octet-stream"},
+            body=lambda: data,
+            ok=(201, 204),
+        ).close()
         return digest
+
+    def stream_blob(self, repository: str, digest: str, chunk_size: int = SEND_BLOCK_SIZE) -> Iterator[bytes]:
+        """A blob's bytes as they arrive, in chunks of at most ``chunk_size`` (the caller hashes and bounds them)."""
+        _check_digest(digest)
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository), stream=True)
+        try:
+            yield from response.iter_content(chunk_size)
+        except requests.RequestException as exc:
+            raise PushError(
+                f"Reading the blob {digest} of {self.registry}/{repository} failed: {_reason(exc)}."
+            ) from None
+        finally:
+            response.close()
 
     def tag(self, repository: str, digest: str, tag: str) -> str:
         """Point ``tag`` at the manifest ``digest`` the repository already holds (one manifest PUT)."""
