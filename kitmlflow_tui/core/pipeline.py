@@ -451,7 +451,8 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     observer.packed(result)
     if options.attests:
         observer.step("attest", "Writing the provenance attestation" + (" (signed)" if key else ""))
-        result = dataclasses.replace(result, attestation=_attestation(session, options, result, key, started))
+        attestation = _attestation(session.plan, options, result, key, started)
+        result = dataclasses.replace(result, attestation=attestation)
     if options.push_to is None:
         return result
     result = dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))
@@ -460,8 +461,35 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     return result
 
 
+def push_packed(
+    result: ImportResult, options: ImportOptions, observer: Observer, cancel: threading.Event
+) -> ImportResult:
+    """Push a ModelKit an earlier import packed (the wizard's retry of a failed push, its push after the import):
+    only the blobs the registry lacks move. With a signing key its attestation is made and attached as
+    ``run_import`` does, from the files' digests that import took (it must have had the key too: exit 2 if not)."""
+    from kitmlflow_tui.core.attest.keys import load_signing_key
+    from kitmlflow_tui.core.attest.produce import now_rfc3339
+
+    started = now_rfc3339()
+    key = load_signing_key(options.sign_key) if options.sign_key is not None else None
+    if key is not None and (not result.files or result.plan is None or result.provenance is None):
+        raise BadInputError(
+            f"{result.reference} was packed without a signing key: its files were not hashed for an attestation.",
+            hint="Import it again with the key to push it signed.",
+        )
+    result = dataclasses.replace(result, pushed=push(result, options, observer, cancel))
+    if key is None:
+        return result
+    assert result.plan is not None
+    observer.step("attest", "Writing the provenance attestation (signed)")
+    attestation = _attestation(result.plan, options, result, key, started)
+    return dataclasses.replace(
+        result, attestation=_attach(dataclasses.replace(result, attestation=attestation), options, observer)
+    )
+
+
 def _attestation(
-    session: Session, options: ImportOptions, result: ImportResult, key: SigningKey | None, started: str
+    plan: Plan, options: ImportOptions, result: ImportResult, key: SigningKey | None, started: str
 ) -> Attestation:
     """The statement of the packed ModelKit (subject: its manifest, named by where it is pushed, else its local
     name), signed with ``key``, written to --attestation-output."""
@@ -474,7 +502,7 @@ def _attestation(
         subject_ref=options.push_to or options.tag,
         provenance=result.provenance,
         files=result.files,
-        run_files={file.path: file.model for file in session.plan.selected},
+        run_files={file.path: file.model for file in plan.selected},
         kitfile_sha256=result.kitfile_sha256,
         packer=result.packer,
         compression=options.compression,
