@@ -113,7 +113,13 @@ def import_command(
                 )
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
             return open_wizard(
-                request.reference, tracking_uri_flag=options["tracking_uri"], tag=tag, push=push, spec=request.spec
+                request.reference,
+                tracking_uri_flag=options["tracking_uri"],
+                tag=tag,
+                push=push,
+                spec=request.spec,
+                artifact_format=artifact_format,
+                sign_key=sign_key,
             )
         renderer = progress_renderer(out)
         planned = request.plan(renderer)  # with what the ModelKit cannot hold left out
