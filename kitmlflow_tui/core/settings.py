@@ -77,7 +77,9 @@ WEBHOOK_SECRET = Setting(
     "KITMLFLOW_WEBHOOK_SECRET", "`watch`: the MLflow webhook's secret, that every delivery is signed with (masked)"
 )
 SIGN_KEY = Setting(
-    "KITMLFLOW_SIGN_KEY", "`import --push`, `sync`: the key that signs the provenance attestation (as `--sign-key`)"
+    "KITMLFLOW_SIGN_KEY",
+    "`import --push`, `sync`: the key that signs the provenance attestation (as `--sign-key`); pre-fills the wizard's "
+    '"Sign with"',
 )
 SIGN_KEY_PASSWORD = Setting("KITMLFLOW_SIGN_KEY_PASSWORD", "the password of an encrypted PEM signing key (masked)")
 COSIGN_PASSWORD = Setting(
