@@ -6,6 +6,11 @@ Names. The proxy lists names as stored, byte for byte; MLflow's own client then 
 segment of a request is percent-encoded. What the server itself cannot serve (checked against MLflow 3.17: its
 download handler decodes the path until it stops changing, and refuses ``#``) is named by
 ``unservable_reason``, so the plan can leave such a file out with that reason instead of failing the run.
+
+Answers. A partial answer must carry the range asked for (``Content-Range``) and a whole one sent for a range the
+listed size; its ``ETag`` (else ``Last-Modified``) names the version, and a resumed range is asked for with
+``If-Range``, so that a changed object comes whole rather than as a range of other bytes (MLflow 3.17 honours it
+for a local artifact store; for a remote one it answers every request whole and names no version).
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ from kitmlflow_tui.core.catalogue import ArtifactFile, iter_body
 from kitmlflow_tui.core.download.transports.base import (
     CHUNK_BYTES,
     Transport,
+    VersionCallback,
     bounded,
+    check_partial,
     check_range,
+    check_whole,
     encode_path,
     range_header,
     stall_seconds,
 )
 from kitmlflow_tui.core.download.transports.presigned import PresignedUrls
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion, http_version, if_range
 from kitmlflow_tui.core.download.transports.watchdog import Watch
+
+SOURCE = "proxy"  # the first word of the versions this transport names (a presigned store's are "store")
 
 _ENDPOINT = "/mlflow-artifacts/artifacts"
 # Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store with ``send_file`` (ranges
@@ -105,11 +116,21 @@ class HttpTransport(Transport):
     def splittable(self, file: ArtifactFile) -> bool:
         return self._presigned.has_link(file) or (self.supports_ranges and self._reads_ranges_from_disk)
 
+    def distrust(self, file: ArtifactFile) -> None:
+        self._presigned.give_up(file)
+
     def close(self) -> None:
         self._presigned.close()
 
     def stream(
-        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         from mlflow.utils.request_utils import augmented_raise_for_status
         from mlflow.utils.rest_utils import http_request
@@ -118,10 +139,13 @@ class HttpTransport(Transport):
         if end == start:
             return
         if self._presigned.wanted(file) and (link := self._presigned.link(file)) is not None:
-            yield from self._presigned.stream(file, link, start, end, cancel)
+            yield from self._presigned.stream(file, link, start, end, cancel, expect, on_version)
             return
         byte_range = range_header(start, end)
         headers = {"Range": byte_range} if byte_range else None
+        condition = if_range(expect) if expect is not None and (expect.tag or "").startswith(SOURCE + " ") else None
+        if headers and condition:
+            headers["If-Range"] = condition
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
         asked = time.monotonic()
@@ -135,9 +159,15 @@ class HttpTransport(Transport):
                 return  # nothing at or after ``start``: the caller's size check says whether that is right
             augmented_raise_for_status(response)
             skip = 0
-            if headers and response.status_code != 206:
-                self.supports_ranges = False  # the whole object came: drop what precedes ``start``
-                skip = start
+            if headers and response.status_code == 206:
+                check_partial(response.headers.get("Content-Range"), start, end, file.size)
+            elif headers:
+                check_whole(response.headers.get("Content-Length"), file.size)
+                skip = start  # the whole object came: what precedes ``start`` is dropped
+            if on_version is not None:
+                on_version(http_version(SOURCE, response.headers))  # a changed object ends the stream here
+            if skip:
+                self.supports_ranges = False  # a whole answer of the same version: the server ignores ranges
             chunks = watch.track(iter_body(response, CHUNK_BYTES))
             probe = (file.size or 0) >= FIRST_BYTE_PROBE_MIN_BYTES and not self._reads_ranges_from_disk
             try:
