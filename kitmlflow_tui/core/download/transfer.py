@@ -342,6 +342,9 @@ class Transfer:
             version = piece.job.version
             if piece.generation != piece.job.generation or not piece.job.answered or version is None or not version.tag:
                 continue  # a stale range, or a file without a known version (another range could not be joined)
+            if piece.job.restarts:
+                continue  # its version changed under a split: one stream reads it (a version that changes at
+                # every request, as a server's temporary copy would have, never matches a second range)
             if not piece.job.transport.splittable(piece.job.spec.file):
                 continue
             if best is None or piece.remaining() > best.remaining():
@@ -485,6 +488,7 @@ class Transfer:
                 job.version = version
         with self._lock:
             job.answered = True
+            self._lock.notify_all()  # idle workers may take a half of it now
 
     def _restart(self, job: _Job, why: str) -> None:
         """Drop what the file holds and queue it again from its first byte (called with ``job.cond`` held)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import posixpath
 import threading
-import time
 import urllib.parse
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -42,12 +41,12 @@ from kitmlflow_tui.core.download.transports.watchdog import Watch
 SOURCE = "proxy"  # the first word of the versions this transport names (a presigned store's are "store")
 
 _ENDPOINT = "/mlflow-artifacts/artifacts"
-# Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store with ``send_file`` (ranges
-# straight from disk) but fetches an object of any other store WHOLE into a temporary file for every request,
-# ranged or not, before its first byte: parallel ranges of one file would each cost the server the whole file.
-# A large file whose first byte came within this many seconds is being read from the server's disk.
-FAST_FIRST_BYTE_SECONDS = 1.0
-FIRST_BYTE_PROBE_MIN_BYTES = 64 * 1024 * 1024
+# Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store as a file (ranges straight
+# from disk: ``Accept-Ranges: bytes``, a strong ETag, a Content-Length) but fetches an object of any other store
+# WHOLE for every request, ranged or not, and streams it without any of those headers (checked against 3.17.2):
+# parallel ranges of one file would each cost the server the whole file. An answer that offers ranges of a named
+# version says the file is served from where it is stored. (A server that offered them with a version that
+# changes at every request would have its ranges refused as another version, and the file read in one stream.)
 
 
 def unservable_reason(path: str) -> str | None:
@@ -109,12 +108,12 @@ class HttpTransport(Transport):
 
         self._creds = get_default_host_creds(repository.artifact_uri)
         self.supports_ranges = True  # until the server answers a ranged GET with the whole body
-        self._reads_ranges_from_disk = False  # until a large file's first byte comes fast (see above)
+        self._serves_ranges = False  # until an answer offers ranges of a named version (see above)
         api_base, proxied, root = repository.artifact_uri.partition(_ENDPOINT)  # .../api/2.0, the run's root
         self._presigned = PresignedUrls(api_base if proxied else None, root.strip("/"))
 
     def splittable(self, file: ArtifactFile) -> bool:
-        return self._presigned.has_link(file) or (self.supports_ranges and self._reads_ranges_from_disk)
+        return self._presigned.has_link(file) or (self.supports_ranges and self._serves_ranges)
 
     def distrust(self, file: ArtifactFile) -> None:
         self._presigned.give_up(file)
@@ -148,7 +147,6 @@ class HttpTransport(Transport):
             headers["If-Range"] = condition
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
-        asked = time.monotonic()
         response = http_request(
             self._creds, "/" + encode_path(file.remote_path), "GET", stream=True, extra_headers=headers, max_retries=0
         )
@@ -164,26 +162,20 @@ class HttpTransport(Transport):
             elif headers:
                 check_whole(response.headers.get("Content-Length"), file.size)
                 skip = start  # the whole object came: what precedes ``start`` is dropped
+            version = http_version(SOURCE, response.headers)
             if on_version is not None:
-                on_version(http_version(SOURCE, response.headers))  # a changed object ends the stream here
+                on_version(version)  # a changed object ends the stream here
             if skip:
                 self.supports_ranges = False  # a whole answer of the same version: the server ignores ranges
+            elif version.tag and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes":
+                self._serves_ranges = True
             chunks = watch.track(iter_body(response, CHUNK_BYTES))
-            probe = (file.size or 0) >= FIRST_BYTE_PROBE_MIN_BYTES and not self._reads_ranges_from_disk
             try:
-                if probe:
-                    chunks = self._timing_first_byte(chunks, asked)
                 yield from bounded(_skipped(chunks, skip), start, end)
             except Exception:
                 watch.check(file.path)
                 raise
             watch.check(file.path)
-
-    def _timing_first_byte(self, chunks: Iterator[bytes], asked: float) -> Iterator[bytes]:
-        for index, chunk in enumerate(chunks):
-            if index == 0 and time.monotonic() - asked < FAST_FIRST_BYTE_SECONDS:
-                self._reads_ranges_from_disk = True
-            yield chunk
 
 
 def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
