@@ -25,6 +25,10 @@ offset of the file (``os.pwrite`` into a part file or a layer blob). The engine:
 
 Progress is reported per chunk (``ProgressEvent``); a target hears of every written range (``Target.written``,
 for journals and hashing) and of its file's end (``Target.finished``, after the size and checksum checks).
+
+The module is longer than most: the pieces, their splitting, the versions and the restarts all move under one
+discipline of locks (the transfer's lock over the pieces, each job's condition over its writes and restarts),
+which splitting the module would spread over several.
 """
 
 from __future__ import annotations
