@@ -64,9 +64,10 @@ RETRIES = 3
 MAX_ATTEMPTS = 50
 MIN_SPLIT_BYTES = 16 * 1024 * 1024  # no range is split into pieces smaller than this
 SPLIT_ALIGN_BYTES = 1024 * 1024
-# How often one file may start over because its object changed (or failed its checksum) within one run: an
-# object rewritten while it is read, over and over, is not worth reading.
-MAX_RESTARTS = 2
+# How often one file may start over within one run: its object changed, failed its checksum, or names no version
+# by which a broken transfer could resume (MLflow's proxy of a remote store). An object rewritten while it is
+# read, over and over, is not worth reading; a transfer that breaks every time fails as a broken transfer does.
+MAX_RESTARTS = 3
 _VERIFY_CHUNK = 4 * 1024 * 1024
 _IDLE_POLL_SECONDS = 0.2
 
@@ -486,7 +487,13 @@ class Transfer:
                 job.version = version
                 job.spec.target.versioned(version)
             elif recorded is None or not version.same_as(recorded):
-                self._restart(job, "changed while it was being read" if recorded else "names no version")
+                changed = recorded is not None and recorded.tag is not None
+                self._restart(
+                    job,
+                    "the store's object changed while it was read"
+                    if changed
+                    else "the store names no version of it, so a broken transfer cannot resume",
+                )
                 raise _Superseded
             elif recorded.checksum is None and version.checksum is not None:
                 job.version = version
@@ -500,8 +507,8 @@ class Transfer:
         job.restarts += 1
         if job.restarts > MAX_RESTARTS:
             raise DownloadError(
-                f"{file.path}: the store's object {why} {job.restarts} times; its bytes were dropped.",
-                hint="Run the command again once the artifact has stopped changing.",
+                f"{file.path} was started over {MAX_RESTARTS} times ({why}); its bytes were dropped.",
+                hint="Run the same command again (once the artifact has stopped changing, if it is being rewritten).",
             )
         with self._lock:
             job.generation += 1
@@ -540,7 +547,7 @@ class Transfer:
             return True
         job.transport.distrust(job.spec.file)
         with job.cond:
-            self._restart(job, f"did not match its checksum ({checksum.describe()})")
+            self._restart(job, f"its bytes did not match the store's checksum, {checksum.describe()}")
         return False
 
     def _failure(self, file: ArtifactFile, attempts: int, exc: BaseException) -> KitmlflowError:
