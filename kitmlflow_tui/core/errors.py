@@ -46,6 +46,11 @@ class NotFoundError(KitmlflowError):
     exit_code = 4
 
 
+class RunDeletedError(NotFoundError):
+    """The run (a registered version's source run included) is in MLflow's trash: as good as gone, whatever reads
+    it (``import``, ``download``, ``sync``)."""
+
+
 class RunNotFinishedError(KitmlflowError):
     """The run is RUNNING, FAILED, KILLED or SCHEDULED: its artifacts may be incomplete."""
 

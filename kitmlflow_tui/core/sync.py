@@ -49,6 +49,7 @@ from kitmlflow_tui.core.errors import (
     KitmlflowError,
     NotFoundError,
     PushError,
+    RunDeletedError,
     RunNotFinishedError,
     as_kitmlflow_error,
     scrub_secrets,
@@ -557,10 +558,8 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
             session = pipeline.plan_with(
                 context.catalogue, version_ref, options.spec, observer=observer, cancel=context.cancel
             )
-        except RunNotFinishedError as exc:
+        except (RunNotFinishedError, RunDeletedError) as exc:
             return not_importable(exc.message, exc.exit_code)
-        if session.resolved.run.lifecycle_stage == "deleted":
-            return not_importable(f"its source run {run_id} is deleted", NotFoundError.exit_code)
         selected = session.plan.selected_bytes
         if options.dry_run:
             reason = f"would replace {held.describe()} (--force)" if held is not None else "not in the registry"

@@ -10,8 +10,10 @@ hashes each blob once (an uncompressed layer's digest is its diffId) and renames
 the manifest and last the tag follow as the native packer writes them.
 
 Resume: next to each partial blob a journal (:mod:`kitmlflow_tui.core.download.range_journal`) lists the ranges of its files
-whose bytes are on disk. A re-run of the same import (same files and Kitfile, hence the same layout, named by
-its hash) fetches only what the journal does not list; partial blobs of another layout are removed. Nothing references a partial blob until
+whose bytes are on disk, and the version of each file's object they came from. A re-run of the same import (same
+files and Kitfile, hence the same layout, named by its hash) fetches only what the journal does not list, and joins
+it to those bytes only if the store still has that version (else the file starts over); partial blobs of another
+layout are removed. Nothing references a partial blob until
 it is complete and renamed, so kill -9, a full disk or a cancel leave only the resume folder, which a
 successful import of the run removes.
 """
@@ -40,6 +42,7 @@ from kitmlflow_tui.core.download.transfer import (
     Transfer,
     pwrite_all,
 )
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion
 from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
@@ -196,7 +199,7 @@ def pack_direct(
     except OSError as exc:
         raise PackError(f"Writing the ModelKit into {storage.root} failed: {exc.strerror or exc}") from exc
     shutil.rmtree(resume_dir, ignore_errors=True)
-    return DirectResult(packed, resume_dir, transfer.moved + in_memory, reused, total)
+    return DirectResult(packed, resume_dir, transfer.moved + in_memory, reused - transfer.dropped, total)
 
 
 def _commit_layers(
@@ -291,6 +294,9 @@ class _PartialBlob:
                 pwrite_all(self.fd, region.offset, content)
                 self.state.complete.add(index)
         self.journal_writer = JournalWriter(self.journal, self.identity, self.fd, fresh=found is None)
+        for index in [index for index in self.state.done if index not in self.state.versions]:
+            self.journal_writer.forget(index)  # bytes of no known version (an older journal): the file starts over
+            self.state.forget(index)
         # A raw layer (one file, no tar around it) is its file: the layer's digest is the file's, hashed once.
         self.files = RegionDigests(self.layout.files) if self.digest_files and not self._is_raw() else None
         self.hasher = _InOrderHasher(self.fd, self.layout, self.state, self.files)
@@ -320,7 +326,8 @@ class _PartialBlob:
             missing = self.state.missing(index, region.size)
             if not missing and region.size:
                 missing = [(region.size, region.size)]  # written but not checked: a read at its end checks it
-            found.append(FileJob(source, _RegionTarget(self, index, region.offset), missing or [(0, 0)]))
+            target = _RegionTarget(self, index, region.offset)
+            found.append(FileJob(source, target, missing or [(0, 0)], self.state.versions.get(index)))
         return found
 
     def hash(self, advance: Callable[[int], None], cancel: threading.Event) -> str:
@@ -368,6 +375,10 @@ class _RegionTarget:
         self.index = index
         self.base = base
 
+    def versioned(self, version: ObjectVersion) -> None:
+        assert self.blob.journal_writer is not None
+        self.blob.journal_writer.version(self.index, version)
+
     def write(self, offset: int, data: bytes) -> None:
         assert self.blob.fd is not None
         pwrite_all(self.blob.fd, self.base + offset, data)
@@ -376,6 +387,15 @@ class _RegionTarget:
         assert self.blob.journal_writer is not None and self.blob.hasher is not None
         self.blob.journal_writer.written(self.index, start, end)
         self.blob.hasher.written(self.index, start, end)
+
+    def read(self, offset: int, size: int) -> bytes:
+        assert self.blob.fd is not None
+        return os.pread(self.blob.fd, size, self.base + offset)
+
+    def reset(self) -> None:
+        assert self.blob.journal_writer is not None and self.blob.hasher is not None
+        self.blob.journal_writer.forget(self.index)
+        self.blob.hasher.forget(self.index)
 
     def finished(self) -> None:
         assert self.blob.journal_writer is not None and self.blob.hasher is not None
@@ -414,6 +434,22 @@ class _InOrderHasher:
         with self._condition:
             self._add(index, start, end)
             self._condition.notify()
+
+    def forget(self, index: int) -> None:
+        """A file starts over: its bytes count again only as they are written anew. If the hash already went past
+        its start, it starts over from the blob's first byte (the page cache usually holds what it rereads)."""
+        self.stop()
+        region = self._regions[index]
+        with self._condition:
+            self._prefix[index] = 0
+            self._beyond[index] = []
+            self._next = min(self._next, index)
+            if self._hashed > region.offset:
+                self._digest = hashlib.sha256()
+                self._hashed = 0
+            self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="kitmlflow-layer-hash", daemon=True)
+        self._thread.start()
 
     def _add(self, index: int, start: int, end: int) -> None:
         if start > self._prefix[index]:
