@@ -344,7 +344,7 @@ def run_sync(
     wanted = _tags(reference, options, versions, run_ids)
     on_note = lambda message: observer.step("note", message)  # noqa: E731
     with (
-        RegistryClient.connect(options.target.registry, options.registry, on_note=on_note) as client,
+        RegistryClient.connect(options.target.registry, options.registry, on_note=on_note, cancel=cancel) as client,
         contextlib.ExitStack() as stack,
     ):
         work = None if options.dry_run else stack.enter_context(_target_lock(options.target, observer, cancel))
