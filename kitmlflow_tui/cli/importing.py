@@ -52,6 +52,11 @@ if TYPE_CHECKING:
     "--author", "authors", multiple=True, metavar="NAME", help="A package author (repeatable; over a profile's)."
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --push: replace a tag that holds another ModelKit (another model, version or run).",
+)
 @registry_options
 def import_command(
     uri: str,
@@ -64,6 +69,7 @@ def import_command(
     description: str | None,
     authors: tuple[str, ...],
     push: bool,
+    force: bool,
     **options: Any,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
@@ -97,6 +103,7 @@ def import_command(
             jobs=options["jobs"],
             push_to=push_to,
             registry=registry,
+            force=force,
         )
         renderer = progress_renderer(out)
         session = pipeline.plan(

@@ -139,7 +139,7 @@ def push_target(tag: str, push: bool, options: dict[str, Any]):
         ctx = click.get_current_context()
         given = [
             f"--{name.replace('_', '-')}"
-            for name in ("plain_http", "tls_verify", "cert", "key")
+            for name in ("plain_http", "tls_verify", "cert", "key", "force")
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
         ]
         if given:

@@ -29,7 +29,14 @@ from kitmlflow_tui.core import locking
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
-from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.core.errors import (
+    BadInputError,
+    DownloadError,
+    InterruptedByUser,
+    KitmlflowError,
+    PackError,
+    PushError,
+)
 from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
@@ -38,7 +45,7 @@ from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_pl
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.packing.result import PackResult
-    from kitmlflow_tui.core.registry import PushResult, RegistryOptions, RegistryRef
+    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RegistryRef
 
 
 @dataclass
@@ -211,6 +218,7 @@ class ImportOptions:
     storage_root: Path | None = None  # kit's home; None finds it like kit does
     push_to: RegistryRef | None = None  # after packing, push the ModelKit there (the -t reference)
     registry: RegistryOptions | None = None
+    force: bool = False  # push onto a tag that holds other content (another model, version or run)
 
 
 @dataclass(frozen=True)
@@ -382,16 +390,31 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
     from kitmlflow_tui.core.registry import push_modelkit
 
     assert options.push_to is not None
-    observer.step("push", f"Pushing {options.push_to}")
+    target = options.push_to
+    observer.step("push", f"Pushing {target}")
+
+    def refuse_other_content(client: RegistryClient) -> None:
+        # sync's rule: a tag holding another model, version or run (or no MLflow provenance) stays unless forced.
+        from kitmlflow_tui.core.kitfile import read_provenance
+        from kitmlflow_tui.core.sync import other_content
+
+        held = other_content(client, target, result.digest, read_provenance(result.kitfile.to_dict()))
+        if held is not None:
+            raise PushError(
+                f"{target} holds {held}, not this ModelKit's source; the tag is left as it is.",
+                hint="Add --force to replace it.",
+            )
+
     try:
         return push_modelkit(
             options.tag,
-            options.push_to,
+            target,
             options.registry,
             storage_root=options.storage_root,
             on_progress=observer.push_progress,
             on_note=lambda message: observer.step("note", message),
             cancel=cancel,
+            before_upload=None if options.force else refuse_other_content,
         )
     except KitmlflowError as exc:
         kept = f"The ModelKit {result.reference} ({result.digest[:19]}) is kept in local storage; a re-run pushes only what the registry lacks."

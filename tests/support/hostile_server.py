@@ -12,7 +12,9 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
   (``path`` is the name inside the listed folder)
 - ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
 - ``GET  /api/2.0/mlflow/model-versions/search``                  → one version of ``MODEL_NAME`` a page, and
-  a ``next_page_token`` (for ``kitmlflow sync``)
+  a ``next_page_token`` (for ``kitmlflow sync``); or every number of ``Scenario.model_versions`` in one page
+- ``GET  /api/2.0/mlflow/model-versions/get?name=N&version=V``   → ``{"model_version": {...}}`` (one listed)
+- ``GET  /api/2.0/mlflow/registered-models/get?name=N``           → ``{"registered_model": {...}}``, no aliases
 
 Everything it lists and sends is decided by a :class:`Scenario`, which is where the attacks live:
 listing entries with ``..``, absolute paths or backslashes, sizes that lie, endless or huge listings,
@@ -106,6 +108,8 @@ class Scenario:
     store_status: int | None = None
     store_unreachable: bool = False
     store_expired_first: int = 0  # the store answers 403 to this many first requests (URLs that expired)
+    # The version numbers of MODEL_NAME, all in one page of model-versions/search (else one version a page).
+    model_versions: tuple[str, ...] = ()
 
 
 class HostileServer:
@@ -200,6 +204,17 @@ def run_document(scenario: Scenario) -> dict:
     }
 
 
+def model_version(number: str) -> dict:
+    """A READY version of MODEL_NAME whose source is the run's ``model`` folder."""
+    return {
+        "name": MODEL_NAME,
+        "version": number,
+        "status": "READY",
+        "run_id": RUN_ID,
+        "source": f"mlflow-artifacts:/{ROOT}/model",
+    }
+
+
 def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
     scenario = server.scenario
 
@@ -289,6 +304,13 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     self._list(query.get("path", [""])[0])
                 elif parts.path == f"{API}/model-versions/search":
                     self._model_versions()
+                elif (
+                    parts.path == f"{API}/model-versions/get"
+                    and query.get("version", [""])[0] in scenario.model_versions
+                ):
+                    self._json({"model_version": model_version(query["version"][0])})
+                elif parts.path == f"{API}/registered-models/get" and query.get("name") == [MODEL_NAME]:
+                    self._json({"registered_model": {"name": MODEL_NAME, "aliases": []}})
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
                     self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
                 elif parts.path == SERVER_INFO:
@@ -354,16 +376,10 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(chunk)
 
         def _model_versions(self) -> None:
-            def version(page: int) -> dict:
-                return {
-                    "name": MODEL_NAME,
-                    "version": str(page + 1),
-                    "status": "READY",
-                    "run_id": RUN_ID,
-                    "source": f"mlflow-artifacts:/{ROOT}/model",
-                }
-
-            self._page("model-versions", lambda page: {"model_versions": [version(page)]})
+            if scenario.model_versions:
+                self._json({"model_versions": [model_version(number) for number in scenario.model_versions]})
+                return
+            self._page("model-versions", lambda page: {"model_versions": [model_version(str(page + 1))]})
 
         def _list(self, path: str) -> None:
             server.record(f"LIST {path}", listing=True)

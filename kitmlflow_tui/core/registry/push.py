@@ -49,13 +49,15 @@ def push_modelkit(
     on_progress: ProgressCallback | None = None,
     on_note: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
+    before_upload: Callable[[RegistryClient], None] | None = None,
 ) -> PushResult:
     """Push the local ModelKit ``source`` (a kit reference) to ``destination`` (default: ``source`` itself).
 
     ``on_progress`` gets the download's events: ``plan`` (bytes and blobs to send), then per blob
     ``file_start`` / ``bytes`` / ``file_done`` (``path`` is a label such as ``model sha256:0123abcd``),
     ``file_skipped`` for blobs the registry has. ``cancel`` ends the requests in flight at once; the error then
-    says how many blobs the registry holds (a re-run sends only the others).
+    says how many blobs the registry holds (a re-run sends only the others). ``before_upload`` is called with the
+    connected client before anything is sent (to refuse a tag that must not be replaced).
     """
     options = (options or RegistryOptions()).validate()
     local = read_local_modelkit(*parse_model_reference(source), storage_root=storage_root)
@@ -69,6 +71,8 @@ def push_modelkit(
         with RegistryClient.connect(
             target.registry, options, credentials=credentials, on_note=on_note, cancel=cancel
         ) as client:
+            if before_upload is not None:
+                before_upload(client)
             missing: list[Descriptor] = []
             for blob in local.blobs:
                 _check_cancel(cancel)
