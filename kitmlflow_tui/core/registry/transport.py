@@ -327,7 +327,8 @@ class Transport:
             raise InterruptedByUser("Cancelled.") from None
         if exchange.fired == "first_byte":
             raise AnswerRefused(
-                f"no answer to {what} within {self.limits.first_byte_seconds:g} s (KITMLFLOW_REGISTRY_FIRST_BYTE_SECONDS)"
+                f"the status line and headers of the answer to {what} did not arrive within "
+                f"{self.limits.first_byte_seconds:g} s (KITMLFLOW_REGISTRY_FIRST_BYTE_SECONDS)"
             ) from None
         if exchange.fired == "answer":
             raise AnswerRefused(
