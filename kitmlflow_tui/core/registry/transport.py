@@ -12,7 +12,8 @@ and time, ends at once on a cancel, and never carries credentials where they do 
   limited in total (a large blob on a slow link takes as long as it takes); each send waits at most the connect
   timeout.
 - **Cancel.** A cancel closes the connection of every exchange in flight within ``POLL_SECONDS``: a read blocked on
-  a registry that takes minutes to answer the PUT ending a big upload returns at once.
+  a registry that takes minutes to answer the PUT ending a big upload returns at once. (Connecting, TLS handshake
+  included, is bounded by the connect timeout alone.)
 
 How: each exchange registers itself while it runs; the connections of the requests session (urllib3
 connections of our own class) tell it which socket they use and when the request is sent and the headers are
@@ -162,18 +163,20 @@ class _Watcher:
             self._wake.notify()
 
     def remove(self, exchange: _Exchange) -> None:
+        """Once this returns the exchange is never fired: its connection may go back to the pool."""
         with self._lock:
             self._exchanges.discard(exchange)
 
     def _run(self) -> None:
         while True:
-            with self._lock:
+            with self._lock:  # fired under the lock: never after ``remove``, on a connection reused since
                 while not self._exchanges:
                     self._wake.wait()
                 now = time.monotonic()
-                due = [(e, reason) for e in self._exchanges if e.fired is None and (reason := e.due(now))]
-            for exchange, reason in due:
-                exchange.fire(reason)
+                for exchange in self._exchanges:
+                    reason = exchange.due(now) if exchange.fired is None else None
+                    if reason is not None:
+                        exchange.fire(reason)
             time.sleep(POLL_SECONDS)
 
 
@@ -190,20 +193,18 @@ class _Watched:
 
     sock: socket.socket | None
 
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()  # type: ignore[misc]
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
         exchange = _exchange_here()
         if exchange is not None:
-            exchange.attach(sock)  # a cancel also ends a TLS handshake that does not finish
-        return sock
+            exchange.attach(self.sock)  # a new connection: before its request's body is sent
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         exchange = _exchange_here()
         if exchange is not None:
-            exchange.attach(self.sock)
+            exchange.attach(self.sock)  # a connection kept alive from an earlier request
         super().request(*args, **kwargs)  # type: ignore[misc]
         if exchange is not None:
-            exchange.attach(self.sock)  # connected just now, when the connection was new
             exchange.sent()
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
