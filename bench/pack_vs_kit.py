@@ -9,7 +9,7 @@ Measured, each in a fresh subprocess writing into a fresh, empty kit home, alter
 the two packers from one round to the next:
 
 - native: ``python -c`` that imports ``kitmlflow_tui.core.packing.native`` and calls
-  ``pack_native(DIR, kitfile, "bench:v1", storage_root=HOME)``;
+  ``pack_native(DIR, kitfile, parse_modelkit_reference("bench:v1"), storage_root=HOME)``;
 - kit:    ``kit pack DIR -t bench:v1 --config HOME --progress none``.
 
 Before each measurement dirty pages are flushed (``sync``) and the source files are dropped from the
@@ -69,6 +69,7 @@ import json, sys, time
 start = time.perf_counter()
 from pathlib import Path
 import yaml
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.packing.native import pack_native
 imported = time.perf_counter()
 folder, home, tag, mode = sys.argv[1:5]
@@ -77,7 +78,7 @@ if mode == "no-fsync":  # diagnostic only: what the native packer costs without 
     os.fsync = lambda fd: None
     os.posix_fadvise = lambda *args: None
 kitfile = yaml.safe_load((Path(folder) / "Kitfile").read_text())
-result = pack_native(Path(folder), kitfile, tag, storage_root=Path(home))
+result = pack_native(Path(folder), kitfile, parse_modelkit_reference(tag), storage_root=Path(home))
 done = time.perf_counter()
 print(json.dumps({"import_s": imported - start, "pack_s": done - imported, "digest": result.digest}))
 """

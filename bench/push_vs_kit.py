@@ -38,6 +38,7 @@ from pathlib import Path
 import _common as c
 import pack_vs_kit as pk
 
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from tests.support.registry_servers import registry_available, registry_server
 
 PUSH_SIZE = 2_000 * c.MB
@@ -57,10 +58,11 @@ PUSH_DRIVER = """
 import json, sys, time
 start = time.perf_counter()
 from pathlib import Path
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference, parse_push_reference
 from kitmlflow_tui.core.registry import RegistryOptions, push_modelkit
 imported = time.perf_counter()
 home, source, destination = sys.argv[1:4]
-result = push_modelkit(source, destination, RegistryOptions(plain_http=True), storage_root=Path(home))
+result = push_modelkit(parse_modelkit_reference(source), parse_push_reference(destination), RegistryOptions(plain_http=True), storage_root=Path(home))
 done = time.perf_counter()
 print(json.dumps({"import_s": imported - start, "push_s": done - imported, "digest": result.digest,
                   "uploaded_bytes": result.uploaded_bytes}))
@@ -96,7 +98,13 @@ def part_push(args, work: Path, kit: str | None, report: c.Report) -> None:
     (folder / "README.md").write_bytes(README)
     home = pk.kit_home(work / "push-home")
     version = pk.kit_version(kit, pk.kit_home(work / "version-home")) if kit else None
-    packed = pack_native(folder, KITFILE, SOURCE, storage_root=home, **({"cli_version": version} if version else {}))
+    packed = pack_native(
+        folder,
+        KITFILE,
+        parse_modelkit_reference(SOURCE),
+        storage_root=home,
+        **({"cli_version": version} if version else {}),
+    )
     c.remove(folder)
     print(
         f"\npart 1: {SOURCE} {packed.digest[:19]}, {c.fmt_mb(packed.size)} in {packed.layer_count} layers", flush=True

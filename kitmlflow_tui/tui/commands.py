@@ -22,6 +22,8 @@ from kitmlflow_tui.core.reference import ModelRef, RunRef, format_reference
 from kitmlflow_tui.core.selection.plan import FilterSpec
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.kitfile import KitfileOverrides
+    from kitmlflow_tui.core.modelkit_reference import ModelKitRef
     from kitmlflow_tui.tui.backend import ImportChoice
 
 CONTINUATION = " \\"
@@ -131,14 +133,28 @@ def import_words(
 
 def choice_words(choice: ImportChoice, tracking_uri: str) -> list[str]:
     """The headless twin of a wizard choice: its run, filter, package fields and push."""
-    uri, flag = headless_uri(choice.run, choice.registered, tracking_uri)
-    overrides = choice.overrides
+    return draft_words(
+        choice.run, choice.registered, choice.spec, str(choice.tag), choice.push_to, choice.overrides, tracking_uri
+    )
+
+
+def draft_words(
+    run: RunInfo,
+    registered: RegisteredModelInfo | None,
+    spec: FilterSpec,
+    tag: str,
+    push_to: ModelKitRef | None,
+    overrides: KitfileOverrides | None,
+    tracking_uri: str,
+) -> list[str]:
+    """The headless twin of what the review shows, the tag as typed (it may not be valid yet)."""
+    uri, flag = headless_uri(run, registered, tracking_uri)
     return import_words(
         uri,
-        str(choice.push_to) if choice.push_to is not None else choice.tag,
-        choice.spec,
+        str(push_to) if push_to is not None else tag,
+        spec,
         flag,
         description=overrides.description if overrides else None,
         authors=(overrides.authors or ()) if overrides else (),
-        push=choice.push_to is not None,
+        push=push_to is not None,
     )

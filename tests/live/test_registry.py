@@ -25,13 +25,13 @@ import pytest
 import requests
 
 from kitmlflow_tui.core.errors import BadInputError, scrub_secrets
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference, parse_push_reference
 from kitmlflow_tui.core.registry import (
     Credential,
     CredentialStore,
     RegistryClient,
     RegistryOptions,
     is_loopback,
-    parse_registry_reference,
     push_modelkit,
 )
 from kitmlflow_tui.core.registry.auth import parse_challenge
@@ -67,7 +67,7 @@ needs_registry = pytest.mark.skipif(registry_available() is not None, reason=reg
     ],
 )
 def test_registry_reference(text: str, expected: tuple[str, str, str]) -> None:
-    ref = parse_registry_reference(text)
+    ref = parse_push_reference(text)
     assert (ref.registry, ref.repository, ref.tag) == expected
 
 
@@ -77,7 +77,7 @@ def test_registry_reference(text: str, expected: tuple[str, str, str]) -> None:
 )
 def test_registry_reference_refused(text: str) -> None:
     with pytest.raises(BadInputError):
-        parse_registry_reference(text)
+        parse_push_reference(text)
 
 
 def test_loopback_is_decided_by_name() -> None:
@@ -311,7 +311,11 @@ def test_push_needs_credentials_then_login_pushes_what_stayed_local(
 
     # The same ModelKit under a second tag (an import of v2 would write another Kitfile: package.version).
     mark = registry.mark()
-    second_tag = push_modelkit(reference, f"{registry.host}/team/{mode}-model:v2", storage_root=kitops)
+    second_tag = push_modelkit(
+        parse_modelkit_reference(reference),
+        parse_push_reference(f"{registry.host}/team/{mode}-model:v2"),
+        storage_root=kitops,
+    )
     assert (second_tag.digest, second_tag.uploaded_blobs, second_tag.mounted_blobs) == (local, 0, 0)
     sent = registry.since(mark)
     assert uploads(sent) == [], "another tag of the same ModelKit sends no blob"
@@ -636,7 +640,8 @@ def test_push_memory_stays_bounded_for_a_large_layer(tmp_path: Path) -> None:
         "from pathlib import Path\n"
         "from kitmlflow_tui.core.packing.native import pack_native\n"
         "from kitmlflow_tui.core.registry import push_modelkit, RegistryOptions\n"
-        "ctx, home, ref = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]\n"
+        "from kitmlflow_tui.core.modelkit_reference import parse_push_reference\n"
+        "ctx, home, ref = Path(sys.argv[1]), Path(sys.argv[2]), parse_push_reference(sys.argv[3])\n"
         "kitfile = {'manifestVersion': '1.0.0', 'package': {'name': 'big'}, 'model': {'name': 'm', 'path': 'w.bin'}}\n"
         "pack_native(ctx, kitfile, ref, storage_root=home)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.packing.kit_cli import find_kit, pack_with_kit
 from kitmlflow_tui.core.packing.native import pack_native
 from kitmlflow_tui.core.registry import Credential, CredentialStore, RegistryClient, RegistryOptions, push_modelkit
@@ -132,8 +133,16 @@ def test_kitmlflow_push_gives_the_registry_digest_kit_push_gave(open_registry: R
     recorded = vector("push.json")
     folder = write_input(homes / "ctx")
     reference = f"{open_registry.host}/vectors/fixed:v1"
-    packed = pack_native(folder, KITFILE, reference, storage_root=homes / "home", cli_version=recorded["kit_version"])
-    pushed = push_modelkit(reference, storage_root=homes / "home", options=RegistryOptions(plain_http=True))
+    packed = pack_native(
+        folder,
+        KITFILE,
+        parse_modelkit_reference(reference),
+        storage_root=homes / "home",
+        cli_version=recorded["kit_version"],
+    )
+    pushed = push_modelkit(
+        parse_modelkit_reference(reference), storage_root=homes / "home", options=RegistryOptions(plain_http=True)
+    )
     assert pushed.digest == packed.digest == recorded["manifest_digest"]
     digest, manifest = registry_manifest(open_registry, "vectors/fixed", "v1")
     assert digest == recorded["manifest_digest"]
@@ -151,8 +160,10 @@ def test_kit_login_serves_kitmlflow_and_kitmlflow_login_serves_kit(
     kit_side = homes / "kit-home"
     run_kit(kit, kit_side, "login", basic_registry.host, "-u", USER, "--password-stdin", "--plain-http", stdin=PASSWORD)
     reference = f"{basic_registry.host}/interop/by-kit-login:v1"
-    packed = pack_native(folder, KITFILE, reference, storage_root=kit_side)
-    pushed = push_modelkit(reference, storage_root=kit_side, credentials=CredentialStore.default(kit_side))
+    packed = pack_native(folder, KITFILE, parse_modelkit_reference(reference), storage_root=kit_side)
+    pushed = push_modelkit(
+        parse_modelkit_reference(reference), storage_root=kit_side, credentials=CredentialStore.default(kit_side)
+    )
     assert pushed.digest == packed.digest
 
     from click.testing import CliRunner
@@ -166,7 +177,7 @@ def test_kit_login_serves_kitmlflow_and_kitmlflow_login_serves_kit(
     assert (ours / "credentials.json").read_text() == (kit_side / "credentials.json").read_text()
     reference = f"{basic_registry.host}/interop/by-kitmlflow-login:v1"
     kit_home(ours)
-    pack_with_kit(folder, KITFILE, reference, kit_bin=kit, storage_root=ours)
+    pack_with_kit(folder, KITFILE, parse_modelkit_reference(reference), kit_bin=kit, storage_root=ours)
     run_kit(kit, ours, "push", reference, "--plain-http")
     assert registry_manifest_authorised(basic_registry, "interop/by-kitmlflow-login")
 
@@ -181,8 +192,10 @@ def registry_manifest_authorised(registry: Registry, repository: str) -> bool:
 def test_kit_pulls_and_unpacks_what_kitmlflow_pushed(kit: str, open_registry: Registry, homes: Path) -> None:
     folder = write_input(homes / "ctx")
     reference = f"{open_registry.host}/interop/pulled:v1"
-    packed = pack_native(folder, KITFILE, reference, storage_root=homes / "ours")
-    push_modelkit(reference, storage_root=homes / "ours", options=RegistryOptions(plain_http=True))
+    packed = pack_native(folder, KITFILE, parse_modelkit_reference(reference), storage_root=homes / "ours")
+    push_modelkit(
+        parse_modelkit_reference(reference), storage_root=homes / "ours", options=RegistryOptions(plain_http=True)
+    )
     puller = homes / "kit-pull"
     run_kit(kit, puller, "pull", reference, "--plain-http")
     listed = json.loads(run_kit(kit, puller, "list", "--format", "json").stdout)
@@ -199,8 +212,16 @@ def test_kit_push_gives_the_same_registry_digest(kit: str, open_registry: Regist
     recorded = record_push(kit, open_registry, homes)
     folder = write_input(homes / "ctx-native")
     reference = f"{open_registry.host}/compare/native:v1"
-    pack_native(folder, KITFILE, reference, storage_root=homes / "native", cli_version=kit_version(kit))
-    pushed = push_modelkit(reference, storage_root=homes / "native", options=RegistryOptions(plain_http=True))
+    pack_native(
+        folder,
+        KITFILE,
+        parse_modelkit_reference(reference),
+        storage_root=homes / "native",
+        cli_version=kit_version(kit),
+    )
+    pushed = push_modelkit(
+        parse_modelkit_reference(reference), storage_root=homes / "native", options=RegistryOptions(plain_http=True)
+    )
     assert pushed.digest == recorded["manifest_digest"]
     assert recorded == vector("push.json"), "kit's push changed: regenerate the vectors (see the module doc)"
 
@@ -210,7 +231,7 @@ def test_kit_needs_plain_http_even_for_loopback(kit: str, open_registry: Registr
     folder = write_input(homes / "ctx")
     reference = f"{open_registry.host}/compare/https-only:v1"
     home = kit_home(homes / "kit")
-    pack_with_kit(folder, KITFILE, reference, kit_bin=kit, storage_root=home)
+    pack_with_kit(folder, KITFILE, parse_modelkit_reference(reference), kit_bin=kit, storage_root=home)
     done = subprocess.run(
         [kit, "push", reference, "--config", str(home), "--progress", "none"],
         capture_output=True,
@@ -226,7 +247,7 @@ def record_push(kit: str, registry: Registry, work: Path) -> dict:
     folder = write_input(work / "ctx-kit")
     reference = f"{registry.host}/compare/kit:v1"
     home = kit_home(work / "kit-push")
-    pack_with_kit(folder, KITFILE, reference, kit_bin=kit, storage_root=home)
+    pack_with_kit(folder, KITFILE, parse_modelkit_reference(reference), kit_bin=kit, storage_root=home)
     run_kit(kit, home, "push", reference, "--plain-http")
     digest, manifest = registry_manifest(registry, "compare/kit", "v1")
     return {

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.packing.direct import RESUME_DIR_NAME
 from kitmlflow_tui.core.packing.kit_cli import find_kit
 from tests.support.cli import kitmlflow_subprocess_env
@@ -432,7 +433,9 @@ def test_an_import_whose_file_changed_size_packs_nothing(live: LiveServer, isola
     session = pipeline.plan(parse_reference(f"mlflow://{live.host}/runs/{run_id}"), FilterSpec())
     (live.root / "art" / session.resolved.run.experiment_id / run_id / "artifacts" / "shrinks.bin").write_bytes(b"x")
     with pytest.raises(DownloadError) as caught:
-        pipeline.run_import(session, pipeline.ImportOptions(tag="changed:v1", packer="native"))
+        pipeline.run_import(
+            session, pipeline.ImportOptions(tag=parse_modelkit_reference("changed:v1"), packer="native")
+        )
     assert caught.value.exit_code == 7 and "shrinks.bin" in caught.value.message
     assert tags_in(isolated_env / "kitops") == {}
     assert not list((isolated_env / "cache").rglob("shrinks.bin"))

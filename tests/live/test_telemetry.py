@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kitmlflow_tui.core.catalogue import Catalogue
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.pipeline import ImportOptions
 from kitmlflow_tui.core.reference import parse_reference
 from kitmlflow_tui.core.selection.plan import FilterSpec
@@ -78,7 +79,14 @@ def test_the_import_child_turns_mlflow_telemetry_off(tmp_path: Path, monkeypatch
     with hostile_server(scenario()) as server:
         reference = parse_reference(server.uri())
         resolved = Catalogue(server.url).resolve(reference)
-        job = ImportJob(server.url, resolved.run, resolved.tree, FilterSpec(), None, ImportOptions(tag="telemetry:v1"))
+        job = ImportJob(
+            server.url,
+            resolved.run,
+            resolved.tree,
+            FilterSpec(),
+            None,
+            ImportOptions(tag=parse_modelkit_reference("telemetry:v1")),
+        )
         read_end, write_end = os.pipe()
         try:
             child = subprocess.Popen(

@@ -22,6 +22,7 @@ import pytest
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.download.downloader import ProgressEvent
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.pipeline import ImportOptions, Observer, run_cache_dir, run_import, session_from_listing
 from kitmlflow_tui.core.reference import RunRef
 from kitmlflow_tui.core.selection.plan import FilterSpec
@@ -56,7 +57,7 @@ def job(isolated_env, demo_store) -> ImportJob:
         resolved.tree,
         spec,
         resolved.registered,
-        ImportOptions(tag="child:v1", packer="native"),
+        ImportOptions(tag=parse_modelkit_reference("child:v1"), packer="native"),
     )
 
 
@@ -140,7 +141,7 @@ def test_the_child_gives_what_the_pipeline_gives_in_process_and_reports_progress
 
 
 def test_an_error_in_the_child_arrives_as_the_same_error(job) -> None:
-    bad = replace(job, options=replace(job.options, tag="no spaces allowed:v1"))
+    bad = replace(job, options=replace(job.options, packer="docker"))  # a packer that does not exist: exit 2
     with pytest.raises(BadInputError) as in_child:
         run_import_in_child(bad, Observer(), threading.Event())
     with pytest.raises(BadInputError) as in_process:

@@ -25,7 +25,8 @@ from kitmlflow_tui.core.kitfile import (
     dump_kitfile,
     load_kitfile_text,
 )
-from kitmlflow_tui.core.packing import DEFAULT_CLI_VERSION, find_kit, pack_native, parse_model_reference
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_model_reference, parse_modelkit_reference
+from kitmlflow_tui.core.packing import DEFAULT_CLI_VERSION, find_kit, pack_native
 from tests.support import kitvectors as kv
 
 CLI_VERSION_ANNOTATION = "ml.kitops.modelkit.cli-version"
@@ -91,7 +92,7 @@ def pack_ours(case: kv.PackCase, tmp_path: Path, cli_version: str = KIT.version)
     folder = kv.build_folder(kv.folders()[case.folder], tmp_path / "ctx")
     home = tmp_path / "home"
     result = pack_native(
-        folder, our_kitfile(case, folder), case.tag, storage_root=home, compression=case.compression,
+        folder, our_kitfile(case, folder), parse_modelkit_reference(case.tag), storage_root=home, compression=case.compression,
         cli_version=cli_version,
     )  # fmt: skip
     return result, home
@@ -171,9 +172,21 @@ def test_native_pack_on_generated_folders_matches_the_recording(case: dict[str, 
     folder = kv.build_folder(case["folder"], tmp_path / "ctx")
     if "error" in case:
         with pytest.raises(KitmlflowError):
-            pack_native(folder, case["kitfile"], "diff:v1", storage_root=tmp_path / "home", cli_version=KIT.version)
+            pack_native(
+                folder,
+                case["kitfile"],
+                parse_modelkit_reference("diff:v1"),
+                storage_root=tmp_path / "home",
+                cli_version=KIT.version,
+            )
         return
-    result = pack_native(folder, case["kitfile"], "diff:v1", storage_root=tmp_path / "home", cli_version=KIT.version)
+    result = pack_native(
+        folder,
+        case["kitfile"],
+        parse_modelkit_reference("diff:v1"),
+        storage_root=tmp_path / "home",
+        cli_version=KIT.version,
+    )
     manifest = json.loads(kv.storage_blob(tmp_path / "home", result.digest))
     assert [layer["digest"] for layer in manifest["layers"] or []] == case["layers"], case
     assert result.config_digest == case["config_digest"]
@@ -188,10 +201,14 @@ def kit_reading_matches(text: str, folder_name: str, record: kv.PackRecord | Non
     if not config_digest:
         with pytest.raises((BadInputError, KitmlflowError)):
             kitfile = load_kitfile_text(text, folder=folder)
-            pack_native(folder, kitfile, "kitvectors/kitfile:v1", storage_root=tmp_path / "home")
+            pack_native(
+                folder, kitfile, parse_modelkit_reference("kitvectors/kitfile:v1"), storage_root=tmp_path / "home"
+            )
         return
     kitfile = load_kitfile_text(text, folder=folder)
-    result = pack_native(folder, kitfile, "kitvectors/kitfile:v1", storage_root=tmp_path / "home")
+    result = pack_native(
+        folder, kitfile, parse_modelkit_reference("kitvectors/kitfile:v1"), storage_root=tmp_path / "home"
+    )
     if record is not None and record.config is not None and result.config_digest != config_digest:
         ours = kv.storage_blob(tmp_path / "home", result.config_digest).decode()
         pytest.fail(f"config differs:\n  kit:  {record.config.decode()}\n  ours: {ours}")
@@ -234,7 +251,7 @@ def our_reading(spelling: kv.SpellingRecord, folder: Path, home: Path) -> tuple[
     """Our config digest for a recorded scalar Kitfile and the value we read ("" and the error if refused)."""
     try:
         kitfile = load_kitfile_text(spelling.kitfile(), folder=folder).to_dict()
-        result = pack_native(folder, kitfile, "kitvectors/scalar:v1", storage_root=home)
+        result = pack_native(folder, kitfile, parse_modelkit_reference("kitvectors/scalar:v1"), storage_root=home)
     except KitmlflowError as exc:
         return "", exc.message.splitlines()[0]
     if spelling.context == "param":
@@ -333,7 +350,8 @@ def test_a_name_too_long_for_kits_storage_fails_to_pack_as_in_kit(tmp_path: Path
     folder = kv.build_folder(kv.folders()[kv.SCALAR_FOLDER], tmp_path / "ctx")
     kitfile = {"manifestVersion": "1.0.0", "model": {"path": "m.bin"}}
     with pytest.raises(KitmlflowError) as raised:
-        pack_native(folder, kitfile, LONG_NAME, storage_root=tmp_path / "home")
+        # kit accepts the name and fails to store it; so does our packer (the CLI refuses it first: exit 2).
+        pack_native(folder, kitfile, ModelKitRef(*parse_model_reference(LONG_NAME)), storage_root=tmp_path / "home")
     assert raised.value.exit_code == 8
 
 
@@ -343,7 +361,9 @@ PACKABLE = [t for t in REFERENCES if accepted_by_us(t) and REFERENCES[TAGGED_LAT
 def pack_minimal(tag: str, tmp_path: Path) -> tuple[Any, Path]:
     folder = kv.build_folder(kv.folders()[kv.SCALAR_FOLDER], tmp_path / "ctx")
     kitfile = {"manifestVersion": "1.0.0", "model": {"path": "m.bin"}}
-    return pack_native(folder, kitfile, tag, storage_root=tmp_path / "home"), tmp_path / "home"
+    # kit's grammar only, as kit pack applies it (the CLI refuses some of these first, e.g. ../x:v1)
+    ref = ModelKitRef(*parse_model_reference(tag))
+    return pack_native(folder, kitfile, ref, storage_root=tmp_path / "home"), tmp_path / "home"
 
 
 @pytest.mark.parametrize("tag", PACKABLE)

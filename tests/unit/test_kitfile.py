@@ -42,6 +42,7 @@ from kitmlflow_tui.core.kitfile import (
     validate_kitfile,
     write_provenance_file,
 )
+from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from tests.support import kitvectors
 from tests.support.fuzz import examples
 
@@ -279,7 +280,7 @@ def build(folder: Path, **changes: Any) -> BuiltKitfile:
     arguments: dict[str, Any] = {
         "run": RUN,
         "logged_models": [],
-        "tag": "mymodel:v1",
+        "tag": parse_modelkit_reference("mymodel:v1"),
         "registered": None,
         "filter_summary": FILTER,
         "importer_version": "0.1.0",
@@ -493,13 +494,12 @@ def test_a_users_own_provenance_named_file_is_kept(tmp_path: Path) -> None:
         ("org/team/mymodel:2024-11", "mymodel", "2024-11"),
         ("localhost:5000/org/mymodel:latest", "mymodel", "latest"),
         ("registry.example.com/mymodel", "mymodel", None),
-        ("mymodel@sha256:" + "a" * 64, "mymodel", None),
         (None, "bright-owl-7", None),
     ],
 )
 def test_package_name_and_version_from_tag(tmp_path: Path, tag: str | None, name: str, version: str | None) -> None:
     (tmp_path / "m.pkl").write_bytes(b"w")
-    package = build(tmp_path, tag=tag).kitfile.to_dict()["package"]
+    package = build(tmp_path, tag=parse_modelkit_reference(tag) if tag else None).kitfile.to_dict()["package"]
     assert package["name"] == name
     assert package.get("version") == version
     assert package["authors"] == ["ada"]

@@ -28,13 +28,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, PackError
+from kitmlflow_tui.core.modelkit_reference import parse_model_reference, parse_modelkit_reference
 from kitmlflow_tui.core.packing import (
     choose_packer,
     find_kit,
     gojson,
     pack_native,
     pack_with_kit,
-    parse_model_reference,
     resolve_kit_home,
 )
 from kitmlflow_tui.core.packing.tar_format import tar_header
@@ -170,9 +170,9 @@ def test_go_json_matches_go_encoding() -> None:
 
 # -- the native packer, without kit ------------------------------------------------------------------
 def test_native_pack_is_deterministic(fixture_folder: Path, tmp_path: Path) -> None:
-    first = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "a")
-    second = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "b")
-    again = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "a")
+    first = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=tmp_path / "a")
+    second = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=tmp_path / "b")
+    again = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=tmp_path / "a")
     assert first.digest == second.digest == again.digest
     assert first.config_digest == second.config_digest
     assert first.reference == "fixture:v1"
@@ -189,7 +189,7 @@ def test_native_pack_is_deterministic(fixture_folder: Path, tmp_path: Path) -> N
 
 def test_native_pack_layout_and_layers(fixture_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home)
+    result = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=home)
     manifest = manifest_of(home, result.digest)
     assert list(manifest) == ["schemaVersion", "config", "layers", "annotations"]  # no mediaType, like kit
     assert manifest["annotations"] == {"ml.kitops.modelkit.cli-version": "kitmlflow-0.1.0"}
@@ -244,9 +244,17 @@ def test_tar_headers_for_huge_files_use_pax() -> None:
 
 def test_gzip_layers(fixture_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = pack_native(fixture_folder, KITFILE, "fixture:gz", storage_root=home, compression="gzip")
-    again = pack_native(fixture_folder, KITFILE, "fixture:gz", storage_root=tmp_path / "other", compression="gzip")
-    plain = pack_native(fixture_folder, KITFILE, "fixture:plain", storage_root=home)
+    result = pack_native(
+        fixture_folder, KITFILE, parse_modelkit_reference("fixture:gz"), storage_root=home, compression="gzip"
+    )
+    again = pack_native(
+        fixture_folder,
+        KITFILE,
+        parse_modelkit_reference("fixture:gz"),
+        storage_root=tmp_path / "other",
+        compression="gzip",
+    )
+    plain = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:plain"), storage_root=home)
     assert result.digest == again.digest
     manifest = manifest_of(home, result.digest)
     plain_manifest = manifest_of(home, plain.digest)
@@ -267,7 +275,7 @@ def test_progress_and_cancel(fixture_folder: Path, tmp_path: Path) -> None:
     pack_native(
         fixture_folder,
         KITFILE,
-        "fixture:v1",
+        parse_modelkit_reference("fixture:v1"),
         storage_root=tmp_path / "home",
         on_progress=lambda d, t: seen.append((d, t)),
     )
@@ -281,7 +289,14 @@ def test_progress_and_cancel(fixture_folder: Path, tmp_path: Path) -> None:
 
     home = tmp_path / "cancelled"
     with pytest.raises(InterruptedByUser):
-        pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home, on_progress=cancel_midway, cancel=cancel)
+        pack_native(
+            fixture_folder,
+            KITFILE,
+            parse_modelkit_reference("fixture:v1"),
+            storage_root=home,
+            on_progress=cancel_midway,
+            cancel=cancel,
+        )
     assert not list((storage_of(home) / ".kitmlflow-tmp").iterdir())
     assert not list(storage_of(home).glob("*-tags.json"))
 
@@ -293,7 +308,10 @@ def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_referenc
     must not leave it behind (issue 15, item 5); blobs of ModelKits already stored stay."""
     home = tmp_path / "home"
     kept = pack_native(
-        fixture_folder, {"manifestVersion": "1.0.0", "docs": [{"path": "README.md"}]}, "kept:v1", storage_root=home
+        fixture_folder,
+        {"manifestVersion": "1.0.0", "docs": [{"path": "README.md"}]},
+        parse_modelkit_reference("kept:v1"),
+        storage_root=home,
     )
     before = {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()}
     from kitmlflow_tui.core.packing.native import plan_layers
@@ -308,7 +326,14 @@ def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_referenc
             cancel.set()
 
     with pytest.raises(InterruptedByUser):
-        pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home, on_progress=cancel_late, cancel=cancel)
+        pack_native(
+            fixture_folder,
+            KITFILE,
+            parse_modelkit_reference("fixture:v1"),
+            storage_root=home,
+            on_progress=cancel_late,
+            cancel=cancel,
+        )
     after = {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()}
     assert after == before, "only the blobs of the ModelKit stored before"
     assert check_storage_consistent(home) == 1
@@ -317,9 +342,9 @@ def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_referenc
 
 def test_repacking_a_tag_moves_it_and_keeps_the_old_manifest(fixture_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    first = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home)
+    first = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=home)
     (fixture_folder / "main.py").write_text("print('changed')\n")
-    second = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=home)
+    second = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=home)
     assert first.digest != second.digest
     tags = json.loads(tags_file(home, "localhost/fixture").read_bytes())
     assert tags == {
@@ -353,7 +378,12 @@ def test_repacking_a_tag_moves_it_and_keeps_the_old_manifest(fixture_folder: Pat
 )
 def test_native_pack_errors(fixture_folder: Path, tmp_path: Path, kitfile: dict[str, Any], message: str) -> None:
     with pytest.raises(PackError, match=message) as raised:
-        pack_native(fixture_folder, {"manifestVersion": "1.0.0", **kitfile}, "fixture:v1", storage_root=tmp_path / "h")
+        pack_native(
+            fixture_folder,
+            {"manifestVersion": "1.0.0", **kitfile},
+            parse_modelkit_reference("fixture:v1"),
+            storage_root=tmp_path / "h",
+        )
     assert raised.value.exit_code == 8
 
 
@@ -375,6 +405,7 @@ WORKER = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
+    from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
     from kitmlflow_tui.core.packing import pack_native
 
     mode, folder, home = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -388,20 +419,20 @@ WORKER = textwrap.dedent(
             global peak
             peak = max(peak, process.memory_info().rss)
         started = time.perf_counter()
-        result = pack_native(folder, kitfile, "big:v1", storage_root=home, on_progress=sample)
+        result = pack_native(folder, kitfile, parse_modelkit_reference("big:v1"), storage_root=home, on_progress=sample)
         print(json.dumps({{"baseline": baseline, "peak": peak, "seconds": time.perf_counter() - started,
                           "size": result.size}}))
     elif mode == "loop":
         counter = 0
         while True:
             (folder / "counter.txt").write_text(str(counter))
-            pack_native(folder, kitfile, f"crash:t{{counter % 3}}", storage_root=home)
+            pack_native(folder, kitfile, parse_modelkit_reference(f"crash:t{{counter % 3}}"), storage_root=home)
             counter += 1
     elif mode == "once":
         start_at = float(sys.argv[6])
         while time.time() < start_at:
             time.sleep(0.001)
-        result = pack_native(folder, kitfile, sys.argv[5], storage_root=home)
+        result = pack_native(folder, kitfile, parse_modelkit_reference(sys.argv[5]), storage_root=home)
         print(result.digest)
     """
 )
@@ -466,7 +497,7 @@ def test_sigkill_at_any_moment_leaves_storage_consistent(tmp_path: Path, worker:
             process.stderr.close()
         check_storage_consistent(home)
     leftovers = list((storage_of(home) / ".kitmlflow-tmp").iterdir())
-    result = pack_native(folder, kitfile, "crash:final", storage_root=home)
+    result = pack_native(folder, kitfile, parse_modelkit_reference("crash:final"), storage_root=home)
     assert not list((storage_of(home) / ".kitmlflow-tmp").iterdir()), f"not cleaned: {leftovers}"
     assert check_storage_consistent(home) >= 1
     assert json.loads(tags_file(home, "localhost/crash").read_bytes())["final"]["digest"] == result.digest
@@ -593,7 +624,7 @@ def kit_version(kit: str) -> str:
 
 def test_kit_lists_inspects_and_unpacks_a_native_modelkit(kit: str, fixture_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = pack_native(fixture_folder, KITFILE, "fixture:v1", storage_root=kit_home(home))
+    result = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=kit_home(home))
 
     listed = json.loads(run_kit(kit, home, "list", "--format", "json").stdout)
     assert len(listed) == 1
@@ -622,10 +653,18 @@ def test_kit_lists_inspects_and_unpacks_a_native_modelkit(kit: str, fixture_fold
 
 def test_kit_pack_gives_the_same_modelkit(kit: str, fixture_folder: Path, tmp_path: Path) -> None:
     kit_result = pack_with_kit(
-        fixture_folder, KITFILE, "fixture:v1", kit_bin=kit, storage_root=kit_home(tmp_path / "kit")
+        fixture_folder,
+        KITFILE,
+        parse_modelkit_reference("fixture:v1"),
+        kit_bin=kit,
+        storage_root=kit_home(tmp_path / "kit"),
     )
     native_result = pack_native(
-        fixture_folder, KITFILE, "fixture:v1", storage_root=tmp_path / "native", cli_version=kit_version(kit)
+        fixture_folder,
+        KITFILE,
+        parse_modelkit_reference("fixture:v1"),
+        storage_root=tmp_path / "native",
+        cli_version=kit_version(kit),
     )
     assert kit_result.packer == "kit" and kit_result.reference == "fixture:v1"
     assert native_result.config_digest == kit_result.config_digest
@@ -646,10 +685,19 @@ def test_kit_pack_gives_the_same_modelkit(kit: str, fixture_folder: Path, tmp_pa
 def test_kit_gzip_layers_share_diff_ids(kit: str, fixture_folder: Path, tmp_path: Path) -> None:
     # Go's deflate and zlib compress differently, so only the uncompressed tars (diffIds) can agree.
     kit_result = pack_with_kit(
-        fixture_folder, KITFILE, "fixture:gz", kit_bin=kit, storage_root=kit_home(tmp_path / "kit"), compression="gzip"
+        fixture_folder,
+        KITFILE,
+        parse_modelkit_reference("fixture:gz"),
+        kit_bin=kit,
+        storage_root=kit_home(tmp_path / "kit"),
+        compression="gzip",
     )
     native_result = pack_native(
-        fixture_folder, KITFILE, "fixture:gz", storage_root=tmp_path / "native", compression="gzip"
+        fixture_folder,
+        KITFILE,
+        parse_modelkit_reference("fixture:gz"),
+        storage_root=tmp_path / "native",
+        compression="gzip",
     )
 
     def diff_ids(home: Path, digest: str) -> list[str]:
@@ -663,15 +711,19 @@ def test_kit_gzip_layers_share_diff_ids(kit: str, fixture_folder: Path, tmp_path
 def test_kit_pack_failure_is_a_pack_error(kit: str, fixture_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(PackError, match="kit pack failed"):
         pack_with_kit(
-            fixture_folder, {**KITFILE, "bogus": 1}, "fixture:v1", kit_bin=kit, storage_root=kit_home(tmp_path / "h")
+            fixture_folder,
+            {**KITFILE, "bogus": 1},
+            parse_modelkit_reference("fixture:v1"),
+            kit_bin=kit,
+            storage_root=kit_home(tmp_path / "h"),
         )
 
 
 def test_kit_reads_native_and_kit_modelkits_side_by_side(kit: str, fixture_folder: Path, tmp_path: Path) -> None:
     home = kit_home(tmp_path / "home")
-    pack_with_kit(fixture_folder, KITFILE, "fixture:kit", kit_bin=kit, storage_root=home)
+    pack_with_kit(fixture_folder, KITFILE, parse_modelkit_reference("fixture:kit"), kit_bin=kit, storage_root=home)
     (fixture_folder / "main.py").write_text("print('v2')\n")
-    native = pack_native(fixture_folder, KITFILE, "fixture:native", storage_root=home)
+    native = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:native"), storage_root=home)
     listed = {tuple(item["tags"]): item for item in json.loads(run_kit(kit, home, "list", "--format", "json").stdout)}
     assert listed[("native",)]["digest"] == native.digest
     assert ("kit",) in listed
@@ -684,7 +736,7 @@ def test_prompts_are_code_layers_with_a_subtype(fixture_folder: Path, tmp_path: 
     (fixture_folder / "prompts" / "system.prompt.md").write_text("You are helpful.\n")
     kitfile = {**KITFILE, "prompts": [{"path": "prompts/system.prompt.md", "description": "system"}]}
     home = tmp_path / "home"
-    result = pack_native(fixture_folder, kitfile, "fixture:prompts", storage_root=home)
+    result = pack_native(fixture_folder, kitfile, parse_modelkit_reference("fixture:prompts"), storage_root=home)
     manifest = manifest_of(home, result.digest)
     last = manifest["layers"][-1]
     assert last["mediaType"] == "application/vnd.kitops.modelkit.code.v1.tar"
@@ -756,8 +808,12 @@ def test_native_matches_kit_on_random_folders(kit: str, tmp_path_factory: pytest
             (folder / path).write_bytes(content)
     if ignores:
         (folder / ".kitignore").write_text("\n".join(ignores) + "\n")
-    kit_result = pack_with_kit(folder, kitfile, "diff:v1", kit_bin=kit, storage_root=kit_home(base / "kit"))
-    native_result = pack_native(folder, kitfile, "diff:v1", storage_root=base / "native", cli_version=kit_version(kit))
+    kit_result = pack_with_kit(
+        folder, kitfile, parse_modelkit_reference("diff:v1"), kit_bin=kit, storage_root=kit_home(base / "kit")
+    )
+    native_result = pack_native(
+        folder, kitfile, parse_modelkit_reference("diff:v1"), storage_root=base / "native", cli_version=kit_version(kit)
+    )
     assert native_result.digest == kit_result.digest, (tree, ignores, kitfile)
 
 
@@ -787,7 +843,9 @@ def test_kit_pushes_and_pulls_a_native_modelkit(kit: str, fixture_folder: Path, 
             assert time.monotonic() < deadline, "the registry did not start"
             time.sleep(0.1)
         reference = f"127.0.0.1:{port}/team/fixture:v1"
-        pushed = pack_native(fixture_folder, KITFILE, reference, storage_root=kit_home(tmp_path / "push"))
+        pushed = pack_native(
+            fixture_folder, KITFILE, parse_modelkit_reference(reference), storage_root=kit_home(tmp_path / "push")
+        )
         run_kit(kit, tmp_path / "push", "push", reference, "--plain-http")
         run_kit(kit, tmp_path / "pull", "pull", reference, "--plain-http")
         listed = json.loads(run_kit(kit, tmp_path / "pull", "list", "--format", "json").stdout)

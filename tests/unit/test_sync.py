@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kitmlflow_tui.core.errors import BadInputError
-from kitmlflow_tui.core.kitfile import read_provenance
+from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef, parse_reference
 from kitmlflow_tui.core.sync import TagTemplate, parse_target
 
@@ -57,8 +57,10 @@ def test_sync_target_is_a_repository_of_a_registry() -> None:
 
 def test_provenance_is_read_where_the_kitfile_builder_puts_it() -> None:
     mlflow = {"run": {"id": "r"}, "registered_model": {"name": "m", "version": "1"}}
-    assert read_provenance({"model": {"parameters": {"mlflow": mlflow}}}) == mlflow
-    assert read_provenance({"datasets": [{"path": "d", "parameters": {"mlflow": mlflow}}]}) == mlflow
+    recorded = MlflowProvenance.from_mapping(mlflow)
+    assert recorded is not None and recorded.run.id == "r" and recorded.registered_model is not None
+    assert read_provenance({"model": {"parameters": {"mlflow": mlflow}}}) == recorded
+    assert read_provenance({"datasets": [{"path": "d", "parameters": {"mlflow": mlflow}}]}) == recorded
     assert read_provenance({"model": {"path": "m"}, "datasets": []}) is None
     assert read_provenance({"model": {"parameters": "not a mapping"}}) is None
 
@@ -73,6 +75,9 @@ BAD_SYNC_INPUT = [
     (["mlflow://127.0.0.1:9/models/m", "--to", "127.0.0.1:5000/team/m:v1"], "not a tag"),
     (["mlflow://127.0.0.1:9/models/m", "--to", "team/m"], "names no registry"),
     (["mlflow://127.0.0.1:9/models/m", "--max-file-size", "lots"], "max-file-size"),
+    (["mlflow://127.0.0.1:9/models/m@champion", "--prune-aliases"], "needs the whole model"),
+    (["mlflow://127.0.0.1:9/models/m/3", "--prune-aliases"], "needs the whole model"),
+    (["mlflow://127.0.0.1:9/models/m/3", "--tag-template", "kitmlflow.alias-tags"], "record of the alias tags"),
 ]
 
 

@@ -26,7 +26,6 @@ from kitmlflow_tui.core.kitfile.enrich import (
     BuiltKitfile,
     KitfileOverrides,
     build_kitfile,
-    read_provenance,
     write_provenance_file,
 )
 from kitmlflow_tui.core.kitfile.license import detect_license_id
@@ -57,7 +56,6 @@ __all__ = [
     "dump_yaml",
     "files_in_no_layer",
     "load_kitfile_text",
-    "read_provenance",
     "validate_kitfile",
     "write_provenance_file",
 ]

@@ -38,11 +38,21 @@ from kitmlflow_tui.core.kitfile.model import (
     normalize_path,
 )
 from kitmlflow_tui.core.kitfile.yaml_io import dump_yaml
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
+from kitmlflow_tui.core.provenance import (
+    IMPORTER_NAME,
+    CodeSource,
+    ExperimentSource,
+    Importer,
+    LoggedModelSource,
+    MlflowProvenance,
+    RegisteredVersion,
+    RunSource,
+)
 
 PROVENANCE_FILE = "mlflow-provenance.yaml"
 MLMODEL_FILE = "MLmodel"
 MLFLOW_MODEL_PART_TYPE = "mlflow-model"
-IMPORTER_NAME = "kitmlflow"
 # What MLflow records as the user when it cannot tell who ran the code: no author rather than this.
 MLFLOW_UNKNOWN_USER = "unknown"
 
@@ -70,7 +80,7 @@ class BuiltKitfile:
     kitfile: Kitfile
     provenance_location: str  # "model", "datasets[0]" or PROVENANCE_FILE
     added_files: tuple[str, ...] = ()  # files the Kitfile names that the folder gets on writing
-    provenance: Mapping[str, Any] | None = None
+    provenance: MlflowProvenance | None = None
     remove_stale_file: bool = False  # an earlier import's provenance file the Kitfile no longer lists
 
 
@@ -90,7 +100,7 @@ def build_kitfile(
     *,
     run: RunInfo,
     logged_models: Sequence[LoggedModelInfo],
-    tag: str | None,
+    tag: ModelKitRef | None,
     registered: RegisteredModelInfo | None,
     filter_summary: Mapping[str, Any],
     importer_version: str,
@@ -118,10 +128,12 @@ def build_kitfile(
 
     provenance = _provenance(facts, {m.path: m for m, _ in models})
     if model is not None:
-        model = replace(model, parameters={**(model.parameters or {}), "mlflow": provenance})
+        model = replace(model, parameters={**(model.parameters or {}), "mlflow": provenance.to_mapping()})
         location = "model"
     elif datasets:
-        datasets[0] = replace(datasets[0], parameters={**(datasets[0].parameters or {}), "mlflow": provenance})
+        datasets[0] = replace(
+            datasets[0], parameters={**(datasets[0].parameters or {}), "mlflow": provenance.to_mapping()}
+        )
         location = "datasets[0]"
     else:
         docs.append(DocsEntry(path=PROVENANCE_FILE, description="MLflow provenance of this ModelKit"))
@@ -149,24 +161,9 @@ def write_provenance_file(folder: Path, built: BuiltKitfile) -> None:
 
 def provenance_file_bytes(built: BuiltKitfile) -> bytes | None:
     """The content of the provenance file the Kitfile lists, or None when it lists none."""
-    if built.provenance_location != PROVENANCE_FILE:
+    if built.provenance_location != PROVENANCE_FILE or built.provenance is None:
         return None
-    return (_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance})).encode("utf-8")
-
-
-def read_provenance(kitfile: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The MLflow provenance a Kitfile (or a ModelKit's config, the same as JSON) carries where
-    ``build_kitfile`` puts it: ``model.parameters.mlflow``, else ``datasets[0].parameters.mlflow``.
-    None when there is none there (provenance in ``mlflow-provenance.yaml`` is inside a layer)."""
-
-    def mlflow_of(entry: Any) -> Mapping[str, Any] | None:
-        parameters = entry.get("parameters") if isinstance(entry, Mapping) else None
-        found = parameters.get("mlflow") if isinstance(parameters, Mapping) else None
-        return found if isinstance(found, Mapping) else None
-
-    datasets = kitfile.get("datasets")
-    first_dataset = datasets[0] if isinstance(datasets, list) and datasets else None
-    return mlflow_of(kitfile.get("model")) or mlflow_of(first_dataset)
+    return (_PROVENANCE_HEADER + dump_yaml({"mlflow": built.provenance.to_mapping()})).encode("utf-8")
 
 
 def _owned_provenance_file(folder: FileTree) -> bool:
@@ -375,15 +372,6 @@ def _mlflow_model(models: list[_Matched], run: RunInfo) -> Model:
 # -- package and provenance ------------------------------------------------------------------------
 
 
-def _split_tag(tag: str | None) -> tuple[str | None, str | None]:
-    """``[registry/][org/]repo[:tag]`` → (repo, tag)."""
-    if not tag:
-        return None, None
-    last = tag.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    name, _, version = last.partition(":")
-    return name or None, version or None
-
-
 def _description(run: RunInfo) -> str:
     """The first paragraph of the run's note (a markdown heading without its #s), else where it came from;
     credentials in it masked (see :func:`_masked`)."""
@@ -402,8 +390,8 @@ def _raw_description(run: RunInfo) -> str:
     return f"MLflow run {who} from experiment {run.experiment_name or run.experiment_id}"
 
 
-def _package(run: RunInfo, tag: str | None, overrides: KitfileOverrides | None) -> Package:
-    name, version = _split_tag(tag)
+def _package(run: RunInfo, tag: ModelKitRef | None, overrides: KitfileOverrides | None) -> Package:
+    name, version = (tag.name, tag.version) if tag is not None else (None, None)
     author = run.user or run.tags.get("mlflow.user")
     if author == MLFLOW_UNKNOWN_USER:
         author = None
@@ -419,7 +407,7 @@ def _package(run: RunInfo, tag: str | None, overrides: KitfileOverrides | None) 
     return replace(package, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _iso_utc(millis: int | None) -> str | None:
+def iso_utc(millis: int | None) -> str | None:
     if millis is None:
         return None
     moment = _dt.datetime.fromtimestamp(millis / 1000, tz=_dt.UTC)
@@ -444,51 +432,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> dict[str, Any]:
+def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> MlflowProvenance:
     run, registered = facts.run, facts.registered
 
-    def flavors_of(info: LoggedModelInfo) -> list[str]:
+    def flavors_of(info: LoggedModelInfo) -> tuple[str, ...]:
         folder = model_folders.get(normalize_path(info.folder))
-        return list(folder.flavors) if folder and folder.flavors else list(info.flavors)
+        return tuple(folder.flavors) if folder and folder.flavors else tuple(info.flavors)
 
-    provenance: dict[str, Any] = {
-        "tracking_uri": run.tracking_uri,
-        "experiment": {"id": run.experiment_id, "name": run.experiment_name},
-        "run": {
-            "id": run.run_id,
-            "name": run.run_name,
-            "status": run.status,
-            "start_time": _iso_utc(run.start_time),
-            "end_time": _iso_utc(run.end_time),
-            "user": run.user or run.tags.get("mlflow.user"),
-        },
-        "source": {"name": run.source_name, "type": run.source_type, "git_commit": run.git_commit},
-        "params": dict(run.params),
-        "metrics": {k: _json_number(v) for k, v in run.metrics.items()},
-        "tags": run.user_tags,
-        "logged_models": [
-            {"id": m.model_id, "name": m.name, "folder": m.folder, "flavors": flavors_of(m)}
-            for m in facts.logged_models
-        ],
-    }
-    if registered is not None:
-        provenance["registered_model"] = {
-            "name": registered.name,
-            "version": registered.version,
-            "alias": registered.alias,
-        }
-    provenance["importer"] = {"name": IMPORTER_NAME, "version": facts.importer_version}
-    provenance["filter"] = _plain(facts.filter_summary)
+    provenance = MlflowProvenance(
+        tracking_uri=run.tracking_uri,
+        experiment=ExperimentSource(run.experiment_id, run.experiment_name),
+        run=RunSource(
+            run.run_id,
+            run.run_name,
+            run.status,
+            iso_utc(run.start_time),
+            iso_utc(run.end_time),
+            run.user or run.tags.get("mlflow.user"),
+        ),
+        source=CodeSource(run.source_name, run.source_type, run.git_commit),
+        params=dict(run.params),
+        metrics={k: _json_number(v) for k, v in run.metrics.items()},
+        tags=run.user_tags,
+        logged_models=tuple(
+            LoggedModelSource(m.model_id, m.name, m.folder, flavors_of(m)) for m in facts.logged_models
+        ),
+        registered_model=(
+            RegisteredVersion(registered.name, registered.version, registered.alias) if registered else None
+        ),
+        importer=Importer(IMPORTER_NAME, facts.importer_version),
+        filter=_plain(facts.filter_summary),
+    )
     masked: list[str] = []
-    provenance = _masked(provenance, "", masked)
+    clean = MlflowProvenance.from_mapping(_masked(provenance.to_mapping(), "", masked))
     if _description(run) != _raw_description(run):
         masked.append("package.description")
-    if masked:
-        provenance["masked"] = {"note": MASKED_NOTE, "fields": masked}
-    return provenance
-
-
-MASKED_NOTE = "credentials in these values (URL user info, password=, tokens, keys) were replaced with ***"
+    if not masked or clean is None:
+        return provenance
+    return replace(clean, masked_fields=tuple(masked))
 
 
 def _masked(value: Any, where: str, masked: list[str]) -> Any:

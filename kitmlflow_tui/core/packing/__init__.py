@@ -8,7 +8,7 @@ Nothing here imports MLflow or Textual.
 from kitmlflow_tui.core.packing.kit_cli import choose_packer, dump_kitfile_yaml, find_kit, pack_with_kit
 from kitmlflow_tui.core.packing.native import DEFAULT_CLI_VERSION, pack_native
 from kitmlflow_tui.core.packing.result import PackResult
-from kitmlflow_tui.core.packing.storage import format_reference, parse_model_reference, resolve_kit_home
+from kitmlflow_tui.core.packing.storage import resolve_kit_home
 
 __all__ = [
     "DEFAULT_CLI_VERSION",
@@ -16,9 +16,7 @@ __all__ = [
     "choose_packer",
     "dump_kitfile_yaml",
     "find_kit",
-    "format_reference",
     "pack_native",
     "pack_with_kit",
-    "parse_model_reference",
     "resolve_kit_home",
 ]

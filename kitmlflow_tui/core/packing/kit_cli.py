@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -14,24 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, PackError
 from kitmlflow_tui.core.kitfile.model import Kitfile
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, repo_file_stem
 from kitmlflow_tui.core.packing.native import COMPRESSIONS, plan_layers
 from kitmlflow_tui.core.packing.result import PackResult
-from kitmlflow_tui.core.packing.storage import (
-    KitStorage,
-    format_reference,
-    parse_model_reference,
-    repo_file_stem,
-    resolve_kit_home,
-)
+from kitmlflow_tui.core.packing.storage import KitStorage, resolve_kit_home
 
 PACKERS = ("auto", "kit", "native")
 
 
 def find_kit() -> str | None:
     """The kit binary to use: ``$KIT_BIN`` when it names an executable, else ``kit`` on the PATH."""
-    configured = os.environ.get("KIT_BIN", "").strip()
+    configured = settings.KIT_BIN.value()
     if configured:
         found = shutil.which(configured)
         return found if found else None
@@ -48,7 +43,7 @@ def choose_packer(mode: str) -> str:
         return "kit"
     if mode == "auto":
         return "native"
-    configured = os.environ.get("KIT_BIN", "").strip()
+    configured = settings.KIT_BIN.value()
     raise PackError(
         f"kit was not found (KIT_BIN={configured!r} is not an executable)." if configured else "kit is not installed.",
         hint="Install kit (https://kitops.org), set KIT_BIN, or use --packer native.",
@@ -65,7 +60,7 @@ def dump_kitfile_yaml(kitfile: Kitfile | Mapping[str, Any]) -> str:
 def pack_with_kit(
     folder: Path,
     kitfile: Kitfile | Mapping[str, Any],
-    reference: str,
+    reference: ModelKitRef,
     *,
     kit_bin: str | None = None,
     storage_root: Path | None = None,
@@ -79,8 +74,6 @@ def pack_with_kit(
     """
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
-    registry, repository, tag = parse_model_reference(reference)
-    full_reference = kit_argument = format_reference(registry, repository, tag)  # the name kit resolves
     binary = kit_bin or find_kit()
     if binary is None:
         raise PackError("kit is not installed.", hint="Install kit, set KIT_BIN, or use --packer native.")
@@ -98,7 +91,7 @@ def pack_with_kit(
             "-f",
             str(kitfile_path),
             "-t",
-            kit_argument,
+            str(reference),  # the name kit resolves
             "--compression",
             compression,
             "--config",
@@ -112,7 +105,7 @@ def pack_with_kit(
         raise PackError(
             f"kit pack failed (exit {returncode}): {detail}" if detail else f"kit pack failed (exit {returncode})."
         )
-    result = _read_back(home, registry, repository, tag, full_reference)
+    result = _read_back(home, reference)
     try:
         left_out = plan_layers(folder, kitfile).left_out  # kit's walk, replayed read-only for the report
     except PackError:
@@ -159,24 +152,24 @@ def _last_lines(text: str, count: int = 6) -> str:
     return " | ".join(lines[-count:])
 
 
-def _read_back(home: Path, registry: str, repository: str, tag: str, full_reference: str) -> PackResult:
+def _read_back(home: Path, reference: ModelKitRef) -> PackResult:
     storage = KitStorage(home)
-    tags_path = storage.root / f"{repo_file_stem(registry, repository)}-tags.json"
+    tags_path = storage.root / f"{repo_file_stem(reference.registry, reference.repository)}-tags.json"
     deadline = time.monotonic() + 2
     while True:
         try:
             tags = json.loads(tags_path.read_text(encoding="utf-8"))
-            descriptor = tags[tag]
+            descriptor = tags[reference.tag]
             digest = descriptor["digest"]
             manifest = json.loads(storage.blob_path(digest).read_bytes())
             break
         except (OSError, ValueError, KeyError, TypeError) as exc:
             if time.monotonic() > deadline:
-                raise PackError(f"kit pack finished but {full_reference} is not in {storage.root}: {exc}") from exc
+                raise PackError(f"kit pack finished but {reference} is not in {storage.root}: {exc}") from exc
             time.sleep(0.1)
     layers = manifest.get("layers") or []
     return PackResult(
-        reference=full_reference,
+        reference=str(reference),
         digest=digest,
         size=sum(int(layer.get("size", 0)) for layer in layers),
         packer="kit",

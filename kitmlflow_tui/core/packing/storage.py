@@ -1,4 +1,4 @@
-"""kit's local storage: where it lives, how references name it, and safe writes into it.
+"""kit's local storage: where it lives and safe writes into it.
 
 Layout (kit ≥ 1.0, checked against kit 1.7.0's ``pkg/lib/repo/local`` and oras-go's OCI store)::
 
@@ -17,7 +17,6 @@ other pack of ours running deletes what dead ones left there.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -30,24 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from kitmlflow_tui.core import locking
-from kitmlflow_tui.core.errors import BadInputError, PackError
+from kitmlflow_tui.core import locking, settings
+from kitmlflow_tui.core.errors import PackError
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, repo_file_stem
 from kitmlflow_tui.core.packing import gojson
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-DEFAULT_REGISTRY = "localhost"
-DEFAULT_TAG = "latest"
 TEMP_DIR_NAME = ".kitmlflow-tmp"
 LOCK_FILE_NAME = ".kitmlflow.lock"
 ACTIVE_LOCK_NAME = ".kitmlflow-active.lock"
-
-# oras-go's rules (registry/reference.go), which kit applies after its own.
-_REPOSITORY_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*)*")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128}")
-_REGISTRY_RE = re.compile(r"(?:[A-Za-z0-9_~!$&'()*+,;=%-]|\.)+(?::[0-9]*)?|\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
-_START_END_ALNUM = re.compile(r"[a-z0-9](.*[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -66,94 +57,6 @@ class Descriptor:
         return value
 
 
-# -- references --------------------------------------------------------------------------------
-def parse_model_reference(text: str) -> tuple[str, str, str]:
-    """``(registry, repository, tag)`` for a ``-t`` value, by kit's rules (``pkg/lib/repo/util``).
-
-    ``mymodel:v1`` → ``localhost/mymodel``; ``org/name`` → ``localhost/org/name``; a first part with
-    ``.`` or ``:`` is a registry; no tag means ``latest``; the repository must be lowercase.
-    Like kit, ``localhost/name`` is the repository ``localhost/name`` (``localhost`` has no ``.``).
-    Digests and kit's ``repo:tag1,tag2`` extra tags are refused: a pack names one tag.
-    """
-    raw = text.strip()
-    if not raw:
-        raise BadInputError("The ModelKit tag is empty.", hint="Use -t NAME[:TAG], e.g. -t mymodel:v1.")
-    if "," in raw:
-        raise BadInputError(f"Give one ModelKit tag, not a list: {raw!r}.")
-    if "@" in raw or _DIGEST_RE.fullmatch(raw):
-        raise BadInputError(f"A ModelKit is tagged with a name, not a digest: {raw!r}.")
-    registry = DEFAULT_REGISTRY
-    rest = raw
-    first, slash, remainder = raw.partition("/")
-    if slash and (":" in first or "." in first):
-        registry, rest = first, remainder
-    repository, colon, tag = rest.partition(":")
-    if not colon:
-        tag = DEFAULT_TAG
-    if repository.lower() != repository:
-        raise BadInputError(f"Repository name must be lowercase: {repository!r} (in {raw!r}).")
-    if not _START_END_ALNUM.search(repository) or not _REPOSITORY_RE.fullmatch(repository):
-        raise BadInputError(
-            f"Invalid repository name {repository!r} (in {raw!r}).",
-            hint="Use lowercase letters and digits, separated by '.', '_', '__', '-' or '/'.",
-        )
-    if not _REGISTRY_RE.fullmatch(registry):
-        raise BadInputError(f"Invalid registry {registry!r} (in {raw!r}).")
-    if not _TAG_RE.fullmatch(tag):
-        raise BadInputError(
-            f"Invalid tag {tag!r} (in {raw!r}).",
-            hint="A tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'.",
-        )
-    return registry, repository, tag
-
-
-# docker/distribution's domain rule (what a registry is asked for over the network): host name labels,
-# an IPv4 address or a bracketed IPv6 one, and an optional port.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_REGISTRY_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?")
-NAME_MAX_BYTES = 255  # a file name on Linux, macOS and Windows file systems
-_LONGEST_SUFFIX = "-index.json"
-
-
-def parse_pack_reference(text: str) -> tuple[str, str, str]:
-    """A ``-t`` value to pack under: ``parse_model_reference``, then refused where kit accepts a name it then
-    mis-stores or fails on. ``../x:v1`` is kit's registry ``..`` (a path, not a host); a repository whose
-    storage file name (``base64(registry/repository)-index.json``) is over 255 bytes makes ``kit pack``
-    fail with "file name too long" after the whole download."""
-    registry, repository, tag = parse_model_reference(text)
-    if not _REGISTRY_HOST_RE.fullmatch(registry):
-        raise BadInputError(
-            f"Invalid registry {registry!r} (in {text.strip()!r}): a registry is a host name or address "
-            "with an optional port.",
-            hint="Use -t NAME[:TAG], or -t REGISTRY/REPOSITORY[:TAG] with a registry such as registry.example.com:5000.",
-        )
-    stem = repo_file_stem(registry, repository)
-    if len(stem) + len(_LONGEST_SUFFIX) > NAME_MAX_BYTES:
-        longest = (NAME_MAX_BYTES - len(_LONGEST_SUFFIX)) // 4 * 3
-        raise BadInputError(
-            f"Repository name too long: {registry}/{repository[:40]}… is {len(f'{registry}/{repository}'.encode())} "
-            f"bytes; kit's local storage takes at most {longest} (it names a file after it, in base64).",
-            hint="Use a shorter repository name.",
-        )
-    return registry, repository, tag
-
-
-def validate_registry(text: str) -> str:
-    """A registry host (``host[:port]``, ``[v6]:port``) as a reference would name it, or exit 2."""
-    host = text.strip()
-    if not host or "/" in host or not _REGISTRY_RE.fullmatch(host):
-        raise BadInputError(f"Invalid registry {text!r}.", hint="Name a registry as host[:port], e.g. ghcr.io.")
-    return host
-
-
-def format_reference(registry: str, repository: str, tag: str) -> str:
-    """The ModelKit's name as ``kit list`` shows it and every kit command (inspect, unpack, tag, push) finds
-    it: ``repository:tag`` on the default registry, ``registry/repository:tag`` on another. kit 1.7.0
-    cannot find ``localhost/name:tag`` for a ModelKit packed as ``name:tag``: it reads ``localhost/name``
-    as a repository (tests/kit_vectors/recorded/references.json). The name parses back to the same parts."""
-    return f"{repository}:{tag}" if registry == DEFAULT_REGISTRY else f"{registry}/{repository}:{tag}"
-
-
 # -- where kit keeps things ----------------------------------------------------------------------
 def resolve_kit_home(explicit: Path | str | None = None) -> Path:
     """kit's home folder (what ``kit --config`` takes), resolved the way kit resolves it.
@@ -164,19 +67,19 @@ def resolve_kit_home(explicit: Path | str | None = None) -> Path:
     """
     if explicit is not None and str(explicit) != "":
         return Path(os.path.abspath(os.path.expanduser(str(explicit))))
-    env_home = os.environ.get("KITOPS_HOME", "")
+    env_home = settings.KITOPS_HOME.raw()
     if env_home:
         return Path(os.path.abspath(env_home))
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "kitops"
     if sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA", "")
+        local = settings.LOCALAPPDATA.raw()
         if not local:
             raise PackError("Cannot find kit's storage: %LOCALAPPDATA% is not set.")
         return Path(local) / "kitops"
-    data_home = os.environ.get("XDG_DATA_HOME", "")
+    data_home = settings.XDG_DATA_HOME.raw()
     if not data_home:
-        home = os.environ.get("HOME", "")
+        home = settings.HOME.raw()
         if not home:
             raise PackError(
                 "Cannot find kit's storage: $HOME is not set.",
@@ -184,11 +87,6 @@ def resolve_kit_home(explicit: Path | str | None = None) -> Path:
             )
         data_home = os.path.join(home, ".local", "share")
     return Path(data_home) / "kitops"
-
-
-def repo_file_stem(registry: str, repository: str) -> str:
-    # kit: base64.URLEncoding (padded) of "registry/repository".
-    return base64.urlsafe_b64encode(f"{registry}/{repository}".encode()).decode("ascii")
 
 
 # -- the storage ---------------------------------------------------------------------------------
@@ -342,17 +240,19 @@ class KitStorage:
         with locking.locked(self.root / LOCK_FILE_NAME):
             yield
 
-    def register(self, registry: str, repository: str, tag: str, manifest: Descriptor) -> None:
-        """Add the manifest to the shared index and the repository's index, then point the tag at it.
+    def register(self, ref: ModelKitRef, manifest: Descriptor, *, list_in_repository: bool = True) -> None:
+        """Add the manifest to the shared index and (``list_in_repository``) the repository's index, then point the
+        tag at it. A manifest left out of the repository's index is one ``kit list`` would choke on (a ModelPack).
 
         Call only once the manifest and every blob it references are in blobs/: the tag file is
         written last, so a reader never finds a tag whose content is missing.
         """
-        stem = repo_file_stem(registry, repository)
+        stem = repo_file_stem(ref.registry, ref.repository)
         with self.locked():
             self._add_to_shared_index(manifest)
-            self._add_to_repo_index(self.root / f"{stem}-index.json", manifest)
-            self._set_tag(self.root / f"{stem}-tags.json", tag, manifest)
+            if list_in_repository:
+                self._add_to_repo_index(self.root / f"{stem}-index.json", manifest)
+            self._set_tag(self.root / f"{stem}-tags.json", ref.tag, manifest)
 
     def _add_to_shared_index(self, manifest: Descriptor) -> None:
         # oras-go's OCI store keeps every pushed manifest here, tagged by digest; kit relies on it

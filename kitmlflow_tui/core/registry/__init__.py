@@ -15,12 +15,7 @@ from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, 
 from kitmlflow_tui.core.registry.credentials import Credential, CredentialStore, StoredCredential
 from kitmlflow_tui.core.registry.login import LoginResult, login, logout
 from kitmlflow_tui.core.registry.push import PushResult, push_modelkit
-from kitmlflow_tui.core.registry.reference import (
-    RegistryRef,
-    is_loopback,
-    parse_registry_host,
-    parse_registry_reference,
-)
+from kitmlflow_tui.core.registry.reference import is_loopback, parse_registry_host
 
 __all__ = [
     "Credential",
@@ -29,13 +24,11 @@ __all__ = [
     "PushResult",
     "RegistryClient",
     "RegistryOptions",
-    "RegistryRef",
     "RemoteManifest",
     "StoredCredential",
     "is_loopback",
     "login",
     "logout",
     "parse_registry_host",
-    "parse_registry_reference",
     "push_modelkit",
 ]

@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kitmlflow_tui.core.errors import NotFoundError, PackError, PushError
-from kitmlflow_tui.core.packing.storage import (
-    MANIFEST_MEDIA_TYPE,
-    Descriptor,
-    KitStorage,
-    format_reference,
-    repo_file_stem,
-    resolve_kit_home,
-)
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, repo_file_stem
+from kitmlflow_tui.core.packing.storage import MANIFEST_MEDIA_TYPE, Descriptor, KitStorage, resolve_kit_home
 
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -46,12 +40,12 @@ class LocalModelKit:
         return self.storage.blob_path(descriptor.digest)
 
 
-def read_local_modelkit(registry: str, repository: str, tag: str, storage_root: Path | None = None) -> LocalModelKit:
-    """The ModelKit ``registry/repository:tag`` of kit's storage, every blob present with its size."""
+def read_local_modelkit(ref: ModelKitRef, storage_root: Path | None = None) -> LocalModelKit:
+    """The ModelKit ``ref`` of kit's storage, every blob present with its size."""
     storage = KitStorage(resolve_kit_home(storage_root))
-    reference = format_reference(registry, repository, tag)
-    tags = _read_json(storage.root / f"{repo_file_stem(registry, repository)}-tags.json", default={})
-    entry = tags.get(tag) if isinstance(tags, dict) else None
+    reference = str(ref)
+    tags = _read_json(storage.root / f"{repo_file_stem(ref.registry, ref.repository)}-tags.json", default={})
+    entry = tags.get(ref.tag) if isinstance(tags, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
         raise NotFoundError(f"No ModelKit {reference} in kit's local storage ({storage.root}).")
     digest = entry["digest"]

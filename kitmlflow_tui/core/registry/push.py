@@ -1,4 +1,5 @@
-"""Push a ModelKit from kit's local storage to a registry: the blobs it lacks, then the manifest.
+"""Push a ModelKit (or a ModelPack: the same manifest, config and blobs) from kit's local storage to a registry: the
+blobs it lacks, then the manifest.
 
 For each blob (config and layers): ``HEAD`` — present ones are skipped; a missing one is mounted from another
 repository of the same registry when local storage shows the ModelKit there, else uploaded in chunks streamed
@@ -19,13 +20,14 @@ from pathlib import Path
 
 from kitmlflow_tui.core.errors import InterruptedByUser, PushError
 from kitmlflow_tui.core.events import ProgressCallback, ProgressEvent
-from kitmlflow_tui.core.packing.storage import Descriptor, parse_model_reference
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef
+from kitmlflow_tui.core.packing.storage import Descriptor
 from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, _Stopped
 from kitmlflow_tui.core.registry.credentials import CredentialStore
 from kitmlflow_tui.core.registry.local import LocalModelKit, read_local_modelkit, repositories_holding
-from kitmlflow_tui.core.registry.reference import RegistryRef, parse_registry_reference
 
-_KIND_RE = re.compile(r"application/vnd\.kitops\.modelkit\.([a-z]+)\.v1")
+# A layer's kind in a progress label: a ModelKit's (model, code, ...) or a ModelPack's (weight, weight.config, ...).
+_KIND_RE = re.compile(r"application/vnd\.(?:kitops\.modelkit|cncf\.model)\.([a-z.]+)\.v1")
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,8 @@ class PushResult:
 
 
 def push_modelkit(
-    source: str,
-    destination: RegistryRef | str | None = None,
+    source: ModelKitRef,
+    destination: ModelKitRef | None = None,
     options: RegistryOptions | None = None,
     *,
     storage_root: Path | None = None,
@@ -51,7 +53,7 @@ def push_modelkit(
     cancel: threading.Event | None = None,
     before_upload: Callable[[RegistryClient], None] | None = None,
 ) -> PushResult:
-    """Push the local ModelKit ``source`` (a kit reference) to ``destination`` (default: ``source`` itself).
+    """Push the local ModelKit ``source`` to ``destination`` (default: ``source`` itself, which then names a registry).
 
     ``on_progress`` gets the download's events: ``plan`` (bytes and blobs to send), then per blob
     ``file_start`` / ``bytes`` / ``file_done`` (``path`` is a label such as ``model sha256:0123abcd``),
@@ -60,10 +62,8 @@ def push_modelkit(
     connected client before anything is sent (to refuse a tag that must not be replaced).
     """
     options = (options or RegistryOptions()).validate()
-    local = read_local_modelkit(*parse_model_reference(source), storage_root=storage_root)
-    if destination is None:
-        destination = source
-    target = parse_registry_reference(destination) if isinstance(destination, str) else destination
+    local = read_local_modelkit(source, storage_root=storage_root)
+    target = source if destination is None else destination
     progress = on_progress or (lambda event: None)
     cancel = cancel or threading.Event()
     there: list[Descriptor] = []  # blobs the registry holds: found, mounted or uploaded
@@ -113,7 +113,7 @@ def push_modelkit(
 def _send_blobs(
     client: RegistryClient,
     local: LocalModelKit,
-    target: RegistryRef,
+    target: ModelKitRef,
     missing: list[Descriptor],
     sources: dict[str, list[str]],
     jobs: int,
@@ -186,7 +186,7 @@ def _check_cancel(cancel: threading.Event) -> None:
         raise InterruptedByUser("Push cancelled.")
 
 
-def _cancelled(local: LocalModelKit, target: RegistryRef, there: list[Descriptor]) -> InterruptedByUser:
+def _cancelled(local: LocalModelKit, target: ModelKitRef, there: list[Descriptor]) -> InterruptedByUser:
     """What a cancelled push leaves: how many of the ModelKit's blobs the registry holds; the tag is not moved."""
     from kitmlflow_tui.core.selection.plan import format_size
 

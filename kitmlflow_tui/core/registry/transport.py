@@ -23,7 +23,6 @@ in. One watcher thread shuts down the socket of an exchange whose limit passed o
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -373,17 +372,3 @@ def _shown(url: str) -> str:
     """A URL for a message: scheme, host and path (a query may hold a signature)."""
     split = urlsplit(url)
     return f"{split.scheme}://{split.netloc}{split.path}"
-
-
-def seconds_from_env(name: str, default: float) -> float:
-    """A positive number of seconds from the environment, else ``default``; ValueError names the variable."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, not {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {text!r}")
-    return value
