@@ -55,6 +55,11 @@ if TYPE_CHECKING:
     "--author", "authors", multiple=True, metavar="NAME", help="A package author (repeatable; over a profile's)."
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --push: replace a tag that holds another ModelKit (another model, version or run).",
+)
 @registry_options
 @sign_key_option
 @click.option(
@@ -77,6 +82,7 @@ def import_command(
     push: bool,
     sign_key: Path | None,
     attestation_output: Path | None,
+    force: bool,
     **options: Any,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
@@ -91,6 +97,7 @@ def import_command(
             max_file_size=options["max_file_size"],
             profile=options["profile"],
             push=push,
+            force=force,
             tracking_uri=options["tracking_uri"],
             jobs=options["jobs"],
             packer=packer,

@@ -29,7 +29,14 @@ from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
-from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.core.errors import (
+    BadInputError,
+    DownloadError,
+    InterruptedByUser,
+    KitmlflowError,
+    PackError,
+    PushError,
+)
 from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
     from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult
     from kitmlflow_tui.core.provenance import MlflowProvenance
-    from kitmlflow_tui.core.registry import PushResult, RegistryOptions
+    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions
 
 
 @dataclass
@@ -218,6 +225,7 @@ class ImportOptions:
     push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
     format: str = "modelkit"  # modelkit | modelpack (a CNCF ModelPack: packing.modelpack)
+    force: bool = False  # push onto a tag that holds other content (another model, version or run)
     sign_key: Path | None = None  # sign the ModelKit's provenance attestation (attached to it on --push)
     attestation_output: Path | None = None  # write the signed envelope (unsigned: the statement) here
 
@@ -539,16 +547,32 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
     from kitmlflow_tui.core.registry import push_modelkit
 
     assert options.push_to is not None
-    observer.step("push", f"Pushing {options.push_to}")
+    target = options.push_to
+    observer.step("push", f"Pushing {target}")
+
+    def refuse_other_content(client: RegistryClient) -> None:
+        # sync's rule: a tag holding another model, version or run (or no MLflow provenance) stays unless forced.
+        from kitmlflow_tui.core.provenance import read_provenance
+        from kitmlflow_tui.core.sync import other_content
+
+        provenance = read_provenance(result.kitfile.to_dict())
+        held = other_content(client, target, result.digest, provenance, options.format)
+        if held is not None:
+            raise PushError(
+                f"{target} holds {held}, not this ModelKit's source; the tag is left as it is.",
+                hint="Add --force to replace it.",
+            )
+
     try:
         return push_modelkit(
             options.tag,
-            options.push_to,
+            target,
             options.registry,
             storage_root=options.storage_root,
             on_progress=observer.push_progress,
             on_note=lambda message: observer.step("note", message),
             cancel=cancel,
+            before_upload=None if options.force else refuse_other_content,
         )
     except KitmlflowError as exc:
         kept = f"The ModelKit {result.reference} ({result.digest[:19]}) is kept in local storage; a re-run pushes only what the registry lacks."
