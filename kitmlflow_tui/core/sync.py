@@ -48,7 +48,12 @@ from kitmlflow_tui.core.errors import (
     as_kitmlflow_error,
     scrub_secrets,
 )
-from kitmlflow_tui.core.modelkit_reference import ModelKitRef, format_reference, parse_push_reference
+from kitmlflow_tui.core.modelkit_reference import (
+    ModelKitRef,
+    format_reference,
+    parse_modelkit_reference,
+    parse_push_reference,
+)
 from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
@@ -173,7 +178,14 @@ def parse_target(text: str) -> SyncTarget:
             f"--to names a repository, not a tag: {raw!r}.",
             hint="The tags come from --tag-template (default v{version}), e.g. --to registry.example.com/ml/fraud.",
         )
-    ref = parse_push_reference(raw + ":latest")
+    hint = "--to names REGISTRY/REPOSITORY, e.g. --to registry.example.com/ml/fraud (or localhost:5000/ml/fraud)."
+    try:
+        ref = parse_modelkit_reference(raw)
+    except BadInputError as exc:  # its hint speaks of -t
+        exc.hint = hint
+        raise
+    if not ref.names_registry:
+        raise BadInputError(f"--to {raw!r} names no registry, so there is nowhere to push.", hint=hint)
     return SyncTarget(ref.registry, ref.repository)
 
 
