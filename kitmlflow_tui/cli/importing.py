@@ -27,6 +27,7 @@ from kitmlflow_tui.cli.output import (
     progress_renderer,
     pushed_document,
     run_guarded,
+    show_next,
     show_plan,
     show_pushed,
     size_text,
@@ -52,6 +53,11 @@ if TYPE_CHECKING:
     "--author", "authors", multiple=True, metavar="NAME", help="A package author (repeatable; over a profile's)."
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
+@click.option(
+    "--allow-no-model",
+    is_flag=True,
+    help="With --yes, import even when the filters leave out every file of the run's MLflow model.",
+)
 @registry_options
 def import_command(
     uri: str,
@@ -64,6 +70,7 @@ def import_command(
     description: str | None,
     authors: tuple[str, ...],
     push: bool,
+    allow_no_model: bool,
     **options: Any,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
@@ -104,6 +111,7 @@ def import_command(
             reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
         )
         session = pipeline.settle_layers(session, import_options, renderer)  # what the ModelKit cannot hold
+        _check_model_kept(out, session, refuse=options["yes"] and not dry_run and not allow_no_model)
         document = plan_document(session)
         show_plan(out, session)
         if dry_run:
@@ -118,13 +126,9 @@ def import_command(
             f"[green]✓[/] {escape(result.reference)} {result.digest[:19]} · {size_text(result.size)} · "
             f"packed by {result.packer}"
         )
-        kit_ref = escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             show_pushed(out, result.pushed)
-        else:
-            out.console.print(
-                f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim"
-            )
+        show_next(out, _next_commands(result))
         document.update(
             kitfile=result.kitfile.to_dict(),
             reference=result.reference,
@@ -140,6 +144,30 @@ def import_command(
         return 0
 
     run_guarded(options["as_json"], body)
+
+
+def _check_model_kept(out: Output, session, *, refuse: bool) -> None:
+    """Say so when the filters leave out the model MLflow knows about (all of it: refused when ``refuse``)."""
+    from kitmlflow_tui.core.selection.model_coverage import model_coverage, require_a_model
+
+    coverage = model_coverage(session.plan)
+    if refuse:
+        require_a_model(coverage)
+    for warning in coverage.warnings():
+        out.warn(warning)
+
+
+def _next_commands(result) -> list[list[str]]:
+    """What to run next: for a pushed ModelKit, pull or unpack it from its registry (with the flags kit needs to
+    reach it); else push it somewhere, or unpack it from local storage, under the name kit resolves."""
+    from kitmlflow_tui.core.next_commands import kit_words, pulled_words
+
+    if result.pushed is not None:
+        return pulled_words(result.pushed.reference, result.pushed.access)
+    return [
+        kit_words("push", result.reference, "REGISTRY/REPO:TAG"),
+        kit_words("unpack", result.reference, "-d", "DIR"),
+    ]
 
 
 def _check_kitfile(path: Path) -> None:
@@ -169,7 +197,8 @@ def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
     "--dest", "-d", required=True, type=LocalPath(file_okay=False, path_type=Path), help="Folder to download into."
 )
 @filter_options
-def download(uri: str, dest: Path, **options: Any) -> None:
+@click.option("--any-status", is_flag=True, help="Also download a run that is not FINISHED (RUNNING, FAILED, KILLED).")
+def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
 
     def body(out: Output) -> int:
@@ -186,7 +215,13 @@ def download(uri: str, dest: Path, **options: Any) -> None:
             )
         renderer = progress_renderer(out)
         session = pipeline.plan(
-            reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
+            reference,
+            spec,
+            tracking_uri_flag=options["tracking_uri"],
+            jobs=options["jobs"],
+            observer=renderer,
+            command="download",
+            any_status=any_status,
         )
         show_plan(out, session)
         if not options["yes"] and not click.confirm(
