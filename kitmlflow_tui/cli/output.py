@@ -148,7 +148,12 @@ def plan_document(session) -> dict:
     }
     if session.resolved.registered:
         reg = session.resolved.registered
-        document["registered_model"] = {"name": reg.name, "version": reg.version, "alias": reg.alias}
+        document["registered_model"] = {
+            "name": reg.name,
+            "version": reg.version,
+            "alias": reg.alias,
+            "aliases": list(reg.aliases),
+        }
     return document
 
 

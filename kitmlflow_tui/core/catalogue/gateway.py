@@ -549,7 +549,7 @@ def ensure_finished(run: RunInfo, *, command: str = "import") -> None:
         message = f"{who} is {run.status}, not FINISHED: its artifacts may still change."
         hint = f"Wait for it to finish, then {command} it again."
     else:
-        message = f"{who} is {run.status}: it will not finish, and its artifacts may be incomplete."
+        message = f"{who} is {run.status}, not FINISHED: it stopped before the end and will not finish, so its artifacts may be incomplete."
         hint = "Import a FINISHED run instead (a run of the training that completed)."
     if command == "download":
         hint = (
