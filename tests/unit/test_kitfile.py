@@ -42,7 +42,7 @@ from kitmlflow_tui.core.kitfile import (
     validate_kitfile,
     write_provenance_file,
 )
-from kitmlflow_tui.core.kitfile.describe import stem
+from kitmlflow_tui.core.kitfile.describe import NoteText, read_note, stem
 from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from tests.support import kitvectors
 from tests.support.fuzz import examples
@@ -835,3 +835,39 @@ def test_dump_then_load_round_trips(
         }
     )
     assert load_kitfile_text(dump_kitfile(kitfile)).to_dict() == kitfile
+
+
+@pytest.mark.parametrize(
+    ("note", "title", "paragraph"),
+    [
+        ("# Churn model\n\nPredicts churn.\n\nMore.", "Churn model", "Predicts churn."),
+        ("# Churn model\nPredicts churn.\nOn two lines.", "Churn model", "Predicts churn.\nOn two lines."),
+        ("Churn model\n===========\n\nPredicts churn.", "Churn model", "Predicts churn."),
+        ("## A ##\n\n### B\n\nText", "A", "Text"),
+        ("Just prose.\n\n# A heading later", None, "Just prose."),
+        ("# Only a title", "Only a title", None),
+        ("#hashtag is prose", None, "#hashtag is prose"),
+        ("", None, None),
+    ],
+)
+def test_a_notes_heading_and_its_first_paragraph_of_prose(note: str, title: str | None, paragraph: str | None) -> None:
+    assert read_note(note) == NoteText(title, paragraph)
+
+
+def test_root_environment_files_are_code_and_a_models_own_stay_in_it(tmp_path: Path) -> None:
+    folder = build_case("mlflow2-run-model-dir", tmp_path)
+    (folder / "requirements.txt").write_text("scikit-learn\n")
+    (folder / "conda.yaml").write_text("name: train\n")
+    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
+    assert [p["path"] for p in kitfile["model"]["parts"]] == ["params.yaml"]
+    assert [c["path"] for c in kitfile["code"]] == [".", "conda.yaml", "requirements.txt"]  # kit's order
+    assert kitfile["code"][2]["description"] == "pip requirements of the run's Python environment"
+    # Without a model kit would have made them datasets: they are code all the same.
+    (folder / "model" / "MLmodel").unlink()
+    (folder / "model" / "model.pkl").unlink()
+    kitfile = build(folder).kitfile.to_dict()
+    assert "requirements.txt" not in [d["path"] for d in kitfile["datasets"]]
+    assert {"path": "requirements.txt", "description": "pip requirements of the run's Python environment"} in kitfile[
+        "code"
+    ]
+    validate_kitfile(kitfile, folder)
