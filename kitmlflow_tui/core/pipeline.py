@@ -75,7 +75,11 @@ def session_from_listing(
     registered: RegisteredModelInfo | None = None,
     cancel: threading.Event | None = None,
 ) -> Session:
-    """A session for a run whose tree was listed already (by the wizard), without listing it again."""
+    """A session for a run whose tree was listed already (by the wizard), without listing it again. A run's
+    registered version (``registered`` None) is looked up as ``Catalogue.resolve`` does for a headless import, so
+    both write the same Kitfile."""
+    if registered is None:
+        registered = catalogue.registered_version_of_run(run, tree.logged_models)
     return Session(catalogue, ResolvedRun(run, tree, registered), make_plan(tree, spec), cancel or threading.Event())
 
 

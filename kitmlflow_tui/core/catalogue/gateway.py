@@ -117,6 +117,8 @@ class Catalogue:
         registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         self._repositories: dict[str, object] = {}
+        # A run's registered version, once asked (the wizard's review builds a session per preview).
+        self._registered_of_run: dict[str, RegisteredModelInfo | None] = {}
         self._repositories_lock = threading.Lock()
 
     def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
@@ -259,7 +261,14 @@ class Catalogue:
         their ``mlflow.modelVersions`` tag (registered from ``models:/m-...``, where MLflow may record no run), are
         the candidates; the one of the first logged model wins, its highest version. Then that version itself, for
         its aliases (a search leaves them out). A registry this user may not read, or that this server lacks, is
-        no registered version: it never stops an import of the run."""
+        no registered version: it never stops an import of the run. Asked once per run and catalogue."""
+        if run.run_id not in self._registered_of_run:
+            self._registered_of_run[run.run_id] = self._registered_version_of_run(run, logged_models)
+        return self._registered_of_run[run.run_id]
+
+    def _registered_version_of_run(
+        self, run: RunInfo, logged_models: Sequence[LoggedModelInfo]
+    ) -> RegisteredModelInfo | None:
         from kitmlflow_tui.core.errors import AuthError
 
         try:
