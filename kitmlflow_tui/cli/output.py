@@ -44,7 +44,7 @@ class Output:
 
     def document(self, data: dict) -> None:
         if self.as_json:
-            if self.warnings:
+            if self.warnings or "error" not in data:  # a list a script can always read, empty when all is well
                 data = {**data, "warnings": list(self.warnings)}
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
             sys.stdout.flush()

@@ -167,6 +167,7 @@ def test_the_model_is_the_registered_model_at_its_version(scenario: Scenario, ki
     import sklearn
 
     document = dry_run(scenario)
+    assert document["warnings"] == []
     assert document["registered_model"] == {"name": "churn", "version": "2", "alias": None, "aliases": ["champion"]}
     model = document["kitfile"]["model"]
     assert (model["name"], model["path"], model["version"], model["framework"]) == ("churn", "model", "2", "sklearn")
@@ -267,6 +268,8 @@ def test_the_printed_kit_commands_reach_a_loopback_http_registry(
         input=PASSWORD, capture_output=True, text=True, env=kitmlflow_subprocess_env(), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    stored = isolated_env / "kitops" / "credentials.json"
+    assert f"credentials stored in {stored}" in done.stdout.splitlines()[0]  # one line, however long the path
     target = f"{registry.host}/ml/churn:v2"
     pushed = run_cli("import", scenario.uri(), "-t", target, "--yes", "--push", "--exclude", "checkpoints/")
     assert pushed.code == 0, pushed.stderr
