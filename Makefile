@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: run test check lint bench kit tools clean fuzz mutate
+.PHONY: run test check fix lint bench kit tools clean fuzz mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ check: $(STAMP)
 	$(BIN)/ruff format --check kitmlflow_tui tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# What `make check` asks of style, fixed in place (the rest it reports is for a person to fix).
+fix: $(STAMP)
+	$(BIN)/ruff check --fix kitmlflow_tui tests bench scripts
+	$(BIN)/ruff format kitmlflow_tui tests bench scripts
 
 lint: check
 

@@ -163,11 +163,12 @@ def seeded_run(srv: MlflowServer, experiment: str) -> tuple[str, str, Path]:
 _BLOCK = os.urandom(8 * MiB)
 
 
-def write_file(path: Path, size: int) -> None:
-    """``size`` bytes of incompressible data, written in 8 MiB blocks (never all in memory)."""
+def write_file(path: Path, size: int, head: bytes = b"") -> None:
+    """``size`` bytes: ``head``, then incompressible data written in 8 MiB blocks (never all in memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        remaining = size
+        f.write(head)
+        remaining = size - len(head)
         while remaining > 0:
             n = min(remaining, len(_BLOCK))
             f.write(_BLOCK[:n])

@@ -102,10 +102,10 @@ def main() -> int:
         command = [*c.KITMLFLOW_CLI, "sync", uri, "--to", to, "--yes", "--json", "--packer", "native"]
         first = c.measure("sync-first", command, env=env, logs=work / "logs")
         counts = json.loads(first.stdout)["summary"]
-        if counts["pushed"] != args.versions or counts["tag_moved"] != 1:
+        if counts["pushed"] != args.versions or counts["tag_created"] != 1:
             raise RuntimeError(f"the first sync did not push every version: {counts}")
         report.measurements.append(first.json())
-        print(f"first sync: {args.versions} versions pushed and the alias's tag moved in {c.fmt_s(first.wall)}")
+        print(f"first sync: {args.versions} versions pushed and the alias's tag created in {c.fmt_s(first.wall)}")
 
         commands: list[c.Measurement] = []
         inside: list[float] = []

@@ -2,7 +2,8 @@
 
 - first paint: the installed ``kitmlflow --tracking-uri URI`` started in a real terminal (tmux), from
   the process start until the screen shows where it is connecting (Python start-up, click and Textual
-  included; MLflow is not, it loads in a worker after the paint);
+  included; MLflow is not, it loads in a worker after the paint). In the same rounds, alternating with it,
+  two bare Textual apps: one showing a DataTable (the baseline of the 1.25× target) and one a Static;
 - first runs page: an experiment with 5,000 runs (sqlite store, made with MlflowClient and cached in the
   work folder); from the runs screen being shown (connected) until its table has rows, and from the
   process start (MLflow import and connect included);
@@ -14,7 +15,7 @@
   (download, pack), with the import's own time.
 
 Targets (issue 4): first paint < 0.5 s, first runs page < 1 s, first tree level < 1 s, no keystroke
-waits on I/O. Run: ``.venv/bin/python bench/tui_startup.py [--workdir DIR]``; prints a table and JSON.
+waits on I/O; (issue 27) first paint ≤ 1.25× that of the bare Textual app with one DataTable. Run: ``.venv/bin/python bench/tui_startup.py [--workdir DIR]``; prints a table and JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,8 +48,16 @@ PAINT_ROUNDS = 5
 IDLE_CYCLES = 10
 
 
-# The same measurement for the smallest Textual app, to tell kitmlflow's share from Python's and Textual's.
-HELLO = (
+# The same measurement for bare Textual apps, to tell kitmlflow's share from Python's and Textual's: one
+# showing a DataTable (what a wizard's first screen may reasonably cost: the baseline of the target), and
+# the smallest one.
+DATATABLE_APP = (
+    "from textual.app import App\nfrom textual.widgets import DataTable\n"
+    "class Table(App):\n    def compose(self):\n        yield DataTable()\n"
+    "    def on_mount(self):\n        table = self.query_one(DataTable)\n"
+    "        table.add_columns('Connecting to', 'where')\n        table.add_row('nowhere', 'here')\nTable().run()"
+)
+HELLO_APP = (
     "from textual.app import App\nfrom textual.widgets import Static\n"
     "class Hello(App):\n    def compose(self):\n        yield Static('Connecting to nowhere')\nHello().run()"
 )
@@ -86,24 +96,32 @@ class Terminal:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
-def first_paint(tracking_uri: str | None, rounds: int) -> list[float]:
-    """``kitmlflow --tracking-uri URI`` (the installed command, click included) or the hello app."""
+def first_paint(tracking_uri: str, rounds: int) -> dict[str, object]:
+    """The installed ``kitmlflow --tracking-uri URI`` and the two bare apps, in the same rounds, in turns
+    (the order rotates each round, so none always follows another), until the screen shows its text."""
     if shutil.which("tmux") is None:
-        return []
-    if tracking_uri:
-        command = shlex.join([*KITMLFLOW, "--tracking-uri", tracking_uri])
-    else:
-        command = shlex.join([sys.executable, "-c", HELLO])
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        terminal = Terminal(command)
-        try:
-            painted, _ = terminal.wait_for(lambda screen: "Connecting to" in screen or "Type to filter" in screen)
-            times.append(painted - start)
-        finally:
-            terminal.close()
-    return times
+        return {}
+    commands = {
+        "kitmlflow": shlex.join([*KITMLFLOW, "--tracking-uri", tracking_uri]),
+        "datatable_app": shlex.join([sys.executable, "-c", DATATABLE_APP]),
+        "hello_app": shlex.join([sys.executable, "-c", HELLO_APP]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    names = list(commands)
+    for round_number in range(rounds):
+        for name in names[round_number % len(names) :] + names[: round_number % len(names)]:
+            start = time.perf_counter()
+            terminal = Terminal(commands[name])
+            try:
+                painted, _ = terminal.wait_for(lambda screen: "Connecting to" in screen or "Type to filter" in screen)
+                times[name].append(painted - start)
+            finally:
+                terminal.close()
+    result: dict[str, object] = {name: summary(values) for name, values in times.items()}
+    result["ratio_to_datatable_app"] = round(
+        statistics.median(times["kitmlflow"]) / statistics.median(times["datatable_app"]), 3
+    )
+    return result
 
 
 def make_runs_store(root: Path) -> tuple[str, str]:
@@ -306,6 +324,7 @@ def ms(seconds: float) -> float:
 
 
 FIRST_PAINT_S, FIRST_PAGE_S, FIRST_LEVEL_S = 0.5, 1.0, 1.0
+FIRST_PAINT_RATIO = 1.25  # to the bare Textual app showing one DataTable
 # "No keystroke waits on I/O", made measurable: during the import, a plain key (n) is repainted within
 # the tenth of a second people perceive as instant, in the median of each phase.
 KEY_REPAINT_S = 0.1
@@ -332,9 +351,8 @@ def main() -> None:
     from kitmlflow_tui.demo import build_demo_store
 
     store = build_demo_store(workdir / "demo")
-    measures = {
-        "first_paint": lambda: summary(first_paint(store.tracking_uri, args.runs)),
-        "first_paint_of_a_hello_textual_app": lambda: summary(first_paint(None, args.runs)),
+    measures: dict[str, Callable[[], dict]] = {
+        "first_paint": lambda: first_paint(store.tracking_uri, args.runs),
         "first_runs_page_5000": lambda: asyncio.run(runs_page(*make_runs_store(workdir / "runs"))),
         "first_tree_level_10000": lambda: asyncio.run(tree_level(store.tracking_uri, make_big_tree_run(store))),
         "keystroke_during_import": lambda: keystrokes_during_import(workdir),
@@ -352,15 +370,19 @@ def main() -> None:
 
 
 def judge(report: Report, results: dict[str, dict]) -> None:
-    paint, hello = results.get("first_paint", {}), results.get("first_paint_of_a_hello_textual_app", {})
+    paints = results.get("first_paint", {})
+    paint, table, hello = (paints.get(name, {}) for name in ("kitmlflow", "datatable_app", "hello_app"))
     if paint.get("median_s") is not None:
-        than_hello = (
-            f", {paint['median_s'] / hello['median_s']:.2f}× a bare Textual app" if hello.get("median_s") else ""
-        )
         report.target(
             f"first paint < {FIRST_PAINT_S} s",
             paint["median_s"] < FIRST_PAINT_S,
-            f"median {paint['median_s']:.3f} s of {len(paint['rounds_s'])}{than_hello}",
+            f"median {paint['median_s']:.3f} s of {len(paint['rounds_s'])}",
+        )
+        ratio = paints["ratio_to_datatable_app"]
+        report.target(
+            f"first paint ≤ {FIRST_PAINT_RATIO}× a bare Textual app showing a DataTable",
+            ratio <= FIRST_PAINT_RATIO,
+            f"{ratio:.2f}× (that app {table['median_s']:.3f} s; a bare Static app {hello['median_s']:.3f} s)",
         )
     page = results.get("first_runs_page_5000")
     if page:

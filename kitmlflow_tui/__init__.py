@@ -1,8 +1,17 @@
-"""kitmlflow: turn a finished MLflow run into a KitOps ModelKit."""
+"""kitmlflow: turn a finished MLflow run into a KitOps ModelKit.
+
+The Python API (docs/python-api.md): ``from kitmlflow_tui import import_modelkit, sync_model, download_artifacts``.
+Importing the package loads neither MLflow nor rich nor Textual: the API imports the core when it is called.
+"""
 
 import os
 
 __version__ = "0.1.0"
+
+# After __version__: the core modules read it from here.
+from kitmlflow_tui.api import download_artifacts, import_modelkit, sync_model  # noqa: E402
+
+__all__ = ["__version__", "disable_mlflow_telemetry", "download_artifacts", "import_modelkit", "sync_model"]
 
 
 def disable_mlflow_telemetry() -> None:

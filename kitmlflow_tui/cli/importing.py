@@ -7,16 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kitmlflow_tui.api import prepare_download, prepare_import
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.browse import open_wizard
 from kitmlflow_tui.cli.options import (
     LocalPath,
-    build_spec,
+    check_registry_flags,
     filter_options,
     pack_options,
-    package_overrides,
-    parse_uri,
-    push_target,
+    registry_arguments,
     registry_options,
 )
 from kitmlflow_tui.cli.output import (
@@ -36,6 +35,7 @@ from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile
+    from kitmlflow_tui.core.registry import PushResult
 
 
 @cli.command("import", context_settings=CONTEXT)
@@ -66,6 +66,7 @@ def import_command(
     kitfile_path: Path | None,
     packer: str,
     compression: str,
+    artifact_format: str,
     keep_download: bool,
     description: str | None,
     authors: tuple[str, ...],
@@ -76,17 +77,28 @@ def import_command(
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.core import pipeline
-        from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference, parse_push_reference
-
-        reference = parse_uri(uri)
-        tag_ref = parse_push_reference(tag) if push else parse_modelkit_reference(tag)
-        push_to, registry = push_target(tag_ref, push, options)
-        spec, profile = build_spec(
-            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
+        check_registry_flags(push)
+        request = prepare_import(
+            uri,
+            tag,
+            include=options["includes"],
+            exclude=options["excludes"],
+            max_file_size=options["max_file_size"],
+            profile=options["profile"],
+            push=push,
+            tracking_uri=options["tracking_uri"],
+            jobs=options["jobs"],
+            packer=packer,
+            compression=compression,
+            kitfile=kitfile_path,
+            description=description,
+            authors=authors,
+            dry_run=dry_run,
+            keep_download=keep_download,
+            format=artifact_format,
+            allow_no_model=allow_no_model,
+            **registry_arguments(push, options),
         )
-        if kitfile_path is not None:  # a Kitfile kit would reject fails before any byte moves
-            _check_kitfile(kitfile_path)
         if not dry_run and not options["yes"]:
             if not interactive():
                 raise BadInputError(
@@ -94,49 +106,40 @@ def import_command(
                     hint="Add --yes (filters come from --include/--exclude/--max-file-size/--profile), or --dry-run.",
                 )
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
-            return open_wizard(reference, tracking_uri_flag=options["tracking_uri"], tag=tag, push=push, spec=spec)
-        import_options = pipeline.ImportOptions(
-            tag=tag_ref,
-            packer=packer,
-            compression=compression,
-            kitfile_path=kitfile_path,
-            keep_download=keep_download,
-            overrides=package_overrides(profile, description, authors),
-            jobs=options["jobs"],
-            push_to=push_to,
-            registry=registry,
-        )
+            return open_wizard(
+                request.reference, tracking_uri_flag=options["tracking_uri"], tag=tag, push=push, spec=request.spec
+            )
         renderer = progress_renderer(out)
-        session = pipeline.plan(
-            reference, spec, tracking_uri_flag=options["tracking_uri"], jobs=options["jobs"], observer=renderer
-        )
-        session = pipeline.settle_layers(session, import_options, renderer)  # what the ModelKit cannot hold
-        _check_model_kept(out, session, refuse=options["yes"] and not dry_run and not allow_no_model)
-        document = plan_document(session)
-        show_plan(out, session)
+        planned = request.plan(renderer)  # with what the ModelKit cannot hold left out
+        for warning in planned.warnings:  # a model the filters leave out (all of it: refused unless allowed)
+            out.warn(warning)
+        document = plan_document(planned.report)
+        show_plan(out, planned.report)
         if dry_run:
-            kitfile = pipeline.preview_kitfile(session, import_options, renderer)
+            kitfile = planned.preview().kitfile
             document["kitfile"] = kitfile.to_dict()
             _show_kitfile(out, kitfile)
             out.document(document)
             return 0
         with renderer.live():
-            result = pipeline.run_import(session, import_options, renderer)
+            result = planned.run()
+        assert result.reference is not None and result.digest is not None and result.size is not None
         out.console.print(
             f"[green]✓[/] {escape(result.reference)} {result.digest[:19]} · {size_text(result.size)} · "
             f"packed by {result.packer}"
         )
         if result.pushed is not None:
             show_pushed(out, result.pushed)
-        show_next(out, _next_commands(result))
+        show_next(out, _next_commands(result.reference, result.pushed))
         document.update(
             kitfile=result.kitfile.to_dict(),
             reference=result.reference,
             digest=result.digest,
             packer=result.packer,
+            format=artifact_format,
             size=result.size,
-            downloaded_bytes=result.download.downloaded_bytes,
-            reused_bytes=result.download.reused_bytes,
+            downloaded_bytes=result.downloaded_bytes,
+            reused_bytes=result.reused_bytes,
         )
         if result.pushed is not None:
             document["pushed"] = pushed_document(result.pushed)
@@ -146,36 +149,14 @@ def import_command(
     run_guarded(options["as_json"], body)
 
 
-def _check_model_kept(out: Output, session, *, refuse: bool) -> None:
-    """Say so when the filters leave out the model MLflow knows about (all of it: refused when ``refuse``)."""
-    from kitmlflow_tui.core.selection.model_coverage import model_coverage, require_a_model
-
-    coverage = model_coverage(session.plan)
-    if refuse:
-        require_a_model(coverage)
-    for warning in coverage.warnings():
-        out.warn(warning)
-
-
-def _next_commands(result) -> list[list[str]]:
+def _next_commands(reference: str, pushed: PushResult | None) -> list[list[str]]:
     """What to run next: for a pushed ModelKit, pull or unpack it from its registry (with the flags kit needs to
     reach it); else push it somewhere, or unpack it from local storage, under the name kit resolves."""
     from kitmlflow_tui.core.next_commands import kit_words, pulled_words
 
-    if result.pushed is not None:
-        return pulled_words(result.pushed.reference, result.pushed.access)
-    return [
-        kit_words("push", result.reference, "REGISTRY/REPO:TAG"),
-        kit_words("unpack", result.reference, "-d", "DIR"),
-    ]
-
-
-def _check_kitfile(path: Path) -> None:
-    """Parse and validate a --kitfile up front (paths in it are checked against the files later)."""
-    from kitmlflow_tui.core.kitfile import load_kitfile_text
-    from kitmlflow_tui.core.pipeline import read_kitfile
-
-    load_kitfile_text(read_kitfile(path), source=str(path))
+    if pushed is not None:
+        return pulled_words(pushed.reference, pushed.access)
+    return [kit_words("push", reference, "REGISTRY/REPO:TAG"), kit_words("unpack", reference, "-d", "DIR")]
 
 
 def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
@@ -202,11 +183,16 @@ def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.core import pipeline
-
-        reference = parse_uri(uri)
-        spec, _profile = build_spec(
-            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
+        request = prepare_download(
+            uri,
+            dest,
+            include=options["includes"],
+            exclude=options["excludes"],
+            max_file_size=options["max_file_size"],
+            profile=options["profile"],
+            tracking_uri=options["tracking_uri"],
+            jobs=options["jobs"],
+            any_status=any_status,
         )
         if not options["yes"] and not interactive():
             raise BadInputError(
@@ -214,27 +200,19 @@ def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
                 hint="Add --yes; filters come from --include/--exclude/--max-file-size/--profile.",
             )
         renderer = progress_renderer(out)
-        session = pipeline.plan(
-            reference,
-            spec,
-            tracking_uri_flag=options["tracking_uri"],
-            jobs=options["jobs"],
-            observer=renderer,
-            command="download",
-            any_status=any_status,
-        )
-        show_plan(out, session)
+        planned = request.plan(renderer)
+        show_plan(out, planned.report)
         if not options["yes"] and not click.confirm(
-            f"Download {len(session.plan.selected)} files into {dest}?", default=True, err=True
+            f"Download {len(planned.report.selected)} files into {dest}?", default=True, err=True
         ):
             raise InterruptedByUser("Nothing downloaded.")
         with renderer.live():
-            result = pipeline.download(session, dest, jobs=options["jobs"], observer=renderer)
+            result = planned.run()
         out.console.print(
             f"[green]✓[/] {len(result.paths)} files in {escape(str(result.dest))} "
             f"({size_text(result.downloaded_bytes)} moved, {size_text(result.reused_bytes)} already there)"
         )
-        document = plan_document(session)
+        document = plan_document(result)
         document.update(dest=str(result.dest.resolve()), downloaded_bytes=result.downloaded_bytes)
         out.document(document)
         return 0

@@ -1,5 +1,5 @@
-"""Options several commands share (filters, packing, registries) and what they become: a filter spec,
-registry settings, a push target."""
+"""Options several commands share (filters, packing, registries); the Python API (``kitmlflow_tui.api``)
+turns them into a filter spec, registry settings and a push target."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from kitmlflow_tui.core.errors import BadInputError
-from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 
 
 class LocalPath(click.Path):
@@ -21,6 +20,18 @@ class LocalPath(click.Path):
         if "\x00" in os.fsdecode(value):
             self.fail("a path cannot contain a NUL byte.", param, ctx)
         return super().convert(value, param, ctx)
+
+
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a profile: the saved names (a listing of the profiles folder, nothing heavier), or the
+    shell's own file completion once the value is a path (it holds a ``/``)."""
+    from click.shell_completion import CompletionItem
+
+    from kitmlflow_tui.core.selection.profiles import list_profiles
+
+    if "/" in incomplete:
+        return [CompletionItem(incomplete, type="file")]
+    return [CompletionItem(name) for name in list_profiles() if name.startswith(incomplete)]
 
 
 def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,7 +47,12 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Leave out matching files (repeatable; wins over --include).",
         ),
         click.option("--max-file-size", metavar="SIZE", help="Leave out files larger than SIZE (500MB, 2GiB)."),
-        click.option("--profile", metavar="NAME|PATH", help="A saved filter profile; flags add to it."),
+        click.option(
+            "--profile",
+            metavar="NAME|PATH",
+            shell_complete=complete_profiles,
+            help="A saved filter profile; flags add to it.",
+        ),
         click.option(
             "--tracking-uri",
             metavar="URI",
@@ -54,7 +70,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """How a ModelKit is packed: shared by import and sync."""
+    """What is packed and how: shared by import and sync."""
     options = [
         click.option(
             "--packer",
@@ -64,44 +80,18 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="kit: the real `kit pack`; native: kitmlflow's own writer; auto: kit when installed.",
         ),
         click.option("--compression", type=click.Choice(["none", "gzip"]), default="none", show_default=True),
+        click.option(
+            "--format",
+            "artifact_format",
+            type=click.Choice(["modelkit", "modelpack"]),
+            default="modelkit",
+            show_default=True,
+            help="modelkit: a KitOps ModelKit; modelpack: a CNCF ModelPack (Docker Model Runner, modctl, kit >= 1.10).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def build_spec(includes: tuple[str, ...], excludes: tuple[str, ...], max_file_size: str | None, profile: str | None):
-    """The filter spec of a command: the profile's, with the flags added."""
-    from kitmlflow_tui.core.selection.plan import FilterSpec, parse_size
-
-    flags = FilterSpec(
-        include=tuple(includes),
-        exclude=tuple(excludes),
-        max_file_size=parse_size(max_file_size, what="--max-file-size") if max_file_size else None,
-    )
-    loaded = None
-    if profile:
-        from kitmlflow_tui.core.selection.profiles import load_profile
-
-        loaded = load_profile(profile)
-        spec = loaded.spec.merged(flags)
-    else:
-        spec = flags
-    spec.validate()
-    return spec, loaded
-
-
-def package_overrides(profile, description: str | None, authors: tuple[str, ...]):
-    """The package fields --description/--author and a profile's Kitfile defaults set (the flags win)."""
-    from kitmlflow_tui.core.kitfile import KitfileOverrides
-    from kitmlflow_tui.core.selection.profiles import PackageDefaults
-
-    package = profile.package if profile is not None else PackageDefaults()
-    description = description.strip() if description and description.strip() else package.description
-    names = tuple(a.strip() for a in authors if a.strip()) or package.authors
-    if not (description or names or package.license):
-        return None
-    return KitfileOverrides(description=description, authors=names or None, license=package.license)
 
 
 def parse_uri(uri: str, *, all_versions: bool = False):
@@ -134,16 +124,23 @@ def registry_settings(options: dict[str, Any]):
     ).validate()
 
 
-def push_target(tag: ModelKitRef, push: bool, options: dict[str, Any]) -> tuple[ModelKitRef | None, Any]:
-    """(destination, network options) of --push, checked before anything is downloaded; (None, None) without it."""
+def check_registry_flags(push: bool) -> None:
+    """Registry flags typed on the command line without --push are a mistake (exit 2); KITOPS_CLIENT_CERT and
+    KITOPS_CLIENT_KEY in the environment are not."""
+    if push:
+        return
+    ctx = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("plain_http", "tls_verify", "cert", "key")
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise BadInputError(f"{', '.join(given)} only apply with --push.")
+
+
+def registry_arguments(push: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """The registry flags as the Python API's keyword arguments; without --push none applies."""
     if not push:
-        ctx = click.get_current_context()
-        given = [
-            f"--{name.replace('_', '-')}"
-            for name in ("plain_http", "tls_verify", "cert", "key")
-            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        ]
-        if given:
-            raise BadInputError(f"{', '.join(given)} only apply with --push.")
-        return None, None
-    return tag, registry_settings(options)
+        return {}
+    return {name: options[name] for name in ("plain_http", "tls_verify", "cert", "key")}

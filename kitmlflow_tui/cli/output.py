@@ -4,13 +4,17 @@ mapped to its exit code with every secret scrubbed. Only this package and the wi
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.api import PlanReport
 
 # Off a terminal a console is this wide: a log or a pipe gets each record on one line, whatever its length.
 UNWRAPPED_WIDTH = 100_000
@@ -62,7 +66,7 @@ def run_guarded(as_json: bool, body: Callable[[Output], int | None]) -> None:
     except (click.exceptions.ClickException, click.exceptions.Abort):
         raise  # click's own (a prompt answered with Ctrl-D, a usage error): click reports them
     except Exception as exc:  # a bug: still one line, and with --json still a document
-        if os.environ.get("KITMLFLOW_DEBUG"):
+        if settings.DEBUG.raw():
             raise
         error = as_kitmlflow_error(exc)
         error.hint = "This is a bug in kitmlflow: please report it (KITMLFLOW_DEBUG=1 shows the traceback)."
@@ -125,9 +129,9 @@ def size_text(size: int | None) -> str:
     return format_size(size)
 
 
-def plan_document(session) -> dict:
-    run = session.resolved.run
-    plan = session.plan
+def plan_document(report: PlanReport) -> dict:
+    run = report.run
+    plan = report.plan
     document: dict = {
         "run": {
             "tracking_uri": run.tracking_uri,
@@ -142,12 +146,10 @@ def plan_document(session) -> dict:
         "selected_bytes": plan.selected_bytes,
         "total_bytes": plan.total_bytes,
         "filter": plan.spec.summary(),
-        "logged_models": [
-            {"id": m.model_id, "name": m.name, "folder": m.folder} for m in session.resolved.tree.logged_models
-        ],
+        "logged_models": [{"id": m.model_id, "name": m.name, "folder": m.folder} for m in report.logged_models],
     }
-    if session.resolved.registered:
-        reg = session.resolved.registered
+    if report.registered_model:
+        reg = report.registered_model
         document["registered_model"] = {
             "name": reg.name,
             "version": reg.version,
@@ -160,11 +162,11 @@ def plan_document(session) -> dict:
 PLAN_ROWS = 40
 
 
-def show_plan(out: Output, session) -> None:
+def show_plan(out: Output, report: PlanReport) -> None:
     from rich.table import Table
 
-    plan = session.plan
-    run = session.resolved.run
+    plan = report.plan
+    run = report.run
     console = out.console
     console.print(
         f"Run [bold]{escape(scrub_secrets(run.run_name))}[/] ({escape(run.run_id)}) · "
@@ -192,4 +194,4 @@ def show_plan(out: Output, session) -> None:
 def progress_renderer(out: Output):
     from kitmlflow_tui.cli.progress import ProgressRenderer
 
-    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+    return ProgressRenderer(out.err, interactive=out.err.is_terminal and not settings.CI.raw())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kitmlflow_tui.cli.app import CONTEXT, cli
+from kitmlflow_tui.cli.options import complete_profiles
 from kitmlflow_tui.cli.output import (
     Output,
     run_guarded,
@@ -34,7 +35,7 @@ def profiles_list() -> None:
 
 
 @profiles.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_profiles)
 def profiles_show(name: str) -> None:
     """Print a profile's YAML."""
 
@@ -50,7 +51,7 @@ def profiles_show(name: str) -> None:
 
 
 @profiles.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_profiles)
 def profiles_delete(name: str) -> None:
     """Delete a saved profile."""
 

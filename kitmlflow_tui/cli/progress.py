@@ -148,6 +148,8 @@ _SYNC_MARKS = {
     SyncAction.PUSHED: "[green]✓ pushed[/]",
     SyncAction.SKIPPED: "[dim]= skipped[/]",
     SyncAction.TAG_MOVED: "[green]→ tag moved[/]",
+    SyncAction.TAG_CREATED: "[green]+ tag created[/]",
+    SyncAction.STALE_ALIAS: "[yellow]~ stale alias[/]",
     SyncAction.CONFLICT: "[yellow]! conflict[/]",
     SyncAction.FAILED: "[red]✗ failed[/]",
     SyncAction.WOULD_PUSH: "[cyan]+ would push[/]",

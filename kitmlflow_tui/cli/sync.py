@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from kitmlflow_tui.api import SyncRequest, prepare_sync
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.options import (
-    build_spec,
     filter_options,
     pack_options,
-    package_overrides,
-    parse_uri,
+    registry_arguments,
     registry_options,
-    registry_settings,
 )
 from kitmlflow_tui.cli.output import (
     Output,
@@ -24,7 +20,11 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
-from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
+from kitmlflow_tui.core import settings
+from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, SyncFailedError
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.sync import SyncObserver, SyncResult
 
 
 @cli.command(context_settings=CONTEXT)
@@ -40,9 +40,14 @@ from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 @filter_options
 @click.option("--dry-run", is_flag=True, help="Say what would be pushed, skipped or in conflict; change nothing.")
 @click.option("--force", is_flag=True, help="Replace a tag that holds another version's ModelKit.")
+@click.option(
+    "--prune-aliases",
+    is_flag=True,
+    help="Delete the tags sync made for aliases MLflow no longer has (whole models only).",
+)
 @pack_options
 @registry_options
-def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **options: Any) -> None:
+def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, prune_aliases: bool, **options: Any) -> None:
     """Keep REGISTRY/REPO in step with a registered model: import and push the versions it lacks.
 
     \b
@@ -50,35 +55,28 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
     mlflow://[host/]models/NAME/VERSION  one version
     mlflow://[host/]models/NAME@ALIAS    the alias's version, and a tag ALIAS pointed at it
     A tag that already holds the same MLflow version and run is left alone: a second sync changes nothing.
+    The tag of an alias MLflow no longer has is reported (stale alias); --prune-aliases deletes it.
     """
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.core import sync as core
-        from kitmlflow_tui.core.reference import ModelRef
-
-        reference = parse_uri(uri, all_versions=True)
-        if not isinstance(reference, ModelRef):
-            raise BadInputError(
-                "kitmlflow sync takes a registered model: mlflow://[host/]models/NAME[@ALIAS|/VERSION].",
-                hint="To import and push one run: kitmlflow import URI -t REGISTRY/REPO:TAG --yes --push.",
-            )
-        spec, profile = build_spec(
-            options["includes"], options["excludes"], options["max_file_size"], options["profile"]
-        )
-        sync_options = core.SyncOptions(
-            target=core.parse_target(to),
-            spec=spec,
-            template=core.TagTemplate.parse(tag_template),
-            registry=registry_settings(options),
+        request = prepare_sync(
+            uri,
+            to,
+            tag_template=tag_template,
+            include=options["includes"],
+            exclude=options["excludes"],
+            max_file_size=options["max_file_size"],
+            profile=options["profile"],
             force=force,
             dry_run=dry_run,
+            tracking_uri=options["tracking_uri"],
+            jobs=options["jobs"],
             packer=options["packer"],
             compression=options["compression"],
-            overrides=package_overrides(profile, None, ()),
-            jobs=options["jobs"],
-            tracking_uri_flag=options["tracking_uri"],
+            prune_aliases=prune_aliases,
+            format=options["artifact_format"],
+            **registry_arguments(True, options),
         )
-        core.check_sync(reference, sync_options)
         if not dry_run and not options["yes"]:
             if not interactive():
                 raise BadInputError(
@@ -86,11 +84,11 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
                     hint="Add --yes, or --dry-run to see what it would do.",
                 )
             out.console.print("[bold]What the sync would do[/]")
-            preview = core.run_sync(reference, replace(sync_options, dry_run=True), _sync_lines(out))
+            preview = _records(request.dry_run(), _sync_lines(out))
             _show_sync_summary(out, preview)
             if not click.confirm("Go ahead?", default=True, err=True):
                 raise InterruptedByUser("Nothing changed.")
-        result = core.run_sync(reference, sync_options, _sync_lines(out))
+        result = _records(request, _sync_lines(out))
         _show_sync_summary(out, result)
         out.document(
             {
@@ -107,10 +105,18 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, **opt
     run_guarded(options["as_json"], body)
 
 
+def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
+    """The sync's result, also when versions failed: the records say what happened to each."""
+    try:
+        return request.run(observer)
+    except SyncFailedError as failed:
+        return failed.result
+
+
 def _sync_lines(out: Output):
     from kitmlflow_tui.cli.progress import SyncLines
 
-    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not os.environ.get("CI"))
+    return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not settings.CI.raw())
 
 
 def _show_sync_summary(out: Output, result) -> None:
@@ -121,6 +127,8 @@ def _show_sync_summary(out: Output, result) -> None:
         state = f"exit {result.exit_code}"
     elif counts.get("would_push") or counts.get("would_move_tag"):
         state = "not in step yet"
+    elif any(r.action == "stale_alias" and r.digest is not None for r in result.records):
+        state = "stale alias tags left" + ("" if result.dry_run else " (--prune-aliases deletes them)")
     else:
         state = "in step"
     out.console.print(

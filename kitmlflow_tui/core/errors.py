@@ -6,6 +6,13 @@ hint saying what to do), and are turned into text only by the CLI and the TUI.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from kitmlflow_tui.core import settings
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.sync import SyncResult
+
 
 class KitmlflowError(Exception):
     """Base of every error kitmlflow reports to a user."""
@@ -56,6 +63,11 @@ class ServerUnreachableError(KitmlflowError):
     exit_code = 6
 
 
+class ServerProtocolError(ServerUnreachableError):
+    """The server answered, but not as its protocol says (a malformed, unsafe or unbounded answer). The same exit
+    code as unreachable: the user typed nothing wrong, and the server is not one kitmlflow can work with."""
+
+
 class DownloadError(KitmlflowError):
     """A transfer failed, was incomplete, did not match the listing, or the disk is too small."""
 
@@ -74,6 +86,23 @@ class PushError(KitmlflowError):
     exit_code = 9
 
 
+class SyncFailedError(KitmlflowError):
+    """A sync tried every version and left some out of step (failed, in conflict): its exit code is the first
+    such record's, as the command's; ``result`` holds every record. Raised by the Python API, where a result
+    with failures must not pass for a success; the command line reports the records themselves."""
+
+    def __init__(self, result: SyncResult) -> None:
+        failed = [record for record in result.records if record.exit_code]
+        first = failed[0]
+        super().__init__(
+            f"{len(failed)} of {len(result.records)} records of {result.model} → {result.target} are not in step; "
+            f"version {first.version} ({first.tag}): {first.reason}",
+            hint=first.hint,
+        )
+        self.exit_code = result.exit_code
+        self.result = result
+
+
 class InterruptedByUser(KitmlflowError):
     """Ctrl-C or a cancel in the wizard."""
 
@@ -90,20 +119,6 @@ def as_kitmlflow_error(exc: BaseException) -> KitmlflowError:
     return KitmlflowError(f"Unexpected error: {type(exc).__name__}: {scrub_secrets(str(exc))}")
 
 
-_SECRET_ENV_VARS = (
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "DATABRICKS_TOKEN",
-    "DATABRICKS_CLIENT_SECRET",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AZURE_STORAGE_ACCESS_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_CLIENT_SECRET",
-    "MLFLOW_S3_UPLOAD_EXTRA_ARGS",
-)
-
-
 # Secrets this process holds that no environment variable names: registry passwords and tokens.
 _registered_secrets: set[str] = set()
 
@@ -114,14 +129,13 @@ def register_secret(value: str) -> None:
         _registered_secrets.add(value)
 
 
-def _secrets_to_mask() -> list[str]:
+def secrets_to_mask() -> list[str]:
     """The registered secrets, those of this process's environment, and the basic-auth header value MLflow
     makes of its user and password; longest first, so that one inside another is masked whole."""
     import base64
-    import os
 
-    secrets = [os.environ.get(name, "") for name in _SECRET_ENV_VARS] + list(_registered_secrets)
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    secrets = settings.secret_values() + list(_registered_secrets)
+    user, password = settings.TRACKING_USERNAME.raw(), settings.TRACKING_PASSWORD.raw()
     if user and password:
         secrets.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
     return sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
@@ -138,15 +152,22 @@ _SECRET_ASSIGNMENT = rf"(?i)(?<![\w.-])({_SECRET_NAME})(\s*=\s*)(?:(['\"])(?:(?!
 _SECRET_JSON_MEMBER = rf"(?i)(['\"])({_SECRET_NAME})\1(\s*:\s*)(['\"])(?:(?!\4).)+\4"
 # Tokens whose shape names them: GitHub, Hugging Face, Slack, OpenAI-style keys.
 _SECRET_SHAPES = r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{20,}|hf_[A-Za-z0-9]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,})"
+# Text none of the rules below but the known secrets and the token shapes can touch: each other rule needs a
+# space, '=', ':' or a quote (a name, an id, a version number, a path is left as it is without running them).
+_PLAIN = r"[^\s=:'\"]*"
 
 
-def scrub_secrets(text: str) -> str:
+def scrub_secrets(text: str, secrets: list[str] | None = None) -> str:
     """Mask every credential this process knows of, user info in URLs, the values of secret-named fields
     (``password=``, ``?token=``, ``"api_key": "…"``) and well-known token shapes, in text meant for output
-    or for a ModelKit."""
+    or for a ModelKit. ``secrets``: ``secrets_to_mask()`` gathered once by a caller that scrubs many values in
+    a row (reading the environment costs more than the rules)."""
     import re
 
-    for value in _secrets_to_mask():
+    known = secrets_to_mask() if secrets is None else secrets
+    if re.fullmatch(_PLAIN, text) and not any(value in text for value in known) and not re.search(_SECRET_SHAPES, text):
+        return text
+    for value in known:
         text = text.replace(value, "***")
     text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)
     # An authorization value without its header's name (a server repeating it): a token has a digit or a sign

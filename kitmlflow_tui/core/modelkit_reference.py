@@ -127,10 +127,6 @@ class ModelKitRef:
         """``registry/repository`` without a tag: what ``sync --to`` names."""
         return f"{self.registry}/{self.repository}"
 
-    def with_tag(self, tag: str) -> ModelKitRef:
-        """The same repository under another tag (checked by the same rules)."""
-        return parse_modelkit_reference(format_reference(self.registry, self.repository, tag))
-
 
 def parse_modelkit_reference(text: str) -> ModelKitRef:
     """A ``-t`` value to pack under, or exit 2: :func:`parse_model_reference`, then refused where kit accepts a name it

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kitmlflow_tui import __version__
-from kitmlflow_tui.core import locking
+from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
@@ -38,6 +38,7 @@ from kitmlflow_tui.core.reference import Reference, require_importable, resolve_
 from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult
     from kitmlflow_tui.core.registry import PushResult, RegistryOptions
 
@@ -143,7 +144,7 @@ def download(session: Session, dest: Path, *, jobs: int = 8, observer: Observer 
 
 def cache_root() -> Path:
     """Where imports keep their downloads: ``$KITMLFLOW_CACHE_DIR``, else the user cache dir."""
-    configured = os.environ.get("KITMLFLOW_CACHE_DIR")
+    configured = settings.CACHE_DIR.raw()
     if configured:
         return Path(configured).expanduser()
     import platformdirs
@@ -225,6 +226,7 @@ class ImportOptions:
     storage_root: Path | None = None  # kit's home; None finds it like kit does
     push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
+    format: str = "modelkit"  # modelkit | modelpack (a CNCF ModelPack: packing.modelpack)
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,7 @@ def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
     return direct.listed_tree(session.plan, contents)
 
 
-def preview_kitfile(session: Session, options: ImportOptions, observer: Observer | None = None) -> Kitfile:
+def preview_kitfile(session: Session, options: ImportOptions) -> Kitfile:
     """The Kitfile an import would write, from the listing (only the few small files it reads are fetched, into
     memory): for --dry-run and the wizard."""
     return _kitfile_for(session, _listed_tree(session), options)[0]
@@ -318,7 +320,7 @@ def preview(session: Session, options: ImportOptions, observer: Observer | None 
     """The Kitfile an import would write and the files it would leave out of the ModelKit (the wizard's review)."""
     settled = settle_layers(session, options, observer)
     moved = settled.plan.left_out[len(session.plan.left_out) :]
-    return KitfilePreview(preview_kitfile(settled, options, observer), settled.plan, moved)
+    return KitfilePreview(preview_kitfile(settled, options), settled.plan, moved)
 
 
 # Names kit's layer rules may leave out of a ModelKit whatever the Kitfile: its default ignores at the root,
@@ -344,7 +346,7 @@ def settle_layers(session: Session, options: ImportOptions, observer: Observer |
     paths = [file.path for file in session.plan.selected]
     if options.kitfile_path is None and not any(_may_be_left_out(path) for path in paths):
         return dataclasses.replace(session, layers_settled=True)
-    reasons = files_in_no_layer(preview_kitfile(session, options, observer), paths)
+    reasons = files_in_no_layer(preview_kitfile(session, options), paths)
     settled = dataclasses.replace(session, plan=session.plan.excluding(reasons), layers_settled=True)
     if reasons:
         observer.step("plan", f"{len(reasons)} selected files left out: the ModelKit could not hold them")
@@ -366,6 +368,42 @@ def _stage(session: Session, cache: Path, stage: Path) -> None:
             shutil.copy2(source, target)
 
 
+FORMATS = ("modelkit", "modelpack")
+
+
+def check_format(artifact_format: str, packer: str, compression: str) -> None:
+    """The artifact format and how it can be packed (exit 2 before anything moves). A ModelPack is written by
+    kitmlflow's own writer: kit 1.7 has no ModelPack writer, and kit's (≥ 1.10) writes one layer per Kitfile entry,
+    where Docker Model Runner needs each weight file as a raw layer. Its layers are uncompressed: model-spec has no
+    compressed raw layer, and modctl and Docker Model Runner read no compressed tar."""
+    if artifact_format not in FORMATS:
+        raise BadInputError(f"Unknown format {artifact_format!r}: use one of {', '.join(FORMATS)}.")
+    if artifact_format != "modelpack":
+        return
+    if packer == "kit":
+        raise BadInputError(
+            "--packer kit cannot write a ModelPack: kit 1.7 has no ModelPack writer.",
+            hint="Use --packer native or auto (kitmlflow's own writer) with --format modelpack.",
+        )
+    if compression != "none":
+        raise BadInputError(
+            "A ModelPack's layers are uncompressed (modctl and Docker Model Runner read no compressed layer).",
+            hint="Leave out --compression with --format modelpack.",
+        )
+
+
+def _artifact_writer(session: Session, options: ImportOptions) -> ArtifactWriter | None:
+    """The ModelPack writer with the run's facts, or None for a ModelKit (the packers' default)."""
+    if options.format != "modelpack":
+        return None
+    from kitmlflow_tui.core.kitfile.enrich import iso_utc
+    from kitmlflow_tui.core.packing.modelpack import ModelPackWriter
+    from kitmlflow_tui.core.packing.modelpack_config import RunFacts
+
+    run = session.resolved.run
+    return ModelPackWriter(RunFacts.from_run(iso_utc(run.end_time), run.tags), options.tag.name)
+
+
 def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
     """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure."""
     from kitmlflow_tui.core.packing.kit_cli import choose_packer
@@ -373,7 +411,8 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     observer = observer or Observer()
     reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
-    packer = choose_packer(options.packer)
+    check_format(options.format, options.packer, options.compression)
+    packer = "native" if options.format == "modelpack" else choose_packer(options.packer)
     session = settle_layers(session, options, observer)
     cache = run_cache_dir(session)
     with _run_cache_lock(cache, observer, session.cancel):
@@ -458,6 +497,7 @@ def _import_locked(
 
     if can_go_direct(session.plan, packer, options.compression, options.keep_download):
         return _import_direct(session, options, observer, reference)
+    writer = _artifact_writer(session, options)
     downloaded = download(session, cache, jobs=options.jobs, observer=observer)
     stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
     try:
@@ -469,7 +509,11 @@ def _import_locked(
         kitfile, provenance_location = _kitfile_for(session, FolderTree(stage), options)
         _require_every_file_in_a_layer(session, kitfile, reference)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
-        pack = pack_with_kit if packer == "kit" else functools.partial(pack_native, on_progress=observer.pack_progress)
+        pack = (
+            pack_with_kit
+            if packer == "kit"
+            else functools.partial(pack_native, on_progress=observer.pack_progress, writer=writer)
+        )
         try:
             packed = pack(
                 stage,
@@ -530,6 +574,7 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         on_step=observer.step,
         cancel=session.cancel,
         tracking_uri=session.catalogue.tracking_uri,
+        writer=_artifact_writer(session, options),
     )
     downloaded = DownloadResult(
         dest=direct.resume_dir,

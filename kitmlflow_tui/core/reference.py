@@ -16,12 +16,12 @@ force the scheme. The path is read from its end, so a server prefix may hold any
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, scrub_secrets
 
 ACCEPTED_FORMS = """Accepted forms ([host/] is host[:port][/prefix]/ and is optional):
@@ -249,7 +249,7 @@ def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> s
             f"{redact_uri(from_flag)}.",
             hint="Drop the host from the mlflow:// URI or drop --tracking-uri.",
         )
-    chosen = from_reference or from_flag or os.environ.get("MLFLOW_TRACKING_URI")
+    chosen = from_reference or from_flag or settings.TRACKING_URI.raw()
     if not chosen:
         raise no_tracking_server(Path.cwd())
     return chosen

@@ -7,6 +7,9 @@ moves. When the tag is missing, the version goes through the import's core (plan
 into a private kit home and is pushed. A tag holding another version's (or anything else's) ModelKit is a
 conflict, reported and left alone unless forced. A tag named after an alias (the URI's, or every alias of
 the model when every version is synced) is pointed at its version's manifest (one manifest PUT, no blob).
+Before sync first points a tag at an alias, it writes down in the repository that the tag is that model's
+alias tag (``alias_tags``); when every version is synced, a tag so recorded whose alias MLflow no longer has is
+reported as a stale alias, and ``prune_aliases`` deletes it (``registry.untag``).
 
 Every version is tried, whatever happened to the ones before; the result is one record per version and
 one per alias tag. A sync holds a lock per target repository on this machine for the whole run, so a
@@ -38,12 +41,14 @@ from typing import TYPE_CHECKING, Any
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.core import locking, pipeline
+from kitmlflow_tui.core.alias_tags import RECORD_TAG, AliasTags
 from kitmlflow_tui.core.errors import (
     BadInputError,
     DownloadError,
     InterruptedByUser,
     KitmlflowError,
     NotFoundError,
+    PushError,
     RunNotFinishedError,
     as_kitmlflow_error,
     scrub_secrets,
@@ -67,7 +72,6 @@ if TYPE_CHECKING:
 DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
-CONFLICT_EXIT_CODE = 9  # the push did not happen (exit 9: push to the registry failed)
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -75,6 +79,8 @@ class SyncAction(StrEnum):
     PUSHED = "pushed"
     SKIPPED = "skipped"
     TAG_MOVED = "tag_moved"
+    TAG_CREATED = "tag_created"  # an alias's tag that did not exist
+    STALE_ALIAS = "stale_alias"  # the tag of an alias MLflow no longer has (deleted with --prune-aliases)
     CONFLICT = "conflict"
     FAILED = "failed"
     WOULD_PUSH = "would_push"  # --dry-run
@@ -202,6 +208,8 @@ class SyncOptions:
     overrides: KitfileOverrides | None = None
     jobs: int = 8
     tracking_uri_flag: str | None = None
+    prune_aliases: bool = False  # delete the alias tags sync made for aliases MLflow no longer has
+    format: str = "modelkit"  # modelkit | modelpack: what the sync pushes, and what a tag must hold to be in step
 
 
 def check_sync(reference: ModelRef, options: SyncOptions) -> None:
@@ -216,14 +224,26 @@ def check_sync(reference: ModelRef, options: SyncOptions) -> None:
             f"--tag-template {options.template.text!r} gives every version the same tag.",
             hint="Put {version} in it, e.g. 'v{version}' (the default).",
         )
+    if options.prune_aliases and not reference.all_versions:
+        raise BadInputError(
+            "--prune-aliases needs the whole model: only then does the sync know every alias MLflow has.",
+            hint=f"Use mlflow://[host/]models/{reference.name}.",
+        )
     sample = options.template.render(
         version=reference.version or "1", name=reference.name, run_id=_SAMPLE_RUN_ID, alias=reference.alias
     )
     _checked_tag(options, sample, reference.version or "1")
     options.spec.validate()
+    pipeline.check_format(options.format, options.packer, options.compression)
 
 
 def _checked_tag(options: SyncOptions, tag: str, version: str) -> ModelKitRef:
+    if tag == RECORD_TAG:
+        raise BadInputError(
+            f"--tag-template {options.template.text!r} gives the tag {tag!r} for version {version}: that tag holds "
+            "kitmlflow's record of the alias tags.",
+            hint="Choose another --tag-template.",
+        )
     try:
         return options.target.ref(tag)
     except BadInputError as exc:
@@ -258,26 +278,31 @@ class _Wanted:
 
 @dataclass(frozen=True)
 class _Held:
-    """What a tag holds in the registry."""
+    """What a tag holds in the registry: a ModelKit or a ModelPack (``format``), and the provenance it records."""
 
     manifest: RemoteManifest
     size: int
     provenance: MlflowProvenance | None
-    not_a_modelkit: str | None = None  # why, when it is not one
+    not_a_modelkit: str | None = None  # why, when it is neither
+    format: str = "modelkit"
 
     def describe(self) -> str:
         if self.not_a_modelkit:
             return self.not_a_modelkit
+        artifact = "a ModelPack" if self.format == "modelpack" else "a ModelKit"
         if self.provenance is None:
-            return "a ModelKit without MLflow provenance"
+            return f"{artifact} without MLflow provenance"
         registered = self.provenance.registered_model
         run_id = _shown(self.provenance.run.id)
         if registered is None:
-            return f"a ModelKit of run {run_id} imported directly, not as a registered model version"
-        return f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
+            return f"{artifact} of run {run_id} imported directly, not as a registered model version"
+        of = f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
+        return f"{of} as a ModelPack" if self.format == "modelpack" else of
 
-    def holds(self, name: str, version: str, run_id: str | None) -> bool:
-        if self.provenance is None or self.not_a_modelkit:
+    def holds(self, name: str, version: str, run_id: str | None, artifact_format: str) -> bool:
+        """The tag is in step: the same registered version and run, in the format the sync writes (the other
+        format of the same version is a conflict: replacing it is --force's decision)."""
+        if self.provenance is None or self.not_a_modelkit or self.format != artifact_format:
             return False
         registered = self.provenance.registered_model
         return (
@@ -326,6 +351,7 @@ class _Context:
     run_ids: _RunIds
     work: Path | None  # the private kit homes of this target (None in a dry run)
     aliases: list[tuple[str, str]]  # (alias, version) whose tags the sync moves
+    alias_tags: AliasTags | None = None  # the repository's record, once read
 
     @property
     def all_versions(self) -> bool:
@@ -388,16 +414,19 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
         if by_version[number][1].exit_code == InterruptedByUser.exit_code:
             return records
     version_tags = {item.tag: item.info.version for item in wanted}
+    alias_tags: set[str] = set()  # the tags MLflow's aliases give, whatever happens to them below
     for alias, version in context.aliases:
-        if version not in by_version:
-            continue  # MLflow removes the aliases of a deleted version: not reached
-        item, version_record = by_version[version]
         try:
             alias_ref = context.options.target.ref(alias)
         except BadInputError:  # MLflow takes aliases kit refuses as tags ("-x", "ä"); the URI's never is one
             reason = f"the alias {_shown(alias)} cannot be a tag (kit's rules): no tag of its name"
-            add(SyncRecord(SyncAction.SKIPPED, version, None, None, reason))
+            if version in by_version:
+                add(SyncRecord(SyncAction.SKIPPED, version, None, None, reason))
             continue
+        alias_tags.add(alias_ref.tag)
+        if version not in by_version:
+            continue  # MLflow removes the aliases of a deleted version: not reached
+        item, version_record = by_version[version]
         if alias_ref.tag == item.tag:
             continue  # a template of {alias}: the version's own tag is the alias's
         alias_item = _Wanted(item.info, alias_ref.tag, alias_ref)
@@ -405,13 +434,16 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
             reason = f"not moved: {alias_ref.tag} is the tag of version {version_tags[alias_ref.tag]} (--tag-template)"
             add(
                 SyncRecord(
-                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=CONFLICT_EXIT_CODE
+                    SyncAction.CONFLICT, version, alias_ref.tag, str(alias_ref), reason, exit_code=PushError.exit_code
                 )
             )
             continue
         record = add(_guarded(context, alias_item, _sync_alias, alias_item, version_record))
         if record.exit_code == InterruptedByUser.exit_code:
-            break
+            return records
+    if context.all_versions:
+        for record in _stale_aliases(context, alias_tags | set(version_tags)):
+            add(record)
     return records
 
 
@@ -502,7 +534,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
     held = _read_tag(context.client, options.target.repository, item.tag)
     replacing = ""
     if held is not None:
-        if held.holds(context.reference.name, info.version, run_id):
+        if held.holds(context.reference.name, info.version, run_id, options.format):
             return record(
                 SyncAction.SKIPPED,
                 f"in step: {item.tag} holds {held.describe()}",
@@ -518,7 +550,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
                 run_id=run_id,
                 digest=held.manifest.digest,
                 size=held.size,
-                exit_code=CONFLICT_EXIT_CODE,
+                exit_code=PushError.exit_code,
             )
         replacing = f"replacing {held.describe()} (--force)"
 
@@ -568,10 +600,11 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
     digest = version_record.digest  # None in a dry run that would push the version first
     manifest = context.client.get_manifest(options.target.repository, item.tag)
     if manifest is not None and manifest.digest == digest:  # the usual case, one GET: the config is not read
+        _remember_alias_tag(context, item.tag)
         return record(SyncAction.SKIPPED, f"in step: {item.tag} points at {version_tag}", digest=digest)
     held = None if manifest is None else _held(context.client, options.target.repository, manifest)
     if held is not None:
-        if digest is None and held.holds(name, info.version, run_id):
+        if digest is None and held.holds(name, info.version, run_id, options.format):
             return record(
                 SyncAction.SKIPPED, f"in step: {item.tag} holds {held.describe()}", digest=held.manifest.digest
             )
@@ -581,14 +614,105 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
                 f"{item.tag} holds {held.describe()}, which is not the alias's tag to move; left as it is "
                 "(--force replaces it)",
                 digest=held.manifest.digest,
-                exit_code=CONFLICT_EXIT_CODE,
+                exit_code=PushError.exit_code,
             )
-    was = f" (was {held.describe()})" if held is not None else ""
+    was = f" (was {held.describe()})" if held is not None else " (a new tag)"
     if options.dry_run or digest is None:
         return record(SyncAction.WOULD_MOVE_TAG, f"would point {item.tag} at {version_tag}{was}")
+    _remember_alias_tag(context, item.tag)
     context.observer.step("tag", f"Pointing {item.ref} at {version_tag}")
     moved = context.client.tag(options.target.repository, digest, item.tag)
-    return record(SyncAction.TAG_MOVED, f"{item.tag} → {version_tag}{was}", digest=moved, size=version_record.size)
+    action = SyncAction.TAG_CREATED if manifest is None else SyncAction.TAG_MOVED
+    return record(action, f"{item.tag} → {version_tag}{was}", digest=moved, size=version_record.size)
+
+
+# -- the record of alias tags, and the tags of aliases MLflow no longer has ------------------------------------
+def _alias_tags(context: _Context) -> AliasTags:
+    if context.alias_tags is None:
+        from kitmlflow_tui.core.alias_tags import read_alias_tags
+
+        context.alias_tags = read_alias_tags(context.client, context.options.target.repository)
+        if context.alias_tags.foreign:
+            context.observer.step(
+                "note",
+                f"The tag {RECORD_TAG} of {context.options.target} holds something kitmlflow did not write "
+                f"({context.alias_tags.foreign}): alias tags are not recorded, none is reported stale or pruned.",
+            )
+    return context.alias_tags
+
+
+def _save_alias_tags(context: _Context, record: AliasTags) -> None:
+    from kitmlflow_tui.core.alias_tags import write_alias_tags
+
+    write_alias_tags(context.client, context.options.target.repository, record)
+    context.alias_tags = record
+
+
+def _remember_alias_tag(context: _Context, tag: str) -> None:
+    """Write down that ``tag`` is this model's alias tag before the tag is pointed (a sync that stops between
+    the two leaves a record of a tag that does not exist yet, which prunes nothing)."""
+    record = _alias_tags(context)
+    if context.options.dry_run or record.foreign or record.records(tag, context.reference.name):
+        return
+    _save_alias_tags(context, record.with_tag(tag, context.reference.name))
+
+
+def _stale_aliases(context: _Context, current: set[str]) -> list[SyncRecord]:
+    """A record per tag this model's record names that no alias (nor version) gives any more: reported, and
+    deleted with ``prune_aliases``. A tag that is gone, or holds something else by now, is forgotten."""
+    record = _alias_tags(context)
+    forget: set[str] = set()
+    records: list[SyncRecord] = []
+    for tag in sorted(record.of_model(context.reference.name) - current):
+        if context.cancel.is_set():
+            break
+        stale = _stale_alias(context, tag)
+        if stale is None or (stale.digest is None and not stale.exit_code):
+            forget.add(tag)  # gone, someone else's by now, or deleted here
+        if stale is not None:
+            records.append(stale)
+    if forget and not context.options.dry_run:
+        _save_alias_tags(context, record.without(forget))
+    return records
+
+
+def _stale_alias(context: _Context, tag: str) -> SyncRecord | None:
+    """The stale alias tag ``tag``: reported, or deleted. None when the tag is gone or holds something that is
+    not this model's by now (not ours to report)."""
+    name, options = context.reference.name, context.options
+    ref = options.target.ref(tag)
+    manifest = context.client.get_manifest(options.target.repository, tag)
+    held = None if manifest is None else _held(context.client, options.target.repository, manifest)
+    if held is None or not held.of_model(name):
+        return None
+    assert held.provenance is not None and held.provenance.registered_model is not None  # of_model says so
+    version = _shown(held.provenance.registered_model.version)
+    run_id = held.provenance.run.id
+    digest = held.manifest.digest
+
+    def stale(reason: str, **values: Any) -> SyncRecord:
+        return SyncRecord(SyncAction.STALE_ALIAS, version, tag, str(ref), reason, run_id=run_id, **values)
+
+    gone = f"the alias {tag} is no longer in MLflow"
+    if not options.prune_aliases:
+        return stale(f"{gone}; {tag} still points at version {version} (--prune-aliases deletes it)", digest=digest)
+    if options.dry_run:
+        return stale(f"{gone}; would delete {tag} (version {version})", digest=digest)
+    from kitmlflow_tui.core.registry.untag import delete_tag
+
+    context.observer.step("tag", f"Deleting {ref}: {gone}")
+    try:
+        deleted = delete_tag(context.client, options.target.repository, tag, expected_digest=digest)
+    except KitmlflowError as exc:
+        return stale(
+            f"{gone}; {tag} could not be deleted: {scrub_secrets(exc.message)}",
+            digest=digest,
+            exit_code=exc.exit_code,
+            hint=scrub_secrets(exc.hint) if exc.hint else None,
+        )
+    if not deleted:
+        return stale(f"{gone}; {tag} changed while it was being deleted: left as it is", digest=digest)
+    return stale(f"{gone}; {tag} deleted (it pointed at version {version})")
 
 
 def _is_version_tag(context: _Context, held: _Held, tag: str) -> bool:
@@ -613,15 +737,21 @@ def _read_tag(client: RegistryClient, repository: str, tag: str) -> _Held | None
 
 
 def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> _Held:
-    """A manifest with the provenance its config records (one bounded GET of the config)."""
+    """A manifest with the provenance it records: a ModelKit's in its config (one bounded GET), a ModelPack's in
+    the Kitfile its manifest carries."""
     try:
+        document = manifest.json()
         config = manifest.config
         layers = manifest.layers
         size = sum(int(d.get("size") or 0) for d in (config, *layers))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KitmlflowError) as exc:
         return _Held(manifest, 0, None, f"a manifest kitmlflow cannot read ({exc})")
+    from kitmlflow_tui.core.packing.modelpack import carried_kitfile, is_modelpack
     from kitmlflow_tui.core.packing.native import CONFIG_MEDIA_TYPE
 
+    if is_modelpack(document):
+        kitfile = carried_kitfile(document)
+        return _Held(manifest, size, read_provenance(kitfile) if kitfile else None, format="modelpack")
     if config.get("mediaType") != CONFIG_MEDIA_TYPE or not isinstance(config.get("digest"), str):
         return _Held(manifest, size, None, f"something that is not a ModelKit (config {config.get('mediaType')})")
     try:
@@ -667,6 +797,7 @@ def _push(
             overrides=options.overrides,
             jobs=options.jobs,
             storage_root=home,
+            format=options.format,
         )
         downloaded = pipeline.run_import(session, import_options, observer).download.downloaded_bytes
         local = read_local_modelkit(item.ref, storage_root=home)
@@ -696,6 +827,7 @@ def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitR
         "overrides": repr(options.overrides),
         "packer": options.packer,
         "compression": options.compression,
+        "format": options.format,
         "importer": __version__,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 
 from kitmlflow_tui.core import locking
+from kitmlflow_tui.core.download.stores import require_local_mlflow
 from kitmlflow_tui.demo.mlflow_state import (
     create_store_with_default_experiment,
     fast_sqlite,
@@ -94,6 +95,7 @@ def build_demo_store(
     Safe to call from several processes at once: the build runs under an exclusive file lock and the
     losers of the race reuse the winner's store.
     """
+    require_local_mlflow("The demo store (sqlite, built and read by MLflow's own store code)")
     root = (Path(root) if root is not None else default_demo_root()).absolute()
     if not force and (existing := load_demo_store(root)) is not None:
         return existing

@@ -2,12 +2,13 @@
 
 The App is the hub: it owns the wizard's state (the experiment, the run, its tree, the selection and
 the Kitfile overrides, as the steps report them) and the route between the steps. Each step posts a
-message with its outcome (``ExperimentsScreen.Chosen``, ``RunsScreen.Chosen``, ``ArtifactsScreen.Chosen``,
-``ReviewScreen.ImportRequested``, ``ImportScreen.Finished``, ``WizardScreen.BackRequested``, ...) and
-the handlers below decide what comes next; no step imports another (docs/architecture.md).
+message with its outcome (``tui/messages.py``: ``ExperimentChosen``, ``RunChosen``, ``FilesChosen``,
+``ImportRequested``, ``ImportFinished``, ``BackRequested``, ...) and the handlers below decide what
+comes next; no step imports another (docs/architecture.md).
 
-Importing this module must stay cheap (no MLflow): the first paint says where it is connecting while
-a worker imports MLflow and connects.
+Importing this module must stay cheap: no MLflow, and no step. Each step's module is imported where the
+App first builds that step, so the first paint loads only the connect step while a worker imports
+MLflow and connects (``tests/tui/test_tui_pilot.py`` lists what it must not load).
 """
 
 from __future__ import annotations
@@ -16,36 +17,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.widgets import Input
 
-from kitmlflow_tui.core.catalogue.records import (
-    ArtifactTree,
-    ExperimentSummary,
-    RegisteredModelInfo,
-    RunInfo,
-    RunSummary,
-)
-from kitmlflow_tui.core.errors import KitmlflowError
 from kitmlflow_tui.core.reference import BrowseRef, ModelRef, Reference, RunRef, redact_uri
-from kitmlflow_tui.core.selection.plan import FilterSpec
-from kitmlflow_tui.core.selection.profiles import PackageDefaults
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import Backend, ImportChoice, connect, planned_tracking_uri
-from kitmlflow_tui.tui.dialogs import HelpScreen
 from kitmlflow_tui.tui.palette import WizardCommands
-from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
-from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.screens.connect import ConnectScreen
-from kitmlflow_tui.tui.screens.done import DoneScreen
-from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
-from kitmlflow_tui.tui.screens.importing import ImportScreen
-from kitmlflow_tui.tui.screens.review import ReviewFields, ReviewScreen
-from kitmlflow_tui.tui.screens.runs import RunsScreen
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from kitmlflow_tui.core.catalogue.records import (
+        ArtifactTree,
+        ExperimentSummary,
+        RegisteredModelInfo,
+        RunInfo,
+        RunSummary,
+    )
+    from kitmlflow_tui.core.errors import KitmlflowError
+    from kitmlflow_tui.core.pipeline import ImportResult
+    from kitmlflow_tui.core.selection.plan import FilterSpec
+    from kitmlflow_tui.core.selection.profiles import PackageDefaults
+    from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
+    from kitmlflow_tui.tui.screens.base import WizardScreen
+    from kitmlflow_tui.tui.screens.importing import ImportScreen
+    from kitmlflow_tui.tui.screens.runs import RunsScreen
 
 Connector = Callable[[Reference | None, str | None], Backend]
 
@@ -61,7 +61,7 @@ class WizardState:
     spec: FilterSpec | None = None
     registered: RegisteredModelInfo | None = None
     choice: ImportChoice | None = None  # the tag and the Kitfile overrides of the review
-    fields: dict[str, ReviewFields] = field(default_factory=dict)  # run id -> the review's fields as typed
+    fields: dict[str, messages.ReviewFields] = field(default_factory=dict)  # run id -> the review's fields
 
 
 _SCROLL_ACTIONS = frozenset(
@@ -78,6 +78,9 @@ class KitmlflowApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "kitmlflow"
     COMMANDS = App.COMMANDS | {WizardCommands}
+    # The key map: F1 everywhere, ? wherever a ? is no text. A focused Input keeps printable keys, even
+    # from priority bindings, so ? is typed in a glob, a filter or a description; a reference field
+    # (widgets/reference_input.py) and everything that is no field give it up.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark,f1", "help", "Keys of this screen", show=False, priority=True),
@@ -142,18 +145,54 @@ class KitmlflowApp(App[int]):
         return spec
 
     def on_mount(self) -> None:
+        from kitmlflow_tui.tui.screens.connect import ConnectScreen
+
         self.push_screen(ConnectScreen())
 
+    # -- the steps, each module imported when the step is first built -------------------------------
+    def experiments_screen(self) -> WizardScreen:
+        from kitmlflow_tui.tui.screens.experiments import ExperimentsScreen
+
+        return ExperimentsScreen()
+
+    def runs_screen(self, experiment_id: str, experiment_name: str | None = None) -> RunsScreen:
+        from kitmlflow_tui.tui.screens.runs import RunsScreen
+
+        return RunsScreen(experiment_id, experiment_name)
+
+    def artifacts_screen(
+        self, *, run_id: str | None = None, experiment_id: str | None = None, model: ModelRef | None = None
+    ) -> ArtifactsScreen:
+        from kitmlflow_tui.tui.screens.artifacts import ArtifactsScreen
+
+        spec = self.take_initial_spec()
+        return ArtifactsScreen(run_id=run_id, experiment_id=experiment_id, model=model, initial_spec=spec)
+
+    def import_screen(self, choice: ImportChoice, packed: ImportResult | None = None) -> ImportScreen:
+        from kitmlflow_tui.tui.screens.importing import ImportScreen
+
+        return ImportScreen(choice, packed)
+
+    def runs_on_stack(self) -> RunsScreen | None:
+        from kitmlflow_tui.tui.screens.runs import RunsScreen
+
+        return next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+
+    def running_import(self) -> ImportScreen | None:
+        from kitmlflow_tui.tui.screens.importing import ImportScreen
+
+        return next((s for s in self.screen_stack if isinstance(s, ImportScreen) and s.running), None)
+
     # -- the route -----------------------------------------------------------------------------------
-    @on(ConnectScreen.Failed)
-    def connect_failed(self, event: ConnectScreen.Failed) -> None:
+    @on(messages.ConnectFailed)
+    def connect_failed(self, event: messages.ConnectFailed) -> None:
         self.last_error = event.error
 
-    @on(ConnectScreen.Retrying)
+    @on(messages.ConnectRetrying)
     def connect_retrying(self) -> None:
         self.last_error = None
 
-    @on(ConnectScreen.Connected)
+    @on(messages.Connected)
     def connected(self) -> None:
         reference = self.reference
         if isinstance(reference, RunRef):
@@ -161,80 +200,89 @@ class KitmlflowApp(App[int]):
         elif isinstance(reference, ModelRef):
             target = self.artifacts_screen(model=reference)
         elif isinstance(reference, BrowseRef) and reference.experiment_id:
-            target = RunsScreen(reference.experiment_id)
+            target = self.runs_screen(reference.experiment_id)
         else:
-            target = ExperimentsScreen()
+            target = self.experiments_screen()
         self.switch_screen(target)
 
-    @on(ExperimentsScreen.Chosen)
-    def experiment_chosen(self, event: ExperimentsScreen.Chosen) -> None:
+    @on(messages.ExperimentChosen)
+    def experiment_chosen(self, event: messages.ExperimentChosen) -> None:
         self.state.experiment_id, self.state.experiment_name = event.experiment.experiment_id, event.experiment.name
-        self.push_screen(RunsScreen(event.experiment.experiment_id, event.experiment.name))
+        self.push_screen(self.runs_screen(event.experiment.experiment_id, event.experiment.name))
 
-    @on(RunsScreen.Chosen)
-    def run_chosen(self, event: RunsScreen.Chosen) -> None:
+    @on(messages.RunChosen)
+    def run_chosen(self, event: messages.RunChosen) -> None:
         self.push_screen(self.artifacts_screen(run_id=event.run.run_id, experiment_id=event.run.experiment_id))
 
-    def artifacts_screen(
-        self, *, run_id: str | None = None, experiment_id: str | None = None, model: ModelRef | None = None
-    ) -> ArtifactsScreen:
-        spec = self.take_initial_spec()
-        return ArtifactsScreen(run_id=run_id, experiment_id=experiment_id, model=model, initial_spec=spec)
-
-    @on(ArtifactsScreen.RunLoaded)
-    def run_loaded(self, event: ArtifactsScreen.RunLoaded) -> None:
+    @on(messages.RunLoaded)
+    def run_loaded(self, event: messages.RunLoaded) -> None:
         self.state.run = event.run
         self.state.experiment_id, self.state.experiment_name = event.run.experiment_id, event.run.experiment_name
 
-    @on(ArtifactsScreen.Chosen)
-    def files_chosen(self, event: ArtifactsScreen.Chosen) -> None:
+    @on(messages.FilesChosen)
+    def files_chosen(self, event: messages.FilesChosen) -> None:
+        from kitmlflow_tui.tui.screens.review import ReviewScreen
+
         self.state.tree, self.state.spec, self.state.registered = event.tree, event.spec, event.registered
         fields = self.state.fields.get(event.run.run_id)
         self.push_screen(ReviewScreen(event.run, event.tree, event.spec, event.package, event.registered, fields))
 
-    @on(ReviewScreen.Edited)
-    def review_edited(self, event: ReviewScreen.Edited) -> None:
+    @on(messages.ReviewEdited)
+    def review_edited(self, event: messages.ReviewEdited) -> None:
         self.state.fields[event.run_id] = event.fields
 
-    @on(ReviewScreen.ImportRequested)
-    def import_requested(self, event: ReviewScreen.ImportRequested) -> None:
+    @on(messages.ImportRequested)
+    def import_requested(self, event: messages.ImportRequested) -> None:
         self.state.choice = event.choice
-        self.push_screen(ImportScreen(event.choice))
+        self.push_screen(self.import_screen(event.choice))
 
-    @on(ImportScreen.RetryRequested)
-    def import_retried(self, event: ImportScreen.RetryRequested) -> None:
-        self.switch_screen(ImportScreen(event.choice, event.packed))
+    @on(messages.ImportRetryRequested)
+    def import_retried(self, event: messages.ImportRetryRequested) -> None:
+        self.switch_screen(self.import_screen(event.choice, event.packed))
 
-    @on(ImportScreen.Finished)
-    def import_finished(self, event: ImportScreen.Finished) -> None:
+    @on(messages.PushRequested)
+    def push_requested(self, event: messages.PushRequested) -> None:
+        self.state.choice = event.choice
+        self.switch_screen(self.import_screen(event.choice, event.packed))
+
+    @on(messages.ImportFinished)
+    def import_finished(self, event: messages.ImportFinished) -> None:
+        from kitmlflow_tui.tui.screens.done import DoneScreen
+
         self.result_code = 0
-        if event.screen.quit_after:
+        if event.quit_after:
             self.exit(0)
             return
         while self.screen is not event.screen:  # the cancel dialog may still be open: the question is moot
             self.pop_screen()
         self.switch_screen(DoneScreen(event.choice, event.result))
 
-    @on(ImportScreen.Failed)
-    def import_failed(self, event: ImportScreen.Failed) -> None:
-        if event.screen.quit_after:  # Ctrl+Q was confirmed: the import has now cleaned up after itself
+    @on(messages.ImportFailed)
+    def import_failed(self, event: messages.ImportFailed) -> None:
+        if event.quit_after:  # Ctrl+Q was confirmed: the import has now cleaned up after itself
             self.exit(event.error.exit_code)
 
-    @on(WizardScreen.BackRequested)
-    def back(self, event: WizardScreen.BackRequested) -> None:
-        if isinstance(event.screen, DoneScreen):
-            self.back_to_runs()
-            return
+    @on(messages.BackRequested)
+    def back(self, event: messages.BackRequested) -> None:
         if len(self.screen_stack) > 2:
             self.pop_screen()
             return
-        previous = self.step_before(event.screen)
+        previous = self.step_before(event.step)
         if previous is not None:
             self.switch_screen(previous)
 
+    def step_before(self, step: str) -> WizardScreen | None:
+        """The step before ``step`` when the wizard was opened straight at it (nothing is below it)."""
+        if step == "Runs":
+            return self.experiments_screen()
+        if step == "Artifacts" and self.state.experiment_id:
+            return self.runs_screen(self.state.experiment_id, self.state.experiment_name)
+        return None
+
+    @on(messages.AnotherImportRequested)
     def back_to_runs(self) -> None:
         """After an import: the runs of the experiment, ready for another import."""
-        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        runs = self.runs_on_stack()
         if runs is not None:
             while self.screen is not runs:
                 self.pop_screen()
@@ -242,25 +290,17 @@ class KitmlflowApp(App[int]):
         while len(self.screen_stack) > 2:
             self.pop_screen()
         if self.state.experiment_id:
-            self.switch_screen(RunsScreen(self.state.experiment_id, self.state.experiment_name))
+            self.switch_screen(self.runs_screen(self.state.experiment_id, self.state.experiment_name))
         else:
-            self.switch_screen(ExperimentsScreen())
-
-    def step_before(self, screen: WizardScreen) -> WizardScreen | None:
-        """The step before ``screen`` when the wizard was opened straight at it (nothing is below it)."""
-        if isinstance(screen, RunsScreen):
-            return ExperimentsScreen()
-        if isinstance(screen, ArtifactsScreen) and self.state.experiment_id:
-            return RunsScreen(self.state.experiment_id, self.state.experiment_name)
-        return None
+            self.switch_screen(self.experiments_screen())
 
     # -- help and the command palette -----------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "help":  # "?" is text in a field (a glob's wildcard): there F1 opens the help
-            return not isinstance(self.focused, Input) and not isinstance(self.screen, HelpScreen)
-        return True
-
     def action_help(self) -> None:
+        from kitmlflow_tui.tui.dialogs import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):  # the help key again closes it
+            self.screen.dismiss(None)
+            return
         keys = []
         for active in sorted(self.screen.active_bindings.values(), key=lambda active: active.binding.show is False):
             binding = active.binding
@@ -278,36 +318,33 @@ class KitmlflowApp(App[int]):
         return self._backend.list_experiments() if self._backend is not None else []
 
     def known_runs(self) -> list[RunSummary]:
-        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        runs = self.runs_on_stack()
         return list(runs.runs) if runs is not None else []
 
-    def importing(self) -> bool:
-        return any(isinstance(s, ImportScreen) and s.running for s in self.screen_stack)
-
     def jump_to_experiment(self, experiment: ExperimentSummary) -> None:
-        if self.importing():
+        if self.running_import() is not None:
             self.notify("An import is running: wait for it or cancel it first.", severity="warning")
             return
         self.state.experiment_id, self.state.experiment_name = experiment.experiment_id, experiment.name
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(ExperimentsScreen())
-        self.push_screen(RunsScreen(experiment.experiment_id, experiment.name))
+        self.switch_screen(self.experiments_screen())
+        self.push_screen(self.runs_screen(experiment.experiment_id, experiment.name))
 
     def jump_to_run(self, run: RunSummary) -> None:
-        if self.importing():
+        if self.running_import() is not None:
             self.notify("An import is running: wait for it or cancel it first.", severity="warning")
             return
-        runs = next((s for s in reversed(self.screen_stack) if isinstance(s, RunsScreen)), None)
+        runs = self.runs_on_stack()
         if runs is not None:
             while self.screen is not runs:
                 self.pop_screen()
         self.push_screen(self.artifacts_screen(run_id=run.run_id, experiment_id=run.experiment_id))
 
     def action_quit(self) -> None:  # type: ignore[override]
-        running = next((s for s in self.screen_stack if isinstance(s, ImportScreen) and s.running), None)
+        running = self.running_import()
         if running is not None:
-            running.ask_to_quit()  # the import stops and cleans up first; its Failed message ends the app
+            running.ask_to_quit()  # the import stops and cleans up first; its ImportFailed message ends the app
             return
         code = self.result_code
         if self.last_error is not None and self._backend is None:

@@ -13,26 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from kitmlflow_tui.core.catalogue.records import (
-    ArtifactTree,
-    ExperimentSummary,
-    LevelEntry,
-    LoggedModelInfo,
-    RegisteredModelInfo,
-    RunInfo,
-    RunPage,
-    RunQuery,
-)
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError
-from kitmlflow_tui.core.reference import ModelRef, Reference
-from kitmlflow_tui.core.selection.plan import FilterSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the wizard's first paint imports this module: the catalogue's package stays unloaded
     from kitmlflow_tui.core.catalogue import Catalogue
+    from kitmlflow_tui.core.catalogue.records import (
+        ArtifactTree,
+        ExperimentSummary,
+        LevelEntry,
+        LoggedModelInfo,
+        RegisteredModelInfo,
+        RunInfo,
+        RunPage,
+        RunQuery,
+    )
     from kitmlflow_tui.core.kitfile import KitfileOverrides
     from kitmlflow_tui.core.modelkit_reference import ModelKitRef
     from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
+    from kitmlflow_tui.core.reference import ModelRef, Reference
     from kitmlflow_tui.core.registry import PushResult, StoredCredential
+    from kitmlflow_tui.core.selection.plan import FilterSpec
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,7 @@ def no_server_configured(folder: Path) -> BadInputError:
 
 def planned_tracking_uri(reference: Reference | None, tracking_uri_flag: str | None) -> str | None:
     """Where the wizard will connect, when that is known without importing MLflow (for the first paint)."""
-    import os
-
-    return (reference.tracking_uri if reference else None) or tracking_uri_flag or os.environ.get("MLFLOW_TRACKING_URI")
+    return (reference.tracking_uri if reference else None) or tracking_uri_flag or settings.TRACKING_URI.raw()
 
 
 class CatalogueBackend:
@@ -184,7 +183,8 @@ class CatalogueBackend:
     def push(
         self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
     ) -> PushResult:
-        """Push again what an import packed (its push failed): only the registry's missing blobs move."""
+        """Push what an import packed (again after a failed push, or from the done step's "Push to"): only
+        the blobs the registry lacks move."""
         from kitmlflow_tui.tui.import_process import PushJob, run_import_in_child
 
         return run_import_in_child(PushJob(packed, choice.options()), observer, cancel)

@@ -1,16 +1,17 @@
 """What a wizard screen may read from the App: its inputs, never its neighbours.
 
 Screens see the App through this protocol (``WizardScreen.wizard``), so no screen module imports
-the App, and the App, which imports every screen, stays the one place that knows the route.
+the App, and the App, which builds every screen, stays the one place that knows the route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from kitmlflow_tui.core.selection.profiles import PackageDefaults
-from kitmlflow_tui.tui.backend import Backend
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.selection.profiles import PackageDefaults
+    from kitmlflow_tui.tui.backend import Backend
 
 
 class WizardContext(Protocol):

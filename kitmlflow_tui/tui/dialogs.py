@@ -26,6 +26,7 @@ from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.tui.selection_model import GlobMode
 from kitmlflow_tui.tui.text import error_markup
+from kitmlflow_tui.tui.widgets.tick_list import TickList
 
 PREVIEW_ROWS = 200
 
@@ -309,7 +310,7 @@ class ColumnsScreen(ModalScreen[ColumnChoice | None]):
                 " the columns ticked here follow, as many as fit the width, in this order.[/]",
                 classes="dialog-title",
             )
-            yield SelectionList[str](
+            yield TickList[str](
                 *[
                     Selection(f"{escape(title)} [dim]{kind}[/]" if kind else escape(title), key, key in self.chosen)
                     for key, title, kind in self.offered

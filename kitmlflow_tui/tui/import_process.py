@@ -65,7 +65,8 @@ class ImportJob:
 
 @dataclass(frozen=True)
 class PushJob:
-    """Push again a ModelKit an earlier job packed (its push failed): ``options.push_to`` is the target."""
+    """Push a ModelKit an earlier job packed (its push failed, or the done step asks for one):
+    ``options.push_to`` is the target."""
 
     packed: ImportResult
     options: ImportOptions

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from functools import partial
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from kitmlflow_tui.core.catalogue.records import ExperimentSummary, RunSummary
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.catalogue.records import ExperimentSummary, RunSummary
 
 # Keys the palette does not offer as commands: moving a cursor means nothing once the palette closes.
 _NOT_COMMANDS = {"Up", "Down", "Page up", "Page down", "First", "Last", "First run", "Last run"}

@@ -1,16 +1,19 @@
-"""Formatting shared by the screens: times (UTC, no clock), durations, statuses, sizes, errors."""
+"""Formatting shared by the screens: times (UTC, no clock), durations, statuses, counts, errors."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.text import Text
 
 from kitmlflow_tui.core.errors import KitmlflowError, scrub_secrets
-from kitmlflow_tui.core.selection.plan import format_size
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.catalogue.records import RegisteredModelInfo
 
 
 def markup_text(markup: str) -> Text:
@@ -86,6 +89,13 @@ def monotonic() -> float:
     return time.monotonic()
 
 
+def model_version(registered: RegisteredModelInfo) -> str:
+    """``churn@champion (version 3)`` for a model opened by its alias, ``churn version 3`` by its number."""
+    if registered.alias:
+        return f"{registered.name}@{registered.alias} (version {registered.version})"
+    return f"{registered.name} version {registered.version}"
+
+
 def count(number: int, word: str, plural: str | None = None) -> str:
     """``1 experiment``, ``2 experiments``, ``1,204 files`` (``plural`` for words not made with an s)."""
     return f"{number:,} {word if number == 1 else plural or word + 's'}"
@@ -96,7 +106,6 @@ __all__ = [
     "format_duration",
     "format_metric",
     "format_seconds",
-    "format_size",
     "format_time",
     "not_finished_reason",
     "status_text",

@@ -14,17 +14,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
 from kitmlflow_tui.core.errors import ServerUnreachableError
 from kitmlflow_tui.core.provenance import read_provenance
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
 from tests.support.hostile_server import MODEL_NAME, Scenario, hostile_server
 from tests.support.live import LiveServer
+from tests.support.registered_models import (
+    MLMODEL,
+    blobs_of,
+    copy_tag,
+    make_model,
+    remote_manifest,
+    remote_provenance,
+    writes,
+)
 from tests.support.registry_servers import (
     Registry,
     TokenIssuer,
@@ -35,15 +42,9 @@ from tests.support.registry_servers import (
     uploaded_digests,
     uploads,
 )
-from tests.support.servers import seed_run
 
 PASSWORD = "sync-Pa55word!"
 needs_registry = pytest.mark.skipif(registry_available() is not None, reason=registry_available() or "")
-MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
-MLMODEL = (
-    b"artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
-    b"    python_version: 3.11.9\nmlflow_version: 3.17.2\n"
-)
 
 
 # -- a version listing that does not end (the hostile stand-in server) -----------------------------------
@@ -79,57 +80,10 @@ def test_a_version_listing_past_its_deadline_is_refused() -> None:
 
 
 # -- a registered model on the real mlflow server ----------------------------------------------------------------
-@dataclass
-class SyncModel:
-    """A registered model of the live server whose versions the test adds one by one."""
-
-    live: LiveServer
-    name: str
-    runs: dict[str, str] = field(default_factory=dict)  # version -> run id
-
-    def uri(self, suffix: str = "") -> str:
-        return f"mlflow://{self.live.host}/models/{self.name}{suffix}"
-
-    def client(self):
-        from mlflow import MlflowClient
-
-        return MlflowClient(self.live.url)
-
-    def add_version(self, *, status: str = "FINISHED", big: int = 0) -> str:
-        number = len(self.runs) + 1
-        files: dict[str, bytes | int] = {
-            "model/MLmodel": MLMODEL,
-            "model/weights.bin": 20_000 + number,  # deterministic bytes, different for every version
-            "model/notes.txt": f"{self.name} version {number}\n".encode(),
-        }
-        if big:
-            files["model/big.bin"] = b"0"
-        experiment_id, run_id = seed_run(
-            self.live.url, experiment_name="sync", files=files, status=status, run_name=f"{self.name}-{number}"
-        )
-        if big:  # written into the store: logging it would take long
-            path = self.live.root / "art" / experiment_id / run_id / "artifacts" / "model" / "big.bin"
-            with open(path, "wb") as out:
-                out.truncate(big)
-        version = self.client().create_model_version(self.name, f"runs:/{run_id}/model", run_id=run_id)
-        self.runs[str(version.version)] = run_id
-        return str(version.version)
-
-    def alias(self, alias: str, version: str) -> None:
-        self.client().set_registered_model_alias(self.name, alias, version)
-
-
-def make_model(live: LiveServer, name: str, versions: int = 3) -> SyncModel:
-    model = SyncModel(live, name)
-    model.client().create_registered_model(name)
-    for _ in range(versions):
-        model.add_version()
-    return model
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    yield from module_registry(tmp_path_factory, "reg-sync", issuer=TokenIssuer({"alice": PASSWORD}))
+    issuer = TokenIssuer({"alice": PASSWORD}, grant=("pull", "push", "delete"))
+    yield from module_registry(tmp_path_factory, "reg-sync", issuer=issuer)
 
 
 @pytest.fixture
@@ -154,51 +108,6 @@ def actions(out) -> list[tuple[str, str, str | None]]:
     return [(r["action"], r["version"], r["tag"]) for r in out.json["records"]]
 
 
-def _bearer(registry: Registry, repository: str) -> dict[str, str]:
-    assert registry.issuer is not None
-    answer = requests.get(
-        registry.issuer.realm,
-        params={"service": registry.issuer.service, "scope": f"repository:{repository}:pull"},
-        auth=("alice", PASSWORD),
-        timeout=30,
-    )
-    return {"Authorization": f"Bearer {answer.json()['token']}"}
-
-
-def remote_manifest(registry: Registry, repository: str, tag: str) -> tuple[str, dict] | None:
-    """(digest, manifest) the registry holds under the tag, read by the test itself."""
-    answer = requests.get(
-        f"{registry.url}/v2/{repository}/manifests/{tag}",
-        headers={**_bearer(registry, repository), "Accept": MANIFEST_ACCEPT},
-        timeout=30,
-    )
-    if answer.status_code == 404:
-        return None
-    assert answer.status_code == 200, answer.text
-    return answer.headers["Docker-Content-Digest"], answer.json()
-
-
-def remote_provenance(registry: Registry, repository: str, tag: str) -> dict:
-    held = remote_manifest(registry, repository, tag)
-    assert held is not None, f"{repository}:{tag} is not in the registry"
-    config = requests.get(
-        f"{registry.url}/v2/{repository}/blobs/{held[1]['config']['digest']}",
-        headers=_bearer(registry, repository),
-        timeout=30,
-    ).json()
-    provenance = read_provenance(config)
-    assert provenance is not None
-    return provenance.to_mapping()
-
-
-def blobs_of(manifest: dict) -> set[str]:
-    return {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
-
-
-def writes(entries: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    return [e for e in entries if e[0] not in ("GET", "HEAD")]
-
-
 @needs_registry
 @pytest.mark.timeout(600)
 def test_sync_pushes_every_version_and_the_alias_then_nothing_then_only_what_changed(
@@ -215,10 +124,11 @@ def test_sync_pushes_every_version_and_the_alias_then_nothing_then_only_what_cha
         ("pushed", "1", "v1"),
         ("pushed", "2", "v2"),
         ("pushed", "3", "v3"),
-        ("tag_moved", "2", "champion"),
+        ("tag_created", "2", "champion"),
     ]
     assert first.json["summary"]["pushed"] == 3 and first.json["exit_code"] == 0
-    assert manifest_puts(registry.since(mark)) == ["v1", "v2", "v3", "champion"]
+    # the record that champion is this model's alias tag is written before the tag
+    assert manifest_puts(registry.since(mark)) == ["v1", "v2", "v3", "kitmlflow.alias-tags", "champion"]
     for version in ("1", "2", "3"):
         provenance = remote_provenance(registry, repository, f"v{version}")
         assert provenance["registered_model"]["name"] == model.name
@@ -305,6 +215,42 @@ def test_a_tag_holding_another_version_is_a_conflict_left_alone_unless_forced(
     assert actions(forced) == [("pushed", "1", "v1"), ("skipped", "2", "v2")]
     assert "replacing sync-conflict-a version 1" in forced.json["records"][0]["reason"]
     assert remote_provenance(registry, repository, "v1")["registered_model"]["name"] == other_model.name
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_a_modelpack_sync_is_in_step_with_itself_and_a_modelkit_tag_is_a_conflict(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    """A ModelPack tag is read back through the Kitfile its manifest carries; the other format of the same version
+    is a conflict (replacing it is --force's), both ways."""
+    from kitmlflow_tui.core.packing.modelpack import ARTIFACT_TYPE, carried_kitfile
+
+    model = make_model(live, "sync-modelpack", 1)
+    repository = "team/modelpack"
+    first = sync(model.uri(), registry, repository, "--format", "modelpack")
+    assert first.code == 0, first.stderr
+    assert actions(first) == [("pushed", "1", "v1")]
+    held = remote_manifest(registry, repository, "v1")
+    assert held is not None and held[1]["artifactType"] == ARTIFACT_TYPE
+    provenance = read_provenance(carried_kitfile(held[1]) or {})
+    assert provenance is not None and provenance.registered_model is not None
+    assert (provenance.registered_model.name, provenance.run.id) == (model.name, model.runs["1"])
+
+    mark = registry.mark()
+    second = sync(model.uri(), registry, repository, "--format", "modelpack")
+    assert second.code == 0 and actions(second) == [("skipped", "1", "v1")]
+    assert second.json["records"][0]["reason"].startswith("in step") and writes(registry.since(mark)) == []
+
+    as_modelkit = sync(model.uri(), registry, repository)
+    assert as_modelkit.code == 9 and actions(as_modelkit) == [("conflict", "1", "v1")]
+    assert "as a ModelPack" in as_modelkit.json["records"][0]["reason"]
+    assert remote_manifest(registry, repository, "v1") == held
+    forced = sync(model.uri(), registry, repository, "--force")
+    assert forced.code == 0 and actions(forced) == [("pushed", "1", "v1")]
+    assert "artifactType" not in remote_manifest(registry, repository, "v1")[1]  # type: ignore[index]
+    back = sync(model.uri(), registry, repository, "--format", "modelpack")
+    assert back.code == 9 and actions(back) == [("conflict", "1", "v1")], "a ModelKit tag is a ModelPack's conflict"
 
 
 @needs_registry
@@ -395,11 +341,90 @@ def test_aliases_that_cannot_be_their_own_tag_are_reported(
         ("pushed", "2", "2"),
         ("skipped", "1", None),
         ("conflict", "2", "1"),
-        ("tag_moved", "2", "_ok"),
+        ("tag_created", "2", "_ok"),
     ]
     assert "cannot be a tag" in out.json["records"][2]["reason"]
     assert "is the tag of version 1" in out.json["records"][3]["reason"]
     assert remote_provenance(registry, repository, "1")["registered_model"]["version"] == "1"
+
+
+def deletes(entries: list[tuple[str, str, int]]) -> list[str]:
+    """The manifests the registry deleted (their digests)."""
+    return [
+        path.rsplit("/manifests/", 1)[1] for method, path, status in entries if method == "DELETE" and status == 202
+    ]
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_the_tag_of_a_deleted_alias_is_reported_then_pruned_and_nothing_else_goes(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "sync-prune", 2)
+    model.alias("champion", "2")
+    model.alias("staging", "1")
+    repository = "team/prune"
+    first = sync(model.uri(), registry, repository)
+    assert first.code == 0, first.stderr
+    assert actions(first)[2:] == [("tag_created", "2", "champion"), ("tag_created", "1", "staging")]
+    v2 = remote_manifest(registry, repository, "v2")
+    assert v2 is not None and remote_manifest(registry, repository, "champion")[0] == v2[0]  # type: ignore[index]
+    by_hand = copy_tag(registry, repository, "v2", "prod")  # the same manifest, tagged by someone else
+    assert by_hand == v2[0]
+
+    model.client().delete_registered_model_alias(model.name, "champion")
+    mark = registry.mark()
+    reported = sync(model.uri(), registry, repository)
+    assert reported.code == 0, reported.stderr
+    assert actions(reported)[-1] == ("stale_alias", "2", "champion")
+    stale = reported.json["records"][-1]
+    assert stale["digest"] == v2[0] and "--prune-aliases" in stale["reason"]
+    assert reported.json["summary"]["stale_alias"] == 1
+    assert "stale alias tags left" in reported.stderr + reported.stdout
+    assert writes(registry.since(mark)) == [], "without --prune-aliases a stale alias is only reported"
+
+    dry = sync(model.uri(), registry, repository, "--prune-aliases", "--dry-run")
+    assert dry.code == 0 and actions(dry)[-1] == ("stale_alias", "2", "champion")
+    assert "would delete" in dry.json["records"][-1]["reason"]
+    assert writes(registry.since(mark)) == []
+
+    pruned = sync(model.uri(), registry, repository, "--prune-aliases")
+    assert pruned.code == 0, pruned.stderr
+    assert actions(pruned)[-1] == ("stale_alias", "2", "champion")
+    assert pruned.json["records"][-1]["digest"] is None and "deleted" in pruned.json["records"][-1]["reason"]
+    assert remote_manifest(registry, repository, "champion") is None
+    assert remote_manifest(registry, repository, "v2") == v2, "the version's tag stays"
+    assert remote_manifest(registry, repository, "prod") == v2, "a tag kitmlflow did not make stays"
+    assert remote_manifest(registry, repository, "staging") is not None
+    assert v2[0] not in deletes(registry.since(mark)), "the shared manifest itself is never deleted"
+
+    mark = registry.mark()
+    again = sync(model.uri(), registry, repository, "--prune-aliases")
+    assert again.code == 0, again.stderr
+    assert {action for action, _, _ in actions(again)} == {"skipped"}
+    assert writes(registry.since(mark)) == []
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_pruning_on_a_registry_that_does_not_delete_says_so_and_leaves_the_tag(
+    live: LiveServer, tmp_path: Path, isolated_env: Path
+) -> None:
+    from tests.support.registry_servers import registry_server
+
+    model = make_model(live, "sync-no-delete", 1)
+    model.alias("champion", "1")
+    repository = "team/no-delete"
+    with registry_server(tmp_path / "reg", delete_enabled=False) as plain:
+        assert sync(model.uri(), plain, repository).code == 0
+        held = remote_manifest(plain, repository, "champion")
+        model.client().delete_registered_model_alias(model.name, "champion")
+        out = sync(model.uri(), plain, repository, "--prune-aliases")
+        assert out.code == 9, out.stderr
+        stale = out.json["records"][-1]
+        assert (stale["action"], stale["tag"], stale["exit_code"]) == ("stale_alias", "champion", 9)
+        assert "REGISTRY_STORAGE_DELETE_ENABLED=true" in stale["hint"]
+        assert remote_manifest(plain, repository, "champion") == held, "the tag is untouched"
 
 
 @needs_registry

@@ -343,8 +343,10 @@ def registry_server(
     tls: bool = False,
     client_certs: bool = False,
     issuer: TokenIssuer | None = None,
+    delete_enabled: bool = True,
 ) -> Iterator[Registry]:
-    """A running ``docker-registry``; ``users`` → htpasswd auth; ``issuer`` → token auth (started here)."""
+    """A running ``docker-registry``; ``users`` → htpasswd auth; ``issuer`` → token auth (started here);
+    ``delete_enabled=False`` leaves out ``storage.delete`` (distribution's default: DELETE is 405 UNSUPPORTED)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     registry = Registry(f"{HOST}:{port}", root, root / "registry.log", root / "config.yml", port)
@@ -357,8 +359,7 @@ def registry_server(
         "storage:",
         "  filesystem:",
         f"    rootdirectory: {registry.storage}",
-        "  delete:",
-        "    enabled: true",
+        *(["  delete:", "    enabled: true"] if delete_enabled else []),
         "http:",
         f"  addr: {HOST}:{port}",
         "  secret: kitmlflow-test-secret",

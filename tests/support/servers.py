@@ -80,6 +80,15 @@ _QUIET_ENV = {
 }
 
 
+# What a server needs to send webhooks to a receiver on 127.0.0.1 (``webhooks=True``): a fixed key for the
+# secrets it stores (else each process makes one up and cannot read them back), plain http and loopback allowed.
+WEBHOOK_SERVER_ENV = {
+    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "a2l0bWxmbG93IHRlc3Qgd2ViaG9va3Mga2V5LCAzMkI=",
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+}
+
+
 class ServerStartError(RuntimeError):
     """A server did not become ready; the message ends with the tail of its log."""
 
@@ -537,6 +546,7 @@ def mlflow_server(
     s3_prefix: str | None = None,
     env: Mapping[str, str] | None = None,
     extra_args: list[str] | None = None,
+    webhooks: bool = False,
 ) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` on 127.0.0.1 with one uvicorn worker, stopped on exit.
 
@@ -545,7 +555,8 @@ def mlflow_server(
       - ``proxied-s3``: ``--artifacts-destination s3://<bucket>/<prefix>``; only the server talks to S3
       - ``direct-s3``: ``--no-serve-artifacts --default-artifact-root s3://<bucket>/<prefix>``;
         clients need ``s3.env()`` (``MlflowServer.client_env()`` includes it)
-    ``env`` adds variables to the server's environment; ``extra_args`` adds ``mlflow server`` options.
+    ``env`` adds variables to the server's environment; ``extra_args`` adds ``mlflow server`` options;
+    ``webhooks`` lets it deliver webhooks to http receivers on 127.0.0.1 (``WEBHOOK_SERVER_ENV``).
     """
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -593,6 +604,8 @@ def mlflow_server(
             }
         )
     args += list(extra_args or [])
+    if webhooks:
+        server_env.update(WEBHOOK_SERVER_ENV)
     server_env.update(env or {})
 
     def start(port: int) -> MlflowServer:

@@ -42,6 +42,21 @@ def tree_listed(app: KitmlflowApp) -> bool:
     return on(app, "ArtifactsScreen") and browser is not None and browser.listed
 
 
+# Steps the first paint (the connect step) does not show, so it loads none of their modules (issue 27).
+LATER_STEPS = [
+    f"kitmlflow_tui.tui.screens.{name}" for name in ("experiments", "runs", "artifacts", "review", "importing", "done")
+]
+# Nor what only they or MLflow need: the dialogs, the selection model, the catalogue's package (its
+# gateway), saved profiles (PyYAML).
+LATER_PARTS = [
+    "kitmlflow_tui.tui.dialogs",
+    "kitmlflow_tui.tui.selection_model",
+    "kitmlflow_tui.core.catalogue",
+    "kitmlflow_tui.core.selection.profiles",
+    "yaml",
+]
+
+
 def test_importing_the_app_does_not_import_mlflow() -> None:
     # Nor requests (the registry client's, ~0.15 s), nor the pipeline, the Kitfile builder, the transfer engine
     # or the packers (~0.1 s together): the first paint pays for none of them, the steps that use them do.
@@ -53,9 +68,42 @@ def test_importing_the_app_does_not_import_mlflow() -> None:
         "kitmlflow_tui.core.download.transfer",
     ]
     later += ["kitmlflow_tui.core.packing", "kitmlflow_tui.core.download.downloader"]
+    later += ["kitmlflow_tui.tui.screens.base", "kitmlflow_tui.tui.screens.connect", *LATER_STEPS, *LATER_PARTS]
     code = f"import sys, kitmlflow_tui.tui.app; print([m for m in {later!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+FIRST_PAINT = """
+import asyncio, sys, threading
+from kitmlflow_tui.tui.app import KitmlflowApp
+
+release = threading.Event()
+
+def held(reference, flag):  # connecting until the modules are read: the connect step stays on screen
+    release.wait(60)
+    raise RuntimeError("the test is over")
+
+async def main():
+    app = KitmlflowApp(None, tracking_uri_flag="http://127.0.0.1:9", connector=held, cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while type(app.screen).__name__ != "ConnectScreen":
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        print([m for m in LATER if m in sys.modules])
+        release.set()
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_paint_loads_no_step_it_does_not_show() -> None:
+    """Issue 27, item 4: each step's module is loaded when the step is first shown (the App names the steps'
+    messages from tui/messages.py), so the connect step paints without the others, their dialogs and data."""
+    later = ["mlflow", "requests", "kitmlflow_tui.core.pipeline", *LATER_STEPS, *LATER_PARTS]
+    code = f"LATER = {later!r}\n{FIRST_PAINT}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.strip().splitlines()[-1:] == ["[]"], out.stdout + out.stderr
 
 
 async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_store) -> None:

@@ -10,6 +10,7 @@ from textual.widgets import Input
 
 from kitmlflow_tui.core.reference import RunRef
 from kitmlflow_tui.tui.app import KitmlflowApp
+from kitmlflow_tui.tui.widgets.push_status import PushStatus
 from tests.support.registry_servers import module_registry, registry_available
 from tests.support.tui import screen_text, shows, wait_for
 
@@ -96,3 +97,39 @@ async def test_a_refused_push_keeps_the_modelkit_and_names_the_login_then_retrie
         await pilot.press("r")
         await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen after the retry")
         assert app.screen.result.pushed is not None and app.screen.result.pushed.reference == target
+
+
+async def test_the_done_screen_pushes_what_was_just_packed(isolated_env, demo_store, open_registry) -> None:
+    """Issue 22, item 19: after an import to local storage only, p and a "Push to" on the done screen push that
+    ModelKit (only the push runs, in the import child process); a bad reference is refused where it is typed."""
+    target = f"{open_registry.host}/demo/after:v1"
+    app = finished_run_app(demo_store, "after:v1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        browser = lambda: getattr(app.screen, "browser", None)  # noqa: E731
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and browser() is not None and browser().listed)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen")
+        packed = app.screen.result
+        assert packed.pushed is None
+        await pilot.press("p", *"Bad Ref!", "enter")
+        error = app.screen.query_one(PushStatus).error
+        assert on(app, "DoneScreen") and error is not None  # refused, nothing pushed
+        await shows(pilot, error.message[:30])
+        await pilot.press("ctrl+u", *target)
+        await shows(pilot, "No login stored for")  # the status the review's Push to gives
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: on(app, "ImportScreen"), what="the push")
+        assert app.screen.packed is packed  # only the push runs: the ModelKit packed before
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen after the push")
+        pushed = app.screen.result.pushed
+        assert pushed is not None and pushed.reference == target
+        assert app.screen.result.digest == packed.digest
+        text = screen_text(app)
+        assert f"kit pull {target}" in text and "pushed" in text
+    answer = requests.get(
+        f"http://{open_registry.host}/v2/demo/after/manifests/v1", headers={"Accept": MANIFEST}, timeout=10
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Docker-Content-Digest"] == pushed.digest == packed.digest

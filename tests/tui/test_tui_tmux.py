@@ -21,15 +21,22 @@ if shutil.which("tmux") is None:
 
 
 class Terminal:
+    """A program in a detached tmux of its own (a private server: ``-L``), reading the pane's size. Once
+    GNU readline is imported in the test process (some test's imports bring it in), it has exported
+    COLUMNS=80 and LINES=24 at the C level, unseen in ``os.environ`` but inherited by tmux and its
+    panes; Textual (``shutil.get_terminal_size``) would take them over the pane's size."""
+
     def __init__(self, command: str, width: int = 80, height: int = 24) -> None:
         self.name = f"kitmlflow-test-{uuid.uuid4().hex[:8]}"
+        self.tmux = ["tmux", "-L", self.name]
+        unset = "unset COLUMNS LINES; "
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), command],
+            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), unset + command],
             check=True,
         )
 
     def screen(self) -> str:
-        result = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        result = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
         return result.stdout
 
     def wait_for(self, text: str, timeout: float = 90.0) -> str:
@@ -42,10 +49,10 @@ class Terminal:
         raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def test_the_real_program_browses_and_quits(isolated_env, demo_store, tmp_path) -> None:
@@ -84,11 +91,11 @@ TAG = "image-classifier-resnet18-baseline-long-name:v1-2026-12-02-rc1"  # an unp
 
 
 def next_lines(screen: str) -> list[str]:
-    """The done screen's "Next" commands, as a terminal copy of those rows gives them."""
+    """The done screen's "Next" commands, as a terminal copy of those rows gives them (up to its Push to)."""
     rows = screen.splitlines()
     assert any(row.strip() == "Next" for row in rows), screen
     start = next(n for n, row in enumerate(rows) if row.strip() == "Next") + 1
-    end = next(n for n in range(start, len(rows)) if rows[n].lstrip().startswith("esc "))
+    end = next(n for n in range(start, len(rows)) if rows[n].lstrip().startswith("Push to "))
     return [row.rstrip() for row in rows[start:end] if row.strip()]
 
 
@@ -152,3 +159,53 @@ def test_the_commands_the_done_screen_shows_work_when_pasted_at_80_columns(isola
         done = subprocess.run(["bash", "-c", script], cwd=folder, capture_output=True, check=True)
         calls = [call.split("\0")[:-1] for call in done.stdout.decode().split("\n") if call]
         assert calls == [["list"], ["unpack", TAG, "-d", f"./{TAG.split(':')[0]}"]]
+
+
+REVIEW_TAG = "live-review:v1"
+
+
+def review_command_lines(screen: str) -> list[str]:
+    """The review's headless command (and its # notes), as a terminal copy of those rows gives them."""
+    rows = screen.splitlines()
+    start = next(n for n, row in enumerate(rows) if "Headless equivalent" in row) + 1
+    end = next(n for n in range(start, len(rows)) if rows[n].lstrip().startswith("esc "))  # the footer
+    return [row.rstrip() for row in rows[start:end] if row.strip()]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_command_the_review_shows_runs_as_shown_when_pasted(isolated_env, live, tmp_path, width) -> None:
+    """Issue 22, item 9: the review's headless twin, copied off the screen and pasted into bash, gives bash
+    the words of the command (at 80 columns the run's URI is wider than a line and is split)."""
+    run_id = live.runs["full"]
+    program = (
+        "import sys; from kitmlflow_tui.tui.app import run_wizard; from kitmlflow_tui.core.reference import RunRef; "
+        f"sys.exit(run_wizard(RunRef(None, {run_id!r}), tracking_uri_flag={live.url!r}, tag={REVIEW_TAG!r}))"
+    )
+    env = " ".join(
+        f"{name}={shlex.quote(str(value))}"
+        for name, value in {
+            "XDG_CONFIG_HOME": isolated_env / "config",
+            "KITOPS_HOME": isolated_env / "kitops",
+            "KITMLFLOW_CACHE_DIR": isolated_env / "cache",
+        }.items()
+    )
+    terminal = Terminal(
+        f"cd {shlex.quote(str(REPO))} && env {env} {shlex.quote(sys.executable)} -c {shlex.quote(program)}", width=width
+    )
+    try:
+        terminal.wait_for("files in the run")
+        terminal.keys("c")
+        terminal.wait_for("manifestVersion")
+        screen = terminal.wait_for("--yes")  # the command is laid out once the screen knows its width
+        lines = review_command_lines(screen)
+        terminal.keys("C-q")
+    finally:
+        terminal.close()
+    assert all(len(line) <= width for line in lines), lines
+    uri = f"mlflow://{live.host}/experiments/{live.experiment_id}/runs/{run_id}"
+    if width == 80:
+        assert not any(uri in line for line in lines), "a URI wider than the line is split"
+    script = 'kitmlflow() { printf "%s\\0" "$@"; printf "\\n"; }\n' + "\n".join(lines)
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, check=True)
+    calls = [call.split("\0")[:-1] for call in done.stdout.decode().split("\n") if call]
+    assert calls == [["import", uri, "-t", REVIEW_TAG, "--yes"]], (lines, calls)

@@ -21,6 +21,8 @@ from kitmlflow_tui.core.file_tree import FolderTree
 from kitmlflow_tui.core.kitfile import build_kitfile
 from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.packing import direct
+from kitmlflow_tui.core.packing.modelpack import ModelPackWriter
+from kitmlflow_tui.core.packing.modelpack_config import RunFacts
 from kitmlflow_tui.core.packing.native import pack_native
 from kitmlflow_tui.core.selection.plan import FilterSpec, make_plan
 
@@ -91,19 +93,30 @@ def pack(store: Path, home: Path, **extra):
     )
 
 
-def test_the_direct_pack_is_the_native_packers_byte_for_byte(store: Path, tmp_path: Path) -> None:
-    result = pack(store, tmp_path / "direct")
+# A ModelKit (the packers' default) and a ModelPack (its raw layers are one file region each) go the same way.
+WRITERS = {"modelkit": None, "modelpack": ModelPackWriter(RunFacts("2026-01-02T03:04:05.678Z"), "t")}
+
+
+@pytest.mark.parametrize("artifact", list(WRITERS))
+def test_the_direct_pack_is_the_native_packers_byte_for_byte(store: Path, tmp_path: Path, artifact: str) -> None:
+    result = pack(store, tmp_path / "direct", writer=WRITERS[artifact])
     folder = pack_native(
-        store, kitfile_of(FolderTree(store)), parse_modelkit_reference("t:v1"), storage_root=tmp_path / "folder"
+        store,
+        kitfile_of(FolderTree(store)),
+        parse_modelkit_reference("t:v1"),
+        storage_root=tmp_path / "folder",
+        writer=WRITERS[artifact],
     )
     assert result.packed.digest == folder.digest and result.packed.config_digest == folder.config_digest
     assert result.downloaded_bytes + result.reused_bytes == result.total_bytes
     assert not (tmp_path / "direct" / "storage" / direct.RESUME_DIR_NAME / "run").exists()
 
 
+@pytest.mark.parametrize("artifact", list(WRITERS))
 def test_a_cancelled_pack_leaves_no_tag_nor_blob_and_the_next_fetches_only_what_is_missing(
-    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, artifact: str
 ) -> None:
+    writer = WRITERS[artifact]
     monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)  # journal every chunk
     home = tmp_path / "home"
     cancel = threading.Event()
@@ -117,14 +130,14 @@ def test_a_cancelled_pack_leaves_no_tag_nor_blob_and_the_next_fetches_only_what_
                 cancel.set()
 
     with pytest.raises(InterruptedByUser):
-        pack(store, home, on_progress=cancel_half_way, cancel=cancel)
+        pack(store, home, on_progress=cancel_half_way, cancel=cancel, writer=writer)
     storage = home / "storage"
     assert not list(storage.glob("*-tags.json")) and not list((storage / "blobs" / "sha256").iterdir())
     assert list((storage / direct.RESUME_DIR_NAME / "run").glob("*.journal"))
-    resumed = pack(store, home)
+    resumed = pack(store, home, writer=writer)
     assert resumed.reused_bytes >= 20 * 1024 * 1024 - 8 * 1024 * 1024  # at most a chunk per worker refetched
     assert resumed.downloaded_bytes == resumed.total_bytes - resumed.reused_bytes
-    fresh = pack(store, tmp_path / "fresh")
+    fresh = pack(store, tmp_path / "fresh", writer=writer)
     assert resumed.packed.digest == fresh.packed.digest
 
 

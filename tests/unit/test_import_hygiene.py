@@ -43,9 +43,30 @@ def test_the_core_loads_neither_textual_nor_rich_nor_mlflow() -> None:
     assert loaded_after_import(*CORE) == set()
 
 
-@pytest.mark.parametrize("module", ["kitmlflow_tui", "kitmlflow_tui.cli", "kitmlflow_tui.tui.import_process"])
+@pytest.mark.parametrize(
+    "module", ["kitmlflow_tui", "kitmlflow_tui.api", "kitmlflow_tui.cli", "kitmlflow_tui.tui.import_process"]
+)
 def test_the_entry_points_load_nothing_heavy(module: str) -> None:
     assert loaded_after_import(module) == set()
+
+
+def test_the_python_api_loads_no_part_of_the_core_that_does_work() -> None:
+    """``from kitmlflow_tui import import_modelkit`` in a training script: only the error family, the settings it
+    reads and the event types (a few small modules), never the pipeline, the catalogue or the registry client."""
+    code = (
+        "import sys, json\n"
+        "from kitmlflow_tui import import_modelkit, sync_model, download_artifacts\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('kitmlflow_tui'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert set(json.loads(done.stdout)) == {
+        "kitmlflow_tui",
+        "kitmlflow_tui.api",
+        "kitmlflow_tui.core",
+        "kitmlflow_tui.core.errors",
+        "kitmlflow_tui.core.events",
+        "kitmlflow_tui.core.settings",  # the error family's masking reads its variable names there
+    }
 
 
 def test_the_headless_progress_loads_rich_only() -> None:

@@ -75,6 +75,9 @@ BAD_SYNC_INPUT = [
     (["mlflow://127.0.0.1:9/models/m", "--to", "127.0.0.1:5000/team/m:v1"], "not a tag"),
     (["mlflow://127.0.0.1:9/models/m", "--to", "team/m"], "names no registry"),
     (["mlflow://127.0.0.1:9/models/m", "--max-file-size", "lots"], "max-file-size"),
+    (["mlflow://127.0.0.1:9/models/m@champion", "--prune-aliases"], "needs the whole model"),
+    (["mlflow://127.0.0.1:9/models/m/3", "--prune-aliases"], "needs the whole model"),
+    (["mlflow://127.0.0.1:9/models/m/3", "--tag-template", "kitmlflow.alias-tags"], "record of the alias tags"),
 ]
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import posixpath
 import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue.http_limits import configure_http
 from kitmlflow_tui.core.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
 from kitmlflow_tui.core.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
@@ -37,7 +37,7 @@ from kitmlflow_tui.core.catalogue.records import (
     RunSummary,
 )
 from kitmlflow_tui.core.catalogue.run_records import dataset_inputs, first_registered, tagged_versions
-from kitmlflow_tui.core.download.stores import require_client_library
+from kitmlflow_tui.core.download.stores import require_client_library, require_tracking_library
 from kitmlflow_tui.core.errors import BadInputError, NotFoundError, RunNotFinishedError
 from kitmlflow_tui.core.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
 
@@ -105,6 +105,7 @@ class Catalogue:
     """The MLflow gateway: experiments, runs, registered models and artifact trees of one server."""
 
     def __init__(self, tracking_uri: str, *, jobs: int = 8) -> None:
+        require_tracking_library(tracking_uri)  # exit 7 naming kitmlflow[local], before MLflow is imported
         configure_http(pool_size=max(jobs, 10))
         check_reachable(tracking_uri)
         from mlflow import MlflowClient
@@ -114,7 +115,7 @@ class Catalogue:
         self.jobs = max(1, jobs)
         # The registry is the tracking server unless the user named another: never whatever a
         # library in this process last set globally.
-        registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
+        registry_uri = settings.REGISTRY_URI.raw() or tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         self._repositories: dict[str, object] = {}
         # A run's registered version, once asked (the wizard's review builds a session per preview).
@@ -312,6 +313,19 @@ class Catalogue:
         with self._errors(f"registered model {name}"):
             aliases = self._client.get_registered_model(name).aliases or {}
         return {str(alias): str(version) for alias, version in dict(aliases).items()}
+
+    def registered_model_names(self) -> list[str]:
+        """The names of every registered model of the server (paged, bounded as every listing is)."""
+        label = "the registered models"
+        with self._errors(label):
+            pages = all_pages(
+                lambda token: self._client.search_registered_models(max_results=1000, page_token=token),
+                label,
+                self.tracking_uri,
+                max_pages=MODEL_VERSIONS_MAX_PAGES,
+                deadline_seconds=MODEL_VERSIONS_DEADLINE_SECONDS,
+            )
+            return sorted({str(model.name) for model in pages})
 
     def list_model_versions(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 
 from kitmlflow_tui.core.catalogue.mlflow_errors import store_errors, translate_error
 from kitmlflow_tui.core.catalogue.records import ArtifactFile
-from kitmlflow_tui.core.errors import InterruptedByUser, ServerUnreachableError, scrub_secrets
+from kitmlflow_tui.core.errors import InterruptedByUser, ServerProtocolError, scrub_secrets
 from kitmlflow_tui.core.reference import redact_uri
 
 # Bounds against a broken or hostile server: a listing deeper or larger than this is refused.
@@ -59,7 +59,7 @@ def list_roots(
             if (uri, path) in seen_dirs:
                 return
             if depth > MAX_TREE_DEPTH:
-                raise ServerUnreachableError(
+                raise ServerProtocolError(
                     f"The artifact listing is deeper than {MAX_TREE_DEPTH} folders at {path!r}; refusing it."
                 )
             local_dir = f"{prefix}/{path}" if prefix and path else (prefix or path)
@@ -68,7 +68,7 @@ def list_roots(
             seen_dirs.add((uri, path))
             local_dirs.add(local_dir)
             if len(files) + len(seen_dirs) > MAX_TREE_FILES:
-                raise ServerUnreachableError(
+                raise ServerProtocolError(
                     f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
                 )
             future = pool.submit(list_one, uri, path)
@@ -103,14 +103,14 @@ def list_roots(
                     if size is None and zero_when_unsized[uri] and not entry.is_dir:
                         size = 0
                     if size is not None and (not isinstance(size, int) or size < 0):
-                        raise ServerUnreachableError(
+                        raise ServerProtocolError(
                             f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
                         )
                     if entry.is_dir:  # a folder the proxy cannot list: in the tree as one unavailable entry
                         unservable = f"a folder that cannot be listed: {unservable}"
                     files[local] = ArtifactFile(local, size, uri, child, model, unservable)
                     if len(files) + len(seen_dirs) > MAX_TREE_FILES:
-                        raise ServerUnreachableError(
+                        raise ServerProtocolError(
                             f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
                         )
                 if on_listed is not None:
@@ -139,13 +139,13 @@ def list_artifacts(repository, path: str, tracking_uri: str) -> list:
         raise
     except MlflowException as exc:
         if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
-            raise ServerUnreachableError(
+            raise ServerProtocolError(
                 f"The artifact store listed an unsafe or invalid path under {path or '/'!r} "
                 f"({scrub_secrets(exc.message)[:200]}); refusing to continue."
             ) from exc
         raise translate_error(exc, what, tracking_uri) from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ServerUnreachableError(
+        raise ServerProtocolError(
             f"The tracking server {redact_uri(tracking_uri)} sent a malformed listing of {path or '/'!r} "
             f"({scrub_secrets(str(exc))[:200]}); refusing it."
         ) from exc
@@ -159,8 +159,8 @@ def _proxy_cannot_serve(path: str) -> str | None:
     return unservable_reason(path)
 
 
-def _both_file_and_folder(local: str) -> ServerUnreachableError:
-    return ServerUnreachableError(f"The artifact store listed {local!r} both as a file and as a folder; refusing it.")
+def _both_file_and_folder(local: str) -> ServerProtocolError:
+    return ServerProtocolError(f"The artifact store listed {local!r} both as a file and as a folder; refusing it.")
 
 
 def is_http_repository(repository: object) -> bool:
@@ -184,7 +184,7 @@ def checked_child(parent: str, listed: str) -> str:
         or clean.count("/") != (parent.count("/") + 1 if parent else 0)
     )
     if bad:
-        raise ServerUnreachableError(
+        raise ServerProtocolError(
             f"The artifact store listed an unsafe or unexpected path {listed!r} under {parent or '/'!r}; "
             "refusing to continue."
         )

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
-
 
 @dataclass(frozen=True)
 class LoggedModelInfo:
@@ -129,16 +127,6 @@ class ArtifactTree:
     @property
     def total_bytes(self) -> int:
         return sum(f.size or 0 for f in self.files)
-
-    def folder_sizes(self) -> dict[str, int]:
-        """Total bytes under every folder ("" is the root)."""
-        totals: dict[str, int] = {"": 0}
-        for f in self.files:
-            parts = f.path.split("/")
-            for depth in range(len(parts)):
-                key = "/".join(parts[:depth])
-                totals[key] = totals.get(key, 0) + (f.size or 0)
-        return totals
 
 
 @dataclass(frozen=True)

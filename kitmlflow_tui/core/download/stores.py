@@ -3,6 +3,8 @@
 One table, decided from the URI alone (no import, no network), so that a store whose library is missing
 fails before anything is listed (exit 7, naming the extra to install), and so that a store that refuses our
 credentials is reported with the variables *that store* reads (exit 3), never as an unreachable tracking server.
+The tracking store gets the same check: kitmlflow depends on MLflow's client alone (``mlflow-skinny``), and a
+local tracking store (a database URI, a folder) is read with the full MLflow's store code (``kitmlflow[local]``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import AuthError, DownloadError
 from kitmlflow_tui.core.reference import redact_uri
 
@@ -84,6 +87,16 @@ SFTP = StoreKind(
 HDFS = StoreKind(
     "hdfs", "HDFS", (("pyarrow", "pyarrow"),), None, ("MLFLOW_KERBEROS_TICKET_CACHE", "MLFLOW_KERBEROS_USER")
 )
+# A database or folder tracking store is read in this process by MLflow's own store code, which imports
+# sqlalchemy and alembic (the full MLflow brings them; mlflow-skinny does not). A folder store is put with them:
+# MLflow's client could read one alone, but MLflow keeps it in maintenance mode, and one extra for every local
+# store (the demo's is sqlite) is simpler to say than which local store needs what.
+LOCAL_TRACKING = StoreKind(
+    "local-tracking",
+    "a local MLflow tracking store",
+    (("sqlalchemy", "the full MLflow"), ("alembic", "the full MLflow")),
+    "local",
+)
 HTTP = StoreKind("http", "MLflow artifact proxy")
 LOCAL = StoreKind("local", "local file system")
 OTHER = StoreKind("other", "artifact store")
@@ -117,9 +130,51 @@ def store_kind(uri: str) -> StoreKind:
     return _BY_SCHEME.get(scheme, OTHER)
 
 
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def tracking_store_kind(tracking_uri: str) -> StoreKind:
+    """LOCAL_TRACKING for a database (``sqlite:///``, ``postgresql+psycopg2://``...) or folder tracking URI
+    (``file:``, a path); OTHER for a server (``http(s)://``, ``databricks``...), which MLflow's client reads."""
+    try:
+        scheme = urlsplit(tracking_uri).scheme.lower()
+    except ValueError:
+        return OTHER
+    if scheme.split("+", 1)[0] in _DATABASE_SCHEMES or scheme in ("", "file") or len(scheme) == 1:
+        return LOCAL_TRACKING
+    return OTHER
+
+
+def require_tracking_library(tracking_uri: str) -> None:
+    """Exit 7 naming ``kitmlflow[local]`` when the tracking store is local and the full MLflow is missing:
+    checked before MLflow is imported, so the message comes in the first second, not after MLflow's own
+    (``unsupported URI 'sqlite:///…' for model registry data storage``)."""
+    kind = tracking_store_kind(tracking_uri)
+    _require(
+        kind,
+        f"Reading the tracking store {redact_uri(tracking_uri)}",
+        hint="Or point --tracking-uri (or MLFLOW_TRACKING_URI) at an MLflow server: mlflow-skinny reads those.",
+    )
+
+
+def require_local_mlflow(what: str) -> None:
+    """Exit 7 naming ``kitmlflow[local]`` when the full MLflow is missing; ``what`` says who needs it
+    ("Building the demo store")."""
+    _require(LOCAL_TRACKING, what, hint=None)
+
+
 def require_client_library(uri: str) -> StoreKind:
     """The store's kind, once its client library imports; else exit 7 naming the library and the extra."""
     kind = store_kind(uri)
+    _require(
+        kind,
+        f"Reading {redact_uri(uri)}",
+        hint=f"The run's artifacts live in {kind.label}, which kitmlflow reads with that store's own client.",
+    )
+    return kind
+
+
+def _require(kind: StoreKind, subject: str, *, hint: str | None) -> None:
     for module, package in kind.requires:
         if module == "azure.identity" and _azure_key_given():
             continue  # MLflow's Azure client takes DefaultAzureCredential only without a connection string or key
@@ -127,16 +182,13 @@ def require_client_library(uri: str) -> StoreKind:
             importlib.import_module(module)
         except ImportError:
             raise DownloadError(
-                f"Reading {redact_uri(uri)} needs {package}, which is not installed: {kind.install_hint()}",
-                hint=f"The run's artifacts live in {kind.label}, which kitmlflow reads with that store's own client.",
+                f"{subject} needs {package}, which is not installed: {kind.install_hint()}",
+                hint=hint,
             ) from None
-    return kind
 
 
 def _azure_key_given() -> bool:
-    import os
-
-    return "AZURE_STORAGE_CONNECTION_STRING" in os.environ or "AZURE_STORAGE_ACCESS_KEY" in os.environ
+    return settings.is_set("AZURE_STORAGE_CONNECTION_STRING") or settings.is_set("AZURE_STORAGE_ACCESS_KEY")
 
 
 def credentials_error(uri: str, detail: str) -> AuthError:

@@ -35,7 +35,14 @@ from typing import Any, Protocol, TypeGuard
 
 from kitmlflow_tui.core.catalogue import ArtifactFile
 from kitmlflow_tui.core.download.transports import TransientTransferError, Transport, transport_for
-from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, KitmlflowError, scrub_secrets
+from kitmlflow_tui.core.errors import (
+    AuthError,
+    DownloadError,
+    InterruptedByUser,
+    KitmlflowError,
+    NotFoundError,
+    scrub_secrets,
+)
 from kitmlflow_tui.core.events import ProgressCallback, ProgressEvent
 from kitmlflow_tui.core.selection.plan import format_size
 
@@ -373,7 +380,7 @@ class Transfer:
 
         if not isinstance(exc, TransientTransferError):
             mapped = translate_error(exc, f"the artifact {file.path}", self.tracking_uri)
-            if mapped.exit_code in (3, 4):
+            if isinstance(mapped, AuthError | NotFoundError):  # final: retrying cannot change the answer
                 return mapped
         return DownloadError(
             f"Downloading {file.path} failed after {attempts} attempt(s): {_describe(exc)}",
@@ -414,11 +421,6 @@ def _disk_error(file: ArtifactFile, dest: Path, exc: OSError) -> DownloadError:
             "run again: the partial file resumes.",
         )
     return DownloadError(f"Cannot write {file.path} into {dest}: {exc.strerror or exc}.")
-
-
-def disk_error(file: ArtifactFile, dest: Path, exc: BaseException) -> BaseException:
-    """``exc`` as the error family's disk error when it is one of our disk's, else unchanged."""
-    return _disk_error(file, dest, exc) if _is_local_disk_error(exc) else exc
 
 
 def _join_briefly(threads: list[threading.Thread], seconds: float = 2.0) -> None:

@@ -336,7 +336,7 @@ def _package(run: RunInfo, tag: ModelKitRef | None, overrides: KitfileOverrides 
     return replace(package, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _iso_utc(millis: int | None) -> str | None:
+def iso_utc(millis: int | None) -> str | None:
     if millis is None:
         return None
     moment = _dt.datetime.fromtimestamp(millis / 1000, tz=_dt.UTC)
@@ -375,8 +375,8 @@ def _provenance(facts: RunFacts, model_folders: Mapping[str, ModelFolder]) -> Ml
             run.run_id,
             run.run_name,
             run.status,
-            _iso_utc(run.start_time),
-            _iso_utc(run.end_time),
+            iso_utc(run.start_time),
+            iso_utc(run.end_time),
             run.user or run.tags.get("mlflow.user"),
         ),
         source=CodeSource(run.source_name, run.source_type, run.git_commit),

@@ -173,10 +173,6 @@ def _read_schema(cls: type) -> tuple[_Field, ...]:
     return tuple(out)
 
 
-def keys_of(cls: type) -> tuple[str, ...]:
-    return tuple(f.key for f in schema(cls))
-
-
 # -- writing ---------------------------------------------------------------------------------------
 
 

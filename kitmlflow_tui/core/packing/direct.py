@@ -43,15 +43,8 @@ from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, Kitmlflo
 from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
-from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout, tar_layout
-from kitmlflow_tui.core.packing.native import (
-    DEFAULT_CLI_VERSION,
-    Layer,
-    layer_descriptor,
-    layer_media_type,
-    plan_layers,
-    store_modelkit,
-)
+from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout
+from kitmlflow_tui.core.packing.native import DEFAULT_CLI_VERSION, ArtifactWriter, Layer, ModelKitWriter
 from kitmlflow_tui.core.packing.result import PackResult
 from kitmlflow_tui.core.packing.storage import Descriptor, KitStorage, resolve_kit_home
 from kitmlflow_tui.core.selection.plan import Plan, format_size
@@ -143,16 +136,19 @@ def pack_direct(
     cancel: threading.Event | None = None,
     tracking_uri: str = "",
     cli_version: str = DEFAULT_CLI_VERSION,
+    writer: ArtifactWriter | None = None,
 ) -> DirectResult:
     """Fetch the plan's files into the layer blobs of ``kitfile`` over ``tree`` and store the ModelKit under
     ``reference`` (see the module's docstring). ``run_key`` names the run's resume folder; the caller holds the
-    run's lock, so no other import of the run writes there."""
+    run's lock, so no other import of the run writes there. ``writer`` decides the artifact (an uncompressed
+    ModelKit by default; a ModelPack's raw layers are layouts of one file region each)."""
     cancel = cancel or threading.Event()
-    planned = plan_layers(tree, kitfile)
+    writer = writer or ModelKitWriter("none", cli_version)
+    planned = writer.plan(tree, kitfile)
     by_path = {file.path: file for file in plan.selected}
     storage = KitStorage(resolve_kit_home(storage_root))
     resume_dir = storage.root / RESUME_DIR_NAME / run_key
-    blobs = [_PartialBlob(resume_dir, layer, tar_layout(layer.entries), by_path) for layer in planned.layers]
+    blobs = [_PartialBlob(resume_dir, layer, writer.layout(layer), by_path) for layer in planned.layers]
     _check_disk_space(storage.root, sum(blob.bytes_to_allocate() for blob in blobs))  # before a byte is written
     try:
         with storage.session():
@@ -184,11 +180,11 @@ def pack_direct(
                     transfer.close()
                 if on_step is not None:
                     on_step("pack", f"Packing {reference} (native packer: hashing the layers)")
-                descriptors = _commit_layers(storage, blobs, on_hash_progress, cancel)
+                descriptors = _commit_layers(storage, blobs, writer, on_hash_progress, cancel)
             finally:
                 for blob in blobs:
                     blob.close()
-            packed = store_modelkit(storage, planned, descriptors, reference, cli_version, cancel)
+            packed = writer.store(storage, planned, descriptors, reference, cancel)
     except KitmlflowError:
         raise
     except OSError as exc:
@@ -200,6 +196,7 @@ def pack_direct(
 def _commit_layers(
     storage: KitStorage,
     blobs: Sequence[_PartialBlob],
+    writer: ArtifactWriter,
     on_hash_progress: Callable[[int, int], None] | None,
     cancel: threading.Event,
 ) -> list[Descriptor]:
@@ -217,8 +214,7 @@ def _commit_layers(
     for blob in blobs:
         digest = blob.hash(advance, cancel)
         blob.commit(storage, digest)
-        media_type = layer_media_type(blob.layer, "none")
-        descriptors.append(layer_descriptor(blob.layer, media_type, digest, digest, blob.layout.size))
+        descriptors.append(writer.descriptor(blob.layer, digest, digest, blob.layout.size))  # uncompressed
     return descriptors
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, PackError
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, repo_file_stem
@@ -26,7 +26,7 @@ PACKERS = ("auto", "kit", "native")
 
 def find_kit() -> str | None:
     """The kit binary to use: ``$KIT_BIN`` when it names an executable, else ``kit`` on the PATH."""
-    configured = os.environ.get("KIT_BIN", "").strip()
+    configured = settings.KIT_BIN.value()
     if configured:
         found = shutil.which(configured)
         return found if found else None
@@ -43,7 +43,7 @@ def choose_packer(mode: str) -> str:
         return "kit"
     if mode == "auto":
         return "native"
-    configured = os.environ.get("KIT_BIN", "").strip()
+    configured = settings.KIT_BIN.value()
     raise PackError(
         f"kit was not found (KIT_BIN={configured!r} is not an executable)." if configured else "kit is not installed.",
         hint="Install kit (https://kitops.org), set KIT_BIN, or use --packer native.",

@@ -292,20 +292,25 @@ class LayerSink:
         return "sha256:" + self.tar_hash.hexdigest()
 
 
+def raw_layout(entry: TarEntry) -> TarLayout:
+    """A layer that is one file's bytes and nothing else (a ModelPack ``.raw`` layer): no header, no padding."""
+    return TarLayout(entry.size, (FileRegion(entry.name, 0, entry.size),))
+
+
 def write_layer(
-    entries: Sequence[TarEntry],
+    layout: TarLayout,
     sink: LayerSink,
     folder: Path,
     *,
     on_bytes: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> None:
-    """Stream ``entries`` (files of ``folder``) as one tar into ``sink``: memory stays at one buffer whatever the
-    file sizes."""
+    """Stream the layer ``layout`` describes (files of ``folder`` between its literal bytes) into ``sink``: memory
+    stays at one buffer whatever the file sizes."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     try:
-        for segment in tar_layout(entries).segments:
+        for segment in layout.segments:
             if cancel is not None and cancel.is_set():
                 raise InterruptedByUser("Packing cancelled.")
             if isinstance(segment, FileRegion):

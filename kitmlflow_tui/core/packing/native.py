@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, KitmlflowError, PackError
@@ -30,7 +30,15 @@ from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_model_reference
 from kitmlflow_tui.core.packing import gojson
 from kitmlflow_tui.core.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
-from kitmlflow_tui.core.packing.layers import LayerSink, TarEntry, files_left_out, walk_layer, write_layer
+from kitmlflow_tui.core.packing.layers import (
+    LayerSink,
+    TarEntry,
+    TarLayout,
+    files_left_out,
+    tar_layout,
+    walk_layer,
+    write_layer,
+)
 from kitmlflow_tui.core.packing.result import PackResult
 from kitmlflow_tui.core.packing.storage import (
     MANIFEST_MEDIA_TYPE,
@@ -100,6 +108,7 @@ def pack_native(
     on_progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     cli_version: str = DEFAULT_CLI_VERSION,
+    writer: ArtifactWriter | None = None,
 ) -> PackResult:
     """Pack ``folder`` as described by ``kitfile`` into kit's storage under ``reference``.
 
@@ -107,15 +116,17 @@ def pack_native(
     finds it. ``on_progress(done_bytes, total_bytes)`` follows the file bytes read. ``cancel`` is
     checked between chunks; when set, :class:`InterruptedByUser` is raised and no temporary file
     is left behind. ``cli_version`` is the value of the manifest's ``ml.kitops.modelkit.cli-version``
-    annotation (``kit pack`` writes its own version there).
+    annotation (``kit pack`` writes its own version there). ``writer`` decides the artifact (a ModelKit with
+    ``compression`` by default; :class:`~kitmlflow_tui.core.packing.modelpack.ModelPackWriter` for a ModelPack).
     """
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
+    writer = writer or ModelKitWriter(compression, cli_version)
     folder = Path(folder)
     if not folder.is_dir():
         raise PackError(f"Cannot pack {folder}: it is not a folder.")
 
-    planned = plan_layers(folder, kitfile)
+    planned = writer.plan(folder, kitfile)
     total = sum(entry.size for layer in planned.layers for entry in layer.entries)
     storage = KitStorage(resolve_kit_home(storage_root))
 
@@ -131,10 +142,8 @@ def pack_native(
         on_progress(0, total)
     try:
         with storage.session():
-            descriptors = [
-                _store_layer(storage, layer, folder, compression, advance, cancel) for layer in planned.layers
-            ]
-            return store_modelkit(storage, planned, descriptors, reference, cli_version, cancel)
+            descriptors = [_store_layer(storage, layer, folder, writer, advance, cancel) for layer in planned.layers]
+            return writer.store(storage, planned, descriptors, reference, cancel)
     except KitmlflowError:
         raise
     except OSError as exc:
@@ -188,7 +197,7 @@ def store_modelkit(
     under the lock, the index files and LAST the tag. Nothing references a blob before it is complete."""
     if cancel is not None and cancel.is_set():
         raise InterruptedByUser("Packing cancelled.")
-    config_desc = storage.put_blob(_encode(planned.config, "the Kitfile"), CONFIG_MEDIA_TYPE)
+    config_desc = storage.put_blob(encode_json(planned.config, "the Kitfile"), CONFIG_MEDIA_TYPE)
     manifest_value: dict[str, Any] = {
         "schemaVersion": 2,
         "config": config_desc.to_go(),
@@ -196,7 +205,7 @@ def store_modelkit(
         "layers": [desc.to_go() for desc in descriptors] or None,
         "annotations": gojson.GoMap({CLI_VERSION_ANNOTATION: cli_version}),
     }
-    manifest_desc = storage.put_blob(_encode(manifest_value, "the manifest"), MANIFEST_MEDIA_TYPE)
+    manifest_desc = storage.put_blob(encode_json(manifest_value, "the manifest"), MANIFEST_MEDIA_TYPE)
     storage.register(reference, manifest_desc)
     return PackResult(
         reference=str(reference),
@@ -210,22 +219,77 @@ def store_modelkit(
     )
 
 
+class ArtifactWriter(Protocol):
+    """What decides the artifact a pack writes from a Kitfile: its layers (which entries, each one's bytes), each
+    layer's descriptor, and the config and manifest over them. The folder path (:func:`pack_native`) and the direct
+    import (``direct.pack_direct``) move the bytes the same way for every artifact."""
+
+    @property
+    def compression(self) -> str: ...
+
+    def plan(self, tree: FileTree | Path, kitfile: Kitfile | Mapping[str, Any]) -> PlannedLayers: ...
+
+    def layout(self, layer: Layer) -> TarLayout:
+        """Where the layer's bytes go: the literal bytes around each file's, in order."""
+        ...
+
+    def descriptor(self, layer: Layer, digest: str, diff_id: str, size: int) -> Descriptor: ...
+
+    def store(
+        self,
+        storage: KitStorage,
+        planned: PlannedLayers,
+        descriptors: list[Descriptor],
+        reference: ModelKitRef,
+        cancel: threading.Event | None,
+    ) -> PackResult:
+        """Config, manifest, index and tag, once every layer blob is in ``blobs/``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelKitWriter:
+    """kit 1.7's ModelKit: one tar per Kitfile entry, the Kitfile as the config."""
+
+    compression: str = "none"
+    cli_version: str = DEFAULT_CLI_VERSION
+
+    def plan(self, tree: FileTree | Path, kitfile: Kitfile | Mapping[str, Any]) -> PlannedLayers:
+        return plan_layers(tree, kitfile)
+
+    def layout(self, layer: Layer) -> TarLayout:
+        return tar_layout(layer.entries)
+
+    def descriptor(self, layer: Layer, digest: str, diff_id: str, size: int) -> Descriptor:
+        return layer_descriptor(layer, layer_media_type(layer, self.compression), digest, diff_id, size)
+
+    def store(
+        self,
+        storage: KitStorage,
+        planned: PlannedLayers,
+        descriptors: list[Descriptor],
+        reference: ModelKitRef,
+        cancel: threading.Event | None,
+    ) -> PackResult:
+        return store_modelkit(storage, planned, descriptors, reference, self.cli_version, cancel)
+
+
 def _store_layer(
     storage: KitStorage,
     layer: Layer,
     folder: Path,
-    compression: str,
+    writer: ArtifactWriter,
     advance: Callable[[int], None],
     cancel: threading.Event | None,
 ) -> Descriptor:
     with storage.temp_file("layer") as (path, handle):
-        sink = LayerSink(handle, compression)
-        write_layer(layer.entries, sink, folder, on_bytes=advance, cancel=cancel)
+        sink = LayerSink(handle, writer.compression)
+        write_layer(writer.layout(layer), sink, folder, on_bytes=advance, cancel=cancel)
         storage.commit_blob(path, handle, sink.digest, sink.blob_size)
-    return layer_descriptor(layer, layer_media_type(layer, compression), sink.digest, sink.diff_id, sink.blob_size)
+    return writer.descriptor(layer, sink.digest, sink.diff_id, sink.blob_size)
 
 
-def _encode(value: Any, what: str) -> bytes:
+def encode_json(value: Any, what: str) -> bytes:
     try:
         return gojson.dumps(value)
     except gojson.UnsupportedValue as exc:

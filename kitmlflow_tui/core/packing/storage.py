@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from kitmlflow_tui.core import locking
+from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.errors import PackError
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, repo_file_stem
 from kitmlflow_tui.core.packing import gojson
@@ -67,19 +67,19 @@ def resolve_kit_home(explicit: Path | str | None = None) -> Path:
     """
     if explicit is not None and str(explicit) != "":
         return Path(os.path.abspath(os.path.expanduser(str(explicit))))
-    env_home = os.environ.get("KITOPS_HOME", "")
+    env_home = settings.KITOPS_HOME.raw()
     if env_home:
         return Path(os.path.abspath(env_home))
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "kitops"
     if sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA", "")
+        local = settings.LOCALAPPDATA.raw()
         if not local:
             raise PackError("Cannot find kit's storage: %LOCALAPPDATA% is not set.")
         return Path(local) / "kitops"
-    data_home = os.environ.get("XDG_DATA_HOME", "")
+    data_home = settings.XDG_DATA_HOME.raw()
     if not data_home:
-        home = os.environ.get("HOME", "")
+        home = settings.HOME.raw()
         if not home:
             raise PackError(
                 "Cannot find kit's storage: $HOME is not set.",
@@ -240,8 +240,9 @@ class KitStorage:
         with locking.locked(self.root / LOCK_FILE_NAME):
             yield
 
-    def register(self, ref: ModelKitRef, manifest: Descriptor) -> None:
-        """Add the manifest to the shared index and the repository's index, then point the tag at it.
+    def register(self, ref: ModelKitRef, manifest: Descriptor, *, list_in_repository: bool = True) -> None:
+        """Add the manifest to the shared index and (``list_in_repository``) the repository's index, then point the
+        tag at it. A manifest left out of the repository's index is one ``kit list`` would choke on (a ModelPack).
 
         Call only once the manifest and every blob it references are in blobs/: the tag file is
         written last, so a reader never finds a tag whose content is missing.
@@ -249,7 +250,8 @@ class KitStorage:
         stem = repo_file_stem(ref.registry, ref.repository)
         with self.locked():
             self._add_to_shared_index(manifest)
-            self._add_to_repo_index(self.root / f"{stem}-index.json", manifest)
+            if list_in_repository:
+                self._add_to_repo_index(self.root / f"{stem}-index.json", manifest)
             self._set_tag(self.root / f"{stem}-tags.json", ref.tag, manifest)
 
     def _add_to_shared_index(self, manifest: Descriptor) -> None:

@@ -35,6 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from kitmlflow_tui import __version__
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import (
     AuthError,
     BadInputError,
@@ -58,6 +59,8 @@ DEFAULT_CHUNK_SIZE = 100 * 1024 * 1024  # bytes per PATCH, kit's; memory use doe
 SEND_BLOCK_SIZE = 1024 * 1024  # what the HTTP connection reads from a body at a time
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry's own manifest limit
 MAX_ERROR_BODY_BYTES = 64 * 1024
+TAGS_PAGE_SIZE = 1000  # tags asked for per page of a tag listing
+MAX_LISTED_TAGS = 10_000  # a listing stops there (and says it is truncated)
 USER_AGENT = f"kitmlflow/{__version__}"
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 # Registries that take a blob only in one PUT (what kit 1.7 knows, pkg/lib/repo/remote/upload-format.go):
@@ -116,6 +119,14 @@ class RemoteManifest:
     def layers(self) -> list[dict[str, Any]]:
         layers = self.json().get("layers")
         return [layer for layer in layers if isinstance(layer, dict)] if isinstance(layers, list) else []
+
+
+@dataclass(frozen=True)
+class TagListing:
+    """A repository's tags, in the registry's order; ``truncated`` when there were more than were read."""
+
+    tags: tuple[str, ...]
+    truncated: bool
 
 
 class _NotTLS(Exception):
@@ -290,6 +301,49 @@ class RegistryClient:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or OCI_MANIFEST
         return RemoteManifest(digest, media_type, data)
 
+    def list_tags(
+        self, repository: str, *, limit: int = MAX_LISTED_TAGS, page_size: int = TAGS_PAGE_SIZE
+    ) -> TagListing:
+        """The repository's tags (``GET /v2/<name>/tags/list``), page by page (``n``, then the ``Link`` the
+        registry sends, or ``last`` = the page's last tag; a registry that ignores ``n`` sends them all at once),
+        at most ``limit`` of them; every page is bounded in bytes. A repository the registry does not know has no tags. A page that repeats the previous one,
+        or a next page on another host, ends the listing as an error rather than a loop or a leak."""
+        tags: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list?" + urlencode({"n": page_size})
+        seen: set[str] = set()
+        while url is not None and len(tags) < limit:
+            if url in seen:
+                raise PushError(f"The registry {self.registry} sent the same tag page twice ({repository}).")
+            seen.add(url)
+            response = self.request("GET", url, scopes=self._scopes(repository), ok=(200, 404), stream=True)
+            if response.status_code == 404:
+                response.close()
+                return TagListing((), False)
+            link = response.headers.get("Link", "")
+            page = _read_bounded(response, MAX_MANIFEST_BYTES, f"the tag list of {repository}")
+            try:
+                names = json.loads(page).get("tags") or []
+            except (ValueError, AttributeError):
+                raise PushError(
+                    f"The registry {self.registry} sent a tag list of {repository} that is not JSON."
+                ) from None
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise PushError(f"The registry {self.registry} sent a tag list of {repository} without names.")
+            tags.extend(names)
+            url = self._next_tags_page(repository, link, names, page_size)
+        return TagListing(tuple(tags[:limit]), url is not None or len(tags) > limit)
+
+    def _next_tags_page(self, repository: str, link: str, names: list[str], page_size: int) -> str | None:
+        found = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', link)
+        if found:
+            target = urljoin(self.base_url + "/", found.group(1))
+            if not self._same_host(target):
+                raise PushError(f"The registry {self.registry} points its next tag page at another host.")
+            return target
+        if len(names) != page_size:  # a short page is the last; a longer one, every tag (distribution 2.8 ignores n)
+            return None
+        return f"/v2/{repository}/tags/list?" + urlencode({"n": page_size, "last": names[-1]})
+
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str = OCI_MANIFEST) -> str:
         """Store a manifest under a tag (or its digest); returns its digest, checked against the registry's."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -312,6 +366,46 @@ class RegistryClient:
         if manifest is None:
             raise PushError(f"The registry {self.registry} holds no manifest {digest} in {repository}.")
         return self.put_manifest(repository, tag, manifest.data, manifest.media_type)
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """``DELETE`` the manifest ``digest`` (and, as the registry does, every tag that names it): False when
+        the registry has no such manifest. A registry that does not delete (distribution without
+        ``storage.delete.enabled``: 405 UNSUPPORTED) fails with a hint saying so."""
+        _check_digest(digest)
+        try:  # a token service grants deletes as their own action (distribution checks "delete" alone)
+            response = self.request(
+                "DELETE",
+                f"/v2/{repository}/manifests/{digest}",
+                scopes=(repository_scope(repository, "delete"),),
+                ok=(202, 404),
+            )
+        except PushError as exc:
+            if "HTTP 405" in exc.message or "UNSUPPORTED" in exc.message:
+                raise PushError(
+                    f"The registry {self.registry} does not delete manifests ({exc.message.rstrip('.')}).",
+                    hint="Allow deletes on it (distribution: storage.delete.enabled, "
+                    "REGISTRY_STORAGE_DELETE_ENABLED=true), or delete the tag there by hand.",
+                ) from None
+            raise
+        response.close()
+        return response.status_code == 202
+
+    def put_small_blob(self, repository: str, data: bytes) -> str:
+        """Store a few bytes as a blob in one ``POST`` + ``PUT`` unless the repository has it; returns its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest, len(data), push=True):
+            return digest
+        location = self._new_upload(repository)
+        response = self.request(
+            "PUT",
+            _with_query(location, digest=digest),
+            scopes=self._scopes(repository, True),
+            headers={"Content-Type": "application/octet-stream"},
+            body=lambda: data,
+            ok=(201, 204),
+        )
+        response.close()
+        return digest
 
     def upload_blob(
         self,
@@ -587,8 +681,8 @@ def _verify_setting(tls_verify: bool) -> bool | str:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return False
     # Like kit (Go) and OpenSSL: a CA bundle named by the environment, else the default trust store.
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name)
+    for setting in (settings.CA_BUNDLE, settings.CA_FILE):
+        value = setting.raw()
         if value and os.path.isfile(value):
             return value
     return True

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError, register_secret
 
 CREDENTIALS_FILE_NAME = "credentials.json"
@@ -74,7 +75,7 @@ class CredentialStore:
     def default(cls, kit_home: Path | None = None) -> CredentialStore:
         from kitmlflow_tui.core.packing.storage import resolve_kit_home
 
-        docker_dir = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+        docker_dir = settings.DOCKER_CONFIG.raw() or os.path.join(os.path.expanduser("~"), ".docker")
         return cls(resolve_kit_home(kit_home) / CREDENTIALS_FILE_NAME, Path(docker_dir) / "config.json")
 
     # reading -----------------------------------------------------------------------------------

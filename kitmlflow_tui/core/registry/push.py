@@ -1,4 +1,5 @@
-"""Push a ModelKit from kit's local storage to a registry: the blobs it lacks, then the manifest.
+"""Push a ModelKit (or a ModelPack: the same manifest, config and blobs) from kit's local storage to a registry: the
+blobs it lacks, then the manifest.
 
 For each blob (config and layers): ``HEAD`` — present ones are skipped; a missing one is mounted from another
 repository of the same registry when local storage shows the ModelKit there, else uploaded in chunks streamed
@@ -25,7 +26,8 @@ from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, 
 from kitmlflow_tui.core.registry.credentials import CredentialStore
 from kitmlflow_tui.core.registry.local import LocalModelKit, read_local_modelkit, repositories_holding
 
-_KIND_RE = re.compile(r"application/vnd\.kitops\.modelkit\.([a-z]+)\.v1")
+# A layer's kind in a progress label: a ModelKit's (model, code, ...) or a ModelPack's (weight, weight.config, ...).
+_KIND_RE = re.compile(r"application/vnd\.(?:kitops\.modelkit|cncf\.model)\.([a-z.]+)\.v1")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import yaml
 from kitmlflow_tui.core import safe_yaml
 from kitmlflow_tui.core.errors import BadInputError
 from kitmlflow_tui.core.selection.plan import FilterSpec, parse_size
+from kitmlflow_tui.core.yaml_fields import mapping_fields, string_field, string_list_field
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOP_KEYS = {"include", "exclude", "max_file_size", "package"}
@@ -118,9 +119,10 @@ def parse_profile(text: str, *, name: str, source: str = "<profile>", path: Path
         return Profile(name, FilterSpec(), path=path)
     if not isinstance(root, yaml.MappingNode):
         raise BadInputError(f"Profile {source} line {root.start_mark.line + 1}: expected a mapping of keys.")
-    values = _mapping(root, _TOP_KEYS, source, "")
-    include = _string_list(values.get("include"), source, "include")
-    exclude = _string_list(values.get("exclude"), source, "exclude")
+    where = f"Profile {source}"
+    values = mapping_fields(root, _TOP_KEYS, where)
+    include = string_list_field(values.get("include"), where, "include")
+    exclude = string_list_field(values.get("exclude"), where, "exclude")
     cap_node = values.get("max_file_size")
     cap = None
     if cap_node is not None:
@@ -134,11 +136,11 @@ def parse_profile(text: str, *, name: str, source: str = "<profile>", path: Path
         node = values["package"]
         if not isinstance(node, yaml.MappingNode):
             raise BadInputError(f"Profile {source} line {node.start_mark.line + 1}: 'package' must be a mapping.")
-        fields = _mapping(node, _PACKAGE_KEYS, source, "package.")
+        fields = mapping_fields(node, _PACKAGE_KEYS, where, "package.")
         package = PackageDefaults(
-            description=_string(fields.get("description"), source, "package.description"),
-            authors=tuple(_string_list(fields.get("authors"), source, "package.authors")),
-            license=_string(fields.get("license"), source, "package.license"),
+            description=string_field(fields.get("description"), where, "package.description"),
+            authors=tuple(string_list_field(fields.get("authors"), where, "package.authors")),
+            license=string_field(fields.get("license"), where, "package.license"),
         )
     if len(include) + len(exclude) > MAX_PATTERNS:
         raise BadInputError(
@@ -159,45 +161,6 @@ def _refused(source: str, exc: safe_yaml.YamlRefused) -> BadInputError:
         f"Profile {source}{where}: refused: {exc.problem}.",
         hint=f"A profile is plain YAML: lists of patterns (at most {MAX_PATTERNS:,}), a size, package fields.",
     )
-
-
-def _mapping(node: yaml.MappingNode, allowed: set[str], source: str, prefix: str) -> dict[str, yaml.Node]:
-    values: dict[str, yaml.Node] = {}
-    for key_node, value_node in node.value:
-        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-        line = key_node.start_mark.line + 1
-        if key not in allowed:
-            raise BadInputError(
-                f"Profile {source} line {line}: unknown key {prefix}{key!s}.",
-                hint=f"Allowed keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(allowed))}.",
-            )
-        if key in values:
-            raise BadInputError(f"Profile {source} line {line}: key {prefix}{key} appears twice.")
-        values[key] = value_node
-    return values
-
-
-def _string(node: yaml.Node | None, source: str, key: str) -> str | None:
-    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
-        return None
-    if not isinstance(node, yaml.ScalarNode):
-        raise BadInputError(f"Profile {source} line {node.start_mark.line + 1}: {key} must be a string.")
-    return str(node.value)
-
-
-def _string_list(node: yaml.Node | None, source: str, key: str) -> list[str]:
-    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
-        return []
-    if isinstance(node, yaml.ScalarNode):  # a single pattern written without brackets
-        return [str(node.value)]
-    if not isinstance(node, yaml.SequenceNode):
-        raise BadInputError(f"Profile {source} line {node.start_mark.line + 1}: {key} must be a list of strings.")
-    items = []
-    for item in node.value:
-        if not isinstance(item, yaml.ScalarNode) or item.tag.endswith(":null"):
-            raise BadInputError(f"Profile {source} line {item.start_mark.line + 1}: {key} items must be strings.")
-        items.append(str(item.value))
-    return items
 
 
 def save_profile(profile: Profile, *, overwrite: bool = True) -> Path:

@@ -9,7 +9,6 @@ from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.widgets import Static
 
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, LevelEntry, LoggedModelInfo, RegisteredModelInfo, RunInfo
@@ -17,10 +16,18 @@ from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.core.reference import ModelRef
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan, require_selection
 from kitmlflow_tui.core.selection.profiles import PackageDefaults, Profile
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.dialogs import ConfirmScreen, GlobChoice, GlobScreen, ProfileChoice, ProfileScreen
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.selection_model import BIG_BYTES, BIG_SHARE, ArtifactBrowser
-from kitmlflow_tui.tui.text import count, display_path, format_time, not_finished_reason, status_text
+from kitmlflow_tui.tui.text import (
+    count,
+    display_path,
+    format_time,
+    model_version,
+    not_finished_reason,
+    status_text,
+)
 from kitmlflow_tui.tui.widgets.checkbox_tree import CheckboxTree
 
 
@@ -35,27 +42,6 @@ class ArtifactsScreen(WizardScreen):
         Binding("c", "review", "Continue"),
         Binding("escape", "back", "Back"),
     ]
-
-    class RunLoaded(Message):
-        """The run behind this step is known (the App keeps it: Escape may need its experiment)."""
-
-        def __init__(self, run: RunInfo) -> None:
-            super().__init__()
-            self.run = run
-
-    class Chosen(Message):
-        """The files to import are ticked: the App shows the review."""
-
-        def __init__(
-            self,
-            run: RunInfo,
-            tree: ArtifactTree,
-            spec: FilterSpec,
-            package: PackageDefaults,
-            registered: RegisteredModelInfo | None,
-        ) -> None:
-            super().__init__()
-            self.run, self.tree, self.spec, self.package, self.registered = run, tree, spec, package, registered
 
     def __init__(
         self,
@@ -122,7 +108,7 @@ class ArtifactsScreen(WizardScreen):
 
     def run_loaded(self, run: RunInfo, list_tree: bool = True) -> None:
         self.run = run
-        self.post_message(self.RunLoaded(run))
+        self.post_message(messages.RunLoaded(run))
         self.show_header()
         if not list_tree:
             return
@@ -151,7 +137,7 @@ class ArtifactsScreen(WizardScreen):
             f" · [dim]{escape(run.experiment_name)}[/]"
         )
         if self.registered is not None:
-            head += f"\nregistered model [b]{escape(self.registered.name)}[/] version {self.registered.version}"
+            head += f"\nregistered model [b]{escape(model_version(self.registered))}[/]"
         reason = not_finished_reason(run.status)
         if reason:
             head += f"\n[$warning]This run is {escape(reason)}.[/]"
@@ -356,4 +342,4 @@ class ArtifactsScreen(WizardScreen):
                 self.notify(f"{exc.message}\n{exc.hint}", severity="warning", timeout=10)
                 return
         tree = self.browser.index.tree
-        self.post_message(self.Chosen(self.run, tree, self.browser.spec(), self.package, self.registered))
+        self.post_message(messages.FilesChosen(self.run, tree, self.browser.spec(), self.package, self.registered))

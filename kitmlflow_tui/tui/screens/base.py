@@ -1,7 +1,7 @@
 """What every wizard step shares: the step line, the footer, worker plumbing and the way back.
 
 A step knows its inputs (constructor arguments and the App's :class:`WizardContext`) and its outputs
-(messages it posts: its choice, or :class:`WizardScreen.BackRequested`). The App handles them and
+(messages it posts, ``tui/messages.py``: its choice, or ``BackRequested``). The App handles them and
 decides which step comes next; no step constructs another.
 """
 
@@ -14,19 +14,24 @@ from typing import Any, ClassVar, TypeVar, cast
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from kitmlflow_tui.core.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
+from kitmlflow_tui.core.errors import (
+    AuthError,
+    KitmlflowError,
+    ServerUnreachableError,
+    as_kitmlflow_error,
+    scrub_secrets,
+)
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.context import WizardContext
-from kitmlflow_tui.tui.dialogs import ErrorScreen
 
 T = TypeVar("T")
 STEPS = ("Experiments", "Runs", "Artifacts", "Review", "Import")
 # Errors that mean the server itself is not usable: they get the full error screen with a retry.
-SERVER_EXIT_CODES = {3, 6}
+SERVER_ERRORS = (AuthError, ServerUnreachableError)
 
 
 class StepLine(Static):
@@ -46,14 +51,6 @@ class WizardScreen(Screen[None]):
     STEP: ClassVar[str] = ""
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
 
-    class BackRequested(Message):
-        """Escape on a step: the App goes back to the step before (building it when the wizard was
-        opened straight at this one)."""
-
-        def __init__(self, screen: WizardScreen) -> None:
-            super().__init__()
-            self.screen = screen
-
     @property
     def wizard(self) -> WizardContext:
         return cast(WizardContext, self.app)
@@ -71,7 +68,7 @@ class WizardScreen(Screen[None]):
         return self.wizard.display_uri
 
     def action_back(self) -> None:
-        self.post_message(self.BackRequested(self))
+        self.post_message(messages.BackRequested(self.STEP))
 
     def on_screen_suspend(self) -> None:
         """A toast belongs to the step that raised it: the next screen starts without it over its lines."""
@@ -107,7 +104,9 @@ class WizardScreen(Screen[None]):
 
     def show_error(self, exc: KitmlflowError, retry: Callable[[], None] | None = None) -> None:
         """Server-level failures get the full error screen; anything else a notification."""
-        if exc.exit_code in SERVER_EXIT_CODES or retry is not None:
+        if isinstance(exc, SERVER_ERRORS) or retry is not None:
+            from kitmlflow_tui.tui.dialogs import ErrorScreen  # the dialogs are not needed before an error
+
             self.app.push_screen(ErrorScreen(exc, retry=retry))
         else:
             self.notify(scrub_secrets(str(exc)), title="Error", severity="error", timeout=8)

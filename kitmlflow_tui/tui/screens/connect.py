@@ -8,11 +8,11 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Vertical
-from textual.message import Message
 from textual.widgets import Static
 
 from kitmlflow_tui.core.errors import KitmlflowError
 from kitmlflow_tui.core.reference import redact_uri
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import error_markup
 
@@ -24,19 +24,6 @@ class ConnectScreen(WizardScreen):
         Binding("q", "app.quit", "Quit"),
         Binding("escape", "back", show=False),
     ]
-
-    class Connected(Message):
-        """The backend is open: the App shows the step the reference points at."""
-
-    class Retrying(Message):
-        """The user asked to connect again: the last failure no longer decides the exit code."""
-
-    class Failed(Message):
-        """The connection failed: quitting now exits with this error's code."""
-
-        def __init__(self, error: KitmlflowError) -> None:
-            super().__init__()
-            self.error = error
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,7 +45,9 @@ class ConnectScreen(WizardScreen):
         return f"Connecting to [b]{escape(redact_uri(uri))}[/]…\n[dim]Loading MLflow (the first start can take a few seconds).[/]"
 
     def on_mount(self) -> None:
-        self.connect()
+        # After the first paint: importing MLflow in the worker holds the GIL for a second or more, and
+        # started now it would halve the UI thread's share while it draws the first frame.
+        self.call_after_refresh(self.connect)
 
     def connect(self) -> None:
         self.query_one("#connect-status", Static).update(self._connecting_text())
@@ -67,11 +56,11 @@ class ConnectScreen(WizardScreen):
         self.background(self.wizard.open_backend, self.connected, self.failed, group="connect")
 
     def connected(self, _backend: object) -> None:
-        self.post_message(self.Connected())
+        self.post_message(messages.Connected())
 
     def failed(self, error: KitmlflowError) -> None:
         self.error = error
-        self.post_message(self.Failed(error))
+        self.post_message(messages.ConnectFailed(error))
         uri = self.wizard.planned_uri
         status = f"Could not connect to [b]{escape(redact_uri(uri))}[/]." if uri else "[b]No tracking server.[/]"
         self.query_one("#connect-status", Static).update(status)
@@ -86,7 +75,7 @@ class ConnectScreen(WizardScreen):
     def action_retry(self) -> None:
         if self.error is not None:
             self.error = None
-            self.post_message(self.Retrying())
+            self.post_message(messages.ConnectRetrying())
             self.connect()
 
     def action_back(self) -> None:

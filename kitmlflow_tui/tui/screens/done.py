@@ -1,22 +1,28 @@
-"""The last step: the ModelKit that was made (and where it was pushed), and what to do with it next."""
+"""The last step: the ModelKit that was made (and where it was pushed), what to do with it next, and a
+"Push to" that sends it to a registry (only the push runs, as after a failed push of the review's)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from rich.table import Table
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, Static
 
 from kitmlflow_tui.core.selection.plan import format_size
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import one_line
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count
 from kitmlflow_tui.tui.widgets.laid_out import CommandView
+from kitmlflow_tui.tui.widgets.push_status import PushStatus
+from kitmlflow_tui.tui.widgets.reference_input import ReferenceInput
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.pipeline import ImportResult
@@ -24,8 +30,10 @@ if TYPE_CHECKING:
 
 class DoneScreen(WizardScreen):
     STEP = "Import"
+    AUTO_FOCUS = "#done-box"  # not the push field: q, p and esc are keys here until p is pressed
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Another import"),
+        Binding("p", "focus_push", "Push to a registry"),
         Binding("ctrl+y", "copy", "Copy unpack command"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -50,10 +58,7 @@ class DoneScreen(WizardScreen):
         commands = [["kit", "list"], self.unpack_words()]
         if pushed is not None:
             return [*commands, ["kit", "pull", pushed.reference]], []
-        note = (
-            f"to a registry: fill Push to on the review (esc, then the run again), "
-            f"or kit push {self.local_reference()} REGISTRY/REPOSITORY:TAG"
-        )
+        note = f"to a registry: p (Push to, below), or kit push {self.local_reference()} REGISTRY/REPOSITORY:TAG"
         return commands, [note]
 
     def compose_body(self) -> ComposeResult:
@@ -78,7 +83,50 @@ class DoneScreen(WizardScreen):
             yield Static(table, id="done-facts")
             commands, notes = self.next_commands()
             yield CommandView("[b]Next[/]", commands, notes=notes, indent="  ", id="done-next")
-            yield Static("[dim]esc another import (back to the runs) · ctrl+y copies the unpack command · q quits[/]")
+            with Horizontal(classes="field", id="done-push"):
+                yield Label("Push to", classes="field-label")
+                yield ReferenceInput(placeholder="registry/repository:tag, then enter", id="push-to", compact=True)
+            where = "another registry" if pushed is not None else "a registry"
+            yield PushStatus(
+                self.wizard.backend.stored_login,
+                self.background,
+                empty=f"[dim]p, then a reference and enter: pushes this ModelKit to {where}[/]",
+                id="done-push-status",
+            )
+            yield Static(
+                "[dim]esc another import · p push · ctrl+y copies the unpack command · q quits[/]",
+                id="done-hint",
+            )
+
+    def on_mount(self) -> None:
+        field = self.query_one("#push-to", Input)
+        field.cursor_blink = self.wizard.cursor_blink
+        self.query_one(PushStatus).check(field.value)
+
+    # -- the push ----------------------------------------------------------------------------------
+    def action_focus_push(self) -> None:
+        self.set_focus(self.query_one("#push-to", Input))
+
+    @on(Input.Changed, "#push-to")
+    def push_to_changed(self, event: Input.Changed) -> None:
+        self.query_one(PushStatus).check(event.value)
+
+    @on(Input.Submitted, "#push-to")
+    def push(self) -> None:
+        status = self.query_one(PushStatus)
+        if status.error is not None:
+            self.notify(f"Push to: {status.error.message}", severity="error")
+            return
+        if status.target is None:
+            self.notify("Type where to push it: REGISTRY/REPOSITORY:TAG.", severity="warning")
+            return
+        self.post_message(messages.PushRequested(replace(self.choice, push_to=status.target), self.result))
+
+    def action_back(self) -> None:
+        if self.query_one("#push-to", Input).has_focus:  # leave the field; the next esc starts over
+            self.set_focus(self.query_one("#done-box"))
+            return
+        self.post_message(messages.AnotherImportRequested())
 
     def unpack_command(self) -> str:
         """What Ctrl+Y copies: the unpack command on one line."""

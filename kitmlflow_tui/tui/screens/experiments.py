@@ -8,10 +8,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from kitmlflow_tui.core.catalogue.records import ExperimentSummary
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.screens.base import WizardScreen
 from kitmlflow_tui.tui.text import count, format_time
 
@@ -29,13 +29,6 @@ class ExperimentsScreen(WizardScreen):
         Binding("escape", "clear", "Clear filter"),
         Binding("ctrl+r", "reload", "Reload"),
     ]
-
-    class Chosen(Message):
-        """An experiment was opened: the App shows its runs."""
-
-        def __init__(self, experiment: ExperimentSummary) -> None:
-            super().__init__()
-            self.experiment = experiment
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +94,7 @@ class ExperimentsScreen(WizardScreen):
         self.open(self.shown[event.cursor_row])
 
     def open(self, experiment: ExperimentSummary) -> None:
-        self.post_message(self.Chosen(experiment))
+        self.post_message(messages.ExperimentChosen(experiment))
 
     def action_clear(self) -> None:
         self.query_one(Input).value = ""

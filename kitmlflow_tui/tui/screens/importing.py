@@ -19,12 +19,12 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
 from textual.widgets import ProgressBar, RichLog, Static
 
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, scrub_secrets
 from kitmlflow_tui.core.events import Observer, ProgressEvent
 from kitmlflow_tui.core.selection.plan import format_size
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import choice_words
 from kitmlflow_tui.tui.dialogs import ConfirmScreen
@@ -183,27 +183,6 @@ class ImportScreen(WizardScreen):
         Binding("q", "quit_when_over", "Quit"),
     ]
 
-    class Finished(Message):
-        """The ModelKit is packed (and pushed when asked): the App shows the result."""
-
-        def __init__(self, screen: ImportScreen, choice: ImportChoice, result: ImportResult) -> None:
-            super().__init__()
-            self.screen, self.choice, self.result = screen, choice, result
-
-    class Failed(Message):
-        """The import failed or was cancelled (a quit waiting for the cancel may now go on)."""
-
-        def __init__(self, screen: ImportScreen, error: KitmlflowError) -> None:
-            super().__init__()
-            self.screen, self.error = screen, error
-
-    class RetryRequested(Message):
-        """Run it again: the import (which resumes from the kept downloads), or only the push."""
-
-        def __init__(self, screen: ImportScreen, choice: ImportChoice, packed: ImportResult | None) -> None:
-            super().__init__()
-            self.screen, self.choice, self.packed = screen, choice, packed
-
     def __init__(self, choice: ImportChoice, packed: ImportResult | None = None) -> None:
         super().__init__()
         self.choice = choice
@@ -301,7 +280,7 @@ class ImportScreen(WizardScreen):
         self.running = False
         self.timer.stop()
         self.refresh_progress()
-        self.post_message(self.Finished(self, self.choice, result))
+        self.post_message(messages.ImportFinished(self, self.choice, result, self.quit_after))
 
     def pushed(self, result: PushResult) -> None:
         assert self.packed is not None
@@ -329,7 +308,7 @@ class ImportScreen(WizardScreen):
         )
         self.show_next()
         self.refresh_bindings()
-        self.post_message(self.Failed(self, error))
+        self.post_message(messages.ImportFailed(error, self.quit_after))
         if not self.push_failed():
             choice, backend = self.choice, self.wizard.backend
             self.background(lambda: backend.kept_download(choice), self.kept_known, group="kept")
@@ -403,12 +382,12 @@ class ImportScreen(WizardScreen):
     def action_retry(self) -> None:
         if not self.running:
             packed = self.local_result() if self.push_failed() else None
-            self.post_message(self.RetryRequested(self, self.choice, packed))
+            self.post_message(messages.ImportRetryRequested(self.choice, packed))
 
     def action_skip_push(self) -> None:
         local = self.local_result()
         if not self.running and local is not None:
-            self.post_message(self.Finished(self, self.choice, local))
+            self.post_message(messages.ImportFinished(self, self.choice, local, self.quit_after))
 
     def action_discard(self) -> None:
         kept = self.kept

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
@@ -11,25 +11,27 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Static
 
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
-from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference, parse_push_reference
+from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.core.selection.profiles import PackageDefaults
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
 from kitmlflow_tui.tui.commands import draft_words, one_line
+from kitmlflow_tui.tui.messages import ReviewFields, split_authors
 from kitmlflow_tui.tui.screens.base import WizardScreen
-from kitmlflow_tui.tui.text import count, error_markup
+from kitmlflow_tui.tui.text import count, error_markup, model_version
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
+from kitmlflow_tui.tui.widgets.push_status import PushStatus
+from kitmlflow_tui.tui.widgets.reference_input import ReferenceInput
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.core.pipeline import KitfilePreview
-    from kitmlflow_tui.core.registry import StoredCredential
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
 LABELS = {
@@ -42,42 +44,19 @@ LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class ReviewFields:
-    """The review's fields as typed; the App keeps them, so a trip back to the artifacts loses none."""
-
-    tag: str = ""
-    push_to: str = ""  # a registry reference; empty: local storage only
-    name: str = ""
-    version: str = ""
-    description: str = ""
-    authors: str = ""  # comma-separated
-    package: PackageDefaults | None = None  # the profile defaults the fields were started from
-
-    def with_package(self, package: PackageDefaults) -> ReviewFields:
-        """A newly loaded profile's description and authors replace the ones typed before."""
-        if package == self.package:
-            return self
-        return replace(
-            self,
-            description=package.description or self.description,
-            authors=", ".join(package.authors) or self.authors,
-            package=package,
-        )
-
-    def package_defaults(self) -> PackageDefaults:
-        """Description and authors as a profile's Kitfile defaults (the licence of the loaded profile kept)."""
-        license = self.package.license if self.package else None
-        return PackageDefaults(self.description or None, split_authors(self.authors), license)
+def default_tag(run: RunInfo, registered: RegisteredModelInfo | None = None) -> str:
+    """The run's name and id (``resnet18:1fb16229``); for a registered model its name and the alias or
+    version it was opened by (``churn:champion``, ``churn:v3``: the tags ``kitmlflow sync`` gives)."""
+    if registered is not None:
+        label = registered.alias or f"v{registered.version}"
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).lstrip(".-")[:128] or f"v{registered.version}"
+        return f"{repository_name(registered.name)}:{tag}"
+    return f"{repository_name(run.run_name)}:{run.run_id[:8]}"
 
 
-def split_authors(text: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in text.split(",") if a.strip())
-
-
-def default_tag(run: RunInfo) -> str:
-    repository = re.sub(r"[^a-z0-9._-]+", "-", (run.run_name or "model").lower()).strip("-._") or "model"
-    return f"{repository}:{run.run_id[:8]}"
+def repository_name(name: str) -> str:
+    """A name as a ModelKit repository: lowercase letters, digits and ``._-``."""
+    return re.sub(r"[^a-z0-9._-]+", "-", (name or "model").lower()).strip("-._") or "model"
 
 
 def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
@@ -105,20 +84,6 @@ class ReviewScreen(WizardScreen):
         Binding("escape", "back", "Back"),
     ]
 
-    class ImportRequested(Message):
-        """The review is done: the App runs the import of this choice."""
-
-        def __init__(self, choice: ImportChoice) -> None:
-            super().__init__()
-            self.choice = choice
-
-    class Edited(Message):
-        """A field changed: the App keeps the fields for the next review of this run."""
-
-        def __init__(self, run_id: str, fields: ReviewFields) -> None:
-            super().__init__()
-            self.run_id, self.fields = run_id, fields
-
     def __init__(
         self,
         run: RunInfo,
@@ -139,10 +104,11 @@ class ReviewScreen(WizardScreen):
         self.kitfile: Kitfile | None = None
         self.free: int | None = None
         self.tag_error: str | None = None
-        self.push_error: KitmlflowError | None = None
         self._debounce: Timer | None = None
 
     def where(self) -> str:
+        if self.registered is not None:  # first: the step line cuts its end at 80 columns
+            return f"{model_version(self.registered)} · {self.wizard.display_uri}"
         return f"{self.wizard.display_uri} · {self.run.run_name}"
 
     def compose_body(self) -> ComposeResult:
@@ -152,11 +118,18 @@ class ReviewScreen(WizardScreen):
                 for key, label in LABELS.items():
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
-                        yield Input(
+                        field = ReferenceInput if key in ("tag", "push_to") else Input
+                        yield field(
                             getattr(start, key), placeholder=self._placeholder(key), id=f"field-{key}", compact=True
                         )
                 yield Static("", id="tag-error", classes="error-line")
-                yield Static("", id="push-status", classes="error-line")
+                yield PushStatus(
+                    self.wizard.backend.stored_login,
+                    self.background,
+                    empty="[dim]Push to: empty, the ModelKit stays in local storage.[/]",
+                    id="push-status",
+                    classes="error-line",
+                )
                 yield Static("", id="disk")
                 yield RolesView(id="roles")
                 yield Static("", id="no-layer")
@@ -172,7 +145,7 @@ class ReviewScreen(WizardScreen):
         if self.initial_fields is not None:
             return self.initial_fields.with_package(self.package)
         return ReviewFields(
-            tag=self.wizard.initial_tag or default_tag(self.run),
+            tag=self.wizard.initial_tag or default_tag(self.run, self.registered),
             push_to=self.wizard.initial_push_to or "",
             description=self.package.description or "",
             authors=", ".join(self.package.authors),
@@ -221,13 +194,10 @@ class ReviewScreen(WizardScreen):
 
     def push_target(self) -> ModelKitRef | None:
         """The registry reference typed in "Push to" (None when empty or not valid)."""
-        text = self.value("push_to")
-        if not text:
-            return None
-        try:
-            return parse_push_reference(text)
-        except BadInputError:
-            return None
+        return self.query_one(PushStatus).target
+
+    def check_push_to(self) -> None:
+        self.query_one(PushStatus).check(self.value("push_to"))
 
     def tag_reference(self) -> ModelKitRef:
         """The tag typed in "Tag", or BadInputError (exit 2's message) when kit would not take it."""
@@ -247,7 +217,7 @@ class ReviewScreen(WizardScreen):
 
     @on(Input.Changed)
     def changed(self, event: Input.Changed) -> None:
-        self.post_message(self.Edited(self.run.run_id, self.fields()))
+        self.post_message(messages.ReviewEdited(self.run.run_id, self.fields()))
         if event.input.id == "field-push_to":
             self.check_push_to()
         self.show_command()
@@ -305,46 +275,6 @@ class ReviewScreen(WizardScreen):
         line.update(error_markup(error))
         line.display = True
         self.query_one("#kitfile", YamlView).show(placeholder="[dim]No Kitfile until the problem above is fixed.[/]")
-
-    # -- the push ----------------------------------------------------------------------------------
-    def check_push_to(self) -> None:
-        """Validate "Push to" as ``import --push`` does, then look up the stored login (in a worker)."""
-        status = self.query_one("#push-status", Static)
-        text = self.value("push_to")
-        self.push_error = None
-        if not text:
-            status.update("[dim]Push to: empty, the ModelKit stays in local storage.[/]")
-            return
-        try:
-            target = parse_push_reference(text)
-        except BadInputError as exc:
-            self.push_error = exc
-            status.update(error_markup(exc))
-            return
-        status.update(f"[dim]Push to {escape(target.registry)}: looking up the login…[/]")
-        registry = target.registry
-        self.background(
-            lambda: self.wizard.backend.stored_login(registry),
-            lambda login: self.show_login(registry, login),
-            lambda error: status.update(error_markup(error)),
-            group="login",
-        )
-
-    def show_login(self, registry: str, login: StoredCredential | None) -> None:
-        target = self.push_target()
-        if target is None or target.registry != registry:
-            return  # typed on meanwhile
-        status = self.query_one("#push-status", Static)
-        if login is not None:
-            who = login.credential.username or "a token"
-            status.update(
-                f"Push to [b]{escape(registry)}[/] as {escape(who)} [dim](login from {escape(login.source)})[/]"
-            )
-        else:
-            status.update(
-                f"[$warning]No login stored for {escape(registry)}[/] (fine if it needs none); to log in:\n"
-                f"[b]kitmlflow login {escape(registry)} -u USER --password-stdin[/]"
-            )
 
     # -- disk and command ------------------------------------------------------------------------
     def free_known(self, free: int | None) -> None:
@@ -414,10 +344,11 @@ class ReviewScreen(WizardScreen):
         if self.kitfile is None:
             self.notify(self.tag_error or "The Kitfile is still being generated.", severity="warning")
             return
-        if self.push_error is not None:
-            self.notify(f"Push to: {self.push_error.message}", severity="error")
+        push_error = self.query_one(PushStatus).error
+        if push_error is not None:
+            self.notify(f"Push to: {push_error.message}", severity="error")
             return
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")
             return
-        self.post_message(self.ImportRequested(self.choice()))
+        self.post_message(messages.ImportRequested(self.choice()))

@@ -18,13 +18,13 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from kitmlflow_tui.core.catalogue.records import RunPage, RunQuery, RunSummary
 from kitmlflow_tui.core.errors import KitmlflowError
+from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.dialogs import ColumnChoice, ColumnsScreen
-from kitmlflow_tui.tui.screens.base import SERVER_EXIT_CODES, WizardScreen
+from kitmlflow_tui.tui.screens.base import SERVER_ERRORS, WizardScreen
 from kitmlflow_tui.tui.text import (
     count,
     error_markup,
@@ -179,7 +179,9 @@ class RunsScreen(WizardScreen):
     STEP = "Runs"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", priority=False),
-        Binding("slash", "focus_filter", "Filter"),
+        # Priority, and the focus moved at once: keys typed in the same burst as "/" reach the App after it,
+        # and must go to the filter, not to the table (where s would sort and c open the columns).
+        Binding("slash", "focus_filter", "Filter", priority=True),
         Binding("s", "sort", "Sort"),
         Binding("d", "flip", "Asc/desc"),
         Binding("c", "columns", "Columns"),
@@ -188,13 +190,6 @@ class RunsScreen(WizardScreen):
         Binding("end,G", "last", "Last run", show=False, priority=True),
         Binding("escape", "back", "Back"),
     ]
-
-    class Chosen(Message):
-        """A finished run was opened: the App shows its artifacts."""
-
-        def __init__(self, run: RunSummary) -> None:
-            super().__init__()
-            self.run = run
 
     def __init__(self, experiment_id: str, experiment_name: str | None = None) -> None:
         super().__init__()
@@ -307,7 +302,7 @@ class RunsScreen(WizardScreen):
 
     def load_failed(self, error: KitmlflowError) -> None:
         self.page_loading = False
-        if error.exit_code in SERVER_EXIT_CODES:
+        if isinstance(error, SERVER_ERRORS):
             self.show_error(error, retry=self.action_reload)
             return
         line = self.query_one("#filter-error", Static)
@@ -422,11 +417,13 @@ class RunsScreen(WizardScreen):
         if reason:
             self.notify(f"Run {run.run_name or run.run_id} is {reason}.", severity="warning", timeout=6)
             return
-        self.post_message(self.Chosen(run))
+        self.post_message(messages.RunChosen(run))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("first", "last"):  # only for the table: in the filter they are the text's
             return self.query_one(DataTable).has_focus
+        if action == "focus_filter":  # in the filter a "/" is text (a path in a tag's value)
+            return not self.query_one("#run-filter", Input).has_focus
         return True
 
     def action_first(self) -> None:
@@ -437,7 +434,7 @@ class RunsScreen(WizardScreen):
         table.move_cursor(row=max(table.row_count - 1, 0))
 
     def action_focus_filter(self) -> None:
-        self.query_one("#run-filter", Input).focus()
+        self.set_focus(self.query_one("#run-filter", Input))  # now, not after the keys already queued
 
     @on(Input.Submitted, "#run-filter")
     def filter_submitted(self, event: Input.Submitted) -> None:

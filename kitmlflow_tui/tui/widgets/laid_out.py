@@ -50,7 +50,15 @@ class LaidOut(Static):
 
 
 class CommandView(LaidOut):
-    """Shell commands under a title, laid out so that a pasted copy runs (``commands.shell_lines``)."""
+    """Shell commands under a title, laid out so that a pasted copy runs (``commands.shell_lines``).
+
+    The view must start at the screen's first column (no padding, border or margin to its left, on it
+    or on any container around it): a terminal copies a row from there, and a row that continues a word
+    split at the line's end (``abc\\`` then ``def``) must start with the word's rest, never with blanks,
+    which the shell would read as a break between two arguments. ``PAD`` stands in for the padding
+    before every other line."""
+
+    PAD = " "
 
     def __init__(
         self,
@@ -74,11 +82,12 @@ class CommandView(LaidOut):
         self.relayout()
 
     def lay_out(self, width: int) -> Text:
-        lines: list[Text] = [self.title] if self.title.plain else []
+        width -= len(self.PAD)  # the right padding, as wide as the left
+        lines: list[Text] = [Text(self.PAD) + self.title] if self.title.plain else []
         for words in self.commands:
-            lines += [Text(line) for line in shell_lines(words, width, indent=self.indent)]
+            lines += [Text(line) for line in shell_lines(words, width, indent=self.PAD + self.indent)]
         for note in self.notes:  # comments: every wrapped line starts with "#", so a pasted one stays one
-            prefix = f"{self.indent}# "
+            prefix = f"{self.PAD}{self.indent}# "
             # never inside a word or at a hyphen: a note may name a command or a reference to copy
             wrapped = textwrap.wrap(
                 note, max(width - len(prefix), 10), break_on_hyphens=False, break_long_words=False

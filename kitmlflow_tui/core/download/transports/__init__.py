@@ -15,7 +15,6 @@ from kitmlflow_tui.core.download.stores import store_kind
 from kitmlflow_tui.core.download.transports.base import (
     CHUNK_BYTES,
     DEFAULT_STALL_SECONDS,
-    STALL_ENV,
     ShortRange,
     TransferStalled,
     TransientTransferError,
@@ -26,7 +25,6 @@ from kitmlflow_tui.core.download.transports.base import (
 __all__ = [
     "CHUNK_BYTES",
     "DEFAULT_STALL_SECONDS",
-    "STALL_ENV",
     "ShortRange",
     "TransferStalled",
     "TransientTransferError",

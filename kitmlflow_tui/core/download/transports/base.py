@@ -14,20 +14,19 @@ Failures come out in three shapes, so callers need no knowledge of any SDK:
 
 from __future__ import annotations
 
-import os
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator
 from typing import ClassVar, NoReturn
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue import ArtifactFile
-from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
+from kitmlflow_tui.core.errors import InterruptedByUser
 
 CHUNK_BYTES = 1024 * 1024  # the largest chunk a stream yields
 WINDOW_BYTES = 8 * 1024 * 1024  # one ranged read of an SDK that reads into memory (``windowed``)
 CONNECT_SECONDS = 30.0  # connecting to a store, for the SDKs that take the limit apart from the read's
-STALL_ENV = "KITMLFLOW_STALL_SECONDS"
 DEFAULT_STALL_SECONDS = 30.0
 
 
@@ -45,16 +44,7 @@ class ShortRange(TransientTransferError):
 
 def stall_seconds() -> float:
     """``KITMLFLOW_STALL_SECONDS`` (default 30): how long a started transfer may go without a byte."""
-    text = os.environ.get(STALL_ENV, "").strip()
-    if not text:
-        return DEFAULT_STALL_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise BadInputError(f"{STALL_ENV}={text!r} is not a positive number of seconds.")
-    return value
+    return settings.STALL_SECONDS.seconds(DEFAULT_STALL_SECONDS)
 
 
 class Transport(ABC):
