@@ -61,13 +61,16 @@ class LoggedModelSource:
 @dataclass(frozen=True)
 class RegisteredVersion:
     """The registered model version the ModelKit holds: the one the URI named (``alias`` when it named one by
-    alias), or the one a run's model was registered as. ``aliases``: every alias that pointed at that version when
-    it was imported (written only when there is one, so a mapping without them reads back the same)."""
+    alias), or, with ``imported_from_run``, the one the model of a run imported whole was registered as (the
+    ModelKit then holds the run's files, not only that version's: ``sync`` does not take it for the version).
+    ``aliases``: every alias that pointed at that version when it was imported. Both are written only when set, so
+    the mapping of a version imported as such reads as before."""
 
     name: str
     version: str
     alias: str | None = None
     aliases: tuple[str, ...] = ()
+    imported_from_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class MlflowProvenance:
             }
             if self.registered_model.aliases:
                 mapping["registered_model"]["aliases"] = list(self.registered_model.aliases)
+            if self.registered_model.imported_from_run:
+                mapping["registered_model"]["imported_from"] = "run"
         mapping["importer"] = {"name": self.importer.name, "version": self.importer.version}
         mapping["filter"] = dict(self.filter)
         if self.masked_fields:
@@ -198,6 +203,7 @@ class MlflowProvenance:
                     registered_version,
                     _text(registered.get("alias")),
                     tuple(a for a in _list(registered.get("aliases")) if isinstance(a, str)),
+                    registered.get("imported_from") == "run",
                 )
                 if registered_name is not None and registered_version is not None
                 else None

@@ -294,7 +294,7 @@ class _Held:
             return f"{artifact} without MLflow provenance"
         registered = self.provenance.registered_model
         run_id = _shown(self.provenance.run.id)
-        if registered is None:
+        if registered is None or registered.imported_from_run:
             return f"{artifact} of run {run_id} imported directly, not as a registered model version"
         of = f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
         return f"{of} as a ModelPack" if self.format == "modelpack" else of
@@ -307,6 +307,7 @@ class _Held:
         registered = self.provenance.registered_model
         return (
             registered is not None
+            and not registered.imported_from_run
             and registered.name == name
             and registered.version == version
             and run_id is not None
@@ -315,7 +316,7 @@ class _Held:
 
     def of_model(self, name: str) -> bool:
         registered = self.provenance.registered_model if self.provenance is not None else None
-        return registered is not None and registered.name == name
+        return registered is not None and not registered.imported_from_run and registered.name == name
 
 
 def _shown(value: Any) -> str:

@@ -31,7 +31,8 @@ provenances = st.builds(
     metrics=st.dictionaries(text, st.floats(allow_nan=False) | st.sampled_from(["NaN", "Infinity"]), max_size=3),
     tags=st.dictionaries(text, text, max_size=3),
     logged_models=st.tuples(st.builds(LoggedModelSource, maybe, maybe, maybe, st.tuples(text))),
-    registered_model=st.none() | st.builds(RegisteredVersion, text, text, maybe, st.tuples() | st.tuples(text, text)),
+    registered_model=st.none()
+    | st.builds(RegisteredVersion, text, text, maybe, st.tuples() | st.tuples(text, text), st.booleans()),
     importer=st.builds(Importer, text, text),
     filter=st.fixed_dictionaries({"include": st.lists(text, max_size=2), "max_file_size": st.none() | st.integers()}),
     masked_fields=st.tuples(text),
@@ -111,11 +112,12 @@ def test_aliases_and_datasets_are_added_keys_that_old_mappings_lack() -> None:
         "http://mlflow",
         ExperimentSource("1"),
         RunSource("r"),
-        registered_model=RegisteredVersion("churn", "2", None, ("champion", "prod")),
+        registered_model=RegisteredVersion("churn", "2", None, ("champion", "prod"), imported_from_run=True),
         datasets=(DatasetSource("churn-train", "7b19d0b7", "s3", "s3://b/train.csv", "training"),),
     )
     written = new.to_mapping()
     assert written["registered_model"]["aliases"] == ["champion", "prod"]
+    assert written["registered_model"]["imported_from"] == "run"  # a run imported whole, its model registered
     assert written["datasets"] == [
         {
             "name": "churn-train",

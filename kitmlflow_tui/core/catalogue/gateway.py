@@ -295,6 +295,7 @@ class Catalogue:
             aliases=listed.aliases,
             description=listed.description,
             folder=folder,
+            of_run=True,
         )
 
     def source_run_id(self, version: ModelVersionInfo) -> str | None:

@@ -35,6 +35,7 @@ class RegisteredModelInfo:
     aliases: tuple[str, ...] = ()  # every alias pointing at this version
     description: str | None = None  # the version's description in the model registry
     folder: str | None = None  # the run's folder holding it, when MLflow names a folder (MLflow 2) rather than an id
+    of_run: bool = False  # found as what the run's model was registered as (the import takes the whole run)
 
 
 @dataclass(frozen=True)

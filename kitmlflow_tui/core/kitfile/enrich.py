@@ -387,7 +387,9 @@ def _provenance(facts: RunFacts, model_folders: Mapping[str, ModelFolder]) -> Ml
             LoggedModelSource(m.model_id, m.name, m.folder, flavors_of(m)) for m in facts.logged_models
         ),
         registered_model=(
-            RegisteredVersion(registered.name, registered.version, registered.alias, registered.aliases)
+            RegisteredVersion(
+                registered.name, registered.version, registered.alias, registered.aliases, registered.of_run
+            )
             if registered
             else None
         ),
