@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.core.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.core.catalogue.records import DatasetInput, LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import BadInputError
 from kitmlflow_tui.core.kitfile import (
     KIT_INIT_COMMIT,
@@ -871,3 +871,29 @@ def test_root_environment_files_are_code_and_a_models_own_stay_in_it(tmp_path: P
         "code"
     ]
     validate_kitfile(kitfile, folder)
+
+
+def test_datasets_are_named_after_the_inputs_the_run_logged(tmp_path: Path) -> None:
+    folder = build_case("datasets-only", tmp_path)
+    entries = [d["path"] for d in classify_like_kit_init(folder).to_dict()["datasets"]]
+    inputs = (
+        DatasetInput(
+            "churn-train", "7b19d0b7", "s3", f"s3://bucket/{stem(entries[0])}.csv?X-Amz-Signature=abc", "training"
+        ),
+        DatasetInput(stem(entries[1]), None, "code", None, None),
+    )
+    run = RunInfo(**{**RUN.__dict__, "dataset_inputs": inputs})
+    datasets = {d["path"]: d for d in build(folder, run=run).kitfile.to_dict()["datasets"]}
+    first, second = datasets[entries[0]], datasets[entries[1]]
+    assert first["name"] == "churn-train"
+    assert first["description"] == (
+        "Training data the run logged as an input (MLflow dataset churn-train, digest 7b19d0b7, "
+        f"from s3://bucket/{stem(entries[0])}.csv?X-Amz-Signature=***)"
+    )
+    assert first["parameters"]["mlflow_datasets"] == [
+        {"name": "churn-train", "digest": "7b19d0b7", "source_type": "s3",
+         "source": f"s3://bucket/{stem(entries[0])}.csv?X-Amz-Signature=***", "context": "training"}
+    ]  # fmt: skip
+    assert second["name"] == stem(entries[1]) and second["parameters"]["mlflow_datasets"][0]["source_type"] == "code"
+    others = [d for path, d in datasets.items() if path not in entries[:2]]
+    assert all(d["name"] == stem(d["path"]) and "mlflow_datasets" not in d.get("parameters", {}) for d in others)

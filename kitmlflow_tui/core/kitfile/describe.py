@@ -75,13 +75,22 @@ def _source_stem(dataset: DatasetInput) -> str | None:
     return stem(path) if path else None
 
 
-def matching_input(path: str, inputs: Sequence[DatasetInput]) -> DatasetInput | None:
-    """The logged dataset input a file is: its source's file (or folder) name, else the input's own name, is the
-    file's name (``data/train.csv`` ↔ ``s3://bucket/churn/train.csv``, or a dataset named ``train``)."""
-    entry = stem(path)
-    return next((d for d in inputs if _source_stem(d) == entry), None) or next(
-        (d for d in inputs if d.name == entry), None
-    )
+class InputIndex:
+    """The logged dataset inputs by the name a file holding one has: its source's file (or folder) name, else the
+    input's own name (``data/train.csv`` ↔ ``s3://bucket/churn/train.csv``, or a dataset named ``train``). Built
+    once: a dataset folder may hold many files."""
+
+    def __init__(self, inputs: Sequence[DatasetInput]) -> None:
+        self._by_name: dict[str, DatasetInput] = {}
+        for dataset in inputs:
+            self._by_name.setdefault(dataset.name, dataset)
+        for dataset in reversed(inputs):  # a source's name wins over an input's own; the first input wins
+            source = _source_stem(dataset)
+            if source is not None:
+                self._by_name[source] = dataset
+
+    def of(self, path: str) -> DatasetInput | None:
+        return self._by_name.get(stem(path))
 
 
 def dataset_description(dataset: DatasetInput) -> str:
@@ -112,11 +121,12 @@ def named_datasets(
     """Each dataset named and described by the logged input it is (a file), else by its file or folder and kind; a
     folder entry holding logged inputs (``files_in`` lists a folder's files) says which. The inputs' records go to
     ``parameters.mlflow_datasets``."""
+    index = InputIndex(inputs)
     named = []
     for entry in datasets:
         path = entry.path or "."
-        itself = matching_input(path, inputs)
-        held = [] if itself else [(f, d) for f in files_in(path) if (d := matching_input(f, inputs)) is not None]
+        itself = index.of(path) if inputs else None
+        held = [] if itself or not inputs else [(f, d) for f in files_in(path) if (d := index.of(f)) is not None]
         if itself is not None:
             name, description, found = itself.name, dataset_description(itself), [itself]
         elif held:
