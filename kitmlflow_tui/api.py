@@ -28,6 +28,7 @@ from kitmlflow_tui.core.errors import BadInputError
 from kitmlflow_tui.core.events import Observer, ProgressEvent
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.attest.produce import Attestation
     from kitmlflow_tui.core.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
     from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.core.modelkit_reference import ModelKitRef
@@ -125,6 +126,8 @@ class ImportReport(PlanReport):
     reused_bytes: int = 0  # already there from an interrupted import of the run
     pushed: PushResult | None = None  # with push=True: reference, digest, uploaded_bytes, …
     warnings: tuple[str, ...] = ()
+    # With sign_key or attestation_output: the provenance attestation (statement, envelope, where it was attached)
+    attestation: Attestation | None = None
 
 
 @dataclass(frozen=True)
@@ -401,6 +404,8 @@ def prepare_import(
 
         load_kitfile_text(pipeline.read_kitfile(kitfile_path), source=str(kitfile_path))
     pipeline.check_format(format, packer, compression)
+    if not dry_run:
+        _check_attestation_inputs(_path(sign_key), _path(attestation_output), push)
     options = pipeline.ImportOptions(
         tag=tag_ref,
         packer=_choice(packer, ("auto", "kit", "native"), "packer"),
@@ -624,6 +629,24 @@ def _registry_options(
     return RegistryOptions(plain_http=plain_http, tls_verify=tls_verify, cert=_path(cert), key=_path(key)).validate()
 
 
+def _check_attestation_inputs(sign_key: Path | None, output: Path | None, push: bool) -> None:
+    """A signing key that cannot sign, a signature with nowhere to go, an output that cannot be written: exit 2
+    before the network is touched."""
+    if output is not None:
+        from kitmlflow_tui.core.attest.produce import check_output_path
+
+        check_output_path(output)
+    if sign_key is not None:
+        if not push and output is None:
+            raise BadInputError(
+                "sign_key (--sign-key) signs the attestation of a pushed ModelKit: add push (--push), or "
+                "attestation_output (--attestation-output PATH)."
+            )
+        from kitmlflow_tui.core.attest.keys import check_sign_key
+
+        check_sign_key(sign_key)
+
+
 def _newer_fields(options_class: type, **values: tuple[Any, Any]) -> dict[str, Any]:
     """The (value, default) pairs ``options_class`` has a field for; a value other than its default for a field this
     version of the core lacks is refused (exit 2) rather than silently dropped."""
@@ -681,6 +704,7 @@ def _import_report(session: Session, result: ImportResult, warnings: tuple[str, 
         reused_bytes=result.download.reused_bytes,
         pushed=result.pushed,
         warnings=warnings,
+        attestation=result.attestation,
     )
 
 

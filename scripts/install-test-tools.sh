@@ -7,10 +7,13 @@
 #   sshd             a real SFTP artifact store                       (Debian openssh-server; never started as a service)
 #   fake-gcs-server  a Google Cloud Storage emulator                  (go install, into .tools/bin)
 #   azurite          an Azure Blob Storage emulator, run with node    (npm, into .tools/azurite)
+#   cosign           sigstore's CLI: checks the attestations kitmlflow pushes (go install, into .tools/bin; ~10 min cold)
+#   referrers-registry  a loopback registry with the OCI 1.1 referrers API (tests/support/referrers_registry, go build)
 set -u
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
 FAKE_GCS_VERSION=v1.56.1
+COSIGN_VERSION=v3.1.3
 AZURITE_VERSION=3.37.0
 mkdir -p "$TOOLS/bin"
 
@@ -48,6 +51,26 @@ if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
       || echo "could not install azurite; the Azure store tests will skip"
   else
     echo "no node/npm: the Azure store tests will skip"
+  fi
+fi
+if [ ! -x "$TOOLS/bin/cosign" ] && ! command -v cosign >/dev/null 2>&1; then
+  if command -v go >/dev/null 2>&1; then
+    GOBIN="$TOOLS/bin" go install "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION" >/dev/null 2>&1 \
+      && echo "installed: cosign $COSIGN_VERSION" \
+      || echo "could not install cosign; the attestation tests check the recorded vectors only"
+  else
+    echo "no go toolchain: no cosign; the attestation tests check the recorded vectors only"
+  fi
+fi
+
+if [ ! -x "$TOOLS/bin/referrers-registry" ] \
+  || [ -n "$(find tests/support/referrers_registry -newer "$TOOLS/bin/referrers-registry" -type f 2>/dev/null)" ]; then
+  if command -v go >/dev/null 2>&1; then
+    (cd tests/support/referrers_registry && go build -o "$TOOLS/bin/referrers-registry" .) >/dev/null 2>&1 \
+      && echo "built: referrers-registry" \
+      || echo "could not build tests/support/referrers_registry; the referrers-API tests will skip"
+  else
+    echo "no go toolchain: no referrers-registry; the referrers-API tests will skip"
   fi
 fi
 exit 0

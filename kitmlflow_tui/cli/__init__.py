@@ -1,4 +1,4 @@
-"""The command line: browse (default), import, download, sync, watch, login, logout, profiles, demo.
+"""The command line: browse (default), import, download, sync, watch, verify, login, logout, profiles, demo.
 
 One module per command family, over the group (:mod:`.app`), the options they share (:mod:`.options`)
 and what they print (:mod:`.output`: text, the ``--json`` document, errors mapped to exit codes). Each
@@ -14,6 +14,7 @@ from kitmlflow_tui.cli.importing import download, import_command
 from kitmlflow_tui.cli.login import login, logout
 from kitmlflow_tui.cli.profiles import profiles
 from kitmlflow_tui.cli.sync import sync
+from kitmlflow_tui.cli.verify import verify
 from kitmlflow_tui.cli.watch import watch
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "profiles",
     "sync",
     "watch",
+    "verify",
 ]

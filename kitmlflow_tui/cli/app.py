@@ -31,6 +31,7 @@ def cli(ctx: click.Context) -> None:
     kitmlflow import URI -t REG/REPO:TAG --yes --push   ... and push it to the registry
     kitmlflow sync mlflow://models/NAME --to REG/REPO --yes   keep a registry in step with a model's versions
     kitmlflow watch mlflow://HOST/models/NAME --to REG/REPO   ... as it happens (MLflow's webhooks)
+    kitmlflow verify REG/REPO:TAG --key cosign.pub   check a pushed ModelKit against its signed provenance
     kitmlflow login REGISTRY -u USER --password-stdin   registry credentials (kit's store)
     kitmlflow download URI --dest DIR                the filtered twin of `mlflow artifacts download`
     kitmlflow profiles list|show|delete              saved filter profiles

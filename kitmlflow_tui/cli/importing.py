@@ -14,18 +14,22 @@ from kitmlflow_tui.cli.options import (
     LocalPath,
     check_registry_flags,
     filter_options,
+    given_on_command_line,
     pack_options,
     registry_arguments,
     registry_options,
+    sign_key_option,
 )
 from kitmlflow_tui.cli.output import (
     Output,
+    attestation_document,
     escape,
     interactive,
     plan_document,
     progress_renderer,
     pushed_document,
     run_guarded,
+    show_attestation,
     show_next,
     show_plan,
     show_pushed,
@@ -54,11 +58,23 @@ if TYPE_CHECKING:
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
 @click.option(
+    "--force",
+    is_flag=True,
+    help="With --push: replace a tag that holds another ModelKit (another model, version or run).",
+)
+@click.option(
     "--allow-no-model",
     is_flag=True,
     help="With --yes, import even when the filters leave out every file of the run's MLflow model.",
 )
 @registry_options
+@sign_key_option
+@click.option(
+    "--attestation-output",
+    type=LocalPath(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Write the provenance attestation here (signed with --sign-key, else the bare in-toto statement).",
+)
 def import_command(
     uri: str,
     tag: str,
@@ -71,6 +87,9 @@ def import_command(
     description: str | None,
     authors: tuple[str, ...],
     push: bool,
+    sign_key: Path | None,
+    attestation_output: Path | None,
+    force: bool,
     allow_no_model: bool,
     **options: Any,
 ) -> None:
@@ -86,6 +105,7 @@ def import_command(
             max_file_size=options["max_file_size"],
             profile=options["profile"],
             push=push,
+            force=force,
             tracking_uri=options["tracking_uri"],
             jobs=options["jobs"],
             packer=packer,
@@ -96,6 +116,8 @@ def import_command(
             dry_run=dry_run,
             keep_download=keep_download,
             format=artifact_format,
+            sign_key=_sign_key(sign_key, push, attestation_output),
+            attestation_output=attestation_output,
             allow_no_model=allow_no_model,
             **registry_arguments(push, options),
         )
@@ -130,6 +152,8 @@ def import_command(
         )
         if result.pushed is not None:
             show_pushed(out, result.pushed)
+        if result.attestation is not None:
+            show_attestation(out, result.attestation)
         show_next(out, _next_commands(result.reference, result.pushed))
         document.update(
             kitfile=result.kitfile.to_dict(),
@@ -143,6 +167,8 @@ def import_command(
         )
         if result.pushed is not None:
             document["pushed"] = pushed_document(result.pushed)
+        if result.attestation is not None:
+            document["attestation"] = attestation_document(result.attestation)
         out.document(document)
         return 0
 
@@ -157,6 +183,14 @@ def _next_commands(reference: str, pushed: PushResult | None) -> list[list[str]]
     if pushed is not None:
         return pulled_words(pushed.reference, pushed.access)
     return [kit_words("push", reference, "REGISTRY/REPO:TAG"), kit_words("unpack", reference, "-d", "DIR")]
+
+
+def _sign_key(sign_key: Path | None, push: bool, output: Path | None) -> Path | None:
+    """--sign-key as given; KITMLFLOW_SIGN_KEY of the environment only for an import that pushes or writes an
+    attestation (the variable is meant for those), never an error for one that does neither."""
+    if sign_key is not None and not push and output is None and not given_on_command_line("sign_key"):
+        return None
+    return sign_key
 
 
 def _show_kitfile(out: Output, kitfile: Kitfile) -> None:

@@ -132,8 +132,8 @@ def check_registry_flags(push: bool) -> None:
     ctx = click.get_current_context()
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("plain_http", "tls_verify", "cert", "key")
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        for name in ("plain_http", "tls_verify", "cert", "key", "force")
+        if name in ctx.params and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     ]
     if given:
         raise BadInputError(f"{', '.join(given)} only apply with --push.")
@@ -144,3 +144,21 @@ def registry_arguments(push: bool, options: dict[str, Any]) -> dict[str, Any]:
     if not push:
         return {}
     return {name: options[name] for name in ("plain_http", "tls_verify", "cert", "key")}
+
+
+def sign_key_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--sign-key (import, sync): the private key that signs each pushed ModelKit's provenance attestation."""
+    from kitmlflow_tui.core import settings
+
+    return click.option(
+        "--sign-key",
+        type=LocalPath(dir_okay=False, path_type=Path),
+        envvar=settings.SIGN_KEY.name,
+        metavar="PATH",
+        help="Sign a provenance attestation with this key (cosign.key or a PEM ECDSA P-256/Ed25519 key; password in "
+        "COSIGN_PASSWORD / KITMLFLOW_SIGN_KEY_PASSWORD) and attach it to the pushed ModelKit.",
+    )(command)
+
+
+def given_on_command_line(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE

@@ -105,6 +105,29 @@ def pushed_document(pushed) -> dict:
     }
 
 
+def attestation_document(attestation) -> dict:
+    """The ``attestation`` of import's --json: where it went, what it is, which key signed it."""
+    return {
+        "predicate_type": attestation.predicate_type,
+        "subject": {"name": attestation.subject_name, "digest": attestation.subject_digest},
+        "signed": attestation.envelope is not None,
+        "key_id": attestation.key.key_id if attestation.key is not None else None,
+        "output": str(attestation.output) if attestation.output is not None else None,
+        "attached": [{"layout": a.layout, "digest": a.digest, "where": a.where} for a in attestation.attached],
+    }
+
+
+def show_attestation(out: Output, attestation) -> None:
+    if attestation.envelope is None:
+        what = "unsigned provenance statement"
+    else:
+        what = f"provenance attestation signed by {attestation.key.key_id[:19]}…"
+    places = [f"attached ({', '.join(a.where for a in attestation.attached)})"] if attestation.attached else []
+    if attestation.output is not None:
+        places.append(f"written to {attestation.output}")
+    out.console.print(f"[green]✓[/] {what} · {escape(' · '.join(places) or 'kept nowhere')}", soft_wrap=True)
+
+
 def show_pushed(out: Output, pushed) -> None:
     sent = f"{size_text(pushed.uploaded_bytes)} in {pushed.uploaded_blobs} blobs sent"
     if pushed.mounted_blobs:

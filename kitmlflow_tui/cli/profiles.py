@@ -40,9 +40,9 @@ def profiles_show(name: str) -> None:
     """Print a profile's YAML."""
 
     def body(out: Output) -> int:
-        from kitmlflow_tui.core.selection.profiles import load_profile
+        from kitmlflow_tui.core.selection.profiles import load_named_profile
 
-        profile = load_profile(name)
+        profile = load_named_profile(name)
         click.echo(f"# {profile.path}", err=True)
         click.echo(profile.to_yaml(), nl=False)
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,6 +14,7 @@ from kitmlflow_tui.cli.options import (
     pack_options,
     registry_arguments,
     registry_options,
+    sign_key_option,
 )
 from kitmlflow_tui.cli.output import (
     Output,
@@ -47,7 +49,17 @@ if TYPE_CHECKING:
 )
 @pack_options
 @registry_options
-def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, prune_aliases: bool, **options: Any) -> None:
+@sign_key_option
+def sync(
+    uri: str,
+    to: str,
+    tag_template: str,
+    dry_run: bool,
+    force: bool,
+    prune_aliases: bool,
+    sign_key: Path | None,
+    **options: Any,
+) -> None:
     """Keep REGISTRY/REPO in step with a registered model: import and push the versions it lacks.
 
     \b
@@ -76,6 +88,7 @@ def sync(uri: str, to: str, tag_template: str, dry_run: bool, force: bool, prune
             prune_aliases=prune_aliases,
             format=options["artifact_format"],
             **registry_arguments(True, options),
+            sign_key=None if dry_run else sign_key,
         )
         if not dry_run and not options["yes"]:
             if not interactive():

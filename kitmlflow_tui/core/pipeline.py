@@ -3,8 +3,8 @@
 The CLI and the wizard both call these functions; they only build the inputs and render the
 observer's events. Nothing here prints or imports Textual.
 
-Why one module of this size (about 530 lines): it is the data flow's one entry point, and each function is a
-few lines of sequencing over the step modules (the steps' own work lives in them). What is here beyond the
+Why one module of this size (about 650 lines): it is the data flow's one entry point, and each function is a
+few lines of sequencing over the step modules (the steps' own work lives in them; the attestation's in ``attest/``). What is here beyond the
 sequence is what only the core as a whole knows: the run cache and its lock (shared by the folder path, the
 direct import and the wizard's "delete what was kept"), and the check that every selected file is in a layer.
 """
@@ -29,7 +29,14 @@ from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
-from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.core.errors import (
+    BadInputError,
+    DownloadError,
+    InterruptedByUser,
+    KitmlflowError,
+    PackError,
+    PushError,
+)
 from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
@@ -38,9 +45,13 @@ from kitmlflow_tui.core.reference import Reference, require_importable, resolve_
 from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.attest.keys import SigningKey
+    from kitmlflow_tui.core.attest.produce import Attestation
+    from kitmlflow_tui.core.packing.file_digests import FileDigest
     from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult
-    from kitmlflow_tui.core.registry import PushResult, RegistryOptions
+    from kitmlflow_tui.core.provenance import MlflowProvenance
+    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions
 
 
 @dataclass
@@ -227,6 +238,14 @@ class ImportOptions:
     push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
     format: str = "modelkit"  # modelkit | modelpack (a CNCF ModelPack: packing.modelpack)
+    force: bool = False  # push onto a tag that holds other content (another model, version or run)
+    sign_key: Path | None = None  # sign the ModelKit's provenance attestation (attached to it on --push)
+    attestation_output: Path | None = None  # write the signed envelope (unsigned: the statement) here
+
+    @property
+    def attests(self) -> bool:
+        """Whether the import makes an attestation (and so hashes every file as it packs)."""
+        return self.sign_key is not None or self.attestation_output is not None
 
 
 @dataclass(frozen=True)
@@ -241,6 +260,10 @@ class ImportResult:
     provenance_location: str
     pushed: PushResult | None = None
     plan: Plan | None = None  # what was imported: the selected files, and why each other file is left out
+    provenance: MlflowProvenance | None = None  # what the Kitfile records of the run
+    kitfile_sha256: str | None = None  # a --kitfile's text (None: kitmlflow wrote the Kitfile)
+    attestation: Attestation | None = None  # with --sign-key or --attestation-output
+    files: tuple[FileDigest, ...] = ()  # every file of the layers with its sha256, when the import attests
 
 
 def read_kitfile(path: Path) -> str:
@@ -255,21 +278,43 @@ def read_kitfile(path: Path) -> str:
         raise BadInputError(f"Cannot read the Kitfile {path}: {exc}.") from None
 
 
-def _kitfile_for(session: Session, tree: FileTree, options: ImportOptions) -> tuple[Kitfile, str]:
+@dataclass(frozen=True)
+class _ImportKitfile:
+    kitfile: Kitfile
+    provenance_location: str
+    provenance: MlflowProvenance
+    given_sha256: str | None = None  # a --kitfile's text
+
+
+def _kitfile_for(session: Session, tree: FileTree, options: ImportOptions) -> _ImportKitfile:
     """The Kitfile of the files (the given one, else built from the run), with the provenance file it lists
     put among them: written into a folder, added to a listing."""
     from kitmlflow_tui.core.kitfile import build_kitfile, load_kitfile_text, validate_kitfile
-    from kitmlflow_tui.core.kitfile.enrich import PROVENANCE_FILE, provenance_file_bytes, write_provenance_file
+    from kitmlflow_tui.core.kitfile.enrich import (
+        PROVENANCE_FILE,
+        provenance_file_bytes,
+        run_provenance,
+        write_provenance_file,
+    )
 
+    resolved = session.resolved
     if options.kitfile_path is not None:
-        kitfile = load_kitfile_text(read_kitfile(options.kitfile_path), folder=tree, source=str(options.kitfile_path))
-        return kitfile, "as given"
+        text = read_kitfile(options.kitfile_path)
+        kitfile = load_kitfile_text(text, folder=tree, source=str(options.kitfile_path))
+        provenance = run_provenance(
+            run=resolved.run,
+            logged_models=resolved.tree.logged_models,
+            registered=resolved.registered,
+            filter_summary=session.plan.spec.summary(),
+            importer_version=__version__,
+        )
+        return _ImportKitfile(kitfile, "as given", provenance, hashlib.sha256(text.encode("utf-8")).hexdigest())
     built = build_kitfile(
         tree,
-        run=session.resolved.run,
-        logged_models=session.resolved.tree.logged_models,
+        run=resolved.run,
+        logged_models=resolved.tree.logged_models,
         tag=options.tag,
-        registered=session.resolved.registered,
+        registered=resolved.registered,
         filter_summary=session.plan.spec.summary(),
         importer_version=__version__,
         overrides=options.overrides,
@@ -283,7 +328,8 @@ def _kitfile_for(session: Session, tree: FileTree, options: ImportOptions) -> tu
     elif isinstance(tree, FolderTree):
         write_provenance_file(tree.folder, built)
     validate_kitfile(built.kitfile, tree)
-    return built.kitfile, built.provenance_location
+    assert built.provenance is not None
+    return _ImportKitfile(built.kitfile, built.provenance_location, built.provenance)
 
 
 def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
@@ -304,7 +350,7 @@ def _listed_tree(session: Session, jobs: int = 8) -> ListedTree:
 def preview_kitfile(session: Session, options: ImportOptions) -> Kitfile:
     """The Kitfile an import would write, from the listing (only the few small files it reads are fetched, into
     memory): for --dry-run and the wizard."""
-    return _kitfile_for(session, _listed_tree(session), options)[0]
+    return _kitfile_for(session, _listed_tree(session), options).kitfile
 
 
 @dataclass(frozen=True)
@@ -405,10 +451,16 @@ def _artifact_writer(session: Session, options: ImportOptions) -> ArtifactWriter
 
 
 def run_import(session: Session, options: ImportOptions, observer: Observer | None = None) -> ImportResult:
-    """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure."""
+    """Download the plan into the run's cache, write the Kitfile, pack; nothing half-done on failure. With a signing
+    key or an attestation output, the packed ModelKit's provenance attestation too (attached after a push)."""
+    from kitmlflow_tui.core.attest.keys import load_signing_key
+    from kitmlflow_tui.core.attest.produce import now_rfc3339
     from kitmlflow_tui.core.packing.kit_cli import choose_packer
 
     observer = observer or Observer()
+    started = now_rfc3339()
+    # A key that cannot sign fails before a byte is downloaded (exit 2).
+    key = load_signing_key(options.sign_key) if options.sign_key is not None else None
     reference = str(options.tag)
     require_selection(session.plan)  # also for a session the wizard built: never an empty ModelKit
     check_format(options.format, options.packer, options.compression)
@@ -418,9 +470,61 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     with _run_cache_lock(cache, observer, session.cancel):
         result = _import_locked(session, options, observer, reference, packer, cache)
     observer.packed(result)
+    if options.attests:
+        observer.step("attest", "Writing the provenance attestation" + (" (signed)" if key else ""))
+        result = dataclasses.replace(result, attestation=_attestation(session, options, result, key, started))
     if options.push_to is None:
         return result
-    return dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))
+    result = dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))
+    if result.attestation is not None and result.attestation.envelope is not None:
+        result = dataclasses.replace(result, attestation=_attach(result, options, observer))
+    return result
+
+
+def _attestation(
+    session: Session, options: ImportOptions, result: ImportResult, key: SigningKey | None, started: str
+) -> Attestation:
+    """The statement of the packed ModelKit (subject: its manifest, named by where it is pushed, else its local
+    name), signed with ``key``, written to --attestation-output."""
+    from kitmlflow_tui.core.attest.produce import ImportFacts, import_attestation
+
+    assert result.provenance is not None
+    facts = ImportFacts(
+        tag=options.tag,
+        storage_root=options.storage_root,
+        subject_ref=options.push_to or options.tag,
+        provenance=result.provenance,
+        files=result.files,
+        run_files={file.path: file.model for file in session.plan.selected},
+        kitfile_sha256=result.kitfile_sha256,
+        packer=result.packer,
+        compression=options.compression,
+        format=options.format,
+        started_on=started,
+    )
+    return import_attestation(facts, key, options.attestation_output)
+
+
+def _attach(result: ImportResult, options: ImportOptions, observer: Observer) -> Attestation:
+    """Attach the signed attestation to the pushed manifest; on failure the ModelKit is pushed, unattested."""
+    from kitmlflow_tui.core.attest.produce import attach_to_pushed
+    from kitmlflow_tui.core.registry import RegistryClient
+    from kitmlflow_tui.core.registry.local import read_local_modelkit
+
+    assert options.push_to is not None and result.attestation is not None and result.attestation.envelope is not None
+    observer.step("attest", f"Attaching the signed attestation to {options.push_to}")
+    local = read_local_modelkit(options.tag, storage_root=options.storage_root)
+    on_note = lambda message: observer.step("note", message)  # noqa: E731
+    try:
+        with RegistryClient.connect(options.push_to.registry, options.registry, on_note=on_note) as client:
+            attached = attach_to_pushed(client, options.push_to.repository, local, result.attestation.envelope)
+    except KitmlflowError as exc:
+        unattested = (
+            f"{options.push_to} is pushed, without its attestation; a re-run attaches it (nothing else is sent again)."
+        )
+        exc.hint = f"{exc.hint}\n{unattested}" if exc.hint else unattested
+        raise
+    return dataclasses.replace(result.attestation, attached=attached)
 
 
 def push(result: ImportResult, options: ImportOptions, observer: Observer, cancel: threading.Event) -> PushResult:
@@ -428,16 +532,32 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
     from kitmlflow_tui.core.registry import push_modelkit
 
     assert options.push_to is not None
-    observer.step("push", f"Pushing {options.push_to}")
+    target = options.push_to
+    observer.step("push", f"Pushing {target}")
+
+    def refuse_other_content(client: RegistryClient) -> None:
+        # sync's rule: a tag holding another model, version or run (or no MLflow provenance) stays unless forced.
+        from kitmlflow_tui.core.provenance import read_provenance
+        from kitmlflow_tui.core.sync import other_content
+
+        provenance = read_provenance(result.kitfile.to_dict())
+        held = other_content(client, target, result.digest, provenance, options.format)
+        if held is not None:
+            raise PushError(
+                f"{target} holds {held}, not this ModelKit's source; the tag is left as it is.",
+                hint="Add --force to replace it.",
+            )
+
     try:
         return push_modelkit(
             options.tag,
-            options.push_to,
+            target,
             options.registry,
             storage_root=options.storage_root,
             on_progress=observer.push_progress,
             on_note=lambda message: observer.step("note", message),
             cancel=cancel,
+            before_upload=None if options.force else refuse_other_content,
         )
     except KitmlflowError as exc:
         kept = f"The ModelKit {result.reference} ({result.digest[:19]}) is kept in local storage; a re-run pushes only what the registry lacks."
@@ -499,6 +619,7 @@ def _import_locked(
         return _import_direct(session, options, observer, reference)
     writer = _artifact_writer(session, options)
     downloaded = download(session, cache, jobs=options.jobs, observer=observer)
+    files: tuple[FileDigest, ...] = ()
     stage = Path(tempfile.mkdtemp(prefix=f".{session.resolved.run.run_id}.stage-", dir=cache.parent))
     try:
         try:
@@ -506,18 +627,24 @@ def _import_locked(
         except OSError as exc:
             raise PackError(f"Preparing the files of {reference} for packing failed: {exc}.") from exc
         observer.step("kitfile", "Writing the Kitfile")
-        kitfile, provenance_location = _kitfile_for(session, FolderTree(stage), options)
-        _require_every_file_in_a_layer(session, kitfile, reference)
+        made = _kitfile_for(session, FolderTree(stage), options)
+        _require_every_file_in_a_layer(session, made.kitfile, reference)
+        if packer == "kit" and options.attests:
+            # kit reads the files itself: hashing them for the attestation is one more read (docs/attestation.md).
+            observer.step("pack", "Hashing the files for the attestation")
+            files = _digest_stage(stage)
         observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
         pack = (
             pack_with_kit
             if packer == "kit"
-            else functools.partial(pack_native, on_progress=observer.pack_progress, writer=writer)
+            else functools.partial(
+                pack_native, on_progress=observer.pack_progress, writer=writer, digest_files=options.attests
+            )
         )
         try:
             packed = pack(
                 stage,
-                kitfile,
+                made.kitfile,
                 options.tag,
                 storage_root=options.storage_root,
                 compression=options.compression,
@@ -531,22 +658,39 @@ def _import_locked(
         shutil.rmtree(stage, ignore_errors=True)
     if not options.keep_download:
         shutil.rmtree(cache, ignore_errors=True)
-    return _import_result(session, packed, kitfile, downloaded, provenance_location)
+    if files:
+        packed = dataclasses.replace(packed, files=files)
+    return _import_result(session, packed, made, downloaded)
+
+
+def _digest_stage(stage: Path) -> tuple[FileDigest, ...]:
+    """Every file of the stage folder (the planned files and the provenance file), hashed: one read each."""
+    from kitmlflow_tui.core.packing.file_digests import digest_file
+
+    found = []
+    for root, _dirs, names in os.walk(stage):
+        for name in names:
+            path = Path(root) / name
+            found.append(digest_file(path, path.relative_to(stage).as_posix()))
+    return tuple(found)
 
 
 def _import_result(
-    session: Session, packed: PackResult, kitfile: Kitfile, downloaded: DownloadResult, provenance_location: str
+    session: Session, packed: PackResult, made: _ImportKitfile, downloaded: DownloadResult
 ) -> ImportResult:
     return ImportResult(
         reference=packed.reference,
         digest=packed.digest,
         packer=packed.packer,
         size=packed.size,
-        kitfile=kitfile,
+        kitfile=made.kitfile,
         storage_root=packed.storage_root,
         download=downloaded,
-        provenance_location=provenance_location,
+        provenance_location=made.provenance_location,
         plan=session.plan,
+        provenance=made.provenance,
+        kitfile_sha256=made.given_sha256,
+        files=packed.files,
     )
 
 
@@ -557,13 +701,13 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
 
     observer.step("kitfile", "Writing the Kitfile from the run's listing")
     tree = _listed_tree(session, options.jobs)
-    kitfile, provenance_location = _kitfile_for(session, tree, options)
-    _require_every_file_in_a_layer(session, kitfile, reference)
+    made = _kitfile_for(session, tree, options)
+    _require_every_file_in_a_layer(session, made.kitfile, reference)
     observer.step("download", f"Downloading into the layers of {reference} (native packer)")
     direct = pack_direct(
         session.plan,
         tree,
-        kitfile,
+        made.kitfile,
         options.tag,
         repository_for=session.catalogue.repository,
         run_key=_direct_run_key(session.catalogue.tracking_uri, session.resolved.run.run_id),
@@ -575,6 +719,7 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         cancel=session.cancel,
         tracking_uri=session.catalogue.tracking_uri,
         writer=_artifact_writer(session, options),
+        digest_files=options.attests,
     )
     downloaded = DownloadResult(
         dest=direct.resume_dir,
@@ -583,4 +728,4 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         reused_bytes=direct.reused_bytes,
         total_bytes=direct.total_bytes,
     )
-    return _import_result(session, direct.packed, kitfile, downloaded, provenance_location)
+    return _import_result(session, direct.packed, made, downloaded)

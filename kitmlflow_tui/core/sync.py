@@ -14,7 +14,9 @@ reported as a stale alias, and ``prune_aliases`` deletes it (``registry.untag``)
 Every version is tried, whatever happened to the ones before; the result is one record per version and
 one per alias tag. A sync holds a lock per target repository on this machine for the whole run, so a
 second sync of the same target waits and then finds everything in step. A sync killed mid-push leaves its
-packed ModelKit in the work folder; the next sync pushes it from there (only what the registry lacks).
+packed ModelKit in the work folder; the next sync pushes it from there (only what the registry lacks), and
+before it ends removes every ModelKit left there that it did not need (one whose push had finished when its
+sync was killed, say). Deleted versions (gaps in MLflow's numbering) are computed from the gaps, never listed.
 
 Disk: the import's download cache goes once the version is packed, and the private kit home once it is
 pushed. Nothing is written into the user's kit storage: a sync of 200 versions would otherwise fill it
@@ -30,10 +32,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import string
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -49,6 +52,7 @@ from kitmlflow_tui.core.errors import (
     KitmlflowError,
     NotFoundError,
     PushError,
+    RunDeletedError,
     RunNotFinishedError,
     as_kitmlflow_error,
     scrub_secrets,
@@ -63,15 +67,19 @@ from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.core.attest.dsse import Envelope
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.catalogue.records import ModelVersionInfo
     from kitmlflow_tui.core.kitfile import KitfileOverrides
     from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions, RemoteManifest
+    from kitmlflow_tui.core.registry.local import LocalModelKit
     from kitmlflow_tui.core.selection.plan import FilterSpec
 
 DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
+ATTESTATION_FILE = "attestation.dsse.json"  # a packed version's signed attestation, kept with it until it is pushed
+MAX_DELETED_RECORDS = 1000  # deleted versions reported one by one; a gap that does not fit is one record
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -106,6 +114,7 @@ class SyncRecord:
     uploaded_bytes: int | None = None
     uploaded_blobs: int | None = None
     existing_blobs: int | None = None  # blobs the registry had already
+    attestation: dict[str, Any] | None = None  # the signed attestation attached to a pushed version (--sign-key)
 
     def as_dict(self) -> dict[str, Any]:
         return {key: (str(value) if key == "action" else value) for key, value in self.__dict__.items()}
@@ -208,6 +217,7 @@ class SyncOptions:
     overrides: KitfileOverrides | None = None
     jobs: int = 8
     tracking_uri_flag: str | None = None
+    sign_key: Path | None = None  # sign each pushed version's provenance attestation and attach it
     prune_aliases: bool = False  # delete the alias tags sync made for aliases MLflow no longer has
     format: str = "modelkit"  # modelkit | modelpack: what the sync pushes, and what a tag must hold to be in step
 
@@ -235,6 +245,10 @@ def check_sync(reference: ModelRef, options: SyncOptions) -> None:
     _checked_tag(options, sample, reference.version or "1")
     options.spec.validate()
     pipeline.check_format(options.format, options.packer, options.compression)
+    if options.sign_key is not None:
+        from kitmlflow_tui.core.attest.keys import load_signing_key
+
+        load_signing_key(options.sign_key)  # a key that cannot sign is exit 2 before a version is read
 
 
 def _checked_tag(options: SyncOptions, tag: str, version: str) -> ModelKitRef:
@@ -353,6 +367,7 @@ class _Context:
     work: Path | None  # the private kit homes of this target (None in a dry run)
     aliases: list[tuple[str, str]]  # (alias, version) whose tags the sync moves
     alias_tags: AliasTags | None = None  # the repository's record, once read
+    unpushed: set[Path] = field(default_factory=set)  # kit homes whose ModelKit this run could not push: kept
 
     @property
     def all_versions(self) -> bool:
@@ -378,12 +393,14 @@ def run_sync(
     wanted = _tags(reference, options, versions, run_ids)
     on_note = lambda message: observer.step("note", message)  # noqa: E731
     with (
-        RegistryClient.connect(options.target.registry, options.registry, on_note=on_note) as client,
+        RegistryClient.connect(options.target.registry, options.registry, on_note=on_note, cancel=cancel) as client,
         contextlib.ExitStack() as stack,
     ):
         work = None if options.dry_run else stack.enter_context(_target_lock(options.target, observer, cancel))
         context = _Context(reference, options, catalogue, client, observer, cancel, run_ids, work, aliases)
         records = _sync_all(context, wanted, deleted)
+        if work is not None:
+            _remove_leftovers(work, keep=context.unpushed)
     return SyncResult(
         model=reference.name,
         tracking_uri=catalogue.display_uri,
@@ -394,7 +411,7 @@ def run_sync(
     )
 
 
-def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> list[SyncRecord]:
+def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[_Deleted]) -> list[SyncRecord]:
     """Every version, then the aliases' tags; a version's failure is its record, Ctrl-C ends the loop."""
     records: list[SyncRecord] = []
 
@@ -403,16 +420,15 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
         context.observer.record(record)
         return record
 
-    items: dict[str, _Wanted | None] = {number: None for number in deleted}
-    items.update((item.info.version, item) for item in wanted)
+    entries: list[tuple[int, _Wanted | _Deleted]] = [(gap.first, gap) for gap in deleted]
+    entries += [(int(item.info.version), item) for item in wanted]
     by_version: dict[str, tuple[_Wanted, SyncRecord]] = {}
-    for number in sorted(items, key=int):
-        item = items[number]
-        if item is None:
-            add(SyncRecord(SyncAction.SKIPPED, number, None, None, "deleted from the MLflow model registry"))
+    for _number, entry in sorted(entries, key=lambda pair: pair[0]):
+        if isinstance(entry, _Deleted):
+            add(entry.record())
             continue
-        by_version[number] = (item, add(_guarded(context, item, _sync_version, item)))
-        if by_version[number][1].exit_code == InterruptedByUser.exit_code:
+        by_version[entry.info.version] = (entry, add(_guarded(context, entry, _sync_version, entry)))
+        if by_version[entry.info.version][1].exit_code == InterruptedByUser.exit_code:
             return records
     version_tags = {item.tag: item.info.version for item in wanted}
     alias_tags: set[str] = set()  # the tags MLflow's aliases give, whatever happens to them below
@@ -448,9 +464,49 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
     return records
 
 
+@dataclass(frozen=True)
+class _Deleted:
+    """Version numbers below the newest that MLflow no longer lists: one, or a whole gap."""
+
+    first: int
+    last: int
+
+    def record(self) -> SyncRecord:
+        if self.first == self.last:
+            return SyncRecord(SyncAction.SKIPPED, str(self.first), None, None, "deleted from the MLflow model registry")
+        count = self.last - self.first + 1
+        return SyncRecord(
+            SyncAction.SKIPPED,
+            f"{self.first}-{self.last}",
+            None,
+            None,
+            f"versions {self.first} to {self.last} ({count:,}) deleted from the MLflow model registry",
+        )
+
+
+def _deleted_versions(numbers: Iterable[int]) -> list[_Deleted]:
+    """The numbers between 1 and the newest of ``numbers`` that are not among them, computed from the gaps
+    (never listed one by one: a server may list versions 1 and 10**12). Each is its own entry while
+    MAX_DELETED_RECORDS allows; a gap that does not fit any more is one entry."""
+    entries: list[_Deleted] = []
+    budget = MAX_DELETED_RECORDS
+    previous = 0
+    for number in sorted({n for n in numbers if n >= 1}):
+        first, last = previous + 1, number - 1
+        previous = number
+        if first > last:
+            continue
+        if last - first + 1 <= budget:
+            entries += [_Deleted(n, n) for n in range(first, last + 1)]
+            budget -= last - first + 1
+        else:
+            entries.append(_Deleted(first, last))
+    return entries
+
+
 def _versions(
     catalogue: Catalogue, reference: ModelRef
-) -> tuple[list[ModelVersionInfo], list[str], list[tuple[str, str]]]:
+) -> tuple[list[ModelVersionInfo], list[_Deleted], list[tuple[str, str]]]:
     """The versions to sync, the version numbers below the newest that MLflow no longer lists, and the
     (alias, version) pairs whose tags move: the URI's alias, every alias of the model with every version,
     none for one version by number.
@@ -463,9 +519,11 @@ def _versions(
     if reference.version is not None:
         return [catalogue.get_model_version(reference.name, reference.version)], [], []
     listed = catalogue.list_model_versions(reference.name)
-    numbers = {int(v.version) for v in listed}
-    deleted = [str(n) for n in range(1, max(numbers, default=0)) if n not in numbers]
-    return listed, deleted, sorted(catalogue.model_aliases(reference.name).items())
+    return (
+        listed,
+        _deleted_versions(int(v.version) for v in listed),
+        sorted(catalogue.model_aliases(reference.name).items()),
+    )
 
 
 def _tags(
@@ -561,15 +619,13 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
             session = pipeline.plan_with(
                 context.catalogue, version_ref, options.spec, observer=observer, cancel=context.cancel
             )
-        except RunNotFinishedError as exc:
+        except (RunNotFinishedError, RunDeletedError) as exc:
             return not_importable(exc.message, exc.exit_code)
-        if session.resolved.run.lifecycle_stage == "deleted":
-            return not_importable(f"its source run {run_id} is deleted", NotFoundError.exit_code)
         selected = session.plan.selected_bytes
         if options.dry_run:
             reason = f"would replace {held.describe()} (--force)" if held is not None else "not in the registry"
             return record(SyncAction.WOULD_PUSH, reason, run_id=run_id, selected_bytes=selected)
-        pushed, size, downloaded = _push(context, session, item, observer)
+        pushed, size, downloaded, attestation = _push(context, session, item, observer)
     return record(
         SyncAction.PUSHED,
         replacing or "not in the registry",
@@ -581,6 +637,7 @@ def _sync_version(context: _Context, item: _Wanted) -> SyncRecord:
         uploaded_bytes=pushed.uploaded_bytes,
         uploaded_blobs=pushed.uploaded_blobs,
         existing_blobs=pushed.existing_blobs,
+        attestation=attestation,
     )
 
 
@@ -737,6 +794,28 @@ def _read_tag(client: RegistryClient, repository: str, tag: str) -> _Held | None
     return None if manifest is None else _held(client, repository, manifest)
 
 
+def other_content(
+    client: RegistryClient, ref: ModelKitRef, digest: str, provenance: MlflowProvenance | None, artifact_format: str
+) -> str | None:
+    """What ``ref``'s tag holds, described, when that is other content than the ``artifact_format`` manifest
+    ``digest`` whose config records ``provenance``: another model, version or run, the other format, or no MLflow
+    provenance. None when the tag is missing, holds that very manifest, or one of the same run and registered
+    version (a re-push). ``import --push`` follows sync's rule with it: such a tag is a conflict unless forced."""
+    held = _read_tag(client, ref.repository, ref.tag)
+    if held is None or held.manifest.digest == digest:
+        return None
+    theirs = held.provenance if not held.not_a_modelkit and held.format == artifact_format else None
+    if theirs is None or provenance is None:
+        return held.describe()
+
+    def version(recorded: MlflowProvenance) -> tuple[str, str] | None:
+        registered = recorded.registered_model
+        return None if registered is None else (registered.name, registered.version)
+
+    same = theirs.run.id == provenance.run.id and version(theirs) == version(provenance)
+    return None if same else held.describe()
+
+
 def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> _Held:
     """A manifest with the provenance it records: a ModelKit's in its config (one bounded GET), a ModelPack's in
     the Kitfile its manifest carries."""
@@ -765,25 +844,32 @@ def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> 
 # -- pushing one version -----------------------------------------------------------------------------------
 def _push(
     context: _Context, session: pipeline.Session, item: _Wanted, observer: pipeline.Observer
-) -> tuple[PushResult, int, int]:
-    """Pack the version into a private kit home and push it: (push result, ModelKit bytes, bytes downloaded).
+) -> tuple[PushResult, int, int, dict[str, Any] | None]:
+    """Pack the version into a private kit home and push it (with its signed attestation, under --sign-key):
+    (push result, ModelKit bytes, bytes downloaded, where the attestation went).
 
     The kit home is named after everything the ModelKit depends on; one left by a sync that stopped after
-    packing is pushed as it is (no download). Only one is kept: any other goes first, and this one once
-    the registry holds the ModelKit."""
+    packing is pushed as it is (no download), its attestation read from the home. Only one is kept: any other
+    goes first, and this one once the registry holds the ModelKit."""
+    from kitmlflow_tui.core.attest.produce import read_saved_envelope, write_document
     from kitmlflow_tui.core.registry import push_modelkit
     from kitmlflow_tui.core.registry.local import read_local_modelkit
 
     options = context.options
     assert context.work is not None
-    home = context.work / f"kit-{_fingerprint(session, options, item.ref)}"
+    home = context.work / f"kit-{_fingerprint(session, options, item.ref)}"  # named as _KIT_HOME_RE reads
+    saved = home / ATTESTATION_FILE
     for other in context.work.glob("kit-*"):
         if other != home:
             shutil.rmtree(other, ignore_errors=True)
     local = None
+    envelope = None
     if home.is_dir():
         with contextlib.suppress(KitmlflowError):  # not there, or half-packed: pack it again
             local = read_local_modelkit(item.ref, storage_root=home)
+        envelope = read_saved_envelope(saved) if options.sign_key is not None else None
+        if options.sign_key is not None and envelope is None:
+            local = None  # packed, but the attestation was not written: pack again
     downloaded = 0
     if local is not None:
         observer.step("pack", f"{item.ref} was packed by a sync that stopped before pushing it: no download")
@@ -798,11 +884,17 @@ def _push(
             overrides=options.overrides,
             jobs=options.jobs,
             storage_root=home,
+            sign_key=options.sign_key,
             format=options.format,
         )
-        downloaded = pipeline.run_import(session, import_options, observer).download.downloaded_bytes
+        imported = pipeline.run_import(session, import_options, observer)
+        downloaded = imported.download.downloaded_bytes
+        if imported.attestation is not None and imported.attestation.envelope is not None:
+            envelope = imported.attestation.envelope
+            write_document(saved, envelope.to_bytes())
         local = read_local_modelkit(item.ref, storage_root=home)
     observer.step("push", f"Pushing {item.ref}")
+    context.unpushed.add(home)
     pushed = push_modelkit(
         item.ref,
         None,
@@ -812,8 +904,42 @@ def _push(
         on_note=lambda message: observer.step("note", message),
         cancel=context.cancel,
     )
+    attestation = None
+    if envelope is not None:
+        attestation = _attach(context, item, local, envelope, observer)
+    context.unpushed.discard(home)  # pushed and attested: nothing to keep for a re-run
     shutil.rmtree(home, ignore_errors=True)  # the registry holds it now
-    return pushed, sum(blob.size for blob in local.blobs), downloaded
+    return pushed, sum(blob.size for blob in local.blobs), downloaded, attestation
+
+
+def _attach(
+    context: _Context, item: _Wanted, local: LocalModelKit, envelope: Envelope, observer: pipeline.Observer
+) -> dict[str, Any]:
+    """Attach a pushed version's signed attestation to its manifest; what went where, for the record."""
+    from kitmlflow_tui.core.attest.produce import attach_to_pushed
+    from kitmlflow_tui.core.attest.statement import PREDICATE_TYPE
+
+    observer.step("attest", f"Attaching the signed attestation to {item.ref}")
+    attached = attach_to_pushed(context.client, context.options.target.repository, local, envelope)
+    return {
+        "predicate_type": PREDICATE_TYPE,
+        "subject_digest": local.manifest.digest,
+        "attached": [{"layout": a.layout, "digest": a.digest, "where": a.where} for a in attached],
+    }
+
+
+_KIT_HOME_RE = re.compile(r"kit-[0-9a-f]{24}")
+
+
+def _remove_leftovers(work: Path, *, keep: set[Path]) -> None:
+    """Remove the kit homes a sync left in the target's work folder (killed after its manifest PUT, or before a
+    version was found in step some other way), except those this run could not push: the next run pushes them
+    without a download. Only names ``_push`` gives are touched, and only under the target's lock, which every
+    sync of the target holds while it uses the folder: none of them is in use."""
+    with contextlib.suppress(OSError):
+        for entry in work.iterdir():
+            if _KIT_HOME_RE.fullmatch(entry.name) and entry.is_dir() and entry not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitRef) -> str:
@@ -830,6 +956,7 @@ def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitR
         "compression": options.compression,
         "format": options.format,
         "importer": __version__,
+        "signed": options.sign_key is not None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

@@ -264,7 +264,19 @@ class ProfileScreen(ModalScreen[ProfileChoice | None]):
     def submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if event.value.strip() and self.can_save:
-            self.dismiss(ProfileChoice("save", event.value.strip()))
+            self.save(event.value.strip())
+
+    def save(self, name: str) -> None:
+        """Dismiss with the name to save under, or say what a name is and stay open (a name is never a path)."""
+        from kitmlflow_tui.core.errors import BadInputError
+        from kitmlflow_tui.core.selection.profiles import check_name
+
+        try:
+            check_name(name)
+        except BadInputError as exc:
+            self.notify(exc.message, title="Not a profile name", severity="error")
+            return
+        self.dismiss(ProfileChoice("save", name))
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
@@ -276,7 +288,7 @@ class ProfileScreen(ModalScreen[ProfileChoice | None]):
         elif event.button.id == "save":
             name = self.query_one("#profile-name", Input).value.strip()
             if name:
-                self.dismiss(ProfileChoice("save", name))
+                self.save(name)
         else:
             self.dismiss(None)
 

@@ -112,6 +112,8 @@ def check_entry(entry: WatchedModel, where: str) -> WatchedModel:
         )
     if entry.format not in FORMATS:
         raise BadInputError(f"{where}: format {entry.format!r} is not one of {', '.join(FORMATS)}.")
+    if entry.sign_key is not None and not entry.sign_key.is_file():
+        raise BadInputError(f"{where}: the sign_key {entry.sign_key} is not a readable file.")
     sample = "model" if entry.is_glob else entry.name
     try:
         options = SyncOptions(
@@ -119,16 +121,11 @@ def check_entry(entry: WatchedModel, where: str) -> WatchedModel:
             spec=entry.spec,
             template=TagTemplate.parse(entry.tag_template),
             format=entry.format,
+            sign_key=entry.sign_key,  # opened now: a key that cannot sign is exit 2 before anything listens
         )
         check_sync(ModelRef(None, sample), options)
     except BadInputError as exc:
         raise refused(exc) from None
-    if entry.sign_key is not None and not entry.sign_key.is_file():
-        raise BadInputError(f"{where}: the sign_key {entry.sign_key} is not a readable file.")
-    # The sync core of this build signs nothing: refused here, at start, rather than synced without what the
-    # entry asks for.
-    if entry.sign_key is not None:
-        raise BadInputError(f"{where}: sign_key is not supported yet by this kitmlflow's sync.")
     return entry
 
 

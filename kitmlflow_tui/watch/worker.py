@@ -116,6 +116,7 @@ class Worker:
                 jobs=self.settings.jobs,
                 prune_aliases=self.settings.prune_aliases,
                 format=entry.format,
+                sign_key=entry.sign_key,
             )
             result = run_sync(ModelRef(self.settings.tracking_uri, model), options, cancel=self.stop)
         except Exception as exc:  # noqa: BLE001 - one model's failure is logged; the watch goes on

@@ -170,6 +170,43 @@ def test_not_found_cases_are_exit_4(live: LiveServer, kitmlflow) -> None:
     assert missing_alias.code == 4
 
 
+def test_a_deleted_run_is_not_found_whoever_points_at_it(live: LiveServer, kitmlflow, tmp_path: Path) -> None:
+    """Issue 20 item 16: a run in MLflow's trash is exit 4 naming it, for ``import`` of the run, ``download`` of it
+    and ``import`` of a registered version it produced (which packed it before, while ``sync`` said 4)."""
+    from mlflow import MlflowClient
+
+    from tests.support.servers import seed_run
+
+    _, run = seed_run(live.url, experiment_name="trash", files={"model/MLmodel": b"flavors: {}\n", "a.txt": b"a"})
+    client = MlflowClient(live.url)
+    client.create_registered_model("trashed-model")
+    version = client.create_model_version("trashed-model", f"runs:/{run}/model", run_id=run).version
+    client.delete_run(run)
+    cases = {
+        "import of the run": ["import", f"mlflow://{live.host}/runs/{run}", "-t", "x:1", "--yes", "--json"],
+        "download of the run": [
+            "download",
+            f"mlflow://{live.host}/runs/{run}",
+            "--dest",
+            str(tmp_path),
+            "--yes",
+            "--json",
+        ],
+        "import of its version": [
+            "import",
+            f"mlflow://{live.host}/models/trashed-model/{version}",
+            *("-t", "x:1", "--yes", "--json"),
+        ],
+    }
+    for case, args in cases.items():
+        out = kitmlflow(*args)
+        assert out.code == 4, (case, out.stderr)
+        message = out.json["error"]["message"]
+        assert run in message and "deleted" in message, (case, message)
+    assert f"version {version}" in message  # the version is named too
+    assert not list(tmp_path.iterdir())
+
+
 def test_bad_input_is_exit_2_before_any_network(kitmlflow) -> None:
     # 127.0.0.1:9 is closed: exit 2 proves the input was refused before a connection was tried.
     cases = [

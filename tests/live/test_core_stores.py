@@ -226,3 +226,36 @@ def test_presigned_urls_are_not_asked_for_when_the_user_turned_them_off(s3_serve
     served = seeded.server.requests_since(offset)
     assert not [r for r in served if "/presigned/" in r or "server-info" in r], served
     assert [r for r in served if "/mlflow-artifacts/artifacts/" in r and "big.bin" in r], served
+
+
+LONE = 80_000_000  # a half of it still over twice the split size, for the workers that wake late
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["proxied", "direct"])
+def test_a_lone_large_file_of_an_s3_store_is_read_as_parallel_ranges(
+    s3_servers, mode: str, kitmlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 1: a file alone in its run (or alone in the selection) is split across the workers, through a
+    presigned URL (proxied S3) and read directly (direct S3): moto's access log shows more than one GET of it."""
+    seeded: SeededServer = s3_servers[mode]
+    for key, value in seeded.server.client_env().items():
+        monkeypatch.setenv(key, value)
+    _, run = seed_run(
+        seeded.server.url,
+        experiment_name=f"lone-{mode}",
+        files={"weights/lone.bin": LONE},
+        env=seeded.server.client_env(),
+    )
+    s3 = s3_servers["s3"]
+    since = s3.log_path.stat().st_size
+    uri = f"mlflow://{seeded.server.url.removeprefix('http://')}/runs/{run}"
+    out = kitmlflow("download", uri, "--dest", str(tmp_path / "dest"), "--yes", "--json", "--jobs", "4")
+    assert out.code == 0, out.stderr
+    expected = b"".join(deterministic_bytes(LONE, f"weights/lone.bin:{LONE}"))
+    assert (
+        hashlib.sha256((tmp_path / "dest/weights/lone.bin").read_bytes()).digest() == hashlib.sha256(expected).digest()
+    )
+    gets = _moto_gets(s3, "lone.bin", since)
+    assert len(gets) >= 2 and any('" 206 ' in line for line in gets), f"read by one stream: {gets}"

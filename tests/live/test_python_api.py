@@ -122,7 +122,7 @@ def test_sync_model_pushes_then_is_in_step_and_raises_on_a_conflict(
     first = sync_model(f"mlflow://{live.host}/models/{live.model_name}", to, progress=events.append)
     assert [(r.action, r.tag) for r in first.records] == [
         (SyncAction.PUSHED, "v1"),
-        (SyncAction.TAG_CREATED, "champion"),  # a new tag (sync's records say tag_created for one)
+        (SyncAction.TAG_CREATED, "champion"),  # a new alias tag (sync reports created, not moved)
     ]
     assert [e for e in events if isinstance(e, SyncRecord)] == list(first.records)
     assert any(isinstance(e, StepEvent) and e.step == "push" for e in events)

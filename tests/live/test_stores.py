@@ -426,19 +426,43 @@ def test_a_download_killed_half_way_resumes_from_the_bytes_on_disk(
     set_env(monkeypatch, store.env)
     out = kitmlflow("download", store.uri(), "--dest", str(dest), "--yes", "--json", "--include", BIG)
     assert out.code == 0, out.stderr
-    assert out.json["downloaded_bytes"] == size - kept
+    if name == "s3-proxied":
+        # MLflow 3.17's proxy of a remote store answers every request whole and names no version of the object
+        # (no ETag, no Last-Modified): nothing shows the kept bytes belong with the rest, so the file starts over
+        # (the proxy sends it whole either way).
+        assert out.json["downloaded_bytes"] == size
+    else:
+        assert out.json["downloaded_bytes"] == size - kept
     assert sha256((dest / BIG).read_bytes()) == sha256(content_of(BIG))
 
 
 @pytest.mark.slow
 def test_a_local_store_resumes_a_part_left_on_disk(stores: Stores, kitmlflow, tmp_path: Path) -> None:
-    """A local read is too fast to kill half-way: the part a killed run leaves is made directly."""
+    """A local read is too fast to kill half-way: the part (and the journal naming the file's version) that a
+    killed run leaves is made by a download cancelled after 5 MB."""
+
+    from kitmlflow_tui.core import pipeline
+    from kitmlflow_tui.core.errors import InterruptedByUser
+    from kitmlflow_tui.core.reference import parse_reference
+    from kitmlflow_tui.core.selection.plan import FilterSpec
+
     store = stores.get("local")
     dest = tmp_path / "dest"
     part = dest / ".kitmlflow-partial" / (BIG + ".part")
-    part.parent.mkdir(parents=True)
-    kept = 5_000_000
-    part.write_bytes(content_of(BIG)[:kept])
+    session = pipeline.plan(parse_reference(store.uri()), FilterSpec(include=(BIG,)))
+
+    class CancelAt5MB(pipeline.Observer):
+        moved = 0
+
+        def progress(self, event) -> None:
+            self.moved += event.size if event.kind == "bytes" else 0
+            if self.moved >= 5_000_000:
+                session.cancel.set()
+
+    with pytest.raises(InterruptedByUser):
+        pipeline.download(session, dest, jobs=1, observer=CancelAt5MB())
+    kept = part.stat().st_size
+    assert 5_000_000 <= kept < len(content_of(BIG))
     out = kitmlflow("download", store.uri(), "--dest", str(dest), "--yes", "--json", "--include", BIG)
     assert out.code == 0, out.stderr
     assert out.json["downloaded_bytes"] == len(content_of(BIG)) - kept

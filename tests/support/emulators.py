@@ -238,6 +238,7 @@ class ThrottledProxy:
         self.target_port = target_port
         self.rate = rate
         self.connections = 0
+        self.request_lines: list[str] = []  # the HTTP request lines clients sent through it, in order
         self._stop = threading.Event()
         self._listener = socket.create_server((HOST, 0))
         self._listener.settimeout(0.2)
@@ -284,6 +285,8 @@ class ThrottledProxy:
                     continue
                 if not data:
                     break
+                if rate is None and data.startswith((b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ")):
+                    self.request_lines.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
                 sink.sendall(data)
                 if rate:
                     time.sleep(len(data) / rate)

@@ -10,9 +10,13 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
 - ``POST /api/2.0/mlflow/runs/search``                             → ``{"runs": [the one]}``
 - ``GET  /api/2.0/mlflow-artifacts/artifacts?path=E/R/artifacts[/DIR]`` → ``{"files": [{"path", "is_dir", "file_size"}]}``
   (``path`` is the name inside the listed folder)
-- ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes (``Range`` honoured)
+- ``GET  /api/2.0/mlflow-artifacts/artifacts/E/R/artifacts/PATH`` → the bytes: ``Range`` honoured with a 206 and its
+  ``Content-Range``, a strong ``ETag`` (and ``Last-Modified``) naming the content, ``If-Range`` honoured, as MLflow
+  3.17 serves a local artifact store
 - ``GET  /api/2.0/mlflow/model-versions/search``                  → one version of ``MODEL_NAME`` a page, and
-  a ``next_page_token`` (for ``kitmlflow sync``)
+  a ``next_page_token`` (for ``kitmlflow sync``); or every number of ``Scenario.model_versions`` in one page
+- ``GET  /api/2.0/mlflow/model-versions/get?name=N&version=V``   → ``{"model_version": {...}}`` (one listed)
+- ``GET  /api/2.0/mlflow/registered-models/get?name=N``           → ``{"registered_model": {...}}``, no aliases
 
 Everything it lists and sends is decided by a :class:`Scenario`, which is where the attacks live:
 listing entries with ``..``, absolute paths or backslashes, sizes that lie, endless or huge listings,
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import socket
 import threading
@@ -74,6 +79,16 @@ class Content:
     stalls: int | None = None  # with stall_after: stall only in the first N requests (None: in every one)
     first_byte_delay: float = 0.0  # seconds before the answer's first byte (a proxy fetching a big object)
     trickle_after: int | None = None  # send this many bytes at once, then 1 KiB every 50 ms (a live, slow transfer)
+    # How a ranged request is answered: "honest" (206, the range, its Content-Range), or a lie: "shifted" (206,
+    # as many bytes from offset 0, as their Content-Range says), "no-content-range" (206, the right bytes, no
+    # Content-Range), "wrong-total" (206, the right bytes, a Content-Range total one byte larger than the data),
+    # "tail-as-200" (200 with the range's bytes, as if they were the whole object).
+    ranges: str = "honest"
+    ignore_if_range: bool = False  # answer a range even when If-Range names another version
+
+
+def etag_of(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
 @dataclass
@@ -106,6 +121,14 @@ class Scenario:
     store_status: int | None = None
     store_unreachable: bool = False
     store_expired_first: int = 0  # the store answers 403 to this many first requests (URLs that expired)
+    store_host: str | None = None  # the host the signed URL names (default 127.0.0.1): "0.0.0.0", "169.254.169.254"
+    store_headers: dict[str, str] = field(default_factory=lambda: {"x-hostile": "1"})  # what the server signs with
+    store_data: dict[str, bytes] = field(default_factory=dict)  # what the store holds instead of the listed bytes
+    store_ranges: str = "honest"  # how the store answers a range (see ``Content.ranges``)
+    store_stall_after: int | None = None  # the store's first answer goes silent after this many bytes
+    store_md5: dict[str, bytes] = field(default_factory=dict)  # the MD5 its ETag claims (default: the data's, as S3)
+    # The version numbers of MODEL_NAME, all in one page of model-versions/search (else one version a page).
+    model_versions: tuple[str, ...] = ()
 
 
 class HostileServer:
@@ -117,6 +140,7 @@ class HostileServer:
         self.downloads: list[tuple[str, str]] = []  # (decoded path, Range header or ""), in order
         self.store_reads: list[tuple[str, str]] = []  # the same, of the STORE route (presigned URLs)
         self.store_authorizations: list[str] = []  # Authorization headers the STORE route received
+        self.store_headers_seen: list[dict[str, str]] = []  # every header the STORE route received, per request
         self.pages_sent: dict[str, int] = {}  # search ("model-versions", "logged-models", ...) -> pages answered
         self.echoed: dict[str, int] = {}  # route -> error bodies sent with the credentials in them
         self.authorizations: set[str] = set()  # every Authorization header received
@@ -200,6 +224,17 @@ def run_document(scenario: Scenario) -> dict:
     }
 
 
+def model_version(number: str) -> dict:
+    """A READY version of MODEL_NAME whose source is the run's ``model`` folder."""
+    return {
+        "name": MODEL_NAME,
+        "version": number,
+        "status": "READY",
+        "run_id": RUN_ID,
+        "source": f"mlflow-artifacts:/{ROOT}/model",
+    }
+
+
 def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
     scenario = server.scenario
 
@@ -208,6 +243,11 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: object) -> None:  # quiet
             pass
+
+        def handle(self) -> None:
+            # a client that drops an answer it refuses resets the connection: no news
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                super().handle()
 
         # -- helpers ---------------------------------------------------------------------------
         def _json(self, document: dict, status: int = 200) -> None:
@@ -289,6 +329,13 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     self._list(query.get("path", [""])[0])
                 elif parts.path == f"{API}/model-versions/search":
                     self._model_versions()
+                elif (
+                    parts.path == f"{API}/model-versions/get"
+                    and query.get("version", [""])[0] in scenario.model_versions
+                ):
+                    self._json({"model_version": model_version(query["version"][0])})
+                elif parts.path == f"{API}/registered-models/get" and query.get("name") == [MODEL_NAME]:
+                    self._json({"registered_model": {"name": MODEL_NAME, "aliases": []}})
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
                     self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
                 elif parts.path == SERVER_INFO:
@@ -308,13 +355,16 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self._not_found()
                 return
             host = f"http://127.0.0.1:{server.closed_port}" if scenario.store_unreachable else server.url
+            if scenario.store_host is not None:
+                host = f"http://{scenario.store_host}:{server.port}"
             url = f"{host}{STORE}/{quote(path)}?{SIGNATURE}"
-            self._json({"url": url, "headers": {"x-hostile": "1"}, "file_size": len(content.data)})
+            self._json({"url": url, "headers": dict(scenario.store_headers), "file_size": len(content.data)})
 
         def _store(self, path: str) -> None:
             ranged = self.headers.get("Range", "")
             with server._lock:
                 server.store_reads.append((path, ranged))
+                server.store_headers_seen.append({k.lower(): v for k, v in self.headers.items()})
                 if self.headers.get("Authorization"):
                     server.store_authorizations.append(self.headers["Authorization"])
             content = scenario.contents.get(path)
@@ -324,14 +374,66 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            data, start, end = content.data, 0, len(content.data)
+            data = scenario.store_data.get(path, content.data)
+            md5 = scenario.store_md5.get(path, hashlib.md5(data).digest())  # S3's ETag of a one-part object
+            extra = {"x-amz-request-id": "hostile", "ETag": '"' + md5.hex() + '"'}
+            stall = scenario.store_stall_after if len(server.store_reads) == 1 else None
+            self._ranged(data, scenario.store_ranges, extra, stall_after=stall)
+
+        def _ranged(
+            self, data: bytes, ranges: str, extra: dict[str, str] | None = None, *, stall_after: int | None = None
+        ) -> None:
+            """``data`` as an HTTP server answers a GET, ``Range`` and ``If-Range`` included, or with the lie
+            ``ranges`` names for a ranged request."""
+            etag = etag_of(data)
+            ranged = self.headers.get("Range", "")
+            condition = self.headers.get("If-Range")
+            if condition is not None and condition != etag and not (self._content_ignores_if_range()):
+                ranged = ""  # another version: the whole object
+            start, end = 0, len(data)
             if ranged.startswith("bytes="):
                 first, _, last = ranged[len("bytes=") :].partition("-")
                 start, end = int(first or 0), min(int(last) + 1 if last else len(data), len(data))
-            self.send_response(206 if ranged else 200)
-            self.send_header("Content-Length", str(end - start))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            body, status = data[start:end], 206 if ranged else 200
+            content_range: str | None = f"bytes {start}-{end - 1}/{len(data)}"
+            if ranged and ranges == "shifted":
+                body, content_range = data[: end - start], f"bytes 0-{end - start - 1}/{len(data)}"
+            elif ranged and ranges == "no-content-range":
+                content_range = None
+            elif ranged and ranges == "wrong-total":
+                content_range = f"bytes {start}-{end - 1}/{len(data) + 1}"
+            elif ranged and ranges == "tail-as-200":
+                status = 200
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("ETag", (extra or {}).get("ETag", etag))
+            self.send_header("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")
+            for name, value in (extra or {}).items():
+                if name != "ETag":
+                    self.send_header(name, value)
+            if status == 206 and content_range is not None:
+                self.send_header("Content-Range", content_range)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(data[start:end])
+            if stall_after is not None:
+                self.wfile.write(body[:stall_after])
+                self.wfile.flush()
+                self._sleep_until_stopped()
+                return
+            self.wfile.write(body)
+
+        def _content_ignores_if_range(self) -> bool:
+            path = unquote(urlsplit(self.path).path)
+            for name, content in scenario.contents.items():
+                if path.endswith("/" + name):
+                    return content.ignore_if_range
+            return False
 
         def _run(self) -> None:
             if scenario.run_json_trickle:
@@ -354,16 +456,10 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(chunk)
 
         def _model_versions(self) -> None:
-            def version(page: int) -> dict:
-                return {
-                    "name": MODEL_NAME,
-                    "version": str(page + 1),
-                    "status": "READY",
-                    "run_id": RUN_ID,
-                    "source": f"mlflow-artifacts:/{ROOT}/model",
-                }
-
-            self._page("model-versions", lambda page: {"model_versions": [version(page)]})
+            if scenario.model_versions:
+                self._json({"model_versions": [model_version(number) for number in scenario.model_versions]})
+                return
+            self._page("model-versions", lambda page: {"model_versions": [model_version(str(page + 1))]})
 
         def _list(self, path: str) -> None:
             server.record(f"LIST {path}", listing=True)
@@ -389,25 +485,35 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             stall_after = content.stall_after
             if content.stalls is not None and attempt > content.stalls:
                 stall_after = None
+            lying = content.endless or content.declared_length is not None or content.trickle_after is not None
+            if stall_after is None and not lying:
+                self._ranged(content.data, content.ranges)
+                return
             data = content.data
-            start = 0
+            start, end = 0, len(data)
             ranged = self.headers.get("Range", "")
             if ranged.startswith("bytes=") and not content.endless:
-                start = int(ranged[len("bytes=") :].split("-")[0] or 0)
+                first, _, last = ranged[len("bytes=") :].partition("-")
+                start, end = int(first or 0), min(int(last) + 1 if last else len(data), len(data))
                 if start >= len(data):
                     self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-            body = data[start:]
-            self.send_response(206 if start else 200)
+            else:
+                ranged = ""
+            body = data[start:end]
+            self.send_response(206 if ranged else 200)
             self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("ETag", etag_of(data))
+            if ranged:
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
             if content.endless or content.declared_length is not None:
                 self.send_header("Connection", "close")  # and hang up after what we send
                 self.close_connection = True
             else:
-                length = content.declared_length if content.declared_length is not None else len(data)
-                self.send_header("Content-Length", str(max(length - start, 0)))
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if content.trickle_after is not None:
                 sent = max(content.trickle_after - start, 0)

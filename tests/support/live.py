@@ -51,17 +51,27 @@ class LiveServer:
 
 @contextlib.contextmanager
 def mlflow_globals_restored() -> Iterator[None]:
-    """MLflow's process-wide tracking/registry URIs and env vars exactly as they were (None stays None:
-    restoring the resolved default instead would pin it and override MLFLOW_TRACKING_URI later)."""
+    """MLflow's process-wide tracking/registry URIs, active experiment and env vars exactly as they were (None
+    stays None: restoring the resolved default instead would pin it and override MLFLOW_TRACKING_URI later).
+    ``mlflow.set_experiment`` sets both a global and ``MLFLOW_EXPERIMENT_ID``: left behind, they make a later
+    ``start_run(run_id=...)`` of another experiment (the demo store's build) fail in the same process."""
+    from mlflow.tracking import fluent
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id)
+    names = (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_RUN_ID",
+    )
+    saved_env = {k: os.environ.get(k) for k in names}
     try:
         yield
     finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id = saved
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -515,6 +515,16 @@ class MlflowServer:
         if self._proc is not None:
             _kill(self._proc)
 
+    def pause(self) -> None:
+        """SIGSTOP the server's process group (a hung server: the kernel still accepts connections)."""
+        if self._proc is not None:
+            _killpg_unreaped(self._proc, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``: the requests queued meanwhile are served, and logged."""
+        if self._proc is not None:
+            _killpg_unreaped(self._proc, signal.SIGCONT)
+
     def restart(self) -> None:
         """Start again on the same port with the same stores (stops it first if it is running)."""
         self.stop()

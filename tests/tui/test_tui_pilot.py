@@ -376,6 +376,23 @@ async def test_a_saved_profile_is_what_profile_reads_and_loads_back(isolated_env
         assert on(app, "ArtifactsScreen") and browser.chosen() == ticked
 
 
+async def test_the_save_dialog_takes_a_name_never_a_path(isolated_env, demo_store, monkeypatch) -> None:
+    """Issue 20 item 8: saving a profile named ``params.yaml`` overwrote ./params.yaml."""
+    monkeypatch.chdir(isolated_env)
+    (isolated_env / "params.yaml").write_text("lr: 0.1\n")
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: tree_listed(app))
+        await pilot.press("down", "down", "space", "s")
+        await wait_for(pilot, lambda: on(app, "ProfileScreen"))
+        await pilot.press(*"params.yaml", "enter")
+        await wait_for(pilot, lambda: notifications(app), what="the refusal")
+        assert "a profile is named without its .yaml" in notifications(app)[0]
+        assert on(app, "ProfileScreen"), "the dialog stays open for another name"
+        assert (isolated_env / "params.yaml").read_text() == "lr: 0.1\n"
+        assert not (isolated_env / "config" / "kitmlflow" / "profiles").exists()
+
+
 async def test_an_unreachable_server_shows_the_cli_message_and_retries(isolated_env) -> None:
     app = KitmlflowApp(None, tracking_uri_flag="http://127.0.0.1:9", cursor_blink=False)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -141,6 +141,32 @@ def test_a_cancelled_pack_leaves_no_tag_nor_blob_and_the_next_fetches_only_what_
     assert resumed.packed.digest == fresh.packed.digest
 
 
+def test_a_cancelled_pack_whose_file_was_replaced_packs_the_new_bytes(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 item 7 for the direct import: the journal names the version of each file's bytes, and a re-run
+    that finds another version in the store starts that file over (same size, so only the version tells)."""
+    monkeypatch.setattr(range_journal, "EVERY_SECONDS", 0.0)
+    home = tmp_path / "home"
+    cancel = threading.Event()
+    moved = 0
+
+    def cancel_half_way(event: ProgressEvent) -> None:
+        nonlocal moved
+        if event.kind == "bytes":
+            moved += event.size
+            if moved > 20 * 1024 * 1024:
+                cancel.set()
+
+    with pytest.raises(InterruptedByUser):
+        pack(store, home, on_progress=cancel_half_way, cancel=cancel)
+    big = store / "model/model.pkl"
+    big.write_bytes(os.urandom(big.stat().st_size))
+    resumed = pack(store, home)
+    assert resumed.packed.digest == pack(store, tmp_path / "fresh").packed.digest
+    assert resumed.downloaded_bytes >= big.stat().st_size  # the big file's kept bytes were dropped, all fetched anew
+
+
 def test_a_journal_of_another_layout_or_cut_mid_line_costs_a_refetch_not_a_wrong_byte(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,13 +230,58 @@ def test_a_split_download_cancelled_half_way_resumes_from_its_journal_not_from_i
     assert not (dest / PARTIAL_DIR).exists()
 
 
-def test_a_part_without_a_journal_resumes_from_its_size(store: Path, tmp_path: Path) -> None:
-    from kitmlflow_tui.core.download.downloader import PARTIAL_DIR
+def cancelled_part(store: Path, dest: Path, big: str, at: int) -> int:
+    """Download ``big`` alone, in one stream, cancelled once ``at`` bytes arrived: the part a killed run leaves.
+    Returns the part's size."""
+    from kitmlflow_tui.core.download.downloader import PARTIAL_DIR, Downloader
 
+    cancel = threading.Event()
+    moved = 0
+
+    def cancel_at(event: ProgressEvent) -> None:
+        nonlocal moved
+        if event.kind == "bytes":
+            moved += event.size
+            if moved >= at:
+                cancel.set()
+
+    plan = make_plan(plan_of(store).tree, FilterSpec(include=(big,)))
+    with pytest.raises(InterruptedByUser):
+        Downloader(repository_for, jobs=1, on_progress=cancel_at, cancel=cancel).download(plan, dest)
+    return (dest / PARTIAL_DIR / (big + ".part")).stat().st_size
+
+
+def test_a_part_resumes_from_its_size_when_its_journal_names_the_version_still_in_the_store(
+    store: Path, tmp_path: Path
+) -> None:
     big = "model/model.pkl"
-    part = tmp_path / "dest" / PARTIAL_DIR / (big + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes((store / big).read_bytes()[:5_000_000])
+    kept = cancelled_part(store, tmp_path / "dest", big, 5_000_000)
+    assert kept >= 5_000_000
     result = download(store, tmp_path / "dest")
     assert (tmp_path / "dest" / big).read_bytes() == (store / big).read_bytes()
-    assert result.reused_bytes == 5_000_000
+    assert result.reused_bytes == kept
+
+
+def test_a_part_whose_file_was_replaced_starts_over_instead_of_mixing_two_versions(store: Path, tmp_path: Path) -> None:
+    """Issue 20 item 7: the artifact replaced (same size) between an interrupted download and its re-run."""
+    big = "model/model.pkl"
+    cancelled_part(store, tmp_path / "dest", big, 5_000_000)
+    replaced = os.urandom(FILES[big])  # type: ignore[arg-type]
+    (store / big).write_bytes(replaced)
+    result = download(store, tmp_path / "dest")
+    assert (tmp_path / "dest" / big).read_bytes() == replaced
+    assert result.reused_bytes == 0
+
+
+def test_a_part_without_a_journal_names_no_version_and_starts_over(store: Path, tmp_path: Path) -> None:
+    """A part whose journal is gone (or a small one a killed run left before it had one) cannot say which version
+    of the object it holds: it is fetched again, never continued."""
+    from kitmlflow_tui.core.download.downloader import JOURNALS_DIR, PARTIAL_DIR
+
+    big = "model/model.pkl"
+    cancelled_part(store, tmp_path / "dest", big, 5_000_000)
+    for journal in (tmp_path / "dest" / PARTIAL_DIR / JOURNALS_DIR).iterdir():
+        journal.unlink()
+    result = download(store, tmp_path / "dest")
+    assert (tmp_path / "dest" / big).read_bytes() == (store / big).read_bytes()
+    assert result.reused_bytes == 0

@@ -125,3 +125,44 @@ def test_profiles_commands() -> None:
 def test_the_loader_never_crashes(text: str) -> None:
     with contextlib.suppress(BadInputError):
         parse_profile(text, name="fuzz")
+
+
+@pytest.mark.parametrize("command", ["show", "delete"])
+@pytest.mark.parametrize("name", ["config.yaml", "./config.yaml", "../config", ".hidden", "a..b", "sub/config"])
+def test_profile_commands_take_names_only_and_never_touch_a_file_outside_the_profiles_folder(
+    command: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 item 8: ``profiles delete config.yaml`` deleted ./config.yaml."""
+    work = tmp_path / "work" / "here"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    bystanders = [work / "config.yaml", work / "sub" / "config.yaml", work.parent / "config", work / ".hidden"]
+    for path in bystanders:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("include: ['*']\n")
+    out = CliRunner().invoke(cli, ["profiles", command, name])
+    assert out.exit_code == 2, out.output
+    assert "profile name" in out.output and "Traceback" not in out.output
+    assert all(path.read_text() == "include: ['*']\n" for path in bystanders)
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "../params", ".params", "a/b", "x" * 65])
+def test_saving_takes_a_name_only(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wizard's "save profile" named ``params.yaml`` overwrote ./params.yaml."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("lr: 0.1\n")
+    with pytest.raises(BadInputError) as caught:
+        save_profile(Profile(name, FilterSpec(include=("*.pt",))))
+    assert (tmp_path / "params.yaml").read_text() == "lr: 0.1\n"
+    if name == "params.yaml":
+        assert "--profile ./params.yaml" in caught.value.hint
+
+
+def test_only_a_value_with_a_slash_is_read_as_a_file_by_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("include: ['*.pt']\n")
+    assert load_profile("./params.yaml").spec.include == ("*.pt",)
+    with pytest.raises(BadInputError, match="without its .yaml"):
+        load_profile("params.yaml")

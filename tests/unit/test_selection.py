@@ -175,3 +175,49 @@ def test_glob_compiler_never_crashes(pattern: str) -> None:
 def test_glob_like_patterns_never_crash(parts: list[str]) -> None:
     with contextlib.suppress(BadInputError):
         Glob("".join(parts)).matches("a/b/a.b")
+
+
+# -- matching in time linear in the path (issue 20 item 15) ------------------------------------------------------
+@pytest.mark.timeout(30)  # a hang guard: Python's backtracking regex took more than 100 s on the first case
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("*a*a*a*a*a*a*a*a*a*a*a*ab", "a" * 40, False),
+        ("*a*a*a*a*a*a*a*a*a*a*a*ab", "x/" + "a" * 40 + "b", True),
+        ("*-*-*-*-*-*-*-*-*-*-*.safetensors", "checkpoints/" + "model-" * 12 + "shard.bin", False),
+        ("*-*-*-*-*-*-*-*-*-*-*.safetensors", "model-" * 11 + "x.safetensors", True),
+        ("**/a*a*a*a*a*a*a*a*b/**", "/".join(["a" * 30] * 40), False),
+        ("a/**/a/**/a/**/a/**/a/**/b", "/".join(["a"] * 200), False),
+        ("a/**/a/**/a/**/a/**/a/**/b", "/".join(["a"] * 200) + "/b", True),
+    ],
+)
+def test_globs_with_many_wildcards_match_in_time_linear_in_the_path(pattern: str, path: str, expected: bool) -> None:
+    assert Glob(pattern).matches(path) is expected
+    for _ in range(200):  # a plan matches every file of a run: each match must be cheap, not just the first
+        Glob(pattern).matches(path)
+
+
+_SEGMENT_TOKENS = st.sampled_from(["a", "b", ".", "-", "?", "*", "[ab]", "[a-c]", "[.]", r"\*", r"\?"])
+_SAFE_SEGMENTS = st.one_of(
+    st.just("**"), st.lists(_SEGMENT_TOKENS, min_size=1, max_size=5).map("".join).filter(lambda s: "**" not in s)
+)
+_SAFE_PATTERNS = st.tuples(st.booleans(), st.lists(_SAFE_SEGMENTS, min_size=1, max_size=4)).map(
+    lambda lead_and_segments: ("/" if lead_and_segments[0] else "") + "/".join(lead_and_segments[1])
+)
+_SAFE_PATHS = st.lists(st.text(alphabet="ab.-*?c", min_size=1, max_size=6), min_size=1, max_size=5).map("/".join)
+
+
+@given(_SAFE_PATTERNS, st.lists(_SAFE_PATHS, min_size=1, max_size=8))
+@settings(max_examples=examples(3000), deadline=None)
+def test_the_linear_matcher_means_what_pathspecs_regex_means(pattern: str, paths: list[str]) -> None:
+    """On patterns without negated classes (whose regex could take a '/') and paths without empty segments."""
+    from pathspec.patterns.gitignore.basic import GitIgnoreBasicPattern
+
+    from kitmlflow_tui.core.selection.glob_match import LinearGlob
+
+    regex = GitIgnoreBasicPattern(pattern).regex
+    if regex is None or regex.pattern in (".", "/"):
+        return
+    linear = LinearGlob(pattern)
+    for path in paths:
+        assert linear.match(path) == (regex.match(path) is not None), (pattern, path, regex.pattern)

@@ -197,11 +197,25 @@ def test_a_modelpack_entry_is_synced_as_a_modelpack(tmp_path: Path) -> None:
     assert entry.format == "modelpack"
 
 
-def test_a_sign_key_is_read_but_not_supported_yet(tmp_path: Path) -> None:
-    key = tmp_path / "cosign.key"
-    key.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
-    with pytest.raises(BadInputError, match="sign_key is not supported yet"):
-        load_config(write(tmp_path, f"models:\n  - name: m\n    to: r.io/m\n    sign_key: {key}\n"))
+def test_a_sign_key_is_opened_when_the_config_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = tmp_path / "sign.pem"
+    key.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    config = load_config(write(tmp_path, f"models:\n  - name: m\n    to: r.io/m\n    sign_key: {key}\n"))
+    assert config.models[0].sign_key == key
+    monkeypatch.delenv("COSIGN_PASSWORD", raising=False)
+    monkeypatch.delenv("KITMLFLOW_SIGN_KEY_PASSWORD", raising=False)
+    broken = tmp_path / "cosign.key"
+    broken.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    with pytest.raises(BadInputError, match="holds no PEM private key") as refused:
+        load_config(write(tmp_path, f"models:\n  - name: m\n    to: r.io/m\n    sign_key: {broken}\n"))
+    assert str(broken) in refused.value.message
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("10m", 600), ("30s", 30), ("1h", 3600), ("0", 0), ("90", 90)])

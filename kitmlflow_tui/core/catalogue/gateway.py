@@ -38,7 +38,7 @@ from kitmlflow_tui.core.catalogue.records import (
 )
 from kitmlflow_tui.core.catalogue.run_records import dataset_inputs, first_registered, tagged_versions
 from kitmlflow_tui.core.download.stores import require_client_library, require_tracking_library
-from kitmlflow_tui.core.errors import BadInputError, NotFoundError, RunNotFinishedError
+from kitmlflow_tui.core.errors import BadInputError, NotFoundError, RunDeletedError, RunNotFinishedError
 from kitmlflow_tui.core.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
 
 MIN_PREFIX = 4
@@ -431,6 +431,7 @@ class Catalogue:
         else:
             assert isinstance(ref, RunRef)
             run = self.get_run(ref.run_id, experiment_id=ref.experiment_id)
+        ensure_live(run, registered)
         if require_finished:
             ensure_finished(run, command=command)
         if registered is not None:
@@ -561,6 +562,19 @@ class Catalogue:
             cancel=cancel,
             first_level=first_level,
         )
+
+
+def ensure_live(run: RunInfo, registered: RegisteredModelInfo | None = None) -> None:
+    """A deleted run (MLflow's trash: ``lifecycle_stage`` deleted) is not found, whoever points at it."""
+    if run.lifecycle_stage != "deleted":
+        return
+    whose = f"Run {run.run_name} ({run.run_id})"
+    if registered is not None:
+        whose = f"Registered model {registered.name} version {registered.version} comes from run {run.run_id}, which"
+    raise RunDeletedError(
+        f"{whose} is deleted (in MLflow's trash).",
+        hint=f"Restore it first (mlflow runs restore --run-id {run.run_id}), or import another run.",
+    )
 
 
 def ensure_finished(run: RunInfo, *, command: str = "import") -> None:

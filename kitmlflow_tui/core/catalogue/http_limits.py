@@ -1,5 +1,13 @@
 """Hardening of MLflow's HTTP client: a short retry policy, and a size cap and deadline on every answer.
 
+One knob bounds how long any MLflow request waits for its answer: ``MLFLOW_HTTP_REQUEST_TIMEOUT``, MLflow's own
+(``REQUEST_TIMEOUT_SECONDS`` unless the user set it). MLflow's retries would multiply it (a paused server took
+3 × 60 s to fail an import), so they are bounded by it too (``_DeadlineRetry``): a request that timed out
+waiting for its answer is not asked again (a server silent for that long is not coming back within it), and a
+refused connection or a 5xx answer is retried only while less than the timeout has passed since the request
+began. A request therefore fails within the timeout when the server takes the connection and never answers, and
+within twice it at worst (an attempt started just before the deadline).
+
 The limits ride on a private MLflow function, ``request_utils._cached_get_request_session`` (the
 factory of the requests sessions MLflow uses); if a later MLflow moves it, the limits are skipped
 rather than breaking the client. tests/unit/test_http_limits.py pins the behaviour.
@@ -7,16 +15,20 @@ rather than breaking the client. tests/unit/test_http_limits.py pins the behavio
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+REQUEST_TIMEOUT_SECONDS = 30
 # MLflow retries an unreachable server for about four minutes by default. A person at a terminal
 # wants to know within seconds, so unless the user chose otherwise we ask for a short policy.
 _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_SECONDS),
 }
 # A metadata answer (a run, a listing, a search page) larger than this, or one that is still arriving
 # after RESPONSE_DEADLINE_FACTOR x MLFLOW_HTTP_REQUEST_TIMEOUT seconds, is refused: requests only bounds
@@ -115,7 +127,75 @@ def _install_response_limits() -> None:
         hooks = session.hooks.setdefault("response", [])
         if bounded_response not in hooks:
             hooks.append(bounded_response)
+        _bound_retries(session)
         return session
 
     bounded_session._kitmlflow_bounded = True  # type: ignore[attr-defined]
     request_utils._cached_get_request_session = bounded_session  # type: ignore[assignment]
+
+
+_request = threading.local()  # when the request on this thread began, and its timeout (``_bound_retries``)
+
+
+def _bound_retries(session: Any) -> None:
+    """MLflow's retry policy on ``session``, bounded by the request's timeout (see the module's docstring). The
+    session notes when each request begins, on the thread that makes it (urllib3 retries on the same thread)."""
+    if getattr(session, "_kitmlflow_deadline", False):
+        return
+    deadline_retry = _deadline_retry()
+    for adapter in session.adapters.values():
+        retries = getattr(adapter, "max_retries", None)
+        if retries is not None and not isinstance(retries, deadline_retry):
+            fields = {name: getattr(retries, name) for name in _RETRY_FIELDS if hasattr(retries, name)}
+            adapter.max_retries = deadline_retry(**fields)
+    send = session.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        _request.began, _request.timeout = time.monotonic(), timeout[-1] if isinstance(timeout, tuple) else timeout
+        return send(method, url, *args, **kwargs)
+
+    session.request = request
+    session._kitmlflow_deadline = True
+
+
+@functools.cache
+def _deadline_retry() -> Any:
+    """urllib3's ``Retry`` that gives up on a read timeout, and once the request's timeout has passed (built on
+    first use: urllib3 loads with MLflow, never on the path of ``--help``)."""
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
+    from urllib3.util.retry import Retry
+
+    class DeadlineRetry(Retry):
+        def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+            reason = error or ResponseError(f"{getattr(response, 'status', '')} answers")
+            if isinstance(error, ReadTimeoutError):
+                raise MaxRetryError(_pool, url, reason) from error
+            retry = super().increment(method, url, response, error, _pool, _stacktrace)
+            began, timeout = getattr(_request, "began", None), getattr(_request, "timeout", None)
+            if began is not None and timeout and time.monotonic() - began + retry.get_backoff_time() >= timeout:
+                raise MaxRetryError(_pool, url, reason) from error
+            return retry
+
+    return DeadlineRetry
+
+
+# What MLflow sets on its Retry (request_utils._cached_get_request_session), carried over to the bounded one.
+_RETRY_FIELDS = (
+    "total",
+    "connect",
+    "read",
+    "redirect",
+    "status",
+    "other",
+    "allowed_methods",
+    "status_forcelist",
+    "backoff_factor",
+    "backoff_max",
+    "backoff_jitter",
+    "raise_on_redirect",
+    "raise_on_status",
+    "history",
+    "respect_retry_after_header",
+    "remove_headers_on_redirect",
+)

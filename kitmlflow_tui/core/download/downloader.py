@@ -1,11 +1,14 @@
 """Step 4 of the data flow: transfer exactly the planned files, in parallel, verified and resumable.
 
 Every file is written under ``<dest>/.kitmlflow-partial/<path>.part`` and moved to ``<dest>/<path>``
-only once its size matches the listing, so ``<dest>`` never holds a truncated file under a real name.
-A re-run skips complete files and continues a partial file wherever the store's transport reads ranges
-(``kitmlflow_tui.core.download.transports``: the proxy, local, S3, GCS, Azure, SFTP): from its size, or, for a large file the
-transfer split into parallel ranges, from its range journal (``_PartFile``). A transfer that breaks or stalls
-is retried from the offset it reached. Progress is reported per chunk, not per file.
+only once its size (and the store's checksum, where it gives one) matches, so ``<dest>`` never holds a truncated
+file under a real name. A re-run skips complete files and continues a partial file wherever the store's transport
+reads ranges (``kitmlflow_tui.core.download.transports``: the proxy, local, S3, GCS, Azure, SFTP) and the part's
+range journal names the version of the object its bytes came from: from its size, or, for a large file the
+transfer split into parallel ranges, from the ranges the journal lists (``_PartFile``); the engine then joins
+only bytes of that version. A part without a journal (a small one, or one a killed run left before its first
+MiB) starts over. A transfer that breaks or stalls is retried from the offset it reached. Progress is reported
+per chunk, not per file.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ from kitmlflow_tui.core.catalogue import ArtifactFile
 from kitmlflow_tui.core.download.range_journal import JournalState, JournalWriter, read_journal
 from kitmlflow_tui.core.download.transfer import RETRIES, FileJob, ProgressCallback, ProgressEvent, Transfer, pwrite_all
 from kitmlflow_tui.core.download.transports import Transport, stall_seconds
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion
 from kitmlflow_tui.core.errors import DownloadError
 from kitmlflow_tui.core.selection.plan import Plan, format_size
 
 PARTIAL_DIR = ".kitmlflow-partial"
-JOURNALS_DIR = ".journals"  # inside PARTIAL_DIR: the range journals of split parts
+JOURNALS_DIR = ".journals"  # inside PARTIAL_DIR: the range journals of parts
+# A part gets its journal once it holds this much (or is split): a smaller one a killed run leaves starts over,
+# which costs less than a journal file for every small file of a run.
+JOURNAL_MIN_BYTES = 1024 * 1024
 DISK_MARGIN_BYTES = 16 * 1024 * 1024
 __all__ = ["RETRIES", "DownloadResult", "Downloader", "ProgressCallback", "ProgressEvent", "safe_destination"]
 
@@ -66,32 +73,45 @@ def safe_destination(dest: Path, relative: str, *, fresh_folder: bool = False) -
 
 class _PartFile:
     """The transfer's target for one file: its ``.part`` file, written at offsets, renamed into place once the
-    transfer has checked its size.
+    transfer has checked it.
 
-    While one stream writes it from its start, the part's size is what a re-run resumes from. Once the transfer
-    splits the file into parallel ranges (a write past the end of what is written), the part has holes and a
-    range journal takes over (``range_journal``: the prefix written so far, then every range), said before the
-    first out-of-order byte lands, so that no re-run ever reads a hole as data."""
+    Its journal (``range_journal``) names the version of the object the part's bytes come from, from the moment
+    the part holds ``JOURNAL_MIN_BYTES`` (or is split), and is written before those bytes count: while one
+    stream writes the part from its start, the part's size is what a re-run resumes from; once the transfer
+    splits the file into parallel ranges (a write past the end of what is written), the part has holes and the
+    journal lists the ranges written too (the prefix so far, then every range), said before the first
+    out-of-order byte lands, so that no re-run ever reads a hole as data."""
 
-    def __init__(self, part: Path, target: Path, journal: Path, identity: str, resumed: JournalState | None) -> None:
+    def __init__(
+        self,
+        part: Path,
+        target: Path,
+        journal: Path,
+        identity: str,
+        resumed: JournalState | None,
+        version: ObjectVersion | None,
+    ) -> None:
         self.part = part
         self.target = target
         self.journal_path = journal
         self.identity = identity
-        self._resumed = resumed  # the journal of a split part this call continues
+        self._resumed = resumed  # the journal of a part this call continues
+        self._version = version  # of the bytes in the part (from the journal), or of the bytes about to come
         self._fd: int | None = None
         self._journal: JournalWriter | None = None
         self._high_water = 0  # every byte below it is written, while the file is not split
+        self._split = False
         self._lock = threading.Lock()
 
     def _open(self) -> int:
         with self._lock:
             if self._fd is None:
                 self.part.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.part, os.O_WRONLY | os.O_CREAT, 0o666)
+                self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o666)
                 self._high_water = os.fstat(self._fd).st_size
                 if self._resumed is not None:
                     self._journal = self._new_journal(fresh=False)
+                    self._split = self._resumed.split
             return self._fd
 
     def _new_journal(self, *, fresh: bool) -> JournalWriter:
@@ -99,23 +119,51 @@ class _PartFile:
         self.journal_path.parent.mkdir(parents=True, exist_ok=True)
         return JournalWriter(self.journal_path, self.identity, self._fd, fresh=fresh)
 
+    def versioned(self, version: ObjectVersion) -> None:
+        with self._lock:
+            self._version = version
+            if self._journal is not None:
+                self._journal.version(0, version)
+
     def write(self, offset: int, data: bytes) -> None:
         fd = self._open()
         with self._lock:
-            if self._journal is None and offset > self._high_water:
+            out_of_order = offset > self._high_water and not self._split
+            if self._journal is None and (out_of_order or offset + len(data) >= JOURNAL_MIN_BYTES):
                 self._journal = self._new_journal(fresh=True)
+                if self._version is not None:
+                    self._journal.version(0, self._version)
+                self._journal.flush()
+            if out_of_order:
+                assert self._journal is not None
                 if self._high_water:
                     self._journal.written(0, 0, self._high_water)
                 self._journal.out_of_order()
+                self._split = True
         pwrite_all(fd, offset, data)
         with self._lock:
             self._high_water = max(self._high_water, offset + len(data))
 
     def written(self, start: int, end: int) -> None:
         with self._lock:
-            journal = self._journal
+            journal = self._journal if self._split else None
         if journal is not None:
             journal.written(0, start, end)
+
+    def read(self, offset: int, size: int) -> bytes:
+        return os.pread(self._open(), size, offset)
+
+    def reset(self) -> None:
+        fd = self._open()
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            self.journal_path.unlink(missing_ok=True)
+            os.ftruncate(fd, 0)
+            self._high_water = 0
+            self._split = False
+            self._version = None
 
     def finished(self) -> None:
         self._open()  # an empty file was never written to
@@ -197,9 +245,10 @@ class Downloader:
                 part = safe_destination(partial_root, file.path + ".part")
                 journal = _journal_path(partial_root, file)
                 resumed, missing = _still_missing(part, journal, file, transfer.transport(file.root_uri))
-                reused += missing[0][0] if file.size is None else file.size - sum(e - s for s, e in missing)
-                parts.append(_PartFile(part, target, journal, _identity(file), resumed))
-                todo.append(FileJob(file, parts[-1], missing))
+                version = resumed.versions.get(0) if resumed is not None else None
+                parts.append(_PartFile(part, target, journal, _identity(file), resumed, version))
+                todo.append(FileJob(file, parts[-1], missing, version))
+                reused += todo[-1].held_bytes()
             still_to_move = sum(job.missing_bytes() for job in todo)
             _check_disk_space(dest, still_to_move)
             transfer.report(ProgressEvent("plan", size=still_to_move, total=plan.selected_bytes, files=len(todo)))
@@ -215,7 +264,7 @@ class Downloader:
             dest=dest,
             paths=tuple(f.path for f in plan.selected),
             downloaded_bytes=transfer.moved,
-            reused_bytes=reused,
+            reused_bytes=reused - transfer.dropped,
             total_bytes=plan.selected_bytes,
         )
 
@@ -224,21 +273,26 @@ def _still_missing(
     part: Path, journal: Path, file: ArtifactFile, transport: Transport
 ) -> tuple[JournalState | None, list[tuple[int, int]]]:
     """What a file's part lacks: per its journal once it was split, else from the part's size (one stream wrote it
-    from its start). A part the store cannot resume, longer than the file, or with a journal of another file
-    starts again. Returns the journal's state when it is resumed, and the missing ranges."""
+    from its start). A part that names no version of the object (no journal, or one of another file), that the
+    store cannot resume, or that is longer than the file starts again. Returns the journal's state when it is
+    resumed, and the missing ranges."""
     offset = _part_size(part)
     state = read_journal(journal, _identity(file), [file.size]) if file.size is not None else None
     if offset and (
         not transport.supports_ranges
         or (file.size is not None and offset > file.size)
-        or (state is None and journal.exists())
+        or state is None
+        or 0 not in state.versions
     ):
-        part.unlink()  # a resume would cost the whole file anyway (or the part is not this file's)
+        part.unlink()  # a resume would cost the whole file anyway, could not be checked, or is not this file's
         offset = 0
-    if offset and state is not None and state.split and file.size is not None:
+    if not offset or state is None:
+        journal.unlink(missing_ok=True)
+        return None, [(0, 0 if file.size is None else file.size)]
+    assert file.size is not None
+    if state.split:
         return state, state.missing(0, file.size) or [(file.size, file.size)]
-    journal.unlink(missing_ok=True)
-    return None, [(offset, offset if file.size is None else file.size)]
+    return state, [(offset, file.size)]
 
 
 def _part_size(part: Path) -> int:

@@ -4,9 +4,12 @@ A file written at offsets by several workers at once (a layer blob of the direct
 large download was split into parallel ranges) has holes until it is complete, so its size no longer says how
 much of it is there. Its journal does: one line per range written (``R <region> <start> <end>``; a layer blob
 holds one region per file), ``D <region>`` once a region is complete and checked, ``S`` once a part file has
-been written out of order. Lines are appended after an ``fdatasync`` of the data they describe (every
-``EVERY_BYTES`` or ``EVERY_SECONDS``, before an ``S``, and on close), so a journal never claims a byte
-that is not on disk, whatever kills the process; a line a kill cut short has no newline and is ignored.
+been written out of order, ``V <region> <version>`` naming the version of the object a region's bytes come
+from (written before them; a resume continues only that version), ``X <region>`` when a region starts over
+(what the lines before it say of that region no longer holds). Lines are appended after an ``fdatasync`` of the
+data they describe (every ``EVERY_BYTES`` or ``EVERY_SECONDS``, before an ``S``, and on close), so a journal
+never claims a byte that is not on disk, whatever kills the process; a line a kill cut short has no newline and
+is ignored.
 
 The first line names what the file is (``identity``: a layout's hash, a file's source and size): a journal
 of anything else, too long, or unreadable is no journal, and the caller starts the file again.
@@ -22,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion
+
 EVERY_BYTES = 256 * 1024 * 1024  # the journal catches up at least this often, or every
 EVERY_SECONDS = 2.0  # ... this many seconds
 MAX_BYTES = 64 * 1024 * 1024  # a longer journal is not ours
@@ -30,12 +35,19 @@ _HEADER = "kitmlflow-range-journal 1"
 
 @dataclass
 class JournalState:
-    """What a journal says: the ranges written per region, the regions complete, whether writes went out of
-    order (a part file whose size is then no measure of what it holds)."""
+    """What a journal says: the ranges written per region, the regions complete, the version each region's
+    bytes come from, whether writes went out of order (a part file whose size is then no measure of what it
+    holds)."""
 
     done: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     complete: set[int] = field(default_factory=set)
+    versions: dict[int, ObjectVersion] = field(default_factory=dict)
     split: bool = False
+
+    def forget(self, region: int) -> None:
+        self.done.pop(region, None)
+        self.complete.discard(region)
+        self.versions.pop(region, None)
 
     def missing(self, region: int, size: int) -> list[tuple[int, int]]:
         """The ranges of ``[0, size)`` of ``region`` the journal does not list."""
@@ -55,13 +67,20 @@ def read_journal(path: Path, identity: str, region_sizes: Sequence[int]) -> Jour
     state = JournalState()
     for line in lines[1:]:
         fields = line.split()
+        kind = fields[0] if fields else b""
+        if kind == b"V" and len(fields) == 3 and _region(fields[1], len(region_sizes)) is not None:
+            version = ObjectVersion.from_token(fields[2].decode("ascii", "replace"))
+            if version is not None:
+                state.versions[int(fields[1])] = version
+            continue
         try:
             numbers = [int(value) for value in fields[1:]]
         except ValueError:
             continue
-        kind = fields[0] if fields else b""
         if kind == b"S" and not numbers:
             state.split = True
+        elif kind == b"X" and len(numbers) == 1 and 0 <= numbers[0] < len(region_sizes):
+            state.forget(numbers[0])
         elif kind == b"D" and len(numbers) == 1 and 0 <= numbers[0] < len(region_sizes):
             state.complete.add(numbers[0])
         elif kind == b"R" and len(numbers) == 3 and 0 <= numbers[0] < len(region_sizes):
@@ -102,6 +121,16 @@ class JournalWriter:
             if time.monotonic() - self._flushed_at >= EVERY_SECONDS:
                 self._flush()
 
+    def version(self, region: int, version: ObjectVersion) -> None:
+        """Say which version of the object the region's bytes come from (before any of them is claimed)."""
+        with self._lock:
+            self._pending.append(f"V {region} {version.token()}\n")
+
+    def forget(self, region: int) -> None:
+        """The region starts over: nothing said of it before this line holds."""
+        with self._lock:
+            self._pending.append(f"X {region}\n")
+
     def out_of_order(self) -> None:
         """Say, before the write that makes it so, that the file's size no longer measures what it holds."""
         with self._lock:
@@ -129,6 +158,14 @@ class JournalWriter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _region(text: bytes, count: int) -> int | None:
+    try:
+        region = int(text)
+    except ValueError:
+        return None
+    return region if 0 <= region < count else None
 
 
 def missing_ranges(done: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:

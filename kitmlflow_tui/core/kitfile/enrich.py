@@ -163,6 +163,19 @@ def build_kitfile(
     )
 
 
+def run_provenance(
+    *,
+    run: RunInfo,
+    logged_models: Sequence[LoggedModelInfo],
+    registered: RegisteredModelInfo | None,
+    filter_summary: Mapping[str, Any],
+    importer_version: str,
+) -> MlflowProvenance:
+    """The provenance :func:`build_kitfile` records, for an import whose Kitfile is given as is (``--kitfile``):
+    the same masking, flavors as MLflow lists them (no model folder is read)."""
+    return _provenance(RunFacts(run, logged_models, registered, filter_summary, importer_version), {})
+
+
 def write_provenance_file(folder: Path, built: BuiltKitfile) -> None:
     """Write (or remove) the provenance file a built Kitfile relies on, before the folder is packed."""
     path = Path(folder) / PROVENANCE_FILE

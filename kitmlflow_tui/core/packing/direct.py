@@ -10,8 +10,10 @@ hashes each blob once (an uncompressed layer's digest is its diffId) and renames
 the manifest and last the tag follow as the native packer writes them.
 
 Resume: next to each partial blob a journal (:mod:`kitmlflow_tui.core.download.range_journal`) lists the ranges of its files
-whose bytes are on disk. A re-run of the same import (same files and Kitfile, hence the same layout, named by
-its hash) fetches only what the journal does not list; partial blobs of another layout are removed. Nothing references a partial blob until
+whose bytes are on disk, and the version of each file's object they came from. A re-run of the same import (same
+files and Kitfile, hence the same layout, named by its hash) fetches only what the journal does not list, and joins
+it to those bytes only if the store still has that version (else the file starts over); partial blobs of another
+layout are removed. Nothing references a partial blob until
 it is complete and renamed, so kill -9, a full disk or a cancel leave only the resume folder, which a
 successful import of the run removes.
 """
@@ -19,6 +21,7 @@ successful import of the run removes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -39,10 +42,12 @@ from kitmlflow_tui.core.download.transfer import (
     Transfer,
     pwrite_all,
 )
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion
 from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, KitmlflowError, PackError
 from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
+from kitmlflow_tui.core.packing.file_digests import FileDigest, RegionDigests
 from kitmlflow_tui.core.packing.layers import FileRegion, TarLayout
 from kitmlflow_tui.core.packing.native import DEFAULT_CLI_VERSION, ArtifactWriter, Layer, ModelKitWriter
 from kitmlflow_tui.core.packing.result import PackResult
@@ -137,18 +142,21 @@ def pack_direct(
     tracking_uri: str = "",
     cli_version: str = DEFAULT_CLI_VERSION,
     writer: ArtifactWriter | None = None,
+    digest_files: bool = False,
 ) -> DirectResult:
     """Fetch the plan's files into the layer blobs of ``kitfile`` over ``tree`` and store the ModelKit under
     ``reference`` (see the module's docstring). ``run_key`` names the run's resume folder; the caller holds the
     run's lock, so no other import of the run writes there. ``writer`` decides the artifact (an uncompressed
-    ModelKit by default; a ModelPack's raw layers are layouts of one file region each)."""
+    ModelKit by default; a ModelPack's raw layers are layouts of one file region each). With ``digest_files``
+    every file's sha256 is taken in the pass that hashes the layers (:mod:`~kitmlflow_tui.core.packing.file_digests`;
+    a raw layer's file digest is the layer's own)."""
     cancel = cancel or threading.Event()
     writer = writer or ModelKitWriter("none", cli_version)
     planned = writer.plan(tree, kitfile)
     by_path = {file.path: file for file in plan.selected}
     storage = KitStorage(resolve_kit_home(storage_root))
     resume_dir = storage.root / RESUME_DIR_NAME / run_key
-    blobs = [_PartialBlob(resume_dir, layer, writer.layout(layer), by_path) for layer in planned.layers]
+    blobs = [_PartialBlob(resume_dir, layer, writer.layout(layer), by_path, digest_files) for layer in planned.layers]
     _check_disk_space(storage.root, sum(blob.bytes_to_allocate() for blob in blobs))  # before a byte is written
     try:
         with storage.session():
@@ -180,17 +188,18 @@ def pack_direct(
                     transfer.close()
                 if on_step is not None:
                     on_step("pack", f"Packing {reference} (native packer: hashing the layers)")
-                descriptors = _commit_layers(storage, blobs, writer, on_hash_progress, cancel)
+                descriptors, files = _commit_layers(storage, blobs, writer, on_hash_progress, cancel)
             finally:
                 for blob in blobs:
                     blob.close()
             packed = writer.store(storage, planned, descriptors, reference, cancel)
+            packed = dataclasses.replace(packed, files=files)
     except KitmlflowError:
         raise
     except OSError as exc:
         raise PackError(f"Writing the ModelKit into {storage.root} failed: {exc.strerror or exc}") from exc
     shutil.rmtree(resume_dir, ignore_errors=True)
-    return DirectResult(packed, resume_dir, transfer.moved + in_memory, reused, total)
+    return DirectResult(packed, resume_dir, transfer.moved + in_memory, reused - transfer.dropped, total)
 
 
 def _commit_layers(
@@ -199,8 +208,9 @@ def _commit_layers(
     writer: ArtifactWriter,
     on_hash_progress: Callable[[int, int], None] | None,
     cancel: threading.Event,
-) -> list[Descriptor]:
-    """Hash every complete blob once and rename it into ``blobs/``; their descriptors, in layer order."""
+) -> tuple[list[Descriptor], tuple[FileDigest, ...]]:
+    """Hash every complete blob once and rename it into ``blobs/``; their descriptors, in layer order, and the
+    digests of their files when the blobs were asked to take them."""
     total = sum(blob.layout.size for blob in blobs)
     done = 0
 
@@ -211,11 +221,13 @@ def _commit_layers(
             on_hash_progress(done, total)
 
     descriptors = []
+    files: list[FileDigest] = []
     for blob in blobs:
         digest = blob.hash(advance, cancel)
+        files += blob.file_digests(digest)
         blob.commit(storage, digest)
         descriptors.append(writer.descriptor(blob.layer, digest, digest, blob.layout.size))  # uncompressed
-    return descriptors
+    return descriptors, tuple(files)
 
 
 def _layout_id(layout: TarLayout, by_path: Mapping[str, ArtifactFile]) -> str:
@@ -247,10 +259,12 @@ class _PartialBlob:
     layer: Layer
     layout: TarLayout
     by_path: Mapping[str, ArtifactFile]
+    digest_files: bool = False
     layout_id: str = ""
     fd: int | None = None
     journal_writer: JournalWriter | None = None
     hasher: _InOrderHasher | None = None
+    files: RegionDigests | None = None
     state: JournalState = field(default_factory=JournalState)
 
     def __post_init__(self) -> None:
@@ -280,7 +294,12 @@ class _PartialBlob:
                 pwrite_all(self.fd, region.offset, content)
                 self.state.complete.add(index)
         self.journal_writer = JournalWriter(self.journal, self.identity, self.fd, fresh=found is None)
-        self.hasher = _InOrderHasher(self.fd, self.layout, self.state)
+        for index in [index for index in self.state.done if index not in self.state.versions]:
+            self.journal_writer.forget(index)  # bytes of no known version (an older journal): the file starts over
+            self.state.forget(index)
+        # A raw layer (one file, no tar around it) is its file: the layer's digest is the file's, hashed once.
+        self.files = RegionDigests(self.layout.files) if self.digest_files and not self._is_raw() else None
+        self.hasher = _InOrderHasher(self.fd, self.layout, self.state, self.files)
 
     def _same_size(self) -> bool:
         try:
@@ -307,7 +326,8 @@ class _PartialBlob:
             missing = self.state.missing(index, region.size)
             if not missing and region.size:
                 missing = [(region.size, region.size)]  # written but not checked: a read at its end checks it
-            found.append(FileJob(source, _RegionTarget(self, index, region.offset), missing or [(0, 0)]))
+            target = _RegionTarget(self, index, region.offset)
+            found.append(FileJob(source, target, missing or [(0, 0)], self.state.versions.get(index)))
         return found
 
     def hash(self, advance: Callable[[int], None], cancel: threading.Event) -> str:
@@ -315,6 +335,18 @@ class _PartialBlob:
         assert self.journal_writer is not None and self.hasher is not None
         self.journal_writer.flush()
         return self.hasher.finish(advance, cancel)
+
+    def _is_raw(self) -> bool:
+        segments = self.layout.segments
+        return len(segments) == 1 and isinstance(segments[0], FileRegion) and segments[0].size == self.layout.size
+
+    def file_digests(self, digest: str) -> tuple[FileDigest, ...]:
+        """Its files' digests (none unless asked for), taken while :meth:`hash` read the blob as ``digest``."""
+        if not self.digest_files:
+            return ()
+        if self.files is None:  # raw: the file is the blob
+            return (FileDigest(self.layout.files[0].name, self.layout.size, digest.removeprefix("sha256:")),)
+        return self.files.result()
 
     def commit(self, storage: KitStorage, digest: str) -> None:
         assert self.fd is not None
@@ -343,6 +375,10 @@ class _RegionTarget:
         self.index = index
         self.base = base
 
+    def versioned(self, version: ObjectVersion) -> None:
+        assert self.blob.journal_writer is not None
+        self.blob.journal_writer.version(self.index, version)
+
     def write(self, offset: int, data: bytes) -> None:
         assert self.blob.fd is not None
         pwrite_all(self.blob.fd, self.base + offset, data)
@@ -351,6 +387,15 @@ class _RegionTarget:
         assert self.blob.journal_writer is not None and self.blob.hasher is not None
         self.blob.journal_writer.written(self.index, start, end)
         self.blob.hasher.written(self.index, start, end)
+
+    def read(self, offset: int, size: int) -> bytes:
+        assert self.blob.fd is not None
+        return os.pread(self.blob.fd, size, self.base + offset)
+
+    def reset(self) -> None:
+        assert self.blob.journal_writer is not None and self.blob.hasher is not None
+        self.blob.journal_writer.forget(self.index)
+        self.blob.hasher.forget(self.index)
 
     def finished(self) -> None:
         assert self.blob.journal_writer is not None and self.blob.hasher is not None
@@ -362,10 +407,12 @@ class _InOrderHasher:
     """Hashes a layer blob from its first byte while its files arrive, on a thread of its own: it follows the
     blob's written prefix (the literal bytes are there from the start; a file's bytes count once the range from
     its own start is written), so that once the last byte lands little is left to hash. The bytes are read back
-    from the page cache (``pread``); each is written once, before the transfer reports it."""
+    from the page cache (``pread``); each is written once, before the transfer reports it. ``files``, when given,
+    gets the same chunks: each file's own digest from this one read."""
 
-    def __init__(self, fd: int, layout: TarLayout, state: JournalState) -> None:
+    def __init__(self, fd: int, layout: TarLayout, state: JournalState, files: RegionDigests | None = None) -> None:
         self._fd = fd
+        self._files = files
         self._layout = layout
         self._regions = layout.files
         self._prefix = [0] * len(self._regions)  # per file: bytes written from its start
@@ -387,6 +434,22 @@ class _InOrderHasher:
         with self._condition:
             self._add(index, start, end)
             self._condition.notify()
+
+    def forget(self, index: int) -> None:
+        """A file starts over: its bytes count again only as they are written anew. If the hash already went past
+        its start, it starts over from the blob's first byte (the page cache usually holds what it rereads)."""
+        self.stop()
+        region = self._regions[index]
+        with self._condition:
+            self._prefix[index] = 0
+            self._beyond[index] = []
+            self._next = min(self._next, index)
+            if self._hashed > region.offset:
+                self._digest = hashlib.sha256()
+                self._hashed = 0
+            self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="kitmlflow-layer-hash", daemon=True)
+        self._thread.start()
 
     def _add(self, index: int, start: int, end: int) -> None:
         if start > self._prefix[index]:
@@ -431,6 +494,8 @@ class _InOrderHasher:
             if not chunk:
                 raise PackError("A partial layer blob shrank while it was being hashed; import again.")
             self._digest.update(chunk)
+            if self._files is not None:
+                self._files.update(self._hashed, chunk)
             self._hashed += len(chunk)
             advance(len(chunk))
 

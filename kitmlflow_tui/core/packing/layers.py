@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from kitmlflow_tui.core.errors import InterruptedByUser, PackError
 from kitmlflow_tui.core.file_tree import FileTree, TreeEntry
@@ -44,6 +44,9 @@ from kitmlflow_tui.core.packing.kitignore import (
     same_dir_tree,
 )
 from kitmlflow_tui.core.packing.tar_format import BLOCK, padding, tar_header
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.packing.file_digests import FileDigest
 
 CHUNK = 1 << 20
 
@@ -304,9 +307,23 @@ def write_layer(
     *,
     on_bytes: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
-) -> None:
+    digest_files: bool = False,
+) -> tuple[FileDigest, ...]:
     """Stream the layer ``layout`` describes (files of ``folder`` between its literal bytes) into ``sink``: memory
-    stays at one buffer whatever the file sizes."""
+    stays at one buffer whatever the file sizes. With ``digest_files``, each file's sha256 is computed from the same
+    stream (no second read)."""
+    from kitmlflow_tui.core.packing.file_digests import RegionDigests
+
+    digests = RegionDigests(layout.files) if digest_files else None
+    position = 0
+
+    def emit(data: bytes | memoryview) -> None:
+        nonlocal position
+        sink.write(data)
+        if digests is not None:
+            digests.update(position, data)
+        position += len(data)
+
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     try:
@@ -314,19 +331,20 @@ def write_layer(
             if cancel is not None and cancel.is_set():
                 raise InterruptedByUser("Packing cancelled.")
             if isinstance(segment, FileRegion):
-                _copy_file(folder / segment.name, segment.size, sink, view, on_bytes, cancel)
+                _copy_file(folder / segment.name, segment.size, emit, view, on_bytes, cancel)
             else:
-                sink.write(segment)
+                emit(segment)
     except BaseException:
         sink.abort()
         raise
     sink.close()
+    return digests.result() if digests is not None else ()
 
 
 def _copy_file(
     source_path: Path,
     size: int,
-    sink: LayerSink,
+    emit: Callable[[memoryview], None],
     view: memoryview,
     on_bytes: Callable[[int], None] | None,
     cancel: threading.Event | None,
@@ -343,7 +361,7 @@ def _copy_file(
             count = _read_into(source, view[: min(len(view), remaining)], source_path)
             if not count:
                 raise PackError(f"{source_path} shrank while it was being packed; pack again.")
-            sink.write(view[:count])  # write errors are the storage's, reported as such by the caller
+            emit(view[:count])  # write errors are the storage's, reported as such by the caller
             remaining -= count
             if on_bytes is not None:
                 on_bytes(count)

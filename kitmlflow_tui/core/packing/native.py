@@ -16,6 +16,7 @@ constant (kit only shows it in ``kit inspect``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from kitmlflow_tui.core.file_tree import FileTree, as_tree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_model_reference
 from kitmlflow_tui.core.packing import gojson
+from kitmlflow_tui.core.packing.file_digests import FileDigest
 from kitmlflow_tui.core.packing.kitignore import IgnoreRules, clean_entry_path, go_clean
 from kitmlflow_tui.core.packing.layers import (
     LayerSink,
@@ -109,6 +111,7 @@ def pack_native(
     cancel: threading.Event | None = None,
     cli_version: str = DEFAULT_CLI_VERSION,
     writer: ArtifactWriter | None = None,
+    digest_files: bool = False,
 ) -> PackResult:
     """Pack ``folder`` as described by ``kitfile`` into kit's storage under ``reference``.
 
@@ -118,6 +121,8 @@ def pack_native(
     is left behind. ``cli_version`` is the value of the manifest's ``ml.kitops.modelkit.cli-version``
     annotation (``kit pack`` writes its own version there). ``writer`` decides the artifact (a ModelKit with
     ``compression`` by default; :class:`~kitmlflow_tui.core.packing.modelpack.ModelPackWriter` for a ModelPack).
+    With ``digest_files`` the result lists every packed file's sha256, computed from the layer stream as it is
+    written.
     """
     if compression not in COMPRESSIONS:
         raise BadInputError(f"Unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}.")
@@ -142,8 +147,12 @@ def pack_native(
         on_progress(0, total)
     try:
         with storage.session():
-            descriptors = [_store_layer(storage, layer, folder, writer, advance, cancel) for layer in planned.layers]
-            return writer.store(storage, planned, descriptors, reference, cancel)
+            stored = [
+                _store_layer(storage, layer, folder, writer, advance, cancel, digest_files) for layer in planned.layers
+            ]
+            descriptors = [descriptor for descriptor, _files in stored]
+            packed = writer.store(storage, planned, descriptors, reference, cancel)
+            return dataclasses.replace(packed, files=tuple(f for _descriptor, files in stored for f in files))
     except KitmlflowError:
         raise
     except OSError as exc:
@@ -281,12 +290,15 @@ def _store_layer(
     writer: ArtifactWriter,
     advance: Callable[[int], None],
     cancel: threading.Event | None,
-) -> Descriptor:
+    digest_files: bool,
+) -> tuple[Descriptor, tuple[FileDigest, ...]]:
     with storage.temp_file("layer") as (path, handle):
         sink = LayerSink(handle, writer.compression)
-        write_layer(writer.layout(layer), sink, folder, on_bytes=advance, cancel=cancel)
+        files = write_layer(
+            writer.layout(layer), sink, folder, on_bytes=advance, cancel=cancel, digest_files=digest_files
+        )
         storage.commit_blob(path, handle, sink.digest, sink.blob_size)
-    return writer.descriptor(layer, sink.digest, sink.diff_id, sink.blob_size)
+    return writer.descriptor(layer, sink.digest, sink.diff_id, sink.blob_size), files
 
 
 def encode_json(value: Any, what: str) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kitmlflow_tui.core.packing.file_digests import FileDigest
+
 
 @dataclass(frozen=True)
 class PackResult:
@@ -18,3 +20,6 @@ class PackResult:
     # Files in the folder that ended up in no layer although .kitignore does not name them
     # (symlinks, files no entry covers, kit's prefix and ".." rules): worth a warning.
     left_out: tuple[str, ...] = ()
+    # Every file of the layers with its sha256, when the pack was asked to hash them (an attestation's
+    # resolvedDependencies); empty otherwise.
+    files: tuple[FileDigest, ...] = ()

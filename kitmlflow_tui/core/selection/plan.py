@@ -8,7 +8,9 @@ Glob semantics (shared by flags, profiles and the wizard; docs/architecture.md h
 - a pattern that names a folder selects everything under it; one ending in ``/`` matches folders only;
 - no include means everything is included; exclude wins over include; files over the size cap are out.
 
-Matching is .gitignore's, done by the ``pathspec`` library, with two differences kept on purpose: a
+Matching is .gitignore's, done by the ``pathspec`` library (and, for patterns with several wildcards, whose
+backtracking regex can take exponential time, by ``glob_match`` in linear time), with two differences kept on
+purpose: a
 pattern ending in ``/`` is matched against folders only (gitignore's ``x/**/`` also takes the files
 directly in ``x``), and patterns gitignore would read in a way rarely meant are refused with a reason
 (``a**b``, an unclosed ``[``, ``/`` inside a class, a lone trailing backslash); a leading ``!`` or ``#``
@@ -26,6 +28,7 @@ from functools import cached_property
 
 from kitmlflow_tui.core.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.selection.glob_match import LinearGlob, needs_linear_matching
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1}
@@ -90,6 +93,7 @@ class Glob:
             raise BadInputError(f"Invalid glob pattern {pattern!r}: {exc}.") from None
         assert regex is not None  # only comments and blank lines compile to none, and both are refused above
         self._regex: re.Pattern[str] = regex
+        self._linear = LinearGlob(text) if regex.pattern not in (".", "/") and needs_linear_matching(text) else None
         # pathspec's regex of most patterns also takes everything under a match ("(?:/|$)"); only one that
         # ends in a wildcard segment ("a/*") must be tried on each folder of the path as well.
         self._covers_subpaths = not self.folders_only and not (
@@ -106,10 +110,13 @@ class Glob:
         ``a/b`` and so selects ``a/b/c``. A pattern ending in "/" is tried on the folders only.
         """
         if self._covers_subpaths:
-            return self._regex.match(path) is not None
+            return self._match(path)
         segments = path.split("/")
         last = len(segments) - 1 if self.folders_only else len(segments)
-        return any(self._regex.match("/".join(segments[:n])) for n in range(1, last + 1))
+        return any(self._match("/".join(segments[:n])) for n in range(1, last + 1))
+
+    def _match(self, path: str) -> bool:
+        return self._linear.match(path) if self._linear is not None else self._regex.match(path) is not None
 
 
 def _refuse_ambiguous(text: str, original: str) -> None:

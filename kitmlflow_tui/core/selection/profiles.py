@@ -3,6 +3,10 @@
 A profile holds ``include``, ``exclude``, ``max_file_size`` and optional Kitfile defaults under
 ``package`` (``description``, ``authors``, ``license``). Unknown keys are an error naming the key and
 its line, so a typo never silently widens what gets shipped.
+
+A profile is named (letters, digits, ``.``, ``_``, ``-``; no leading dot, no ``..``, no ``.yaml``): showing,
+deleting and saving one never touch a file outside the profiles folder. Only ``--profile`` reads a file by its
+path, and only when the value holds a ``/`` (``./params.yaml``).
 """
 
 from __future__ import annotations
@@ -71,26 +75,48 @@ def profiles_dir() -> Path:
 
 
 def is_path_like(value: str) -> bool:
-    return "/" in value or value.endswith((".yaml", ".yml")) or os.sep in value
+    """Whether ``--profile`` names a file: its value holds a ``/``."""
+    return "/" in value or os.sep in value
+
+
+def _is_name(name: str) -> bool:
+    return bool(_NAME.match(name)) and ".." not in name and not name.lower().endswith((".yaml", ".yml"))
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    """``name`` if it is a profile's name, else exit 2 saying what a name is."""
+    if _is_name(name):
+        return name
+    if _is_name(stem := name.rsplit(".", 1)[0]):
         raise BadInputError(
-            f"Invalid profile name {name!r}: use letters, digits, '.', '_' and '-' (at most 64, no slash)."
+            f"Invalid profile name {name!r}: a profile is named without its .yaml ({stem!r} is kept as "
+            f"{stem}.yaml in {profiles_dir()}).",
+            hint=f"To read the file {name} itself, give its path: --profile ./{name}",
         )
-    return name
+    raise BadInputError(
+        f"Invalid profile name {name!r}: use letters, digits, '.', '_' and '-' (at most 64; no '/', no '..', "
+        "not starting with '.')."
+    )
 
 
-def profile_path(name_or_path: str) -> Path:
-    if is_path_like(name_or_path):
-        return Path(name_or_path).expanduser()
-    return profiles_dir() / f"{check_name(name_or_path)}.yaml"
+def profile_file(name: str) -> Path:
+    """Where the profile named ``name`` lives: always inside the profiles folder."""
+    return profiles_dir() / f"{check_name(name)}.yaml"
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (from the profiles folder) or by path (contains '/' or ends in .yaml)."""
-    path = profile_path(name_or_path)
+    """What ``--profile`` reads: a file by its path when the value holds a ``/``, else a profile by name."""
+    if is_path_like(name_or_path):
+        return _load(Path(name_or_path).expanduser(), name_or_path)
+    return load_named_profile(name_or_path)
+
+
+def load_named_profile(name: str) -> Profile:
+    """A profile by name, from the profiles folder only."""
+    return _load(profile_file(name), name)
+
+
+def _load(path: Path, name_or_path: str) -> Profile:
     try:
         text = safe_yaml.read_text(path, LIMITS)
     except safe_yaml.YamlRefused as exc:
@@ -165,7 +191,7 @@ def _refused(source: str, exc: safe_yaml.YamlRefused) -> BadInputError:
 
 def save_profile(profile: Profile, *, overwrite: bool = True) -> Path:
     """Write atomically (temp file + rename): a crash never leaves a half-written profile."""
-    path = profile.path or profile_path(check_name(profile.name))
+    path = profile.path or profile_file(profile.name)
     if path.exists() and not overwrite:
         raise BadInputError(f"Profile {profile.name!r} already exists at {path}.")
     text = profile.to_yaml()
@@ -188,11 +214,12 @@ def list_profiles() -> list[str]:
     folder = profiles_dir()
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.yaml") if _NAME.match(p.stem))
+    return sorted(p.stem for p in folder.glob("*.yaml") if _is_name(p.stem))
 
 
 def delete_profile(name: str) -> Path:
-    path = profile_path(check_name(name))
+    """Delete the profile named ``name`` (never a file outside the profiles folder)."""
+    path = profile_file(name)
     try:
         path.unlink()
     except FileNotFoundError:

@@ -3,7 +3,8 @@
 The service client is MLflow's own (``AzureBlobArtifactRepository.client``: ``AZURE_STORAGE_CONNECTION_STRING``,
 else ``AZURE_STORAGE_ACCESS_KEY``, else ``DefaultAzureCredential``; MLflow's TLS settings). Each window is one
 ranged GET of at most ``WINDOW_BYTES`` (below the SDK's single-GET size, so it never splits or buffers more);
-its client-side read timeout is the stall limit, and the caller retries a silent window from its offset.
+its client-side read timeout is the stall limit, and the caller retries a silent window from its offset. Each window
+names the blob's ``ETag`` and its ``Content-MD5`` when the blob has one (``x-ms-blob-content-md5``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from kitmlflow_tui.core.download.transports.base import (
     CONNECT_SECONDS,
     TransientTransferError,
     Transport,
+    VersionCallback,
     check_range,
     reraise,
     stall_seconds,
     windowed,
 )
+from kitmlflow_tui.core.download.transports.versions import Checksum, ObjectVersion
 from kitmlflow_tui.core.errors import DownloadError, KitmlflowError
 
 
@@ -36,26 +39,50 @@ class AzureTransport(Transport):
         self._container, _, self._root, _ = repository.parse_wasbs_uri(repository.artifact_uri)
 
     def stream(
-        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         check_range(start, end)
         blob = self._repository.client.get_blob_client(self._container, posixpath.join(self._root, file.remote_path))
 
         def read(position: int, length: int) -> bytes:
             try:
-                return blob.download_blob(
+                downloader = blob.download_blob(
                     offset=position,
                     length=length,
                     max_concurrency=1,
                     connection_timeout=CONNECT_SECONDS,
                     read_timeout=stall_seconds(),
-                ).readall()
+                )
             except Exception as exc:
                 if getattr(exc, "status_code", None) == 416:
                     return b""  # nothing at or after ``position``
                 reraise(exc, classify(exc, self._uri, file))
+            if on_version is not None:
+                on_version(blob_version(downloader.properties))
+            try:
+                return downloader.readall()
+            except Exception as exc:
+                reraise(exc, classify(exc, self._uri, file))
 
         yield from windowed(read, start, end, cancel)
+
+
+def blob_version(properties: Any) -> ObjectVersion:
+    import base64
+
+    etag = getattr(properties, "etag", None)
+    md5 = getattr(getattr(properties, "content_settings", None), "content_md5", None)
+    if isinstance(md5, str):
+        md5 = base64.b64decode(md5)
+    checksum = Checksum("md5", bytes(md5)) if md5 else None
+    return ObjectVersion(f"azure etag {etag}" if etag else None, checksum)
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:

@@ -4,6 +4,10 @@ A transport reads one store (the MLflow artifact proxy, a local folder, S3, GCS,
 store through MLflow's own client). It knows nothing of destinations: the caller decides where each chunk goes
 (a ``.part`` file today, an offset inside a layer blob tomorrow) and what to verify.
 
+Every answer names the version of the object it came from (``versions.ObjectVersion``, through ``on_version``,
+before its first byte), so that the caller never joins bytes of two versions; an answer whose bytes are not the
+range asked for (``Content-Range``) is a failed attempt, never data (:func:`check_partial`, :func:`check_whole`).
+
 Failures come out in three shapes, so callers need no knowledge of any SDK:
 - a :class:`~kitmlflow_tui.core.errors.KitmlflowError` (credentials refused: exit 3; the listed file is missing; ...)
   is final;
@@ -14,6 +18,7 @@ Failures come out in three shapes, so callers need no knowledge of any SDK:
 
 from __future__ import annotations
 
+import re
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -22,6 +27,7 @@ from typing import ClassVar, NoReturn
 
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue import ArtifactFile
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion
 from kitmlflow_tui.core.errors import InterruptedByUser
 
 CHUNK_BYTES = 1024 * 1024  # the largest chunk a stream yields
@@ -40,6 +46,14 @@ class TransferStalled(TransientTransferError):
 
 class ShortRange(TransientTransferError):
     """The store ended a bounded range before its end."""
+
+
+class RangeMismatch(TransientTransferError):
+    """An answer whose bytes are not the range asked for (its ``Content-Range``, or a whole object of another
+    size): a failed attempt, never data."""
+
+
+VersionCallback = Callable[[ObjectVersion], None]
 
 
 def stall_seconds() -> float:
@@ -63,6 +77,8 @@ class Transport(ABC):
         end: int | None = None,
         *,
         cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         """The bytes ``[start, end)`` of ``file`` in chunks of at most ``CHUNK_BYTES``, in order, as a generator:
         ``close()`` on it (or leaving it unfinished) ends the transfer and frees its connection.
@@ -70,7 +86,15 @@ class Transport(ABC):
         ``end=None`` reads to the end of the object as the store has it (which may differ from the listing:
         the caller checks sizes). With an ``end``, exactly ``end - start`` bytes come out, or ``ShortRange``.
         A ``start`` at the object's end yields nothing. A set ``cancel`` ends the stream at once, even inside a
-        blocking read, with ``InterruptedByUser``. Memory is bounded by a few chunks whatever the size."""
+        blocking read, with ``InterruptedByUser``. Memory is bounded by a few chunks whatever the size.
+
+        ``on_version`` hears the version each answer names before any of its bytes come out (an exception it
+        raises ends the stream); ``expect``: the version the caller's bytes so far came from, for a store that
+        can refuse a range of any other (HTTP's ``If-Range``)."""
+
+    def distrust(self, file: ArtifactFile) -> None:  # noqa: B027 - only a transport with two sources cares
+        """The bytes this transport gave for ``file`` failed the store's checksum: read it another way if there is
+        one (a presigned URL's file goes back through the proxy)."""
 
     def splittable(self, file: ArtifactFile) -> bool:
         """Whether parallel ranged streams of ``file`` each cost only their own bytes, so that splitting a large
@@ -89,6 +113,31 @@ def check_range(start: int, end: int | None) -> None:
 def encode_path(path: str) -> str:
     """Every segment percent-encoded (``/`` stays the separator): ``a b/q?.txt`` → ``a%20b/q%3F.txt``."""
     return "/".join(urllib.parse.quote(segment, safe="") for segment in path.split("/"))
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def check_partial(content_range: str | None, start: int, end: int | None, size: int | None) -> None:
+    """A partial answer (206) must carry the range asked for: ``Content-Range: bytes start-last/total`` with
+    ``last`` = ``end - 1`` (the object's last byte when ``end`` is None) and ``total`` the listed ``size``."""
+    match = _CONTENT_RANGE.match((content_range or "").strip())
+    if match is None:
+        raise RangeMismatch(f"a partial answer without a usable Content-Range ({(content_range or '')[:80]!r})")
+    first, last = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if size is not None and total != size:
+        raise RangeMismatch(f"the store's object has {match.group(3)} bytes where {size:,} were listed")
+    wanted_last = end - 1 if end is not None else (total - 1 if total is not None else last)
+    if first != start or last != wanted_last:
+        raise RangeMismatch(f"asked for bytes {start}-{wanted_last}, the answer holds {first}-{last}")
+
+
+def check_whole(content_length: str | None, size: int | None) -> None:
+    """A whole object (200) sent for a ranged request must be the listed size: only then do its bytes from the
+    range's start on belong at that offset."""
+    if size is not None and content_length is not None and content_length.strip() != str(size):
+        raise RangeMismatch(f"asked for a range, the store sent a whole object of {content_length.strip()} bytes")
 
 
 def range_header(start: int, end: int | None) -> str | None:

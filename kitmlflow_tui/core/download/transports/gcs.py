@@ -4,7 +4,9 @@ The bucket comes from MLflow's own client (``GCSArtifactRepository``: default cr
 there are none; ``STORAGE_EMULATOR_HOST`` honoured by the library). Each window of ``WINDOW_BYTES`` is one
 ranged GET of the stored bytes (``raw_download``, no decompressive transcoding), so memory per stream is one
 window. The read timeout of each GET is the stall limit: a window that goes silent that long is retried by
-the caller from the offset reached. The library's own retry is off, so that one policy decides.
+the caller from the offset reached. The library's own retry is off, so that one policy decides. Each window names
+the object's ``generation`` (a new one at every overwrite) and its ``md5Hash``/``crc32c`` (of the whole object,
+from ``x-goog-hash``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from kitmlflow_tui.core.download.transports.base import (
     CONNECT_SECONDS,
     TransientTransferError,
     Transport,
+    VersionCallback,
     check_range,
     reraise,
     stall_seconds,
     windowed,
 )
+from kitmlflow_tui.core.download.transports.versions import Checksum, ObjectVersion
 from kitmlflow_tui.core.errors import DownloadError, KitmlflowError
 
 
@@ -37,7 +41,14 @@ class GcsTransport(Transport):
         self._bucket_name, self._root = repository.parse_gcs_uri(repository.artifact_uri)
 
     def stream(
-        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         from google.api_core.exceptions import RequestRangeNotSatisfiable
 
@@ -47,7 +58,7 @@ class GcsTransport(Transport):
 
         def read(position: int, length: int) -> bytes:
             try:
-                return blob.download_as_bytes(
+                data = blob.download_as_bytes(
                     start=position,
                     end=position + length - 1,
                     raw_download=True,
@@ -59,8 +70,22 @@ class GcsTransport(Transport):
                 return b""  # nothing at or after ``position``
             except Exception as exc:
                 reraise(exc, classify(exc, self._uri, file))
+            if on_version is not None:  # the library keeps the answer's headers on the blob
+                on_version(blob_version(blob))
+            return data
 
         yield from windowed(read, start, end, cancel)
+
+
+def blob_version(blob: Any) -> ObjectVersion:
+    import base64
+
+    checksum = None
+    for algorithm, value in (("md5", blob.md5_hash), ("crc32c", blob.crc32c)):
+        if value:
+            checksum = Checksum(algorithm, base64.b64decode(value))
+            break
+    return ObjectVersion(f"gcs generation {blob.generation}" if blob.generation else None, checksum)
 
 
 def classify(exc: BaseException, uri: str, file: ArtifactFile | None = None) -> BaseException:

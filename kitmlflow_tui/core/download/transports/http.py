@@ -6,13 +6,17 @@ Names. The proxy lists names as stored, byte for byte; MLflow's own client then 
 segment of a request is percent-encoded. What the server itself cannot serve (checked against MLflow 3.17: its
 download handler decodes the path until it stops changing, and refuses ``#``) is named by
 ``unservable_reason``, so the plan can leave such a file out with that reason instead of failing the run.
+
+Answers. A partial answer must carry the range asked for (``Content-Range``) and a whole one sent for a range the
+listed size; its ``ETag`` (else ``Last-Modified``) names the version, and a resumed range is asked for with
+``If-Range``, so that a changed object comes whole rather than as a range of other bytes (MLflow 3.17 honours it
+for a local artifact store; for a remote one it answers every request whole and names no version).
 """
 
 from __future__ import annotations
 
 import posixpath
 import threading
-import time
 import urllib.parse
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -21,22 +25,28 @@ from kitmlflow_tui.core.catalogue import ArtifactFile, iter_body
 from kitmlflow_tui.core.download.transports.base import (
     CHUNK_BYTES,
     Transport,
+    VersionCallback,
     bounded,
+    check_partial,
     check_range,
+    check_whole,
     encode_path,
     range_header,
     stall_seconds,
 )
 from kitmlflow_tui.core.download.transports.presigned import PresignedUrls
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion, http_version, if_range
 from kitmlflow_tui.core.download.transports.watchdog import Watch
 
+SOURCE = "proxy"  # the first word of the versions this transport names (a presigned store's are "store")
+
 _ENDPOINT = "/mlflow-artifacts/artifacts"
-# Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store with ``send_file`` (ranges
-# straight from disk) but fetches an object of any other store WHOLE into a temporary file for every request,
-# ranged or not, before its first byte: parallel ranges of one file would each cost the server the whole file.
-# A large file whose first byte came within this many seconds is being read from the server's disk.
-FAST_FIRST_BYTE_SECONDS = 1.0
-FIRST_BYTE_PROBE_MIN_BYTES = 64 * 1024 * 1024
+# Whether the proxy reads ranges cheaply. MLflow 3.17 serves a local artifact store as a file (ranges straight
+# from disk: ``Accept-Ranges: bytes``, a strong ETag, a Content-Length) but fetches an object of any other store
+# WHOLE for every request, ranged or not, and streams it without any of those headers (checked against 3.17.2):
+# parallel ranges of one file would each cost the server the whole file. An answer that offers ranges of a named
+# version says the file is served from where it is stored. (A server that offered them with a version that
+# changes at every request would have its ranges refused as another version, and the file read in one stream.)
 
 
 def unservable_reason(path: str) -> str | None:
@@ -98,18 +108,28 @@ class HttpTransport(Transport):
 
         self._creds = get_default_host_creds(repository.artifact_uri)
         self.supports_ranges = True  # until the server answers a ranged GET with the whole body
-        self._reads_ranges_from_disk = False  # until a large file's first byte comes fast (see above)
+        self._serves_ranges = False  # until an answer offers ranges of a named version (see above)
         api_base, proxied, root = repository.artifact_uri.partition(_ENDPOINT)  # .../api/2.0, the run's root
         self._presigned = PresignedUrls(api_base if proxied else None, root.strip("/"))
 
     def splittable(self, file: ArtifactFile) -> bool:
-        return self._presigned.has_link(file) or (self.supports_ranges and self._reads_ranges_from_disk)
+        return self._presigned.has_link(file) or (self.supports_ranges and self._serves_ranges)
+
+    def distrust(self, file: ArtifactFile) -> None:
+        self._presigned.give_up(file)
 
     def close(self) -> None:
         self._presigned.close()
 
     def stream(
-        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         from mlflow.utils.request_utils import augmented_raise_for_status
         from mlflow.utils.rest_utils import http_request
@@ -118,13 +138,15 @@ class HttpTransport(Transport):
         if end == start:
             return
         if self._presigned.wanted(file) and (link := self._presigned.link(file)) is not None:
-            yield from self._presigned.stream(file, link, start, end, cancel)
+            yield from self._presigned.stream(file, link, start, end, cancel, expect, on_version)
             return
         byte_range = range_header(start, end)
         headers = {"Range": byte_range} if byte_range else None
+        condition = if_range(expect) if expect is not None and (expect.tag or "").startswith(SOURCE + " ") else None
+        if headers and condition:
+            headers["If-Range"] = condition
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
-        asked = time.monotonic()
         response = http_request(
             self._creds, "/" + encode_path(file.remote_path), "GET", stream=True, extra_headers=headers, max_retries=0
         )
@@ -135,25 +157,25 @@ class HttpTransport(Transport):
                 return  # nothing at or after ``start``: the caller's size check says whether that is right
             augmented_raise_for_status(response)
             skip = 0
-            if headers and response.status_code != 206:
-                self.supports_ranges = False  # the whole object came: drop what precedes ``start``
-                skip = start
+            if headers and response.status_code == 206:
+                check_partial(response.headers.get("Content-Range"), start, end, file.size)
+            elif headers:
+                check_whole(response.headers.get("Content-Length"), file.size)
+                skip = start  # the whole object came: what precedes ``start`` is dropped
+            version = http_version(SOURCE, response.headers)
+            if on_version is not None:
+                on_version(version)  # a changed object ends the stream here
+            if skip:
+                self.supports_ranges = False  # a whole answer of the same version: the server ignores ranges
+            elif version.tag and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes":
+                self._serves_ranges = True
             chunks = watch.track(iter_body(response, CHUNK_BYTES))
-            probe = (file.size or 0) >= FIRST_BYTE_PROBE_MIN_BYTES and not self._reads_ranges_from_disk
             try:
-                if probe:
-                    chunks = self._timing_first_byte(chunks, asked)
                 yield from bounded(_skipped(chunks, skip), start, end)
             except Exception:
                 watch.check(file.path)
                 raise
             watch.check(file.path)
-
-    def _timing_first_byte(self, chunks: Iterator[bytes], asked: float) -> Iterator[bytes]:
-        for index, chunk in enumerate(chunks):
-            if index == 0 and time.monotonic() - asked < FAST_FIRST_BYTE_SECONDS:
-                self._reads_ranges_from_disk = True
-            yield chunk
 
 
 def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:

@@ -11,8 +11,19 @@ byte reached, size checks, the range journal).
 
 ``MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD`` decides as it does for MLflow's client: ``false`` never asks, ``true``
 asks without consulting server-info; unset follows server-info. Anything that goes wrong on the presigned side
-(no such endpoint, a refused or expired URL) sends that file back through the proxy: presigned URLs can make a
-download faster, never fail it. An expired URL is asked for again before it is dropped.
+(no such endpoint, a refused or expired URL, an answer of the wrong status, range or size) sends that file back
+through the proxy: presigned URLs can make a download faster, never fail it. An expired URL is asked for again
+before it is dropped. The store's answers name their own version ("store etag ..."), never the proxy's, so a
+file that goes back to the proxy half-way starts over there instead of joining two sources' bytes.
+
+The server decides the URL and its headers, so neither is taken as it comes:
+- the store is sent only the headers a store reads (``x-amz-*``, ``x-ms-*``, ``x-goog-*``: encryption keys,
+  API versions), never ``Authorization``, ``Cookie``, ``Host``, ``Proxy-*`` or anything else the server names;
+- a URL whose host resolves to a loopback address (unless the tracking server is on loopback itself: a local
+  test set-up signs URLs of a local store), a link-local one (``169.254.0.0/16``, ``fe80::/10``: the cloud
+  metadata services), an unspecified one (``0.0.0.0``, ``::``) or a multicast one is not read: that file goes
+  through the proxy. Redirects are not followed (a redirect would lead past that check). The host is resolved
+  again when connecting, so a name whose address changes in between (DNS rebinding) is not caught.
 
 The URL carries a signature: no message names it (failures say the file and the status), and
 ``scrub_secrets`` masks ``X-Amz-Signature`` besides.
@@ -20,23 +31,32 @@ The URL carries a signature: no message names it (failures say the file and the 
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from kitmlflow_tui.core.catalogue import ArtifactFile, iter_body
 from kitmlflow_tui.core.download.transports.base import (
     CHUNK_BYTES,
     CONNECT_SECONDS,
+    RangeMismatch,
+    ShortRange,
     TransientTransferError,
+    VersionCallback,
     bounded,
+    check_partial,
+    check_whole,
     encode_path,
     range_header,
     stall_seconds,
 )
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion, http_version, if_range
 from kitmlflow_tui.core.download.transports.watchdog import Watch
 
 # Smaller files go through the proxy: one more request per file would cost more than it saves.
@@ -48,6 +68,66 @@ MAX_ANSWER_BYTES = 1024 * 1024  # a URL and a few headers; anything larger is no
 REFRESH_MARGIN_SECONDS = 30.0
 # Refusals in a row (expired, signature) before the file goes back to the proxy for good.
 MAX_REFUSALS = 2
+SOURCE = "store"  # the first word of the versions a presigned answer names
+# The headers a store reads on a download (S3's, Azure's and Google Cloud's own: encryption keys, API versions).
+STORE_HEADER_PREFIXES = ("x-amz-", "x-ms-", "x-goog-")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
+def store_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of the server's answer a store needs, and nothing else (no credentials, no ``Host``)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower().startswith(STORE_HEADER_PREFIXES) and "\r" not in value and "\n" not in value
+    }
+
+
+def address_refusal(address: str, *, loopback_allowed: bool) -> str | None:
+    """Why a store at this IP address is not read (None: it may be)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") names no other address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
+        return "an unspecified address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_loopback and not loopback_allowed:
+        return "a loopback address while the tracking server is not on loopback"
+    return None
+
+
+def _addresses(host: str, port: int | None) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)]
+
+
+def url_refusal(url: str, *, loopback_allowed: bool) -> str | None:
+    """Why a presigned URL is not read (None: it may be): its host resolves to an address ``address_refusal``
+    refuses, or to none."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+        if not host:
+            return "it names no host"
+        addresses = _addresses(host, port)
+    except (ValueError, OSError, UnicodeError):
+        return "its host does not resolve"
+    for address in addresses:
+        if reason := address_refusal(address, loopback_allowed=loopback_allowed):
+            return f"its host resolves to {reason}"
+    return None if addresses else "its host does not resolve"
+
+
+def on_loopback(url: str) -> bool:
+    """Whether every address of the URL's host is a loopback one."""
+    try:
+        parts = urlsplit(url)
+        addresses = _addresses(parts.hostname or "", parts.port)
+    except (ValueError, OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
 
 
 @dataclass
@@ -73,6 +153,8 @@ class PresignedUrls:
         from mlflow.utils.credentials import get_default_host_creds
 
         self._root = root
+        self._api_base = api_base or ""
+        self._loopback_allowed: bool | None = None  # whether the tracking server is on loopback (asked once)
         self._api_creds = get_default_host_creds(api_base) if api_base else None
         self._server_creds = get_default_host_creds(api_base.removesuffix("/api/2.0")) if api_base else None
         self._enabled: bool | None = None if api_base else False
@@ -137,12 +219,20 @@ class PresignedUrls:
                     raise ValueError("no http(s) URL")
                 if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
                     raise ValueError("headers are not strings")
-            except Exception:  # the server will not sign this one: the proxy serves it
+                if url_refusal(url, loopback_allowed=self._tracking_on_loopback()) is not None:
+                    raise ValueError("a store kitmlflow does not read")
+            except Exception:  # the server will not sign this one (or signs one not to read): the proxy serves it
                 state.refusals = MAX_REFUSALS
                 state.link = None
                 return None
-            state.link = PresignedLink(url, dict(headers), time.monotonic())
+            state.link = PresignedLink(url, store_headers(headers), time.monotonic())
             return state.link
+
+    def _tracking_on_loopback(self) -> bool:
+        with self._lock:
+            if self._loopback_allowed is None:
+                self._loopback_allowed = on_loopback(self._api_base)
+            return self._loopback_allowed
 
     def refused(self, file: ArtifactFile) -> None:
         """The store refused the URL (expired, or not valid for us): ask again, or give the file to the proxy."""
@@ -193,7 +283,14 @@ class PresignedUrls:
 
     # -- reading --------------------------------------------------------------------------------------------
     def stream(
-        self, file: ArtifactFile, link: PresignedLink, start: int, end: int | None, cancel: threading.Event | None
+        self,
+        file: ArtifactFile,
+        link: PresignedLink,
+        start: int,
+        end: int | None,
+        cancel: threading.Event | None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         """``[start, end)`` of ``file`` from the store through ``link``. A refusal or a failure is transient:
         the caller's next attempt asks for a new URL, or goes through the proxy."""
@@ -203,9 +300,16 @@ class PresignedUrls:
         byte_range = range_header(start, end)
         if byte_range:
             headers["Range"] = byte_range
+            if expect is not None and (expect.tag or "").startswith(SOURCE + " ") and (value := if_range(expect)):
+                headers["If-Range"] = value
         try:
             response = self._requests().get(
-                link.url, headers=headers, stream=True, timeout=_timeout(), verify=not _ignore_tls()
+                link.url,
+                headers=headers,
+                stream=True,
+                timeout=_timeout(),
+                verify=not _ignore_tls(),
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             self.give_up(file)  # often a store only the server can reach: the proxy serves this file
@@ -213,22 +317,27 @@ class PresignedUrls:
         raw = response.raw
         abort = raw.shutdown if hasattr(raw, "shutdown") else response.close
         with response, Watch(abort, stall_seconds=stall_seconds(), cancel=cancel) as watch:
-            if start and response.status_code == 416:
-                return
+            if response.status_code == 416 and file.size is not None and start >= file.size:
+                return  # nothing after the listed end: the object ends where it was listed
             if response.status_code in (400, 401, 403):
                 self.refused(file)
                 raise TransientTransferError(
                     f"the store refused the presigned URL of {file.path} ({response.status_code})"
                 )
-            if response.status_code >= 300:
-                self.give_up(file)
-                raise TransientTransferError(f"the store answered {response.status_code} for {file.path}")
-            if byte_range and response.status_code != 206:
-                self.give_up(file)  # a store that ignores Range: the proxy path knows how to skip
-                raise TransientTransferError(f"the store ignored the byte range of {file.path}")
+            try:
+                self._check_answer(response, file, start, end, ranged=byte_range is not None)
+            except TransientTransferError:
+                self.give_up(file)  # a wrong status, range or size: the proxy serves the file from now on
+                raise
+            if on_version is not None:
+                on_version(http_version(SOURCE, response.headers))
             self._accepted(file)
             try:
-                yield from bounded(watch.track(iter_body(response, CHUNK_BYTES)), start, end)
+                yield from bounded(watch.track(iter_body(response, CHUNK_BYTES)), start, end or file.size)
+            except ShortRange:
+                self.give_up(file)
+                watch.check(file.path)
+                raise
             except requests.RequestException as exc:
                 watch.check(file.path)
                 raise TransientTransferError(
@@ -238,6 +347,20 @@ class PresignedUrls:
                 watch.check(file.path)
                 raise
             watch.check(file.path)
+
+    @staticmethod
+    def _check_answer(response: Any, file: ArtifactFile, start: int, end: int | None, *, ranged: bool) -> None:
+        status = response.status_code
+        if status not in (200, 206) or (ranged and status != 206):
+            reason = "ignored the byte range" if status == 200 else f"answered {status}"
+            raise TransientTransferError(f"the store {reason} for {file.path}")
+        if status == 206:
+            check_partial(response.headers.get("Content-Range"), start, end, file.size)
+        else:
+            try:
+                check_whole(response.headers.get("Content-Length"), file.size)
+            except RangeMismatch as exc:
+                raise RangeMismatch(f"the store's object of {file.path} is not the listed size ({exc})") from None
 
     def _requests(self) -> Any:
         import requests

@@ -3,7 +3,8 @@
 The client is MLflow's own (``S3ArtifactRepository._get_s3_client``): the same endpoint
 (``MLFLOW_S3_ENDPOINT_URL``), credentials, addressing style, TLS and signature settings as every other MLflow
 read of that bucket, plus ``MLFLOW_S3_EXPECTED_BUCKET_OWNER``. The body is read as it arrives from the socket,
-one chunk at a time, so memory stays bounded whatever the object's size.
+one chunk at a time, so memory stays bounded whatever the object's size. Every answer names the object's
+``ETag`` (and ``VersionId`` in a versioned bucket); a ranged one must carry the ``ContentRange`` asked for.
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from kitmlflow_tui.core.download.transports.base import (
     CHUNK_BYTES,
     TransientTransferError,
     Transport,
+    VersionCallback,
     bounded,
+    check_partial,
     check_range,
     range_header,
     reraise,
     stall_seconds,
+)
+from kitmlflow_tui.core.download.transports.versions import (
+    ObjectVersion,
+    s3_etag_checksum,
+    s3_full_object_checksum,
 )
 from kitmlflow_tui.core.download.transports.watchdog import Watch
 from kitmlflow_tui.core.errors import DownloadError, KitmlflowError
@@ -55,7 +63,14 @@ class S3Transport(Transport):
         self._owner = dict(getattr(repository, "_bucket_owner_params", None) or {})
 
     def stream(
-        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         check_range(start, end)
         if end == start:
@@ -71,6 +86,14 @@ class S3Transport(Transport):
                 return  # nothing at or after ``start``
             reraise(exc, classify(exc, self._uri, file))
         body = response["Body"]
+        try:
+            if byte_range:
+                check_partial(response.get("ContentRange"), start, end, file.size)
+            if on_version is not None:
+                on_version(answer_version(response))
+        except BaseException:
+            body.close()
+            raise
         raw = getattr(body, "_raw_stream", None)  # urllib3's response: read1 hands bytes over as they arrive
         abort = raw.shutdown if raw is not None and hasattr(raw, "shutdown") else body.close
         with Watch(abort, stall_seconds=stall_seconds(), cancel=cancel) as watch:
@@ -83,6 +106,17 @@ class S3Transport(Transport):
             finally:
                 body.close()
             watch.check(file.path)
+
+
+def answer_version(response: Any) -> ObjectVersion:
+    """The version a ``get_object`` answer names, with the store's checksum of it when S3 gives one."""
+    etag = str(response.get("ETag") or "")
+    version_id = response.get("VersionId")
+    tag = f"s3 etag {etag}" + (f" version {version_id}" if version_id else "") if etag else None
+    checksum = s3_full_object_checksum(response) or s3_etag_checksum(
+        etag, str(response.get("ServerSideEncryption") or ""), bool(response.get("SSECustomerAlgorithm"))
+    )
+    return ObjectVersion(tag, checksum)
 
 
 def _raw_chunks(raw: Any) -> Iterator[bytes]:

@@ -3,7 +3,8 @@
 Connections are opened with the settings MLflow derived for that URI (``SFTPArtifactRepository.config``: host,
 port, user and password from the URI, completed from ``~/.ssh/config``; keys and ``~/.ssh/known_hosts`` as
 pysftp finds them). They are this transport's own, one per concurrent stream, so a stalled or cancelled one can
-be closed (which wakes the blocked read) without touching the connections MLflow lists with.
+be closed (which wakes the blocked read) without touching the connections MLflow lists with. A file's version is its
+size and modification time (SFTP gives whole seconds).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from kitmlflow_tui.core.download.transports.base import (
     CHUNK_BYTES,
     TransientTransferError,
     Transport,
+    VersionCallback,
     check_range,
     reraise,
     stall_seconds,
 )
+from kitmlflow_tui.core.download.transports.versions import ObjectVersion
 from kitmlflow_tui.core.download.transports.watchdog import Watch
 from kitmlflow_tui.core.errors import DownloadError, KitmlflowError
 
@@ -55,7 +58,14 @@ class SftpTransport(Transport):
             reraise(exc, classify(exc, self._uri))
 
     def stream(
-        self, file: ArtifactFile, start: int = 0, end: int | None = None, *, cancel: threading.Event | None = None
+        self,
+        file: ArtifactFile,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        expect: ObjectVersion | None = None,
+        on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         check_range(start, end)
         if end == start:
@@ -67,7 +77,10 @@ class SftpTransport(Transport):
             with Watch(connection.close, stall_seconds=limit, cancel=cancel, first_byte_seconds=limit) as watch:
                 try:
                     with connection.open(posixpath.join(self._root, file.remote_path), "rb") as handle:
-                        stop = end if end is not None else handle.stat().st_size
+                        stat = handle.stat()
+                        if on_version is not None:
+                            on_version(ObjectVersion(f"sftp {stat.st_size} {stat.st_mtime}"))
+                        stop = end if end is not None else stat.st_size
                         yield from _pipelined(handle, start, stop, watch)
                     reusable = True
                 except Exception as exc:
