@@ -42,6 +42,11 @@ class AuthError(KitmlflowError):
     exit_code = 3
 
 
+class CredentialsRefusedError(AuthError):
+    """A registry (or its token service) answered that it does not know these credentials (HTTP 401): unlike a
+    refused permission or a missing client certificate, what helps is other credentials."""
+
+
 class NotFoundError(KitmlflowError):
     """An experiment, run, model or artifact path that does not exist."""
 

@@ -87,7 +87,11 @@ def session_from_listing(
     registered: RegisteredModelInfo | None = None,
     cancel: threading.Event | None = None,
 ) -> Session:
-    """A session for a run whose tree was listed already (by the wizard), without listing it again."""
+    """A session for a run whose tree was listed already (by the wizard), without listing it again. A run's
+    registered version (``registered`` None) is looked up as ``Catalogue.resolve`` does for a headless import, so
+    both write the same Kitfile."""
+    if registered is None:
+        registered = catalogue.registered_version_of_run(run, tree.logged_models)
     return Session(catalogue, ResolvedRun(run, tree, registered), make_plan(tree, spec), cancel or threading.Event())
 
 
@@ -99,13 +103,18 @@ def plan(
     jobs: int = 8,
     observer: Observer | None = None,
     cancel: threading.Event | None = None,
+    command: str = "import",
+    any_status: bool = False,
 ) -> Session:
-    """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded."""
+    """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded. A run that is not
+    FINISHED is refused (exit 5) unless ``any_status``; ``command`` (``import``, ``download``) words that refusal."""
     observer = observer or Observer()
     require_importable(reference)  # bad input fails before the network is touched
     spec.validate()
     catalogue = connect(reference, tracking_uri_flag, jobs=jobs, observer=observer)
-    return plan_with(catalogue, reference, spec, observer=observer, cancel=cancel)
+    return plan_with(
+        catalogue, reference, spec, observer=observer, cancel=cancel, command=command, any_status=any_status
+    )
 
 
 def plan_with(
@@ -115,12 +124,16 @@ def plan_with(
     *,
     observer: Observer | None = None,
     cancel: threading.Event | None = None,
+    command: str = "import",
+    any_status: bool = False,
 ) -> Session:
     """``plan`` on a catalogue that is connected already (a sync plans many versions on one server)."""
     observer = observer or Observer()
     cancel = cancel or threading.Event()
     observer.step("list", "Reading the run and listing its artifacts")
-    resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)
+    resolved = catalogue.resolve(
+        reference, require_finished=not any_status, command=command, on_listed=observer.listed, cancel=cancel
+    )
     the_plan = make_plan(resolved.tree, spec)
     observer.step("plan", f"{len(the_plan.selected)} of {len(resolved.tree.files)} files selected")
     require_selection(the_plan)

@@ -57,7 +57,12 @@ from kitmlflow_tui.core.errors import (
     as_kitmlflow_error,
     scrub_secrets,
 )
-from kitmlflow_tui.core.modelkit_reference import ModelKitRef, format_reference, parse_push_reference
+from kitmlflow_tui.core.modelkit_reference import (
+    ModelKitRef,
+    format_reference,
+    parse_modelkit_reference,
+    parse_push_reference,
+)
 from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
@@ -188,7 +193,14 @@ def parse_target(text: str) -> SyncTarget:
             f"--to names a repository, not a tag: {raw!r}.",
             hint="The tags come from --tag-template (default v{version}), e.g. --to registry.example.com/ml/fraud.",
         )
-    ref = parse_push_reference(raw + ":latest")
+    hint = "--to names REGISTRY/REPOSITORY, e.g. --to registry.example.com/ml/fraud (or localhost:5000/ml/fraud)."
+    try:
+        ref = parse_modelkit_reference(raw)
+    except BadInputError as exc:  # its hint speaks of -t
+        exc.hint = hint
+        raise
+    if not ref.names_registry:
+        raise BadInputError(f"--to {raw!r} names no registry, so there is nowhere to push.", hint=hint)
     return SyncTarget(ref.registry, ref.repository)
 
 
@@ -296,7 +308,7 @@ class _Held:
             return f"{artifact} without MLflow provenance"
         registered = self.provenance.registered_model
         run_id = _shown(self.provenance.run.id)
-        if registered is None:
+        if registered is None or registered.imported_from_run:
             return f"{artifact} of run {run_id} imported directly, not as a registered model version"
         of = f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
         return f"{of} as a ModelPack" if self.format == "modelpack" else of
@@ -309,6 +321,7 @@ class _Held:
         registered = self.provenance.registered_model
         return (
             registered is not None
+            and not registered.imported_from_run
             and registered.name == name
             and registered.version == version
             and run_id is not None
@@ -317,7 +330,7 @@ class _Held:
 
     def of_model(self, name: str) -> bool:
         registered = self.provenance.registered_model if self.provenance is not None else None
-        return registered is not None and registered.name == name
+        return registered is not None and not registered.imported_from_run and registered.name == name
 
 
 def _shown(value: Any) -> str:

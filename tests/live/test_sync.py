@@ -280,7 +280,7 @@ def test_a_tag_holding_the_same_version_from_another_run_is_a_conflict(
     reference = f"{registry.host}/{repository}:v1"
     imported = run_cli(
         "import", live.uri(), "-t", reference, "--yes", "--json", "--packer", "native", "--push",
-        "--include", "README.md", "--kitfile", str(kitfile),
+        "--include", "README.md", "--kitfile", str(kitfile), "--allow-no-model",
     )  # fmt: skip
     assert imported.code == 0, imported.stderr
     out = sync(model.uri(), registry, repository)

@@ -44,12 +44,14 @@ from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import (
     AuthError,
     BadInputError,
+    CredentialsRefusedError,
     InterruptedByUser,
     KitmlflowError,
     PushError,
     ServerUnreachableError,
     scrub_secrets,
 )
+from kitmlflow_tui.core.next_commands import RegistryAccess, kit_login_words, kitmlflow_login_words, shell_line
 from kitmlflow_tui.core.registry.auth import Authenticator, TokenAnswer, repository_scope
 from kitmlflow_tui.core.registry.credentials import CredentialStore, StoredCredential
 from kitmlflow_tui.core.registry.reference import hostname, is_loopback
@@ -249,6 +251,11 @@ class RegistryClient:
     @property
     def base_url(self) -> str:
         return f"{self.scheme}://{self.registry}"
+
+    @property
+    def access(self) -> RegistryAccess:
+        """How this client reaches the registry (the scheme ``ping`` settled on): for the commands printed next."""
+        return RegistryAccess(self.scheme == "http", self.options.tls_verify, self.options.cert, self.options.key)
 
     @property
     def origin(self) -> Origin:
@@ -730,16 +737,18 @@ class RegistryClient:
                 + (" Credentials go to the registry only." if status in (401, 403) else "")
             )
         if status == 401:
-            raise AuthError(
+            raise CredentialsRefusedError(
                 f"The registry {self.registry} refused {self.auth.who()} ({what}: {detail or 'unauthorized'}).",
-                hint=f"Log in: kitmlflow login {self.registry} -u USER --password-stdin (or kit login {self.registry}); "
+                hint=f"Log in: {shell_line(kitmlflow_login_words(self.registry, self.access))} "
+                f"(or {shell_line(kit_login_words(self.registry, self.access))}); "
                 "credentials are read from kit's credentials.json, then docker's config.",
             )
         if status == 403:
             raise AuthError(
                 f"The registry {self.registry} does not allow {self.auth.who()} to do this "
                 f"({what}: {detail or 'denied'}).",
-                hint=f"Check your rights on the repository, or log in as another user: kitmlflow login {self.registry}.",
+                hint="Check your rights on the repository, or log in as another user: "
+                f"{shell_line(kitmlflow_login_words(self.registry, self.access))}.",
             )
         raise PushError(
             f"The registry {self.registry} answered HTTP {status} to {what}" + (f": {detail}." if detail else ".")

@@ -21,6 +21,7 @@ from pathlib import Path
 from kitmlflow_tui.core.errors import InterruptedByUser, PushError
 from kitmlflow_tui.core.events import ProgressCallback, ProgressEvent
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
+from kitmlflow_tui.core.next_commands import RegistryAccess
 from kitmlflow_tui.core.packing.storage import Descriptor
 from kitmlflow_tui.core.registry.client import RegistryClient, RegistryOptions, _Stopped
 from kitmlflow_tui.core.registry.credentials import CredentialStore
@@ -39,6 +40,7 @@ class PushResult:
     uploaded_bytes: int
     mounted_blobs: int
     existing_blobs: int
+    access: RegistryAccess = RegistryAccess()  # how the registry was reached (for the kit commands printed next)
 
 
 def push_modelkit(
@@ -107,6 +109,7 @@ def push_modelkit(
         uploaded_bytes=sum(blob.size for blob in uploaded),
         mounted_blobs=sum(1 for _, how in outcomes if how == "mounted"),
         existing_blobs=len(local.blobs) - len(missing),
+        access=client.access,
     )
 
 
