@@ -72,6 +72,12 @@ async def test_push_to_on_the_review_pushes_and_the_done_screen_names_the_pushed
         pushed = app.screen.result.pushed
         assert pushed is not None and pushed.reference == target
         assert f"kit pull {target}" in text
+        # kit reaches a loopback registry over HTTP only when told (the push found it plain HTTP): every kit command
+        # that talks to it says so, as the CLI's do; those on local storage need nothing.
+        commands, _notes = app.screen.next_commands()
+        assert ["kit", "pull", target, "--plain-http"] in commands
+        assert all(words[1] in ("list", "unpack") and "--plain-http" not in words for words in commands[:2])
+        assert f"kit pull {target} --plain-http" in text
     answer = requests.get(
         f"http://{open_registry.host}/v2/demo/resnet/manifests/v1", headers={"Accept": MANIFEST}, timeout=10
     )

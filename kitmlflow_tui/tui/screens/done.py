@@ -15,6 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
+from kitmlflow_tui.core.next_commands import kit_words
 from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
@@ -52,23 +53,25 @@ class DoneScreen(WizardScreen):
         return self.result.reference
 
     def unpack_words(self) -> list[str]:
-        return ["kit", "unpack", self.local_reference(), "-d", f"./{self.choice.tag.name}"]
+        return kit_words("unpack", self.local_reference(), "-d", f"./{self.choice.tag.name}")
 
     def signed(self) -> bool:
         attestation = self.result.attestation
         return attestation is not None and attestation.envelope is not None and bool(attestation.attached)
 
     def next_commands(self) -> tuple[list[list[str]], list[str]]:
-        """The commands to paste next, and comments for what needs a value only the user knows."""
+        """The commands to paste next, and comments for what needs a value only the user knows. A kit command that
+        talks to the registry carries the flags kit needs to reach it as the push did (the CLI's own rule)."""
         pushed = self.result.pushed
-        commands = [["kit", "list"], self.unpack_words()]
+        commands = [kit_words("list"), self.unpack_words()]
         notes = []
         if self.choice.format == "modelpack":
             notes.append("a ModelPack: kit 1.10 or later lists and unpacks it (kit 1.7 does not)")
         if pushed is None:
-            note = f"to a registry: p (Push to, below), or kit push {self.local_reference()} REGISTRY/REPOSITORY:TAG"
-            return commands, [*notes, note]
-        commands.append(["kit", "pull", pushed.reference])
+            push = one_line(kit_words("push", self.local_reference(), "REGISTRY/REPOSITORY:TAG"))
+            return commands, [*notes, f"to a registry: p (Push to, below), or {push}"]
+        commands.append(kit_words("pull", pushed.reference, access=pushed.access))
+        # verify needs no flag: the wizard reaches a registry as kitmlflow's defaults do (TLS; HTTP for loopback).
         if self.signed():
             commands.append(["kitmlflow", "verify", pushed.reference, "--key", str(self.public_key or "PUB")])
             if self.public_key is None:
