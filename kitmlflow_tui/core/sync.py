@@ -810,7 +810,9 @@ def other_content(
 
     def version(recorded: MlflowProvenance) -> tuple[str, str] | None:
         registered = recorded.registered_model
-        return None if registered is None else (registered.name, registered.version)
+        if registered is None or registered.imported_from_run:  # a run imported whole is the run's, not a version's
+            return None
+        return (registered.name, registered.version)
 
     same = theirs.run.id == provenance.run.id and version(theirs) == version(provenance)
     return None if same else held.describe()
