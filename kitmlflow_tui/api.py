@@ -417,13 +417,9 @@ def prepare_import(
         push_to=tag_ref if push else None,
         registry=registry,
         format=format,
-        **_newer_fields(
-            pipeline.ImportOptions,
-            sign_key=(_path(sign_key), None),
-            attestation_output=(_path(attestation_output), None),
-        ),
-        # A core without the push conflict rule replaces a tag anyway: what force asks for.
-        **_if_field(pipeline.ImportOptions, force=force),
+        sign_key=_path(sign_key),
+        attestation_output=_path(attestation_output),
+        force=force,
     )
     return ImportRequest(reference, spec, options, tracking_uri, dry_run, allow_no_model)
 
@@ -495,7 +491,7 @@ def prepare_sync(
         jobs=_jobs(jobs),
         tracking_uri_flag=tracking_uri,
         format=format,
-        **_newer_fields(sync.SyncOptions, sign_key=(_path(sign_key), None)),
+        sign_key=_path(sign_key),
     )
     sync.check_sync(reference, options)
     return SyncRequest(reference, options)
@@ -645,25 +641,6 @@ def _check_attestation_inputs(sign_key: Path | None, output: Path | None, push: 
         from kitmlflow_tui.core.attest.keys import check_sign_key
 
         check_sign_key(sign_key)
-
-
-def _newer_fields(options_class: type, **values: tuple[Any, Any]) -> dict[str, Any]:
-    """The (value, default) pairs ``options_class`` has a field for; a value other than its default for a field this
-    version of the core lacks is refused (exit 2) rather than silently dropped."""
-    missing = [
-        name for name, (value, default) in values.items() if not _has_field(options_class, name) and value != default
-    ]
-    if missing:
-        raise BadInputError(f"This version of kitmlflow does not support {', '.join(missing)} yet.")
-    return {name: value for name, (value, _default) in values.items() if _has_field(options_class, name)}
-
-
-def _if_field(options_class: type, **values: Any) -> dict[str, Any]:
-    return {name: value for name, value in values.items() if _has_field(options_class, name)}
-
-
-def _has_field(options_class: type, name: str) -> bool:
-    return any(f.name == name for f in dataclasses.fields(options_class))
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
