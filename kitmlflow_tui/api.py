@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitmlflow_tui.core.errors import BadInputError
-from kitmlflow_tui.core.events import Observer, ProgressEvent
+from kitmlflow_tui.core.events import Observer, ProgressEvent, Step, StepEvent
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.attest.produce import Attestation
@@ -45,6 +45,7 @@ __all__ = [
     "ImportReport",
     "PlanReport",
     "SelectedFile",
+    "Step",
     "StepEvent",
     "download_artifacts",
     "import_modelkit",
@@ -57,18 +58,6 @@ Progress = Observer | Callable[[Any], None] | None
 
 
 # -- results -----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StepEvent:
-    """A step of the core begins: ``step`` is ``connect``, ``list``, ``plan``, ``download``, ``kitfile``, ``pack``,
-    ``push``, ``tag``, ``note`` or ``wait``; ``message`` says it for a person (``print(event)`` shows it)."""
-
-    step: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
 @dataclass(frozen=True)
 class SelectedFile:
     path: str  # relative to the run's artifact root, with "/"
@@ -692,8 +681,8 @@ class _Relay(Observer):
     def __init__(self, callback: Callable[[Any], None]) -> None:
         self._callback = callback
 
-    def step(self, name: str, message: str) -> None:
-        self._callback(StepEvent(name, message))
+    def step(self, step: Step, message: str) -> None:
+        self._callback(StepEvent(step, message))
 
     def progress(self, event: ProgressEvent) -> None:
         self._callback(event)
@@ -727,8 +716,8 @@ def _sync_observer(progress: Progress) -> SyncObserver:
     relay = _observer(progress)
 
     class SyncRelay(SyncObserver):
-        def step(self, name: str, message: str) -> None:
-            relay.step(name, message)
+        def step(self, step: Step, message: str) -> None:
+            relay.step(step, message)
 
         @contextlib.contextmanager
         def version(self, version: str) -> Iterator[Observer]:
