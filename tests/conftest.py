@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from tests.support.servers import mlflow_server, seed_run
 # proxy lookup raised KeyError in a benchmark once). Set before MLflow is first imported.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
+
+# A suite started in the background by a shell without job control (`make test &`, `nohup`) inherits SIGINT
+# ignored, and so would every kitmlflow it starts: Python then never raises KeyboardInterrupt, and the tests
+# that press Ctrl-C (SIGINT to a child) would test nothing. A handler, unlike SIG_IGN, is reset by exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 load_hypothesis_profile()  # "ci" unless KITMLFLOW_HYPOTHESIS_PROFILE says otherwise (tests/support/fuzz.py)
 
