@@ -87,7 +87,7 @@ class PlanReport:
     """What the filter chose from the run: every result starts with it."""
 
     run: RunInfo  # tracking_uri (no secrets), experiment_id, run_id, run_name, status, params, metrics, tags
-    registered_model: RegisteredModelInfo | None  # the version the URI named, if it named one
+    registered_model: RegisteredModelInfo | None  # the version the URI named, or the run's model was registered as
     plan: Plan  # the core's plan: the whole tree, the filter, the files selected and left out
 
     @property
@@ -165,12 +165,15 @@ def import_modelkit(
     format: str = "modelkit",
     sign_key: PathArg | None = None,
     attestation_output: PathArg | None = None,
+    allow_no_model: bool = False,
     progress: Progress = None,
     cancel: threading.Event | None = None,
 ) -> ImportReport:
     """Import a finished MLflow run (``mlflow://…/runs/RUN``) or registered model version
     (``mlflow://…/models/NAME/VERSION``, ``…@ALIAS``) as a ModelKit tagged ``tag`` in kit's local storage, and
     with ``push=True`` push it to the registry ``tag`` names (``registry.example.com/org/model:v1``).
+    Filters that leave out every file of the run's MLflow model are refused (BadInputError) unless
+    ``allow_no_model``; a model that loses part of its files is in the report's ``warnings``.
     ``cancel``: setting it stops the import (InterruptedByUser, exit 130) with what was downloaded kept."""
     request = prepare_import(
         uri,
@@ -197,6 +200,7 @@ def import_modelkit(
         format=format,
         sign_key=sign_key,
         attestation_output=attestation_output,
+        allow_no_model=allow_no_model,
     )
     observer = _observer(progress)
     planned = request.plan(observer, cancel)
@@ -269,11 +273,13 @@ def download_artifacts(
     profile: str | None = None,
     tracking_uri: str | None = None,
     jobs: int = 8,
+    any_status: bool = False,
     progress: Progress = None,
     cancel: threading.Event | None = None,
 ) -> DownloadReport:
     """Download the files of a finished run the filters select into ``dest`` (no Kitfile, no pack): the filtered
-    twin of ``mlflow.artifacts.download_artifacts``. A re-run resumes: complete files are not fetched again."""
+    twin of ``mlflow.artifacts.download_artifacts``. A re-run resumes: complete files are not fetched again.
+    ``any_status``: also a run that is not FINISHED (RUNNING, FAILED, KILLED), its files as they are."""
     request = prepare_download(
         uri,
         dest,
@@ -283,6 +289,7 @@ def download_artifacts(
         profile=profile,
         tracking_uri=tracking_uri,
         jobs=jobs,
+        any_status=any_status,
     )
     planned = request.plan(_observer(progress), cancel)
     _tell(progress, planned.report)
@@ -299,11 +306,15 @@ class ImportRequest:
     options: ImportOptions
     tracking_uri: str | None
     dry_run: bool
+    allow_no_model: bool = False
 
     def plan(self, observer: Observer | None = None, cancel: threading.Event | None = None) -> PlannedImport:
         """Resolve the run, list its tree and apply the filter, with every file the ModelKit could not hold left
-        out (the plan an import follows); no byte is downloaded."""
+        out (the plan an import follows); no byte is downloaded. A plan that leaves out every file of the run's
+        MLflow model is refused (exit 2: nobody reads a warning before the ModelKit is pushed) unless it is a
+        dry run or ``allow_no_model``; what it leaves out of a model is in ``warnings``."""
         from kitmlflow_tui.core import pipeline
+        from kitmlflow_tui.core.selection.model_coverage import model_coverage, require_a_model
 
         observer = observer or Observer()
         session = pipeline.plan(
@@ -315,7 +326,10 @@ class ImportRequest:
             cancel=cancel,
         )
         session = pipeline.settle_layers(session, self.options, observer)
-        return PlannedImport(self, session, observer)
+        coverage = model_coverage(session.plan)
+        if not self.dry_run and not self.allow_no_model:
+            require_a_model(coverage)
+        return PlannedImport(self, session, observer, tuple(coverage.warnings()))
 
 
 @dataclass(frozen=True)
@@ -323,6 +337,7 @@ class PlannedImport:
     request: ImportRequest
     session: Session
     observer: Observer
+    warnings: tuple[str, ...] = ()  # what the filters leave out of the run's MLflow model
 
     @property
     def report(self) -> PlanReport:
@@ -333,14 +348,14 @@ class PlannedImport:
         from kitmlflow_tui.core import pipeline
 
         kitfile = pipeline.preview_kitfile(self.session, self.request.options)
-        return ImportReport(*_plan_fields(self.session), kitfile=kitfile, dry_run=True)
+        return ImportReport(*_plan_fields(self.session), kitfile=kitfile, dry_run=True, warnings=self.warnings)
 
     def run(self) -> ImportReport:
         """Download, write the Kitfile, pack (and push): nothing half-done on failure."""
         from kitmlflow_tui.core import pipeline
 
         result = pipeline.run_import(self.session, self.request.options, self.observer)
-        return _import_report(self.session, result)
+        return _import_report(self.session, result, self.warnings)
 
 
 def prepare_import(
@@ -369,6 +384,7 @@ def prepare_import(
     format: str = "modelkit",
     sign_key: PathArg | None = None,
     attestation_output: PathArg | None = None,
+    allow_no_model: bool = False,
 ) -> ImportRequest:
     """``import_modelkit``'s inputs checked in the command line's order (URI, tag, registry options, filters,
     Kitfile): exit 2 before the network is touched."""
@@ -409,7 +425,7 @@ def prepare_import(
         # A core without the push conflict rule replaces a tag anyway: what force asks for.
         **_if_field(pipeline.ImportOptions, force=force),
     )
-    return ImportRequest(reference, spec, options, tracking_uri, dry_run)
+    return ImportRequest(reference, spec, options, tracking_uri, dry_run, allow_no_model)
 
 
 @dataclass(frozen=True)
@@ -492,6 +508,7 @@ class DownloadRequest:
     dest: Path
     tracking_uri: str | None
     jobs: int
+    any_status: bool = False  # a run that is not FINISHED too
 
     def plan(self, observer: Observer | None = None, cancel: threading.Event | None = None) -> PlannedDownload:
         from kitmlflow_tui.core import pipeline
@@ -504,6 +521,8 @@ class DownloadRequest:
             jobs=self.jobs,
             observer=observer,
             cancel=cancel,
+            command="download",
+            any_status=self.any_status,
         )
         return PlannedDownload(self, session, observer)
 
@@ -541,10 +560,11 @@ def prepare_download(
     profile: str | None = None,
     tracking_uri: str | None = None,
     jobs: int = 8,
+    any_status: bool = False,
 ) -> DownloadRequest:
     reference = _reference(uri)
     spec, _loaded = filter_spec(include, exclude, max_file_size, profile)
-    return DownloadRequest(reference, spec, Path(dest), tracking_uri, _jobs(jobs))
+    return DownloadRequest(reference, spec, Path(dest), tracking_uri, _jobs(jobs), any_status)
 
 
 # -- inputs, shared with the command line -------------------------------------------------------------------------
@@ -671,7 +691,7 @@ def _plan_report(session: Session) -> PlanReport:
     return PlanReport(*_plan_fields(session))
 
 
-def _import_report(session: Session, result: ImportResult) -> ImportReport:
+def _import_report(session: Session, result: ImportResult, warnings: tuple[str, ...]) -> ImportReport:
     return ImportReport(
         *_plan_fields(session),
         kitfile=result.kitfile,
@@ -683,7 +703,7 @@ def _import_report(session: Session, result: ImportResult) -> ImportReport:
         downloaded_bytes=result.download.downloaded_bytes,
         reused_bytes=result.download.reused_bytes,
         pushed=result.pushed,
-        warnings=tuple(getattr(result, "warnings", ())),  # a core that warns says so on its result
+        warnings=warnings,
         attestation=result.attestation,
     )
 

@@ -14,6 +14,7 @@ from kitmlflow_tui.cli.options import (
 )
 from kitmlflow_tui.cli.output import (
     Output,
+    escape,
     interactive,
     run_guarded,
 )
@@ -92,11 +93,13 @@ def demo(root: Path | None, rebuild: bool, print_uri: bool, print_run: str | Non
             from kitmlflow_tui.core.reference import BrowseRef
 
             return open_wizard(BrowseRef(store.tracking_uri))
-        out.console.print(f"Demo store: {store.tracking_uri}")
+        from kitmlflow_tui.core.next_commands import shell_line
+
+        out.console.print(f"Demo store: {escape(store.tracking_uri)}", soft_wrap=True)
         finished = store.runs["finished"]
+        words = ["kitmlflow", "import", f"mlflow://runs/{finished}", "--tracking-uri", store.tracking_uri]
         out.console.print(
-            f"Try: kitmlflow import mlflow://runs/{finished} --tracking-uri {store.tracking_uri} "
-            "-t demo-classifier:v1 --dry-run"
+            f"Try: {escape(shell_line([*words, '-t', 'demo-classifier:v1', '--dry-run']))}", soft_wrap=True
         )
         for role, run_id in sorted(store.runs.items()):
             out.console.print(f"  {role:<22} mlflow://runs/{run_id}")

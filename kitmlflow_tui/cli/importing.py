@@ -30,6 +30,7 @@ from kitmlflow_tui.cli.output import (
     pushed_document,
     run_guarded,
     show_attestation,
+    show_next,
     show_plan,
     show_pushed,
     size_text,
@@ -38,6 +39,7 @@ from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile
+    from kitmlflow_tui.core.registry import PushResult
 
 
 @cli.command("import", context_settings=CONTEXT)
@@ -55,6 +57,16 @@ if TYPE_CHECKING:
     "--author", "authors", multiple=True, metavar="NAME", help="A package author (repeatable; over a profile's)."
 )
 @click.option("--push", is_flag=True, help="After packing, push the ModelKit to the registry -t names.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --push: replace a tag that holds another ModelKit (another model, version or run).",
+)
+@click.option(
+    "--allow-no-model",
+    is_flag=True,
+    help="With --yes, import even when the filters leave out every file of the run's MLflow model.",
+)
 @registry_options
 @sign_key_option
 @click.option(
@@ -77,6 +89,8 @@ def import_command(
     push: bool,
     sign_key: Path | None,
     attestation_output: Path | None,
+    force: bool,
+    allow_no_model: bool,
     **options: Any,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
@@ -91,6 +105,7 @@ def import_command(
             max_file_size=options["max_file_size"],
             profile=options["profile"],
             push=push,
+            force=force,
             tracking_uri=options["tracking_uri"],
             jobs=options["jobs"],
             packer=packer,
@@ -103,6 +118,7 @@ def import_command(
             format=artifact_format,
             sign_key=_sign_key(sign_key, push, attestation_output),
             attestation_output=attestation_output,
+            allow_no_model=allow_no_model,
             **registry_arguments(push, options),
         )
         if not dry_run and not options["yes"]:
@@ -113,10 +129,18 @@ def import_command(
                 )
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
             return open_wizard(
-                request.reference, tracking_uri_flag=options["tracking_uri"], tag=tag, push=push, spec=request.spec
+                request.reference,
+                tracking_uri_flag=options["tracking_uri"],
+                tag=tag,
+                push=push,
+                spec=request.spec,
+                artifact_format=artifact_format,
+                sign_key=sign_key,
             )
         renderer = progress_renderer(out)
         planned = request.plan(renderer)  # with what the ModelKit cannot hold left out
+        for warning in planned.warnings:  # a model the filters leave out (all of it: refused unless allowed)
+            out.warn(warning)
         document = plan_document(planned.report)
         show_plan(out, planned.report)
         if dry_run:
@@ -132,15 +156,11 @@ def import_command(
             f"[green]✓[/] {escape(result.reference)} {result.digest[:19]} · {size_text(result.size)} · "
             f"packed by {result.packer}"
         )
-        kit_ref = escape(result.reference)  # the name kit resolves (kit list shows it)
         if result.pushed is not None:
             show_pushed(out, result.pushed)
         if result.attestation is not None:
             show_attestation(out, result.attestation)
-        if result.pushed is None:
-            out.console.print(
-                f"  next: kit push {kit_ref} REGISTRY/REPO:TAG · kit unpack {kit_ref} -d DIR", style="dim"
-            )
+        show_next(out, _next_commands(result.reference, result.pushed))
         document.update(
             kitfile=result.kitfile.to_dict(),
             reference=result.reference,
@@ -159,6 +179,16 @@ def import_command(
         return 0
 
     run_guarded(options["as_json"], body)
+
+
+def _next_commands(reference: str, pushed: PushResult | None) -> list[list[str]]:
+    """What to run next: for a pushed ModelKit, pull or unpack it from its registry (with the flags kit needs to
+    reach it); else push it somewhere, or unpack it from local storage, under the name kit resolves."""
+    from kitmlflow_tui.core.next_commands import kit_words, pulled_words
+
+    if pushed is not None:
+        return pulled_words(pushed.reference, pushed.access)
+    return [kit_words("push", reference, "REGISTRY/REPO:TAG"), kit_words("unpack", reference, "-d", "DIR")]
 
 
 def _sign_key(sign_key: Path | None, push: bool, output: Path | None) -> Path | None:
@@ -188,7 +218,8 @@ def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
     "--dest", "-d", required=True, type=LocalPath(file_okay=False, path_type=Path), help="Folder to download into."
 )
 @filter_options
-def download(uri: str, dest: Path, **options: Any) -> None:
+@click.option("--any-status", is_flag=True, help="Also download a run that is not FINISHED (RUNNING, FAILED, KILLED).")
+def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
 
     def body(out: Output) -> int:
@@ -201,6 +232,7 @@ def download(uri: str, dest: Path, **options: Any) -> None:
             profile=options["profile"],
             tracking_uri=options["tracking_uri"],
             jobs=options["jobs"],
+            any_status=any_status,
         )
         if not options["yes"] and not interactive():
             raise BadInputError(

@@ -18,7 +18,7 @@ from kitmlflow_tui.cli.output import (
     interactive,
     run_guarded,
 )
-from kitmlflow_tui.core.errors import BadInputError
+from kitmlflow_tui.core.errors import BadInputError, CredentialsRefusedError
 
 
 @cli.command(context_settings=CONTEXT)
@@ -57,12 +57,16 @@ def login(registry: str, username: str | None, password: str | None, password_st
             raise BadInputError("kitmlflow login needs a password: --password-stdin (or -p PASS).")
         if not secret:
             raise BadInputError("The password is empty.")
-        result = registry_login(
-            host,
-            Credential(user, secret),
-            settings,
-            on_note=lambda message: out.err.print(f"[dim]→[/] {escape(message)}"),
-        )
+        try:
+            result = registry_login(
+                host,
+                Credential(user, secret),
+                settings,
+                on_note=lambda message: out.err.print(f"[dim]→[/] {escape(message)}"),
+            )
+        except CredentialsRefusedError as exc:  # its hint says to log in: this is the login
+            exc.hint = f"Check the user name and the password (or token) for {host}; nothing was stored."
+            raise
         if result.verified:
             out.console.print(f"Login succeeded: {escape(host)}; credentials stored in {escape(result.stored_in)}")
         else:

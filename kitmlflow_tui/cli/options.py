@@ -132,8 +132,8 @@ def check_registry_flags(push: bool) -> None:
     ctx = click.get_current_context()
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("plain_http", "tls_verify", "cert", "key")
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        for name in ("plain_http", "tls_verify", "cert", "key", "force")
+        if name in ctx.params and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     ]
     if given:
         raise BadInputError(f"{', '.join(given)} only apply with --push.")

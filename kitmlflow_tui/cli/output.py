@@ -16,19 +16,40 @@ from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitm
 if TYPE_CHECKING:
     from kitmlflow_tui.api import PlanReport
 
+# Off a terminal a console is this wide: a log or a pipe gets each record on one line, whatever its length.
+UNWRAPPED_WIDTH = 100_000
+
+
+def make_console(*, stderr: bool, soft_wrap: bool):
+    """A console for one stream: on a terminal, rich's own layout at the terminal's width; in a pipe, a file or
+    a CI log, nothing is ever wrapped (rich would otherwise break lines at 80 columns, splitting a path, a URI
+    or a command a script or a reader copies from the log)."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap, emoji=False)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False, width=UNWRAPPED_WIDTH)
+
 
 class Output:
     """Where text goes: stdout normally, stderr when stdout carries the JSON document."""
 
     def __init__(self, as_json: bool) -> None:
-        from rich.console import Console
-
         self.as_json = as_json
-        self.console = Console(stderr=as_json, highlight=False, soft_wrap=False, emoji=False)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+        self.console = make_console(stderr=as_json, soft_wrap=False)
+        self.err = make_console(stderr=True, soft_wrap=True)
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        """A warning: shown now (stderr), and listed under ``warnings`` in the --json document."""
+        self.warnings.append(message)
+        self.err.print(f"[bold yellow]warning:[/] {escape(message)}")
 
     def document(self, data: dict) -> None:
         if self.as_json:
+            if self.warnings or "error" not in data:  # a list a script can always read, empty when all is well
+                data = {**data, "warnings": list(self.warnings)}
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
             sys.stdout.flush()
 
@@ -117,6 +138,14 @@ def show_pushed(out: Output, pushed) -> None:
     )
 
 
+def show_next(out: Output, commands: list[list[str]]) -> None:
+    """The commands to run next, one a line, quoted as a shell reads them (never wrapped: a copy of the line runs)."""
+    from kitmlflow_tui.core.next_commands import shell_line
+
+    for words in commands:
+        out.console.print(f"  next: {escape(shell_line(words))}", style="dim", soft_wrap=True)
+
+
 def size_text(size: int | None) -> str:
     from kitmlflow_tui.core.selection.plan import format_size
 
@@ -144,7 +173,12 @@ def plan_document(report: PlanReport) -> dict:
     }
     if report.registered_model:
         reg = report.registered_model
-        document["registered_model"] = {"name": reg.name, "version": reg.version, "alias": reg.alias}
+        document["registered_model"] = {
+            "name": reg.name,
+            "version": reg.version,
+            "alias": reg.alias,
+            "aliases": list(reg.aliases),
+        }
     return document
 
 

@@ -6,6 +6,8 @@ hint saying what to do), and are turned into text only by the CLI and the TUI.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import TYPE_CHECKING
 
 from kitmlflow_tui.core import settings
@@ -38,6 +40,11 @@ class AuthError(KitmlflowError):
     """The tracking server refused who we are or what we asked for."""
 
     exit_code = 3
+
+
+class CredentialsRefusedError(AuthError):
+    """A registry (or its token service) answered that it does not know these credentials (HTTP 401): unlike a
+    refused permission or a missing client certificate, what helps is other credentials."""
 
 
 class NotFoundError(KitmlflowError):
@@ -164,18 +171,61 @@ _SECRET_SHAPES = r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{20,}|hf_[A-Za-z
 _PLAIN = r"[^\s=:'\"]*"
 
 
-def scrub_secrets(text: str, secrets: list[str] | None = None) -> str:
-    """Mask every credential this process knows of, user info in URLs, the values of secret-named fields
-    (``password=``, ``?token=``, ``"api_key": "…"``) and well-known token shapes, in text meant for output
-    or for a ModelKit. ``secrets``: ``secrets_to_mask()`` gathered once by a caller that scrubs many values in
-    a row (reading the environment costs more than the rules)."""
-    import re
+_BASE64_ALPHABETS = ("A-Za-z0-9+/", "A-Za-z0-9_-")
 
+
+def _encoded(text: str) -> str:
+    """A pattern for ``text`` as written or percent-encoded, character by character (any hex case, ``+`` for a
+    space), as a server may repeat a value it received in a URL or a form."""
+    parts = []
+    for char in text:
+        escaped = "".join(f"%{byte:02x}" for byte in char.encode())
+        options = [re.escape(char), "(?i:" + re.escape(escaped) + ")"] + (["\\+"] if char == " " else [])
+        parts.append("(?:" + "|".join(options) + ")")
+    return "".join(parts)
+
+
+def _base64_patterns(secret: bytes) -> list[str]:
+    """Patterns for ``secret`` inside base64 text (standard or URL-safe alphabet), wherever it starts in the encoded
+    bytes: at each of the three alignments, the characters that only the secret's bits decide, with the one
+    character on each side that mixes them with a neighbour's. So a Basic header's value, or any encoded
+    document holding the secret, has it masked."""
+    import base64
+
+    patterns = []
+    for alphabet in _BASE64_ALPHABETS:
+        char = f"(?:[{alphabet}]|%(?i:2b|2f))" if "+" in alphabet else f"[{alphabet}]"
+        for skip in range(3):
+            encoded = base64.b64encode(bytes(skip) + secret).decode().rstrip("=")
+            if "_" in alphabet:
+                encoded = encoded.replace("+", "-").replace("/", "_")
+            first, end = -(-8 * skip // 6), 8 * (skip + len(secret)) // 6
+            core = encoded[first:end]
+            if len(core) < 4:
+                continue
+            leading = char if 8 * skip % 6 else ""
+            trailing = f"(?:{char}(?:=|%3[dD]){{0,2}})?" if 8 * (skip + len(secret)) % 6 else "(?:(?:=|%3[dD]){0,2})"
+            patterns.append(leading + _encoded(core) + trailing)
+    return patterns
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """One secret as written, percent-encoded, or base64-encoded (see the two helpers above)."""
+    return re.compile("|".join([_encoded(secret), *_base64_patterns(secret.encode())]))
+
+
+def scrub_secrets(text: str, secrets: list[str] | None = None) -> str:
+    """Mask every credential this process knows of (also percent- or base64-encoded), user info in URLs, the
+    values of secret-named fields (``password=``, ``?token=``, ``"api_key": "…"``) and well-known token shapes,
+    in text meant for output or for a ModelKit. ``secrets``: ``secrets_to_mask()`` gathered once by a caller
+    that scrubs many values in a row (reading the environment costs more than the rules)."""
     known = secrets_to_mask() if secrets is None else secrets
-    if re.fullmatch(_PLAIN, text) and not any(value in text for value in known) and not re.search(_SECRET_SHAPES, text):
+    patterns = [_secret_pattern(value) for value in known]
+    if re.fullmatch(_PLAIN, text) and not any(p.search(text) for p in patterns) and not re.search(_SECRET_SHAPES, text):
         return text
-    for value in known:
-        text = text.replace(value, "***")
+    for pattern in patterns:
+        text = pattern.sub("***", text)
     text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9._~+/=-]+", r"\1\2 ***", text)
     # An authorization value without its header's name (a server repeating it): a token has a digit or a sign
     text = re.sub(r"\b(Basic|Bearer) (?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}", r"\1 ***", text)

@@ -29,7 +29,14 @@ from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
 from kitmlflow_tui.core.download.downloader import Destinations, Downloader, DownloadResult
-from kitmlflow_tui.core.errors import BadInputError, DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.core.errors import (
+    BadInputError,
+    DownloadError,
+    InterruptedByUser,
+    KitmlflowError,
+    PackError,
+    PushError,
+)
 from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
     from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult
     from kitmlflow_tui.core.provenance import MlflowProvenance
-    from kitmlflow_tui.core.registry import PushResult, RegistryOptions
+    from kitmlflow_tui.core.registry import PushResult, RegistryClient, RegistryOptions
 
 
 @dataclass
@@ -80,7 +87,11 @@ def session_from_listing(
     registered: RegisteredModelInfo | None = None,
     cancel: threading.Event | None = None,
 ) -> Session:
-    """A session for a run whose tree was listed already (by the wizard), without listing it again."""
+    """A session for a run whose tree was listed already (by the wizard), without listing it again. A run's
+    registered version (``registered`` None) is looked up as ``Catalogue.resolve`` does for a headless import, so
+    both write the same Kitfile."""
+    if registered is None:
+        registered = catalogue.registered_version_of_run(run, tree.logged_models)
     return Session(catalogue, ResolvedRun(run, tree, registered), make_plan(tree, spec), cancel or threading.Event())
 
 
@@ -92,13 +103,18 @@ def plan(
     jobs: int = 8,
     observer: Observer | None = None,
     cancel: threading.Event | None = None,
+    command: str = "import",
+    any_status: bool = False,
 ) -> Session:
-    """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded."""
+    """Resolve the reference, list its whole tree and apply the filter: no byte is downloaded. A run that is not
+    FINISHED is refused (exit 5) unless ``any_status``; ``command`` (``import``, ``download``) words that refusal."""
     observer = observer or Observer()
     require_importable(reference)  # bad input fails before the network is touched
     spec.validate()
     catalogue = connect(reference, tracking_uri_flag, jobs=jobs, observer=observer)
-    return plan_with(catalogue, reference, spec, observer=observer, cancel=cancel)
+    return plan_with(
+        catalogue, reference, spec, observer=observer, cancel=cancel, command=command, any_status=any_status
+    )
 
 
 def plan_with(
@@ -108,12 +124,16 @@ def plan_with(
     *,
     observer: Observer | None = None,
     cancel: threading.Event | None = None,
+    command: str = "import",
+    any_status: bool = False,
 ) -> Session:
     """``plan`` on a catalogue that is connected already (a sync plans many versions on one server)."""
     observer = observer or Observer()
     cancel = cancel or threading.Event()
     observer.step("list", "Reading the run and listing its artifacts")
-    resolved = catalogue.resolve(reference, on_listed=observer.listed, cancel=cancel)
+    resolved = catalogue.resolve(
+        reference, require_finished=not any_status, command=command, on_listed=observer.listed, cancel=cancel
+    )
     the_plan = make_plan(resolved.tree, spec)
     observer.step("plan", f"{len(the_plan.selected)} of {len(resolved.tree.files)} files selected")
     require_selection(the_plan)
@@ -218,6 +238,7 @@ class ImportOptions:
     push_to: ModelKitRef | None = None  # after packing, push the ModelKit there (names a registry)
     registry: RegistryOptions | None = None
     format: str = "modelkit"  # modelkit | modelpack (a CNCF ModelPack: packing.modelpack)
+    force: bool = False  # push onto a tag that holds other content (another model, version or run)
     sign_key: Path | None = None  # sign the ModelKit's provenance attestation (attached to it on --push)
     attestation_output: Path | None = None  # write the signed envelope (unsigned: the statement) here
 
@@ -452,7 +473,8 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     observer.packed(result)
     if options.attests:
         observer.step("attest", "Writing the provenance attestation" + (" (signed)" if key else ""))
-        result = dataclasses.replace(result, attestation=_attestation(session, options, result, key, started))
+        attestation = _attestation(session.plan, options, result, key, started)
+        result = dataclasses.replace(result, attestation=attestation)
     if options.push_to is None:
         return result
     result = dataclasses.replace(result, pushed=push(result, options, observer, session.cancel))
@@ -461,8 +483,35 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
     return result
 
 
+def push_packed(
+    result: ImportResult, options: ImportOptions, observer: Observer, cancel: threading.Event
+) -> ImportResult:
+    """Push a ModelKit an earlier import packed (the wizard's retry of a failed push, its push after the import):
+    only the blobs the registry lacks move. With a signing key its attestation is made and attached as
+    ``run_import`` does, from the files' digests that import took (it must have had the key too: exit 2 if not)."""
+    from kitmlflow_tui.core.attest.keys import load_signing_key
+    from kitmlflow_tui.core.attest.produce import now_rfc3339
+
+    started = now_rfc3339()
+    key = load_signing_key(options.sign_key) if options.sign_key is not None else None
+    if key is not None and (not result.files or result.plan is None or result.provenance is None):
+        raise BadInputError(
+            f"{result.reference} was packed without a signing key: its files were not hashed for an attestation.",
+            hint="Import it again with the key to push it signed.",
+        )
+    result = dataclasses.replace(result, pushed=push(result, options, observer, cancel))
+    if key is None:
+        return result
+    assert result.plan is not None
+    observer.step("attest", "Writing the provenance attestation (signed)")
+    attestation = _attestation(result.plan, options, result, key, started)
+    return dataclasses.replace(
+        result, attestation=_attach(dataclasses.replace(result, attestation=attestation), options, observer)
+    )
+
+
 def _attestation(
-    session: Session, options: ImportOptions, result: ImportResult, key: SigningKey | None, started: str
+    plan: Plan, options: ImportOptions, result: ImportResult, key: SigningKey | None, started: str
 ) -> Attestation:
     """The statement of the packed ModelKit (subject: its manifest, named by where it is pushed, else its local
     name), signed with ``key``, written to --attestation-output."""
@@ -475,7 +524,7 @@ def _attestation(
         subject_ref=options.push_to or options.tag,
         provenance=result.provenance,
         files=result.files,
-        run_files={file.path: file.model for file in session.plan.selected},
+        run_files={file.path: file.model for file in plan.selected},
         kitfile_sha256=result.kitfile_sha256,
         packer=result.packer,
         compression=options.compression,
@@ -512,16 +561,32 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
     from kitmlflow_tui.core.registry import push_modelkit
 
     assert options.push_to is not None
-    observer.step("push", f"Pushing {options.push_to}")
+    target = options.push_to
+    observer.step("push", f"Pushing {target}")
+
+    def refuse_other_content(client: RegistryClient) -> None:
+        # sync's rule: a tag holding another model, version or run (or no MLflow provenance) stays unless forced.
+        from kitmlflow_tui.core.provenance import read_provenance
+        from kitmlflow_tui.core.sync import other_content
+
+        provenance = read_provenance(result.kitfile.to_dict())
+        held = other_content(client, target, result.digest, provenance, options.format)
+        if held is not None:
+            raise PushError(
+                f"{target} holds {held}, not this ModelKit's source; the tag is left as it is.",
+                hint="Add --force to replace it.",
+            )
+
     try:
         return push_modelkit(
             options.tag,
-            options.push_to,
+            target,
             options.registry,
             storage_root=options.storage_root,
             on_progress=observer.push_progress,
             on_note=lambda message: observer.step("note", message),
             cancel=cancel,
+            before_upload=None if options.force else refuse_other_content,
         )
     except KitmlflowError as exc:
         kept = f"The ModelKit {result.reference} ({result.digest[:19]}) is kept in local storage; a re-run pushes only what the registry lacks."

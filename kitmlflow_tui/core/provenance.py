@@ -60,11 +60,28 @@ class LoggedModelSource:
 
 @dataclass(frozen=True)
 class RegisteredVersion:
-    """The registered model version the ModelKit was imported as (``alias`` when the URI named one)."""
+    """The registered model version the ModelKit holds: the one the URI named (``alias`` when it named one by
+    alias), or, with ``imported_from_run``, the one the model of a run imported whole was registered as (the
+    ModelKit then holds the run's files, not only that version's: ``sync`` does not take it for the version).
+    ``aliases``: every alias that pointed at that version when it was imported. Both are written only when set, so
+    the mapping of a version imported as such reads as before."""
 
     name: str
     version: str
     alias: str | None = None
+    aliases: tuple[str, ...] = ()
+    imported_from_run: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset the run logged as an input (``mlflow.log_input``): what MLflow recorded of it."""
+
+    name: str
+    digest: str | None = None
+    source_type: str | None = None
+    source: str | None = None  # its URI or path, credentials masked
+    context: str | None = None  # "training", "evaluation", ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class MlflowProvenance:
     importer: Importer = Importer(IMPORTER_NAME, "")
     filter: Mapping[str, Any] = field(default_factory=dict)  # the filter spec's summary
     masked_fields: tuple[str, ...] = ()  # where credentials were replaced with ***
+    datasets: tuple[DatasetSource, ...] = ()  # written only when the run logged any
 
     @property
     def made_by_kitmlflow(self) -> bool:
@@ -113,12 +131,27 @@ class MlflowProvenance:
                 {"id": m.id, "name": m.name, "folder": m.folder, "flavors": list(m.flavors)} for m in self.logged_models
             ],
         }
+        if self.datasets:
+            mapping["datasets"] = [
+                {
+                    "name": d.name,
+                    "digest": d.digest,
+                    "source_type": d.source_type,
+                    "source": d.source,
+                    "context": d.context,
+                }
+                for d in self.datasets
+            ]
         if self.registered_model is not None:
             mapping["registered_model"] = {
                 "name": self.registered_model.name,
                 "version": self.registered_model.version,
                 "alias": self.registered_model.alias,
             }
+            if self.registered_model.aliases:
+                mapping["registered_model"]["aliases"] = list(self.registered_model.aliases)
+            if self.registered_model.imported_from_run:
+                mapping["registered_model"]["imported_from"] = "run"
         mapping["importer"] = {"name": self.importer.name, "version": self.importer.version}
         mapping["filter"] = dict(self.filter)
         if self.masked_fields:
@@ -165,13 +198,30 @@ class MlflowProvenance:
                 for m in map(_mapping, _list(value.get("logged_models")))
             ),
             registered_model=(
-                RegisteredVersion(registered_name, registered_version, _text(registered.get("alias")))
+                RegisteredVersion(
+                    registered_name,
+                    registered_version,
+                    _text(registered.get("alias")),
+                    tuple(a for a in _list(registered.get("aliases")) if isinstance(a, str)),
+                    registered.get("imported_from") == "run",
+                )
                 if registered_name is not None and registered_version is not None
                 else None
             ),
             importer=Importer(_text(importer.get("name")) or "", _text(importer.get("version")) or ""),
             filter=_mapping(value.get("filter")),
             masked_fields=tuple(f for f in _list(masked.get("fields")) if isinstance(f, str)),
+            datasets=tuple(
+                DatasetSource(
+                    name,
+                    _text(d.get("digest")),
+                    _text(d.get("source_type")),
+                    _text(d.get("source")),
+                    _text(d.get("context")),
+                )
+                for d in map(_mapping, _list(value.get("datasets")))
+                if (name := _text(d.get("name"))) is not None
+            ),
         )
 
 

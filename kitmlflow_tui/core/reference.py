@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from kitmlflow_tui.core import settings
@@ -238,8 +239,10 @@ def require_importable(ref: Reference) -> RunRef | ModelRef:
 
 
 def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> str:
-    """The tracking URI to use: the URI's host, else --tracking-uri, else MLFLOW_TRACKING_URI, else
-    MLflow's own default. A URI host that disagrees with --tracking-uri is an error, not a silent pick."""
+    """The tracking URI to use: the URI's host, else --tracking-uri, else MLFLOW_TRACKING_URI. A URI host that
+    disagrees with --tracking-uri is an error, not a silent pick; none at all is an error too (exit 2), never
+    MLflow's own default: that is a new ``./mlflow.db`` in whatever folder the command runs, an empty store that
+    only looks like a server (and MLflow logs its table creation there)."""
     if from_reference and from_flag and from_reference.rstrip("/") != from_flag.rstrip("/"):
         raise BadInputError(
             f"The reference names the server {redact_uri(from_reference)} but --tracking-uri says "
@@ -247,11 +250,25 @@ def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> s
             hint="Drop the host from the mlflow:// URI or drop --tracking-uri.",
         )
     chosen = from_reference or from_flag or settings.TRACKING_URI.raw()
-    if chosen:
-        return chosen
-    from mlflow.tracking._tracking_service.utils import get_tracking_uri  # heavy import: only here
+    if not chosen:
+        raise no_tracking_server(Path.cwd())
+    return chosen
 
-    return get_tracking_uri()
+
+def no_tracking_server(folder: Path) -> BadInputError:
+    """No server named anywhere (exit 2): the three ways to name one, and a store ``folder`` already holds."""
+    hint = (
+        "Name one: a host in the URI (mlflow://HOST/runs/RUN), --tracking-uri URI, or MLFLOW_TRACKING_URI; "
+        "kitmlflow demo builds a local demo store to try it on."
+    )
+    if (folder / "mlflow.db").is_file():
+        hint += f"\nThis folder holds an MLflow store: --tracking-uri sqlite:///{(folder / 'mlflow.db').as_posix()}"
+    elif (folder / "mlruns").is_dir():
+        hint += f"\nThis folder holds an MLflow store: --tracking-uri {(folder / 'mlruns').as_uri()}"
+    return BadInputError(
+        "No MLflow tracking server is configured (and kitmlflow does not create MLflow's default ./mlflow.db here).",
+        hint=hint,
+    )
 
 
 def redact_uri(uri: str) -> str:

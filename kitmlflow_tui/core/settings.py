@@ -73,11 +73,24 @@ DOCKER_CONFIG = Setting(
 )
 CA_BUNDLE = Setting("REQUESTS_CA_BUNDLE", "a CA bundle for registries (else SSL_CERT_FILE, else the system's)")
 CA_FILE = Setting("SSL_CERT_FILE", "a CA bundle for registries, when REQUESTS_CA_BUNDLE is not set")
+REGISTRY_FIRST_BYTE_SECONDS = Setting(
+    "KITMLFLOW_REGISTRY_FIRST_BYTE_SECONDS",
+    "a registry's (or its token service's) answer must have its status line and headers within this many seconds"
+    " of the request being sent",
+    "300",
+)
+REGISTRY_ANSWER_SECONDS = Setting(
+    "KITMLFLOW_REGISTRY_ANSWER_SECONDS",
+    "a registry's (or its token service's) whole answer must have arrived within this many seconds of the request",
+    "600",
+)
 WEBHOOK_SECRET = Setting(
     "KITMLFLOW_WEBHOOK_SECRET", "`watch`: the MLflow webhook's secret, that every delivery is signed with (masked)"
 )
 SIGN_KEY = Setting(
-    "KITMLFLOW_SIGN_KEY", "`import --push`, `sync`: the key that signs the provenance attestation (as `--sign-key`)"
+    "KITMLFLOW_SIGN_KEY",
+    "`import --push`, `sync`: the key that signs the provenance attestation (as `--sign-key`); pre-fills the wizard's "
+    '"Sign with"',
 )
 SIGN_KEY_PASSWORD = Setting("KITMLFLOW_SIGN_KEY_PASSWORD", "the password of an encrypted PEM signing key (masked)")
 COSIGN_PASSWORD = Setting(
@@ -101,6 +114,8 @@ ALL: tuple[Setting, ...] = (
     DOCKER_CONFIG,
     CA_BUNDLE,
     CA_FILE,
+    REGISTRY_FIRST_BYTE_SECONDS,
+    REGISTRY_ANSWER_SECONDS,
     WEBHOOK_SECRET,
     SIGN_KEY,
     SIGN_KEY_PASSWORD,

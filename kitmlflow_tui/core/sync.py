@@ -14,7 +14,9 @@ reported as a stale alias, and ``prune_aliases`` deletes it (``registry.untag``)
 Every version is tried, whatever happened to the ones before; the result is one record per version and
 one per alias tag. A sync holds a lock per target repository on this machine for the whole run, so a
 second sync of the same target waits and then finds everything in step. A sync killed mid-push leaves its
-packed ModelKit in the work folder; the next sync pushes it from there (only what the registry lacks).
+packed ModelKit in the work folder; the next sync pushes it from there (only what the registry lacks), and
+before it ends removes every ModelKit left there that it did not need (one whose push had finished when its
+sync was killed, say). Deleted versions (gaps in MLflow's numbering) are computed from the gaps, never listed.
 
 Disk: the import's download cache goes once the version is packed, and the private kit home once it is
 pushed. Nothing is written into the user's kit storage: a sync of 200 versions would otherwise fill it
@@ -30,10 +32,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import string
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -54,7 +57,12 @@ from kitmlflow_tui.core.errors import (
     as_kitmlflow_error,
     scrub_secrets,
 )
-from kitmlflow_tui.core.modelkit_reference import ModelKitRef, format_reference, parse_push_reference
+from kitmlflow_tui.core.modelkit_reference import (
+    ModelKitRef,
+    format_reference,
+    parse_modelkit_reference,
+    parse_push_reference,
+)
 from kitmlflow_tui.core.provenance import MlflowProvenance, read_provenance
 from kitmlflow_tui.core.reference import ModelRef
 
@@ -71,6 +79,7 @@ DEFAULT_TAG_TEMPLATE = "v{version}"
 TEMPLATE_FIELDS = ("version", "name", "run_id", "alias")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is the Kitfile as JSON: params, metrics and tags of a run
 ATTESTATION_FILE = "attestation.dsse.json"  # a packed version's signed attestation, kept with it until it is pushed
+MAX_DELETED_RECORDS = 1000  # deleted versions reported one by one; a gap that does not fit is one record
 _SAMPLE_RUN_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -184,7 +193,14 @@ def parse_target(text: str) -> SyncTarget:
             f"--to names a repository, not a tag: {raw!r}.",
             hint="The tags come from --tag-template (default v{version}), e.g. --to registry.example.com/ml/fraud.",
         )
-    ref = parse_push_reference(raw + ":latest")
+    hint = "--to names REGISTRY/REPOSITORY, e.g. --to registry.example.com/ml/fraud (or localhost:5000/ml/fraud)."
+    try:
+        ref = parse_modelkit_reference(raw)
+    except BadInputError as exc:  # its hint speaks of -t
+        exc.hint = hint
+        raise
+    if not ref.names_registry:
+        raise BadInputError(f"--to {raw!r} names no registry, so there is nowhere to push.", hint=hint)
     return SyncTarget(ref.registry, ref.repository)
 
 
@@ -292,7 +308,7 @@ class _Held:
             return f"{artifact} without MLflow provenance"
         registered = self.provenance.registered_model
         run_id = _shown(self.provenance.run.id)
-        if registered is None:
+        if registered is None or registered.imported_from_run:
             return f"{artifact} of run {run_id} imported directly, not as a registered model version"
         of = f"{_shown(registered.name)} version {_shown(registered.version)} (run {run_id})"
         return f"{of} as a ModelPack" if self.format == "modelpack" else of
@@ -305,6 +321,7 @@ class _Held:
         registered = self.provenance.registered_model
         return (
             registered is not None
+            and not registered.imported_from_run
             and registered.name == name
             and registered.version == version
             and run_id is not None
@@ -313,7 +330,7 @@ class _Held:
 
     def of_model(self, name: str) -> bool:
         registered = self.provenance.registered_model if self.provenance is not None else None
-        return registered is not None and registered.name == name
+        return registered is not None and not registered.imported_from_run and registered.name == name
 
 
 def _shown(value: Any) -> str:
@@ -350,6 +367,7 @@ class _Context:
     work: Path | None  # the private kit homes of this target (None in a dry run)
     aliases: list[tuple[str, str]]  # (alias, version) whose tags the sync moves
     alias_tags: AliasTags | None = None  # the repository's record, once read
+    unpushed: set[Path] = field(default_factory=set)  # kit homes whose ModelKit this run could not push: kept
 
     @property
     def all_versions(self) -> bool:
@@ -375,12 +393,14 @@ def run_sync(
     wanted = _tags(reference, options, versions, run_ids)
     on_note = lambda message: observer.step("note", message)  # noqa: E731
     with (
-        RegistryClient.connect(options.target.registry, options.registry, on_note=on_note) as client,
+        RegistryClient.connect(options.target.registry, options.registry, on_note=on_note, cancel=cancel) as client,
         contextlib.ExitStack() as stack,
     ):
         work = None if options.dry_run else stack.enter_context(_target_lock(options.target, observer, cancel))
         context = _Context(reference, options, catalogue, client, observer, cancel, run_ids, work, aliases)
         records = _sync_all(context, wanted, deleted)
+        if work is not None:
+            _remove_leftovers(work, keep=context.unpushed)
     return SyncResult(
         model=reference.name,
         tracking_uri=catalogue.display_uri,
@@ -391,7 +411,7 @@ def run_sync(
     )
 
 
-def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> list[SyncRecord]:
+def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[_Deleted]) -> list[SyncRecord]:
     """Every version, then the aliases' tags; a version's failure is its record, Ctrl-C ends the loop."""
     records: list[SyncRecord] = []
 
@@ -400,16 +420,15 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
         context.observer.record(record)
         return record
 
-    items: dict[str, _Wanted | None] = {number: None for number in deleted}
-    items.update((item.info.version, item) for item in wanted)
+    entries: list[tuple[int, _Wanted | _Deleted]] = [(gap.first, gap) for gap in deleted]
+    entries += [(int(item.info.version), item) for item in wanted]
     by_version: dict[str, tuple[_Wanted, SyncRecord]] = {}
-    for number in sorted(items, key=int):
-        item = items[number]
-        if item is None:
-            add(SyncRecord(SyncAction.SKIPPED, number, None, None, "deleted from the MLflow model registry"))
+    for _number, entry in sorted(entries, key=lambda pair: pair[0]):
+        if isinstance(entry, _Deleted):
+            add(entry.record())
             continue
-        by_version[number] = (item, add(_guarded(context, item, _sync_version, item)))
-        if by_version[number][1].exit_code == InterruptedByUser.exit_code:
+        by_version[entry.info.version] = (entry, add(_guarded(context, entry, _sync_version, entry)))
+        if by_version[entry.info.version][1].exit_code == InterruptedByUser.exit_code:
             return records
     version_tags = {item.tag: item.info.version for item in wanted}
     alias_tags: set[str] = set()  # the tags MLflow's aliases give, whatever happens to them below
@@ -445,9 +464,49 @@ def _sync_all(context: _Context, wanted: list[_Wanted], deleted: list[str]) -> l
     return records
 
 
+@dataclass(frozen=True)
+class _Deleted:
+    """Version numbers below the newest that MLflow no longer lists: one, or a whole gap."""
+
+    first: int
+    last: int
+
+    def record(self) -> SyncRecord:
+        if self.first == self.last:
+            return SyncRecord(SyncAction.SKIPPED, str(self.first), None, None, "deleted from the MLflow model registry")
+        count = self.last - self.first + 1
+        return SyncRecord(
+            SyncAction.SKIPPED,
+            f"{self.first}-{self.last}",
+            None,
+            None,
+            f"versions {self.first} to {self.last} ({count:,}) deleted from the MLflow model registry",
+        )
+
+
+def _deleted_versions(numbers: Iterable[int]) -> list[_Deleted]:
+    """The numbers between 1 and the newest of ``numbers`` that are not among them, computed from the gaps
+    (never listed one by one: a server may list versions 1 and 10**12). Each is its own entry while
+    MAX_DELETED_RECORDS allows; a gap that does not fit any more is one entry."""
+    entries: list[_Deleted] = []
+    budget = MAX_DELETED_RECORDS
+    previous = 0
+    for number in sorted({n for n in numbers if n >= 1}):
+        first, last = previous + 1, number - 1
+        previous = number
+        if first > last:
+            continue
+        if last - first + 1 <= budget:
+            entries += [_Deleted(n, n) for n in range(first, last + 1)]
+            budget -= last - first + 1
+        else:
+            entries.append(_Deleted(first, last))
+    return entries
+
+
 def _versions(
     catalogue: Catalogue, reference: ModelRef
-) -> tuple[list[ModelVersionInfo], list[str], list[tuple[str, str]]]:
+) -> tuple[list[ModelVersionInfo], list[_Deleted], list[tuple[str, str]]]:
     """The versions to sync, the version numbers below the newest that MLflow no longer lists, and the
     (alias, version) pairs whose tags move: the URI's alias, every alias of the model with every version,
     none for one version by number.
@@ -460,9 +519,11 @@ def _versions(
     if reference.version is not None:
         return [catalogue.get_model_version(reference.name, reference.version)], [], []
     listed = catalogue.list_model_versions(reference.name)
-    numbers = {int(v.version) for v in listed}
-    deleted = [str(n) for n in range(1, max(numbers, default=0)) if n not in numbers]
-    return listed, deleted, sorted(catalogue.model_aliases(reference.name).items())
+    return (
+        listed,
+        _deleted_versions(int(v.version) for v in listed),
+        sorted(catalogue.model_aliases(reference.name).items()),
+    )
 
 
 def _tags(
@@ -733,6 +794,30 @@ def _read_tag(client: RegistryClient, repository: str, tag: str) -> _Held | None
     return None if manifest is None else _held(client, repository, manifest)
 
 
+def other_content(
+    client: RegistryClient, ref: ModelKitRef, digest: str, provenance: MlflowProvenance | None, artifact_format: str
+) -> str | None:
+    """What ``ref``'s tag holds, described, when that is other content than the ``artifact_format`` manifest
+    ``digest`` whose config records ``provenance``: another model, version or run, the other format, or no MLflow
+    provenance. None when the tag is missing, holds that very manifest, or one of the same run and registered
+    version (a re-push). ``import --push`` follows sync's rule with it: such a tag is a conflict unless forced."""
+    held = _read_tag(client, ref.repository, ref.tag)
+    if held is None or held.manifest.digest == digest:
+        return None
+    theirs = held.provenance if not held.not_a_modelkit and held.format == artifact_format else None
+    if theirs is None or provenance is None:
+        return held.describe()
+
+    def version(recorded: MlflowProvenance) -> tuple[str, str] | None:
+        registered = recorded.registered_model
+        if registered is None or registered.imported_from_run:  # a run imported whole is the run's, not a version's
+            return None
+        return (registered.name, registered.version)
+
+    same = theirs.run.id == provenance.run.id and version(theirs) == version(provenance)
+    return None if same else held.describe()
+
+
 def _held(client: RegistryClient, repository: str, manifest: RemoteManifest) -> _Held:
     """A manifest with the provenance it records: a ModelKit's in its config (one bounded GET), a ModelPack's in
     the Kitfile its manifest carries."""
@@ -774,7 +859,7 @@ def _push(
 
     options = context.options
     assert context.work is not None
-    home = context.work / f"kit-{_fingerprint(session, options, item.ref)}"
+    home = context.work / f"kit-{_fingerprint(session, options, item.ref)}"  # named as _KIT_HOME_RE reads
     saved = home / ATTESTATION_FILE
     for other in context.work.glob("kit-*"):
         if other != home:
@@ -811,6 +896,7 @@ def _push(
             write_document(saved, envelope.to_bytes())
         local = read_local_modelkit(item.ref, storage_root=home)
     observer.step("push", f"Pushing {item.ref}")
+    context.unpushed.add(home)
     pushed = push_modelkit(
         item.ref,
         None,
@@ -823,6 +909,7 @@ def _push(
     attestation = None
     if envelope is not None:
         attestation = _attach(context, item, local, envelope, observer)
+    context.unpushed.discard(home)  # pushed and attested: nothing to keep for a re-run
     shutil.rmtree(home, ignore_errors=True)  # the registry holds it now
     return pushed, sum(blob.size for blob in local.blobs), downloaded, attestation
 
@@ -841,6 +928,20 @@ def _attach(
         "subject_digest": local.manifest.digest,
         "attached": [{"layout": a.layout, "digest": a.digest, "where": a.where} for a in attached],
     }
+
+
+_KIT_HOME_RE = re.compile(r"kit-[0-9a-f]{24}")
+
+
+def _remove_leftovers(work: Path, *, keep: set[Path]) -> None:
+    """Remove the kit homes a sync left in the target's work folder (killed after its manifest PUT, or before a
+    version was found in step some other way), except those this run could not push: the next run pushes them
+    without a download. Only names ``_push`` gives are touched, and only under the target's lock, which every
+    sync of the target holds while it uses the folder: none of them is in use."""
+    with contextlib.suppress(OSError):
+        for entry in work.iterdir():
+            if _KIT_HOME_RE.fullmatch(entry.name) and entry.is_dir() and entry not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _fingerprint(session: pipeline.Session, options: SyncOptions, ref: ModelKitRef) -> str:

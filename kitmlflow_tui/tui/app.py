@@ -94,6 +94,8 @@ class KitmlflowApp(App[int]):
         tag: str | None = None,
         push: bool = False,
         spec: FilterSpec | None = None,
+        artifact_format: str | None = None,
+        sign_key: Path | None = None,
         connector: Connector = connect,
         now: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -104,6 +106,8 @@ class KitmlflowApp(App[int]):
         self.tracking_uri_flag = tracking_uri_flag
         self.initial_tag = tag
         self.initial_push_to = tag if push else None  # `import -t REF --push` without --yes
+        self.initial_format = artifact_format
+        self.initial_sign_key = str(sign_key) if sign_key is not None else None
         self.initial_spec = spec
         self.connector = connector
         self.now = now  # wall clock for the age of running runs; tests pin it
@@ -359,10 +363,20 @@ def run_wizard(
     tag: str | None = None,
     push: bool = False,
     spec: FilterSpec | None = None,
+    artifact_format: str | None = None,
+    sign_key: Path | None = None,
 ) -> int:
     """Open the wizard (at the server, an experiment, or a run's artifacts) and return an exit code:
     0 after an import or a plain browse, 130 when an import the command asked for was abandoned, the
     error's code when the server could not be used."""
-    app = KitmlflowApp(reference, tracking_uri_flag=tracking_uri_flag, tag=tag, push=push, spec=spec)
+    app = KitmlflowApp(
+        reference,
+        tracking_uri_flag=tracking_uri_flag,
+        tag=tag,
+        push=push,
+        spec=spec,
+        artifact_format=artifact_format,
+        sign_key=sign_key,
+    )
     code = app.run()
     return code if code is not None else app.result_code

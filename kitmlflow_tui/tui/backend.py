@@ -17,6 +17,7 @@ from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError
 
 if TYPE_CHECKING:  # the wizard's first paint imports this module: the catalogue's package stays unloaded
+    from kitmlflow_tui.core.attest.keys import KeyInfo
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.catalogue.records import (
         ArtifactTree,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # the wizard's first paint imports this module: the catalogue
     from kitmlflow_tui.core.modelkit_reference import ModelKitRef
     from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, KitfilePreview, Observer, Session
     from kitmlflow_tui.core.reference import ModelRef, Reference
-    from kitmlflow_tui.core.registry import PushResult, StoredCredential
+    from kitmlflow_tui.core.registry import StoredCredential
     from kitmlflow_tui.core.selection.plan import FilterSpec
 
 
@@ -47,11 +48,15 @@ class ImportChoice:
     overrides: KitfileOverrides | None = None
     registered: RegisteredModelInfo | None = None
     push_to: ModelKitRef | None = None  # None: local storage only
+    format: str = "modelkit"  # modelkit | modelpack
+    sign_key: Path | None = None  # signs the provenance attestation attached to the pushed ModelKit
 
     def options(self) -> ImportOptions:
         from kitmlflow_tui.core.pipeline import ImportOptions
 
-        return ImportOptions(tag=self.tag, overrides=self.overrides, push_to=self.push_to)
+        return ImportOptions(
+            tag=self.tag, overrides=self.overrides, push_to=self.push_to, format=self.format, sign_key=self.sign_key
+        )
 
 
 class Backend(Protocol):
@@ -84,13 +89,17 @@ class Backend(Protocol):
 
     def push(
         self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
-    ) -> PushResult: ...
+    ) -> ImportResult: ...
 
     def kept_download(self, choice: ImportChoice) -> tuple[Path, int]: ...
 
     def discard_download(self, choice: ImportChoice) -> int: ...
 
     def stored_login(self, registry: str) -> StoredCredential | None: ...
+
+    def check_sign_key(self, path: Path) -> KeyInfo: ...
+
+    def public_key_of(self, sign_key: Path, key_id: str) -> Path | None: ...
 
 
 def connect(reference: Reference | None, tracking_uri_flag: str | None) -> Backend:
@@ -182,9 +191,9 @@ class CatalogueBackend:
 
     def push(
         self, choice: ImportChoice, packed: ImportResult, observer: Observer, cancel: threading.Event
-    ) -> PushResult:
+    ) -> ImportResult:
         """Push what an import packed (again after a failed push, or from the done step's "Push to"): only
-        the blobs the registry lacks move."""
+        the blobs the registry lacks move; with the choice's key, the signed attestation is attached."""
         from kitmlflow_tui.tui.import_process import PushJob, run_import_in_child
 
         return run_import_in_child(PushJob(packed, choice.options()), observer, cancel)
@@ -204,6 +213,19 @@ class CatalogueBackend:
         from kitmlflow_tui.core.registry import CredentialStore
 
         return CredentialStore.default().get(registry)
+
+    def check_sign_key(self, path: Path) -> KeyInfo:
+        """Whether the import can sign with the key in ``path`` (its password from the environment, as the CLI
+        reads it): its algorithm and id, or the BadInputError the import would raise. Nothing is signed."""
+        from kitmlflow_tui.core.attest.keys import check_sign_key  # cryptography: off the first paint
+
+        return check_sign_key(path)
+
+    def public_key_of(self, sign_key: Path, key_id: str) -> Path | None:
+        """The public key beside ``sign_key`` that verifies its signatures (cosign.pub beside cosign.key)."""
+        from kitmlflow_tui.core.attest.keys import public_key_beside
+
+        return public_key_beside(sign_key, key_id)
 
 
 def free_bytes_at(folder: Path) -> int | None:

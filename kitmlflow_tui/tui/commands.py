@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
@@ -109,6 +110,8 @@ def import_words(
     description: str | None = None,
     authors: Sequence[str] = (),
     push: bool = False,
+    artifact_format: str = "modelkit",
+    sign_key: Path | None = None,
 ) -> list[str]:
     """The ``kitmlflow import`` that does what the wizard is about to do (``tag`` is the registry
     reference when ``push`` is set, as ``--push`` pushes the ``-t`` reference)."""
@@ -126,15 +129,27 @@ def import_words(
         words += ["--description", description]
     for author in authors:
         words += ["--author", author]
+    if artifact_format != "modelkit":
+        words += ["--format", artifact_format]
     if push:
         words.append("--push")
+    if sign_key is not None:
+        words += ["--sign-key", str(sign_key)]
     return words
 
 
 def choice_words(choice: ImportChoice, tracking_uri: str) -> list[str]:
-    """The headless twin of a wizard choice: its run, filter, package fields and push."""
+    """The headless twin of a wizard choice: its run, filter, package fields, format, push and signing key."""
     return draft_words(
-        choice.run, choice.registered, choice.spec, str(choice.tag), choice.push_to, choice.overrides, tracking_uri
+        choice.run,
+        choice.registered,
+        choice.spec,
+        str(choice.tag),
+        choice.push_to,
+        choice.overrides,
+        tracking_uri,
+        artifact_format=choice.format,
+        sign_key=choice.sign_key,
     )
 
 
@@ -146,8 +161,12 @@ def draft_words(
     push_to: ModelKitRef | None,
     overrides: KitfileOverrides | None,
     tracking_uri: str,
+    *,
+    artifact_format: str = "modelkit",
+    sign_key: Path | None = None,
 ) -> list[str]:
-    """The headless twin of what the review shows, the tag as typed (it may not be valid yet)."""
+    """The headless twin of what the review shows, the tag as typed (it may not be valid yet). ``sign_key`` goes
+    with a push only (the wizard signs nothing it does not push)."""
     uri, flag = headless_uri(run, registered, tracking_uri)
     return import_words(
         uri,
@@ -157,4 +176,6 @@ def draft_words(
         description=overrides.description if overrides else None,
         authors=(overrides.authors or ()) if overrides else (),
         push=push_to is not None,
+        artifact_format=artifact_format,
+        sign_key=sign_key if push_to is not None else None,
     )

@@ -18,6 +18,8 @@ class WizardContext(Protocol):
     planned_uri: str | None  # where the wizard connects, when known before MLflow is imported
     initial_tag: str | None  # the -t of `kitmlflow import`, for the review's tag field
     initial_push_to: str | None  # the -t of `kitmlflow import --push`, for the review's push field
+    initial_format: str | None  # the --format of `kitmlflow import`, for the review's format
+    initial_sign_key: str | None  # the --sign-key of `kitmlflow import`, for the review's "Sign with"
     cursor_blink: bool
     now: Callable[[], float]  # wall clock for the age of running runs; tests pin it
     monotonic: Callable[[], float]  # for transfer rates; tests pin it

@@ -138,7 +138,9 @@ class GlobScreen(ModalScreen[GlobChoice | None]):
                 yield Button("Cancel esc", id="cancel", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#glob-input", Input).cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        field = self.query_one("#glob-input", Input)
+        field.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        self.set_focus(field)  # now, not on the screen's resume: the keys typed with "/" are already on their way
         self.preview(self.initial)
 
     @on(Input.Changed, "#glob-input")

@@ -15,8 +15,8 @@ How the two talk:
 - a line ``cancel`` on stdin, or stdin closing because the parent is gone, sets the child's cancel event,
   which the pipeline handles like Ctrl-C: completed downloads stay in the cache, no partial ModelKit;
 - the child replays its observer's calls (steps, download, pack and push progress, the packed ModelKit)
-  on pipe FD as length-prefixed pickles ``(method, args)``, then one ``("result", ImportResult)`` (a
-  ``PushResult`` for a ``PushJob``, the push of a ModelKit packed earlier) or ``("error", KitmlflowError)``. Its stdout and stderr are only for
+  on pipe FD as length-prefixed pickles ``(method, args)``, then one ``("result", ImportResult)`` (for a
+  ``PushJob``, the ModelKit packed earlier, now pushed) or ``("error", KitmlflowError)``. Its stdout and stderr are only for
   what Python and MLflow print; the parent keeps the end of stderr for the message if the child dies.
 """
 
@@ -74,8 +74,8 @@ class PushJob:
 
 # -- the parent's side ----------------------------------------------------------------------------
 def run_import_in_child(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> Any:
-    """``pipeline.run_import`` for an ImportJob (an ImportResult), ``pipeline.push`` for a PushJob (a
-    PushResult), in a child process; the observer's calls are replayed here, on the calling thread.
+    """``pipeline.run_import`` for an ImportJob, ``pipeline.push_packed`` for a PushJob (an ImportResult either
+    way), in a child process; the observer's calls are replayed here, on the calling thread.
     Setting ``cancel`` stops the child the way Ctrl-C stops the CLI."""
     if isinstance(job, ImportJob):
         observer.step("start", "Starting the import (loading MLflow in a process of its own)")
@@ -220,9 +220,9 @@ def _sendable(error: KitmlflowError) -> KitmlflowError:
 
 def _run(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> Any:
     if isinstance(job, PushJob):
-        from kitmlflow_tui.core.pipeline import push
+        from kitmlflow_tui.core.pipeline import push_packed
 
-        return push(job.packed, job.options, observer, cancel)
+        return push_packed(job.packed, job.options, observer, cancel)
     from kitmlflow_tui.core.catalogue import Catalogue
     from kitmlflow_tui.core.pipeline import run_import, session_from_listing
 

@@ -94,6 +94,8 @@ class ReviewFields:
 
     tag: str = ""
     push_to: str = ""  # a registry reference; empty: local storage only
+    sign_key: str = ""  # the path of a private key; empty: no signature (a key signs only what is pushed)
+    format: str = "modelkit"  # modelkit | modelpack (the import's ImportOptions.format)
     name: str = ""
     version: str = ""
     description: str = ""

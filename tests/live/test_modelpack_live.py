@@ -164,7 +164,9 @@ def test_two_imports_of_a_run_give_one_digest_direct_or_through_a_folder(seeded:
         "import", seeded.uri("safetensors"), "-t", "mp-twice:kit", "--packer", "native", "--yes", "--json"
     )
     assert modelkit.code == 0 and modelkit.json["format"] == "modelkit"
-    assert modelkit.json["kitfile"] == first["kitfile"] | {"package": modelkit.json["kitfile"]["package"]}
+    # The same Kitfile but for what the tag sets: the package, and the model's version (no registered version here).
+    tagged = {"package": modelkit.json["kitfile"]["package"], "model": first["kitfile"]["model"] | {"version": "kit"}}
+    assert modelkit.json["kitfile"] == first["kitfile"] | tagged
 
 
 @pytest.mark.parametrize(

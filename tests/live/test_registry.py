@@ -8,6 +8,7 @@ requests from the test, and what was sent is counted in the registry's own acces
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,7 @@ from kitmlflow_tui.core.registry import (
 from kitmlflow_tui.core.registry.auth import parse_challenge
 from kitmlflow_tui.core.registry.client import DEFAULT_CHUNK_SIZE
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
+from tests.support.emulators import ThrottledProxy
 from tests.support.live import LiveServer
 from tests.support.registry_servers import (
     Registry,
@@ -493,6 +496,52 @@ def test_login_logout_and_login_errors(basic_registry: Registry, docker_isolated
         closed = probe.getsockname()[1]
     code, output = login(Registry(f"127.0.0.1:{closed}", Path(), Path(), Path(), closed), password="pw-never-printed")
     assert code == 6 and "Cannot reach the registry" in output and "pw-never-printed" not in output
+
+
+@needs_registry
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_concurrent_logins_and_logouts_lose_no_entry(basic_registry: Registry, tmp_path: Path) -> None:
+    # Parallel CI jobs share one KITOPS_HOME: every login and logout rewrites the one credentials file. Each login
+    # names the real registry through a relay of its own, so that every one stores an entry under its own name.
+    workers, rounds = 6, 10
+    kit_home = tmp_path / "kitops"
+    kit_home.mkdir()
+    stale = [f"gone-{worker}-{round_}.example.com" for worker in range(workers) for round_ in range(rounds)]
+    old = base64.b64encode(b"bob:old-password").decode()
+    (kit_home / "credentials.json").write_text(json.dumps({"auths": {host: {"auth": old} for host in stale}}))
+    env = kitmlflow_subprocess_env(KITOPS_HOME=str(kit_home), DOCKER_CONFIG=str(tmp_path / "docker"))
+    outcomes: list[tuple[str, int, str]] = []
+
+    def kitmlflow(*args: str, stdin: str = "") -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "kitmlflow_tui.cli", *args], input=stdin, env=env, capture_output=True, text=True
+        )
+        outcomes.append((" ".join(args), done.returncode, done.stdout + done.stderr))
+
+    with contextlib.ExitStack() as stack:
+        relays = [stack.enter_context(ThrottledProxy(basic_registry.port, 0)) for _ in stale]
+        hosts = [f"127.0.0.1:{relay.port}" for relay in relays]
+
+        def worker(index: int) -> None:
+            for step in range(index * rounds, (index + 1) * rounds):
+                kitmlflow("login", hosts[step], "-u", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+                kitmlflow("logout", stale[step])
+
+        threads = [threading.Thread(target=worker, args=(index,)) for index in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [(args, code) for args, code, _ in outcomes if code != 0] == []
+    assert all("Login succeeded" in text for args, _, text in outcomes if args.startswith("login"))
+    auths = json.loads((kit_home / "credentials.json").read_text())["auths"]
+    lost_logins, lost_logouts = set(hosts) - set(auths), set(stale) & set(auths)
+    assert (lost_logins, lost_logouts) == (set(), set()), f"{len(lost_logins)} logins, {len(lost_logouts)} logouts lost"
+    assert sorted(auths) == sorted(hosts)
+    assert {base64.b64decode(entry["auth"]).decode() for entry in auths.values()} == {f"alice:{PASSWORD}"}
+    assert stat.S_IMODE((kit_home / "credentials.json").stat().st_mode) == 0o600
+    assert sorted(p.name for p in kit_home.iterdir()) == ["credentials.json"], "no temporary or lock file is left"
 
 
 # -- a registry that dies mid-upload ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -21,7 +22,10 @@ import pytest
 from kitmlflow_tui.core.errors import ServerUnreachableError
 from kitmlflow_tui.core.provenance import read_provenance
 from tests.support.cli import kitmlflow_subprocess_env, run_cli
-from tests.support.hostile_server import MODEL_NAME, Scenario, hostile_server
+from tests.support.hostile_registry import RegistryScenario, Seen, hostile_registry
+from tests.support.hostile_server import MODEL_NAME, Content, Scenario, hostile_server
+from tests.support.hostile_server import file as hostile_file
+from tests.support.hostile_server import folder as hostile_folder
 from tests.support.live import LiveServer
 from tests.support.registered_models import (
     MLMODEL,
@@ -276,7 +280,7 @@ def test_a_tag_holding_the_same_version_from_another_run_is_a_conflict(
     reference = f"{registry.host}/{repository}:v1"
     imported = run_cli(
         "import", live.uri(), "-t", reference, "--yes", "--json", "--packer", "native", "--push",
-        "--include", "README.md", "--kitfile", str(kitfile),
+        "--include", "README.md", "--kitfile", str(kitfile), "--allow-no-model",
     )  # fmt: skip
     assert imported.code == 0, imported.stderr
     out = sync(model.uri(), registry, repository)
@@ -580,3 +584,118 @@ def test_sync_packs_with_the_real_kit_into_its_own_kit_home(
     held = remote_manifest(registry, "team/by-kit", "v1")
     assert held is not None and held[0] == by_kit.json["records"][0]["digest"]
     assert remote_provenance(registry, "team/by-kit", "v1")["registered_model"]["version"] == "1"
+
+
+# -- leftovers, gaps, and import --push onto a sync's tags ------------------------------------------------------------
+@needs_registry
+@pytest.mark.timeout(600)
+def test_a_sync_killed_after_its_manifest_put_leaves_nothing_after_the_next(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    # The registry stores the manifest, then its answer is held: the sync is killed with its private kit home
+    # (the whole ModelKit) still on disk. The next sync finds the version in step and must remove that home.
+    model = make_model(live, "sync-leftover", 1)
+    repository = "team/leftover"
+
+    def manifest_put(seen: Seen) -> bool:
+        return seen.method == "PUT" and "/manifests/" in seen.path
+
+    scenario = RegistryScenario(upstream=registry, stall=manifest_put, stall_after_forwarding=True)
+    with hostile_registry(scenario) as front:
+        assert run_cli("login", front.host, "-u", "alice", "-p", PASSWORD).code == 0
+        args = ["sync", model.uri(), "--to", f"{front.host}/{repository}", "--yes", "--json", "--packer", "native"]
+        proc = subprocess.Popen(
+            cli_process(args), env=process_env(logged_in), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert front.stalled.wait(240), proc.communicate()
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        assert remote_manifest(registry, repository, "v1") is not None, "the registry holds what the killed sync sent"
+        sync_folder = logged_in / "cache" / "sync"
+        left = [p for p in sync_folder.rglob("kit-*") if p.is_dir()]
+        assert len(left) == 1 and (left[0] / "storage").is_dir(), "the killed sync left its ModelKit"
+
+        scenario.stall = lambda seen: False
+        rerun = subprocess.run(
+            cli_process(args), env=process_env(logged_in), capture_output=True, text=True, timeout=300
+        )
+    assert rerun.returncode == 0, rerun.stderr
+    assert [(r["action"], r["version"]) for r in json.loads(rerun.stdout)["records"]] == [("skipped", "1")]
+    assert [p for p in sync_folder.rglob("*") if not p.name.endswith(".lock")] == [], "no leftover stays"
+
+
+def limited_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a run-away list fails here, not on the machine
+
+
+@needs_registry
+@pytest.mark.timeout(300)
+def test_a_version_listing_with_a_huge_gap_is_one_record(registry: Registry, logged_in: Path) -> None:
+    def listing(folder: str) -> list[dict]:
+        return {"": [hostile_folder("model")], "model": [hostile_file("MLmodel", len(MLMODEL))]}.get(folder, [])
+
+    scenario = Scenario(
+        listing=listing, contents={"model/MLmodel": Content(MLMODEL)}, model_versions=("1", "3", "1000000000000")
+    )
+    with hostile_server(scenario) as server:
+        args = ["sync", f"mlflow://127.0.0.1:{server.port}/models/{MODEL_NAME}", "--to", f"{registry.host}/team/gaps"]
+        done = subprocess.run(
+            cli_process([*args, "--dry-run", "--json"]),
+            env=process_env(logged_in),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            preexec_fn=limited_memory,
+        )
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)["records"]
+    assert [(r["action"], r["version"], r["tag"]) for r in records] == [
+        ("would_push", "1", "v1"),
+        ("skipped", "2", None),
+        ("would_push", "3", "v3"),
+        ("skipped", "4-999999999999", None),
+        ("would_push", "1000000000000", "v1000000000000"),
+    ]
+    assert "999,999,999,996" in records[3]["reason"] and "deleted" in records[3]["reason"]
+
+
+@needs_registry
+@pytest.mark.timeout(600)
+def test_import_push_onto_a_tag_holding_other_content_is_a_conflict_unless_forced(
+    live: LiveServer, registry: Registry, logged_in: Path
+) -> None:
+    model = make_model(live, "import-conflict", 2)
+    repository = "team/import-conflict"
+    assert sync(model.uri("/1"), registry, repository).code == 0
+    held = remote_manifest(registry, repository, "v1")
+    assert held is not None
+
+    def push(uri: str, tag: str, *extra: str):
+        reference = f"{registry.host}/{repository}:{tag}"
+        return run_cli("import", uri, "-t", reference, "--yes", "--json", "--packer", "native", "--push", *extra)
+
+    # The run of version 2, imported directly, onto the tag sync wrote for version 1: another run, no version.
+    run_of_two = f"mlflow://{live.host}/runs/{model.runs['2']}"
+    mark = registry.mark()
+    refused = push(run_of_two, "v1")
+    assert refused.code == 9, refused.stderr
+    message = refused.json["error"]["message"]
+    assert "import-conflict version 1" in message and "--force" in message and "kept in local storage" in message
+    assert manifest_puts(registry.since(mark)) == [] and uploads(registry.since(mark)) == []
+    assert remote_manifest(registry, repository, "v1") == held, "the tag is left as it is"
+
+    # The same registered version again (another Kitfile tag, so another digest): the same content, no conflict.
+    again = push(model.uri("/1"), "v1")
+    assert again.code == 0, again.stderr
+    assert remote_provenance(registry, repository, "v1")["registered_model"]["version"] == "1"
+    # A run imported twice onto its own tag is a re-push too.
+    assert push(run_of_two, "run-two").code == 0
+    assert push(run_of_two, "run-two").code == 0
+
+    forced = push(run_of_two, "v1", "--force")
+    assert forced.code == 0, forced.stderr
+    assert remote_provenance(registry, repository, "v1")["run"]["id"] == model.runs["2"]
+    # and sync now reports its version 1 tag as a conflict, as it did before import --force existed
+    assert actions(sync(model.uri("/1"), registry, repository)) == [("conflict", "1", "v1")]

@@ -121,3 +121,20 @@ def cosign_generate_key_pair(folder: Path, password: str) -> tuple[Path, Path]:
     env = {**os.environ, "COSIGN_PASSWORD": password}
     subprocess.run([COSIGN_BIN, "generate-key-pair"], cwd=folder, env=env, check=True, capture_output=True, timeout=60)
     return folder / "cosign.key", folder / "cosign.pub"
+
+
+def pem_key_pair(folder: Path, password: str | None = None, name: str = "sign") -> tuple[Path, Path]:
+    """A new ECDSA P-256 key as PKCS#8 PEM (encrypted with ``password``) and its public key beside it:
+    (``NAME.pem``, ``NAME.pub``), as ``openssl genpkey`` and ``openssl pkey -pubout`` write them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    encryption = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public

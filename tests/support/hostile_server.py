@@ -14,7 +14,9 @@ real ``mlflow server`` 3.x answers (watched in its access log while kitmlflow ta
   ``Content-Range``, a strong ``ETag`` (and ``Last-Modified``) naming the content, ``If-Range`` honoured, as MLflow
   3.17 serves a local artifact store
 - ``GET  /api/2.0/mlflow/model-versions/search``                  → one version of ``MODEL_NAME`` a page, and
-  a ``next_page_token`` (for ``kitmlflow sync``)
+  a ``next_page_token`` (for ``kitmlflow sync``); or every number of ``Scenario.model_versions`` in one page
+- ``GET  /api/2.0/mlflow/model-versions/get?name=N&version=V``   → ``{"model_version": {...}}`` (one listed)
+- ``GET  /api/2.0/mlflow/registered-models/get?name=N``           → ``{"registered_model": {...}}``, no aliases
 
 Everything it lists and sends is decided by a :class:`Scenario`, which is where the attacks live:
 listing entries with ``..``, absolute paths or backslashes, sizes that lie, endless or huge listings,
@@ -125,6 +127,8 @@ class Scenario:
     store_ranges: str = "honest"  # how the store answers a range (see ``Content.ranges``)
     store_stall_after: int | None = None  # the store's first answer goes silent after this many bytes
     store_md5: dict[str, bytes] = field(default_factory=dict)  # the MD5 its ETag claims (default: the data's, as S3)
+    # The version numbers of MODEL_NAME, all in one page of model-versions/search (else one version a page).
+    model_versions: tuple[str, ...] = ()
 
 
 class HostileServer:
@@ -217,6 +221,17 @@ def run_document(scenario: Scenario) -> dict:
             "inputs": {},
             "outputs": {},
         }
+    }
+
+
+def model_version(number: str) -> dict:
+    """A READY version of MODEL_NAME whose source is the run's ``model`` folder."""
+    return {
+        "name": MODEL_NAME,
+        "version": number,
+        "status": "READY",
+        "run_id": RUN_ID,
+        "source": f"mlflow-artifacts:/{ROOT}/model",
     }
 
 
@@ -314,6 +329,13 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     self._list(query.get("path", [""])[0])
                 elif parts.path == f"{API}/model-versions/search":
                     self._model_versions()
+                elif (
+                    parts.path == f"{API}/model-versions/get"
+                    and query.get("version", [""])[0] in scenario.model_versions
+                ):
+                    self._json({"model_version": model_version(query["version"][0])})
+                elif parts.path == f"{API}/registered-models/get" and query.get("name") == [MODEL_NAME]:
+                    self._json({"registered_model": {"name": MODEL_NAME, "aliases": []}})
                 elif parts.path.startswith(ARTIFACTS + "/" + ROOT + "/"):
                     self._download(unquote(parts.path[len(ARTIFACTS + "/" + ROOT + "/") :]))
                 elif parts.path == SERVER_INFO:
@@ -434,16 +456,10 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(chunk)
 
         def _model_versions(self) -> None:
-            def version(page: int) -> dict:
-                return {
-                    "name": MODEL_NAME,
-                    "version": str(page + 1),
-                    "status": "READY",
-                    "run_id": RUN_ID,
-                    "source": f"mlflow-artifacts:/{ROOT}/model",
-                }
-
-            self._page("model-versions", lambda page: {"model_versions": [version(page)]})
+            if scenario.model_versions:
+                self._json({"model_versions": [model_version(number) for number in scenario.model_versions]})
+                return
+            self._page("model-versions", lambda page: {"model_versions": [model_version(str(page + 1))]})
 
         def _list(self, path: str) -> None:
             server.record(f"LIST {path}", listing=True)

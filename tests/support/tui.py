@@ -231,6 +231,16 @@ class FixedBackend:
     def stored_login(self, registry: str) -> Any:
         return None
 
+    def check_sign_key(self, path: Path) -> Any:
+        from kitmlflow_tui.core.attest.keys import check_sign_key
+
+        return check_sign_key(path)
+
+    def public_key_of(self, sign_key: Path, key_id: str) -> Path | None:
+        from kitmlflow_tui.core.attest.keys import public_key_beside
+
+        return public_key_beside(sign_key, key_id)
+
     def push(self, choice: ImportChoice, packed: Any, observer: Any, cancel: threading.Event) -> Any:
         raise NotImplementedError
 

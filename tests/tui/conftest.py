@@ -10,8 +10,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remembered columns (the user state dir) never leak between tests or from the developer's own."""
+    """Remembered columns (the user state dir) never leak between tests or from the developer's own, nor does
+    the developer's signing key (it would pre-fill the review's "Sign with")."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    for name in ("KITMLFLOW_SIGN_KEY", "KITMLFLOW_SIGN_KEY_PASSWORD", "COSIGN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

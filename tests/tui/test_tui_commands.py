@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,3 +61,20 @@ def test_the_import_command_carries_the_package_fields_and_the_push() -> None:
         "kitmlflow import mlflow://runs/abc -t localhost:5000/ml/m:v1 --yes --include '/a b/' --exclude '/x*' "
         "--description 'A model, described' --author Dana --author Lee --push"
     )
+
+
+def test_the_import_command_carries_the_format_and_the_signing_key() -> None:
+    words = import_words(
+        "mlflow://runs/abc",
+        "registry.example.com/ml/m:v1",
+        FilterSpec(),
+        push=True,
+        artifact_format="modelpack",
+        sign_key=Path("/keys/my key.pem"),
+    )
+    assert one_line(words) == (
+        "kitmlflow import mlflow://runs/abc -t registry.example.com/ml/m:v1 --yes --format modelpack --push "
+        "--sign-key '/keys/my key.pem'"
+    )
+    # The default format is the default: no flag.
+    assert "--format" not in import_words("mlflow://runs/abc", "m:v1", FilterSpec(), artifact_format="modelkit")

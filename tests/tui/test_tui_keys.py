@@ -95,6 +95,20 @@ async def test_keys_typed_in_the_same_burst_as_slash_all_go_to_the_runs_filter(i
         assert {run.run_id for run in runs.runs} < set(demo_store.runs.values())
 
 
+async def test_keys_typed_in_the_same_burst_as_slash_all_go_to_the_glob_field(isolated_env, demo_store) -> None:
+    """The artifacts' "/" opens the glob dialog; the keys typed with it go into its field, none to the tree. The
+    glob holds a (tick all), x (untick all), p (profiles), s (save a profile) and c (continue)."""
+    app = app_for(demo_store, RunRef(None, demo_store.runs["finished"]))
+    text = "*.pt !epoch_005.pt !xa/ !sc/"
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: on(app, "ArtifactsScreen") and app.screen.browser.listed, what="the tree")
+        artifacts = app.screen
+        burst(app, ["slash", *("space" if c == " " else c for c in text), "enter"])
+        await wait_for(pilot, lambda: artifacts.last_glob == text, what="the glob applied")
+        assert on(app, "ArtifactsScreen"), "no dialog opened by a key of the glob"
+        assert artifacts.browser.chosen() == {f"checkpoints/epoch_00{n}.pt" for n in range(1, 5)}
+
+
 @pytest.mark.parametrize("no_color", [True, False], ids=["NO_COLOR", "colour"])
 async def test_the_column_pickers_ticks_read_without_colour(isolated_env, demo_store, monkeypatch, no_color) -> None:
     """Item 18: a ticked and an unticked column differ by their characters, not only their colour."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -42,18 +43,20 @@ def tree_listed(app: KitmlflowApp) -> bool:
     return on(app, "ArtifactsScreen") and browser is not None and browser.listed
 
 
+SIGNING = ["kitmlflow_tui.core.attest", "cryptography", "nacl"]
 # Steps the first paint (the connect step) does not show, so it loads none of their modules (issue 27).
 LATER_STEPS = [
     f"kitmlflow_tui.tui.screens.{name}" for name in ("experiments", "runs", "artifacts", "review", "importing", "done")
 ]
 # Nor what only they or MLflow need: the dialogs, the selection model, the catalogue's package (its
-# gateway), saved profiles (PyYAML).
+# gateway), saved profiles (PyYAML), the attestation code and its cryptography (the review's "Sign with").
 LATER_PARTS = [
     "kitmlflow_tui.tui.dialogs",
     "kitmlflow_tui.tui.selection_model",
     "kitmlflow_tui.core.catalogue",
     "kitmlflow_tui.core.selection.profiles",
     "yaml",
+    *SIGNING,
 ]
 
 
@@ -104,6 +107,43 @@ def test_the_first_paint_loads_no_step_it_does_not_show() -> None:
     code = f"LATER = {later!r}\n{FIRST_PAINT}"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.stdout.strip().splitlines()[-1:] == ["[]"], out.stdout + out.stderr
+
+
+REVIEW_WITHOUT_A_KEY = """
+import asyncio, sys
+from kitmlflow_tui.tui.widgets.sign_status import SignStatus
+from tests.support.tui import fixed_app, wait_for
+from tests.tui.test_tui_snapshots import RUN, review
+
+def loaded():
+    return [m for m in SIGNING if m in sys.modules]
+
+async def main():
+    app = fixed_app(RUN, tag="resnet18-baseline:v1")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await review(pilot)
+        await pilot.pause(0.5)
+        print("shown", loaded())
+        app.screen.query_one("#field-push_to").value = "registry.example.com/ml/resnet:v1"
+        app.screen.query_one("#field-sign_key").value = KEY
+        await wait_for(pilot, lambda: app.screen.query_one(SignStatus).info is not None)
+        print("checked", loaded())
+
+asyncio.run(main())
+"""
+
+
+def test_the_review_loads_the_attestation_code_only_to_check_a_key(tmp_path: Path) -> None:
+    """The review is shown without the attestation code and cryptography (the first paint's list above, and the
+    review's own module); a key typed in "Sign with" loads them, in the worker that checks it."""
+    from tests.support.attest_tools import pem_key_pair
+
+    key, _public = pem_key_pair(tmp_path)
+    code = f"SIGNING = {SIGNING!r}\nKEY = {str(key)!r}\n{REVIEW_WITHOUT_A_KEY}"
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("KITMLFLOW_SIGN", "COSIGN"))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2:] == ["shown []", f"checked {SIGNING[:2]!r}"], out.stdout + out.stderr
 
 
 async def test_experiments_filter_as_you_type_and_open_runs(isolated_env, demo_store) -> None:
@@ -452,7 +492,9 @@ async def test_a_wizard_import_gives_the_digest_of_the_headless_command(isolated
         await pilot.press("down", "down", "enter", "down", "space")  # leave out checkpoints/best.ckpt
         await pilot.press("c")
         await wait_for(pilot, lambda: on(app, "ReviewScreen") and app.screen.kitfile is not None, what="the review")
-        await pilot.press("tab", "tab", *"Fraud-free demo")  # the name field (after Push to)
+        await pilot.press(
+            "tab", "tab", "tab", "tab", *"Fraud-free demo"
+        )  # the name field (after Push to, Sign with, Format)
         await wait_for(pilot, lambda: app.screen.kitfile.package.name == "Fraud-free demo", what="the preview")
         await pilot.press("ctrl+u")  # back to the default: headless has no --name flag
         await wait_for(pilot, lambda: app.screen.kitfile.package.name == "wizard-check", what="the preview")

@@ -11,6 +11,9 @@ from textual.widgets import Input
 from kitmlflow_tui.core.reference import RunRef
 from kitmlflow_tui.tui.app import KitmlflowApp
 from kitmlflow_tui.tui.widgets.push_status import PushStatus
+from kitmlflow_tui.tui.widgets.sign_status import SignStatus
+from tests.support.attest_tools import cosign_missing, cosign_verify_attestation, pem_key_pair
+from tests.support.cli import run_cli
 from tests.support.registry_servers import module_registry, registry_available
 from tests.support.tui import screen_text, shows, wait_for
 
@@ -69,6 +72,12 @@ async def test_push_to_on_the_review_pushes_and_the_done_screen_names_the_pushed
         pushed = app.screen.result.pushed
         assert pushed is not None and pushed.reference == target
         assert f"kit pull {target}" in text
+        # kit reaches a loopback registry over HTTP only when told (the push found it plain HTTP): every kit command
+        # that talks to it says so, as the CLI's do; those on local storage need nothing.
+        commands, _notes = app.screen.next_commands()
+        assert ["kit", "pull", target, "--plain-http"] in commands
+        assert all(words[1] in ("list", "unpack") and "--plain-http" not in words for words in commands[:2])
+        assert f"kit pull {target} --plain-http" in text
     answer = requests.get(
         f"http://{open_registry.host}/v2/demo/resnet/manifests/v1", headers={"Accept": MANIFEST}, timeout=10
     )
@@ -133,3 +142,75 @@ async def test_the_done_screen_pushes_what_was_just_packed(isolated_env, demo_st
     )
     assert answer.status_code == 200
     assert answer.headers["Docker-Content-Digest"] == pushed.digest == packed.digest
+
+
+def verify_words(app: KitmlflowApp) -> list[str]:
+    commands, _notes = app.screen.next_commands()
+    (words,) = [words for words in commands if words[:2] == ["kitmlflow", "verify"]]
+    return words
+
+
+async def test_a_signed_push_carries_its_attestation_and_the_done_screen_says_how_to_verify_it(
+    isolated_env, demo_store, open_registry, tmp_path, monkeypatch
+) -> None:
+    """Sign with: the key (its password from the environment) signs the pushed ModelKit's provenance; the done
+    screen names the attestation and the verify command, with the public key found beside the signing key, which
+    `kitmlflow verify` (and cosign, when installed) accepts."""
+    private, public = pem_key_pair(tmp_path / "keys", "Push-Key-Pa55!")
+    monkeypatch.setenv("KITMLFLOW_SIGN_KEY_PASSWORD", "Push-Key-Pa55!")
+    target = f"{open_registry.host}/demo/signed:v1"
+    app = finished_run_app(demo_store, "signed:v1")
+    async with app.run_test(size=(100, 36)) as pilot:
+        await to_review_with_push(pilot, app, target)
+        field = app.screen.query_one("#field-sign_key", Input)
+        field.focus()
+        await pilot.press(*str(private))
+        status = app.screen.query_one(SignStatus)
+        await wait_for(pilot, lambda: status.info is not None, what="the key checked")
+        assert f"--sign-key {private}" in app.screen.command_line()
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen")
+        attestation = app.screen.result.attestation
+        assert attestation is not None and attestation.attached and attestation.key.key_id == status.info.key_id
+        await shows(pilot, "signed SLSA provenance")
+        await wait_for(pilot, lambda: app.screen.public_key == public, what="the public key beside the key")
+        words = verify_words(app)
+        assert words == ["kitmlflow", "verify", target, "--key", str(public)]
+        await shows(pilot, f"kitmlflow verify {target} --key")
+        assert "Push-Key-Pa55!" not in screen_text(app)
+        pushed = app.screen.result.pushed
+    verified = run_cli(*words[1:], "--json")
+    assert verified.code == 0, verified.stderr
+    assert verified.json["verified"] is True and verified.json["digest"] == pushed.digest
+    if cosign_missing() is None:
+        assert cosign_verify_attestation(target, public).code == 0
+
+
+async def test_a_signed_push_refused_then_retried_attaches_the_attestation(
+    isolated_env, demo_store, locked_registry, tmp_path, monkeypatch
+) -> None:
+    """r after a refused push runs only the push, and still signs: the attestation is made from the digests the
+    import took and attached once the push went through."""
+    private, public = pem_key_pair(tmp_path / "keys")
+    target = f"{locked_registry.host}/demo/signed-retry:v1"
+    app = finished_run_app(demo_store, "signed-retry:v1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await to_review_with_push(pilot, app, target)
+        app.screen.query_one("#field-sign_key", Input).focus()
+        await pilot.press(*str(private))
+        await wait_for(pilot, lambda: app.screen.query_one(SignStatus).info is not None, what="the key checked")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: on(app, "ImportScreen") and not app.screen.running, timeout=180)
+        assert app.screen.outcome.exit_code == 3 and app.screen.push_failed()
+        from kitmlflow_tui.core.registry import Credential, CredentialStore
+
+        CredentialStore.default().put(locked_registry.host, Credential("alice", "s3cret-Pa55word!"))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: on(app, "DoneScreen"), timeout=180, what="the done screen after the retry")
+        result = app.screen.result
+        assert result.pushed is not None and result.attestation is not None and result.attestation.attached
+        await wait_for(pilot, lambda: app.screen.public_key == public, what="the public key beside the key")
+        words = verify_words(app)
+    verified = run_cli(*words[1:], "--json")
+    assert verified.code == 0, verified.stderr
+    assert verified.json["digest"] == result.pushed.digest

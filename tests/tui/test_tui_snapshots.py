@@ -179,6 +179,30 @@ def test_review(snap_compare, size) -> None:
 
 
 @SIZES
+def test_review_signed_modelpack(snap_compare, size, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A push signed with a key that opens, as a ModelPack. The key is fixed (its id is in the picture) and named
+    relative to the working folder (so is the path in the command)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "sign.pem").write_bytes(pem)
+    monkeypatch.chdir(tmp_path)
+
+    async def before(pilot: Pilot) -> None:
+        await review(pilot)
+        await pilot.press("tab", *"registry.example.com/ml/resnet18:v1", "tab", *"sign.pem", "tab")
+        await pilot.press("enter", "down", "enter")  # Format: modelpack
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#sign-status").info is not None, what="the key")
+        await wait_for(pilot, lambda: pilot.app.screen.artifact_format() == "modelpack", what="the format")
+        pilot.app.screen.query_one("#field-tag").focus()
+        await pilot.pause(0.3)
+
+    assert snap_compare(fixed_app(RUN, tag="resnet18-baseline:v1"), terminal_size=size, run_before=before)
+
+
+@SIZES
 def test_import_in_progress(snap_compare, size) -> None:
     app = fixed_app(RUN, backend=FixedBackend(import_blocks=True), tag="resnet18-baseline:v1")
 

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kitmlflow_tui.core.attest.dsse import pae, read_envelope, sign_payload
-from kitmlflow_tui.core.attest.keys import check_sign_key, load_signing_key, load_verifying_key
+from kitmlflow_tui.core.attest.keys import check_sign_key, load_signing_key, load_verifying_key, public_key_beside
 from kitmlflow_tui.core.attest.layer_contents import ByteBudget, LayerError, layer_files
 from kitmlflow_tui.core.attest.statement import (
     BUILD_TYPE,
@@ -114,6 +114,50 @@ def test_a_public_key_is_no_signing_key_and_a_private_key_no_verifying_key(tmp_p
         load_verifying_key(key_file)
     body = key_file.read_text().splitlines()[1]
     assert body not in str(refused.value)
+
+
+def test_the_public_key_beside_a_signing_key_is_found_only_when_it_is_its(tmp_path: Path, no_key_passwords) -> None:
+    """What the wizard's done screen puts after `verify --key`: NAME.pub beside NAME.pem (cosign.pub beside
+    cosign.key), when it verifies that key; anything else there is no answer."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_file = write_key(tmp_path / "sign.pem", private)
+    key_id = check_sign_key(key_file).key_id
+    assert public_key_beside(key_file, key_id) is None  # nothing beside it yet
+    write_public(tmp_path / "sign.pub", ed25519.Ed25519PrivateKey.generate())
+    assert public_key_beside(key_file, key_id) is None  # another key's
+    (tmp_path / "sign.pub").write_text("not a key")
+    assert public_key_beside(key_file, key_id) is None
+    write_public(tmp_path / "sign.pub", private)
+    assert public_key_beside(key_file, key_id) == tmp_path / "sign.pub"
+
+
+def test_a_push_cannot_sign_what_was_packed_without_the_key(tmp_path: Path, no_key_passwords) -> None:
+    """pipeline.push_packed (the wizard's push of a ModelKit packed before) signs from the digests the import took:
+    a ModelKit packed without a key has none, and is refused before anything is sent (exit 2)."""
+    import threading
+
+    from kitmlflow_tui.core.events import Observer
+    from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference, parse_push_reference
+    from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult, push_packed
+
+    key_file = write_key(tmp_path / "sign.pem", ec.generate_private_key(ec.SECP256R1()))
+    packed = ImportResult(
+        reference="m:v1",
+        digest="sha256:" + "0" * 64,
+        packer="native",
+        size=1,
+        kitfile=None,  # never read: the refusal comes first
+        storage_root=tmp_path,
+        download=None,
+        provenance_location="",
+    )
+    options = ImportOptions(
+        tag=parse_modelkit_reference("m:v1"),
+        push_to=parse_push_reference("127.0.0.1:9/ml/m:v1"),  # nothing listens: no request may be made
+        sign_key=key_file,
+    )
+    with pytest.raises(BadInputError, match="packed without a signing key"):
+        push_packed(packed, options, Observer(), threading.Event())
 
 
 @pytest.mark.parametrize("content", [b"", b"not a key", b"\xff\xfe" * 10, b"A" * (70 * 1024)])
@@ -219,6 +263,16 @@ def test_a_registered_models_files_are_models_uris_and_other_files_runs_uris() -
     external = statement["predicate"]["buildDefinition"]["externalParameters"]
     assert external["source"] == "mlflow://mlflow.example.com/models/fraud%20detector@champion"
     assert external["registeredModel"] == {"name": "fraud detector", "version": "4", "alias": "champion"}
+
+
+def test_a_run_imported_whole_is_attested_as_the_run_though_its_model_is_registered() -> None:
+    # The source was the run and its files are the run's: models:/ URIs would name a version nobody imported.
+    registered = provenance(registered_model=RegisteredVersion("churn", "2", None, ("champion",), imported_from_run=True))
+    assert artifact_uri("model/w.bin", "model", registered) == f"runs:/{'a' * 32}/model/w.bin"
+    statement = build_statement(statement_input(provenance=registered))
+    external = statement["predicate"]["buildDefinition"]["externalParameters"]
+    assert external["source"] == f"mlflow://mlflow.example.com/experiments/3/runs/{'a' * 32}"
+    assert "registeredModel" not in external
 
 
 def test_no_credential_reaches_the_statement() -> None:

@@ -115,7 +115,7 @@ TAGS = ["name:tag", "org/team/name:v1.2.3", "localhost/name:tag", "registry.exam
 def kit_commands(text: str) -> list[list[str]]:
     """The `kit ...` commands in a block of text, as word lists."""
     commands = []
-    for chunk in text.replace("·", "\n").splitlines():
+    for chunk in text.replace("·", "\n").replace("next:", "\n").splitlines():
         words = chunk.split()
         if "kit" in words:
             commands.append(words[words.index("kit") :])
@@ -145,7 +145,7 @@ def test_the_cli_reports_and_prints_names_kit_resolves(tag: str, params_run: Par
     record = REFERENCES[tag]
     next_text = " ".join(outcome.stderr.split("next:", 1)[1].split())  # rich may wrap the line
     commands = kit_commands(next_text)
-    assert commands, outcome.stderr
+    assert [words[1] for words in commands] == ["push", "unpack"], outcome.stderr
     problems = unresolved_names(commands, tag)
     reference = outcome.json["reference"]
     if reference not in record.resolved_by("inspect") or reference not in record.listed:

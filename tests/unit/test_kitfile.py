@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitmlflow_tui.core.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
+from kitmlflow_tui.core.catalogue.records import DatasetInput, LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import BadInputError
 from kitmlflow_tui.core.kitfile import (
     KIT_INIT_COMMIT,
@@ -42,6 +42,7 @@ from kitmlflow_tui.core.kitfile import (
     validate_kitfile,
     write_provenance_file,
 )
+from kitmlflow_tui.core.kitfile.describe import NoteText, read_note, stem
 from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from tests.support import kitvectors
 from tests.support.fuzz import examples
@@ -309,17 +310,30 @@ def test_mlflow2_model_folder_becomes_the_model(tmp_path: Path) -> None:
     kitfile = result.kitfile.to_dict()
     assert list(kitfile) == ["manifestVersion", "package", "model", "code", "datasets"]
     model = kitfile["model"]
+    # model.version is the model's (the tag's here: nothing registered); the library's goes to parameters.
     assert {k: model[k] for k in ("name", "path", "framework", "format", "version")} == {
         "name": "model",
         "path": "model",
         "framework": "sklearn",
         "format": "cloudpickle",
-        "version": "1.5.2",
+        "version": "v1",
     }
-    # Nothing inside model/ has an entry of its own; the root metadata stays a part, as kit has it.
-    assert model["parts"] == [{"path": "params.yaml"}]
-    assert kitfile["code"] == [{"path": "."}]  # confusion_matrix.png is unknown to kit
-    assert kitfile["datasets"] == [{"path": "feature_importance.csv"}]
+    assert {k: v for k, v in model["parameters"].items() if k != "mlflow"} == {
+        "flavor": "sklearn",
+        "framework_version": "1.5.2",
+        "python_version": "3.11.7",
+        "mlflow_version": "2.17.0",
+    }
+    assert model["description"] == "sklearn model logged by MLflow run bright-owl-7 (experiment churn)"
+    # Nothing inside model/ has an entry of its own; the root metadata stays a part, as kit has it, named.
+    assert model["parts"] == [{"name": "params", "path": "params.yaml"}]
+    # confusion_matrix.png is unknown to kit
+    assert kitfile["code"] == [
+        {"path": ".", "description": "The run's other artifacts (files kit init could not classify)"}
+    ]
+    assert kitfile["datasets"] == [
+        {"name": "feature_importance", "path": "feature_importance.csv", "description": "CSV data logged with the run"}
+    ]
     assert result.provenance_location == "model" and result.added_files == ()
     validate_kitfile(kitfile, folder)
 
@@ -365,15 +379,17 @@ def test_two_logged_models_main_and_part(tmp_path: Path) -> None:
     kitfile = build(folder, logged_models=models).kitfile.to_dict()
     assert kitfile["model"]["path"] == "model"
     assert kitfile["model"]["parts"] == [{"name": "quantized", "path": "model_quantized", "type": "mlflow-model"}]
-    assert kitfile["datasets"] == [{"path": "eval"}]
+    assert kitfile["datasets"] == [{"name": "eval", "path": "eval", "description": "Data folder logged with the run"}]
     assert kitfile["docs"] == [{"path": "README.md", "description": "Readme file"}]
     assert "code" not in kitfile
 
     # Through the registry, the registered version's model is the main one, whatever the order.
+    # It is named and versioned as registered; the library's version goes to parameters.
     registered = RegisteredModelInfo("q", "1", None, "m-fedcba9876543210fedcba9876543210", RUN.run_id)
     kitfile = build(folder, logged_models=models, registered=registered).kitfile.to_dict()
-    assert (kitfile["model"]["name"], kitfile["model"]["path"]) == ("quantized", "model_quantized")
-    assert (kitfile["model"]["framework"], kitfile["model"]["version"]) == ("pytorch", "2.5.1")
+    assert (kitfile["model"]["name"], kitfile["model"]["path"]) == ("q", "model_quantized")
+    assert (kitfile["model"]["framework"], kitfile["model"]["version"]) == ("pytorch", "1")
+    assert kitfile["model"]["parameters"]["framework_version"] == "2.5.1"
     assert "format" not in kitfile["model"]
     assert kitfile["model"]["parts"] == [{"name": "model", "path": "model", "type": "mlflow-model"}]
     validate_kitfile(kitfile, folder)
@@ -385,7 +401,9 @@ def test_model_folder_at_the_root_is_matched_by_model_id(tmp_path: Path) -> None
     kitfile = build(folder, logged_models=models).kitfile.to_dict()
     assert kitfile["model"]["name"] == "echo"
     assert kitfile["model"]["path"] == "."
-    assert (kitfile["model"]["framework"], kitfile["model"]["version"]) == ("pyfunc", "3.17.2")
+    assert (kitfile["model"]["framework"], kitfile["model"]["version"]) == ("pyfunc", "v1")
+    assert kitfile["model"]["parameters"]["flavor"] == "python_function"
+    assert kitfile["model"]["parameters"]["framework_version"] == "3.17.2"
     assert set(kitfile) == {"manifestVersion", "package", "model"}  # everything else is inside the model
     assert "parts" not in kitfile["model"]
 
@@ -402,8 +420,10 @@ def test_real_mlflow_pyfunc_model(tmp_path: Path) -> None:
     (folder / "notes.md").write_text("# notes\n")
     kitfile = build(folder, logged_models=[logged("echo", "echo", "m-1", ("python_function",))]).kitfile.to_dict()
     assert kitfile["model"]["framework"] == "pyfunc"
-    assert kitfile["model"]["version"] == mlflow.__version__
-    assert kitfile["docs"] == [{"path": "notes.md"}]
+    assert kitfile["model"]["version"] == "v1"
+    assert kitfile["model"]["parameters"]["framework_version"] == mlflow.__version__
+    assert kitfile["model"]["parameters"]["mlflow_version"] == mlflow.__version__
+    assert kitfile["docs"] == [{"path": "notes.md", "description": "Markdown document logged with the run"}]
     validate_kitfile(load_kitfile_text(dump_kitfile(kitfile)), folder)
 
 
@@ -413,7 +433,13 @@ def test_weights_without_mlmodel_keep_kit_classification(tmp_path: Path) -> None
     kit = classify_like_kit_init(folder).to_dict()
     model = dict(kitfile["model"])
     assert model.pop("parameters")["mlflow"]["run"]["id"] == RUN.run_id
-    assert model == kit["model"]
+    # kit's classification, with the model's version (the tag's), a description and every part named.
+    assert model == {
+        **kit["model"],
+        "version": "v1",
+        "description": "Model logged by MLflow run bright-owl-7 (experiment churn)",
+        "parts": [{"name": stem(part["path"]), **part} for part in kit["model"]["parts"]],
+    }
 
 
 def test_kit_weights_outside_the_mlflow_model_become_parts(tmp_path: Path) -> None:
@@ -423,9 +449,9 @@ def test_kit_weights_outside_the_mlflow_model_become_parts(tmp_path: Path) -> No
     (folder / "checkpoints" / "epoch1.ckpt").write_bytes(b"w" * 10)
     kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
     assert kitfile["model"]["parts"] == [
-        {"path": "extra.safetensors"},
-        {"path": "checkpoints/epoch1.ckpt"},
-        {"path": "params.yaml"},
+        {"name": "extra", "path": "extra.safetensors"},
+        {"name": "epoch1", "path": "checkpoints/epoch1.ckpt"},
+        {"name": "params", "path": "params.yaml"},
     ]
     validate_kitfile(kitfile, folder)
 
@@ -439,7 +465,7 @@ def test_root_metadata_become_parts_once_mlflow_finds_a_model(tmp_path: Path) ->
     (folder / "metrics.json").write_text("{}\n")
     assert classify_like_kit_init(folder).to_dict()["datasets"] == [{"path": "metrics.json"}]
     kitfile = build(folder).kitfile.to_dict()
-    assert kitfile["model"]["parts"] == [{"path": "metrics.json"}]
+    assert kitfile["model"]["parts"] == [{"name": "metrics", "path": "metrics.json"}]
     assert kitfile["model"]["name"] == "model"  # no logged model info: the folder's name
     assert "datasets" not in kitfile
 
@@ -513,8 +539,13 @@ def test_package_description_from_the_note(tmp_path: Path) -> None:
         **{**RUN.__dict__, "tags": {**RUN.tags, "mlflow.note.content": "  First para\nline 2\n\n  Second  "}}
     )
     assert build(tmp_path, run=noted).kitfile.to_dict()["package"]["description"] == "First para\nline 2"
+    # A heading is the note's title (kit has no title field: it describes the model); the prose describes the package.
     headed = RunInfo(**{**RUN.__dict__, "tags": {"mlflow.note.content": "## ResNet-18 baseline ##\n\nFirst."}})
-    assert build(tmp_path, run=headed).kitfile.to_dict()["package"]["description"] == "ResNet-18 baseline"
+    kitfile = build(tmp_path, run=headed).kitfile.to_dict()
+    assert kitfile["package"]["description"] == "First."
+    assert kitfile["model"]["description"] == "ResNet-18 baseline"
+    only_heading = RunInfo(**{**RUN.__dict__, "tags": {"mlflow.note.content": "ResNet-18\n=========\n"}})
+    assert build(tmp_path, run=only_heading).kitfile.to_dict()["package"]["description"] == "ResNet-18"
     nobody = RunInfo(**{**RUN.__dict__, "user": "unknown", "tags": {"mlflow.user": "unknown"}})
     assert "authors" not in build(tmp_path, run=nobody).kitfile.to_dict()["package"]
     anonymous = RunInfo(**{**RUN.__dict__, "run_name": "", "user": None, "tags": {}})
@@ -575,11 +606,12 @@ def test_files_kit_pack_would_drop_get_an_entry(tmp_path: Path) -> None:
     (folder / "other.py").write_text("y = 2\n")
     kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
     # ...but kit skips files whose path starts with another layer's path ("model"), as a string.
+    unclassified = "Run artifact kit init does not classify"
     assert kitfile["code"] == [
-        {"path": "."},
-        {"path": "model_card.png"},
-        {"path": "model_card.png.bak"},
-        {"path": "modeling.py"},
+        {"path": ".", "description": "The run's other artifacts (files kit init could not classify)"},
+        {"path": "model_card.png", "description": unclassified},
+        {"path": "model_card.png.bak", "description": unclassified},
+        {"path": "modeling.py", "description": unclassified},
     ]
     validate_kitfile(kitfile, folder)
 
@@ -803,3 +835,65 @@ def test_dump_then_load_round_trips(
         }
     )
     assert load_kitfile_text(dump_kitfile(kitfile)).to_dict() == kitfile
+
+
+@pytest.mark.parametrize(
+    ("note", "title", "paragraph"),
+    [
+        ("# Churn model\n\nPredicts churn.\n\nMore.", "Churn model", "Predicts churn."),
+        ("# Churn model\nPredicts churn.\nOn two lines.", "Churn model", "Predicts churn.\nOn two lines."),
+        ("Churn model\n===========\n\nPredicts churn.", "Churn model", "Predicts churn."),
+        ("## A ##\n\n### B\n\nText", "A", "Text"),
+        ("Just prose.\n\n# A heading later", None, "Just prose."),
+        ("# Only a title", "Only a title", None),
+        ("#hashtag is prose", None, "#hashtag is prose"),
+        ("", None, None),
+    ],
+)
+def test_a_notes_heading_and_its_first_paragraph_of_prose(note: str, title: str | None, paragraph: str | None) -> None:
+    assert read_note(note) == NoteText(title, paragraph)
+
+
+def test_root_environment_files_are_code_and_a_models_own_stay_in_it(tmp_path: Path) -> None:
+    folder = build_case("mlflow2-run-model-dir", tmp_path)
+    (folder / "requirements.txt").write_text("scikit-learn\n")
+    (folder / "conda.yaml").write_text("name: train\n")
+    kitfile = build(folder, logged_models=[logged("model", "model")]).kitfile.to_dict()
+    assert [p["path"] for p in kitfile["model"]["parts"]] == ["params.yaml"]
+    assert [c["path"] for c in kitfile["code"]] == [".", "conda.yaml", "requirements.txt"]  # kit's order
+    assert kitfile["code"][2]["description"] == "pip requirements of the run's Python environment"
+    # Without a model kit would have made them datasets: they are code all the same.
+    (folder / "model" / "MLmodel").unlink()
+    (folder / "model" / "model.pkl").unlink()
+    kitfile = build(folder).kitfile.to_dict()
+    assert "requirements.txt" not in [d["path"] for d in kitfile["datasets"]]
+    assert {"path": "requirements.txt", "description": "pip requirements of the run's Python environment"} in kitfile[
+        "code"
+    ]
+    validate_kitfile(kitfile, folder)
+
+
+def test_datasets_are_named_after_the_inputs_the_run_logged(tmp_path: Path) -> None:
+    folder = build_case("datasets-only", tmp_path)
+    entries = [d["path"] for d in classify_like_kit_init(folder).to_dict()["datasets"]]
+    inputs = (
+        DatasetInput(
+            "churn-train", "7b19d0b7", "s3", f"s3://bucket/{stem(entries[0])}.csv?X-Amz-Signature=abc", "training"
+        ),
+        DatasetInput(stem(entries[1]), None, "code", None, None),
+    )
+    run = RunInfo(**{**RUN.__dict__, "dataset_inputs": inputs})
+    datasets = {d["path"]: d for d in build(folder, run=run).kitfile.to_dict()["datasets"]}
+    first, second = datasets[entries[0]], datasets[entries[1]]
+    assert first["name"] == "churn-train"
+    assert first["description"] == (
+        "Training data the run logged as an input (MLflow dataset churn-train, digest 7b19d0b7, "
+        f"from s3://bucket/{stem(entries[0])}.csv?X-Amz-Signature=***)"
+    )
+    assert first["parameters"]["mlflow_datasets"] == [
+        {"name": "churn-train", "digest": "7b19d0b7", "source_type": "s3",
+         "source": f"s3://bucket/{stem(entries[0])}.csv?X-Amz-Signature=***", "context": "training"}
+    ]  # fmt: skip
+    assert second["name"] == stem(entries[1]) and second["parameters"]["mlflow_datasets"][0]["source_type"] == "code"
+    others = [d for path, d in datasets.items() if path not in entries[:2]]
+    assert all(d["name"] == stem(d["path"]) and "mlflow_datasets" not in d.get("parameters", {}) for d in others)

@@ -50,6 +50,7 @@ SIGNATURES = {
         ("format", KEYWORD, "modelkit"),
         ("sign_key", KEYWORD, None),
         ("attestation_output", KEYWORD, None),
+        ("allow_no_model", KEYWORD, False),
         *PROGRESS,
     ],
     sync_model: [
@@ -75,6 +76,7 @@ SIGNATURES = {
         *FILTERS,
         ("tracking_uri", KEYWORD, None),
         ("jobs", KEYWORD, 8),
+        ("any_status", KEYWORD, False),
         *PROGRESS,
     ],
 }

@@ -113,8 +113,8 @@ def _attach_bundle(
     client: RegistryClient, repository: str, subject: Subject, envelope: Envelope, predicate_type: str, created: str
 ) -> Attached:
     bundle = bundle_bytes(envelope)
-    client.upload_bytes(repository, EMPTY_CONFIG)
-    client.upload_bytes(repository, bundle)
+    client.put_small_blob(repository, EMPTY_CONFIG)
+    client.put_small_blob(repository, bundle)
     stored = put_referrer(client, repository, bundle_referrer_manifest(subject, bundle, predicate_type, created))
     return Attached(BUNDLE_REFERRER, stored.digest, stored.listed_by)
 
@@ -142,7 +142,7 @@ def _attach_att(
 ) -> Attached:
     tag = referrers_tag(subject.digest) + ATT_SUFFIX
     data = envelope.to_bytes()
-    client.upload_bytes(repository, data)
+    client.put_small_blob(repository, data)
     existing = client.get_manifest(repository, tag)
     kept = [
         layer
@@ -151,7 +151,7 @@ def _attach_att(
     ]
     layers = att_layers(kept, data, predicate_type)
     config = att_config(layers)
-    client.upload_bytes(repository, config)
+    client.put_small_blob(repository, config)
     digest = client.put_manifest(repository, tag, att_manifest(layers, config), OCI_MANIFEST)
     return Attached(COSIGN_ATT_TAG, digest, f"tag {tag}")
 

@@ -113,6 +113,19 @@ def check_sign_key(path: Path, password: str | None = None) -> KeyInfo:
     return load_signing_key(path, password).info
 
 
+def public_key_beside(signing_key: Path, key_id: str) -> Path | None:
+    """The public key file next to a signing key (``cosign.key`` → ``cosign.pub``, ``sign.pem`` → ``sign.pub``) when it
+    is that key's (the same key id): what ``verify --key`` takes. None when there is no such file."""
+    candidate = signing_key.with_suffix(".pub")
+    if candidate == signing_key or not candidate.is_file():
+        return None
+    try:
+        found = load_verifying_key(candidate).info
+    except BadInputError:
+        return None
+    return candidate if found.key_id == key_id else None
+
+
 def load_verifying_key(path: Path) -> VerifyingKey:
     """The public key in ``path`` (PEM ``PUBLIC KEY``, as ``cosign.pub``)."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key

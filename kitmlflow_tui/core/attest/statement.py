@@ -99,7 +99,7 @@ def build_statement(given: StatementInput) -> dict[str, Any]:
         "experimentId": _clean(provenance.experiment.id),
         "runId": _clean(provenance.run.id),
     }
-    registered = provenance.registered_model
+    registered = _imported_version(provenance)
     if registered is not None:
         external["registeredModel"] = {
             "name": _clean(registered.name),
@@ -146,7 +146,7 @@ def statement_bytes(statement: Mapping[str, Any]) -> bytes:
 def artifact_uri(path: str, model_folder: str | None, provenance: MlflowProvenance) -> str:
     """The MLflow URI of one file: ``models:/NAME/VERSION/…`` for the files of the registered model's folder,
     else ``runs:/RUN/path``."""
-    registered = provenance.registered_model
+    registered = _imported_version(provenance)
     if registered is not None and model_folder and path.startswith(model_folder + "/"):
         inside = path[len(model_folder) + 1 :]
         name = quote(scrub_secrets(registered.name), safe="")
@@ -156,7 +156,7 @@ def artifact_uri(path: str, model_folder: str | None, provenance: MlflowProvenan
 
 def source_uri(provenance: MlflowProvenance) -> str:
     """The ``mlflow://`` reference the ModelKit was imported from (the alias's when one was named)."""
-    registered = provenance.registered_model
+    registered = _imported_version(provenance)
     if registered is not None:
         ref: RunRef | ModelRef = ModelRef(
             provenance.tracking_uri,
@@ -167,6 +167,13 @@ def source_uri(provenance: MlflowProvenance) -> str:
     else:
         ref = RunRef(provenance.tracking_uri, provenance.run.id, provenance.experiment.id or None)
     return format_reference(ref)
+
+
+def _imported_version(provenance: MlflowProvenance) -> RegisteredVersion | None:
+    """The registered version the ModelKit was imported as; not the one a run imported whole was registered as
+    (its source is the run, and its files are the run's)."""
+    registered = provenance.registered_model
+    return None if registered is None or registered.imported_from_run else registered
 
 
 def _clean(value: str | None) -> str | None:

@@ -1,15 +1,20 @@
 """The MLflow gateway: experiments, runs, registered models and artifact trees of one tracking server.
 
 mlflow itself is imported inside functions so that `--help` and the wizard's first paint never pay for it.
+
+Why one module of this size (about 560 lines): it is the one class over MLflow's client, and each method is a request
+or two and their mapping to the records; what reads the server's documents lives beside it (``listing``,
+``pages``, ``run_records``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import posixpath
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kitmlflow_tui.core import settings
@@ -31,6 +36,7 @@ from kitmlflow_tui.core.catalogue.records import (
     RunQuery,
     RunSummary,
 )
+from kitmlflow_tui.core.catalogue.run_records import dataset_inputs, first_registered, tagged_versions
 from kitmlflow_tui.core.download.stores import require_client_library, require_tracking_library
 from kitmlflow_tui.core.errors import BadInputError, NotFoundError, RunDeletedError, RunNotFinishedError
 from kitmlflow_tui.core.reference import ModelRef, Reference, RunRef, redact_uri, require_importable
@@ -60,6 +66,9 @@ def unique_run_id(prefix: str, run_ids: list[str], experiment_id: str | None = N
 MODEL_VERSIONS_PAGE_SIZE = 1000
 MODEL_VERSIONS_MAX_PAGES = 1000
 MODEL_VERSIONS_DEADLINE_SECONDS = 300.0
+# A run's registered versions are looked up in one page of this many (a run registered more often is not a
+# run whose import needs more than the first of them).
+RUN_VERSIONS_LIMIT = 100
 
 
 def _ms(value: object) -> int | None:
@@ -87,6 +96,8 @@ def _model_version_info(version: Any) -> ModelVersionInfo:
         run_id=version.run_id or None,
         model_id=model_id,
         source=source,
+        aliases=tuple(str(alias) for alias in (getattr(version, "aliases", None) or ())),
+        description=(getattr(version, "description", None) or "").strip() or None,
     )
 
 
@@ -107,6 +118,8 @@ class Catalogue:
         registry_uri = settings.REGISTRY_URI.raw() or tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         self._repositories: dict[str, object] = {}
+        # A run's registered version, once asked (the wizard's review builds a session per preview).
+        self._registered_of_run: dict[str, RegisteredModelInfo | None] = {}
         self._repositories_lock = threading.Lock()
 
     def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
@@ -157,7 +170,11 @@ class Catalogue:
         """The run with this id, or with the one id that starts with it (``run_id`` may be a prefix of
         at least MIN_PREFIX hex digits, as git takes commits: the wizard shows 8)."""
         if RUN_ID_PREFIX.fullmatch(run_id):
-            run_id = unique_run_id(run_id, self._run_ids(experiment_id), experiment_id)
+            ids = self._run_ids(experiment_id)
+            if experiment_id is not None and not any(known.startswith(run_id) for known in ids):
+                with self._errors(f"experiment {experiment_id}"):  # a search of no experiment finds no run
+                    self._client.get_experiment(experiment_id)
+            run_id = unique_run_id(run_id, ids, experiment_id)
         with self._errors(f"run {run_id}"):
             run = self._client.get_run(run_id)
         if experiment_id is not None and run.info.experiment_id != experiment_id:
@@ -183,6 +200,7 @@ class Catalogue:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             output_model_ids=tuple(o.model_id for o in (run.outputs.model_outputs if run.outputs else [])),
+            dataset_inputs=dataset_inputs(run.inputs),
             lifecycle_stage=run.info.lifecycle_stage or "active",
         )
 
@@ -224,8 +242,61 @@ class Catalogue:
                     raise NotFoundError(f"{label[:1].upper()}{label[1:]} was not found on {self.display_uri}.") from exc
                 raise
         listed = _model_version_info(version)
-        info = RegisteredModelInfo(ref.name, listed.version, ref.alias, listed.model_id, self.source_run_id(listed))
+        info = RegisteredModelInfo(
+            ref.name,
+            listed.version,
+            ref.alias,
+            listed.model_id,
+            self.source_run_id(listed),
+            aliases=listed.aliases,
+            description=listed.description,
+        )
         return info, listed.source
+
+    def registered_version_of_run(
+        self, run: RunInfo, logged_models: Sequence[LoggedModelInfo]
+    ) -> RegisteredModelInfo | None:
+        """The registered model version the run's model was registered as, or None (two requests at most).
+
+        The versions MLflow recorded with the run (one search by run id), and those the run's logged models name in
+        their ``mlflow.modelVersions`` tag (registered from ``models:/m-...``, where MLflow may record no run), are
+        the candidates; the one of the first logged model wins, its highest version. Then that version itself, for
+        its aliases (a search leaves them out). A registry this user may not read, or that this server lacks, is
+        no registered version: it never stops an import of the run. Asked once per run and catalogue."""
+        if run.run_id not in self._registered_of_run:
+            self._registered_of_run[run.run_id] = self._registered_version_of_run(run, logged_models)
+        return self._registered_of_run[run.run_id]
+
+    def _registered_version_of_run(
+        self, run: RunInfo, logged_models: Sequence[LoggedModelInfo]
+    ) -> RegisteredModelInfo | None:
+        from kitmlflow_tui.core.errors import AuthError
+
+        try:
+            with self._errors(f"the registered versions of run {run.run_id}"):
+                found = self._client.search_model_versions(
+                    filter_string=f"run_id = '{run.run_id}'", max_results=RUN_VERSIONS_LIMIT
+                )
+            candidates = [_model_version_info(v) for v in list(found)[:RUN_VERSIONS_LIMIT] if v.run_id == run.run_id]
+            named = [(name, version, m.model_id) for m in logged_models for name, version in m.registered_versions]
+            chosen = first_registered(candidates, named, run, logged_models)
+            if chosen is None:
+                return None
+            name, version, model_id, folder = chosen
+            listed = self.get_model_version(name, version)
+        except (AuthError, NotFoundError, BadInputError):
+            return None
+        return RegisteredModelInfo(
+            name,
+            listed.version,
+            None,
+            listed.model_id or model_id,
+            run.run_id,
+            aliases=listed.aliases,
+            description=listed.description,
+            folder=folder,
+            of_run=True,
+        )
 
     def source_run_id(self, version: ModelVersionInfo) -> str | None:
         """The run a version came from: its own record, else its logged model's source run (one request)."""
@@ -289,7 +360,8 @@ class Catalogue:
                 if item.name == name:  # the filter is exact; a server that answers more gets no say
                     info = _model_version_info(item)
                     versions[info.version] = info
-            if not versions:
+        if not versions:
+            with self._errors(f"registered model {name}"):
                 self._client.get_registered_model(name)  # not found → exit 4; else a model without versions
         return sorted(versions.values(), key=lambda v: int(v.version))
 
@@ -327,7 +399,7 @@ class Catalogue:
         with self._repositories_lock:
             if artifact_uri not in self._repositories:
                 require_client_library(artifact_uri)  # exit 7 naming the extra, before any listing
-                with self._errors(f"the artifact store {redact_uri(artifact_uri)}"), store_errors(artifact_uri):
+                with self._errors(f"artifact store {redact_uri(artifact_uri)}"), store_errors(artifact_uri):
                     self._repositories[artifact_uri] = get_artifact_repository(
                         artifact_uri, tracking_uri=self.tracking_uri
                     )
@@ -338,10 +410,13 @@ class Catalogue:
         ref: Reference,
         *,
         require_finished: bool = True,
+        command: str = "import",
         on_listed: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> ResolvedRun:
-        """Reference → run, artifact tree and registered model (the whole catalogue step)."""
+        """Reference → run, artifact tree and registered model (the whole catalogue step). A run's registered
+        model is the version its model was registered as, if any. ``command`` names what the user runs
+        (``import`` or ``download``), for the words of a run that is not FINISHED."""
         ref = require_importable(ref)
         registered = None
         if isinstance(ref, ModelRef):
@@ -358,11 +433,13 @@ class Catalogue:
             run = self.get_run(ref.run_id, experiment_id=ref.experiment_id)
         ensure_live(run, registered)
         if require_finished:
-            ensure_finished(run)
+            ensure_finished(run, command=command)
         if registered is not None:
             tree = self._registered_model_tree(run, registered, source, on_listed, cancel)
+            registered = dataclasses.replace(registered, folder=tree.logged_models[0].folder)
         else:
             tree = self.run_tree(run, on_listed=on_listed, cancel=cancel)
+            registered = self.registered_version_of_run(run, tree.logged_models)
         return ResolvedRun(run, tree, registered)
 
     def _registered_model_tree(self, run, registered, source, on_listed, cancel) -> ArtifactTree:
@@ -420,7 +497,14 @@ class Catalogue:
             folder = model.name if model.name not in taken else f"{model.name}-{model.model_id}"
             taken.add(folder)
             models.append(
-                LoggedModelInfo(model.model_id, model.name, folder, model.artifact_location, model.source_run_id)
+                LoggedModelInfo(
+                    model.model_id,
+                    model.name,
+                    folder,
+                    model.artifact_location,
+                    model.source_run_id,
+                    registered_versions=tagged_versions(getattr(model, "tags", None)),
+                )
             )
         return models
 
@@ -493,9 +577,24 @@ def ensure_live(run: RunInfo, registered: RegisteredModelInfo | None = None) -> 
     )
 
 
-def ensure_finished(run: RunInfo) -> None:
-    if run.status != "FINISHED":
-        raise RunNotFinishedError(
-            f"Run {run.run_name} ({run.run_id}) is {run.status}, not FINISHED: its artifacts may be incomplete.",
-            hint="Import a FINISHED run, or wait for this one to finish.",
+def ensure_finished(run: RunInfo, *, command: str = "import") -> None:
+    """A run that is not FINISHED is refused (exit 5); the hint says what can be done for its status and the
+    command (``import`` or ``download``)."""
+    if run.status == "FINISHED":
+        return
+    who = f"Run {run.run_name} ({run.run_id})" if run.run_name != run.run_id else f"Run {run.run_id}"
+    if run.status in ("RUNNING", "SCHEDULED"):
+        message = f"{who} is {run.status}, not FINISHED: its artifacts may still change."
+        hint = f"Wait for it to finish, then {command} it again."
+    else:
+        message = f"{who} is {run.status}, not FINISHED: it stopped before the end and will not finish, so its artifacts may be incomplete."
+        hint = "Import a FINISHED run instead (a run of the training that completed)."
+    if command == "download":
+        hint = (
+            "Wait for it to finish, or add --any-status to download the artifacts it has now."
+            if run.status in ("RUNNING", "SCHEDULED")
+            else "Add --any-status to download its artifacts as they are, or download a FINISHED run."
         )
+    else:
+        hint += " To look at its artifacts as they are: kitmlflow download URI --dest DIR --any-status."
+    raise RunNotFinishedError(message, hint=hint)

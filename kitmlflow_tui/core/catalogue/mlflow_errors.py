@@ -53,7 +53,9 @@ def translate_error(exc: BaseException, what: str, tracking_uri: str) -> Kitmlfl
             hint="Ask an admin of the server for READ permission, or use credentials that have it.",
         )
     if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"):
-        return NotFoundError(f"{what[:1].upper()}{what[1:]} was not found on {server} ({text}).")
+        # ``what`` names one thing ("run R", "artifact store S") or, after "the ", several ("the runs of ...").
+        verb = "were" if what.startswith("the ") else "was"
+        return NotFoundError(f"{what[:1].upper()}{what[1:]} {verb} not found on {server} ({text}).")
     if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
         return BadInputError(f"The tracking server {server} rejected the request for {what}: {text}")
     if isinstance(exc, requests.exceptions.SSLError) or "SSL" in text or "CERTIFICATE" in text.upper():

@@ -18,17 +18,24 @@ class LoggedModelInfo:
     artifact_location: str  # the store URI its files live under
     source_run_id: str | None = None
     flavors: tuple[str, ...] = ()  # flavor names as far as MLflow knows them without a download
+    # (name, version) of each registered version MLflow noted on the logged model (its mlflow.modelVersions tag)
+    registered_versions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class RegisteredModelInfo:
-    """The registered model version an import went through (``models/NAME/VERSION`` or ``@ALIAS``)."""
+    """The registered model version an import holds: the one it went through (``models/NAME/VERSION`` or
+    ``@ALIAS``), or the one the run's model was registered as (a plain run import)."""
 
     name: str
     version: str
-    alias: str | None
+    alias: str | None  # the alias the URI named
     model_id: str | None
     source_run_id: str | None
+    aliases: tuple[str, ...] = ()  # every alias pointing at this version
+    description: str | None = None  # the version's description in the model registry
+    folder: str | None = None  # the run's folder holding it, when MLflow names a folder (MLflow 2) rather than an id
+    of_run: bool = False  # found as what the run's model was registered as (the import takes the whole run)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,19 @@ class ModelVersionInfo:
     run_id: str | None  # None when MLflow recorded only the logged model (see Catalogue.source_run_id)
     model_id: str | None
     source: str | None
+    aliases: tuple[str, ...] = ()  # a get answers them; a search leaves them out
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset the run logged as an input (``mlflow.log_input``): what MLflow recorded of it, not its data."""
+
+    name: str
+    digest: str | None = None
+    source_type: str | None = None  # "s3", "local", "http", "hugging_face", "code", ...
+    source: str | None = None  # the URI (or path) it was read from, when the source names one
+    context: str | None = None  # the mlflow.data.context tag: "training", "evaluation", ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,7 @@ class RunInfo:
     metrics: dict[str, float] = field(default_factory=dict)  # latest value of each metric
     tags: dict[str, str] = field(default_factory=dict)  # every tag, mlflow.* included
     output_model_ids: tuple[str, ...] = ()  # logged models the run declared as its outputs
+    dataset_inputs: tuple[DatasetInput, ...] = ()  # datasets the run logged as inputs
     lifecycle_stage: str = "active"  # "deleted" once the run is in MLflow's trash
 
     @property

@@ -2,11 +2,16 @@
 
 A folder holding ``MLmodel`` is the model (the main one: the registered model's, else the first
 logged model, else the first in path order); further MLmodel folders are parts of type
-``mlflow-model``; nothing inside a model folder gets an entry of its own. Every other entry keeps
-kit's classification; kit's rules for root metadata files and the license are re-applied to the
-result. Provenance goes to ``model.parameters.mlflow``, else ``datasets[0].parameters.mlflow``, else
-into a file ``mlflow-provenance.yaml`` listed as docs, which :func:`write_provenance_file` writes
-(the builder itself writes nothing).
+``mlflow-model``; nothing inside a model folder gets an entry of its own. The model is named after the
+registered model it was registered as (else the logged model, else its folder); ``model.version`` is that
+registered version (else the ``-t`` tag's); the framework's own version goes to ``model.parameters``
+(``flavor``, ``framework_version``, ``python_version``, ``mlflow_version``). The environment files MLflow
+writes (``requirements.txt``, ``conda.yaml``, ``python_env.yaml``) are code where they lie outside a model
+folder. Every other entry keeps kit's classification; kit's rules for root metadata files and the license
+are re-applied to the result, and every entry gets a name and description (:mod:`.describe`). Provenance
+goes to ``model.parameters.mlflow``, else ``datasets[0].parameters.mlflow``, else into a file
+``mlflow-provenance.yaml`` listed as docs, which :func:`write_provenance_file` writes (the builder itself
+writes nothing).
 """
 
 from __future__ import annotations
@@ -14,19 +19,24 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kitmlflow_tui.core import safe_yaml
 from kitmlflow_tui.core.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
-from kitmlflow_tui.core.errors import PackError, scrub_secrets
+from kitmlflow_tui.core.errors import scrub_secrets
 from kitmlflow_tui.core.file_tree import FileTree, as_tree
+from kitmlflow_tui.core.kitfile import describe
 from kitmlflow_tui.core.kitfile.classify import Classification, classify, dropped_by_kit_pack, place_license
+from kitmlflow_tui.core.kitfile.mlmodel import (
+    Matched,
+    ModelFolder,
+    framework_of,
+    framework_parameters,
+    is_registered,
+    ordered_model_folders,
+)
 from kitmlflow_tui.core.kitfile.model import (
     CodeEntry,
     DatasetEntry,
@@ -42,6 +52,7 @@ from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.provenance import (
     IMPORTER_NAME,
     CodeSource,
+    DatasetSource,
     ExperimentSource,
     Importer,
     LoggedModelSource,
@@ -51,7 +62,6 @@ from kitmlflow_tui.core.provenance import (
 )
 
 PROVENANCE_FILE = "mlflow-provenance.yaml"
-MLMODEL_FILE = "MLmodel"
 MLFLOW_MODEL_PART_TYPE = "mlflow-model"
 # What MLflow records as the user when it cannot tell who ran the code: no author rather than this.
 MLFLOW_UNKNOWN_USER = "unknown"
@@ -113,8 +123,11 @@ def build_kitfile(
     own_file = _owned_provenance_file(folder)  # left by an earlier import into the same folder
     ignore = frozenset({PROVENANCE_FILE}) if own_file else frozenset()
     base = classify(folder, ignore)
-    models = _ordered_model_folders(folder, facts)
+    models = ordered_model_folders(folder, logged_models, registered)
     model, datasets, code, docs = _corrected_entries(base, models, run)
+    model = _identified(model, models, facts, tag)
+    datasets = describe.named_datasets(datasets, run.dataset_inputs, lambda path: _files_in(folder, path))
+    docs = describe.described_docs(docs)
 
     license_id = overrides.license if overrides and overrides.license is not None else base.license_id
     model, datasets, code, package_license = place_license(license_id, model, datasets, code)
@@ -125,6 +138,7 @@ def build_kitfile(
     # Files kit pack would drop from every layer (see dropped_by_kit_pack) get a code entry each.
     layer_paths = [path or "." for path in _paths(model, datasets, code, docs)]
     code += [CodeEntry(path=p) for p in dropped_by_kit_pack(folder, layer_paths, ignore)]
+    code = describe.described_code(code)
 
     provenance = _provenance(facts, {m.path: m for m, _ in models})
     if model is not None:
@@ -183,6 +197,14 @@ def _owned_provenance_file(folder: FileTree) -> bool:
     return folder.read_text(PROVENANCE_FILE).startswith(_PROVENANCE_HEADER)
 
 
+def _files_in(folder: FileTree, path: str) -> list[str]:
+    """The names of the files directly in a folder entry (none for a file entry)."""
+    try:
+        return [entry.name for entry in folder.entries("" if path == "." else path) if entry.kind == "file"]
+    except OSError:  # a file, not a folder
+        return []
+
+
 def _paths(
     model: Model | None, datasets: list[DatasetEntry], code: list[CodeEntry], docs: list[DocsEntry]
 ) -> list[str | None]:
@@ -190,127 +212,6 @@ def _paths(
     if model is not None:
         entries[:0] = [model, *model.parts]
     return [e.path for e in entries]
-
-
-# -- MLflow model folders --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ModelFolder:
-    path: str  # relative, "/"-separated; "." when the folder itself is an MLflow model
-    mlmodel: Mapping[str, Any]
-
-    @property
-    def flavors(self) -> dict[str, Any]:
-        flavors = self.mlmodel.get("flavors")
-        return flavors if isinstance(flavors, dict) else {}
-
-
-_Matched = tuple[_ModelFolder, LoggedModelInfo | None]
-
-
-def _find_model_folders(folder: FileTree) -> list[_ModelFolder]:
-    """Every outermost folder holding an MLmodel file (a regular one), in path order."""
-    found: list[_ModelFolder] = []
-    pending = [""]
-    while pending:  # os.walk's top-down order; a model folder's own folders are not searched
-        current = pending.pop(0)
-        entries = folder.entries(current)
-        mlmodel = f"{current}/{MLMODEL_FILE}" if current else MLMODEL_FILE
-        found_mlmodel = next((e for e in entries if e.name == MLMODEL_FILE and e.kind == "file"), None)
-        if found_mlmodel is not None:
-            found.append(_ModelFolder(current or ".", _read_mlmodel(folder, mlmodel, found_mlmodel.size)))
-            continue  # sidecars and nested folders belong to this model
-        subfolders = sorted(e.name for e in entries if e.kind == "dir")
-        pending[:0] = [f"{current}/{name}" if current else name for name in subfolders]
-    return sorted(found, key=lambda m: m.path)
-
-
-def _read_mlmodel(folder: FileTree, path: str, size: int) -> Mapping[str, Any]:
-    """An MLmodel's content through the bounded loader: it is the run's data, and a 1 KB document of nested
-    aliases would otherwise expand into gigabytes. Over a bound: PackError (8), naming the file and the
-    line; not YAML at all, or not available (a listing without its content): no content (the folder is still
-    the model, without flavors)."""
-    try:
-        if size > safe_yaml.DEFAULT_LIMITS.max_bytes:  # refused before it is read
-            limit = safe_yaml.DEFAULT_LIMITS.max_bytes
-            raise safe_yaml.YamlRefused(f"the file is {size:,} bytes, more than the {limit:,} allowed")
-        content = safe_yaml.load(folder.read_text(path))
-    except safe_yaml.YamlRefused as exc:
-        where = f" at {exc.where}" if exc.where else ""
-        raise PackError(
-            f"The run's {path} cannot be read safely{where}: refused: {exc.problem}.",
-            hint="Leave that model folder out (--exclude), or give a --kitfile (then no MLmodel is read).",
-        ) from None
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return {}
-    return content if isinstance(content, dict) else {}
-
-
-def _match_logged_model(
-    model: _ModelFolder, logged_models: Sequence[LoggedModelInfo], single: bool
-) -> LoggedModelInfo | None:
-    for info in logged_models:
-        if normalize_path(info.folder) == model.path:
-            return info
-    model_id = model.mlmodel.get("model_id")
-    for info in logged_models:
-        if model_id and info.model_id == model_id:
-            return info
-    if single and len(logged_models) == 1 and model.path == ".":
-        return logged_models[0]
-    return None
-
-
-def _ordered_model_folders(folder: FileTree, facts: RunFacts) -> list[_Matched]:
-    """Every MLflow model folder with its logged model, the main model first: the registered one,
-    else logged-model order, else path order."""
-    folders = _find_model_folders(folder)
-    logged = list(facts.logged_models)
-    matched = [(m, _match_logged_model(m, logged, len(folders) == 1)) for m in folders]
-    registered = facts.registered
-
-    def rank(item: _Matched) -> tuple[int, int, str]:
-        model, info = item
-        if registered and info and registered.model_id and info.model_id == registered.model_id:
-            return (0, 0, model.path)
-        if info is not None:
-            return (1, logged.index(info), model.path)
-        return (2, 0, model.path)
-
-    return sorted(matched, key=rank)
-
-
-# MLflow writes the library version as "<flavor>_version", with a few historical abbreviations.
-_FLAVOR_VERSION_KEYS = {"xgboost": "xgb_version", "lightgbm": "lgb_version"}
-_NOT_A_FLAVOR_VERSION = {"python_version", "cloudpickle_version"}
-_FORMAT_KEYS = ("serialization_format", "model_format", "save_format")
-
-
-def _framework(model: _ModelFolder) -> tuple[str | None, str | None, str | None]:
-    """(framework, its version, serialization format) from MLmodel.
-
-    The framework is the first flavor other than ``python_function``; a model with only that
-    flavor is a custom pyfunc, reported as ``pyfunc`` (MLflow's own name for it) with MLflow's
-    version, since MLflow is then the library that loads it.
-    """
-    flavors = model.flavors
-    names = [n for n in flavors if n != "python_function"]
-    if not names:
-        if "python_function" not in flavors:
-            return None, None, None
-        version = model.mlmodel.get("mlflow_version")
-        return "pyfunc", str(version) if version else None, None
-    name = names[0]
-    config = flavors[name] if isinstance(flavors[name], dict) else {}
-    version_key = _FLAVOR_VERSION_KEYS.get(name, f"{name}_version")
-    version = config.get(version_key)
-    if version is None:
-        version = next(
-            (v for k, v in config.items() if k.endswith("_version") and k not in _NOT_A_FLAVOR_VERSION), None
-        )
-    fmt = "onnx" if name == "onnx" else next((config[k] for k in _FORMAT_KEYS if config.get(k)), None)
-    return name, str(version) if version is not None else None, str(fmt) if fmt is not None else None
 
 
 def _is_within(path: str, folder: str) -> bool:
@@ -326,7 +227,7 @@ def _folder_name(path: str, run: RunInfo) -> str:
 
 
 def _corrected_entries(
-    base: Classification, models: list[_Matched], run: RunInfo
+    base: Classification, models: list[Matched], run: RunInfo
 ) -> tuple[Model | None, list[DatasetEntry], list[CodeEntry], list[DocsEntry]]:
     """kit's entries without those inside an MLflow model folder, the MLflow model as the model, and
     kit's rules for root metadata re-applied. Licenses are cleared: the caller places the license."""
@@ -351,6 +252,9 @@ def _corrected_entries(
     elif model is not None:
         model = replace(model, parts=tuple(p for p in model.parts if p.path not in metadata))
 
+    # MLflow's environment files outside a model folder describe the run's code, not a model or data.
+    code += [CodeEntry(path=p) for p in root_metadata if p in describe.ENVIRONMENT_FILES]
+    root_metadata = [p for p in root_metadata if p not in describe.ENVIRONMENT_FILES]
     # Root metadata files: model parts when there is a model, else datasets (kit's rule, re-applied).
     if model is not None:
         model = replace(model, parts=model.parts + tuple(ModelPart(path=p) for p in root_metadata), license=None)
@@ -361,9 +265,9 @@ def _corrected_entries(
     return model, datasets, code, docs
 
 
-def _mlflow_model(models: list[_Matched], run: RunInfo) -> Model:
+def _mlflow_model(models: list[Matched], run: RunInfo) -> Model:
     (main, info), others = models[0], models[1:]
-    framework, version, fmt = _framework(main)
+    framework, version, fmt = framework_of(main)
     parts = tuple(
         ModelPart(
             name=(other_info.name if other_info else None) or _folder_name(other.path, run),
@@ -377,8 +281,36 @@ def _mlflow_model(models: list[_Matched], run: RunInfo) -> Model:
         path=main.path,
         framework=framework,
         format=fmt,
-        version=version,
         parts=parts,
+        parameters=framework_parameters(main, version) or None,
+    )
+
+
+def _identified(model: Model | None, models: list[Matched], facts: RunFacts, tag: ModelKitRef | None) -> Model | None:
+    """The model named, versioned and described as a deployer reads it: the registered model's name and version
+    when the main model is the registered one, else the logged model's (or file's) name and the tag's version;
+    the description from the registry, else the run note's heading, else what MLflow logged."""
+    if model is None:
+        return None
+    registered = facts.registered if models and is_registered(models[0], facts.registered) else None
+    name = registered.name if registered else model.name or describe.stem(model.path or ".")
+    title = describe.read_note(facts.run.note).title
+    if registered and registered.description:
+        description = registered.description
+    elif title:
+        description = title
+    else:
+        who = facts.run.run_name or facts.run.run_id
+        kind = f"{model.framework} model" if model.framework else "Model"
+        description = (
+            f"{kind} logged by MLflow run {who} (experiment {facts.run.experiment_name or facts.run.experiment_id})"
+        )
+    return replace(
+        model,
+        name=name,
+        version=registered.version if registered else (tag.version if tag is not None else None),
+        description=model.description or scrub_secrets(description),
+        parts=describe.named_parts(model.parts),
     )
 
 
@@ -386,19 +318,16 @@ def _mlflow_model(models: list[_Matched], run: RunInfo) -> Model:
 
 
 def _description(run: RunInfo) -> str:
-    """The first paragraph of the run's note (a markdown heading without its #s), else where it came from;
+    """The first paragraph of the run's note that is not a heading (kit has no title field: the heading names
+    the model, see :func:`_identified`), its heading when it has no other text, else where it came from;
     credentials in it masked (see :func:`_masked`)."""
     return scrub_secrets(_raw_description(run))
 
 
 def _raw_description(run: RunInfo) -> str:
-    note = (run.note or "").strip()
-    if note:
-        first = re.split(r"\n[ \t]*\n", note, maxsplit=1)[0].strip()
-        heading = re.fullmatch(r"#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*", first)
-        if heading and heading.group(1):
-            return heading.group(1)
-        return first
+    note = describe.read_note(run.note)
+    if note.paragraph or note.title:
+        return note.paragraph or note.title or ""
     who = f"{run.run_name} ({run.run_id})" if run.run_name else run.run_id
     return f"MLflow run {who} from experiment {run.experiment_name or run.experiment_id}"
 
@@ -445,7 +374,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> MlflowProvenance:
+def _provenance(facts: RunFacts, model_folders: Mapping[str, ModelFolder]) -> MlflowProvenance:
     run, registered = facts.run, facts.registered
 
     def flavors_of(info: LoggedModelInfo) -> tuple[str, ...]:
@@ -471,10 +400,15 @@ def _provenance(facts: RunFacts, model_folders: Mapping[str, _ModelFolder]) -> M
             LoggedModelSource(m.model_id, m.name, m.folder, flavors_of(m)) for m in facts.logged_models
         ),
         registered_model=(
-            RegisteredVersion(registered.name, registered.version, registered.alias) if registered else None
+            RegisteredVersion(
+                registered.name, registered.version, registered.alias, registered.aliases, registered.of_run
+            )
+            if registered
+            else None
         ),
         importer=Importer(IMPORTER_NAME, facts.importer_version),
         filter=_plain(facts.filter_summary),
+        datasets=tuple(DatasetSource(d.name, d.digest, d.source_type, d.source, d.context) for d in run.dataset_inputs),
     )
     masked: list[str] = []
     clean = MlflowProvenance.from_mapping(_masked(provenance.to_mapping(), "", masked))

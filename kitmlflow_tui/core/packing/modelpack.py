@@ -45,7 +45,8 @@ from typing import IO, Any
 from kitmlflow_tui.core.errors import InterruptedByUser, PackError
 from kitmlflow_tui.core.file_tree import FileTree, as_tree
 from kitmlflow_tui.core.kitfile.classify import MODEL_SUFFIXES
-from kitmlflow_tui.core.kitfile.enrich import MLFLOW_MODEL_PART_TYPE, MLMODEL_FILE
+from kitmlflow_tui.core.kitfile.enrich import MLFLOW_MODEL_PART_TYPE
+from kitmlflow_tui.core.kitfile.mlmodel import MLMODEL_FILE
 from kitmlflow_tui.core.kitfile.model import Kitfile, Model, ModelPart
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.packing import gojson

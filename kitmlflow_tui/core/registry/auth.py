@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kitmlflow_tui.core.errors import AuthError, PushError, register_secret
+from kitmlflow_tui.core.errors import AuthError, CredentialsRefusedError, PushError, register_secret
 from kitmlflow_tui.core.registry.credentials import Credential, StoredCredential
 
 DEFAULT_TOKEN_SECONDS = 60  # the token spec's default when the answer has no expires_in
@@ -156,7 +156,9 @@ class Authenticator:
                 headers["Authorization"] = "Basic " + _basic(credential)
             answer = self._request_token("GET", challenge.realm, headers, params, None)
         if answer.status in (401, 403):
-            raise AuthError(f"The token service of {self.registry} refused {self.who()} (HTTP {answer.status}).")
+            raise CredentialsRefusedError(
+                f"The token service of {self.registry} refused {self.who()} (HTTP {answer.status})."
+            )
         if answer.status != 200:
             raise PushError(f"The token service of {self.registry} answered HTTP {answer.status}.")
         try:

@@ -8,13 +8,19 @@ memory, and its login writes docker's config rather than kit's store. What is ne
 the API calls below, streamed from the blob file in bounded chunks.
 
 Errors: a registry that never answered is unreachable (exit 6); one that answered and then failed or
-broke the connection fails the push (exit 9); a refusal of who we are or what we may do is exit 3.
+broke the connection fails the push (exit 9); a refusal of who we are or what we may do is exit 3. The
+registry's own words (``errors[].code`` and ``message`` of its answer) are in the message, scrubbed.
 
-Why one module of this size: every call below goes through one ``request`` that owns the session, the
-token per scope, the 401 challenge and the translation of a failure into the error family; split apart,
-each piece would need that state passed in. The pieces that stand alone already live beside it
-(``auth``: challenges and tokens; ``credentials``: kit's stored logins; ``push``: what a ModelKit push does
-with these calls; ``reference``: names).
+Credentials go to the registry's own origin (scheme, host and port) only, and a challenge is learned only from
+its own answers: an upload session, a redirect or a blob on another origin gets neither the password nor a
+token, and cannot name a token service that would get them. An HTTPS registry's upload is never sent on to
+plain HTTP.
+
+Why one module of this size: every call below goes through one ``request`` that owns the token per scope,
+the 401 challenge and the translation of a failure into the error family; split apart, each piece would need
+that state passed in. The pieces that stand alone already live beside it (``transport``: one HTTP exchange,
+bounded and cancellable; ``auth``: challenges and tokens; ``credentials``: kit's stored logins; ``push``: what
+a ModelKit push does with these calls; ``reference``: names).
 """
 
 from __future__ import annotations
@@ -26,37 +32,47 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from kitmlflow_tui import __version__
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import (
     AuthError,
     BadInputError,
+    CredentialsRefusedError,
     InterruptedByUser,
     KitmlflowError,
     PushError,
     ServerUnreachableError,
     scrub_secrets,
 )
+from kitmlflow_tui.core.next_commands import RegistryAccess, kit_login_words, kitmlflow_login_words, shell_line
 from kitmlflow_tui.core.registry.auth import Authenticator, TokenAnswer, repository_scope
 from kitmlflow_tui.core.registry.credentials import CredentialStore, StoredCredential
 from kitmlflow_tui.core.registry.reference import hostname, is_loopback
+from kitmlflow_tui.core.registry.transport import (
+    READ_BLOCK_SIZE,
+    Answer,
+    AnswerRefused,
+    Limits,
+    Origin,
+    Transport,
+)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))
 DEFAULT_CHUNK_SIZE = 100 * 1024 * 1024  # bytes per PATCH, kit's; memory use does not depend on it (bodies stream)
-SEND_BLOCK_SIZE = 1024 * 1024  # what the HTTP connection reads from a body at a time
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the distribution registry's own manifest limit
-MAX_ERROR_BODY_BYTES = 64 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024  # any other answer (an error's text, /v2/, an upload's): a few bytes from a registry
+FIRST_BYTE_SECONDS = 300.0  # a registry may take long to answer the PUT that ends a big upload (it hashes the blob)
+ANSWER_SECONDS = 600.0
 TAGS_PAGE_SIZE = 1000  # tags asked for per page of a tag listing
 MAX_LISTED_TAGS = 10_000  # a listing stops there (and says it is truncated)
 USER_AGENT = f"kitmlflow/{__version__}"
@@ -70,7 +86,7 @@ _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 @dataclass(frozen=True)
 class RegistryOptions:
-    """Network options of every registry command (kit's flag names)."""
+    """Network options of every registry command (kit's flag names), and the limits of every answer."""
 
     plain_http: bool = False
     tls_verify: bool = True
@@ -79,7 +95,11 @@ class RegistryOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     jobs: int = 4  # blobs uploaded at once
     connect_timeout: float = 15.0
-    read_timeout: float = 300.0  # a registry may take long to answer the PUT that ends a big upload
+    # From a request sent to its answer's status line and headers, and to its last byte (docs: README, "Limits").
+    first_byte_seconds: float = field(
+        default_factory=lambda: settings.REGISTRY_FIRST_BYTE_SECONDS.seconds(FIRST_BYTE_SECONDS)
+    )
+    answer_seconds: float = field(default_factory=lambda: settings.REGISTRY_ANSWER_SECONDS.seconds(ANSWER_SECONDS))
 
     def validate(self) -> RegistryOptions:
         if (self.cert is None) != (self.key is None):
@@ -135,14 +155,6 @@ class _Stopped(Exception):
     """An upload stopped because another one of the same push failed."""
 
 
-class _BigBlocks(HTTPAdapter):
-    # urllib3 reads a request body 16 KiB at a time by default: 1 MiB blocks cut the Python work of a
-    # 2 GB upload by 64 without holding more than one block.
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["blocksize"] = SEND_BLOCK_SIZE
-        super().init_poolmanager(*args, **kwargs)
-
-
 class FileSlice:
     """``length`` bytes of a file from ``offset``, read block by block as a request body streams it."""
 
@@ -193,6 +205,7 @@ class RegistryClient:
         credential: StoredCredential | None = None,
         *,
         on_note: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.registry = registry
         self.options = (options or RegistryOptions()).validate()
@@ -200,9 +213,14 @@ class RegistryClient:
         self.auth = Authenticator(registry, credential, self._token_request)
         self._on_note = on_note or (lambda message: None)
         self._answered = False  # once the registry answered, a broken connection fails the push (9), not 6
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
+        cert = (str(self.options.cert), str(self.options.key)) if self.options.cert and self.options.key else None
+        self._transport = Transport(
+            Limits(self.options.connect_timeout, self.options.first_byte_seconds, self.options.answer_seconds),
+            verify=_verify_setting(self.options.tls_verify),
+            cert=cert,
+            user_agent=USER_AGENT,
+            cancel=cancel or threading.Event(),
+        )
 
     @classmethod
     def connect(
@@ -212,18 +230,17 @@ class RegistryClient:
         *,
         credentials: CredentialStore | None = None,
         on_note: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> RegistryClient:
-        """A client with the stored credentials of ``registry``, checked to answer (``GET /v2/``)."""
+        """A client with the stored credentials of ``registry``, checked to answer (``GET /v2/``). Setting
+        ``cancel`` ends every request in flight at once (``InterruptedByUser``)."""
         store = credentials or CredentialStore.default()
-        client = cls(registry, options, store.get(registry), on_note=on_note)
+        client = cls(registry, options, store.get(registry), on_note=on_note, cancel=cancel)
         client.ping()
         return client
 
     def close(self) -> None:
-        with self._sessions_lock:
-            for session in self._sessions:
-                session.close()
-            self._sessions.clear()
+        self._transport.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -234,6 +251,16 @@ class RegistryClient:
     @property
     def base_url(self) -> str:
         return f"{self.scheme}://{self.registry}"
+
+    @property
+    def access(self) -> RegistryAccess:
+        """How this client reaches the registry (the scheme ``ping`` settled on): for the commands printed next."""
+        return RegistryAccess(self.scheme == "http", self.options.tls_verify, self.options.cert, self.options.key)
+
+    @property
+    def origin(self) -> Origin:
+        """The registry's origin: the only one its credentials and tokens go to."""
+        return Origin.of(self.base_url)
 
     # -- the API -------------------------------------------------------------------------------------
     def ping(self) -> None:
@@ -257,41 +284,41 @@ class RegistryClient:
 
     def blob_exists(self, repository: str, digest: str, size: int | None = None, *, push: bool = False) -> bool:
         """Whether the repository holds the blob (``HEAD``); with ``size``, of that size."""
-        response = self.request(
+        answer = self.request(
             "HEAD", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository, push), ok=(200, 404)
         )
-        if response.status_code == 404:
+        if answer.status == 404:
             return False
-        length = response.headers.get("Content-Length")
-        return size is None or length is None or int(length) == size
+        length = answer.headers.get("Content-Length")
+        return size is None or length is None or not length.isdigit() or int(length) == size
 
     def get_blob(self, repository: str, digest: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> bytes:
         """A small blob (a config), at most ``max_bytes``, checked against its digest."""
         _check_digest(digest)
-        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository), stream=True)
-        data = _read_bounded(response, max_bytes, f"the blob {digest} of {self.registry}/{repository}")
+        data = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository), max_bytes=max_bytes
+        ).body
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise PushError(f"The registry {self.registry} sent a blob that does not match its digest {digest}.")
         return data
 
     def get_manifest(self, repository: str, reference: str) -> RemoteManifest | None:
         """The manifest a tag or digest names, or None when the registry has none (bounded, verified)."""
-        response = self.request(
+        answer = self.request(
             "GET",
             f"/v2/{repository}/manifests/{reference}",
             scopes=self._scopes(repository),
             headers={"Accept": MANIFEST_ACCEPT},
             ok=(200, 404),
-            stream=True,
+            max_bytes=MAX_MANIFEST_BYTES,
         )
-        if response.status_code == 404:
-            response.close()
+        if answer.status == 404:
             return None
-        data = _read_bounded(response, MAX_MANIFEST_BYTES, f"the manifest {repository}:{reference}")
+        data = answer.body
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise PushError(f"The registry {self.registry} sent a manifest that does not match {reference}.")
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip() or OCI_MANIFEST
+        media_type = answer.headers.get("Content-Type", "").split(";")[0].strip() or OCI_MANIFEST
         return RemoteManifest(digest, media_type, data)
 
     def list_tags(
@@ -308,14 +335,14 @@ class RegistryClient:
             if url in seen:
                 raise PushError(f"The registry {self.registry} sent the same tag page twice ({repository}).")
             seen.add(url)
-            response = self.request("GET", url, scopes=self._scopes(repository), ok=(200, 404), stream=True)
-            if response.status_code == 404:
-                response.close()
+            answer = self.request(
+                "GET", url, scopes=self._scopes(repository), ok=(200, 404), max_bytes=MAX_MANIFEST_BYTES
+            )
+            if answer.status == 404:
                 return TagListing((), False)
-            link = response.headers.get("Link", "")
-            page = _read_bounded(response, MAX_MANIFEST_BYTES, f"the tag list of {repository}")
+            link = answer.headers.get("Link", "")
             try:
-                names = json.loads(page).get("tags") or []
+                names = json.loads(answer.body).get("tags") or []
             except (ValueError, AttributeError):
                 raise PushError(
                     f"The registry {self.registry} sent a tag list of {repository} that is not JSON."
@@ -330,8 +357,10 @@ class RegistryClient:
         found = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', link)
         if found:
             target = urljoin(self.base_url + "/", found.group(1))
-            if not self._same_host(target):
-                raise PushError(f"The registry {self.registry} points its next tag page at another host.")
+            if Origin.of(target) != self.origin:
+                raise PushError(
+                    f"The registry {self.registry} points its next tag page at another host or scheme ({Origin.of(target)})."
+                )
             return target
         if len(names) != page_size:  # a short page is the last; a longer one, every tag (distribution 2.8 ignores n)
             return None
@@ -347,7 +376,7 @@ class RegistryClient:
         """:meth:`put_manifest`, with the answer's headers (case-insensitive; ``OCI-Subject``: the registry lists a
         referrer)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        response = self.request(
+        answer = self.request(
             "PUT",
             f"/v2/{repository}/manifests/{reference}",
             scopes=self._scopes(repository, True),
@@ -355,59 +384,53 @@ class RegistryClient:
             body=lambda: data,
             ok=(200, 201),
         )
-        headers = response.headers
-        response.close()
-        answered = headers.get("Docker-Content-Digest")
+        answered = answer.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise PushError(f"The registry {self.registry} stored the manifest as {answered}, not {digest}.")
-        return digest, headers
+        return digest, answer.headers
 
     def get_referrers(self, repository: str, digest: str) -> bytes | None:
         """The referrers API's image index of the manifest ``digest`` (bounded), or None when the registry has no
         referrers API (it answers 404, 400, 405 or 406, or with something that is not an index)."""
         _check_digest(digest)
-        response = self.request(
+        answer = self.request(
             "GET",
             f"/v2/{repository}/referrers/{digest}",
             scopes=self._scopes(repository),
             headers={"Accept": OCI_INDEX},
             ok=(200, 400, 404, 405, 406),
-            stream=True,
+            max_bytes=MAX_MANIFEST_BYTES,
         )
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        if response.status_code != 200 or media_type != OCI_INDEX:
-            response.close()
-            return None
-        return _read_bounded(response, MAX_MANIFEST_BYTES, f"the referrers of {repository}@{digest}")
+        media_type = answer.headers.get("Content-Type", "").split(";")[0].strip()
+        return answer.body if answer.status == 200 and media_type == OCI_INDEX else None
 
-    def upload_bytes(self, repository: str, data: bytes) -> str:
-        """A small blob (a config, an attestation) in one PUT unless the repository holds it; its digest."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.blob_exists(repository, digest, len(data), push=True):
-            return digest
-        location = self._new_upload(repository)
-        self.request(
-            "PUT",
-            _with_query(location, digest=digest),
-            scopes=self._scopes(repository, True),
-            headers={"Content-Type": "application/octet-stream"},
-            body=lambda: data,
-            ok=(201, 204),
-        ).close()
-        return digest
-
-    def stream_blob(self, repository: str, digest: str, chunk_size: int = SEND_BLOCK_SIZE) -> Iterator[bytes]:
-        """A blob's bytes as they arrive, in chunks of at most ``chunk_size`` (the caller hashes and bounds them)."""
+    def stream_blob(self, repository: str, digest: str, chunk_size: int = READ_BLOCK_SIZE) -> Iterator[bytes]:
+        """A blob's bytes as they arrive, in chunks of at most ``chunk_size`` (the caller hashes and bounds them):
+        a layer is read as it streams, never whole in memory. Each chunk must arrive within the first-byte limit
+        of the one before; the whole blob has no time limit."""
         _check_digest(digest)
-        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scopes=self._scopes(repository), stream=True)
+        scopes = self._scopes(repository)
+        url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
         try:
-            yield from response.iter_content(chunk_size)
+            for attempt in (1, 2):
+                with self._transport.streamed(
+                    url, authorization=self.auth.header(scopes), credentials_for=self.origin, chunk_size=chunk_size
+                ) as (status, headers, chunks):
+                    challenge = headers.get("WWW-Authenticate")
+                    if status == 401 and attempt == 1 and self.auth.challenged(challenge, scopes):
+                        continue
+                    if status != 200:
+                        raise PushError(f"The registry {self.registry} answered HTTP {status} to GET blob {digest}.")
+                    yield from chunks
+                    return
+        except AnswerRefused as exc:
+            raise PushError(
+                f"Reading the blob {digest} of {self.registry}/{repository} failed: {exc.reason}."
+            ) from None
         except requests.RequestException as exc:
             raise PushError(
                 f"Reading the blob {digest} of {self.registry}/{repository} failed: {_reason(exc)}."
             ) from None
-        finally:
-            response.close()
 
     def tag(self, repository: str, digest: str, tag: str) -> str:
         """Point ``tag`` at the manifest ``digest`` the repository already holds (one manifest PUT)."""
@@ -422,7 +445,7 @@ class RegistryClient:
         ``storage.delete.enabled``: 405 UNSUPPORTED) fails with a hint saying so."""
         _check_digest(digest)
         try:  # a token service grants deletes as their own action (distribution checks "delete" alone)
-            response = self.request(
+            answer = self.request(
                 "DELETE",
                 f"/v2/{repository}/manifests/{digest}",
                 scopes=(repository_scope(repository, "delete"),),
@@ -436,8 +459,7 @@ class RegistryClient:
                     "REGISTRY_STORAGE_DELETE_ENABLED=true), or delete the tag there by hand.",
                 ) from None
             raise
-        response.close()
-        return response.status_code == 202
+        return answer.status == 202
 
     def put_small_blob(self, repository: str, data: bytes) -> str:
         """Store a few bytes as a blob in one ``POST`` + ``PUT`` unless the repository has it; returns its digest."""
@@ -445,15 +467,14 @@ class RegistryClient:
         if self.blob_exists(repository, digest, len(data), push=True):
             return digest
         location = self._new_upload(repository)
-        response = self.request(
+        self.request(
             "PUT",
-            _with_query(location, digest=digest),
+            _with_query(location, [("digest", digest)]),
             scopes=self._scopes(repository, True),
             headers={"Content-Type": "application/octet-stream"},
             body=lambda: data,
             ok=(201, 204),
         )
-        response.close()
         return digest
 
     def upload_blob(
@@ -492,7 +513,7 @@ class RegistryClient:
             def body(offset: int = offset, length: int = length) -> FileSlice:
                 return FileSlice(path, offset, length, on_bytes, should_stop)
 
-            response = self.request(
+            answer = self.request(
                 "PATCH",
                 location,
                 scopes=self._scopes(repository, True),
@@ -503,8 +524,8 @@ class RegistryClient:
                 body=body,
                 ok=(202,),
             )
-            location = self._location(response)
-            received = response.headers.get("Range", "")
+            location = self._location(answer)
+            received = answer.headers.get("Range", "")
             if received and received != f"0-{offset + length - 1}":
                 raise PushError(
                     f"The registry {self.registry} holds bytes {received} of {digest} after a chunk that ended "
@@ -515,15 +536,15 @@ class RegistryClient:
         def rest() -> FileSlice | bytes:
             return FileSlice(path, offset, size - offset, on_bytes, should_stop) if offset < size else b""
 
-        response = self.request(
+        answer = self.request(
             "PUT",
-            _with_query(location, digest=digest),
+            _with_query(location, [("digest", digest)]),
             scopes=self._scopes(repository, True),
             headers={"Content-Type": "application/octet-stream"},
             body=rest,
             ok=(201, 204),
         )
-        answered = response.headers.get("Docker-Content-Digest")
+        answered = answer.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise PushError(f"The registry {self.registry} stored {digest} as {answered}.")
         return "uploaded"
@@ -544,35 +565,18 @@ class RegistryClient:
             url += "?" + urlencode({"mount": digest, "from": source})
             scopes += (repository_scope(source, "pull"),)
         try:
-            response = self.request("POST", url, scopes=scopes, body=lambda: b"", ok=(201, 202))
+            answer = self.request("POST", url, scopes=scopes, body=lambda: b"", ok=(201, 202))
         except AuthError:
             if mount is None:
                 raise
             return self._new_upload(repository)  # no pull right on the source: upload instead
-        if response.status_code == 201:
+        if answer.status == 201:
             return None
-        return self._location(response)
+        return self._location(answer)
 
     # -- HTTP ------------------------------------------------------------------------------------------
     def _scopes(self, repository: str, push: bool = False) -> tuple[str, ...]:
         return (repository_scope(repository, "pull", "push") if push else repository_scope(repository, "pull"),)
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no ~/.netrc credentials (they would replace ours), no env proxies
-            adapter = _BigBlocks(pool_connections=2, pool_maxsize=4, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = USER_AGENT
-            session.verify = _verify_setting(self.options.tls_verify)
-            if self.options.cert is not None and self.options.key is not None:
-                session.cert = (str(self.options.cert), str(self.options.key))
-            with self._sessions_lock:
-                self._sessions.append(session)
-            self._local.session = session
-        return session
 
     def request(
         self,
@@ -583,43 +587,53 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         body: Callable[[], Any] | None = None,
         ok: tuple[int, ...] = (200,),
-        stream: bool = False,
-    ) -> requests.Response:
-        """One API call with authentication (one retry after a challenge); error statuses raised as ours."""
+        max_bytes: int = MAX_ANSWER_BYTES,
+    ) -> Answer:
+        """One API call with authentication (one retry after the registry's own challenge); the whole answer,
+        at most ``max_bytes`` of body; error statuses raised as ours."""
         target = url if "://" in url else self.base_url + url
         for attempt in (1, 2):
-            send_headers = dict(headers or {})
-            authorization = self.auth.header(scopes) if self._same_host(target) else None
-            if authorization:
-                send_headers["Authorization"] = authorization
-            response = self._send(method, target, send_headers, body, stream)
-            if response.status_code == 401 and attempt == 1:
-                challenge = response.headers.get("WWW-Authenticate")
-                response.close()
-                if self.auth.challenged(challenge, scopes):
-                    continue
+            answer = self._exchange(method, target, headers, body, scopes, max_bytes)
+            # Only the registry itself says how to authenticate to it: a 401 from another origin (an upload
+            # session or a blob elsewhere) must not name a token service that would then get the credentials.
+            from_the_registry = Origin.of(answer.url) == self.origin
+            challenge = answer.headers.get("WWW-Authenticate")
+            if answer.status == 401 and attempt == 1 and from_the_registry and self.auth.challenged(challenge, scopes):
+                continue
             break
-        if response.status_code in ok:
-            return response
-        self._raise_for(response, method, target)
+        if answer.status in ok:
+            return answer
+        self._raise_for(answer, method)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(
-        self, method: str, url: str, headers: dict[str, str], body: Callable[[], Any] | None, stream: bool
-    ) -> requests.Response:
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        body: Callable[[], Any] | None,
+        scopes: tuple[str, ...],
+        max_bytes: int,
+    ) -> Answer:
+        origin = self.origin
+        authorization = self.auth.header(scopes) if Origin.of(url) == origin else None
         data = body() if body is not None else None
         try:
-            response = self._session().request(
+            answer = self._transport.exchange(
                 method,
                 url,
                 headers=headers,
-                data=data,
-                stream=stream,
-                timeout=(self.options.connect_timeout, self.options.read_timeout),
-                allow_redirects=method in ("GET", "HEAD"),
+                body=data,
+                authorization=authorization,
+                credentials_for=origin,
+                max_bytes=max_bytes,
             )
         except (InterruptedByUser, _Stopped, PushError):
             raise
+        except AnswerRefused as exc:
+            if self._answered:
+                raise PushError(f"The registry {self.registry} cannot be used as it answers: {exc.reason}.") from None
+            raise ServerUnreachableError(f"The registry {self.registry} cannot be used: {exc.reason}.") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             if _looks_like_plain_http(exc) and self.scheme == "https":
                 raise _NotTLS() from None
@@ -635,7 +649,7 @@ class RegistryClient:
             if isinstance(data, FileSlice):
                 data.close()
         self._answered = True
-        return response
+        return answer
 
     def _token_request(
         self, method: str, url: str, headers: dict[str, str], params: list[tuple[str, str]], form: dict | None
@@ -649,38 +663,50 @@ class RegistryClient:
                 "would travel unencrypted.",
                 hint="If that is intended, add --plain-http.",
             )
+        from kitmlflow_tui.core.registry.auth import MAX_TOKEN_RESPONSE_BYTES
+
+        send_headers = dict(headers)
+        authorization = send_headers.pop("Authorization", None)
+        if form is not None:
+            send_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        target = _with_query(url, params) if params else url
         try:
-            response = self._session().request(
+            answer = self._transport.exchange(
                 method,
-                url,
-                headers=headers,
-                params=params,
-                data=form,
-                stream=True,
-                timeout=(self.options.connect_timeout, self.options.read_timeout),
+                target,
+                headers=send_headers,
+                body=urlencode(form).encode() if form is not None else None,
+                authorization=authorization,
+                credentials_for=Origin.of(url),  # the token service the registry named; only it gets them
+                max_bytes=MAX_TOKEN_RESPONSE_BYTES,
             )
+        except AnswerRefused as exc:
+            raise ServerUnreachableError(
+                f"The token service of {self.registry} ({split.netloc}) cannot be used: {exc.reason}."
+            ) from None
         except requests.exceptions.SSLError as exc:
             raise self._tls_error(exc) from None
         except requests.RequestException as exc:
             raise ServerUnreachableError(
                 f"Cannot reach the token service of {self.registry} ({split.netloc}): {_reason(exc)}."
             ) from None
-        with response:
-            from kitmlflow_tui.core.registry.auth import MAX_TOKEN_RESPONSE_BYTES
+        return TokenAnswer(answer.status, answer.body)
 
-            body = _read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, "the token service's answer")
-        return TokenAnswer(response.status_code, body)
-
-    def _same_host(self, url: str) -> bool:
-        # Credentials go to the registry only, never to a storage backend a Location points at.
-        return urlsplit(url).netloc.lower() == self.registry.lower()
-
-    def _location(self, response: requests.Response) -> str:
-        location = response.headers.get("Location")
-        response.close()
+    def _location(self, answer: Answer) -> str:
+        """Where an upload goes on: the answer's ``Location``, never on from HTTPS to plain HTTP."""
+        location = answer.headers.get("Location")
         if not location:
             raise PushError(f"The registry {self.registry} opened an upload without saying where (no Location).")
-        return urljoin(self.base_url + "/", location)
+        target = urljoin(answer.url, location)
+        if self.origin.weakened_by(Origin.of(target)):
+            split = urlsplit(target)
+            raise PushError(
+                f"The registry {self.registry} sent the upload on to plain HTTP ({split.scheme}://{split.netloc}"
+                f"{split.path}); refused: the blob and the credentials would travel unencrypted.",
+                hint="A proxy that ends TLS in front of the registry must tell it so (X-Forwarded-Proto: https), "
+                "or the registry's configuration must name its public URL (http.host).",
+            )
+        return target
 
     def _tls_error(self, exc: Exception) -> KitmlflowError:
         text = str(exc)
@@ -699,21 +725,30 @@ class RegistryClient:
             return PushError(f"The TLS connection to the registry {self.registry} failed: {_tls_reason(text)}.")
         return ServerUnreachableError(f"No TLS connection to the registry {self.registry}: {_tls_reason(text)}.")
 
-    def _raise_for(self, response: requests.Response, method: str, url: str) -> None:
-        status = response.status_code
-        detail = _registry_error(response)
-        what = f"{method} {urlsplit(url).path}"
+    def _raise_for(self, answer: Answer, method: str) -> None:
+        status = answer.status
+        detail = _registry_error(answer.body)
+        what = f"{method} {urlsplit(answer.url).path}"
+        if Origin.of(answer.url) != self.origin:
+            elsewhere = Origin.of(answer.url)
+            raise PushError(
+                f"{elsewhere} (where the registry {self.registry} sent {what}) answered HTTP {status}"
+                + (f": {detail}." if detail else ".")
+                + (" Credentials go to the registry only." if status in (401, 403) else "")
+            )
         if status == 401:
-            raise AuthError(
+            raise CredentialsRefusedError(
                 f"The registry {self.registry} refused {self.auth.who()} ({what}: {detail or 'unauthorized'}).",
-                hint=f"Log in: kitmlflow login {self.registry} -u USER --password-stdin (or kit login {self.registry}); "
+                hint=f"Log in: {shell_line(kitmlflow_login_words(self.registry, self.access))} "
+                f"(or {shell_line(kit_login_words(self.registry, self.access))}); "
                 "credentials are read from kit's credentials.json, then docker's config.",
             )
         if status == 403:
             raise AuthError(
                 f"The registry {self.registry} does not allow {self.auth.who()} to do this "
                 f"({what}: {detail or 'denied'}).",
-                hint=f"Check your rights on the repository, or log in as another user: kitmlflow login {self.registry}.",
+                hint="Check your rights on the repository, or log in as another user: "
+                f"{shell_line(kitmlflow_login_words(self.registry, self.access))}.",
             )
         raise PushError(
             f"The registry {self.registry} answered HTTP {status} to {what}" + (f": {detail}." if detail else ".")
@@ -740,42 +775,36 @@ def _check_digest(digest: str) -> None:
         raise PushError(f"Unexpected digest {digest!r}.")
 
 
-def _with_query(url: str, **params: str) -> str:
+def _with_query(url: str, params: list[tuple[str, str]]) -> str:
     split = urlsplit(url)
-    query = parse_qsl(split.query, keep_blank_values=True) + list(params.items())
+    query = parse_qsl(split.query, keep_blank_values=True) + params
     return urlunsplit(split._replace(query=urlencode(query)))
 
 
-def _read_bounded(response: requests.Response, limit: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
+def _registry_error(body: bytes) -> str:
+    """The distribution spec's ``{"errors": [{"code", "message", "detail"}]}`` as one short line, scrubbed;
+    another body's first line of text."""
     try:
-        for chunk in response.iter_content(64 * 1024):
-            total += len(chunk)
-            if total > limit:
-                raise PushError(f"{what[:1].upper()}{what[1:]} is larger than {limit} bytes; not read.")
-            chunks.append(chunk)
-    except requests.RequestException as exc:
-        raise PushError(f"Reading {what} failed: {_reason(exc)}.") from None
-    finally:
-        response.close()
-    return b"".join(chunks)
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if isinstance(errors, list):
+        parts = [
+            ": ".join(
+                part for part in (e.get("code"), e.get("message"), e.get("detail")) if isinstance(part, str) and part
+            )
+            for e in errors
+            if isinstance(e, dict)
+        ]
+        return _bounded(scrub_secrets("; ".join(part for part in parts if part)), 500)
+    text = body[:1000].decode("utf-8", errors="replace")
+    return _bounded(scrub_secrets(" ".join(text.split())), 200)
 
 
-def _registry_error(response: requests.Response) -> str:
-    """The distribution spec's ``{"errors": [{"code", "message"}]}``, as one short line."""
-    try:
-        raw = response.raw.read(MAX_ERROR_BODY_BYTES, decode_content=True) if response.raw is not None else b""
-    except Exception:  # noqa: BLE001 - an unreadable error body is no reason to hide the status
-        raw = b""
-    finally:
-        response.close()
-    try:
-        errors = json.loads(raw).get("errors") or []
-        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors if isinstance(e, dict)]
-        return scrub_secrets("; ".join(parts))[:300]
-    except (ValueError, AttributeError):
-        return scrub_secrets(raw[:200].decode("utf-8", errors="replace").strip())
+def _bounded(text: str, limit: int) -> str:
+    """A registry's text, cut (after scrubbing, so a secret is never cut in two and left half-readable)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _reason(exc: BaseException) -> str:

@@ -5,6 +5,11 @@ Both files are docker's config format, ``{"auths": {SERVER: {"auth": base64("use
 ``credHelpers`` (a helper per server). This is what kit 1.7 does through oras-go's credential store: it reads
 and writes its own file and only reads docker's. A credential helper (``docker-credential-NAME``) gets the server
 on stdin and answers on stdout, so no secret ever sits on a child's argv.
+
+Parallel CI jobs share one ``KITOPS_HOME``: every login and logout reads the file, changes one entry and writes
+it back under a lock (``locking``, a ``.credentials.json.lock`` next to it, removed when done), and the file
+is replaced atomically (a private temporary file, fsync, rename), so no process loses another's entry and no
+reader sees half a file. kit itself writes the file without that lock.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from kitmlflow_tui.core import settings
+from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError, register_secret
 
 CREDENTIALS_FILE_NAME = "credentials.json"
@@ -31,6 +37,7 @@ HELPER_TIMEOUT_SECONDS = 30
 _DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _TOKEN_USERNAME = "<token>"  # a helper's username meaning "the secret is an identity token"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,41 +98,58 @@ class CredentialStore:
     # writing (kit's file only) ---------------------------------------------------------------------
     def put(self, registry: str, credential: Credential) -> str:
         """Store ``credential`` for ``registry``; returns where it went (for the message)."""
-        config = _read_config(self.kit_file)
-        key = server_key(registry)
-        helper = _helper_for(config, registry)
-        if helper:
-            payload = {"ServerURL": key, "Username": credential.username, "Secret": credential.password}
-            _run_helper(helper, "store", json.dumps(payload))
-            return f"{self.kit_file} via docker-credential-{helper}"
-        auths = config.setdefault("auths", {})
-        if not isinstance(auths, dict):
-            raise KitmlflowError(f"{self.kit_file}: 'auths' is not an object; fix or delete the file.")
-        for old in [k for k in auths if k != key and _key_host(k) == _key_host(key)]:
-            del auths[old]
-        token = base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode()
-        auths[key] = {"auth": token}
-        _write_private(self.kit_file, config)
-        return str(self.kit_file)
+
+        def store(config: dict[str, Any]) -> tuple[str, bool]:
+            key = server_key(registry)
+            helper = _helper_for(config, registry)
+            if helper:
+                payload = {"ServerURL": key, "Username": credential.username, "Secret": credential.password}
+                _run_helper(helper, "store", json.dumps(payload))
+                return f"{self.kit_file} via docker-credential-{helper}", False
+            auths = config.setdefault("auths", {})
+            if not isinstance(auths, dict):
+                raise KitmlflowError(f"{self.kit_file}: 'auths' is not an object; fix or delete the file.")
+            for old in [k for k in auths if k != key and _key_host(k) == _key_host(key)]:
+                del auths[old]
+            token = base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode()
+            auths[key] = {"auth": token}
+            return str(self.kit_file), True
+
+        return self._update(store)
 
     def delete(self, registry: str) -> bool:
         """Forget ``registry`` in kit's file (and its helper); False when nothing was stored for it."""
-        config = _read_config(self.kit_file)
-        removed = False
-        helper = _helper_for(config, registry)
-        if helper:
-            with contextlib.suppress(KitmlflowError):  # a helper's "not found" is nothing to erase
-                _run_helper(helper, "erase", server_key(registry))
-                removed = True
-        auths = config.get("auths")
-        if isinstance(auths, dict):
-            keys = [key for key in auths if _key_host(key) == _key_host(server_key(registry))]
-            for key in keys:
-                del auths[key]
-            if keys:
-                _write_private(self.kit_file, config)
-                removed = True
-        return removed
+
+        def forget(config: dict[str, Any]) -> tuple[bool, bool]:
+            removed = False
+            helper = _helper_for(config, registry)
+            if helper:
+                with contextlib.suppress(KitmlflowError):  # a helper's "not found" is nothing to erase
+                    _run_helper(helper, "erase", server_key(registry))
+                    removed = True
+            auths = config.get("auths")
+            keys: list[str] = []
+            if isinstance(auths, dict):
+                keys = [key for key in auths if _key_host(key) == _key_host(server_key(registry))]
+                for key in keys:
+                    del auths[key]
+            return removed or bool(keys), bool(keys)
+
+        return self._update(forget)
+
+    def _update(self, change: Callable[[dict[str, Any]], tuple[T, bool]]) -> T:
+        """Read kit's file, ``change`` it (which says whether to write it back) and write it, all under the lock."""
+        try:
+            self.kit_file.parent.mkdir(parents=True, exist_ok=True)
+            lock = locking.locked(self.kit_file.with_name(f".{self.kit_file.name}.lock"), remove_when_done=True)
+            with lock:
+                config = _read_config(self.kit_file)
+                result, changed = change(config)
+                if changed:
+                    _write_private(self.kit_file, config)
+        except OSError as exc:
+            raise KitmlflowError(f"Cannot write the credentials file {self.kit_file}: {exc.strerror or exc}.") from None
+        return result
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -234,19 +258,22 @@ def _run_helper(helper: str, action: str, stdin: str) -> str:
 
 
 def _write_private(path: Path, config: dict[str, Any]) -> None:
-    """Write ``config`` to ``path`` atomically, readable by the owner only (it holds secrets)."""
+    """Replace ``path`` with ``config`` atomically, readable by the owner only (it holds secrets): a temporary
+    file created 0600, fsynced, renamed over it, then the folder fsynced so the rename survives a crash."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent="\t")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened and synced
+        folder = os.open(path.parent, os.O_RDONLY)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(config, handle, indent="\t")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
+            os.fsync(folder)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-    except OSError as exc:
-        raise KitmlflowError(f"Cannot write the credentials file {path}: {exc.strerror or exc}.") from None
+            os.close(folder)

@@ -36,7 +36,9 @@ class ArtifactsScreen(WizardScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "select_all(True)", "All"),
         Binding("x", "select_all(False)", "None"),
-        Binding("slash", "glob", "Glob"),
+        # Priority, and the dialog mounted before the next key is read: keys typed in the same burst as "/" reach the
+        # App after it, and must go to the glob field, not to the tree (where x would untick all and a tick all).
+        Binding("slash", "glob", "Glob", priority=True),
         Binding("p", "profiles", "Profiles"),
         Binding("s", "profiles(True)", "Save profile"),
         Binding("c", "review", "Continue"),
@@ -234,11 +236,12 @@ class ArtifactsScreen(WizardScreen):
         self.notify(f"Still listing the artifacts; {what} once the listing is complete.", severity="warning")
         return True
 
-    def action_glob(self) -> None:
+    async def action_glob(self) -> None:
         if self._need_listing("the glob filter works"):
             return
         assert self.browser.index is not None
-        self.app.push_screen(GlobScreen(self.browser.index.tree, self.last_glob), self.glob_chosen)
+        # Awaited: the App reads the burst's next key only once the dialog's field is mounted and focused.
+        await self.app.push_screen(GlobScreen(self.browser.index.tree, self.last_glob), self.glob_chosen)
 
     def glob_chosen(self, choice: GlobChoice | None) -> None:
         if choice is None or self.browser.index is None:

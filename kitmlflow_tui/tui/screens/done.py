@@ -1,9 +1,10 @@
-"""The last step: the ModelKit that was made (and where it was pushed), what to do with it next, and a
-"Push to" that sends it to a registry (only the push runs, as after a failed push of the review's)."""
+"""The last step: the ModelKit that was made (where it was pushed, the attestation attached to it), what to do with
+it next, and a "Push to" that sends it to a registry (only the push runs, as after a failed push of the review's)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
@@ -14,6 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Static
 
+from kitmlflow_tui.core.next_commands import kit_words
 from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
@@ -42,6 +44,7 @@ class DoneScreen(WizardScreen):
         super().__init__()
         self.choice = choice
         self.result = result
+        self.public_key: Path | None = None  # the key that verifies the attestation, when found beside the signing key
 
     def where(self) -> str:
         return f"{self.wizard.display_uri} · {self.choice.run.run_name}"
@@ -50,21 +53,36 @@ class DoneScreen(WizardScreen):
         return self.result.reference
 
     def unpack_words(self) -> list[str]:
-        return ["kit", "unpack", self.local_reference(), "-d", f"./{self.choice.tag.name}"]
+        return kit_words("unpack", self.local_reference(), "-d", f"./{self.choice.tag.name}")
+
+    def signed(self) -> bool:
+        attestation = self.result.attestation
+        return attestation is not None and attestation.envelope is not None and bool(attestation.attached)
 
     def next_commands(self) -> tuple[list[list[str]], list[str]]:
-        """The commands to paste next, and comments for what needs a value only the user knows."""
+        """The commands to paste next, and comments for what needs a value only the user knows. A kit command that
+        talks to the registry carries the flags kit needs to reach it as the push did (the CLI's own rule)."""
         pushed = self.result.pushed
-        commands = [["kit", "list"], self.unpack_words()]
-        if pushed is not None:
-            return [*commands, ["kit", "pull", pushed.reference]], []
-        note = f"to a registry: p (Push to, below), or kit push {self.local_reference()} REGISTRY/REPOSITORY:TAG"
-        return commands, [note]
+        commands = [kit_words("list"), self.unpack_words()]
+        notes = []
+        if self.choice.format == "modelpack":
+            notes.append("a ModelPack: kit 1.10 or later lists and unpacks it (kit 1.7 does not)")
+        if pushed is None:
+            push = one_line(kit_words("push", self.local_reference(), "REGISTRY/REPOSITORY:TAG"))
+            return commands, [*notes, f"to a registry: p (Push to, below), or {push}"]
+        commands.append(kit_words("pull", pushed.reference, access=pushed.access))
+        # verify needs no flag: the wizard reaches a registry as kitmlflow's defaults do (TLS; HTTP for loopback).
+        if self.signed():
+            commands.append(["kitmlflow", "verify", pushed.reference, "--key", str(self.public_key or "PUB")])
+            if self.public_key is None:
+                notes.append(f"PUB: the public key of {self.choice.sign_key} (cosign.pub beside a cosign.key)")
+        return commands, notes
 
     def compose_body(self) -> ComposeResult:
         result = self.result
         with VerticalScroll(id="done-box"):
-            yield Static(f"[b green]✓ ModelKit ready[/]  [b]{escape(self.local_reference())}[/]", id="done-title")
+            made = "ModelPack" if self.choice.format == "modelpack" else "ModelKit"
+            yield Static(f"[b green]✓ {made} ready[/]  [b]{escape(self.local_reference())}[/]", id="done-title")
             table = Table.grid(padding=(0, 1))
             table.add_column(style="dim", no_wrap=True)
             table.add_column(overflow="fold")
@@ -77,6 +95,10 @@ class DoneScreen(WizardScreen):
                 table.add_row("pushed", f"[b]{escape(pushed.reference)}[/]")
                 table.add_row("", pushed.digest)
                 table.add_row("", f"[dim]{sent}, {pushed.existing_blobs} already there[/]")
+            attestation = result.attestation
+            if attestation is not None and attestation.key is not None and self.signed():
+                table.add_row("attested", f"signed SLSA provenance, key {escape(attestation.key.key_id[:19])}…")
+                table.add_row("", f"[dim]attached: {escape(' · '.join(a.where for a in attestation.attached))}[/]")
             table.add_row("size", f"{format_size(result.size)}  (packed by {result.packer})")
             table.add_row("files", f"{count(len(result.download.paths), 'file')} from run {self.choice.run.run_id}")
             table.add_row("stored", escape(str(result.storage_root)))
@@ -102,6 +124,15 @@ class DoneScreen(WizardScreen):
         field = self.query_one("#push-to", Input)
         field.cursor_blink = self.wizard.cursor_blink
         self.query_one(PushStatus).check(field.value)
+        attestation, sign_key, backend = self.result.attestation, self.choice.sign_key, self.wizard.backend
+        if self.signed() and sign_key is not None and attestation is not None and attestation.key is not None:
+            key_id = attestation.key.key_id
+            self.background(lambda: backend.public_key_of(sign_key, key_id), self.public_key_found, group="public-key")
+
+    def public_key_found(self, path: Path | None) -> None:
+        self.public_key = path
+        commands, notes = self.next_commands()
+        self.query_one("#done-next", CommandView).show(commands, notes=notes)
 
     # -- the push ----------------------------------------------------------------------------------
     def action_focus_push(self) -> None:

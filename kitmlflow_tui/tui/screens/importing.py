@@ -34,7 +34,6 @@ from kitmlflow_tui.tui.widgets.laid_out import CommandView
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.pipeline import ImportResult
-    from kitmlflow_tui.core.registry import PushResult
 
 RATE_WINDOW_SECONDS = 5.0
 SHOWN_FILES = 4
@@ -235,7 +234,7 @@ class ImportScreen(WizardScreen):
         )
         if packed is not None:
             self.background(
-                lambda: backend.push(choice, packed, observer, cancel), self.pushed, self.failed, group="import"
+                lambda: backend.push(choice, packed, observer, cancel), self.finished, self.failed, group="import"
             )
         else:
             self.background(
@@ -281,10 +280,6 @@ class ImportScreen(WizardScreen):
         self.timer.stop()
         self.refresh_progress()
         self.post_message(messages.ImportFinished(self, self.choice, result, self.quit_after))
-
-    def pushed(self, result: PushResult) -> None:
-        assert self.packed is not None
-        self.finished(dataclasses.replace(self.packed, pushed=result))
 
     def failed(self, error: KitmlflowError) -> None:
         self.running = False

@@ -1,9 +1,11 @@
-"""Step 4: the Kitfile the import will write, the package fields, where to push, disk space, the headless twin."""
+"""Step 4: the Kitfile the import will write, the package fields, where to push (signed or not), in which format,
+disk space, the headless twin."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
@@ -12,11 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
+from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef, parse_modelkit_reference
+from kitmlflow_tui.core.pipeline import FORMATS, check_format
 from kitmlflow_tui.core.selection.plan import FilterSpec, format_size, make_plan
 from kitmlflow_tui.core.selection.profiles import PackageDefaults
 from kitmlflow_tui.tui import messages
@@ -28,15 +32,17 @@ from kitmlflow_tui.tui.text import count, error_markup, model_version
 from kitmlflow_tui.tui.widgets.laid_out import CommandView, RolesView, YamlView
 from kitmlflow_tui.tui.widgets.push_status import PushStatus
 from kitmlflow_tui.tui.widgets.reference_input import ReferenceInput
+from kitmlflow_tui.tui.widgets.sign_status import SignStatus
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.core.pipeline import KitfilePreview
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the Kitfile is generated again
-LABELS = {
+LABELS = {  # the text fields, in the form's order; "Format" (a choice) follows "Sign with"
     "tag": "Tag",
     "push_to": "Push to",
+    "sign_key": "Sign with",
     "name": "Name",
     "version": "Version",
     "description": "Description",
@@ -74,6 +80,10 @@ def entry_roles(kitfile: Kitfile) -> list[tuple[str, str, str]]:
 
 
 NO_LAYER_ROWS = 5  # files left out of every layer, listed by name (the rest counted)
+FORMAT_LINES = {
+    "modelkit": "Writes a [b]KitOps ModelKit[/]",
+    "modelpack": "Writes a [b]CNCF ModelPack[/] (model-spec v1; this Kitfile in its manifest)",
+}
 
 
 class ReviewScreen(WizardScreen):
@@ -122,6 +132,16 @@ class ReviewScreen(WizardScreen):
                         yield field(
                             getattr(start, key), placeholder=self._placeholder(key), id=f"field-{key}", compact=True
                         )
+                    if key == "sign_key":
+                        with Horizontal(classes="field"):
+                            yield Label("Format", classes="field-label")
+                            yield Select(
+                                [(name, name) for name in FORMATS],
+                                value=start.format,
+                                allow_blank=False,
+                                id="field-format",
+                                compact=True,
+                            )
                 yield Static("", id="tag-error", classes="error-line")
                 yield PushStatus(
                     self.wizard.backend.stored_login,
@@ -130,6 +150,10 @@ class ReviewScreen(WizardScreen):
                     id="push-status",
                     classes="error-line",
                 )
+                yield SignStatus(
+                    self.wizard.backend.check_sign_key, self.background, id="sign-status", classes="error-line"
+                )
+                yield Static("", id="format-line", classes="error-line")
                 yield Static("", id="disk")
                 yield RolesView(id="roles")
                 yield Static("", id="no-layer")
@@ -147,6 +171,8 @@ class ReviewScreen(WizardScreen):
         return ReviewFields(
             tag=self.wizard.initial_tag or default_tag(self.run, self.registered),
             push_to=self.wizard.initial_push_to or "",
+            sign_key=self.wizard.initial_sign_key or settings.SIGN_KEY.value() or "",
+            format=self.wizard.initial_format or "modelkit",
             description=self.package.description or "",
             authors=", ".join(self.package.authors),
             package=self.package,
@@ -156,6 +182,7 @@ class ReviewScreen(WizardScreen):
         return {
             "tag": "repository:tag, e.g. mymodel:v1",
             "push_to": "registry/repository:tag · empty: local only",
+            "sign_key": "cosign.key · empty: unsigned",
             "name": "from the tag",
             "version": "from the tag",
             "description": "from the run's note",
@@ -168,6 +195,7 @@ class ReviewScreen(WizardScreen):
         self.query_one("#tag-error").display = False
         self.query_one("#field-tag", Input).focus()
         self.check_push_to()
+        self.show_format()
         self.show_command()
         self.show_disk()
         self.background(self.wizard.backend.free_bytes, self.free_known, group="disk")
@@ -177,9 +205,13 @@ class ReviewScreen(WizardScreen):
     def value(self, key: str) -> str:
         return self.query_one(f"#field-{key}", Input).value.strip()
 
+    def artifact_format(self) -> str:
+        chosen = self.query_one("#field-format", Select).value
+        return chosen if isinstance(chosen, str) else "modelkit"
+
     def fields(self) -> ReviewFields:
         typed = {f.name: self.value(f.name) for f in fields(ReviewFields) if f.name in LABELS}
-        return ReviewFields(**typed, package=self.package)
+        return ReviewFields(**typed, format=self.artifact_format(), package=self.package)
 
     def overrides(self) -> KitfileOverrides:
         from kitmlflow_tui.core.kitfile import KitfileOverrides  # off the first paint (docs/architecture.md)
@@ -198,6 +230,14 @@ class ReviewScreen(WizardScreen):
 
     def check_push_to(self) -> None:
         self.query_one(PushStatus).check(self.value("push_to"))
+        self.check_sign_key()
+
+    def check_sign_key(self) -> None:
+        self.query_one(SignStatus).check(self.value("sign_key"), pushing=bool(self.value("push_to")))
+
+    def sign_key(self) -> Path | None:
+        """The key that signs the pushed ModelKit's attestation: none without a push."""
+        return self.query_one(SignStatus).path if self.push_target() is not None else None
 
     def tag_reference(self) -> ModelKitRef:
         """The tag typed in "Tag", or BadInputError (exit 2's message) when kit would not take it."""
@@ -205,6 +245,8 @@ class ReviewScreen(WizardScreen):
 
     def choice(self) -> ImportChoice:
         """What the import will do; BadInputError while the tag is not valid."""
+        artifact_format = self.artifact_format()
+        check_format(artifact_format, "auto", "none")  # the wizard's packer and compression
         return ImportChoice(
             self.run,
             self.artifact_tree,
@@ -213,6 +255,8 @@ class ReviewScreen(WizardScreen):
             self.overrides(),
             self.registered,
             self.push_target(),
+            artifact_format,
+            self.sign_key(),
         )
 
     @on(Input.Changed)
@@ -220,12 +264,24 @@ class ReviewScreen(WizardScreen):
         self.post_message(messages.ReviewEdited(self.run.run_id, self.fields()))
         if event.input.id == "field-push_to":
             self.check_push_to()
+        elif event.input.id == "field-sign_key":
+            self.check_sign_key()
         self.show_command()
-        if event.input.id == "field-push_to":
-            return  # the Kitfile does not depend on where it goes
+        if event.input.id in ("field-push_to", "field-sign_key"):
+            return  # the Kitfile does not depend on where it goes, nor on its signature
         if self._debounce is not None:
             self._debounce.stop()
         self._debounce = self.set_timer(PREVIEW_DELAY, self.preview)
+
+    @on(Select.Changed, "#field-format")
+    def format_changed(self) -> None:
+        """The Kitfile is the same in both formats (a ModelPack carries it in its manifest): no new preview."""
+        self.post_message(messages.ReviewEdited(self.run.run_id, self.fields()))
+        self.show_format()
+        self.show_command()
+
+    def show_format(self) -> None:
+        self.query_one("#format-line", Static).update(FORMAT_LINES[self.artifact_format()])
 
     # -- the Kitfile -----------------------------------------------------------------------------
     def preview(self) -> None:
@@ -302,6 +358,8 @@ class ReviewScreen(WizardScreen):
             self.push_target(),
             self.overrides(),
             self.wizard.backend.display_uri,
+            artifact_format=self.artifact_format(),
+            sign_key=self.sign_key(),
         )
 
     def command_line(self) -> str:
@@ -325,6 +383,11 @@ class ReviewScreen(WizardScreen):
                 )
         if overrides.license:
             notes.append(f"the license ({overrides.license}) comes from the profile: add --profile for it")
+        if self.sign_key() is not None:
+            notes.append(
+                f"--sign-key reads the key's password, if it has one, from {settings.SIGN_KEY_PASSWORD.name} "
+                f"({settings.COSIGN_PASSWORD.name} for a cosign key), as the wizard did"
+            )
         return notes
 
     def show_command(self) -> None:
@@ -348,6 +411,14 @@ class ReviewScreen(WizardScreen):
         if push_error is not None:
             self.notify(f"Push to: {push_error.message}", severity="error")
             return
+        if self.sign_key() is not None:
+            sign = self.query_one(SignStatus)
+            if sign.error is not None:
+                self.notify(f"Sign with: {sign.error.message}", severity="error")
+                return
+            if sign.checking:
+                self.notify("Sign with: the key is still being checked.", severity="warning")
+                return
         if self.free is not None and self.free < self.plan.selected_bytes:
             self.notify("Not enough free disk space for the download.", severity="error")
             return

@@ -14,6 +14,7 @@ from rich.markup import escape
 from textual.widgets import Static
 
 from kitmlflow_tui.core.errors import BadInputError, KitmlflowError
+from kitmlflow_tui.core.next_commands import RegistryAccess, kitmlflow_login_words, shell_line
 from kitmlflow_tui.tui.text import error_markup
 
 if TYPE_CHECKING:
@@ -73,9 +74,11 @@ class PushStatus(Static):
                 f"Push to [b]{escape(registry)}[/] as {escape(who)} [dim](login from {escape(login.source)})[/]"
             )
         else:
+            # The wizard reaches a registry as kitmlflow's defaults do (TLS; HTTP for loopback): no flag to add.
+            login_command = shell_line(kitmlflow_login_words(registry, RegistryAccess()))
             self.update(
                 f"[$warning]No login stored for {escape(registry)}[/] (fine if it needs none); to log in:\n"
-                f"[b]kitmlflow login {escape(registry)} -u USER --password-stdin[/]"
+                f"[b]{escape(login_command)}[/]"
             )
 
     def lookup_failed(self, error: KitmlflowError) -> Any:
