@@ -3,7 +3,7 @@ is bounded in size and time, and a cancel closes the connection at once.
 
 A real ``docker-registry`` stands behind ``tests/support/hostile_registry.py`` (a TLS-terminating front, a
 redirecting front, a host that challenges on its own); what each server received is in its ``seen`` list and
-in the registry's access log. Rows 31, 32, 33, 36, 38 and 39 of docs/reliability.md.
+in the registry's access log. Rows 39, 40, 41, 44, 46 and 47 of docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -267,7 +267,9 @@ def test_a_registered_models_files_are_models_uris_and_other_files_runs_uris() -
 
 def test_a_run_imported_whole_is_attested_as_the_run_though_its_model_is_registered() -> None:
     # The source was the run and its files are the run's: models:/ URIs would name a version nobody imported.
-    registered = provenance(registered_model=RegisteredVersion("churn", "2", None, ("champion",), imported_from_run=True))
+    registered = provenance(
+        registered_model=RegisteredVersion("churn", "2", None, ("champion",), imported_from_run=True)
+    )
     assert artifact_uri("model/w.bin", "model", registered) == f"runs:/{'a' * 32}/model/w.bin"
     statement = build_statement(statement_input(provenance=registered))
     external = statement["predicate"]["buildDefinition"]["externalParameters"]
