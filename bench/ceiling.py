@@ -39,7 +39,6 @@ Run: ``.venv/bin/python bench/ceiling.py [--quick] [--runs N] [--shapes small,la
 from __future__ import annotations
 
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -89,25 +88,6 @@ def shape_files(shape: str) -> dict[str, int]:
     return {}
 
 
-def baseline_tree(ref: str, work: Path) -> Path:
-    """The package of git ``ref``, extracted into the work folder (importable from there)."""
-    folder = work / f"baseline-{ref.replace('/', '-')}"
-    folder.mkdir()
-    archive = subprocess.run(["git", "archive", ref, "kitmlflow_tui"], cwd=c.REPO, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    found = subprocess.run(
-        [c.PYTHON, "-c", "import kitmlflow_tui; print(kitmlflow_tui.__file__)"],
-        env={**c.client_env(), "PYTHONPATH": str(folder)},
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if not found.startswith(str(folder)):
-        raise RuntimeError(f"the baseline package is not the one imported: {found}")
-    return folder
-
-
 def main() -> int:
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
@@ -127,7 +107,7 @@ def main() -> int:
     sizes: dict[str, tuple[int, int]] = {}
     with c.workdir(args, "ceiling") as work, c.server(work) as srv:
         key = signing_key(work)
-        baseline = baseline_tree(args.baseline, work) if args.baseline else None
+        baseline = c.baseline_tree(args.baseline, work) if args.baseline else None
         runs_of_shape: dict[str, tuple[str, str, Path]] = {}
         for shape in shapes:
             exp_id, run_id, folder = c.seeded_run(srv, f"bench-ceiling-{shape}")
