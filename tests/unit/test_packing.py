@@ -340,25 +340,6 @@ def test_a_pack_cancelled_after_its_first_layers_leaves_no_blob_nothing_referenc
     assert manifest_of(home, kept.digest)["layers"]
 
 
-def test_a_layer_that_cannot_be_committed_fails_the_pack_with_nothing_left_behind(
-    fixture_folder: Path, tmp_path: Path
-) -> None:
-    """Layers are fsynced and renamed into blobs/ on a background thread while the next one is written: a commit
-    that fails there (a folder squats the last layer's blob path: no later layer's hand-over notices) still fails
-    the pack, tags nothing, and leaves no temporary file and no other blob of the pack."""
-    reference = parse_modelkit_reference("fixture:v1")
-    learned = pack_native(fixture_folder, KITFILE, reference, storage_root=tmp_path / "learn")
-    last_layer = manifest_of(tmp_path / "learn", learned.digest)["layers"][-1]["digest"].removeprefix("sha256:")
-    home = tmp_path / "home"
-    squatter = storage_of(home) / "blobs" / "sha256" / last_layer
-    (squatter / "not-a-blob").mkdir(parents=True)
-    with pytest.raises(PackError, match="Writing the ModelKit"):
-        pack_native(fixture_folder, KITFILE, reference, storage_root=home)
-    assert not list((storage_of(home) / ".kitmlflow-tmp").iterdir())
-    assert not list(storage_of(home).glob("*-tags.json"))
-    assert {p.name for p in (storage_of(home) / "blobs" / "sha256").iterdir()} == {last_layer}
-
-
 def test_repacking_a_tag_moves_it_and_keeps_the_old_manifest(fixture_folder: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = pack_native(fixture_folder, KITFILE, parse_modelkit_reference("fixture:v1"), storage_root=home)

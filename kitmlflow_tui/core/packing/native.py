@@ -5,8 +5,7 @@ storage readable and never a tag pointing at something missing:
 
 1. walk the folder for every Kitfile entry (nothing written yet; bad paths fail here);
 2. stream each layer tar into a locked temporary file in ``storage/``, hashing while writing, then
-   fsync and rename it to ``blobs/sha256/<hex>`` (kept as is when that blob already exists) on a background
-   thread while the next layer is written, all of them done before step 3;
+   rename it to ``blobs/sha256/<hex>`` (kept as is when that blob already exists);
 3. the config (the Kitfile as kit's JSON, with each entry's ``digest``/``diffId``), then the manifest;
 4. under a lock: the shared ``index.json``, the repository's ``-index.json``, and LAST its ``-tags.json``.
 
@@ -45,10 +44,8 @@ from kitmlflow_tui.core.packing.layers import (
 from kitmlflow_tui.core.packing.result import PackResult
 from kitmlflow_tui.core.packing.storage import (
     MANIFEST_MEDIA_TYPE,
-    BlobCommits,
     Descriptor,
     KitStorage,
-    discard_temp_file,
     resolve_kit_home,
 )
 
@@ -149,12 +146,10 @@ def pack_native(
     if on_progress is not None:
         on_progress(0, total)
     try:
-        with storage.session(), BlobCommits(storage) as commits:
+        with storage.session():
             stored = [
-                _store_layer(storage, commits, layer, folder, writer, advance, cancel, digest_files)
-                for layer in planned.layers
+                _store_layer(storage, layer, folder, writer, advance, cancel, digest_files) for layer in planned.layers
             ]
-            commits.wait()
             descriptors = [descriptor for descriptor, _files in stored]
             packed = writer.store(storage, planned, descriptors, reference, cancel)
             return dataclasses.replace(packed, files=tuple(f for _descriptor, files in stored for f in files))
@@ -290,7 +285,6 @@ class ModelKitWriter:
 
 def _store_layer(
     storage: KitStorage,
-    commits: BlobCommits,
     layer: Layer,
     folder: Path,
     writer: ArtifactWriter,
@@ -298,17 +292,12 @@ def _store_layer(
     cancel: threading.Event | None,
     digest_files: bool,
 ) -> tuple[Descriptor, tuple[FileDigest, ...]]:
-    """Write the layer's blob; its commit (fsync, rename) runs on while the next layer is written."""
-    path, handle = storage.open_temp_file("layer")
-    try:
+    with storage.temp_file("layer") as (path, handle):
         sink = LayerSink(handle, writer.compression)
         files = write_layer(
             writer.layout(layer), sink, folder, on_bytes=advance, cancel=cancel, digest_files=digest_files
         )
-    except BaseException:
-        discard_temp_file(path, handle)
-        raise
-    commits.submit(path, handle, sink.digest, sink.blob_size)
+        storage.commit_blob(path, handle, sink.digest, sink.blob_size)
     return writer.descriptor(layer, sink.digest, sink.diff_id, sink.blob_size), files
 
 

@@ -25,7 +25,6 @@ import re
 import secrets
 import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -181,20 +180,17 @@ class KitStorage:
     @contextlib.contextmanager
     def temp_file(self, purpose: str) -> Iterator[tuple[Path, IO[bytes]]]:
         """A new temporary file in storage/; removed on exit unless it was renamed away."""
-        path, handle = self.open_temp_file(purpose)
+        path = self.temp_dir / f"{purpose}-{os.getpid()}-{secrets.token_hex(8)}.part"
+        try:
+            handle = open(path, "xb", buffering=0)  # noqa: SIM115 - closed in finally
+        except OSError as exc:
+            raise PackError(f"Cannot create a temporary file in {self.temp_dir}: {exc.strerror or exc}") from exc
         try:
             yield path, handle
         finally:
-            discard_temp_file(path, handle)
-
-    def open_temp_file(self, purpose: str) -> tuple[Path, IO[bytes]]:
-        """A new temporary file in storage/ that outlives a ``with`` block: the caller hands it to
-        :func:`discard_temp_file` (which leaves it alone once it was renamed away)."""
-        path = self.temp_dir / f"{purpose}-{os.getpid()}-{secrets.token_hex(8)}.part"
-        try:
-            return path, open(path, "xb", buffering=0)  # noqa: SIM115 - closed by discard_temp_file
-        except OSError as exc:
-            raise PackError(f"Cannot create a temporary file in {self.temp_dir}: {exc.strerror or exc}") from exc
+            handle.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def write_file_atomically(self, target: Path, data: bytes, *, mode: int = 0o644) -> None:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
@@ -288,60 +284,6 @@ class KitStorage:
         updated = gojson.GoMap({name: _descriptor_to_go(value) for name, value in tags.items()})
         updated[tag] = manifest.to_go()
         self.write_file_atomically(path, gojson.dumps(updated))
-
-
-def discard_temp_file(path: Path, handle: IO[bytes]) -> None:
-    """Close a temporary file and remove it unless it was renamed away."""
-    handle.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-class BlobCommits:
-    """Finished blobs fsynced and renamed into ``blobs/`` on one background thread while the next layer is written.
-
-    The fsync of a layer waits for the disk and nothing else: run in line, it stops reading and compressing for as
-    long. Call :meth:`wait` before anything names a blob (config, manifest, tags), so a tag still never points at
-    a blob that is not on disk; a blob is still fsynced before its rename, so ``has_blob`` never trusts a torn one
-    after a crash. One thread: blobs are committed in order, and an identical later layer finds the earlier one.
-    Leaving the ``with`` block waits for every commit, whatever happened, so no temporary file outlives the pack.
-    """
-
-    def __init__(self, storage: KitStorage) -> None:
-        self._storage = storage
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kitmlflow-blob-commit")
-        self._pending: list[Future[None]] = []
-
-    def __enter__(self) -> BlobCommits:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._executor.shutdown(wait=True)
-
-    def submit(self, path: Path, handle: IO[bytes], digest: str, size: int) -> None:
-        """Commit the finished temporary blob ``path`` (its open ``handle`` now belongs to this)."""
-        try:
-            self._raise_failed()  # a disk that failed one commit fails the pack now, not after every layer
-        except BaseException:
-            discard_temp_file(path, handle)
-            raise
-        self._pending.append(self._executor.submit(self._commit, path, handle, digest, size))
-
-    def wait(self) -> None:
-        """Every submitted blob is in ``blobs/`` (or the first commit's error is raised)."""
-        for future in self._pending:
-            future.result()
-
-    def _raise_failed(self) -> None:
-        for future in self._pending:
-            if future.done() and future.exception() is not None:
-                future.result()
-
-    def _commit(self, path: Path, handle: IO[bytes], digest: str, size: int) -> None:
-        try:
-            self._storage.commit_blob(path, handle, digest, size)
-        finally:
-            discard_temp_file(path, handle)
 
 
 def _fsync_dir(path: Path) -> None:
