@@ -100,7 +100,7 @@ def layers_with_paths(home: Path) -> list[tuple[str, str, int]]:
     ]
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--warm", action="store_true", help="leave the server's files in the page cache between cases")
     p.add_argument("--scale", type=float, default=1.0, help="size factor of the two large files (for trial runs)")

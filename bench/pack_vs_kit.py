@@ -282,7 +282,7 @@ def build_folder(folder: Path, scale: float = 1.0) -> tuple[dict[str, int], dict
 # ----------------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--warm", action="store_true", help="leave the source files in the page cache between runs")
     p.add_argument(

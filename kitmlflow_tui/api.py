@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kitmlflow_tui.core.errors import BadInputError
-from kitmlflow_tui.core.events import Observer, ProgressEvent
+from kitmlflow_tui.core.events import Observer, ProgressEvent, Step, StepEvent
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.attest.produce import Attestation
@@ -45,6 +45,7 @@ __all__ = [
     "ImportReport",
     "PlanReport",
     "SelectedFile",
+    "Step",
     "StepEvent",
     "download_artifacts",
     "import_modelkit",
@@ -57,18 +58,6 @@ Progress = Observer | Callable[[Any], None] | None
 
 
 # -- results -----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StepEvent:
-    """A step of the core begins: ``step`` is ``connect``, ``list``, ``plan``, ``download``, ``kitfile``, ``pack``,
-    ``push``, ``tag``, ``note`` or ``wait``; ``message`` says it for a person (``print(event)`` shows it)."""
-
-    step: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
 @dataclass(frozen=True)
 class SelectedFile:
     path: str  # relative to the run's artifact root, with "/"
@@ -417,13 +406,9 @@ def prepare_import(
         push_to=tag_ref if push else None,
         registry=registry,
         format=format,
-        **_newer_fields(
-            pipeline.ImportOptions,
-            sign_key=(_path(sign_key), None),
-            attestation_output=(_path(attestation_output), None),
-        ),
-        # A core without the push conflict rule replaces a tag anyway: what force asks for.
-        **_if_field(pipeline.ImportOptions, force=force),
+        sign_key=_path(sign_key),
+        attestation_output=_path(attestation_output),
+        force=force,
     )
     return ImportRequest(reference, spec, options, tracking_uri, dry_run, allow_no_model)
 
@@ -495,7 +480,7 @@ def prepare_sync(
         jobs=_jobs(jobs),
         tracking_uri_flag=tracking_uri,
         format=format,
-        **_newer_fields(sync.SyncOptions, sign_key=(_path(sign_key), None)),
+        sign_key=_path(sign_key),
     )
     sync.check_sync(reference, options)
     return SyncRequest(reference, options)
@@ -647,25 +632,6 @@ def _check_attestation_inputs(sign_key: Path | None, output: Path | None, push: 
         check_sign_key(sign_key)
 
 
-def _newer_fields(options_class: type, **values: tuple[Any, Any]) -> dict[str, Any]:
-    """The (value, default) pairs ``options_class`` has a field for; a value other than its default for a field this
-    version of the core lacks is refused (exit 2) rather than silently dropped."""
-    missing = [
-        name for name, (value, default) in values.items() if not _has_field(options_class, name) and value != default
-    ]
-    if missing:
-        raise BadInputError(f"This version of kitmlflow does not support {', '.join(missing)} yet.")
-    return {name: value for name, (value, _default) in values.items() if _has_field(options_class, name)}
-
-
-def _if_field(options_class: type, **values: Any) -> dict[str, Any]:
-    return {name: value for name, value in values.items() if _has_field(options_class, name)}
-
-
-def _has_field(options_class: type, name: str) -> bool:
-    return any(f.name == name for f in dataclasses.fields(options_class))
-
-
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise BadInputError(f"{what} must be one of {', '.join(allowed)}, not {value!r}.")
@@ -715,8 +681,8 @@ class _Relay(Observer):
     def __init__(self, callback: Callable[[Any], None]) -> None:
         self._callback = callback
 
-    def step(self, name: str, message: str) -> None:
-        self._callback(StepEvent(name, message))
+    def step(self, step: Step, message: str) -> None:
+        self._callback(StepEvent(step, message))
 
     def progress(self, event: ProgressEvent) -> None:
         self._callback(event)
@@ -750,8 +716,8 @@ def _sync_observer(progress: Progress) -> SyncObserver:
     relay = _observer(progress)
 
     class SyncRelay(SyncObserver):
-        def step(self, name: str, message: str) -> None:
-            relay.step(name, message)
+        def step(self, step: Step, message: str) -> None:
+            relay.step(step, message)
 
         @contextlib.contextmanager
         def version(self, version: str) -> Iterator[Observer]:

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, cast
 from rich.console import Console
 from rich.markup import escape
 
-from kitmlflow_tui.core.events import ProgressEvent
-from kitmlflow_tui.core.pipeline import Observer
+from kitmlflow_tui.core.events import Observer, ProgressEvent, Step
 from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.core.sync import SyncAction, SyncObserver
 
@@ -40,7 +39,7 @@ class ProgressRenderer(Observer):
         self._unit = "files"
 
     # -- Observer ------------------------------------------------------------------------------
-    def step(self, name: str, message: str) -> None:
+    def step(self, step: Step, message: str) -> None:
         self.console.print(f"[dim]→[/] {escape(message)}")
 
     def progress(self, event: ProgressEvent) -> None:
@@ -166,7 +165,7 @@ class SyncLines(SyncObserver):
         self.err = err
         self.interactive = interactive
 
-    def step(self, name: str, message: str) -> None:
+    def step(self, step: Step, message: str) -> None:
         self.err.print(f"[dim]→[/] {escape(message)}")
 
     @contextlib.contextmanager

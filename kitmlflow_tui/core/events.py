@@ -1,4 +1,4 @@
-"""What the core tells a renderer while it works: transfer progress events and the pipeline's observer.
+"""What the core tells a renderer while it works: the steps, transfer progress events and the pipeline's observer.
 
 A module of its own, importing nothing heavy, so that a renderer (the CLI's progress, the wizard's import
 screen, the import child's relay) can name these types without importing the pipeline, the Kitfile builder
@@ -9,10 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.pipeline import ImportResult
+
+
+class Step(StrEnum):
+    """What the core is doing, told with a message for a person (:meth:`Observer.step`). A value is its name in
+    the Python API's ``StepEvent.step``: renaming one breaks a caller that matches on it."""
+
+    START = "start"  # the wizard starts the import's own process
+    CONNECT = "connect"
+    LIST = "list"
+    PLAN = "plan"
+    DOWNLOAD = "download"
+    KITFILE = "kitfile"
+    PACK = "pack"
+    PUSH = "push"
+    ATTEST = "attest"
+    TAG = "tag"  # a sync points a tag at a version, or deletes one
+    WAIT = "wait"  # another import of the run, or sync of the registry, holds the lock
+    NOTE = "note"  # no step of its own: a remark during the current one (a retry, a fallback)
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """A step of the core begins (``step``); ``message`` says it for a person (``print(event)`` shows it)."""
+
+    step: Step
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -36,7 +66,7 @@ ProgressCallback = Callable[[ProgressEvent], None]
 class Observer:
     """Receives what the pipeline is doing. The default ignores everything; renderers override."""
 
-    def step(self, name: str, message: str) -> None:  # "connect", "list", "plan", "download", ...
+    def step(self, step: Step, message: str) -> None:
         pass
 
     def listed(self, files: int) -> None:

@@ -37,7 +37,7 @@ from kitmlflow_tui.core.errors import (
     PackError,
     PushError,
 )
-from kitmlflow_tui.core.events import Observer
+from kitmlflow_tui.core.events import Observer, Step
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
@@ -69,7 +69,7 @@ class Session:
 def connect(reference: Reference, tracking_uri_flag: str | None, *, jobs: int, observer: Observer) -> Catalogue:
     tracking_uri = resolve_tracking_uri(reference.tracking_uri, tracking_uri_flag)
     catalogue_jobs = max(jobs, 8)
-    observer.step("connect", f"Connecting to {_display(tracking_uri)}")
+    observer.step(Step.CONNECT, f"Connecting to {_display(tracking_uri)}")
     return Catalogue(tracking_uri, jobs=catalogue_jobs)
 
 
@@ -130,19 +130,19 @@ def plan_with(
     """``plan`` on a catalogue that is connected already (a sync plans many versions on one server)."""
     observer = observer or Observer()
     cancel = cancel or threading.Event()
-    observer.step("list", "Reading the run and listing its artifacts")
+    observer.step(Step.LIST, "Reading the run and listing its artifacts")
     resolved = catalogue.resolve(
         reference, require_finished=not any_status, command=command, on_listed=observer.listed, cancel=cancel
     )
     the_plan = make_plan(resolved.tree, spec)
-    observer.step("plan", f"{len(the_plan.selected)} of {len(resolved.tree.files)} files selected")
+    observer.step(Step.PLAN, f"{len(the_plan.selected)} of {len(resolved.tree.files)} files selected")
     require_selection(the_plan)
     return Session(catalogue, resolved, the_plan, cancel)
 
 
 def download(session: Session, dest: Path, *, jobs: int = 8, observer: Observer | None = None) -> DownloadResult:
     observer = observer or Observer()
-    observer.step("download", f"Downloading into {dest}")
+    observer.step(Step.DOWNLOAD, f"Downloading into {dest}")
     downloader = Downloader(
         session.catalogue.repository,
         jobs=jobs,
@@ -395,7 +395,7 @@ def settle_layers(session: Session, options: ImportOptions, observer: Observer |
     reasons = files_in_no_layer(preview_kitfile(session, options), paths)
     settled = dataclasses.replace(session, plan=session.plan.excluding(reasons), layers_settled=True)
     if reasons:
-        observer.step("plan", f"{len(reasons)} selected files left out: the ModelKit could not hold them")
+        observer.step(Step.PLAN, f"{len(reasons)} selected files left out: the ModelKit could not hold them")
         require_selection(settled.plan)
         # The Kitfile of what is left can leave out more (a file shadowed only by a removed entry): again.
         return settle_layers(dataclasses.replace(settled, layers_settled=False), options, observer)
@@ -472,7 +472,7 @@ def run_import(session: Session, options: ImportOptions, observer: Observer | No
         result = _import_locked(session, options, observer, reference, packer, cache)
     observer.packed(result)
     if options.attests:
-        observer.step("attest", "Writing the provenance attestation" + (" (signed)" if key else ""))
+        observer.step(Step.ATTEST, "Writing the provenance attestation" + (" (signed)" if key else ""))
         attestation = _attestation(session.plan, options, result, key, started)
         result = dataclasses.replace(result, attestation=attestation)
     if options.push_to is None:
@@ -503,7 +503,7 @@ def push_packed(
     if key is None:
         return result
     assert result.plan is not None
-    observer.step("attest", "Writing the provenance attestation (signed)")
+    observer.step(Step.ATTEST, "Writing the provenance attestation (signed)")
     attestation = _attestation(result.plan, options, result, key, started)
     return dataclasses.replace(
         result, attestation=_attach(dataclasses.replace(result, attestation=attestation), options, observer)
@@ -541,9 +541,9 @@ def _attach(result: ImportResult, options: ImportOptions, observer: Observer) ->
     from kitmlflow_tui.core.registry.local import read_local_modelkit
 
     assert options.push_to is not None and result.attestation is not None and result.attestation.envelope is not None
-    observer.step("attest", f"Attaching the signed attestation to {options.push_to}")
+    observer.step(Step.ATTEST, f"Attaching the signed attestation to {options.push_to}")
     local = read_local_modelkit(options.tag, storage_root=options.storage_root)
-    on_note = lambda message: observer.step("note", message)  # noqa: E731
+    on_note = lambda message: observer.step(Step.NOTE, message)  # noqa: E731
     try:
         with RegistryClient.connect(options.push_to.registry, options.registry, on_note=on_note) as client:
             attached = attach_to_pushed(client, options.push_to.repository, local, result.attestation.envelope)
@@ -562,7 +562,7 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
 
     assert options.push_to is not None
     target = options.push_to
-    observer.step("push", f"Pushing {target}")
+    observer.step(Step.PUSH, f"Pushing {target}")
 
     def refuse_other_content(client: RegistryClient) -> None:
         # sync's rule: a tag holding another model, version or run (or no MLflow provenance) stays unless forced.
@@ -584,7 +584,7 @@ def push(result: ImportResult, options: ImportOptions, observer: Observer, cance
             options.registry,
             storage_root=options.storage_root,
             on_progress=observer.push_progress,
-            on_note=lambda message: observer.step("note", message),
+            on_note=lambda message: observer.step(Step.NOTE, message),
             cancel=cancel,
             before_upload=None if options.force else refuse_other_content,
         )
@@ -602,7 +602,7 @@ def _run_cache_lock(cache: Path, observer: Observer, cancel: threading.Event) ->
     wizard ends the wait; the lock file goes when the import is done."""
 
     def told() -> None:
-        observer.step("wait", "Waiting for another import of this run to finish")
+        observer.step(Step.WAIT, "Waiting for another import of this run to finish")
 
     with contextlib.ExitStack() as held:
         try:
@@ -655,14 +655,14 @@ def _import_locked(
             _stage(session, cache, stage)
         except OSError as exc:
             raise PackError(f"Preparing the files of {reference} for packing failed: {exc}.") from exc
-        observer.step("kitfile", "Writing the Kitfile")
+        observer.step(Step.KITFILE, "Writing the Kitfile")
         made = _kitfile_for(session, FolderTree(stage), options)
         _require_every_file_in_a_layer(session, made.kitfile, reference)
         if packer == "kit" and options.attests:
             # kit reads the files itself: hashing them for the attestation is one more read (docs/attestation.md).
-            observer.step("pack", "Hashing the files for the attestation")
+            observer.step(Step.PACK, "Hashing the files for the attestation")
             files = _digest_stage(stage)
-        observer.step("pack", f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
+        observer.step(Step.PACK, f"Packing {reference} ({'kit pack' if packer == 'kit' else 'native packer'})")
         pack = (
             pack_with_kit
             if packer == "kit"
@@ -728,11 +728,11 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
     (``kitmlflow_tui.core.packing.direct``)."""
     from kitmlflow_tui.core.packing.direct import pack_direct
 
-    observer.step("kitfile", "Writing the Kitfile from the run's listing")
+    observer.step(Step.KITFILE, "Writing the Kitfile from the run's listing")
     tree = _listed_tree(session, options.jobs)
     made = _kitfile_for(session, tree, options)
     _require_every_file_in_a_layer(session, made.kitfile, reference)
-    observer.step("download", f"Downloading into the layers of {reference} (native packer)")
+    observer.step(Step.DOWNLOAD, f"Downloading into the layers of {reference} (native packer)")
     direct = pack_direct(
         session.plan,
         tree,
@@ -742,9 +742,7 @@ def _import_direct(session: Session, options: ImportOptions, observer: Observer,
         run_key=_direct_run_key(session.catalogue.tracking_uri, session.resolved.run.run_id),
         storage_root=options.storage_root,
         jobs=options.jobs,
-        on_progress=observer.progress,
-        on_hash_progress=observer.pack_progress,
-        on_step=observer.step,
+        observer=observer,
         cancel=session.cancel,
         tracking_uri=session.catalogue.tracking_uri,
         writer=_artifact_writer(session, options),

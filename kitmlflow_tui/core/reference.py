@@ -159,7 +159,11 @@ def parse_reference(uri: str, *, all_versions: bool = False) -> Reference:
     if prefix and not netloc:
         raise _bad(uri, f"the path {'/'.join(path)!r} is not one of the accepted forms")
     tracking_uri = _server_uri(uri, forced, netloc, prefix) if netloc else None
+    return _reference_of(uri, tail, tracking_uri)
 
+
+def _reference_of(uri: str, tail: list[str], tracking_uri: str | None) -> Reference:
+    """The reference a path's tail names (:func:`_split_tail` has checked its shape)."""
     if not tail:
         return BrowseRef(tracking_uri)
     kind = tail[0]

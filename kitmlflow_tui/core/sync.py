@@ -57,6 +57,7 @@ from kitmlflow_tui.core.errors import (
     as_kitmlflow_error,
     scrub_secrets,
 )
+from kitmlflow_tui.core.events import Step
 from kitmlflow_tui.core.modelkit_reference import (
     ModelKitRef,
     format_reference,
@@ -387,11 +388,11 @@ def run_sync(
     cancel = cancel or threading.Event()
     check_sync(reference, options)
     catalogue = pipeline.connect(reference, options.tracking_uri_flag, jobs=options.jobs, observer=observer)
-    observer.step("list", f"Listing the versions of {reference.name}")
+    observer.step(Step.LIST, f"Listing the versions of {reference.name}")
     versions, deleted, aliases = _versions(catalogue, reference)
     run_ids = _RunIds(catalogue)
     wanted = _tags(reference, options, versions, run_ids)
-    on_note = lambda message: observer.step("note", message)  # noqa: E731
+    on_note = lambda message: observer.step(Step.NOTE, message)  # noqa: E731
     with (
         RegistryClient.connect(options.target.registry, options.registry, on_note=on_note, cancel=cancel) as client,
         contextlib.ExitStack() as stack,
@@ -678,7 +679,7 @@ def _sync_alias(context: _Context, item: _Wanted, version_record: SyncRecord) ->
     if options.dry_run or digest is None:
         return record(SyncAction.WOULD_MOVE_TAG, f"would point {item.tag} at {version_tag}{was}")
     _remember_alias_tag(context, item.tag)
-    context.observer.step("tag", f"Pointing {item.ref} at {version_tag}")
+    context.observer.step(Step.TAG, f"Pointing {item.ref} at {version_tag}")
     moved = context.client.tag(options.target.repository, digest, item.tag)
     action = SyncAction.TAG_CREATED if manifest is None else SyncAction.TAG_MOVED
     return record(action, f"{item.tag} → {version_tag}{was}", digest=moved, size=version_record.size)
@@ -692,7 +693,7 @@ def _alias_tags(context: _Context) -> AliasTags:
         context.alias_tags = read_alias_tags(context.client, context.options.target.repository)
         if context.alias_tags.foreign:
             context.observer.step(
-                "note",
+                Step.NOTE,
                 f"The tag {RECORD_TAG} of {context.options.target} holds something kitmlflow did not write "
                 f"({context.alias_tags.foreign}): alias tags are not recorded, none is reported stale or pruned.",
             )
@@ -758,7 +759,7 @@ def _stale_alias(context: _Context, tag: str) -> SyncRecord | None:
         return stale(f"{gone}; would delete {tag} (version {version})", digest=digest)
     from kitmlflow_tui.core.registry.untag import delete_tag
 
-    context.observer.step("tag", f"Deleting {ref}: {gone}")
+    context.observer.step(Step.TAG, f"Deleting {ref}: {gone}")
     try:
         deleted = delete_tag(context.client, options.target.repository, tag, expected_digest=digest)
     except KitmlflowError as exc:
@@ -874,7 +875,7 @@ def _push(
             local = None  # packed, but the attestation was not written: pack again
     downloaded = 0
     if local is not None:
-        observer.step("pack", f"{item.ref} was packed by a sync that stopped before pushing it: no download")
+        observer.step(Step.PACK, f"{item.ref} was packed by a sync that stopped before pushing it: no download")
     else:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
@@ -895,7 +896,7 @@ def _push(
             envelope = imported.attestation.envelope
             write_document(saved, envelope.to_bytes())
         local = read_local_modelkit(item.ref, storage_root=home)
-    observer.step("push", f"Pushing {item.ref}")
+    observer.step(Step.PUSH, f"Pushing {item.ref}")
     context.unpushed.add(home)
     pushed = push_modelkit(
         item.ref,
@@ -903,7 +904,7 @@ def _push(
         options.registry,
         storage_root=home,
         on_progress=observer.push_progress,
-        on_note=lambda message: observer.step("note", message),
+        on_note=lambda message: observer.step(Step.NOTE, message),
         cancel=context.cancel,
     )
     attestation = None
@@ -921,7 +922,7 @@ def _attach(
     from kitmlflow_tui.core.attest.produce import attach_to_pushed
     from kitmlflow_tui.core.attest.statement import PREDICATE_TYPE
 
-    observer.step("attest", f"Attaching the signed attestation to {item.ref}")
+    observer.step(Step.ATTEST, f"Attaching the signed attestation to {item.ref}")
     attached = attach_to_pushed(context.client, context.options.target.repository, local, envelope)
     return {
         "predicate_type": PREDICATE_TYPE,
@@ -982,7 +983,7 @@ def _target_lock(target: SyncTarget, observer: SyncObserver, cancel: threading.E
     work = root / key
 
     def told() -> None:
-        observer.step("wait", f"Waiting for another sync of {target} to finish")
+        observer.step(Step.WAIT, f"Waiting for another sync of {target} to finish")
 
     with contextlib.ExitStack() as held:
         try:

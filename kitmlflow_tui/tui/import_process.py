@@ -14,10 +14,11 @@ How the two talk:
   never onto argv;
 - a line ``cancel`` on stdin, or stdin closing because the parent is gone, sets the child's cancel event,
   which the pipeline handles like Ctrl-C: completed downloads stay in the cache, no partial ModelKit;
-- the child replays its observer's calls (steps, download, pack and push progress, the packed ModelKit)
-  on pipe FD as length-prefixed pickles ``(method, args)``, then one ``("result", ImportResult)`` (for a
-  ``PushJob``, the ModelKit packed earlier, now pushed) or ``("error", KitmlflowError)``. Its stdout and stderr are only for
-  what Python and MLflow print; the parent keeps the end of stderr for the message if the child dies.
+- the child sends its observer's calls as typed frames (:data:`Frame`: a ``StepEvent``, the download's
+  ``ProgressEvent``, ``Listed``, ``PackProgress``, ``PushProgress``, ``Packed``) on pipe FD as length-prefixed
+  pickles, then one ``Finished`` (its ImportResult; for a ``PushJob``, the ModelKit packed earlier, now pushed) or
+  ``Failed`` (its KitmlflowError); the parent tells its own observer each one. The child's stdout and stderr are
+  only for what Python and MLflow print; the parent keeps the end of stderr for the message if the child dies.
 """
 
 from __future__ import annotations
@@ -33,14 +34,13 @@ import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from kitmlflow_tui.core.errors import KitmlflowError, as_kitmlflow_error, scrub_secrets
-from kitmlflow_tui.core.pipeline import Observer
+from kitmlflow_tui.core.events import Observer, ProgressEvent, Step, StepEvent
 
 if TYPE_CHECKING:
     from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, RunInfo
-    from kitmlflow_tui.core.events import ProgressEvent
     from kitmlflow_tui.core.pipeline import ImportOptions, ImportResult
     from kitmlflow_tui.core.selection.plan import FilterSpec
 
@@ -72,13 +72,66 @@ class PushJob:
     options: ImportOptions
 
 
+# -- the frames -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Listed:
+    files: int
+
+
+@dataclass(frozen=True)
+class PackProgress:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PushProgress:
+    event: ProgressEvent
+
+
+@dataclass(frozen=True)
+class Packed:
+    result: ImportResult
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: ImportResult
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: KitmlflowError
+
+
+ObserverFrame = StepEvent | ProgressEvent | Listed | PackProgress | PushProgress | Packed
+Frame = ObserverFrame | Finished | Failed
+
+
+def tell(observer: Observer, frame: ObserverFrame) -> None:
+    """The observer's call that ``frame`` stands for."""
+    match frame:
+        case StepEvent(step, message):
+            observer.step(step, message)
+        case ProgressEvent():
+            observer.progress(frame)
+        case Listed(files):
+            observer.listed(files)
+        case PackProgress(done, total):
+            observer.pack_progress(done, total)
+        case PushProgress(event):
+            observer.push_progress(event)
+        case Packed(result):
+            observer.packed(result)
+
+
 # -- the parent's side ----------------------------------------------------------------------------
-def run_import_in_child(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> Any:
+def run_import_in_child(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> ImportResult:
     """``pipeline.run_import`` for an ImportJob, ``pipeline.push_packed`` for a PushJob (an ImportResult either
     way), in a child process; the observer's calls are replayed here, on the calling thread.
     Setting ``cancel`` stops the child the way Ctrl-C stops the CLI."""
     if isinstance(job, ImportJob):
-        observer.step("start", "Starting the import (loading MLflow in a process of its own)")
+        observer.step(Step.START, "Starting the import (loading MLflow in a process of its own)")
     read_end, write_end = os.pipe()
     with tempfile.TemporaryFile() as stderr:
         try:
@@ -107,13 +160,13 @@ def run_import_in_child(job: ImportJob | PushJob, observer: Observer, cancel: th
                 target=_relay_cancel, args=(cancel, over, stdin), name=RELAY_THREAD_NAME, daemon=True
             )
             relay.start()
-            outcome: tuple[str, Any] | None = None
+            outcome: Finished | Failed | None = None
             with os.fdopen(read_end, "rb") as frames:
-                for method, args in read_frames(frames):
-                    if method in ("result", "error"):
-                        outcome = (method, args[0])
+                for frame in read_frames(frames):
+                    if isinstance(frame, Finished | Failed):
+                        outcome = frame
                     else:
-                        getattr(observer, method)(*args)
+                        tell(observer, frame)
             code = child.wait()
         finally:
             over.set()
@@ -131,10 +184,9 @@ def run_import_in_child(job: ImportJob | PushJob, observer: Observer, cancel: th
                 f"The import process ended without a result (exit code {code}).",
                 hint=scrub_secrets(tail[-1]) if tail else None,
             )
-    kind, value = outcome
-    if kind == "error":
-        raise value
-    return value
+    if isinstance(outcome, Failed):
+        raise outcome.error
+    return outcome.result
 
 
 def _relay_cancel(cancel: threading.Event, over: threading.Event, stdin: IO[bytes]) -> None:
@@ -150,7 +202,7 @@ def _send_cancel(stdin: IO[bytes]) -> None:
         stdin.flush()
 
 
-def read_frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+def read_frames(stream: IO[bytes]) -> Iterator[Frame]:
     """The frames the child wrote, until it closes its end (a truncated last frame is dropped)."""
     while True:
         header = stream.read(_LENGTH.size)
@@ -160,7 +212,8 @@ def read_frames(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
         body = stream.read(size)
         if len(body) < size:
             return
-        yield pickle.loads(body)  # our own child, started by us: the only writer of this pipe
+        frame: Frame = pickle.loads(body)  # our own child, started by us: the only writer of this pipe
+        yield frame
 
 
 # -- the child's side -----------------------------------------------------------------------------
@@ -171,36 +224,36 @@ class FrameWriter:
         self.stream = stream
         self.lock = threading.Lock()
 
-    def send(self, method: str, *args: Any) -> None:
-        body = pickle.dumps((method, args), protocol=pickle.HIGHEST_PROTOCOL)
+    def send(self, frame: Frame) -> None:
+        body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         with self.lock:
             self.stream.write(_LENGTH.pack(len(body)) + body)
             self.stream.flush()
 
 
 class SendingObserver(Observer):
-    """The pipeline's observer in the child: every call becomes a frame for the parent's observer."""
+    """The pipeline's observer in the child: every call becomes a frame for the parent's observer (:func:`tell`)."""
 
     def __init__(self, frames: FrameWriter) -> None:
         self.frames = frames
 
-    def step(self, name: str, message: str) -> None:
-        self.frames.send("step", name, message)
+    def step(self, step: Step, message: str) -> None:
+        self.frames.send(StepEvent(step, message))
 
     def listed(self, files: int) -> None:
-        self.frames.send("listed", files)
+        self.frames.send(Listed(files))
 
     def progress(self, event: ProgressEvent) -> None:
-        self.frames.send("progress", event)
+        self.frames.send(event)
 
     def pack_progress(self, done: int, total: int) -> None:
-        self.frames.send("pack_progress", done, total)
+        self.frames.send(PackProgress(done, total))
 
     def push_progress(self, event: ProgressEvent) -> None:
-        self.frames.send("push_progress", event)
+        self.frames.send(PushProgress(event))
 
     def packed(self, result: ImportResult) -> None:
-        self.frames.send("packed", result)
+        self.frames.send(Packed(result))
 
 
 def _cancel_on_request(stdin: IO[bytes], cancel: threading.Event) -> None:
@@ -218,7 +271,7 @@ def _sendable(error: KitmlflowError) -> KitmlflowError:
     return error
 
 
-def _run(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> Any:
+def _run(job: ImportJob | PushJob, observer: Observer, cancel: threading.Event) -> ImportResult:
     if isinstance(job, PushJob):
         from kitmlflow_tui.core.pipeline import push_packed
 
@@ -244,13 +297,13 @@ def main(argv: list[str]) -> int:
     try:
         result = _run(job, SendingObserver(frames), cancel)
     except KitmlflowError as exc:
-        frames.send("error", _sendable(exc))
+        frames.send(Failed(_sendable(exc)))
         return exc.exit_code
     except Exception as exc:  # reaches the user as one line; the traceback stays on this process's stderr
         traceback.print_exc()
-        frames.send("error", as_kitmlflow_error(exc))
+        frames.send(Failed(as_kitmlflow_error(exc)))
         return 1
-    frames.send("result", result)
+    frames.send(Finished(result))
     return 0
 
 

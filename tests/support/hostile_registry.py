@@ -154,7 +154,7 @@ class _Server(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
 
-def _make_handler(server: HostileRegistry) -> type[BaseHTTPRequestHandler]:
+def _make_handler(server: HostileRegistry) -> type[BaseHTTPRequestHandler]:  # noqa: C901
     scenario = server.scenario
 
     class Handler(BaseHTTPRequestHandler):

@@ -235,7 +235,7 @@ def model_version(number: str) -> dict:
     }
 
 
-def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
+def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:  # noqa: C901
     scenario = server.scenario
 
     class Handler(BaseHTTPRequestHandler):
@@ -472,7 +472,7 @@ def _make_handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             relative = path[len(ROOT) + 1 :] if path != ROOT else ""
             self._json({"files": scenario.listing(relative)})
 
-        def _download(self, path: str) -> None:
+        def _download(self, path: str) -> None:  # noqa: C901
             with server._lock:
                 server.downloads.append((path, self.headers.get("Range", "")))
                 attempt = sum(1 for seen, _ in server.downloads if seen == path)

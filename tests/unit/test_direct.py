@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from kitmlflow_tui.core.catalogue.records import ArtifactFile, ArtifactTree
 from kitmlflow_tui.core.download import range_journal
 from kitmlflow_tui.core.download.transfer import ProgressEvent
 from kitmlflow_tui.core.errors import InterruptedByUser
+from kitmlflow_tui.core.events import Observer
 from kitmlflow_tui.core.file_tree import FolderTree
 from kitmlflow_tui.core.kitfile import build_kitfile
 from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
@@ -76,7 +78,17 @@ def kitfile_of(tree):
     ).kitfile
 
 
-def pack(store: Path, home: Path, **extra):
+class Transferred(Observer):
+    """Tells ``on_progress`` the direct pack's transfer events (the test cancels from it)."""
+
+    def __init__(self, on_progress: Callable[[ProgressEvent], None]) -> None:
+        self.on_progress = on_progress
+
+    def progress(self, event: ProgressEvent) -> None:
+        self.on_progress(event)
+
+
+def pack(store: Path, home: Path, on_progress: Callable[[ProgressEvent], None] | None = None, **extra):
     the_plan = plan_of(store)
     contents = direct.fetch_contents([f for f in the_plan.selected if direct.content_needed(f)], repository_for, jobs=2)
     tree = direct.listed_tree(the_plan, contents)
@@ -89,6 +101,7 @@ def pack(store: Path, home: Path, **extra):
         run_key="run",
         storage_root=home,
         jobs=4,
+        observer=Transferred(on_progress) if on_progress else None,
         **extra,
     )
 

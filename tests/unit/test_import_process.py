@@ -22,11 +22,19 @@ import pytest
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.download.downloader import ProgressEvent
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, KitmlflowError
+from kitmlflow_tui.core.events import Step, StepEvent
 from kitmlflow_tui.core.modelkit_reference import parse_modelkit_reference
 from kitmlflow_tui.core.pipeline import ImportOptions, Observer, run_cache_dir, run_import, session_from_listing
 from kitmlflow_tui.core.reference import RunRef
 from kitmlflow_tui.core.selection.plan import FilterSpec
-from kitmlflow_tui.tui.import_process import RELAY_THREAD_NAME, ImportJob, read_frames, run_import_in_child
+from kitmlflow_tui.tui.import_process import (
+    RELAY_THREAD_NAME,
+    Failed,
+    Frame,
+    ImportJob,
+    read_frames,
+    run_import_in_child,
+)
 
 CHILD_MODULE = "kitmlflow_tui.tui.import_process"
 
@@ -170,7 +178,7 @@ def test_a_child_whose_parent_is_gone_cancels_itself(job) -> None:
         pass_fds=(write_end,),
     )
     os.close(write_end)
-    frames_seen: list[tuple[str, Any]] = []
+    frames_seen: list[Frame] = []
     try:
         with run_lock_held(job), os.fdopen(read_end, "rb") as frames:
             assert child.stdin is not None
@@ -178,14 +186,14 @@ def test_a_child_whose_parent_is_gone_cancels_itself(job) -> None:
             child.stdin.flush()
             for frame in read_frames(frames):
                 frames_seen.append(frame)
-                if frame == ("step", ("wait", "Waiting for another import of this run to finish")):
+                if frame == StepEvent(Step.WAIT, "Waiting for another import of this run to finish"):
                     child.stdin.close()  # what the kernel does when the wizard dies
             assert child.wait(timeout=60) == InterruptedByUser.exit_code
     finally:
         if child.poll() is None:
             child.kill()
-    kind, (error,) = frames_seen[-1]
-    assert kind == "error" and isinstance(error, InterruptedByUser)
+    last = frames_seen[-1]
+    assert isinstance(last, Failed) and isinstance(last.error, InterruptedByUser)
 
 
 def test_a_child_that_dies_is_reported_and_its_command_line_holds_no_job(job) -> None:

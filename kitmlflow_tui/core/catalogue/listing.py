@@ -3,11 +3,13 @@ hostile servers, every listed name checked to be a clean child of the folder lis
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from kitmlflow_tui.core.catalogue.mlflow_errors import store_errors, translate_error
@@ -35,13 +37,7 @@ def list_roots(
 
     ``roots`` holds (store URI, local folder prefix, model folder or None); ``repository`` gives
     MLflow's artifact repository of a store URI; ``first_level`` holds listings made already."""
-    files: dict[str, ArtifactFile] = {}
-    seen_dirs: set[tuple[str, str]] = set()
-    local_dirs: set[str] = set()  # folders as they land locally, to catch a name that is both
     repos = {uri: repository(uri) for uri, _, _ in roots}
-    # MLflow's REST listing is proto3 JSON, which drops zero values: a file listed over HTTP
-    # without a size is an empty file, not one of unknown size.
-    zero_when_unsized = {uri: is_http_repository(repo) for uri, repo in repos.items()}
     first_level = first_level or {}
 
     def list_one(uri: str, path: str) -> list:
@@ -50,75 +46,109 @@ def list_roots(
         return list_artifacts(repos[uri], path, tracking_uri)
 
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kitmlflow-list") as pool:
-        pending: dict[Future, tuple[str, str, str, str | None, int]] = {}
-        # Finished listings arrive here one by one: waiting on every pending future at each step
-        # (concurrent.futures.wait) costs time in the number queued, quadratic on a wide tree.
-        completed: queue.SimpleQueue[Future] = queue.SimpleQueue()
-
-        def submit(uri: str, path: str, prefix: str, model: str | None, depth: int) -> None:
-            if (uri, path) in seen_dirs:
-                return
-            if depth > MAX_TREE_DEPTH:
-                raise ServerProtocolError(
-                    f"The artifact listing is deeper than {MAX_TREE_DEPTH} folders at {path!r}; refusing it."
-                )
-            local_dir = f"{prefix}/{path}" if prefix and path else (prefix or path)
-            if local_dir in files:
-                raise _both_file_and_folder(local_dir)
-            seen_dirs.add((uri, path))
-            local_dirs.add(local_dir)
-            if len(files) + len(seen_dirs) > MAX_TREE_FILES:
-                raise ServerProtocolError(
-                    f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
-                )
-            future = pool.submit(list_one, uri, path)
-            pending[future] = (uri, path, prefix, model, depth)
-            future.add_done_callback(completed.put)
-
+        listing = _TreeListing(pool, list_one, {uri: is_http_repository(repo) for uri, repo in repos.items()})
         try:
             for uri, prefix, model in roots:
-                submit(uri, "", prefix, model, 0)
-            while pending:
+                listing.submit(_Folder(uri, "", prefix, model, 0))
+            while listing.pending:
                 if cancel is not None and cancel.is_set():
                     raise InterruptedByUser("Listing cancelled.")
                 try:
-                    future = completed.get(timeout=0.5)
+                    future = listing.completed.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                uri, path, prefix, model, depth = pending.pop(future)
+                folder = listing.pending.pop(future)
                 for entry in future.result():
-                    child = checked_child(path, entry.path)
-                    unservable = _proxy_cannot_serve(child) if zero_when_unsized[uri] else None
-                    if entry.is_dir and unservable is None:
-                        submit(uri, child, prefix, model, depth + 1)
-                        continue
-                    if model is not None and child in _CLIENT_SIDE_FILES:
-                        continue
-                    local = f"{prefix}/{child}" if prefix else child
-                    if local in files:
-                        continue  # a server that lists a name twice gets it once
-                    if local in local_dirs:
-                        raise _both_file_and_folder(local)
-                    size = entry.file_size
-                    if size is None and zero_when_unsized[uri] and not entry.is_dir:
-                        size = 0
-                    if size is not None and (not isinstance(size, int) or size < 0):
-                        raise ServerProtocolError(
-                            f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
-                        )
-                    if entry.is_dir:  # a folder the proxy cannot list: in the tree as one unavailable entry
-                        unservable = f"a folder that cannot be listed: {unservable}"
-                    files[local] = ArtifactFile(local, size, uri, child, model, unservable)
-                    if len(files) + len(seen_dirs) > MAX_TREE_FILES:
-                        raise ServerProtocolError(
-                            f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
-                        )
+                    listing.take(folder, entry)
                 if on_listed is not None:
-                    on_listed(len(files))
+                    on_listed(len(listing.files))
         finally:
-            for future in pending:
+            for future in listing.pending:
                 future.cancel()
-    return sorted(files.values(), key=lambda f: f.path)
+    return sorted(listing.files.values(), key=lambda f: f.path)
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A folder to list: ``path`` in the store ``uri``, landing under the local folder ``prefix``; ``model`` is the
+    model folder the root is (None for a run's own artifacts); ``depth`` counts folders below the root."""
+
+    uri: str
+    path: str
+    prefix: str
+    model: str | None
+    depth: int
+
+
+class _TreeListing:
+    """One :func:`list_roots` call's state: the files found, the folders seen and the listings in flight."""
+
+    def __init__(
+        self, pool: ThreadPoolExecutor, list_one: Callable[[str, str], list], over_http: dict[str, bool]
+    ) -> None:
+        self.pool = pool
+        self.list_one = list_one
+        # MLflow's REST listing is proto3 JSON, which drops zero values: a file listed over HTTP
+        # without a size is an empty file, not one of unknown size.
+        self.over_http = over_http
+        self.files: dict[str, ArtifactFile] = {}
+        self.seen_dirs: set[tuple[str, str]] = set()
+        self.local_dirs: set[str] = set()  # folders as they land locally, to catch a name that is both
+        self.pending: dict[Future, _Folder] = {}
+        # Finished listings arrive here one by one: waiting on every pending future at each step
+        # (concurrent.futures.wait) costs time in the number queued, quadratic on a wide tree.
+        self.completed: queue.SimpleQueue[Future] = queue.SimpleQueue()
+
+    def submit(self, folder: _Folder) -> None:
+        if (folder.uri, folder.path) in self.seen_dirs:
+            return
+        if folder.depth > MAX_TREE_DEPTH:
+            raise ServerProtocolError(
+                f"The artifact listing is deeper than {MAX_TREE_DEPTH} folders at {folder.path!r}; refusing it."
+            )
+        prefix, path = folder.prefix, folder.path
+        local_dir = f"{prefix}/{path}" if prefix and path else (prefix or path)
+        if local_dir in self.files:
+            raise _both_file_and_folder(local_dir)
+        self.seen_dirs.add((folder.uri, path))
+        self.local_dirs.add(local_dir)
+        self._check_size()
+        future = self.pool.submit(self.list_one, folder.uri, path)
+        self.pending[future] = folder
+        future.add_done_callback(self.completed.put)
+
+    def take(self, folder: _Folder, entry: Any) -> None:
+        """One entry of ``folder``'s listing: a folder to list next, or a file of the tree."""
+        child = checked_child(folder.path, entry.path)
+        over_http = self.over_http[folder.uri]
+        unservable = _proxy_cannot_serve(child) if over_http else None
+        if entry.is_dir and unservable is None:
+            self.submit(dataclasses.replace(folder, path=child, depth=folder.depth + 1))
+            return
+        if folder.model is not None and child in _CLIENT_SIDE_FILES:
+            return
+        local = f"{folder.prefix}/{child}" if folder.prefix else child
+        if local in self.files:
+            return  # a server that lists a name twice gets it once
+        if local in self.local_dirs:
+            raise _both_file_and_folder(local)
+        size = entry.file_size
+        if size is None and over_http and not entry.is_dir:
+            size = 0
+        if size is not None and (not isinstance(size, int) or size < 0):
+            raise ServerProtocolError(
+                f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
+            )
+        if entry.is_dir:  # a folder the proxy cannot list: in the tree as one unavailable entry
+            unservable = f"a folder that cannot be listed: {unservable}"
+        self.files[local] = ArtifactFile(local, size, folder.uri, child, folder.model, unservable)
+        self._check_size()
+
+    def _check_size(self) -> None:
+        if len(self.files) + len(self.seen_dirs) > MAX_TREE_FILES:
+            raise ServerProtocolError(
+                f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
+            )
 
 
 def list_artifacts(repository, path: str, tracking_uri: str) -> list:

@@ -37,13 +37,13 @@ from kitmlflow_tui.core.download.range_journal import JournalState, JournalWrite
 from kitmlflow_tui.core.download.transfer import (
     FileJob,
     MemoryTarget,
-    ProgressCallback,
     ProgressEvent,
     Transfer,
     pwrite_all,
 )
 from kitmlflow_tui.core.download.transports.versions import ObjectVersion
 from kitmlflow_tui.core.errors import DownloadError, InterruptedByUser, KitmlflowError, PackError
+from kitmlflow_tui.core.events import Observer, Step
 from kitmlflow_tui.core.file_tree import ListedFile, ListedTree
 from kitmlflow_tui.core.kitfile.model import Kitfile
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
@@ -135,9 +135,7 @@ def pack_direct(
     run_key: str,
     storage_root: Path | None = None,
     jobs: int = 8,
-    on_progress: ProgressCallback | None = None,
-    on_hash_progress: Callable[[int, int], None] | None = None,
-    on_step: Callable[[str, str], None] | None = None,
+    observer: Observer | None = None,
     cancel: threading.Event | None = None,
     tracking_uri: str = "",
     cli_version: str = DEFAULT_CLI_VERSION,
@@ -149,7 +147,9 @@ def pack_direct(
     run's lock, so no other import of the run writes there. ``writer`` decides the artifact (an uncompressed
     ModelKit by default; a ModelPack's raw layers are layouts of one file region each). With ``digest_files``
     every file's sha256 is taken in the pass that hashes the layers (:mod:`~kitmlflow_tui.core.packing.file_digests`;
-    a raw layer's file digest is the layer's own)."""
+    a raw layer's file digest is the layer's own). ``observer`` is told the transfer's progress, the hashing step
+    and its progress."""
+    observer = observer or Observer()
     cancel = cancel or threading.Event()
     writer = writer or ModelKitWriter("none", cli_version)
     planned = writer.plan(tree, kitfile)
@@ -175,7 +175,7 @@ def pack_direct(
                     repository_for,
                     destination=resume_dir,
                     jobs=jobs,
-                    on_progress=on_progress,
+                    on_progress=observer.progress,
                     cancel=cancel,
                     tracking_uri=tracking_uri,
                     split=True,
@@ -186,9 +186,8 @@ def pack_direct(
                     transfer.run(jobs_todo)
                 finally:
                     transfer.close()
-                if on_step is not None:
-                    on_step("pack", f"Packing {reference} (native packer: hashing the layers)")
-                descriptors, files = _commit_layers(storage, blobs, writer, on_hash_progress, cancel)
+                observer.step(Step.PACK, f"Packing {reference} (native packer: hashing the layers)")
+                descriptors, files = _commit_layers(storage, blobs, writer, observer.pack_progress, cancel)
             finally:
                 for blob in blobs:
                     blob.close()
@@ -206,7 +205,7 @@ def _commit_layers(
     storage: KitStorage,
     blobs: Sequence[_PartialBlob],
     writer: ArtifactWriter,
-    on_hash_progress: Callable[[int, int], None] | None,
+    on_hash_progress: Callable[[int, int], None],
     cancel: threading.Event,
 ) -> tuple[list[Descriptor], tuple[FileDigest, ...]]:
     """Hash every complete blob once and rename it into ``blobs/``; their descriptors, in layer order, and the
@@ -217,8 +216,7 @@ def _commit_layers(
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        if on_hash_progress is not None:
-            on_hash_progress(done, total)
+        on_hash_progress(done, total)
 
     descriptors = []
     files: list[FileDigest] = []

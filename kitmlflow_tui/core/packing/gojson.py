@@ -62,23 +62,9 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, float):
         out.append(encode_float(value))
     elif isinstance(value, GoMap):
-        out.append("{")
-        for index, key in enumerate(sorted(value, key=lambda k: k.encode("utf-8"))):
-            if index:
-                out.append(",")
-            out.append(encode_string(key))
-            out.append(":")
-            _encode(value[key], out)
-        out.append("}")
+        _encode_object([(key, value[key]) for key in sorted(value, key=lambda k: k.encode("utf-8"))], out)
     elif isinstance(value, dict):
-        out.append("{")
-        for index, (key, item) in enumerate(value.items()):
-            if index:
-                out.append(",")
-            out.append(encode_string(key))
-            out.append(":")
-            _encode(item, out)
-        out.append("}")
+        _encode_object(list(value.items()), out)
     elif isinstance(value, list | tuple):
         out.append("[")
         for index, item in enumerate(value):
@@ -88,6 +74,17 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append("]")
     else:
         raise UnsupportedValue(f"{type(value).__name__} values cannot be written as JSON")
+
+
+def _encode_object(items: list[tuple[str, Any]], out: list[str]) -> None:
+    out.append("{")
+    for index, (key, item) in enumerate(items):
+        if index:
+            out.append(",")
+        out.append(encode_string(key))
+        out.append(":")
+        _encode(item, out)
+    out.append("}")
 
 
 def encode_string(text: str) -> str:

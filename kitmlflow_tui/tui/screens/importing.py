@@ -22,7 +22,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import ProgressBar, RichLog, Static
 
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, scrub_secrets
-from kitmlflow_tui.core.events import Observer, ProgressEvent
+from kitmlflow_tui.core.events import Observer, ProgressEvent, Step
 from kitmlflow_tui.core.selection.plan import format_size
 from kitmlflow_tui.tui import messages
 from kitmlflow_tui.tui.backend import ImportChoice
@@ -66,7 +66,7 @@ class ImportProgress(Observer):
         self.state = ProgressState()
         self.samples: deque[tuple[float, int]] = deque()
 
-    def step(self, name: str, message: str) -> None:
+    def step(self, step: Step, message: str) -> None:
         with self.lock:
             self.state.steps.append(message)
 
