@@ -137,6 +137,26 @@ def machine() -> dict:
     }
 
 
+def baseline_tree(ref: str, work: Path) -> Path:
+    """The package of git ``ref``, extracted into the work folder: first on ``PYTHONPATH``, it is the one a measured
+    process imports (``--baseline REF``: before and after in one run)."""
+    folder = work / f"baseline-{ref.replace('/', '-')}"
+    folder.mkdir()
+    archive = subprocess.run(["git", "archive", ref, "kitmlflow_tui"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    found = subprocess.run(
+        [PYTHON, "-c", "import kitmlflow_tui; print(kitmlflow_tui.__file__)"],
+        env={**client_env(), "PYTHONPATH": str(folder)},
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not found.startswith(str(folder)):
+        raise RuntimeError(f"the baseline package is not the one imported: {found}")
+    return folder
+
+
 # ----------------------------------------------------------------------------------------------
 # servers and data
 

@@ -32,9 +32,11 @@ minus the final size of the ModelKit in ``HOME/storage`` is the temporary overhe
 layer to ``HOME/cache/pack`` first, then copies it into ``storage/``).
 
 ``--diagnose`` adds a third row: the native packer with ``os.fsync`` and ``posix_fadvise`` stubbed out in
-its driver (no change to kitmlflow's code), i.e. what it costs without its durability work.
+its driver (no change to kitmlflow's code), i.e. what it costs without its durability work. ``--baseline REF``
+adds the native packer of that git ref (``_common.baseline_tree``): before and after in one run.
 
-Run: ``.venv/bin/python bench/pack_vs_kit.py [--quick] [--runs N] [--workdir DIR] [--warm] [--diagnose]``
+Run: ``.venv/bin/python bench/pack_vs_kit.py [--quick] [--runs N] [--workdir DIR] [--warm] [--diagnose]
+[--baseline REF]``
 """
 
 from __future__ import annotations
@@ -289,6 +291,7 @@ def main() -> int:  # noqa: C901
         help="also time the native packer with os.fsync and posix_fadvise stubbed out (a diagnostic row)",
     )
     p.add_argument("--scale", type=float, default=1.0, help="size factor of the two large files (for trial runs)")
+    p.add_argument("--baseline", metavar="REF", help="also time the native packer of this git ref (e.g. main)")
     args = p.parse_args()
     runs = c.runs_of(args)
     report = c.Report("pack_vs_kit", args)
@@ -314,7 +317,13 @@ def main() -> int:  # noqa: C901
         )
         logs = work / "logs"
         env = c.client_env()
-        cases = ["native", *(["kit"] if kit else []), *(["native-no-fsync"] if args.diagnose else [])]
+        baseline = c.baseline_tree(args.baseline, work) if args.baseline else None
+        cases = [
+            "native",
+            *(["kit"] if kit else []),
+            *(["native-no-fsync"] if args.diagnose else []),
+            *(["native-baseline"] if baseline else []),
+        ]
         results: dict[str, list[DiskMeasurement]] = {name: [] for name in cases}
         manifests: dict[str, dict] = {}
         for r in range(runs):
@@ -324,6 +333,8 @@ def main() -> int:  # noqa: C901
                 tmp = work / f"tmp-{name}-{r}"
                 tmp.mkdir()
                 run_env = {**env, "TMPDIR": str(tmp), "KITOPS_HOME": str(home)}
+                if name == "native-baseline" and baseline is not None:
+                    run_env["PYTHONPATH"] = f"{baseline}:{env['PYTHONPATH']}"
                 if name.startswith("native"):
                     mode = "no-fsync" if name == "native-no-fsync" else "default"
                     cmd = [c.PYTHON, "-c", NATIVE_DRIVER, str(folder), str(home), TAG, mode]
@@ -369,6 +380,8 @@ def main() -> int:  # noqa: C901
             variants += [("kit", "kit pack (raw, no fsync)", False), ("kit", "kit pack + sync", True)]
         if args.diagnose:
             variants.append(("native-no-fsync", "native, fsync+fadvise stubbed (diagnostic)", False))
+        if baseline:
+            variants.append(("native-baseline", f"native @{args.baseline}", False))
         for name, title, plus in variants:
             values = walls(name, plus)
             ds = results[name]

@@ -28,7 +28,7 @@ from kitmlflow_tui import __version__
 from kitmlflow_tui.core import locking, settings
 from kitmlflow_tui.core.catalogue import Catalogue
 from kitmlflow_tui.core.catalogue.records import ArtifactTree, RegisteredModelInfo, ResolvedRun, RunInfo
-from kitmlflow_tui.core.download.downloader import Downloader, DownloadResult, safe_destination
+from kitmlflow_tui.core.download.downloader import Destinations, Downloader, DownloadResult
 from kitmlflow_tui.core.errors import (
     BadInputError,
     DownloadError,
@@ -404,9 +404,10 @@ def settle_layers(session: Session, options: ImportOptions, observer: Observer |
 
 def _stage(session: Session, cache: Path, stage: Path) -> None:
     """Exactly the planned files, hard-linked from the cache: the cache may hold more from earlier runs."""
+    sources, targets = Destinations(cache), Destinations(stage, fresh_folder=True)
     for file in session.plan.selected:
-        source = safe_destination(cache, file.path)
-        target = safe_destination(stage, file.path, fresh_folder=True)
+        source = sources.path(file.path)
+        target = targets.path(file.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, target)

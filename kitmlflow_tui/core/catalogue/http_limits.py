@@ -151,12 +151,16 @@ def _bound_retries(session: Any) -> None:
     send = session.request
 
     def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        timeout = kwargs.get("timeout")
-        _request.began, _request.timeout = time.monotonic(), timeout[-1] if isinstance(timeout, tuple) else timeout
+        note_request_start(kwargs.get("timeout"))
         return send(method, url, *args, **kwargs)
 
     session.request = request
     session._kitmlflow_deadline = True
+
+
+def note_request_start(timeout: Any) -> None:
+    """A request begins on this thread with this timeout (what bounds its retries; requests' number or tuple)."""
+    _request.began, _request.timeout = time.monotonic(), timeout[-1] if isinstance(timeout, tuple) else timeout
 
 
 @functools.cache

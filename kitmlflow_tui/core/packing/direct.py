@@ -324,7 +324,7 @@ class _PartialBlob:
             missing = self.state.missing(index, region.size)
             if not missing and region.size:
                 missing = [(region.size, region.size)]  # written but not checked: a read at its end checks it
-            target = _RegionTarget(self, index, region.offset)
+            target = _RegionTarget(self, index, region)
             found.append(FileJob(source, target, missing or [(0, 0)], self.state.versions.get(index)))
         return found
 
@@ -368,10 +368,11 @@ class _PartialBlob:
 class _RegionTarget:
     """The transfer's target for one file of a layer: its bytes at their offset in the partial blob."""
 
-    def __init__(self, blob: _PartialBlob, index: int, base: int) -> None:
+    def __init__(self, blob: _PartialBlob, index: int, region: FileRegion) -> None:
         self.blob = blob
         self.index = index
-        self.base = base
+        self.base = region.offset
+        self.size = region.size
 
     def versioned(self, version: ObjectVersion) -> None:
         assert self.blob.journal_writer is not None
@@ -398,7 +399,7 @@ class _RegionTarget:
     def finished(self) -> None:
         assert self.blob.journal_writer is not None and self.blob.hasher is not None
         self.blob.journal_writer.complete(self.index)
-        self.blob.hasher.written(self.index, 0, self.blob.layout.files[self.index].size)
+        self.blob.hasher.written(self.index, 0, self.size)
 
 
 class _InOrderHasher:

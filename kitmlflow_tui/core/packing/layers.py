@@ -27,6 +27,7 @@ The path rules (Go's cleaning, ``.kitignore``) are in :mod:`.kitignore`, the hea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -148,8 +149,9 @@ class TarLayout:
                 yield offset, segment
                 offset += len(segment)
 
-    @property
+    @functools.cached_property
     def files(self) -> tuple[FileRegion, ...]:
+        """The file regions in order (computed once: a layer of 10,000 files is asked for one region per file)."""
         return tuple(s for s in self.segments if isinstance(s, FileRegion))
 
 

@@ -35,6 +35,7 @@ from kitmlflow_tui.core.download.transports.base import (
     stall_seconds,
 )
 from kitmlflow_tui.core.download.transports.presigned import PresignedUrls
+from kitmlflow_tui.core.download.transports.server_session import path_of, session_for
 from kitmlflow_tui.core.download.transports.versions import ObjectVersion, http_version, if_range
 from kitmlflow_tui.core.download.transports.watchdog import Watch
 
@@ -64,14 +65,12 @@ def list_level(repository: Any, path: str) -> list:
     """One folder of the proxy as MLflow ``FileInfo`` entries, with the names exactly as the server sent them
     (MLflow's ``HttpArtifactRepository.list_artifacts`` decodes them)."""
     from mlflow.entities import FileInfo
-    from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.request_utils import augmented_raise_for_status
-    from mlflow.utils.rest_utils import http_request
 
-    url, tail = repository.artifact_uri.split(_ENDPOINT, maxsplit=1)
+    api_base, tail = repository.artifact_uri.split(_ENDPOINT, maxsplit=1)
     root = tail.lstrip("/")
-    params = {"path": posixpath.join(root, path) if path else root}
-    response = http_request(get_default_host_creds(url), _ENDPOINT, "GET", params=params)
+    query = {"path": posixpath.join(root, path) if path else root}
+    response = session_for(repository).get(path_of(api_base) + _ENDPOINT, query=query, stream=False)
     augmented_raise_for_status(response)
     document = response.json()
     if not isinstance(document, dict):
@@ -104,9 +103,8 @@ class HttpTransport(Transport):
     kind = "http"
 
     def __init__(self, repository: Any) -> None:
-        from mlflow.utils.credentials import get_default_host_creds
-
-        self._creds = get_default_host_creds(repository.artifact_uri)
+        self._session = session_for(repository)
+        self._root = path_of(repository.artifact_uri)
         self.supports_ranges = True  # until the server answers a ranged GET with the whole body
         self._serves_ranges = False  # until an answer offers ranges of a named version (see above)
         api_base, proxied, root = repository.artifact_uri.partition(_ENDPOINT)  # .../api/2.0, the run's root
@@ -132,7 +130,6 @@ class HttpTransport(Transport):
         on_version: VersionCallback | None = None,
     ) -> Generator[bytes, None, None]:
         from mlflow.utils.request_utils import augmented_raise_for_status
-        from mlflow.utils.rest_utils import http_request
 
         check_range(start, end)
         if end == start:
@@ -147,9 +144,7 @@ class HttpTransport(Transport):
             headers["If-Range"] = condition
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
-        response = http_request(
-            self._creds, "/" + encode_path(file.remote_path), "GET", stream=True, extra_headers=headers, max_retries=0
-        )
+        response = self._session.get(f"{self._root}/{encode_path(file.remote_path)}", headers=headers, stream=True)
         raw = response.raw
         abort = raw.shutdown if hasattr(raw, "shutdown") else response.close
         with response, Watch(abort, stall_seconds=stall_seconds(), cancel=cancel) as watch:
