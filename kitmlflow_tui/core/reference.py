@@ -128,42 +128,55 @@ def parse_reference(uri: str, *, all_versions: bool = False) -> Reference:
     if not isinstance(uri, str) or not uri.strip():
         raise _bad(str(uri), "it is empty")
     uri = uri.strip()
+    scheme, rest = _checked_scheme(uri)
+    netloc, segments = _host_and_segments(uri, rest)
+    forced = _SCHEMES[scheme.lower()]
+    if forced and not netloc:
+        raise _bad(uri, f"{scheme}:// needs a host")
+    path = _decoded(uri, segments)
+    tail, prefix = _split_tail(uri, path, all_versions)
+    if prefix and not netloc:
+        raise _bad(uri, f"the path {'/'.join(path)!r} is not one of the accepted forms")
+    tracking_uri = _server_uri(uri, forced, netloc, prefix) if netloc else None
+    return _reference_of_tail(uri, tracking_uri, tail)
+
+
+def _checked_scheme(uri: str) -> tuple[str, str]:
+    """The scheme and the text after ``://``, refused when it holds what the grammar never does."""
     scheme, sep, rest = uri.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
         raise _bad(uri, "it must start with mlflow://, mlflow+http:// or mlflow+https://")
-    forced = _SCHEMES[scheme.lower()]
     if "?" in rest or "#" in rest:
         raise _bad(uri, "query strings and fragments are not part of the grammar")
     if any(ord(c) < 0x20 or c in " \\" for c in rest):
         raise _bad(uri, "it contains spaces, backslashes or control characters (percent-encode them)")
+    return scheme, rest
 
+
+def _host_and_segments(uri: str, rest: str) -> tuple[str, list[str]]:
+    """The host part ("" when the URI names none) and the path segments after it, still percent-encoded."""
     segments = rest.split("/")
     while segments and segments[-1] == "":
         segments.pop()  # a trailing slash means nothing
     if any(s == "" for s in segments[1:]):
         raise _bad(uri, "it contains an empty path segment (//)")
-
     netloc = ""
     if segments and segments[0] not in _KEYWORDS:
         netloc = segments.pop(0)
     elif segments and segments[0] == "":
         segments.pop(0)
-    if forced and not netloc:
-        raise _bad(uri, f"{scheme}:// needs a host")
+    return netloc, segments
+
+
+def _decoded(uri: str, segments: list[str]) -> list[str]:
     try:
-        path = [unquote(s, errors="strict") for s in segments]
+        return [unquote(s, errors="strict") for s in segments]
     except UnicodeDecodeError:
         raise _bad(uri, "it has a percent-encoding that is not UTF-8") from None
 
-    tail, prefix = _split_tail(uri, path, all_versions)
-    if prefix and not netloc:
-        raise _bad(uri, f"the path {'/'.join(path)!r} is not one of the accepted forms")
-    tracking_uri = _server_uri(uri, forced, netloc, prefix) if netloc else None
-    return _reference_of(uri, tail, tracking_uri)
 
-
-def _reference_of(uri: str, tail: list[str], tracking_uri: str | None) -> Reference:
-    """The reference a path's tail names (:func:`_split_tail` has checked its shape)."""
+def _reference_of_tail(uri: str, tracking_uri: str | None, tail: list[str]) -> Reference:
+    """The reference the path's end names (``tail`` is one of the shapes :func:`_split_tail` returns)."""
     if not tail:
         return BrowseRef(tracking_uri)
     kind = tail[0]
@@ -173,7 +186,11 @@ def _reference_of(uri: str, tail: list[str], tracking_uri: str | None) -> Refere
         return RunRef(tracking_uri, _checked_id(uri, "run id", tail[3]), _checked_id(uri, "experiment id", tail[1]))
     if kind == "runs":
         return RunRef(tracking_uri, _checked_id(uri, "run id", tail[1]))
-    # models
+    return _model_ref(uri, tracking_uri, tail)
+
+
+def _model_ref(uri: str, tracking_uri: str | None, tail: list[str]) -> ModelRef:
+    """``models/NAME``, ``models/NAME@ALIAS`` or ``models/NAME/VERSION``."""
     if len(tail) == 2 and "@" not in tail[1]:
         return ModelRef(tracking_uri, _checked_name(uri, tail[1]))  # every version (_split_tail allowed it)
     if len(tail) == 2:
@@ -186,23 +203,39 @@ def _reference_of(uri: str, tail: list[str], tracking_uri: str | None) -> Refere
 
 def _split_tail(uri: str, path: list[str], all_versions: bool = False) -> tuple[list[str], list[str]]:
     """Split the path into (the reference part at its end, the server prefix before it)."""
+    size = _tail_size(path)
+    if not size:
+        _refuse_unfinished_tail(uri, path)
+        return [], path
+    tail = path[-size:]
+    if tail[0] == "models" and size == 2 and "@" not in tail[1] and not all_versions:
+        raise _bad(
+            uri,
+            "a model needs a version (models/NAME/VERSION) or an alias (models/NAME@ALIAS); "
+            "every version (models/NAME) is for kitmlflow sync",
+        )
+    return tail, path[:-size]
+
+
+def _tail_size(path: list[str]) -> int:
+    """How many segments at the path's end name a reference (0: none; what is before them is a server prefix).
+    The order matters: ``experiments/E/runs/R`` before ``runs/R``, and ``runs/R`` before ``models/N/V``."""
     n = len(path)
     if n >= 4 and path[-4] == "experiments" and path[-2] == "runs":
-        return path[-4:], path[:-4]
+        return 4
     if n >= 2 and path[-2] == "runs":
-        return path[-2:], path[:-2]
+        return 2
     if n >= 3 and path[-3] == "models":
-        return path[-3:], path[:-3]
-    if n >= 2 and path[-2] == "models":
-        if "@" not in path[-1] and not all_versions:
-            raise _bad(
-                uri,
-                "a model needs a version (models/NAME/VERSION) or an alias (models/NAME@ALIAS); "
-                "every version (models/NAME) is for kitmlflow sync",
-            )
-        return path[-2:], path[:-2]
-    if n >= 2 and path[-2] == "experiments":
-        return path[-2:], path[:-2]
+        return 3
+    if n >= 2 and path[-2] in ("models", "experiments"):
+        return 2
+    return 0
+
+
+def _refuse_unfinished_tail(uri: str, path: list[str]) -> None:
+    """A path that names no reference but ends as one begins (a keyword without its id) is a mistake, not a
+    server prefix."""
+    n = len(path)
     if path and path[-1] in _KEYWORDS:
         needed = {"experiments": "an experiment id", "runs": "a run id", "models": "a model name"}[path[-1]]
         raise _bad(uri, f"{path[-1]!r} must be followed by {needed}")
@@ -210,7 +243,6 @@ def _split_tail(uri: str, path: list[str], all_versions: bool = False) -> tuple[
         raise _bad(uri, f"unexpected {path[-1]!r} after the experiment id")
     if n >= 3 and path[-3] == "experiments":
         raise _bad(uri, "'runs' must be followed by a run id")
-    return [], path
 
 
 def _checked_id(uri: str, what: str, value: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.attest.attach import Found, find_envelopes
@@ -191,22 +192,60 @@ def _check_layers(
     config = manifest.config.get("digest")
     if statement.config_digest is not None and config != statement.config_digest:
         problems.append(f"the manifest's config is {config}, the attestation records {statement.config_digest}")
-    expected = {file.path: file for file in statement.files}
     budget = ByteBudget(
         sum(file.size or 0 for file in statement.files)
         + HEADER_ALLOWANCE_PER_FILE * len(statement.files)
         + HEADER_ALLOWANCE
     )
-    held: dict[str, LayerFile] = {}
-    for layer in manifest.layers:
+    held = _held_files(client, target, manifest, budget)
+    return (*problems, *held.problems, *_differences(held.files, statement))
+
+
+@dataclass(frozen=True)
+class _HeldFiles:
+    """The files the layers hold, by path, and what was wrong with the layers while reading them."""
+
+    files: dict[str, LayerFile]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _LayerDescriptor:
+    digest: str
+    size: int
+    media_type: str
+    annotations: dict[str, str]
+
+    @classmethod
+    def of(cls, layer: dict[str, Any]) -> _LayerDescriptor | None:
+        """The descriptor, or None when it lacks a digest, a size or a media type."""
         digest, size, media_type = layer.get("digest"), layer.get("size"), layer.get("mediaType")
         if not isinstance(digest, str) or not isinstance(size, int) or not isinstance(media_type, str):
+            return None
+        annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
+        return cls(digest, size, media_type, annotations or {})
+
+
+def _held_files(
+    client: RegistryClient, target: VerifyTarget, manifest: RemoteManifest, budget: ByteBudget
+) -> _HeldFiles:
+    """Every layer streamed and read; reading stops when the layers hold more than ``budget``."""
+    problems: list[str] = []
+    held: dict[str, LayerFile] = {}
+    for layer in manifest.layers:
+        descriptor = _LayerDescriptor.of(layer)
+        if descriptor is None:
             problems.append("a layer descriptor without digest, size or media type")
             continue
-        annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
+        digest = descriptor.digest
         try:
             contents = layer_files(
-                client.stream_blob(target.repository, digest), media_type, digest, size, annotations or {}, budget
+                client.stream_blob(target.repository, digest),
+                descriptor.media_type,
+                digest,
+                descriptor.size,
+                descriptor.annotations,
+                budget,
             )
         except (LayerError, PushError) as exc:
             problems.append(f"layer {digest[:19]}…: {exc}")
@@ -219,6 +258,13 @@ def _check_layers(
             if file.path in held:
                 problems.append(f"{file.path} is in the layers twice")
             held[file.path] = file
+    return _HeldFiles(held, tuple(problems))
+
+
+def _differences(held: dict[str, LayerFile], statement: AttestedStatement) -> list[str]:
+    """The files added, changed or removed between the attestation and the layers."""
+    expected = {file.path: file for file in statement.files}
+    problems: list[str] = []
     for path, file in sorted(held.items()):
         attested = expected.get(path)
         if attested is None:
@@ -231,7 +277,7 @@ def _check_layers(
     problems += [
         f"{path} of the attestation is not in the layers (removed)" for path in sorted(expected) if path not in held
     ]
-    return tuple(problems)
+    return problems
 
 
 # -- MLflow ------------------------------------------------------------------------------------------------------

@@ -19,7 +19,13 @@ from typing import Any
 
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.catalogue.http_limits import configure_http
-from kitmlflow_tui.core.catalogue.listing import checked_child, is_http_repository, list_artifacts, list_roots
+from kitmlflow_tui.core.catalogue.listing import (
+    ListingRoot,
+    checked_child,
+    is_http_repository,
+    list_artifacts,
+    list_roots,
+)
 from kitmlflow_tui.core.catalogue.mlflow_errors import check_reachable, mlflow_errors, store_errors
 from kitmlflow_tui.core.catalogue.pages import all_pages
 from kitmlflow_tui.core.catalogue.records import (
@@ -463,7 +469,7 @@ class Catalogue:
                 root = source or run.artifact_uri
             name = posixpath.basename(root.rstrip("/")) or registered.name
             info = LoggedModelInfo(None, name, name, root, run.run_id)
-        files = self._list_roots([(root, info.folder, info.folder)], on_listed, cancel)
+        files = self._list_roots([ListingRoot(root, info.folder, info.folder)], on_listed, cancel)
         return ArtifactTree(tuple(files), (info,))
 
     def run_tree(
@@ -476,8 +482,9 @@ class Catalogue:
         """The run's own artifacts plus each logged model as a ``NAME/`` folder, listed in parallel."""
         top = self.list_level(run.artifact_uri, "")
         models = self._model_folders(run, top)
-        roots: list[tuple[str, str, str | None]] = [(run.artifact_uri, "", None)] + [
-            (m.artifact_location, m.folder, m.folder) for m in models
+        roots = [
+            ListingRoot(run.artifact_uri, ""),
+            *(ListingRoot(m.artifact_location, m.folder, m.folder) for m in models),
         ]
         files = self._list_roots(roots, on_listed, cancel, first_level={run.artifact_uri: top})
         # MLflow 2 stored models inside the run's artifacts: a folder holding MLmodel is a model too.
@@ -548,7 +555,7 @@ class Catalogue:
 
     def _list_roots(
         self,
-        roots: list[tuple[str, str, str | None]],
+        roots: list[ListingRoot],
         on_listed: Callable[[int], None] | None,
         cancel: threading.Event | None,
         first_level: dict[str, list[Any]] | None = None,

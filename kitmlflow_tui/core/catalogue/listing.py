@@ -3,7 +3,6 @@ hostile servers, every listed name checked to be a clean child of the folder lis
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 import queue
 import threading
@@ -23,9 +22,19 @@ MAX_TREE_FILES = 2_000_000  # files and folders of one tree
 _CLIENT_SIDE_FILES = {"registered_model_meta"}  # written by MLflow's own models:/ downloads
 
 
+@dataclass(frozen=True)
+class ListingRoot:
+    """One store root to list: its URI, the local folder its files land under ("" for the run's own
+    artifacts) and the logged model folder it is (None for the run's own artifacts)."""
+
+    store_uri: str
+    prefix: str
+    model: str | None = None
+
+
 def list_roots(
     repository: Callable[[str], Any],
-    roots: Sequence[tuple[str, str, str | None]],
+    roots: Sequence[ListingRoot],
     *,
     jobs: int,
     tracking_uri: str,
@@ -35,21 +44,14 @@ def list_roots(
 ) -> list[ArtifactFile]:
     """Breadth-first listing of several store roots at once, ``jobs`` folders in flight.
 
-    ``roots`` holds (store URI, local folder prefix, model folder or None); ``repository`` gives
-    MLflow's artifact repository of a store URI; ``first_level`` holds listings made already."""
-    repos = {uri: repository(uri) for uri, _, _ in roots}
-    first_level = first_level or {}
-
-    def list_one(uri: str, path: str) -> list:
-        if uri in first_level and path == "":
-            return first_level.pop(uri)
-        return list_artifacts(repos[uri], path, tracking_uri)
-
+    ``repository`` gives MLflow's artifact repository of a store URI; ``first_level`` holds listings made
+    already (by store URI, of its top folder)."""
+    repos = {root.store_uri: repository(root.store_uri) for root in roots}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kitmlflow-list") as pool:
-        listing = _TreeListing(pool, list_one, {uri: is_http_repository(repo) for uri, repo in repos.items()})
+        listing = _TreeListing(pool, repos, tracking_uri, first_level or {})
         try:
-            for uri, prefix, model in roots:
-                listing.submit(_Folder(uri, "", prefix, model, 0))
+            for root in roots:
+                listing.submit(_Folder(root, "", 0))
             while listing.pending:
                 if cancel is not None and cancel.is_set():
                     raise InterruptedByUser("Listing cancelled.")
@@ -57,9 +59,7 @@ def list_roots(
                     future = listing.completed.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                folder = listing.pending.pop(future)
-                for entry in future.result():
-                    listing.take(folder, entry)
+                listing.take(listing.pending.pop(future), future.result())
                 if on_listed is not None:
                     on_listed(len(listing.files))
         finally:
@@ -70,82 +70,99 @@ def list_roots(
 
 @dataclass(frozen=True)
 class _Folder:
-    """A folder to list: ``path`` in the store ``uri``, landing under the local folder ``prefix``; ``model`` is the
-    model folder the root is (None for a run's own artifacts); ``depth`` counts folders below the root."""
+    """A folder to list: its path inside its root's store, and how deep it lies."""
 
-    uri: str
+    root: ListingRoot
     path: str
-    prefix: str
-    model: str | None
     depth: int
+
+    @property
+    def local_dir(self) -> str:
+        prefix, path = self.root.prefix, self.path
+        return f"{prefix}/{path}" if prefix and path else (prefix or path)
 
 
 class _TreeListing:
-    """One :func:`list_roots` call's state: the files found, the folders seen and the listings in flight."""
+    """One listing under way: the files found, the folders listed or in flight, and the bounds on them."""
 
     def __init__(
-        self, pool: ThreadPoolExecutor, list_one: Callable[[str, str], list], over_http: dict[str, bool]
+        self, pool: ThreadPoolExecutor, repos: dict[str, Any], tracking_uri: str, first_level: dict[str, list[Any]]
     ) -> None:
-        self.pool = pool
-        self.list_one = list_one
-        # MLflow's REST listing is proto3 JSON, which drops zero values: a file listed over HTTP
-        # without a size is an empty file, not one of unknown size.
-        self.over_http = over_http
         self.files: dict[str, ArtifactFile] = {}
-        self.seen_dirs: set[tuple[str, str]] = set()
-        self.local_dirs: set[str] = set()  # folders as they land locally, to catch a name that is both
-        self.pending: dict[Future, _Folder] = {}
+        self.pending: dict[Future[list[Any]], _Folder] = {}
         # Finished listings arrive here one by one: waiting on every pending future at each step
         # (concurrent.futures.wait) costs time in the number queued, quadratic on a wide tree.
-        self.completed: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self.completed: queue.SimpleQueue[Future[list[Any]]] = queue.SimpleQueue()
+        self._pool = pool
+        self._repos = repos
+        self._tracking_uri = tracking_uri
+        self._first_level = first_level
+        self._seen_dirs: set[tuple[str, str]] = set()
+        self._local_dirs: set[str] = set()  # folders as they land locally, to catch a name that is both
+        # MLflow's REST listing is proto3 JSON, which drops zero values: a file listed over HTTP
+        # without a size is an empty file, not one of unknown size.
+        self._zero_when_unsized = {uri: is_http_repository(repo) for uri, repo in repos.items()}
 
     def submit(self, folder: _Folder) -> None:
-        if (folder.uri, folder.path) in self.seen_dirs:
+        """Queue a folder's listing, unless it was queued already."""
+        if (folder.root.store_uri, folder.path) in self._seen_dirs:
             return
         if folder.depth > MAX_TREE_DEPTH:
             raise ServerProtocolError(
                 f"The artifact listing is deeper than {MAX_TREE_DEPTH} folders at {folder.path!r}; refusing it."
             )
-        prefix, path = folder.prefix, folder.path
-        local_dir = f"{prefix}/{path}" if prefix and path else (prefix or path)
+        local_dir = folder.local_dir
         if local_dir in self.files:
             raise _both_file_and_folder(local_dir)
-        self.seen_dirs.add((folder.uri, path))
-        self.local_dirs.add(local_dir)
-        self._check_size()
-        future = self.pool.submit(self.list_one, folder.uri, path)
+        self._seen_dirs.add((folder.root.store_uri, folder.path))
+        self._local_dirs.add(local_dir)
+        self._check_count()
+        future = self._pool.submit(self._list_one, folder.root.store_uri, folder.path)
         self.pending[future] = folder
         future.add_done_callback(self.completed.put)
 
-    def take(self, folder: _Folder, entry: Any) -> None:
-        """One entry of ``folder``'s listing: a folder to list next, or a file of the tree."""
-        child = checked_child(folder.path, entry.path)
-        over_http = self.over_http[folder.uri]
-        unservable = _proxy_cannot_serve(child) if over_http else None
-        if entry.is_dir and unservable is None:
-            self.submit(dataclasses.replace(folder, path=child, depth=folder.depth + 1))
+    def _list_one(self, uri: str, path: str) -> list[Any]:
+        if uri in self._first_level and path == "":
+            return self._first_level.pop(uri)
+        return list_artifacts(self._repos[uri], path, self._tracking_uri)
+
+    def take(self, folder: _Folder, entries: list[Any]) -> None:
+        """One folder's listing: its folders queued, its files recorded."""
+        for entry in entries:
+            child = checked_child(folder.path, entry.path)
+            unservable = _proxy_cannot_serve(child) if self._zero_when_unsized[folder.root.store_uri] else None
+            if entry.is_dir and unservable is None:
+                self.submit(_Folder(folder.root, child, folder.depth + 1))
+            else:
+                self._take_file(folder.root, child, entry, unservable)
+
+    def _take_file(self, root: ListingRoot, child: str, entry: Any, unservable: str | None) -> None:
+        """A file, or a folder the proxy cannot list (in the tree as one unavailable entry)."""
+        if root.model is not None and child in _CLIENT_SIDE_FILES:
             return
-        if folder.model is not None and child in _CLIENT_SIDE_FILES:
-            return
-        local = f"{folder.prefix}/{child}" if folder.prefix else child
+        local = f"{root.prefix}/{child}" if root.prefix else child
         if local in self.files:
             return  # a server that lists a name twice gets it once
-        if local in self.local_dirs:
+        if local in self._local_dirs:
             raise _both_file_and_folder(local)
+        size = self._checked_size(root.store_uri, local, entry)
+        if entry.is_dir:
+            unservable = f"a folder that cannot be listed: {unservable}"
+        self.files[local] = ArtifactFile(local, size, root.store_uri, child, root.model, unservable)
+        self._check_count()
+
+    def _checked_size(self, uri: str, local: str, entry: Any) -> int | None:
         size = entry.file_size
-        if size is None and over_http and not entry.is_dir:
+        if size is None and self._zero_when_unsized[uri] and not entry.is_dir:
             size = 0
         if size is not None and (not isinstance(size, int) or size < 0):
             raise ServerProtocolError(
                 f"The artifact store listed {local!r} with the size {size!r}; refusing the listing."
             )
-        if entry.is_dir:  # a folder the proxy cannot list: in the tree as one unavailable entry
-            unservable = f"a folder that cannot be listed: {unservable}"
-        self.files[local] = ArtifactFile(local, size, folder.uri, child, folder.model, unservable)
-        self._check_size()
+        return size
 
-    def _check_size(self) -> None:
-        if len(self.files) + len(self.seen_dirs) > MAX_TREE_FILES:
+    def _check_count(self) -> None:
+        if len(self.files) + len(self._seen_dirs) > MAX_TREE_FILES:
             raise ServerProtocolError(
                 f"The artifact listing has more than {MAX_TREE_FILES:,} files and folders; refusing it."
             )

@@ -56,6 +56,17 @@ class JournalState:
 
 def read_journal(path: Path, identity: str, region_sizes: Sequence[int]) -> JournalState | None:
     """The journal at ``path`` if it is the journal of ``identity``; ranges outside their region are dropped."""
+    lines = _lines_after_header(path, identity)
+    if lines is None:
+        return None
+    state = JournalState()
+    for line in lines:
+        _apply_line(state, line.split(), region_sizes)
+    return state
+
+
+def _lines_after_header(path: Path, identity: str) -> list[bytes] | None:
+    """The journal's complete lines after its header; None when it is not the journal of ``identity``."""
     try:
         if path.stat().st_size > MAX_BYTES:
             return None
@@ -64,30 +75,42 @@ def read_journal(path: Path, identity: str, region_sizes: Sequence[int]) -> Jour
         return None
     if not lines or lines[0].decode("utf-8", "replace") != f"{_HEADER} {identity}":
         return None
-    state = JournalState()
-    for line in lines[1:]:
-        fields = line.split()
-        kind = fields[0] if fields else b""
-        if kind == b"V" and len(fields) == 3 and _region(fields[1], len(region_sizes)) is not None:
-            version = ObjectVersion.from_token(fields[2].decode("ascii", "replace"))
-            if version is not None:
-                state.versions[int(fields[1])] = version
-            continue
-        try:
-            numbers = [int(value) for value in fields[1:]]
-        except ValueError:
-            continue
-        if kind == b"S" and not numbers:
-            state.split = True
-        elif kind == b"X" and len(numbers) == 1 and 0 <= numbers[0] < len(region_sizes):
-            state.forget(numbers[0])
-        elif kind == b"D" and len(numbers) == 1 and 0 <= numbers[0] < len(region_sizes):
-            state.complete.add(numbers[0])
-        elif kind == b"R" and len(numbers) == 3 and 0 <= numbers[0] < len(region_sizes):
-            region, start, end = numbers
-            if 0 <= start < end <= region_sizes[region]:
-                state.done.setdefault(region, []).append((start, end))
-    return state
+    return lines[1:]
+
+
+def _apply_line(state: JournalState, fields: list[bytes], region_sizes: Sequence[int]) -> None:
+    """What one line says, added to ``state``; a line that is not one of the forms says nothing."""
+    kind = fields[0] if fields else b""
+    if kind == b"V":
+        _apply_version(state, fields[1:], len(region_sizes))
+        return
+    try:
+        numbers = [int(value) for value in fields[1:]]
+    except ValueError:
+        return
+    if kind == b"S" and not numbers:
+        state.split = True
+    elif numbers and 0 <= numbers[0] < len(region_sizes):
+        _apply_region_line(state, kind, numbers, region_sizes[numbers[0]])
+
+
+def _apply_version(state: JournalState, fields: list[bytes], region_count: int) -> None:
+    """``V <region> <version>``."""
+    if len(fields) == 2 and _region(fields[0], region_count) is not None:
+        version = ObjectVersion.from_token(fields[1].decode("ascii", "replace"))
+        if version is not None:
+            state.versions[int(fields[0])] = version
+
+
+def _apply_region_line(state: JournalState, kind: bytes, numbers: list[int], region_size: int) -> None:
+    """``X <region>``, ``D <region>`` or ``R <region> <start> <end>`` of a region that exists."""
+    region = numbers[0]
+    if kind == b"X" and len(numbers) == 1:
+        state.forget(region)
+    elif kind == b"D" and len(numbers) == 1:
+        state.complete.add(region)
+    elif kind == b"R" and len(numbers) == 3 and 0 <= numbers[1] < numbers[2] <= region_size:
+        state.done.setdefault(region, []).append((numbers[1], numbers[2]))
 
 
 class JournalWriter:

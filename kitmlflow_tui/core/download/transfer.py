@@ -203,6 +203,21 @@ class _Job:
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
+def _pieces_of(job: _Job) -> list[_Piece]:
+    """A job's missing ranges as pieces (set on the job too); the last reads to the end of the object."""
+    spec = job.spec
+    job.holds_bytes = job.held > 0
+    size = spec.file.size
+    ranges = sorted(spec.missing)
+    if size is not None and (not ranges or ranges[-1][1] < size):
+        ranges.append((size, size))  # the tail is there: check the object ends where it was listed
+    for index, (start, end) in enumerate(ranges):
+        last = index == len(ranges) - 1
+        job.pieces.append(_Piece(job, start, None if size is None else end, to_eof=last, pos=start, claimed=start))
+    job.open_pieces = len(job.pieces)
+    return job.pieces
+
+
 class Transfer:
     """Fetches :class:`FileJob`s with ``jobs`` workers. ``repository_for(root_uri)`` gives MLflow's artifact
     repository of a store root; ``destination`` names where the bytes go in messages (disk full, ...);
@@ -268,17 +283,7 @@ class Transfer:
         pieces: list[_Piece] = []
         for spec in sorted(jobs, key=lambda j: j.missing_bytes(), reverse=True):  # long transfers start early
             job = _Job(spec, self.transport(spec.file.root_uri), version=spec.version, held=spec.held_bytes())
-            job.holds_bytes = job.held > 0
-            size = spec.file.size
-            ranges = sorted(spec.missing)
-            if size is not None and (not ranges or ranges[-1][1] < size):
-                ranges.append((size, size))  # the tail is there: check the object ends where it was listed
-            for index, (start, end) in enumerate(ranges):
-                last = index == len(ranges) - 1
-                piece = _Piece(job, start, None if size is None else end, to_eof=last, pos=start, claimed=start)
-                job.pieces.append(piece)
-            job.open_pieces = len(job.pieces)
-            pieces.extend(job.pieces)
+            pieces.extend(_pieces_of(job))
         self._queue = collections.deque(pieces)
         self._active = []
         self._failures = []
@@ -286,9 +291,13 @@ class Transfer:
         # A lone large file is one piece: the workers beyond the pieces wait to take a half of it (``_split_one``)
         # as soon as its store is known to read ranges cheaply.
         splittable = self.split and any(p.end is not None and p.end - p.start >= 2 * MIN_SPLIT_BYTES for p in pieces)
-        workers = self.jobs if splittable else min(self.jobs, max(len(pieces), 1))
+        self._run_workers(self.jobs if splittable else min(self.jobs, max(len(pieces), 1)))
+        self._raise_failure()
+
+    def _run_workers(self, count: int) -> None:
+        """Run ``count`` workers until the queue is done or they stop; Ctrl-C cancels them."""
         threads = [
-            threading.Thread(target=self._worker, name=f"kitmlflow-transfer-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._worker, name=f"kitmlflow-transfer-{i}", daemon=True) for i in range(count)
         ]
         # Daemon threads: Ctrl-C must not wait for a multi-gigabyte transfer to finish.
         for thread in threads:
@@ -301,6 +310,9 @@ class Transfer:
             self.cancel.set()
             _join_briefly(threads)
             raise InterruptedByUser("Download interrupted; completed files are kept for the next run.") from None
+
+    def _raise_failure(self) -> None:
+        """The failure the workers met, if any: a cancellation first."""
         if self.cancel.is_set() and all(isinstance(f, InterruptedByUser) for f in self._failures):
             # the transfers it stopped say only "cancelled"; the user wants to know what is kept
             raise InterruptedByUser("Download cancelled; completed files are kept for the next run.")

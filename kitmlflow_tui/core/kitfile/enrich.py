@@ -19,10 +19,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kitmlflow_tui.core.catalogue.records import LoggedModelInfo, RegisteredModelInfo, RunInfo
 from kitmlflow_tui.core.errors import scrub_secrets
@@ -67,6 +67,7 @@ MLFLOW_MODEL_PART_TYPE = "mlflow-model"
 MLFLOW_UNKNOWN_USER = "unknown"
 
 _PROVENANCE_HEADER = "# MLflow provenance written by kitmlflow; regenerated on every import.\n"
+_Entry = TypeVar("_Entry", DatasetEntry, CodeEntry, DocsEntry)
 
 
 @dataclass(frozen=True)
@@ -231,26 +232,12 @@ def _corrected_entries(
 ) -> tuple[Model | None, list[DatasetEntry], list[CodeEntry], list[DocsEntry]]:
     """kit's entries without those inside an MLflow model folder, the MLflow model as the model, and
     kit's rules for root metadata re-applied. Licenses are cleared: the caller places the license."""
-
-    def outside_models(path: str | None) -> bool:
-        return not any(_is_within(path or ".", m.path) for m, _ in models)
-
     metadata = set(base.root_metadata)
-    root_metadata = [p for p in base.root_metadata if outside_models(p)]
-    datasets = [d for d in base.datasets if outside_models(d.path) and d.path not in metadata]
-    code = [c for c in base.code if outside_models(c.path)]
-    docs = [d for d in base.docs if outside_models(d.path)]
-
-    model = base.model
-    if models:
-        model = _mlflow_model(models, run)
-        # kit's own model guess and parts, where they lie outside every MLflow model folder.
-        if base.model is not None:
-            leftovers = [ModelPart(name=base.model.name, path=base.model.path), *base.model.parts]
-            kept = [replace(e, name=e.name or None) for e in leftovers if outside_models(e.path)]
-            model = replace(model, parts=model.parts + tuple(p for p in kept if p.path not in metadata))
-    elif model is not None:
-        model = replace(model, parts=tuple(p for p in model.parts if p.path not in metadata))
+    root_metadata = [p for p in base.root_metadata if _outside_models(p, models)]
+    datasets = _kept_outside(base.datasets, models, but_not=metadata)
+    code = _kept_outside(base.code, models)
+    docs = _kept_outside(base.docs, models)
+    model = _corrected_model(base.model, models, run, metadata)
 
     # MLflow's environment files outside a model folder describe the run's code, not a model or data.
     code += [CodeEntry(path=p) for p in root_metadata if p in describe.ENVIRONMENT_FILES]
@@ -263,6 +250,32 @@ def _corrected_entries(
     datasets = [replace(d, license=None) for d in datasets]
     code = [replace(c, license=None) for c in code]
     return model, datasets, code, docs
+
+
+def _outside_models(path: str | None, models: list[Matched]) -> bool:
+    """Whether an entry's path (None: the root) lies outside every MLflow model folder."""
+    return not any(_is_within(path or ".", m.path) for m, _ in models)
+
+
+def _kept_outside(entries: list[_Entry], models: list[Matched], but_not: Set[str | None] = frozenset()) -> list[_Entry]:
+    """The entries outside every MLflow model folder, less those whose path is in ``but_not``."""
+    return [e for e in entries if _outside_models(e.path, models) and e.path not in but_not]
+
+
+def _corrected_model(kit_model: Model | None, models: list[Matched], run: RunInfo, metadata: set[str]) -> Model | None:
+    """The MLflow model (else kit's guess) with kit's parts that lie outside every MLflow model folder;
+    root metadata files are left out (the caller places them)."""
+    if not models:
+        if kit_model is None:
+            return None
+        return replace(kit_model, parts=tuple(p for p in kit_model.parts if p.path not in metadata))
+    model = _mlflow_model(models, run)
+    if kit_model is None:
+        return model
+    # kit's own model guess and parts, where they lie outside every MLflow model folder.
+    leftovers = [ModelPart(name=kit_model.name, path=kit_model.path), *kit_model.parts]
+    kept = [replace(e, name=e.name or None) for e in leftovers if _outside_models(e.path, models)]
+    return replace(model, parts=model.parts + tuple(p for p in kept if p.path not in metadata))
 
 
 def _mlflow_model(models: list[Matched], run: RunInfo) -> Model:

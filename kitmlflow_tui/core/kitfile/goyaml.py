@@ -179,25 +179,37 @@ def parse_timestamp(text: str) -> Timestamp | None:
     if match is None:
         return None
     parts = match.groupdict()
-    has_time = parts["sep"] is not None
-    if has_time and parts["sep"].startswith(" ") == (parts["zone"] is not None):
+    clock = _clock(parts)
+    offset = _zone_minutes(parts["zone"])
+    if clock is None or offset is None:
+        return None
+    if offset >= 24 * 60:  # time.Time.MarshalJSON: "timezone hour outside of range [0,23]"
+        return Timestamp(text, None)
+    zone = f"{parts['zone'][0]}{offset // 60:02d}:{offset % 60:02d}" if offset else "Z"
+    fraction = (parts["frac"] or "")[:9].rstrip("0")
+    return Timestamp(text, clock + (f".{fraction}" if fraction else "") + zone)
+
+
+def _clock(parts: dict[str, Any]) -> str | None:
+    """The date and time to the second (``YYYY-MM-DDThh:mm:ss``), or None when they are not a valid one."""
+    sep = parts["sep"]
+    if sep is not None and sep.startswith(" ") == (parts["zone"] is not None):
         return None  # T/t need a zone; a space takes none
     year, month, day = int(parts["y"]), int(parts["m"]), int(parts["d"])
-    hour, minute, second = (int(parts[k]) for k in "HMS") if has_time else (0, 0, 0)
+    hour, minute, second = (int(parts[k]) for k in "HMS") if sep is not None else (0, 0, 0)
     if not (1 <= month <= 12 and hour < 24 and minute < 60 and second < 60):
         return None
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     if not 1 <= day <= _DAYS_IN_MONTH[month - 1] + (month == 2 and leap):
         return None
-    zone = parts["zone"] or "Z"
-    if zone != "Z":
-        zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:6])
-        if zone_hours > 24 or zone_minutes > 60:  # Go allows 24 and 60 themselves
-            return None
-        offset = zone_hours * 60 + zone_minutes
-        if offset >= 24 * 60:  # time.Time.MarshalJSON: "timezone hour outside of range [0,23]"
-            return Timestamp(text, None)
-        zone = f"{zone[0]}{offset // 60:02d}:{offset % 60:02d}" if offset else "Z"
-    fraction = (parts["frac"] or "")[:9].rstrip("0")
-    clock = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
-    return Timestamp(text, clock + (f".{fraction}" if fraction else "") + zone)
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+
+
+def _zone_minutes(zone: str | None) -> int | None:
+    """The zone's distance from UTC in minutes (none or Z: 0), or None when Go refuses it."""
+    if zone is None or zone == "Z":
+        return 0
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    if hours > 24 or minutes > 60:  # Go allows 24 and 60 themselves
+        return None
+    return hours * 60 + minutes

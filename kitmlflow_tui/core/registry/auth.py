@@ -141,8 +141,17 @@ class Authenticator:
         assert challenge is not None
         if not challenge.realm:
             raise AuthError(f"The registry {self.registry} asks for a token but names no token service (realm).")
-        params = [("service", challenge.service)] if challenge.service else []
-        params += [("scope", scope) for scope in sorted(scopes)]
+        answer = self._ask_token_service(challenge, scopes)
+        if answer.status in (401, 403):
+            raise CredentialsRefusedError(
+                f"The token service of {self.registry} refused {self.who()} (HTTP {answer.status})."
+            )
+        if answer.status != 200:
+            raise PushError(f"The token service of {self.registry} answered HTTP {answer.status}.")
+        return self._token_of(answer.body)
+
+    def _ask_token_service(self, challenge: Challenge, scopes: frozenset[str]) -> TokenAnswer:
+        """A refresh token is exchanged by POST; else a GET, with the user's password if there is one."""
         credential = self.credential
         headers = {"Accept": "application/json"}
         if credential is not None and credential.identity_token:
@@ -150,19 +159,17 @@ class Authenticator:
             form = {"grant_type": "refresh_token", "refresh_token": credential.identity_token}
             form.update(client_id=OAUTH_CLIENT_ID, **({"service": challenge.service} if challenge.service else {}))
             form["scope"] = " ".join(sorted(scopes))
-            answer = self._request_token("POST", challenge.realm, headers, [], form)
-        else:
-            if credential is not None and (credential.username or credential.password):
-                headers["Authorization"] = "Basic " + _basic(credential)
-            answer = self._request_token("GET", challenge.realm, headers, params, None)
-        if answer.status in (401, 403):
-            raise CredentialsRefusedError(
-                f"The token service of {self.registry} refused {self.who()} (HTTP {answer.status})."
-            )
-        if answer.status != 200:
-            raise PushError(f"The token service of {self.registry} answered HTTP {answer.status}.")
+            return self._request_token("POST", challenge.realm, headers, [], form)
+        params = [("service", challenge.service)] if challenge.service else []
+        params += [("scope", scope) for scope in sorted(scopes)]
+        if credential is not None and (credential.username or credential.password):
+            headers["Authorization"] = "Basic " + _basic(credential)
+        return self._request_token("GET", challenge.realm, headers, params, None)
+
+    def _token_of(self, body: bytes) -> _Token:
+        """The token of a token service's answer (``token``, else OAuth2's ``access_token``), kept secret."""
         try:
-            data = json.loads(answer.body)
+            data = json.loads(body)
         except ValueError:
             data = None
         value = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None

@@ -137,11 +137,7 @@ class HttpTransport(Transport):
         if self._presigned.wanted(file) and (link := self._presigned.link(file)) is not None:
             yield from self._presigned.stream(file, link, start, end, cancel, expect, on_version)
             return
-        byte_range = range_header(start, end)
-        headers = {"Range": byte_range} if byte_range else None
-        condition = if_range(expect) if expect is not None and (expect.tag or "").startswith(SOURCE + " ") else None
-        if headers and condition:
-            headers["If-Range"] = condition
+        headers = _range_headers(start, end, expect)
         # The wait for the answer and its first byte is MLflow's request timeout (a proxied object from a
         # remote store reaches us only once the server has fetched it); the watch takes over from the first byte.
         response = self._session.get(f"{self._root}/{encode_path(file.remote_path)}", headers=headers, stream=True)
@@ -151,19 +147,11 @@ class HttpTransport(Transport):
             if start and response.status_code == 416:
                 return  # nothing at or after ``start``: the caller's size check says whether that is right
             augmented_raise_for_status(response)
-            skip = 0
-            if headers and response.status_code == 206:
-                check_partial(response.headers.get("Content-Range"), start, end, file.size)
-            elif headers:
-                check_whole(response.headers.get("Content-Length"), file.size)
-                skip = start  # the whole object came: what precedes ``start`` is dropped
+            skip = _bytes_before_start(response, headers is not None, start, end, file.size)
             version = http_version(SOURCE, response.headers)
             if on_version is not None:
                 on_version(version)  # a changed object ends the stream here
-            if skip:
-                self.supports_ranges = False  # a whole answer of the same version: the server ignores ranges
-            elif version.tag and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes":
-                self._serves_ranges = True
+            self._learn_ranges(response, version, whole=bool(skip))
             chunks = watch.track(iter_body(response, CHUNK_BYTES))
             try:
                 yield from bounded(_skipped(chunks, skip), start, end)
@@ -171,6 +159,37 @@ class HttpTransport(Transport):
                 watch.check(file.path)
                 raise
             watch.check(file.path)
+
+    def _learn_ranges(self, response: Any, version: ObjectVersion, *, whole: bool) -> None:
+        """What an answer says of the server's ranges (``whole``: a ranged GET got the whole object)."""
+        if whole:
+            self.supports_ranges = False  # a whole answer of the same version: the server ignores ranges
+        elif version.tag and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes":
+            self._serves_ranges = True
+
+
+def _range_headers(start: int, end: int | None, expect: ObjectVersion | None) -> dict[str, str] | None:
+    """The Range header of ``[start, end)`` (None: the whole object), with If-Range when ``expect`` is a version
+    this server named."""
+    byte_range = range_header(start, end)
+    if not byte_range:
+        return None
+    headers = {"Range": byte_range}
+    condition = if_range(expect) if expect is not None and (expect.tag or "").startswith(SOURCE + " ") else None
+    if condition:
+        headers["If-Range"] = condition
+    return headers
+
+
+def _bytes_before_start(response: Any, ranged: bool, start: int, end: int | None, size: int | None) -> int:
+    """How many bytes of the answer come before ``start``: none of a 206 (checked to be the range asked for),
+    ``start`` of a whole answer to a ranged GET (checked to be the whole object)."""
+    if ranged and response.status_code == 206:
+        check_partial(response.headers.get("Content-Range"), start, end, size)
+    elif ranged:
+        check_whole(response.headers.get("Content-Length"), size)
+        return start
+    return 0
 
 
 def _skipped(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
