@@ -49,6 +49,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check kitmlflow_tui tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 # What `make check` asks of style, fixed in place (the rest it reports is for a person to fix).
 fix: $(STAMP)

@@ -122,11 +122,6 @@ class ModelKitRef:
         """The tag the text named (``v3``), None when it named none."""
         return self.tag if self.tag_given else None
 
-    @property
-    def repository_reference(self) -> str:
-        """``registry/repository`` without a tag: what ``sync --to`` names."""
-        return f"{self.registry}/{self.repository}"
-
 
 def parse_modelkit_reference(text: str) -> ModelKitRef:
     """A ``-t`` value to pack under, or exit 2: :func:`parse_model_reference`, then refused where kit accepts a name it

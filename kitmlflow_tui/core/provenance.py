@@ -106,10 +106,6 @@ class MlflowProvenance:
     masked_fields: tuple[str, ...] = ()  # where credentials were replaced with ***
     datasets: tuple[DatasetSource, ...] = ()  # written only when the run logged any
 
-    @property
-    def made_by_kitmlflow(self) -> bool:
-        return self.importer.name == IMPORTER_NAME
-
     def to_mapping(self) -> dict[str, Any]:
         """The stored shape (key order is the order kit writes them in the config, and so part of its digest)."""
         mapping: dict[str, Any] = {

@@ -65,11 +65,6 @@ class ModelRef:
     def all_versions(self) -> bool:
         return self.version is None and self.alias is None
 
-    @property
-    def models_uri(self) -> str:
-        """The ``models:/`` URI MLflow itself understands."""
-        return f"models:/{self.name}@{self.alias}" if self.alias else f"models:/{self.name}/{self.version}"
-
 
 @dataclass(frozen=True)
 class BrowseRef:

@@ -302,10 +302,6 @@ class ArtifactBrowser:
         root = self.index.root
         return Totals(self._counts.get("", 0), self._sizes.get("", 0), root.count, root.size)
 
-    def selected_size(self, folder: str) -> int:
-        self._refresh()
-        return self._sizes.get(folder, 0)
-
     def spec(self) -> FilterSpec:
         """The FilterSpec reproducing the ticks exactly: the patterns last applied (a profile, globs) with
         the files ticked or unticked since as paths, when that is exact; else paths for everything."""

@@ -19,7 +19,6 @@ from kitmlflow_tui.core.errors import BadInputError
 from kitmlflow_tui.watch.delivery import MODEL_EVENTS
 from kitmlflow_tui.watch.receiver import WEBHOOK_PATH
 
-DEFAULT_WEBHOOK_NAME = "kitmlflow-watch"
 WEBHOOK_EVENTS = tuple(sorted(MODEL_EVENTS))
 RESOLVE_SECONDS = 3.0
 

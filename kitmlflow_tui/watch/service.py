@@ -30,7 +30,6 @@ from kitmlflow_tui.watch.queue import WorkQueue
 from kitmlflow_tui.watch.receiver import WEBHOOK_PATH, Receiver
 from kitmlflow_tui.watch.worker import Reconciler, SyncSettings, Worker
 
-DEFAULT_LISTEN = ("127.0.0.1", 8765)
 STOP_WAIT_SECONDS = 60.0  # for the worker to leave the version it was importing
 
 

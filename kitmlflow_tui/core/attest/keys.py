@@ -83,9 +83,6 @@ class SigningKey:
             return bytes(self._private.sign(data, ec.ECDSA(hashes.SHA256())))
         return bytes(self._private.sign(data))
 
-    def verifying_key(self) -> VerifyingKey:
-        return VerifyingKey(self.info, self._private.public_key())
-
 
 def load_signing_key(path: Path, password: str | None = None) -> SigningKey:
     """The private key in ``path``, opened with ``password``, else the environment's (KITMLFLOW_SIGN_KEY_PASSWORD;
