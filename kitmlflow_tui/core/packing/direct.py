@@ -165,27 +165,9 @@ def pack_direct(
             try:
                 for blob in blobs:
                     blob.open(tree.contents)
-                jobs_todo = [job for blob in blobs for job in blob.jobs(by_path, tree.contents)]
-                still = sum(job.missing_bytes() for job in jobs_todo)
-                regions = [region for blob in blobs for region in blob.layout.files if region.name in by_path]
-                total = sum(region.size for region in regions)
-                in_memory = sum(region.size for region in regions if region.name in tree.contents)
-                reused = total - still - in_memory
-                transfer = Transfer(
-                    repository_for,
-                    destination=resume_dir,
-                    jobs=jobs,
-                    on_progress=observer.progress,
-                    cancel=cancel,
-                    tracking_uri=tracking_uri,
-                    split=True,
-                    spool_dir=resume_dir,
+                filled = _fill_blobs(
+                    blobs, plan, by_path, tree, repository_for, resume_dir, jobs, observer, cancel, tracking_uri
                 )
-                transfer.report(ProgressEvent("plan", size=still, total=plan.selected_bytes, files=len(jobs_todo)))
-                try:
-                    transfer.run(jobs_todo)
-                finally:
-                    transfer.close()
                 observer.step(Step.PACK, f"Packing {reference} (native packer: hashing the layers)")
                 descriptors, files = _commit_layers(storage, blobs, writer, observer.pack_progress, cancel)
             finally:
@@ -198,7 +180,56 @@ def pack_direct(
     except OSError as exc:
         raise PackError(f"Writing the ModelKit into {storage.root} failed: {exc.strerror or exc}") from exc
     shutil.rmtree(resume_dir, ignore_errors=True)
-    return DirectResult(packed, resume_dir, transfer.moved + in_memory, reused - transfer.dropped, total)
+    return DirectResult(
+        packed, resume_dir, filled.moved + filled.in_memory, filled.reused - filled.dropped, filled.total
+    )
+
+
+@dataclass(frozen=True)
+class _Filled:
+    """What filling the layer blobs took: bytes fetched, dropped (a changed file's), already there, in memory."""
+
+    moved: int
+    dropped: int
+    reused: int
+    in_memory: int
+    total: int
+
+
+def _fill_blobs(
+    blobs: list[_PartialBlob],
+    plan: Plan,
+    by_path: Mapping[str, ArtifactFile],
+    tree: ListedTree,
+    repository_for: Callable[[str], Any],
+    resume_dir: Path,
+    jobs: int,
+    observer: Observer,
+    cancel: threading.Event,
+    tracking_uri: str,
+) -> _Filled:
+    """Fetch every selected file's missing bytes into its region of the open ``blobs``."""
+    jobs_todo = [job for blob in blobs for job in blob.jobs(by_path, tree.contents)]
+    still = sum(job.missing_bytes() for job in jobs_todo)
+    regions = [region for blob in blobs for region in blob.layout.files if region.name in by_path]
+    total = sum(region.size for region in regions)
+    in_memory = sum(region.size for region in regions if region.name in tree.contents)
+    transfer = Transfer(
+        repository_for,
+        destination=resume_dir,
+        jobs=jobs,
+        on_progress=observer.progress,
+        cancel=cancel,
+        tracking_uri=tracking_uri,
+        split=True,
+        spool_dir=resume_dir,
+    )
+    transfer.report(ProgressEvent("plan", size=still, total=plan.selected_bytes, files=len(jobs_todo)))
+    try:
+        transfer.run(jobs_todo)
+    finally:
+        transfer.close()
+    return _Filled(transfer.moved, transfer.dropped, total - still - in_memory, in_memory, total)
 
 
 def _commit_layers(
