@@ -62,6 +62,7 @@ def filter_options(command: Command) -> Command:
     """The filter flags (passed as ``filters``: a :class:`FilterFlags`), and --tracking-uri, --jobs, --json and
     --yes (passed as ``tracking_uri``, ``jobs``, ``as_json``, ``yes``)."""
 
+    # wraps() also carries over the options declared below this decorator (click keeps them on the function).
     @functools.wraps(command)
     def with_filters(
         *args: Any,
@@ -108,7 +109,7 @@ def filter_options(command: Command) -> Command:
 
 
 def pack_options(command: Command) -> Command:
-    """What is packed and how: shared by import and sync."""
+    """What is packed and how: shared by import, sync and watch."""
     options = [
         click.option(
             "--packer",
