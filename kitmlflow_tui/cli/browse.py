@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,8 +20,21 @@ from kitmlflow_tui.cli.output import (
 )
 from kitmlflow_tui.core.errors import BadInputError
 
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.reference import Reference
+    from kitmlflow_tui.core.selection.plan import FilterSpec
 
-def open_wizard(reference, **options: Any) -> int:
+
+def open_wizard(
+    reference: Reference | None,
+    *,
+    tracking_uri_flag: str | None = None,
+    tag: str | None = None,
+    push: bool = False,
+    spec: FilterSpec | None = None,
+    artifact_format: str | None = None,
+    sign_key: Path | None = None,
+) -> int:
     """The Textual wizard, for a person at a terminal; scripts get a clear refusal instead of a hang."""
     if not interactive():
         raise BadInputError(
@@ -30,7 +43,15 @@ def open_wizard(reference, **options: Any) -> int:
         )
     from kitmlflow_tui.tui.app import run_wizard
 
-    return run_wizard(reference, **options)
+    return run_wizard(
+        reference,
+        tracking_uri_flag=tracking_uri_flag,
+        tag=tag,
+        push=push,
+        spec=spec,
+        artifact_format=artifact_format,
+        sign_key=sign_key,
+    )
 
 
 # Tracking URIs a user may type where the wizard takes an mlflow:// reference.

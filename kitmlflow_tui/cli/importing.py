@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from kitmlflow_tui.api import prepare_download, prepare_import
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.browse import open_wizard
+from kitmlflow_tui.cli.documents import DownloadDocument, ImportDocument
 from kitmlflow_tui.cli.options import (
+    FilterFlags,
     LocalPath,
+    RegistryFlags,
     check_registry_flags,
     filter_options,
     given_on_command_line,
@@ -22,12 +25,9 @@ from kitmlflow_tui.cli.options import (
 )
 from kitmlflow_tui.cli.output import (
     Output,
-    attestation_document,
     escape,
     interactive,
-    plan_document,
     progress_renderer,
-    pushed_document,
     run_guarded,
     show_attestation,
     show_next,
@@ -78,6 +78,11 @@ if TYPE_CHECKING:
 def import_command(
     uri: str,
     tag: str,
+    filters: FilterFlags,
+    tracking_uri: str | None,
+    jobs: int,
+    as_json: bool,
+    yes: bool,
     dry_run: bool,
     kitfile_path: Path | None,
     packer: str,
@@ -87,11 +92,11 @@ def import_command(
     description: str | None,
     authors: tuple[str, ...],
     push: bool,
-    sign_key: Path | None,
-    attestation_output: Path | None,
     force: bool,
     allow_no_model: bool,
-    **options: Any,
+    network: RegistryFlags,
+    sign_key: Path | None,
+    attestation_output: Path | None,
 ) -> None:
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
 
@@ -100,14 +105,14 @@ def import_command(
         request = prepare_import(
             uri,
             tag,
-            include=options["includes"],
-            exclude=options["excludes"],
-            max_file_size=options["max_file_size"],
-            profile=options["profile"],
+            include=filters.includes,
+            exclude=filters.excludes,
+            max_file_size=filters.max_file_size,
+            profile=filters.profile,
             push=push,
             force=force,
-            tracking_uri=options["tracking_uri"],
-            jobs=options["jobs"],
+            tracking_uri=tracking_uri,
+            jobs=jobs,
             packer=packer,
             compression=compression,
             kitfile=kitfile_path,
@@ -119,9 +124,9 @@ def import_command(
             sign_key=_sign_key(sign_key, push, attestation_output),
             attestation_output=attestation_output,
             allow_no_model=allow_no_model,
-            **registry_arguments(push, options),
+            **registry_arguments(push, network),
         )
-        if not dry_run and not options["yes"]:
+        if not dry_run and not yes:
             if not interactive():
                 raise BadInputError(
                     "kitmlflow import needs --yes when it cannot ask (no terminal).",
@@ -130,7 +135,7 @@ def import_command(
             # A person at a terminal reviews the selection in the wizard, opened at the run's artifacts.
             return open_wizard(
                 request.reference,
-                tracking_uri_flag=options["tracking_uri"],
+                tracking_uri_flag=tracking_uri,
                 tag=tag,
                 push=push,
                 spec=request.spec,
@@ -141,13 +146,11 @@ def import_command(
         planned = request.plan(renderer)  # with what the ModelKit cannot hold left out
         for warning in planned.warnings:  # a model the filters leave out (all of it: refused unless allowed)
             out.warn(warning)
-        document = plan_document(planned.report)
         show_plan(out, planned.report)
         if dry_run:
             kitfile = planned.preview().kitfile
-            document["kitfile"] = kitfile.to_dict()
             _show_kitfile(out, kitfile)
-            out.document(document)
+            out.document(ImportDocument(planned.report, kitfile, artifact_format))
             return 0
         with renderer.live():
             result = planned.run()
@@ -161,24 +164,10 @@ def import_command(
         if result.attestation is not None:
             show_attestation(out, result.attestation)
         show_next(out, _next_commands(result.reference, result.pushed))
-        document.update(
-            kitfile=result.kitfile.to_dict(),
-            reference=result.reference,
-            digest=result.digest,
-            packer=result.packer,
-            format=artifact_format,
-            size=result.size,
-            downloaded_bytes=result.downloaded_bytes,
-            reused_bytes=result.reused_bytes,
-        )
-        if result.pushed is not None:
-            document["pushed"] = pushed_document(result.pushed)
-        if result.attestation is not None:
-            document["attestation"] = attestation_document(result.attestation)
-        out.document(document)
+        out.document(ImportDocument(planned.report, result.kitfile, artifact_format, imported=result))
         return 0
 
-    run_guarded(options["as_json"], body)
+    run_guarded(as_json, body)
 
 
 def _next_commands(reference: str, pushed: PushResult | None) -> list[list[str]]:
@@ -219,22 +208,31 @@ def _show_kitfile(out: Output, kitfile: Kitfile) -> None:
 )
 @filter_options
 @click.option("--any-status", is_flag=True, help="Also download a run that is not FINISHED (RUNNING, FAILED, KILLED).")
-def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
+def download(
+    uri: str,
+    dest: Path,
+    filters: FilterFlags,
+    tracking_uri: str | None,
+    jobs: int,
+    as_json: bool,
+    yes: bool,
+    any_status: bool,
+) -> None:
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
 
     def body(out: Output) -> int:
         request = prepare_download(
             uri,
             dest,
-            include=options["includes"],
-            exclude=options["excludes"],
-            max_file_size=options["max_file_size"],
-            profile=options["profile"],
-            tracking_uri=options["tracking_uri"],
-            jobs=options["jobs"],
+            include=filters.includes,
+            exclude=filters.excludes,
+            max_file_size=filters.max_file_size,
+            profile=filters.profile,
+            tracking_uri=tracking_uri,
+            jobs=jobs,
             any_status=any_status,
         )
-        if not options["yes"] and not interactive():
+        if not yes and not interactive():
             raise BadInputError(
                 "kitmlflow download needs --yes when it cannot ask (no terminal).",
                 hint="Add --yes; filters come from --include/--exclude/--max-file-size/--profile.",
@@ -242,7 +240,7 @@ def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
         renderer = progress_renderer(out)
         planned = request.plan(renderer)
         show_plan(out, planned.report)
-        if not options["yes"] and not click.confirm(
+        if not yes and not click.confirm(
             f"Download {len(planned.report.selected)} files into {dest}?", default=True, err=True
         ):
             raise InterruptedByUser("Nothing downloaded.")
@@ -252,9 +250,7 @@ def download(uri: str, dest: Path, any_status: bool, **options: Any) -> None:
             f"[green]✓[/] {len(result.paths)} files in {escape(str(result.dest))} "
             f"({size_text(result.downloaded_bytes)} moved, {size_text(result.reused_bytes)} already there)"
         )
-        document = plan_document(result)
-        document.update(dest=str(result.dest.resolve()), downloaded_bytes=result.downloaded_bytes)
-        out.document(document)
+        out.document(DownloadDocument(result))
         return 0
 
-    run_guarded(options["as_json"], body)
+    run_guarded(as_json, body)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
 from kitmlflow_tui.cli.app import CONTEXT, cli
-from kitmlflow_tui.cli.options import (
-    registry_options,
-    registry_settings,
-)
+from kitmlflow_tui.cli.options import RegistryFlags, registry_options
 from kitmlflow_tui.cli.output import (
     Output,
     escape,
@@ -29,7 +25,9 @@ from kitmlflow_tui.core.errors import BadInputError, CredentialsRefusedError
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password or token from standard input.")
 @registry_options
-def login(registry: str, username: str | None, password: str | None, password_stdin: bool, **options: Any) -> None:
+def login(
+    registry: str, username: str | None, password: str | None, password_stdin: bool, network: RegistryFlags
+) -> None:
     """Check credentials against REGISTRY and store them where kit keeps its own ($KITOPS_HOME/credentials.json)."""
 
     def body(out: Output) -> int:
@@ -37,7 +35,7 @@ def login(registry: str, username: str | None, password: str | None, password_st
         from kitmlflow_tui.core.registry import login as registry_login
 
         host = parse_registry_host(registry)
-        settings = registry_settings(options)
+        settings = network.settings()
         user = username or (click.prompt("Username", err=True) if interactive() else "")
         if not user:
             raise BadInputError("kitmlflow login needs a user name: -u USER.")

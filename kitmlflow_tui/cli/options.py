@@ -1,16 +1,30 @@
 """Options several commands share (filters, packing, registries); the Python API (``kitmlflow_tui.api``)
-turns them into a filter spec, registry settings and a push target."""
+turns them into a filter spec, registry settings and a push target.
+
+The filter flags and the registry flags reach a command as one value each (:class:`FilterFlags`,
+:class:`RegistryFlags`): their decorators declare the click options and bundle what click passes by name."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
 
 from kitmlflow_tui.core.errors import BadInputError
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+    from kitmlflow_tui.core.reference import Reference
+    from kitmlflow_tui.core.registry import RegistryOptions
+
+# A command's function as click calls it: every option by name.
+Command = Callable[..., None]
 
 
 class LocalPath(click.Path):
@@ -22,7 +36,7 @@ class LocalPath(click.Path):
         return super().convert(value, param, ctx)
 
 
-def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Shell completion of a profile: the saved names (a listing of the profiles folder, nothing heavier), or the
     shell's own file completion once the value is a path (it holds a ``/``)."""
     from click.shell_completion import CompletionItem
@@ -34,7 +48,32 @@ def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: st
     return [CompletionItem(name) for name in list_profiles() if name.startswith(incomplete)]
 
 
-def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+@dataclass(frozen=True)
+class FilterFlags:
+    """--include, --exclude, --max-file-size and --profile as given: the Python API turns them into a filter spec."""
+
+    includes: tuple[str, ...]
+    excludes: tuple[str, ...]
+    max_file_size: str | None
+    profile: str | None
+
+
+def filter_options(command: Command) -> Command:
+    """The filter flags (passed as ``filters``: a :class:`FilterFlags`), and --tracking-uri, --jobs, --json and
+    --yes (passed as ``tracking_uri``, ``jobs``, ``as_json``, ``yes``)."""
+
+    # wraps() also carries over the options declared below this decorator (click keeps them on the function).
+    @functools.wraps(command)
+    def with_filters(
+        *args: Any,
+        includes: tuple[str, ...],
+        excludes: tuple[str, ...],
+        max_file_size: str | None,
+        profile: str | None,
+        **others: Any,
+    ) -> None:
+        command(*args, filters=FilterFlags(includes, excludes, max_file_size, profile), **others)
+
     options = [
         click.option(
             "--include", "includes", multiple=True, metavar="GLOB", help="Take only matching files (repeatable)."
@@ -65,12 +104,12 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--yes", "-y", is_flag=True, help="Never prompt (for scripts and CI)."),
     ]
     for option in reversed(options):
-        command = option(command)
-    return command
+        with_filters = option(with_filters)
+    return with_filters
 
 
-def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """What is packed and how: shared by import and sync."""
+def pack_options(command: Command) -> Command:
+    """What is packed and how: shared by import, sync and watch."""
     options = [
         click.option(
             "--packer",
@@ -94,14 +133,48 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def parse_uri(uri: str, *, all_versions: bool = False):
+def parse_uri(uri: str, *, all_versions: bool = False) -> Reference:
     from kitmlflow_tui.core.reference import parse_reference
 
     return parse_reference(uri, all_versions=all_versions)
 
 
-def registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """kit's network flags, shared by import --push and login."""
+@dataclass(frozen=True)
+class RegistryFlags:
+    """kit's network flags as given: --plain-http, --tls-verify/--no-tls-verify, --cert, --key."""
+
+    plain_http: bool
+    tls_verify: bool
+    cert: Path | None
+    key: Path | None
+
+    def settings(self) -> RegistryOptions:
+        from kitmlflow_tui.core.registry import RegistryOptions
+
+        return RegistryOptions(
+            plain_http=self.plain_http, tls_verify=self.tls_verify, cert=self.cert, key=self.key
+        ).validate()
+
+
+class RegistryArguments(TypedDict, total=False):
+    """The registry flags as the Python API's keyword arguments."""
+
+    plain_http: bool
+    tls_verify: bool
+    cert: Path | None
+    key: Path | None
+
+
+def registry_options(command: Command) -> Command:
+    """kit's network flags, shared by import --push, sync, watch and login (passed as ``network``: a
+    :class:`RegistryFlags`)."""
+
+    @functools.wraps(command)
+    def with_registry(
+        *args: Any, plain_http: bool, tls_verify: bool, cert: Path | None, key: Path | None, **others: Any
+    ) -> None:
+        command(*args, network=RegistryFlags(plain_http, tls_verify, cert, key), **others)
+
     certificate = LocalPath(exists=True, dir_okay=False, path_type=Path)
     options = [
         click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS (loopback registries need no flag)."),
@@ -112,16 +185,8 @@ def registry_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key", type=certificate, envvar="KITOPS_CLIENT_KEY", help="Its private key (PEM)."),
     ]
     for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def registry_settings(options: dict[str, Any]):
-    from kitmlflow_tui.core.registry import RegistryOptions
-
-    return RegistryOptions(
-        plain_http=options["plain_http"], tls_verify=options["tls_verify"], cert=options["cert"], key=options["key"]
-    ).validate()
+        with_registry = option(with_registry)
+    return with_registry
 
 
 def check_registry_flags(push: bool) -> None:
@@ -139,14 +204,19 @@ def check_registry_flags(push: bool) -> None:
         raise BadInputError(f"{', '.join(given)} only apply with --push.")
 
 
-def registry_arguments(push: bool, options: dict[str, Any]) -> dict[str, Any]:
+def registry_arguments(push: bool, network: RegistryFlags) -> RegistryArguments:
     """The registry flags as the Python API's keyword arguments; without --push none applies."""
     if not push:
         return {}
-    return {name: options[name] for name in ("plain_http", "tls_verify", "cert", "key")}
+    return {
+        "plain_http": network.plain_http,
+        "tls_verify": network.tls_verify,
+        "cert": network.cert,
+        "key": network.key,
+    }
 
 
-def sign_key_option(command: Callable[..., Any]) -> Callable[..., Any]:
+def sign_key_option(command: Command) -> Command:
     """--sign-key (import, sync): the private key that signs each pushed ModelKit's provenance attestation."""
     from kitmlflow_tui.core import settings
 

@@ -10,17 +10,23 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kitmlflow_tui.cli.documents import Document, ErrorDocument
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import InterruptedByUser, KitmlflowError, as_kitmlflow_error, scrub_secrets
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from kitmlflow_tui.api import PlanReport
+    from kitmlflow_tui.cli.progress import ProgressRenderer
+    from kitmlflow_tui.core.attest.produce import Attestation
+    from kitmlflow_tui.core.registry import PushResult
 
 # Off a terminal a console is this wide: a log or a pipe gets each record on one line, whatever its length.
 UNWRAPPED_WIDTH = 100_000
 
 
-def make_console(*, stderr: bool, soft_wrap: bool):
+def make_console(*, stderr: bool, soft_wrap: bool) -> Console:
     """A console for one stream: on a terminal, rich's own layout at the terminal's width; in a pipe, a file or
     a CI log, nothing is ever wrapped (rich would otherwise break lines at 80 columns, splitting a path, a URI
     or a command a script or a reader copies from the log)."""
@@ -46,8 +52,10 @@ class Output:
         self.warnings.append(message)
         self.err.print(f"[bold yellow]warning:[/] {escape(message)}")
 
-    def document(self, data: dict) -> None:
+    def document(self, document: Document) -> None:
+        """With --json, the document on stdout, with ``warnings`` (always, unless it reports an error)."""
         if self.as_json:
+            data = document.to_json()
             if self.warnings or "error" not in data:  # a list a script can always read, empty when all is well
                 data = {**data, "warnings": list(self.warnings)}
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -80,7 +88,7 @@ def _report(out: Output, exc: KitmlflowError) -> int:
     out.err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
         out.err.print(escape(hint), style="yellow")
-    out.document({"error": {"code": exc.exit_code, "message": message + (f"\n{hint}" if hint else "")}})
+    out.document(ErrorDocument(exc.exit_code, message + (f"\n{hint}" if hint else "")))
     return exc.exit_code
 
 
@@ -94,33 +102,11 @@ def interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def pushed_document(pushed) -> dict:
-    return {
-        "reference": pushed.reference,
-        "digest": pushed.digest,
-        "uploaded_bytes": pushed.uploaded_bytes,
-        "uploaded_blobs": pushed.uploaded_blobs,
-        "mounted_blobs": pushed.mounted_blobs,
-        "existing_blobs": pushed.existing_blobs,
-    }
-
-
-def attestation_document(attestation) -> dict:
-    """The ``attestation`` of import's --json: where it went, what it is, which key signed it."""
-    return {
-        "predicate_type": attestation.predicate_type,
-        "subject": {"name": attestation.subject_name, "digest": attestation.subject_digest},
-        "signed": attestation.envelope is not None,
-        "key_id": attestation.key.key_id if attestation.key is not None else None,
-        "output": str(attestation.output) if attestation.output is not None else None,
-        "attached": [{"layout": a.layout, "digest": a.digest, "where": a.where} for a in attestation.attached],
-    }
-
-
-def show_attestation(out: Output, attestation) -> None:
+def show_attestation(out: Output, attestation: Attestation) -> None:
     if attestation.envelope is None:
         what = "unsigned provenance statement"
     else:
+        assert attestation.key is not None  # a signed envelope always comes with its key
         what = f"provenance attestation signed by {attestation.key.key_id[:19]}…"
     places = [f"attached ({', '.join(a.where for a in attestation.attached)})"] if attestation.attached else []
     if attestation.output is not None:
@@ -128,7 +114,7 @@ def show_attestation(out: Output, attestation) -> None:
     out.console.print(f"[green]✓[/] {what} · {escape(' · '.join(places) or 'kept nowhere')}", soft_wrap=True)
 
 
-def show_pushed(out: Output, pushed) -> None:
+def show_pushed(out: Output, pushed: PushResult) -> None:
     sent = f"{size_text(pushed.uploaded_bytes)} in {pushed.uploaded_blobs} blobs sent"
     if pushed.mounted_blobs:
         sent += f", {pushed.mounted_blobs} mounted"
@@ -150,36 +136,6 @@ def size_text(size: int | None) -> str:
     from kitmlflow_tui.core.selection.plan import format_size
 
     return format_size(size)
-
-
-def plan_document(report: PlanReport) -> dict:
-    run = report.run
-    plan = report.plan
-    document: dict = {
-        "run": {
-            "tracking_uri": run.tracking_uri,
-            "experiment_id": run.experiment_id,
-            "experiment_name": scrub_secrets(run.experiment_name),  # user text: masked as in the provenance
-            "run_id": run.run_id,
-            "run_name": scrub_secrets(run.run_name),
-            "status": run.status,
-        },
-        "selected": [{"path": f.path, "size": f.size} for f in plan.selected],
-        "excluded": [{"path": o.file.path, "size": o.file.size, "reason": o.reason} for o in plan.left_out],
-        "selected_bytes": plan.selected_bytes,
-        "total_bytes": plan.total_bytes,
-        "filter": plan.spec.summary(),
-        "logged_models": [{"id": m.model_id, "name": m.name, "folder": m.folder} for m in report.logged_models],
-    }
-    if report.registered_model:
-        reg = report.registered_model
-        document["registered_model"] = {
-            "name": reg.name,
-            "version": reg.version,
-            "alias": reg.alias,
-            "aliases": list(reg.aliases),
-        }
-    return document
 
 
 PLAN_ROWS = 40
@@ -214,7 +170,7 @@ def show_plan(out: Output, report: PlanReport) -> None:
     )
 
 
-def progress_renderer(out: Output):
+def progress_renderer(out: Output) -> ProgressRenderer:
     from kitmlflow_tui.cli.progress import ProgressRenderer
 
     return ProgressRenderer(out.err, interactive=out.err.is_terminal and not settings.CI.raw())

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from kitmlflow_tui.api import SyncRequest, prepare_sync
 from kitmlflow_tui.cli.app import CONTEXT, cli
+from kitmlflow_tui.cli.documents import SyncDocument
 from kitmlflow_tui.cli.options import (
+    FilterFlags,
+    RegistryFlags,
     filter_options,
     pack_options,
     registry_arguments,
@@ -26,6 +29,7 @@ from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, SyncFailedError
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.cli.progress import SyncLines
     from kitmlflow_tui.core.sync import SyncObserver, SyncResult
 
 
@@ -54,11 +58,19 @@ def sync(
     uri: str,
     to: str,
     tag_template: str,
+    filters: FilterFlags,
+    tracking_uri: str | None,
+    jobs: int,
+    as_json: bool,
+    yes: bool,
     dry_run: bool,
     force: bool,
     prune_aliases: bool,
+    packer: str,
+    compression: str,
+    artifact_format: str,
+    network: RegistryFlags,
     sign_key: Path | None,
-    **options: Any,
 ) -> None:
     """Keep REGISTRY/REPO in step with a registered model: import and push the versions it lacks.
 
@@ -75,22 +87,22 @@ def sync(
             uri,
             to,
             tag_template=tag_template,
-            include=options["includes"],
-            exclude=options["excludes"],
-            max_file_size=options["max_file_size"],
-            profile=options["profile"],
+            include=filters.includes,
+            exclude=filters.excludes,
+            max_file_size=filters.max_file_size,
+            profile=filters.profile,
             force=force,
             dry_run=dry_run,
-            tracking_uri=options["tracking_uri"],
-            jobs=options["jobs"],
-            packer=options["packer"],
-            compression=options["compression"],
+            tracking_uri=tracking_uri,
+            jobs=jobs,
+            packer=packer,
+            compression=compression,
             prune_aliases=prune_aliases,
-            format=options["artifact_format"],
-            **registry_arguments(True, options),
+            format=artifact_format,
+            **registry_arguments(True, network),
             sign_key=None if dry_run else sign_key,
         )
-        if not dry_run and not options["yes"]:
+        if not dry_run and not yes:
             if not interactive():
                 raise BadInputError(
                     "kitmlflow sync needs --yes when it cannot ask (no terminal).",
@@ -103,19 +115,10 @@ def sync(
                 raise InterruptedByUser("Nothing changed.")
         result = _records(request, _sync_lines(out))
         _show_sync_summary(out, result)
-        out.document(
-            {
-                "model": {"name": result.model, "tracking_uri": result.tracking_uri, "alias": result.alias},
-                "target": result.target,
-                "dry_run": result.dry_run,
-                "records": [record.as_dict() for record in result.records],
-                "summary": result.counts(),
-                "exit_code": result.exit_code,
-            }
-        )
+        out.document(SyncDocument(result))
         return result.exit_code
 
-    run_guarded(options["as_json"], body)
+    run_guarded(as_json, body)
 
 
 def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
@@ -126,13 +129,13 @@ def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
         return failed.result
 
 
-def _sync_lines(out: Output):
+def _sync_lines(out: Output) -> SyncLines:
     from kitmlflow_tui.cli.progress import SyncLines
 
     return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not settings.CI.raw())
 
 
-def _show_sync_summary(out: Output, result) -> None:
+def _show_sync_summary(out: Output, result: SyncResult) -> None:
     counts = {action: count for action, count in result.counts().items() if count}
     text = ", ".join(f"{count} {action.replace('_', ' ')}" for action, count in counts.items()) or "no versions"
     prefix = "dry run: " if result.dry_run else ""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from kitmlflow_tui.cli.app import CONTEXT, cli
+from kitmlflow_tui.cli.documents import VerifyDocument
 from kitmlflow_tui.cli.options import LocalPath
 from kitmlflow_tui.cli.output import Output, escape, run_guarded, size_text
 from kitmlflow_tui.core.errors import VerificationError
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.core.attest.verify import VerifyResult
 
 
 @cli.command(context_settings=CONTEXT)
@@ -52,7 +56,10 @@ def verify(
     ask_mlflow: bool,
     tracking_uri: str | None,
     as_json: bool,
-    **network: Any,
+    plain_http: bool,
+    tls_verify: bool,
+    client_cert: Path | None,
+    client_key: Path | None,
 ) -> None:
     """Verify a pushed ModelKit against its signed provenance attestation.
 
@@ -74,60 +81,22 @@ def verify(
             mlflow=ask_mlflow,
             tracking_uri_flag=tracking_uri,
             registry=RegistryOptions(
-                plain_http=network["plain_http"],
-                tls_verify=network["tls_verify"],
-                cert=network["client_cert"],
-                key=network["client_key"],
+                plain_http=plain_http, tls_verify=tls_verify, cert=client_cert, key=client_key
             ).validate(),
         )
         result = verify_modelkit(target, options, on_step=lambda message: out.err.print(escape(message), style="dim"))
-        document = _document(result, key)
         _show(out, result)
         if result.verified:
-            out.document(document)
+            out.document(VerifyDocument(result, key))
             return 0
         error = VerificationError(f"{result.reference} is not verified: {'; '.join(result.problems)}")
-        document["error"] = {"code": error.exit_code, "message": error.message}
-        out.document(document)
+        out.document(VerifyDocument(result, key, error))
         return error.exit_code
 
     run_guarded(as_json, body)
 
 
-def _document(result, key: Path) -> dict:
-    statement = result.statement
-    registered = statement.registered_model if statement is not None else None
-    return {
-        "verified": result.verified,
-        "reference": result.reference,
-        "digest": result.digest,
-        "signer_key": result.key_id,
-        "key_path": str(key),
-        "run": (
-            {
-                "tracking_uri": statement.tracking_uri,
-                "experiment_id": statement.experiment_id,
-                "run_id": statement.run_id,
-            }
-            if statement is not None
-            else None
-        ),
-        "registered_model": (
-            {"name": registered.name, "version": registered.version, "alias": registered.alias} if registered else None
-        ),
-        "source": statement.source if statement is not None else None,
-        "files": (
-            [{"path": f.path, "sha256": f.sha256, "size": f.size, "uri": f.uri} for f in statement.files]
-            if statement is not None
-            else []
-        ),
-        "found_in": result.where,
-        "checked": list(result.checked),
-        "problems": list(result.problems),
-    }
-
-
-def _show(out: Output, result) -> None:
+def _show(out: Output, result: VerifyResult) -> None:
     statement = result.statement
     if result.verified:
         out.console.print(f"[green]✓ verified[/] {escape(result.reference)} {result.digest[:19]}…", soft_wrap=True)

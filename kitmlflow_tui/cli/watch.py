@@ -9,23 +9,27 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from kitmlflow_tui.api import filter_spec
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.options import (
+    FilterFlags,
     LocalPath,
+    RegistryFlags,
     filter_options,
     pack_options,
     parse_uri,
     registry_options,
-    registry_settings,
 )
 from kitmlflow_tui.cli.output import Output, run_guarded
 from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError
+
+if TYPE_CHECKING:
+    from kitmlflow_tui.watch.config import WatchConfig
 
 SECRET_VARIABLE = settings.WEBHOOK_SECRET.name
 _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
@@ -59,7 +63,29 @@ _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-
 @click.option("--register-webhook", is_flag=True, help="Create or update the MLflow webhook for these models.")
 @click.option("--public-url", metavar="URL", help="Where MLflow reaches this receiver (with --register-webhook).")
 @click.option("--webhook-name", default="kitmlflow-watch", show_default=True, help="The MLflow webhook's name.")
-def watch(uri: str | None, **options: Any) -> None:
+def watch(
+    uri: str | None,
+    config_path: Path | None,
+    to: str | None,
+    tag_template: str | None,
+    filters: FilterFlags,
+    tracking_uri: str | None,
+    jobs: int,
+    as_json: bool,
+    yes: bool,  # unused: the watch never asks
+    packer: str,
+    compression: str,
+    artifact_format: str,  # unused: SyncSettings has no format, the watch's syncs pack ModelKits
+    network: RegistryFlags,
+    prune_aliases: bool,
+    listen: str,
+    reconcile_every: str,
+    state_dir: Path | None,
+    insecure_no_signature: bool,
+    register_webhook: bool,
+    public_url: str | None,
+    webhook_name: str,
+) -> None:
     """Keep registries in step with MLflow as it happens: MLflow's webhooks, then `sync` of the model.
 
     \b
@@ -79,48 +105,50 @@ def watch(uri: str | None, **options: Any) -> None:
         from kitmlflow_tui.watch.service import WatchSettings, default_state_dir, run_watch
         from kitmlflow_tui.watch.worker import SyncSettings
 
-        config, uri_server = _watch_config(uri, options)
-        listen = _listen(options["listen"])
-        every = parse_duration(options["reconcile_every"])
+        config, uri_server = _watch_config(uri, config_path, to, tag_template, filters)
+        address = _listen(listen)
+        every = parse_duration(reconcile_every)
         secret = settings.WEBHOOK_SECRET.raw() or None
-        if secret is None and not options["insecure_no_signature"]:
+        if secret is None and not insecure_no_signature:
             raise BadInputError(
                 f"No webhook secret: set {SECRET_VARIABLE} (the secret of the MLflow webhook).",
                 hint="Or --insecure-no-signature to accept unsigned events (only on a trusted host).",
             )
-        if secret is not None and options["insecure_no_signature"]:
+        if secret is not None and insecure_no_signature:
             raise BadInputError(f"--insecure-no-signature contradicts {SECRET_VARIABLE}, which is set.")
         if secret is not None:
             register_secret(secret)
-        if options["register_webhook"] != bool(options["public_url"]):
+        if register_webhook != bool(public_url):
             raise BadInputError("--register-webhook and --public-url go together.")
-        if options["public_url"]:
-            webhook_url(options["public_url"])  # checked now, before anything listens
-        tracking_uri = resolve_tracking_uri(uri_server or config.tracking_uri, options["tracking_uri"])
+        if public_url:
+            webhook_url(public_url)  # checked now, before anything listens
+        server = resolve_tracking_uri(uri_server or config.tracking_uri, tracking_uri)
         watch_settings = WatchSettings(
-            listen=listen,
-            state_dir=(options["state_dir"] or default_state_dir()).expanduser(),
+            listen=address,
+            state_dir=(state_dir or default_state_dir()).expanduser(),
             reconcile_every=every,
             secret=secret,
             sync=SyncSettings(
-                tracking_uri=tracking_uri,
-                registry=registry_settings(options),
-                packer=options["packer"],
-                compression=options["compression"],
-                jobs=options["jobs"],
-                prune_aliases=options["prune_aliases"],
+                tracking_uri=server,
+                registry=network.settings(),
+                packer=packer,
+                compression=compression,
+                jobs=jobs,
+                prune_aliases=prune_aliases,
             ),
-            public_url=options["public_url"],
-            webhook_name=options["webhook_name"],
+            public_url=public_url,
+            webhook_name=webhook_name,
         )
         stop = threading.Event()
         with _stopping_on_signals(stop):
-            return run_watch(config, watch_settings, WatchLog(json_lines=options["as_json"]), stop)
+            return run_watch(config, watch_settings, WatchLog(json_lines=as_json), stop)
 
-    run_guarded(options["as_json"], body)
+    run_guarded(as_json, body)
 
 
-def _watch_config(uri: str | None, options: dict[str, Any]):
+def _watch_config(
+    uri: str | None, config_path: Path | None, to: str | None, tag_template: str | None, filters: FilterFlags
+) -> tuple[WatchConfig, str | None]:
     """The models to follow, from --config or from the URI and its options; and the URI's server, if any."""
     from kitmlflow_tui.core.reference import ModelRef
     from kitmlflow_tui.watch.config import WatchConfig, WatchedModel, check_entry, load_config
@@ -128,21 +156,21 @@ def _watch_config(uri: str | None, options: dict[str, Any]):
     per_model = [
         flag
         for flag, given in (
-            ("--to", options["to"]),
-            ("--tag-template", options["tag_template"]),
-            ("--include", options["includes"]),
-            ("--exclude", options["excludes"]),
-            ("--max-file-size", options["max_file_size"]),
-            ("--profile", options["profile"]),
+            ("--to", to),
+            ("--tag-template", tag_template),
+            ("--include", filters.includes),
+            ("--exclude", filters.excludes),
+            ("--max-file-size", filters.max_file_size),
+            ("--profile", filters.profile),
         )
         if given
     ]
-    if options["config_path"] is not None:
+    if config_path is not None:
         if uri is not None:
             raise BadInputError("Give either a model URI or --config, not both.")
         if per_model:
             raise BadInputError(f"With --config, {', '.join(per_model)} go in the file, under each model.")
-        return load_config(options["config_path"]), None
+        return load_config(config_path), None
     if uri is None:
         raise BadInputError(
             "kitmlflow watch needs the models to follow.",
@@ -154,10 +182,10 @@ def _watch_config(uri: str | None, options: dict[str, Any]):
             "kitmlflow watch follows whole registered models: mlflow://[host/]models/NAME.",
             hint="Its aliases get tags of their own, as with kitmlflow sync mlflow://HOST/models/NAME.",
         )
-    if not options["to"]:
+    if not to:
         raise BadInputError("--to REGISTRY/REPO is required with a model URI.")
-    spec, _profile = filter_spec(options["includes"], options["excludes"], options["max_file_size"], options["profile"])
-    entry = WatchedModel(reference.name, options["to"], options["tag_template"] or "v{version}", spec)
+    spec, _profile = filter_spec(filters.includes, filters.excludes, filters.max_file_size, filters.profile)
+    entry = WatchedModel(reference.name, to, tag_template or "v{version}", spec)
     return WatchConfig(None, (check_entry(entry, "The model"),)), reference.tracking_uri
 
 
