@@ -8,6 +8,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,11 @@ from kitmlflow_tui.cli.options import (
     LocalPath,
     RegistryFlags,
     filter_options,
+    given_on_command_line,
     pack_options,
     parse_uri,
     registry_options,
+    sign_key_option,
 )
 from kitmlflow_tui.cli.output import Output, run_guarded
 from kitmlflow_tui.core import settings
@@ -45,6 +48,7 @@ _LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-
 @filter_options
 @pack_options
 @registry_options
+@sign_key_option
 @click.option("--prune-aliases", is_flag=True, help="Delete the tags of aliases MLflow no longer has.")
 @click.option("--listen", default="127.0.0.1:8765", show_default=True, metavar="HOST:PORT", help="Where to listen.")
 @click.option(
@@ -75,8 +79,9 @@ def watch(
     yes: bool,  # unused: the watch never asks
     packer: str,
     compression: str,
-    artifact_format: str,  # unused: SyncSettings has no format, the watch's syncs pack ModelKits
+    artifact_format: str,
     network: RegistryFlags,
+    sign_key: Path | None,
     prune_aliases: bool,
     listen: str,
     reconcile_every: str,
@@ -105,7 +110,8 @@ def watch(
         from kitmlflow_tui.watch.service import WatchSettings, default_state_dir, run_watch
         from kitmlflow_tui.watch.worker import SyncSettings
 
-        config, uri_server = _watch_config(uri, config_path, to, tag_template, filters)
+        model_flags = _ModelFlags(to, tag_template, filters, artifact_format, sign_key)
+        config, uri_server = _watch_config(uri, config_path, model_flags)
         address = _listen(listen)
         every = parse_duration(reconcile_every)
         secret = settings.WEBHOOK_SECRET.raw() or None
@@ -146,22 +152,35 @@ def watch(
     run_guarded(as_json, body)
 
 
-def _watch_config(
-    uri: str | None, config_path: Path | None, to: str | None, tag_template: str | None, filters: FilterFlags
-) -> tuple[WatchConfig, str | None]:
-    """The models to follow, from --config or from the URI and its options; and the URI's server, if any."""
+@dataclass(frozen=True)
+class _ModelFlags:
+    """The options of the single-model form, which a --config file gives per model instead."""
+
+    to: str | None
+    tag_template: str | None
+    filters: FilterFlags
+    artifact_format: str
+    sign_key: Path | None  # --sign-key, else KITMLFLOW_SIGN_KEY
+
+
+def _watch_config(uri: str | None, config_path: Path | None, flags: _ModelFlags) -> tuple[WatchConfig, str | None]:
+    """The models to follow, from --config or from the URI and its options; and the URI's server, if any. With
+    --config, KITMLFLOW_SIGN_KEY signs for the entries that name no sign_key of their own."""
     from kitmlflow_tui.core.reference import ModelRef
     from kitmlflow_tui.watch.config import WatchConfig, WatchedModel, check_entry, load_config
 
+    filters = flags.filters
     per_model = [
         flag
         for flag, given in (
-            ("--to", to),
-            ("--tag-template", tag_template),
+            ("--to", flags.to),
+            ("--tag-template", flags.tag_template),
             ("--include", filters.includes),
             ("--exclude", filters.excludes),
             ("--max-file-size", filters.max_file_size),
             ("--profile", filters.profile),
+            ("--format", given_on_command_line("artifact_format")),
+            ("--sign-key", given_on_command_line("sign_key")),
         )
         if given
     ]
@@ -170,7 +189,16 @@ def _watch_config(
             raise BadInputError("Give either a model URI or --config, not both.")
         if per_model:
             raise BadInputError(f"With --config, {', '.join(per_model)} go in the file, under each model.")
-        return load_config(config_path), None
+        config = load_config(config_path)
+        if flags.sign_key is not None:
+            signed = (
+                entry
+                if entry.sign_key
+                else check_entry(replace(entry, sign_key=flags.sign_key), f"Config {config_path} line {entry.line}")
+                for entry in config.models
+            )
+            config = replace(config, models=tuple(signed))
+        return config, None
     if uri is None:
         raise BadInputError(
             "kitmlflow watch needs the models to follow.",
@@ -182,10 +210,11 @@ def _watch_config(
             "kitmlflow watch follows whole registered models: mlflow://[host/]models/NAME.",
             hint="Its aliases get tags of their own, as with kitmlflow sync mlflow://HOST/models/NAME.",
         )
-    if not to:
+    if not flags.to:
         raise BadInputError("--to REGISTRY/REPO is required with a model URI.")
     spec, _profile = filter_spec(filters.includes, filters.excludes, filters.max_file_size, filters.profile)
-    entry = WatchedModel(reference.name, to, tag_template or "v{version}", spec)
+    template = flags.tag_template or "v{version}"
+    entry = WatchedModel(reference.name, flags.to, template, spec, flags.artifact_format, flags.sign_key)
     return WatchConfig(None, (check_entry(entry, "The model"),)), reference.tracking_uri
 
 

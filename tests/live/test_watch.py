@@ -436,6 +436,24 @@ def test_without_events_the_reconcile_loop_brings_the_registry_in_step(
     assert watch.stop() == 0
 
 
+@needs_registry
+@pytest.mark.timeout(600)
+def test_the_single_model_form_syncs_in_the_format_it_was_given(
+    hooked: Hooked, registry: Registry, home: Path, watches: list[WatchProcess]
+) -> None:
+    port = free_port()
+    repository = "team/watch-modelpack"
+    args = model_args(
+        hooked, registry, "watch-modelpack", repository, "--format", "modelpack", "--reconcile-every", "2s"
+    )
+    watch = a_watch(watches, watch_env(home), home, port, *args).start()
+    make_model(hooked.live, "watch-modelpack", 1)
+    found = wait_until("v1 through the reconcile", lambda: remote_manifest(registry, repository, "v1"), 120)
+    _digest, manifest = found
+    assert manifest["config"]["mediaType"] == "application/vnd.cncf.model.config.v1+json"  # a ModelPack, as asked
+    assert watch.stop() == 0
+
+
 # -- the webhook, registered by the watch ----------------------------------------------------------------------
 @pytest.mark.timeout(600)
 def test_register_webhook_creates_one_whose_test_event_verifies_and_updates_it_by_name(

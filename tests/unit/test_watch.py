@@ -313,6 +313,9 @@ BAD_WATCH_INPUT = [
     ),
     (["mlflow://127.0.0.1:9/models/m", "--to", "127.0.0.1:9/m", "--tag-template", "{foo}"], {}, "is not a field"),
     (["--config", "CONFIG", "--to", "127.0.0.1:9/m"], {}, "go in the file"),
+    (["--config", "CONFIG", "--format", "modelpack"], {}, "--format go in the file"),
+    (["--config", "CONFIG", "--sign-key", "CONFIG"], {}, "--sign-key go in the file"),
+    (["mlflow://127.0.0.1:9/models/m", "--to", "127.0.0.1:9/m", "--sign-key", "CONFIG"], {}, "no PEM private key"),
     (["mlflow://127.0.0.1:9/models/m", "--config", "CONFIG"], {}, "not both"),
 ]
 
