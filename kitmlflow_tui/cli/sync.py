@@ -127,7 +127,7 @@ def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
 
 
 def _sync_lines(out: Output):
-    from kitmlflow_tui.cli.progress import SyncLines
+    from kitmlflow_tui.cli.sync_lines import SyncLines
 
     return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not settings.CI.raw())
 
