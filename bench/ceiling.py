@@ -21,7 +21,8 @@ Cases, each a fresh subprocess into fresh folders (``sync`` before each), the or
 - ``mlflow artifacts download -r RUN -d DIR``;
 - ``sha256sum``: every file of the run on the server's disk, hashed (the CPU of one SHA-256 pass over the bytes);
 - with ``--baseline REF``: ``kitmlflow download`` and ``import`` (with and without the key) of that git ref's package
-  (``git archive`` into the work folder, first on ``PYTHONPATH``): before and after in one run.
+  (``git archive`` into the work folder, first on ``PYTHONPATH``): before and after in one run. Both packages are
+  compiled to ``.pyc`` first (``_common.compile_package``): start-up as an installed kitmlflow pays it.
 
 Wall time and CPU (user + system of the process and its children) from ``wait4``; peak RSS of the process tree and
 the allocated bytes of the destination or kit home, cache and ``TMPDIR`` polled every 50 ms (``_common``,
@@ -303,6 +304,7 @@ def main() -> int:
     results: Results = {}
     with c.workdir(args, "ceiling") as work, c.server(work) as srv:
         key = signing_key(work)
+        c.compile_package()
         baseline = c.baseline_tree(args.baseline, work) if args.baseline else None
         seeded = seed(srv, shapes)
         for r in range(runs):

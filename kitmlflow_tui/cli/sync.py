@@ -29,7 +29,7 @@ from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, SyncFailedError
 
 if TYPE_CHECKING:
-    from kitmlflow_tui.cli.progress import SyncLines
+    from kitmlflow_tui.cli.sync_lines import SyncLines
     from kitmlflow_tui.core.sync import SyncObserver, SyncResult
 
 
@@ -130,7 +130,7 @@ def _records(request: SyncRequest, observer: SyncObserver) -> SyncResult:
 
 
 def _sync_lines(out: Output) -> SyncLines:
-    from kitmlflow_tui.cli.progress import SyncLines
+    from kitmlflow_tui.cli.sync_lines import SyncLines
 
     return SyncLines(out.console, out.err, interactive=out.err.is_terminal and not settings.CI.raw())
 

@@ -39,7 +39,6 @@ from kitmlflow_tui.core.errors import (
 )
 from kitmlflow_tui.core.events import Observer, Step
 from kitmlflow_tui.core.file_tree import FileTree, FolderTree, ListedFile, ListedTree
-from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
 from kitmlflow_tui.core.modelkit_reference import ModelKitRef
 from kitmlflow_tui.core.reference import Reference, require_importable, resolve_tracking_uri
 from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_plan, require_selection
@@ -47,6 +46,7 @@ from kitmlflow_tui.core.selection.plan import FilterSpec, LeftOut, Plan, make_pl
 if TYPE_CHECKING:
     from kitmlflow_tui.core.attest.keys import SigningKey
     from kitmlflow_tui.core.attest.produce import Attestation
+    from kitmlflow_tui.core.kitfile import Kitfile, KitfileOverrides
     from kitmlflow_tui.core.packing.file_digests import FileDigest
     from kitmlflow_tui.core.packing.native import ArtifactWriter
     from kitmlflow_tui.core.packing.result import PackResult

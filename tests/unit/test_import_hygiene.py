@@ -75,3 +75,19 @@ def test_the_headless_progress_loads_rich_only() -> None:
 
 def test_the_wizard_loads_no_mlflow_before_it_connects() -> None:
     assert loaded_after_import("kitmlflow_tui.tui.app") == {"rich", "textual"}
+
+
+def test_a_download_loads_neither_the_kitfile_step_nor_the_sync() -> None:
+    """``kitmlflow download`` pays its start-up on every run: the modules it runs through (the CLI, its progress,
+    the pipeline's plan and download) load no Kitfile builder, packer or sync."""
+    code = (
+        "import sys, json\n"
+        "import kitmlflow_tui.cli.importing, kitmlflow_tui.cli.progress, kitmlflow_tui.core.pipeline\n"
+        "import kitmlflow_tui.core.download.downloader, kitmlflow_tui.core.catalogue.gateway\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('kitmlflow_tui'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    loaded = set(json.loads(done.stdout))
+    assert "kitmlflow_tui.core.pipeline" in loaded
+    assert not {m for m in loaded if m.startswith(("kitmlflow_tui.core.kitfile", "kitmlflow_tui.core.packing"))}
+    assert "kitmlflow_tui.core.sync" not in loaded

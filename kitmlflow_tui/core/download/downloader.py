@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +146,9 @@ class _PartFile:
         self._journal: JournalWriter | None = None
         self._high_water = 0  # every byte below it is written, while the file is not split
         self._split = False
+        # Whether a journal may be on disk: this call's, or the one it resumes (a file without one, most files of a
+        # run, is finished without a system call for a journal that is not there).
+        self._journaled = resumed is not None
         self._lock = threading.Lock()
 
     def _open(self) -> int:
@@ -160,6 +164,7 @@ class _PartFile:
 
     def _new_journal(self, *, fresh: bool) -> JournalWriter:
         assert self._fd is not None
+        self._journaled = True
         self.journal_path.parent.mkdir(parents=True, exist_ok=True)
         return JournalWriter(self.journal_path, self.identity, self._fd, fresh=fresh)
 
@@ -214,7 +219,8 @@ class _PartFile:
         self.close()
         self._folders.make(self.target.parent)
         os.replace(self.part, self.target)
-        self.journal_path.unlink(missing_ok=True)
+        if self._journaled:
+            self.journal_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
@@ -280,16 +286,19 @@ class Downloader:
         parts: list[_PartFile] = []
         reused = 0
         complete: list[ArtifactFile] = []
+        journals = _journal_names(partial_root)
         try:
             for file in plan.selected:
                 target = targets[file.path]
-                if file.size is not None and target.is_file() and target.stat().st_size == file.size:
+                if file.size is not None and _is_file_of_size(target, file.size):
                     complete.append(file)
                     reused += file.size
                     continue
                 part = partials.path(file.path + ".part")
                 journal = _journal_path(partial_root, file)
-                resumed, missing = _still_missing(part, journal, file, transfer.transport(file.root_uri))
+                resumed, missing = _still_missing(
+                    part, journal if journal.name in journals else None, file, transfer.transport(file.root_uri)
+                )
                 version = resumed.versions.get(0) if resumed is not None else None
                 parts.append(_PartFile(part, target, journal, _identity(file), resumed, version, folders))
                 todo.append(FileJob(file, parts[-1], missing, version))
@@ -315,14 +324,16 @@ class Downloader:
 
 
 def _still_missing(
-    part: Path, journal: Path, file: ArtifactFile, transport: Transport
+    part: Path, journal: Path | None, file: ArtifactFile, transport: Transport
 ) -> tuple[JournalState | None, list[tuple[int, int]]]:
     """What a file's part lacks: per its journal once it was split, else from the part's size (one stream wrote it
     from its start). A part that names no version of the object (no journal, or one of another file), that the
     store cannot resume, or that is longer than the file starts again. Returns the journal's state when it is
-    resumed, and the missing ranges."""
+    resumed, and the missing ranges. ``journal``: the file's journal, None when there is none on disk."""
     offset = _part_size(part)
-    state = read_journal(journal, _identity(file), [file.size]) if file.size is not None else None
+    state = (
+        read_journal(journal, _identity(file), [file.size]) if journal is not None and file.size is not None else None
+    )
     if offset and (
         not transport.supports_ranges
         or (file.size is not None and offset > file.size)
@@ -332,12 +343,30 @@ def _still_missing(
         part.unlink()  # a resume would cost the whole file anyway, could not be checked, or is not this file's
         offset = 0
     if not offset or state is None:
-        journal.unlink(missing_ok=True)
+        if journal is not None:
+            journal.unlink(missing_ok=True)
         return None, [(0, 0 if file.size is None else file.size)]
     assert file.size is not None
     if state.split:
         return state, state.missing(0, file.size) or [(file.size, file.size)]
     return state, [(offset, file.size)]
+
+
+def _journal_names(partial_root: Path) -> frozenset[str]:
+    """The names in the journals' folder, listed once (a stat and an unlink per file of a run would cost two system
+    calls each for journals that, for most files, were never written)."""
+    try:
+        return frozenset(os.listdir(partial_root / JOURNALS_DIR))
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def _is_file_of_size(path: Path, size: int) -> bool:
+    """Whether ``path`` is a regular file (following a link, as ``Path.is_file``) of ``size`` bytes: one stat."""
+    try:
+        return stat.S_ISREG((info := os.stat(path)).st_mode) and info.st_size == size
+    except (OSError, ValueError):
+        return False
 
 
 def _part_size(part: Path) -> int:
