@@ -3,6 +3,7 @@ hostile servers, every listed name checked to be a clean child of the folder lis
 
 from __future__ import annotations
 
+import collections
 import posixpath
 import queue
 import threading
@@ -48,7 +49,7 @@ def list_roots(
     already (by store URI, of its top folder)."""
     repos = {root.store_uri: repository(root.store_uri) for root in roots}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kitmlflow-list") as pool:
-        listing = _TreeListing(pool, repos, tracking_uri, first_level or {})
+        listing = _TreeListing(pool, jobs, repos, tracking_uri, first_level or {})
         try:
             for root in roots:
                 listing.submit(_Folder(root, "", 0))
@@ -86,10 +87,19 @@ class _TreeListing:
     """One listing under way: the files found, the folders listed or in flight, and the bounds on them."""
 
     def __init__(
-        self, pool: ThreadPoolExecutor, repos: dict[str, Any], tracking_uri: str, first_level: dict[str, list[Any]]
+        self,
+        pool: ThreadPoolExecutor,
+        jobs: int,
+        repos: dict[str, Any],
+        tracking_uri: str,
+        first_level: dict[str, list[Any]],
     ) -> None:
         self.files: dict[str, ArtifactFile] = {}
-        self.pending: dict[Future[list[Any]], _Folder] = {}
+        self.pending: dict[Future[list[Any]], _Folder] = {}  # at most ``jobs``: the pool's own queue is unbounded
+        # Folders found but not yet asked for: handed to the pool as listings finish, so a bound that refuses
+        # the tree stops the requests at once, not after the server answered every folder queued before it.
+        self._waiting: collections.deque[_Folder] = collections.deque()
+        self._jobs = jobs
         # Finished listings arrive here one by one: waiting on every pending future at each step
         # (concurrent.futures.wait) costs time in the number queued, quadratic on a wide tree.
         self.completed: queue.SimpleQueue[Future[list[Any]]] = queue.SimpleQueue()
@@ -117,9 +127,15 @@ class _TreeListing:
         self._seen_dirs.add((folder.root.store_uri, folder.path))
         self._local_dirs.add(local_dir)
         self._check_count()
-        future = self._pool.submit(self._list_one, folder.root.store_uri, folder.path)
-        self.pending[future] = folder
-        future.add_done_callback(self.completed.put)
+        self._waiting.append(folder)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        while self._waiting and len(self.pending) < self._jobs:
+            folder = self._waiting.popleft()
+            future = self._pool.submit(self._list_one, folder.root.store_uri, folder.path)
+            self.pending[future] = folder
+            future.add_done_callback(self.completed.put)
 
     def _list_one(self, uri: str, path: str) -> list[Any]:
         if uri in self._first_level and path == "":
@@ -135,6 +151,7 @@ class _TreeListing:
                 self.submit(_Folder(folder.root, child, folder.depth + 1))
             else:
                 self._take_file(folder.root, child, entry, unservable)
+        self._start_waiting()  # this folder's slot is free
 
     def _take_file(self, root: ListingRoot, child: str, entry: Any, unservable: str | None) -> None:
         """A file, or a folder the proxy cannot list (in the tree as one unavailable entry)."""
