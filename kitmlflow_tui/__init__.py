@@ -5,13 +5,25 @@ Importing the package loads neither MLflow nor rich nor Textual: the API imports
 """
 
 import os
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# After __version__: the core modules read it from here.
-from kitmlflow_tui.api import download_artifacts, import_modelkit, sync_model  # noqa: E402
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ below loads them
+    from kitmlflow_tui.api import download_artifacts, import_modelkit, sync_model
+
 
 __all__ = ["__version__", "disable_mlflow_telemetry", "download_artifacts", "import_modelkit", "sync_model"]
+_API = ("download_artifacts", "import_modelkit", "sync_model")
+
+
+def __getattr__(name: str) -> object:
+    # The API's functions load on first use: the command line and the wizard's first paint need none of them.
+    if name in _API:
+        from kitmlflow_tui import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def disable_mlflow_telemetry() -> None:

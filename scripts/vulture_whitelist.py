@@ -63,3 +63,5 @@ _.split_weights
 _.connect_attempts
 # the Python API's results: read by its users (docs/python-api.md)
 _.excluded
+# a module's __getattr__ (PEP 562): the package's API functions load on first use
+_.__getattr__

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kitmlflow_tui.api import prepare_download, prepare_import
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.browse import open_wizard
 from kitmlflow_tui.cli.documents import DownloadDocument, ImportDocument
@@ -101,6 +100,8 @@ def import_command(
     """Import an MLflow run (or registered model) as a ModelKit (and push it with --push)."""
 
     def body(out: Output) -> int:
+        from kitmlflow_tui.api import prepare_import
+
         check_registry_flags(push)
         request = prepare_import(
             uri,
@@ -221,6 +222,8 @@ def download(
     """Download the selected artifacts of a run (no Kitfile, no pack)."""
 
     def body(out: Output) -> int:
+        from kitmlflow_tui.api import prepare_download
+
         request = prepare_download(
             uri,
             dest,

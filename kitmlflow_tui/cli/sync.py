@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kitmlflow_tui.api import SyncRequest, prepare_sync
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.documents import SyncDocument
 from kitmlflow_tui.cli.options import (
@@ -29,6 +28,7 @@ from kitmlflow_tui.core import settings
 from kitmlflow_tui.core.errors import BadInputError, InterruptedByUser, SyncFailedError
 
 if TYPE_CHECKING:
+    from kitmlflow_tui.api import SyncRequest
     from kitmlflow_tui.cli.sync_lines import SyncLines
     from kitmlflow_tui.core.sync import SyncObserver, SyncResult
 
@@ -83,6 +83,8 @@ def sync(
     """
 
     def body(out: Output) -> int:
+        from kitmlflow_tui.api import prepare_sync
+
         request = prepare_sync(
             uri,
             to,

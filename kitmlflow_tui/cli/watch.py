@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kitmlflow_tui.api import filter_spec
 from kitmlflow_tui.cli.app import CONTEXT, cli
 from kitmlflow_tui.cli.options import (
     FilterFlags,
@@ -166,6 +165,7 @@ class _ModelFlags:
 def _watch_config(uri: str | None, config_path: Path | None, flags: _ModelFlags) -> tuple[WatchConfig, str | None]:
     """The models to follow, from --config or from the URI and its options; and the URI's server, if any. With
     --config, KITMLFLOW_SIGN_KEY signs for the entries that name no sign_key of their own."""
+    from kitmlflow_tui.api import filter_spec
     from kitmlflow_tui.core.reference import ModelRef
     from kitmlflow_tui.watch.config import WatchConfig, WatchedModel, check_entry, load_config
 
