@@ -286,16 +286,17 @@ def resolve_tracking_uri(from_reference: str | None, from_flag: str | None) -> s
     return chosen
 
 
-def no_tracking_server(folder: Path) -> BadInputError:
-    """No server named anywhere (exit 2): the three ways to name one, and a store ``folder`` already holds."""
-    hint = (
+def no_tracking_server(folder: Path, *, ways: str = "", flag: str = "--tracking-uri") -> BadInputError:
+    """No server named anywhere (exit 2): the ways to name one (``ways``; the headless commands' by default), and
+    a store ``folder`` already holds, as ``flag URI``."""
+    hint = ways or (
         "Name one: a host in the URI (mlflow://HOST/runs/RUN), --tracking-uri URI, or MLFLOW_TRACKING_URI; "
         "kitmlflow demo builds a local demo store to try it on."
     )
     if (folder / "mlflow.db").is_file():
-        hint += f"\nThis folder holds an MLflow store: --tracking-uri sqlite:///{(folder / 'mlflow.db').as_posix()}"
+        hint += f"\nThis folder holds an MLflow store: {flag} sqlite:///{(folder / 'mlflow.db').as_posix()}"
     elif (folder / "mlruns").is_dir():
-        hint += f"\nThis folder holds an MLflow store: --tracking-uri {(folder / 'mlruns').as_uri()}"
+        hint += f"\nThis folder holds an MLflow store: {flag} {(folder / 'mlruns').as_uri()}"
     return BadInputError(
         "No MLflow tracking server is configured (and kitmlflow does not create MLflow's default ./mlflow.db here).",
         hint=hint,

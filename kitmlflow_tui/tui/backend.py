@@ -117,18 +117,14 @@ def connect(reference: Reference | None, tracking_uri_flag: str | None) -> Backe
 
 
 def no_server_configured(folder: Path) -> BadInputError:
-    hint = (
+    """The wizard's words for no server: how to name one when starting it."""
+    from kitmlflow_tui.core.reference import no_tracking_server
+
+    ways = (
         "Name one: kitmlflow --tracking-uri URI (or kitmlflow http://HOST:PORT), or set MLFLOW_TRACKING_URI; "
         "kitmlflow demo builds a demo store and opens it."
     )
-    if (folder / "mlflow.db").is_file():
-        hint += f"\nThis folder holds an MLflow store: kitmlflow --tracking-uri sqlite:///{(folder / 'mlflow.db').as_posix()}"
-    elif (folder / "mlruns").is_dir():
-        hint += f"\nThis folder holds an MLflow store: kitmlflow --tracking-uri {(folder / 'mlruns').as_uri()}"
-    return BadInputError(
-        "No MLflow tracking server is configured (and kitmlflow does not create MLflow's default ./mlflow.db here).",
-        hint=hint,
-    )
+    return no_tracking_server(folder, ways=ways, flag="kitmlflow --tracking-uri")
 
 
 def planned_tracking_uri(reference: Reference | None, tracking_uri_flag: str | None) -> str | None:
