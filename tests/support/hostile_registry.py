@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from tests.support.registry_servers import Pki, Registry
+from tests.support.served import ServedInThread, serving
 
 HOST = "127.0.0.1"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
@@ -72,7 +73,7 @@ class RegistryScenario:
     stall_after_forwarding: bool = False  # a stalled request still reaches the upstream registry first
 
 
-class HostileRegistry:
+class HostileRegistry(ServedInThread):
     def __init__(self, scenario: RegistryScenario) -> None:
         self.scenario = scenario
         self.seen: list[Seen] = []
@@ -110,24 +111,9 @@ class HostileRegistry:
         """Requests that came in plain text to a TLS port."""
         return [seen for seen in self.seen if self.scenario.tls is not None and not seen.tls]
 
-    def start(self) -> HostileRegistry:
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=10)
-
-
-@contextlib.contextmanager
-def hostile_registry(scenario: RegistryScenario) -> Iterator[HostileRegistry]:
-    server = HostileRegistry(scenario).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def hostile_registry(scenario: RegistryScenario) -> contextlib.AbstractContextManager[HostileRegistry]:
+    return serving(HostileRegistry(scenario))
 
 
 class _Server(ThreadingHTTPServer):

@@ -33,10 +33,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.support.served import ServedInThread, serving
 
 EXPERIMENT_ID = "7"
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -131,7 +133,7 @@ class Scenario:
     model_versions: tuple[str, ...] = ()
 
 
-class HostileServer:
+class HostileServer(ServedInThread):
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.stopping = threading.Event()
@@ -177,24 +179,9 @@ class HostileServer:
             self.echoed[route] = self.echoed.get(route, 0) + 1
             return True
 
-    def start(self) -> HostileServer:
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=10)
-
-
-@contextlib.contextmanager
-def hostile_server(scenario: Scenario) -> Iterator[HostileServer]:
-    server = HostileServer(scenario).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def hostile_server(scenario: Scenario) -> contextlib.AbstractContextManager[HostileServer]:
+    return serving(HostileServer(scenario))
 
 
 def run_document(scenario: Scenario) -> dict:
