@@ -32,6 +32,10 @@ class ListingRoot:
     prefix: str
     model: str | None = None
 
+    def local(self, path: str) -> str:
+        """Where ``path`` of this root's store lands locally."""
+        return f"{self.prefix}/{path}" if self.prefix and path else (self.prefix or path)
+
 
 def list_roots(
     repository: Callable[[str], Any],
@@ -79,8 +83,7 @@ class _Folder:
 
     @property
     def local_dir(self) -> str:
-        prefix, path = self.root.prefix, self.path
-        return f"{prefix}/{path}" if prefix and path else (prefix or path)
+        return self.root.local(self.path)
 
 
 class _TreeListing:
@@ -157,7 +160,7 @@ class _TreeListing:
         """A file, or a folder the proxy cannot list (in the tree as one unavailable entry)."""
         if root.model is not None and child in _CLIENT_SIDE_FILES:
             return
-        local = f"{root.prefix}/{child}" if root.prefix else child
+        local = root.local(child)
         if local in self.files:
             return  # a server that lists a name twice gets it once
         if local in self._local_dirs:

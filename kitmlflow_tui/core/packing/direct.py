@@ -180,20 +180,16 @@ def pack_direct(
     except OSError as exc:
         raise PackError(f"Writing the ModelKit into {storage.root} failed: {exc.strerror or exc}") from exc
     shutil.rmtree(resume_dir, ignore_errors=True)
-    return DirectResult(
-        packed, resume_dir, filled.moved + filled.in_memory, filled.reused - filled.dropped, filled.total
-    )
+    return DirectResult(packed, resume_dir, filled.downloaded_bytes, filled.reused_bytes, filled.total_bytes)
 
 
 @dataclass(frozen=True)
 class _Filled:
-    """What filling the layer blobs took: bytes fetched, dropped (a changed file's), already there, in memory."""
+    """What filling the layer blobs took, as :class:`DirectResult` counts it."""
 
-    moved: int
-    dropped: int
-    reused: int
-    in_memory: int
-    total: int
+    downloaded_bytes: int  # fetched now, the Kitfile's in-memory contents included
+    reused_bytes: int  # already in the partial blobs, less what a changed file dropped
+    total_bytes: int
 
 
 def _fill_blobs(
@@ -229,7 +225,8 @@ def _fill_blobs(
         transfer.run(jobs_todo)
     finally:
         transfer.close()
-    return _Filled(transfer.moved, transfer.dropped, total - still - in_memory, in_memory, total)
+    reused = total - still - in_memory
+    return _Filled(transfer.moved + in_memory, reused - transfer.dropped, total)
 
 
 def _commit_layers(
